@@ -1,0 +1,86 @@
+//! The error type shared by every compression crate.
+
+/// Errors shared by every compression crate.
+///
+/// Each variant carries the parameter path (where there is one) and the values involved, so a
+/// message like ``shape mismatch at `encoder.0.weight`: expected [64, 32], got [32, 64]`` can be
+/// acted on without a debugger.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CoreError {
+    /// A parameter or array did not have the shape an operation required.
+    #[error("shape mismatch at `{path}`: expected {expected:?}, got {actual:?}")]
+    ShapeMismatch {
+        /// Parameter path or argument name.
+        path: String,
+        /// The shape that was required.
+        expected: Vec<usize>,
+        /// The shape that was found.
+        actual: Vec<usize>,
+    },
+    /// A configuration value was out of range.
+    #[error("invalid `{name}`: {reason}")]
+    InvalidConfig {
+        /// Name of the configuration field.
+        name: String,
+        /// What was wrong with it, including the value.
+        reason: String,
+    },
+    /// A tensor held NaN or infinity where finite values are required.
+    #[error("non-finite value {value} at `{path}` (flat index {index})")]
+    NonFinite {
+        /// Parameter path or argument name.
+        path: String,
+        /// Flat (row-major) index of the first offending element.
+        index: usize,
+        /// The offending value.
+        value: f64,
+    },
+    /// A tensor was empty where at least one element is required.
+    #[error("empty tensor at `{path}` (shape {shape:?})")]
+    Empty {
+        /// Parameter path or argument name.
+        path: String,
+        /// The shape, which has a zero-sized dimension.
+        shape: Vec<usize>,
+    },
+    /// A named parameter was expected but not found.
+    #[error("missing parameter `{path}`")]
+    MissingParam {
+        /// The path that was looked for.
+        path: String,
+    },
+    /// A layer was used out of order (e.g. `backward` before `forward`).
+    #[error("invalid state in `{layer}`: {reason}")]
+    InvalidState {
+        /// The layer type or path.
+        layer: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// An ndarray reshape or broadcast failed.
+    #[error(transparent)]
+    Shape(#[from] ndarray::ShapeError),
+}
+
+impl CoreError {
+    /// Builds an [`CoreError::InvalidConfig`] from a field name and a reason.
+    pub fn config(name: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::InvalidConfig {
+            name: name.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Builds a [`CoreError::ShapeMismatch`].
+    pub fn shape(path: impl Into<String>, expected: &[usize], actual: &[usize]) -> Self {
+        Self::ShapeMismatch {
+            path: path.into(),
+            expected: expected.to_vec(),
+            actual: actual.to_vec(),
+        }
+    }
+}
+
+/// `Result` with [`CoreError`] as the default error.
+pub type Result<T, E = CoreError> = std::result::Result<T, E>;

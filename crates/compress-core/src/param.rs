@@ -1,0 +1,232 @@
+//! Named trainable tensors.
+
+use std::borrow::Cow;
+
+use ndarray::{ArrayD, IxDyn};
+
+use crate::{CoreError, Float, Parametrization, Result};
+
+/// What role a parameter plays; techniques use it to choose defaults
+/// (biases and normalisation parameters are skipped unless asked for).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum ParamKind {
+    /// A weight matrix or kernel.
+    #[default]
+    Weight,
+    /// An additive bias.
+    Bias,
+    /// A normalisation scale or shift (BatchNorm gamma/beta).
+    Norm,
+    /// Non-trainable state that is saved with the model (running statistics).
+    Buffer,
+}
+
+/// A named, trainable tensor: stored value, accumulated gradient and a stack of
+/// [`Parametrization`]s that turn the stored value into the effective one.
+#[derive(Debug, Clone)]
+pub struct Param<F: Float> {
+    value: ArrayD<F>,
+    grad: Option<ArrayD<F>>,
+    kind: ParamKind,
+    chain: Vec<Box<dyn Parametrization<F>>>,
+}
+
+impl<F: Float> Param<F> {
+    /// A weight parameter holding `value`.
+    pub fn new(value: ArrayD<F>) -> Self {
+        Self::with_kind(value, ParamKind::Weight)
+    }
+
+    /// A parameter of the given kind.
+    pub fn with_kind(value: ArrayD<F>, kind: ParamKind) -> Self {
+        Self {
+            value,
+            grad: None,
+            kind,
+            chain: Vec::new(),
+        }
+    }
+
+    /// The parameter's kind.
+    pub fn kind(&self) -> ParamKind {
+        self.kind
+    }
+
+    /// The stored value (before parametrizations).
+    pub fn value(&self) -> &ArrayD<F> {
+        &self.value
+    }
+
+    /// Mutable stored value.
+    pub fn value_mut(&mut self) -> &mut ArrayD<F> {
+        &mut self.value
+    }
+
+    /// Replaces the stored value.
+    ///
+    /// # Errors
+    ///
+    /// [`CoreError::ShapeMismatch`] if `value` has a different shape (path `"value"`).
+    pub fn set_value(&mut self, value: ArrayD<F>) -> Result<()> {
+        if value.shape() != self.value.shape() {
+            return Err(CoreError::shape("value", self.value.shape(), value.shape()));
+        }
+        self.value = value;
+        Ok(())
+    }
+
+    /// Replaces the stored value with one of any shape, dropping gradient and
+    /// parametrizations (used by structured shrinking and factorization).
+    pub fn reset(&mut self, value: ArrayD<F>) {
+        self.value = value;
+        self.grad = None;
+        self.chain.clear();
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &[usize] {
+        self.value.shape()
+    }
+
+    /// Number of scalars.
+    pub fn len(&self) -> usize {
+        self.value.len()
+    }
+
+    /// Whether the parameter holds no scalars.
+    pub fn is_empty(&self) -> bool {
+        self.value.is_empty()
+    }
+
+    /// The value used in forward: the stored value passed through every parametrization.
+    /// Borrowed when there are none.
+    pub fn effective(&self) -> Cow<'_, ArrayD<F>> {
+        let mut it = self.chain.iter();
+        match it.next() {
+            None => Cow::Borrowed(&self.value),
+            Some(first) => {
+                let mut w = first.forward(&self.value);
+                for p in it {
+                    w = p.forward(&w);
+                }
+                Cow::Owned(w)
+            }
+        }
+    }
+
+    /// Adds `grad` (the gradient with respect to the effective value) to this parameter's
+    /// gradient, passing it back through the parametrizations in reverse order.
+    ///
+    /// # Errors
+    ///
+    /// [`CoreError::ShapeMismatch`] if `grad` does not have the parameter's shape.
+    pub fn accumulate_grad(&mut self, grad: ArrayD<F>) -> Result<()> {
+        if grad.shape() != self.value.shape() {
+            return Err(CoreError::shape("grad", self.value.shape(), grad.shape()));
+        }
+        let mut g = grad;
+        if !self.chain.is_empty() {
+            // Inputs of each parametrization, recomputed (forward is cheap next to the GEMMs).
+            let mut inputs: Vec<ArrayD<F>> = Vec::with_capacity(self.chain.len());
+            let mut w = self.value.clone();
+            for p in &self.chain {
+                let next = p.forward(&w);
+                inputs.push(w);
+                w = next;
+            }
+            for (p, input) in self.chain.iter_mut().zip(inputs.iter()).rev() {
+                p.accumulate_own_grad(input, &g);
+                g = p.backward(input, g);
+            }
+        }
+        match &mut self.grad {
+            Some(acc) => *acc += &g,
+            None => self.grad = Some(g),
+        }
+        Ok(())
+    }
+
+    /// The accumulated gradient with respect to the stored value, if any.
+    pub fn grad(&self) -> Option<&ArrayD<F>> {
+        self.grad.as_ref()
+    }
+
+    /// Clears the accumulated gradient.
+    pub fn zero_grad(&mut self) {
+        if let Some(g) = &mut self.grad {
+            g.fill(F::zero());
+        }
+    }
+
+    /// Applies an optimizer update `f(stored, grad)` when there is a gradient, then lets
+    /// every parametrization project the stored value and step its own state with `lr`.
+    pub fn update(&mut self, lr: F, f: impl FnOnce(&mut ArrayD<F>, &ArrayD<F>)) {
+        if let Some(g) = &self.grad {
+            f(&mut self.value, g);
+        }
+        for p in &mut self.chain {
+            p.step_own(lr);
+            p.project(&mut self.value);
+        }
+    }
+
+    /// Attaches a parametrization on top of the existing ones.
+    ///
+    /// # Errors
+    ///
+    /// Whatever [`Parametrization::validate`] reports for this parameter's shape.
+    pub fn push_parametrization(&mut self, p: Box<dyn Parametrization<F>>) -> Result<()> {
+        p.validate(self.value.shape())?;
+        p.project(&mut self.value);
+        self.chain.push(p);
+        Ok(())
+    }
+
+    /// The attached parametrizations, in application order.
+    pub fn parametrizations(&self) -> &[Box<dyn Parametrization<F>>] {
+        &self.chain
+    }
+
+    /// Mutable access to the attached parametrizations.
+    pub fn parametrizations_mut(&mut self) -> &mut [Box<dyn Parametrization<F>>] {
+        &mut self.chain
+    }
+
+    /// The first attached parametrization of concrete type `P`.
+    pub fn find_parametrization<P: Parametrization<F>>(&self) -> Option<&P> {
+        self.chain
+            .iter()
+            .find_map(|p| p.as_any().downcast_ref::<P>())
+    }
+
+    /// Mutable access to the first attached parametrization of type `P`.
+    pub fn find_parametrization_mut<P: Parametrization<F>>(&mut self) -> Option<&mut P> {
+        self.chain
+            .iter_mut()
+            .find_map(|p| p.as_any_mut().downcast_mut::<P>())
+    }
+
+    /// Removes every parametrization named `name`, keeping the stored value as it is.
+    /// Returns how many were removed.
+    pub fn remove_parametrizations(&mut self, name: &str) -> usize {
+        let before = self.chain.len();
+        self.chain.retain(|p| p.name() != name);
+        before - self.chain.len()
+    }
+
+    /// Makes the parametrizations permanent: the stored value becomes the effective value
+    /// and the stack is cleared.
+    pub fn bake(&mut self) {
+        if !self.chain.is_empty() {
+            self.value = self.effective().into_owned();
+            self.chain.clear();
+            self.grad = None;
+        }
+    }
+
+    /// An all-zero array of this parameter's shape.
+    pub fn zeros_like(&self) -> ArrayD<F> {
+        ArrayD::zeros(IxDyn(self.value.shape()))
+    }
+}

@@ -1,0 +1,77 @@
+//! Parametrizations: the one mechanism behind every training-time technique.
+
+use std::any::Any;
+use std::fmt;
+
+use ndarray::ArrayD;
+
+use crate::{Float, Result};
+
+/// Maps a parameter's stored value to the effective value used in forward, and the gradient
+/// of the effective value back to the stored one (PyTorch's `parametrize`).
+///
+/// A pruning mask (`w * m`, gradient `g * m`), fake quantization with a straight-through
+/// estimator, BinaryConnect (`sign(w)` forward, clipped STE backward) and trained clustering
+/// (centroids forward, gradients summed per cluster) are all parametrizations. Layers never
+/// know which are attached: they call [`Param::effective`](crate::Param::effective) in forward
+/// and [`Param::accumulate_grad`](crate::Param::accumulate_grad) in backward.
+///
+/// Several may be stacked on one parameter; they apply in the order they were pushed
+/// (the first pushed sees the stored value, the last produces the effective value) and
+/// gradients flow back through them in reverse.
+pub trait Parametrization<F: Float>: fmt::Debug + Send + Sync + 'static {
+    /// A short name (`"mask"`, `"fake_quant"`, ...) used in reports and for lookups.
+    fn name(&self) -> &'static str;
+
+    /// Checks that this parametrization fits a parameter of `shape` (called when attached).
+    ///
+    /// # Errors
+    ///
+    /// A [`CoreError`](crate::CoreError) describing the mismatch.
+    fn validate(&self, shape: &[usize]) -> Result<()> {
+        let _ = shape;
+        Ok(())
+    }
+
+    /// Input value -> output value.
+    fn forward(&self, input: &ArrayD<F>) -> ArrayD<F>;
+
+    /// Gradient with respect to the output -> gradient with respect to the input.
+    ///
+    /// `input` is the value this parametrization saw in forward.
+    fn backward(&self, input: &ArrayD<F>, grad_output: ArrayD<F>) -> ArrayD<F>;
+
+    /// Accumulates whatever state this parametrization trains from its own gradient
+    /// (e.g. a learnable quantization range or cluster centroids). Called by
+    /// [`Param::accumulate_grad`](crate::Param::accumulate_grad) before `backward`.
+    fn accumulate_own_grad(&mut self, input: &ArrayD<F>, grad_output: &ArrayD<F>) {
+        let _ = (input, grad_output);
+    }
+
+    /// Applies an optimizer step to this parametrization's own trainable state
+    /// (`lr`-scaled plain gradient descent), then clears its gradient.
+    fn step_own(&mut self, lr: F) {
+        let _ = lr;
+    }
+
+    /// Projects the stored value after an optimizer step (e.g. BinaryConnect clips the
+    /// real-valued shadow weights to `[-1, 1]`; a mask may re-zero pruned entries).
+    fn project(&self, stored: &mut ArrayD<F>) {
+        let _ = stored;
+    }
+
+    /// A boxed clone (parametrizations are cloned with their parameter).
+    fn clone_box(&self) -> Box<dyn Parametrization<F>>;
+
+    /// Downcasting support, so a technique can find and update its own state.
+    fn as_any(&self) -> &dyn Any;
+
+    /// Mutable downcasting support.
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+impl<F: Float> Clone for Box<dyn Parametrization<F>> {
+    fn clone(&self) -> Self {
+        self.clone_box()
+    }
+}

@@ -1,0 +1,87 @@
+//! The scalar bound and tensor statistics.
+
+use ndarray::{ArrayRef, Dimension, NdFloat};
+use num_traits::{FromPrimitive, float::TotalOrder};
+
+use crate::{CoreError, Result};
+
+/// Scalar types the compression crates are generic over (`f32`, `f64`).
+pub trait Float: NdFloat + FromPrimitive + Default + TotalOrder {
+    /// Converts an `f64` constant to this type (exact for `f64`, rounded for `f32`).
+    fn lit(x: f64) -> Self;
+    /// Widens to `f64` for statistics and reporting.
+    fn as_f64(self) -> f64;
+}
+
+impl Float for f32 {
+    #[inline]
+    fn lit(x: f64) -> Self {
+        x as f32
+    }
+    #[inline]
+    fn as_f64(self) -> f64 {
+        f64::from(self)
+    }
+}
+
+impl Float for f64 {
+    #[inline]
+    fn lit(x: f64) -> Self {
+        x
+    }
+    #[inline]
+    fn as_f64(self) -> f64 {
+        self
+    }
+}
+
+/// Statistics every technique needs, on any owned array or view.
+pub trait TensorExt<F: Float> {
+    /// Sum of absolute values.
+    fn l1_norm(&self) -> F;
+    /// Euclidean (Frobenius) norm.
+    fn l2_norm(&self) -> F;
+    /// Number of elements that are not exactly zero.
+    fn count_nonzero(&self) -> usize;
+    /// Fraction of exactly-zero elements, in `[0, 1]`; `0` for an empty array.
+    fn sparsity(&self) -> f64;
+    /// Checks that every element is finite.
+    ///
+    /// # Errors
+    ///
+    /// [`CoreError::NonFinite`] naming `path`, the first bad flat index and its value.
+    fn check_finite(&self, path: &str) -> Result<()>;
+}
+
+impl<F: Float, D: Dimension> TensorExt<F> for ArrayRef<F, D> {
+    fn l1_norm(&self) -> F {
+        self.iter().fold(F::zero(), |acc, &x| acc + x.abs())
+    }
+
+    fn l2_norm(&self) -> F {
+        self.iter().fold(F::zero(), |acc, &x| acc + x * x).sqrt()
+    }
+
+    fn count_nonzero(&self) -> usize {
+        self.iter().filter(|&&x| x != F::zero()).count()
+    }
+
+    fn sparsity(&self) -> f64 {
+        let n = self.len();
+        if n == 0 {
+            return 0.0;
+        }
+        (n - self.count_nonzero()) as f64 / n as f64
+    }
+
+    fn check_finite(&self, path: &str) -> Result<()> {
+        match self.iter().position(|x| !x.is_finite()) {
+            None => Ok(()),
+            Some(index) => Err(CoreError::NonFinite {
+                path: path.to_string(),
+                index,
+                value: self.iter().nth(index).map_or(f64::NAN, |v| v.as_f64()),
+            }),
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! MNIST in the IDX format.

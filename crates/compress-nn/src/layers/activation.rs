@@ -1,0 +1,113 @@
+//! Element-wise activations.
+
+use compress_core::{
+    Cost, Float, Layer, Mode, Module, ParamPath, ParamVisitor, ParamVisitorMut, Result,
+};
+use ndarray::{ArrayD, ArrayRef, IxDyn, Zip};
+
+use super::no_forward;
+
+macro_rules! activation {
+    ($(#[$doc:meta])* $name:ident, $label:literal, |$x:ident| $f:expr, |$xi:ident| $df:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Default)]
+        pub struct $name<F: Float> {
+            input: Option<ArrayD<F>>,
+        }
+
+        impl<F: Float> $name<F> {
+            /// A new activation.
+            pub fn new() -> Self {
+                Self { input: None }
+            }
+        }
+
+        impl<F: Float> Module<F> for $name<F> {
+            fn visit(&self, _: &mut ParamPath, _: &mut dyn ParamVisitor<F>) {}
+            fn visit_mut(&mut self, _: &mut ParamPath, _: &mut dyn ParamVisitorMut<F>) -> Result<()> {
+                Ok(())
+            }
+        }
+
+        impl<F: Float> Layer<F> for $name<F> {
+            fn name(&self) -> &'static str {
+                $label
+            }
+
+            fn forward(&mut self, x: &ArrayRef<F, IxDyn>, mode: Mode) -> Result<ArrayD<F>> {
+                let y = x.mapv(|$x: F| $f);
+                self.input = (mode == Mode::Train).then(|| x.to_owned());
+                Ok(y)
+            }
+
+            fn backward(&mut self, grad: &ArrayRef<F, IxDyn>) -> Result<ArrayD<F>> {
+                let x = self.input.as_ref().ok_or_else(|| no_forward($label))?;
+                if x.shape() != grad.shape() {
+                    return Err(compress_core::CoreError::shape(
+                        concat!($label, " grad"),
+                        x.shape(),
+                        grad.shape(),
+                    ));
+                }
+                let mut out = grad.to_owned();
+                Zip::from(&mut out).and(x).for_each(|g, &$xi| *g = *g * $df);
+                Ok(out)
+            }
+
+            fn cost(&self, input_shape: &[usize]) -> Result<Cost> {
+                Ok(Cost::passthrough(input_shape))
+            }
+        }
+    };
+}
+
+activation!(
+    /// `max(0, x)`.
+    ReLU, "ReLU",
+    |x| if x > F::zero() { x } else { F::zero() },
+    |x| if x > F::zero() { F::one() } else { F::zero() }
+);
+
+activation!(
+    /// `min(max(0, x), 6)` (MobileNet).
+    ReLU6, "ReLU6",
+    |x| x.max(F::zero()).min(F::lit(6.0)),
+    |x| if x > F::zero() && x < F::lit(6.0) { F::one() } else { F::zero() }
+);
+
+activation!(
+    /// Hyperbolic tangent.
+    Tanh, "Tanh",
+    |x| x.tanh(),
+    |x| { let t = x.tanh(); F::one() - t * t }
+);
+
+activation!(
+    /// Logistic sigmoid `1 / (1 + e^-x)`.
+    Sigmoid, "Sigmoid",
+    |x| sigmoid(x),
+    |x| { let s = sigmoid(x); s * (F::one() - s) }
+);
+
+activation!(
+    /// `x * relu6(x + 3) / 6` (MobileNetV3).
+    HardSwish, "HardSwish",
+    |x| x * (x + F::lit(3.0)).max(F::zero()).min(F::lit(6.0)) / F::lit(6.0),
+    |x| if x <= F::lit(-3.0) {
+        F::zero()
+    } else if x >= F::lit(3.0) {
+        F::one()
+    } else {
+        (F::lit(2.0) * x + F::lit(3.0)) / F::lit(6.0)
+    }
+);
+
+/// Numerically stable logistic function.
+fn sigmoid<F: Float>(x: F) -> F {
+    if x >= F::zero() {
+        F::one() / (F::one() + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (F::one() + e)
+    }
+}

@@ -1,0 +1,146 @@
+//! Fully connected layer.
+
+use compress_core::{
+    Cost, Float, Layer, Mode, Module, Param, ParamKind, ParamPath, ParamVisitor, ParamVisitorMut,
+    Result, TensorExt,
+};
+use ndarray::{Array2, ArrayD, ArrayRef, Axis, Ix1, Ix2, IxDyn};
+use rand::Rng;
+
+use super::{as_2d, no_forward};
+use crate::init::kaiming_uniform;
+
+/// `y = x W^T + b`.
+///
+/// # Shapes
+///
+/// - input: `[batch, in_features]`
+/// - output: `[batch, out_features]`
+/// - `weight`: `[out_features, in_features]`, `bias`: `[out_features]`
+#[derive(Debug, Clone)]
+pub struct Linear<F: Float> {
+    /// Weight `[out, in]`.
+    pub weight: Param<F>,
+    /// Optional bias `[out]`.
+    pub bias: Option<Param<F>>,
+    input: Option<Array2<F>>,
+}
+
+impl<F: Float> Linear<F> {
+    /// A layer with PyTorch's default initialisation (uniform in `±1/sqrt(in)`).
+    pub fn new<R: Rng + ?Sized>(
+        in_features: usize,
+        out_features: usize,
+        bias: bool,
+        rng: &mut R,
+    ) -> Self {
+        let w = kaiming_uniform(&[out_features, in_features], in_features, rng);
+        let b = bias.then(|| kaiming_uniform(&[out_features], in_features, rng));
+        Self::from_arrays(w, b)
+    }
+
+    /// A layer holding the given weight `[out, in]` and bias `[out]`.
+    ///
+    /// # Panics
+    ///
+    /// If `weight` is not 2-D or `bias` does not have `out` elements.
+    #[track_caller]
+    pub fn from_arrays(weight: ArrayD<F>, bias: Option<ArrayD<F>>) -> Self {
+        assert_eq!(weight.ndim(), 2, "Linear weight must be [out, in]");
+        if let Some(b) = &bias {
+            assert_eq!(b.shape(), &weight.shape()[..1], "Linear bias must be [out]");
+        }
+        Self {
+            weight: Param::new(weight),
+            bias: bias.map(|b| Param::with_kind(b, ParamKind::Bias)),
+            input: None,
+        }
+    }
+
+    /// Number of input features.
+    pub fn in_features(&self) -> usize {
+        self.weight.shape()[1]
+    }
+
+    /// Number of output features.
+    pub fn out_features(&self) -> usize {
+        self.weight.shape()[0]
+    }
+}
+
+impl<F: Float> Module<F> for Linear<F> {
+    fn visit(&self, path: &mut ParamPath, v: &mut dyn ParamVisitor<F>) {
+        path.scoped("weight", |p| v.visit(p, &self.weight));
+        if let Some(b) = &self.bias {
+            path.scoped("bias", |p| v.visit(p, b));
+        }
+    }
+    fn visit_mut(&mut self, path: &mut ParamPath, v: &mut dyn ParamVisitorMut<F>) -> Result<()> {
+        path.scoped("weight", |p| v.visit_mut(p, &mut self.weight))?;
+        if let Some(b) = &mut self.bias {
+            path.scoped("bias", |p| v.visit_mut(p, b))?;
+        }
+        Ok(())
+    }
+}
+
+impl<F: Float> Layer<F> for Linear<F> {
+    fn name(&self) -> &'static str {
+        "Linear"
+    }
+
+    fn forward(&mut self, x: &ArrayRef<F, IxDyn>, mode: Mode) -> Result<ArrayD<F>> {
+        let x2 = as_2d(x, "Linear", self.in_features())?;
+        let w = self.weight.effective();
+        let w = w.view().into_dimensionality::<Ix2>()?;
+        let mut y = x2.dot(&w.t());
+        if let Some(b) = &self.bias {
+            let b = b.effective();
+            y += &b.view().into_dimensionality::<Ix1>()?;
+        }
+        self.input = (mode == Mode::Train).then(|| x2.to_owned());
+        Ok(y.into_dyn())
+    }
+
+    fn backward(&mut self, grad: &ArrayRef<F, IxDyn>) -> Result<ArrayD<F>> {
+        let x = self.input.as_ref().ok_or_else(|| no_forward("Linear"))?;
+        let g = as_2d(grad, "Linear grad", self.out_features())?;
+        if g.nrows() != x.nrows() {
+            return Err(compress_core::CoreError::shape(
+                "Linear grad",
+                &[x.nrows(), self.out_features()],
+                g.shape(),
+            ));
+        }
+        let w = self.weight.effective().into_owned();
+        let w = w.into_dimensionality::<Ix2>()?;
+        let dx = g.dot(&w);
+        self.weight.accumulate_grad(g.t().dot(x).into_dyn())?;
+        if let Some(b) = &mut self.bias {
+            b.accumulate_grad(g.sum_axis(Axis(0)).into_dyn())?;
+        }
+        Ok(dx.into_dyn())
+    }
+
+    fn cost(&self, input_shape: &[usize]) -> Result<Cost> {
+        if input_shape != [self.in_features()] {
+            return Err(compress_core::CoreError::shape(
+                "Linear input",
+                &[self.in_features()],
+                input_shape,
+            ));
+        }
+        let bias_n = self.bias.as_ref().map_or(0, Param::len);
+        let bias_nz = self
+            .bias
+            .as_ref()
+            .map_or(0, |b| b.effective().count_nonzero());
+        let w = self.weight.effective();
+        Ok(Cost {
+            output_shape: vec![self.out_features()],
+            params: self.weight.len() + bias_n,
+            nonzero_params: w.count_nonzero() + bias_nz,
+            macs: self.weight.len() as u64,
+        })
+    }
+}

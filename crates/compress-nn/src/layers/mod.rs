@@ -1,0 +1,39 @@
+//! Reference layers. All implement [`compress_core::Layer`].
+
+mod activation;
+mod flatten;
+mod linear;
+mod sequential;
+
+pub use activation::{HardSwish, ReLU, ReLU6, Sigmoid, Tanh};
+pub use flatten::Flatten;
+pub use linear::Linear;
+pub use sequential::Sequential;
+
+use compress_core::{CoreError, Float};
+use ndarray::{ArrayRef, ArrayView2, Ix2, IxDyn};
+
+/// Views `x` as a 2-D batch `[N, features]`, naming `layer` in the error.
+pub(crate) fn as_2d<'a, F: Float>(
+    x: &'a ArrayRef<F, IxDyn>,
+    layer: &str,
+    features: usize,
+) -> Result<ArrayView2<'a, F>, CoreError> {
+    if x.ndim() != 2 || x.shape()[1] != features {
+        let n = x.shape().first().copied().unwrap_or(0);
+        return Err(CoreError::shape(
+            format!("{layer} input"),
+            &[n, features],
+            x.shape(),
+        ));
+    }
+    Ok(x.view().into_dimensionality::<Ix2>()?)
+}
+
+/// The error for `backward` without a cached training-mode `forward`.
+pub(crate) fn no_forward(layer: &str) -> CoreError {
+    CoreError::InvalidState {
+        layer: layer.to_string(),
+        reason: "backward called without a preceding forward in Mode::Train".to_string(),
+    }
+}

@@ -1,0 +1,40 @@
+//! Reference layers, losses, optimizers, training and data sets for netcompress.
+//!
+//! Every layer implements [`compress_core::Layer`] and reads its parameters through
+//! [`compress_core::Param::effective`], so pruning masks, fake quantization, binarization
+//! and clustering (all [`compress_core::Parametrization`]s) apply without the layers knowing.
+//!
+//! ```
+//! use compress_core::{Layer, Mode};
+//! use compress_nn::{Linear, ReLU, Sequential};
+//! use ndarray::ArrayD;
+//! use rand::{SeedableRng, rngs::StdRng};
+//!
+//! let mut rng = StdRng::seed_from_u64(0);
+//! let mut net = Sequential::<f32>::new()
+//!     .with(Linear::new(4, 8, true, &mut rng))
+//!     .with(ReLU::new())
+//!     .with(Linear::new(8, 3, true, &mut rng));
+//! let y = net.forward(&ArrayD::zeros(vec![2, 4]), Mode::Eval).unwrap();
+//! assert_eq!(y.shape(), &[2, 3]);
+//! assert_eq!(net.cost(&[4]).unwrap().macs, 4 * 8 + 8 * 3);
+//! ```
+//!
+//! **MSRV:** 1.88
+#![doc(test(attr(deny(warnings))))]
+
+pub mod data;
+mod error;
+pub mod init;
+pub mod io;
+pub mod layers;
+pub mod loss;
+pub mod models;
+pub mod optim;
+pub mod train;
+
+pub use data::Dataset;
+pub use error::{NnError, Result};
+pub use layers::{Flatten, HardSwish, Linear, ReLU, ReLU6, Sequential, Sigmoid, Tanh};
+pub use optim::{Adam, LrSchedule, Optimizer, Sgd};
+pub use train::{TrainConfig, TrainReport, Trainer};

@@ -1,0 +1,121 @@
+//! Adam and AdamW.
+
+use std::collections::HashMap;
+
+use compress_core::{CoreError, Float, Module, Param, ParamKind, ParamPath, Result};
+use ndarray::{ArrayD, Zip};
+
+use super::Optimizer;
+
+/// Adam (Kingma & Ba) with bias correction; with `decoupled(true)` it is AdamW
+/// (weight decay applied to the weights directly, not through the gradient).
+///
+/// Defaults: betas (0.9, 0.999), eps 1e-8, weight decay 0, coupled.
+#[derive(Debug, Clone)]
+pub struct Adam<F: Float> {
+    lr: F,
+    beta1: F,
+    beta2: F,
+    eps: F,
+    weight_decay: F,
+    decoupled: bool,
+    t: i32,
+    moments: HashMap<String, (ArrayD<F>, ArrayD<F>)>,
+}
+
+impl<F: Float> Adam<F> {
+    /// Adam with learning rate `lr`.
+    pub fn new(lr: F) -> Self {
+        Self {
+            lr,
+            beta1: F::lit(0.9),
+            beta2: F::lit(0.999),
+            eps: F::lit(1e-8),
+            weight_decay: F::zero(),
+            decoupled: false,
+            t: 0,
+            moments: HashMap::new(),
+        }
+    }
+
+    /// Sets the moment decay rates.
+    #[must_use]
+    pub fn betas(mut self, beta1: F, beta2: F) -> Self {
+        self.beta1 = beta1;
+        self.beta2 = beta2;
+        self
+    }
+
+    /// Sets the weight decay (weights only).
+    #[must_use]
+    pub fn weight_decay(mut self, wd: F) -> Self {
+        self.weight_decay = wd;
+        self
+    }
+
+    /// Decoupled weight decay (AdamW).
+    #[must_use]
+    pub fn decoupled(mut self, yes: bool) -> Self {
+        self.decoupled = yes;
+        self
+    }
+}
+
+impl<F: Float> Optimizer<F> for Adam<F> {
+    fn step(&mut self, model: &mut dyn Module<F>) -> Result<()> {
+        self.t += 1;
+        let (lr, b1, b2, eps) = (self.lr, self.beta1, self.beta2, self.eps);
+        let (wd_all, decoupled) = (self.weight_decay, self.decoupled);
+        let c1 = F::one() - b1.powi(self.t);
+        let c2 = F::one() - b2.powi(self.t);
+        let moments = &mut self.moments;
+        model.visit_mut(
+            &mut ParamPath::root(),
+            &mut |path: &ParamPath, p: &mut Param<F>| {
+                if p.kind() == ParamKind::Buffer || p.grad().is_none() {
+                    return Ok(());
+                }
+                let wd = if p.kind() == ParamKind::Weight {
+                    wd_all
+                } else {
+                    F::zero()
+                };
+                let key = path.to_string();
+                let (m, v) = moments
+                    .entry(key.clone())
+                    .or_insert_with(|| (p.zeros_like(), p.zeros_like()));
+                if m.shape() != p.shape() {
+                    return Err(CoreError::shape(key, p.shape(), m.shape()));
+                }
+                p.update(lr, |w, g| {
+                    Zip::from(w)
+                        .and(g)
+                        .and(&mut *m)
+                        .and(&mut *v)
+                        .for_each(|w, &g, m, v| {
+                            let g = if decoupled { g } else { g + wd * *w };
+                            *m = b1 * *m + (F::one() - b1) * g;
+                            *v = b2 * *v + (F::one() - b2) * g * g;
+                            let upd = (*m / c1) / ((*v / c2).sqrt() + eps);
+                            let decay = if decoupled { wd * *w } else { F::zero() };
+                            *w = *w - lr * (upd + decay);
+                        });
+                });
+                Ok(())
+            },
+        )
+    }
+
+    fn lr(&self) -> F {
+        self.lr
+    }
+
+    fn set_lr(&mut self, lr: F) {
+        self.lr = lr;
+    }
+
+    fn reset(&mut self) {
+        self.moments.clear();
+        self.t = 0;
+    }
+}

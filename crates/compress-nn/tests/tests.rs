@@ -1,0 +1,3 @@
+//! Integration tests for compress-nn.
+
+mod training;

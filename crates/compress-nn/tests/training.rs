@@ -1,0 +1,43 @@
+//! End-to-end training on the embedded digits.
+
+use compress_core::{Layer, Module};
+use compress_nn::data::digits;
+use compress_nn::models::mlp;
+use compress_nn::train::evaluate;
+use compress_nn::{Sgd, TrainConfig, Trainer};
+use rand::{SeedableRng, rngs::StdRng};
+
+#[test]
+fn digits_split_is_fixed_and_stratified() {
+    let (train, test) = digits::<f32>().unwrap();
+    assert_eq!(train.len() + test.len(), 1797);
+    for c in 0..10 {
+        let tr = train.labels.iter().filter(|&&l| l == c).count();
+        let te = test.labels.iter().filter(|&&l| l == c).count();
+        let frac = te as f64 / (tr + te) as f64;
+        assert!((frac - 0.2).abs() < 0.02, "class {c}: {frac}");
+    }
+    let (train2, _) = digits::<f32>().unwrap();
+    assert_eq!(train.labels, train2.labels);
+}
+
+#[test]
+fn reference_mlp_reaches_96_percent_on_digits() {
+    let (train, test) = digits::<f32>().unwrap();
+    let mut rng = StdRng::seed_from_u64(1);
+    let mut net = mlp::<f32, _>(&[64, 128, 64, 10], &mut rng);
+    assert_eq!(
+        net.num_params(),
+        64 * 128 + 128 + 128 * 64 + 64 + 64 * 10 + 10
+    );
+    let mut opt = Sgd::new(0.1).momentum(0.9);
+    let trainer = Trainer::new(TrainConfig {
+        epochs: 20,
+        batch_size: 32,
+        ..TrainConfig::default()
+    });
+    trainer.fit(&mut net, &mut opt, &train, None).unwrap();
+    let acc = evaluate(&mut net, &test, 512).unwrap();
+    assert!(acc >= 0.96, "accuracy {acc}");
+    assert_eq!(net.cost(&[64]).unwrap().output_shape, vec![10]);
+}
