@@ -10,7 +10,7 @@
 //! - [`CoreError`], [`Result`]: structured errors naming the path and the values.
 //!
 //! ```
-//! use compress_core::{Module, ModelStats, Param, ParamDict, TensorExt};
+//! use compress_core::{Module, ModelStats, Param, ParamDict};
 //! use ndarray::ArrayD;
 //!
 //! let mut model = ParamDict::<f32>::new();

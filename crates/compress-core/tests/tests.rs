@@ -1,1 +1,4 @@
-//! tests
+//! Integration tests for compress-core.
+
+mod parametrize;
+mod visitor;

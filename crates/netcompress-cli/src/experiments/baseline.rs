@@ -1,0 +1,69 @@
+//! `baseline`: the reference MLP (64-128-64-10 on digits, LeNet-300-100 on MNIST), dense f32.
+
+use compress_nn::models::mlp;
+use compress_nn::train::evaluate;
+use compress_nn::{Dataset, Sequential, Sgd, TrainConfig, Trainer};
+use rand::{SeedableRng, rngs::StdRng};
+use serde_json::json;
+
+use super::{Ctx, DataSource, Metrics, Report};
+use crate::error::Result;
+use crate::progress::EpochBar;
+
+/// Widths of the reference MLP for the context's data set.
+pub(crate) fn mlp_widths(ctx: &Ctx) -> Vec<usize> {
+    match ctx.data {
+        DataSource::Digits => vec![64, 128, 64, 10],
+        DataSource::Mnist(_) => vec![784, 300, 100, 10],
+    }
+}
+
+/// Trains `net` with SGD + momentum for `epochs`, showing a progress bar; returns test accuracy.
+pub(crate) fn train_sgd(
+    ctx: &Ctx,
+    label: &str,
+    net: &mut Sequential<f32>,
+    train: &Dataset<f32>,
+    test: &Dataset<f32>,
+    epochs: usize,
+    lr: f32,
+) -> Result<f64> {
+    let mut opt = Sgd::new(lr).momentum(0.9);
+    let trainer = Trainer::new(TrainConfig {
+        epochs,
+        batch_size: 32,
+        seed: ctx.seed,
+        ..TrainConfig::default()
+    });
+    let mut bar = EpochBar::new(label, epochs, ctx.progress);
+    let mut loss = compress_nn::train::CrossEntropy;
+    trainer.fit_with(net, &mut opt, train, None, &mut loss, &mut bar)?;
+    bar.finish();
+    Ok(evaluate(net, test, 512)?)
+}
+
+/// Trains the reference MLP on the context's data; returns the model and its test accuracy.
+pub(crate) fn train_reference_mlp(
+    ctx: &Ctx,
+    train: &Dataset<f32>,
+    test: &Dataset<f32>,
+) -> Result<(Sequential<f32>, f64)> {
+    let mut rng = StdRng::seed_from_u64(ctx.seed);
+    let mut net = mlp::<f32, _>(&mlp_widths(ctx), &mut rng);
+    let epochs = ctx.epochs(30, 15);
+    let acc = train_sgd(ctx, "reference MLP", &mut net, train, test, epochs, 0.05)?;
+    Ok((net, acc))
+}
+
+/// Runs `baseline`.
+pub(crate) fn run(ctx: &Ctx) -> Result<Report> {
+    let (train, test) = ctx.load_flat()?;
+    let (net, acc) = train_reference_mlp(ctx, &train, &test)?;
+    let m = Metrics::dense_f32(&net, &[ctx.input_dim()], acc)?;
+    let extra = json!({
+        "mlp": mlp_widths(ctx),
+        "train_samples": train.len(),
+        "test_samples": test.len(),
+    });
+    Ok(Report::new("baseline", ctx, m, m, extra))
+}

@@ -1,0 +1,175 @@
+//! The experiment registry behind `netcompress experiment` and `netcompress demo`.
+//!
+//! Each technique adds a file here with `pub(crate) fn run_<name>(ctx: &Ctx) -> Result<Report>`
+//! functions and registers them in [`REGISTRY`].
+
+mod baseline;
+
+use std::path::PathBuf;
+
+use compress_core::{Layer, ModelStats, Precision};
+use compress_nn::Dataset;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::{CliError, Result};
+
+/// Where the data comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum DataSource {
+    /// The embedded UCI digits (8x8).
+    Digits,
+    /// MNIST IDX files in this directory (28x28).
+    Mnist(PathBuf),
+}
+
+/// Everything an experiment needs to run.
+#[derive(Debug, Clone)]
+pub(crate) struct Ctx {
+    /// The data set.
+    pub(crate) data: DataSource,
+    /// Seed for initialisation and shuffles.
+    pub(crate) seed: u64,
+    /// Fast settings (used by `demo`): fewer epochs/seeds, same targets where possible.
+    pub(crate) fast: bool,
+    /// Show progress bars on stderr.
+    pub(crate) progress: bool,
+}
+
+impl Ctx {
+    /// `"digits"` or `"mnist"`.
+    pub(crate) fn data_name(&self) -> &'static str {
+        match self.data {
+            DataSource::Digits => "digits",
+            DataSource::Mnist(_) => "mnist",
+        }
+    }
+
+    /// `(train, test)` with flat samples (`[N, 64]` or `[N, 784]`), pixels in `[0, 1]`.
+    pub(crate) fn load_flat(&self) -> Result<(Dataset<f32>, Dataset<f32>)> {
+        match &self.data {
+            DataSource::Digits => Ok(compress_nn::data::digits::<f32>()?),
+            DataSource::Mnist(dir) => Err(CliError::Usage(format!("MNIST loader not wired yet ({})", dir.display()))), // LEAD-TODO: compress_nn::data::mnist::load
+        }
+    }
+
+    /// `(train, test)` as images `[N, 1, H, W]`.
+    pub(crate) fn load_images(&self) -> Result<(Dataset<f32>, Dataset<f32>)> {
+        let (tr, te) = self.load_flat()?;
+        let side = self.image_side();
+        Ok((tr.reshaped(&[1, side, side])?, te.reshaped(&[1, side, side])?))
+    }
+
+    /// 8 for digits, 28 for MNIST.
+    pub(crate) fn image_side(&self) -> usize {
+        match self.data {
+            DataSource::Digits => 8,
+            DataSource::Mnist(_) => 28,
+        }
+    }
+
+    /// Flat input width: 64 or 784.
+    pub(crate) fn input_dim(&self) -> usize {
+        self.image_side() * self.image_side()
+    }
+
+    /// Epochs to use: `full` normally, `fast` under `demo`.
+    pub(crate) fn epochs(&self, full: usize, fast: usize) -> usize {
+        if self.fast { fast } else { full }
+    }
+}
+
+/// Accuracy and size of one model, as the `--json` contract spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Default)]
+pub(crate) struct Metrics {
+    /// Test accuracy in `[0, 1]`.
+    pub(crate) accuracy: f64,
+    /// Parameters.
+    pub(crate) params: usize,
+    /// Non-zero parameters.
+    pub(crate) nonzero: usize,
+    /// Bytes of weight storage in the format the experiment produces.
+    pub(crate) bytes: usize,
+    /// Multiply-accumulates per sample.
+    pub(crate) macs: u64,
+}
+
+impl Metrics {
+    /// Metrics of a dense f32 model: accuracy given, bytes = 4 per parameter, MACs from
+    /// `cost(input_shape)`.
+    pub(crate) fn dense_f32<L: Layer<f32> + ?Sized>(
+        model: &L,
+        input_shape: &[usize],
+        accuracy: f64,
+    ) -> Result<Self> {
+        let stats = ModelStats::of(model);
+        let cost = model.cost(input_shape)?;
+        Ok(Self {
+            accuracy,
+            params: stats.params,
+            nonzero: stats.nonzero,
+            bytes: stats.bytes(Precision::F32),
+            macs: cost.macs,
+        })
+    }
+}
+
+/// One experiment's result: the `--json` contract.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Report {
+    /// Registry name.
+    pub(crate) experiment: String,
+    /// `"digits"` or `"mnist"`.
+    pub(crate) data: String,
+    /// Seed used.
+    pub(crate) seed: u64,
+    /// The uncompressed reference.
+    pub(crate) baseline: Metrics,
+    /// The compressed model.
+    pub(crate) compressed: Metrics,
+    /// Experiment-specific details.
+    pub(crate) extra: Value,
+}
+
+impl Report {
+    /// A report for `ctx`.
+    pub(crate) fn new(name: &str, ctx: &Ctx, baseline: Metrics, compressed: Metrics, extra: Value) -> Self {
+        Self {
+            experiment: name.to_string(),
+            data: ctx.data_name().to_string(),
+            seed: ctx.seed,
+            baseline,
+            compressed,
+            extra,
+        }
+    }
+}
+
+/// A registered experiment.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Experiment {
+    /// Name on the command line.
+    pub(crate) name: &'static str,
+    /// One line for `--list`.
+    pub(crate) about: &'static str,
+    /// Runs it.
+    pub(crate) run: fn(&Ctx) -> Result<Report>,
+}
+
+/// Every experiment, in `demo` order.
+pub(crate) const REGISTRY: &[Experiment] = &[
+    Experiment {
+        name: "baseline",
+        about: "reference MLP (and small CNN in extra), dense f32",
+        run: baseline::run,
+    },
+    // technique experiments are registered below this line
+];
+
+/// Looks an experiment up by name.
+pub(crate) fn find(name: &str) -> Result<&'static Experiment> {
+    REGISTRY.iter().find(|e| e.name == name).ok_or_else(|| CliError::Usage(format!(
+        "unknown experiment `{name}`; known: {}",
+        REGISTRY.iter().map(|e| e.name).collect::<Vec<_>>().join(", ")
+    )))
+}

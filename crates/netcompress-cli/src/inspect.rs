@@ -1,0 +1,148 @@
+//! `netcompress inspect`: per-tensor statistics of a checkpoint, streamed one tensor at a time.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::safetensors_io::{SafetensorsFile, shard_paths};
+
+/// Statistics of one tensor.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub(crate) struct TensorStats {
+    /// Tensor name.
+    pub(crate) name: String,
+    /// Shard file name.
+    pub(crate) file: String,
+    /// dtype name.
+    pub(crate) dtype: String,
+    /// Shape.
+    pub(crate) shape: Vec<usize>,
+    /// Element count.
+    pub(crate) params: usize,
+    /// Stored bytes.
+    pub(crate) bytes: u64,
+    /// Fraction of exact zeros (floats only).
+    pub(crate) sparsity: Option<f64>,
+    /// Minimum (floats only).
+    pub(crate) min: Option<f64>,
+    /// Maximum (floats only).
+    pub(crate) max: Option<f64>,
+    /// Mean absolute value (floats only).
+    pub(crate) mean_abs: Option<f64>,
+    /// NaN or infinite elements (floats only).
+    pub(crate) non_finite: Option<usize>,
+}
+
+/// Totals over a checkpoint.
+#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+pub(crate) struct Totals {
+    /// Tensors.
+    pub(crate) tensors: usize,
+    /// Elements of all tensors.
+    pub(crate) params: usize,
+    /// Elements of float tensors.
+    pub(crate) float_params: usize,
+    /// Exact zeros among float elements.
+    pub(crate) zeros: usize,
+    /// Bytes of tensor data.
+    pub(crate) bytes: u64,
+}
+
+/// Reads every tensor of the checkpoint at `path` and computes its statistics.
+pub(crate) fn collect(path: &Path) -> Result<(Vec<TensorStats>, Totals)> {
+    let mut out = Vec::new();
+    let mut totals = Totals::default();
+    for shard in shard_paths(path)? {
+        let mut f = SafetensorsFile::open(&shard)?;
+        let file = shard
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        for t in f.tensors.clone() {
+            let values = f.read_f32(&t)?;
+            let mut s = TensorStats {
+                name: t.name.clone(),
+                file: file.clone(),
+                dtype: t.dtype.name().to_string(),
+                shape: t.shape.clone(),
+                params: t.numel(),
+                bytes: t.nbytes(),
+                sparsity: None,
+                min: None,
+                max: None,
+                mean_abs: None,
+                non_finite: None,
+            };
+            totals.tensors += 1;
+            totals.params += t.numel();
+            totals.bytes += t.nbytes();
+            if let Some(v) = values {
+                let zeros = v.iter().filter(|&&x| x == 0.0).count();
+                let finite = v.iter().filter(|x| x.is_finite());
+                let (mut lo, mut hi, mut abs) = (f64::INFINITY, f64::NEG_INFINITY, 0.0f64);
+                let mut n_fin = 0usize;
+                for &x in finite {
+                    let x = f64::from(x);
+                    lo = lo.min(x);
+                    hi = hi.max(x);
+                    abs += x.abs();
+                    n_fin += 1;
+                }
+                let n = v.len();
+                s.sparsity = Some(if n == 0 { 0.0 } else { zeros as f64 / n as f64 });
+                s.min = (n_fin > 0).then_some(lo);
+                s.max = (n_fin > 0).then_some(hi);
+                s.mean_abs = Some(if n_fin == 0 { 0.0 } else { abs / n_fin as f64 });
+                s.non_finite = Some(n - n_fin);
+                totals.float_params += n;
+                totals.zeros += zeros;
+            }
+            out.push(s);
+        }
+    }
+    Ok((out, totals))
+}
+
+fn opt(x: Option<f64>, prec: usize) -> String {
+    x.map_or_else(|| "-".to_string(), |v| format!("{v:.prec$}"))
+}
+
+/// Runs `inspect`.
+pub(crate) fn run(path: &Path, json: bool) -> Result<()> {
+    let (stats, totals) = collect(path)?;
+    println!(
+        "{:<40} {:<5} {:<18} {:>11} {:>8} {:>10} {:>10} {:>10}",
+        "tensor", "dtype", "shape", "params", "sparsity", "min", "max", "mean|w|"
+    );
+    for s in &stats {
+        println!(
+            "{:<40} {:<5} {:<18} {:>11} {:>8} {:>10} {:>10} {:>10}",
+            s.name,
+            s.dtype,
+            format!("{:?}", s.shape),
+            s.params,
+            s.sparsity.map_or_else(|| "-".into(), |v| format!("{:.2}%", v * 100.0)),
+            opt(s.min, 4),
+            opt(s.max, 4),
+            opt(s.mean_abs, 5),
+        );
+    }
+    let sparsity = if totals.float_params == 0 {
+        0.0
+    } else {
+        totals.zeros as f64 / totals.float_params as f64
+    };
+    println!(
+        "total: {} tensors, {} params ({} float), {} bytes, sparsity {:.2}%",
+        totals.tensors,
+        totals.params,
+        totals.float_params,
+        totals.bytes,
+        sparsity * 100.0
+    );
+    if json {
+        let v = serde_json::json!({"file": path.display().to_string(), "tensors": stats, "totals": totals});
+        println!("{}", serde_json::to_string(&v)?);
+    }
+    Ok(())
+}
