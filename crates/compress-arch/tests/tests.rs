@@ -1,1 +1,6 @@
-//! tests
+//! Integration tests of compress-arch.
+
+mod blocks;
+mod common;
+mod cost;
+mod lowrank;

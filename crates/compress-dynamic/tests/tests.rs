@@ -1,1 +1,8 @@
-//! tests
+//! Integration tests of compress-dynamic (one binary).
+
+mod budget_routing;
+mod calibration;
+mod common;
+mod early_exit;
+mod gradients;
+mod slimmable;

@@ -5,6 +5,10 @@ use ndarray::{ArrayD, IxDyn};
 use rand::Rng;
 
 /// Uniform values in `[-bound, bound]`.
+///
+/// # Panics
+///
+/// Never: the value count is the product of `shape` by construction.
 pub fn uniform<F: Float, R: Rng + ?Sized>(shape: &[usize], bound: f64, rng: &mut R) -> ArrayD<F> {
     let n: usize = shape.iter().product();
     let v: Vec<F> = (0..n)

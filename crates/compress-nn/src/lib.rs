@@ -4,6 +4,14 @@
 //! [`compress_core::Param::effective`], so pruning masks, fake quantization, binarization
 //! and clustering (all [`compress_core::Parametrization`]s) apply without the layers knowing.
 //!
+//! - [`layers`]: [`Linear`], [`Conv2d`] (stride, padding, dilation, groups; im2col + GEMM,
+//!   a direct depthwise kernel, a pointwise fast path), activations, [`MaxPool2d`],
+//!   [`AvgPool2d`], [`GlobalAvgPool`], [`BatchNorm1d`], [`BatchNorm2d`], [`Dropout`],
+//!   [`Flatten`], [`Sequential`].
+//! - [`loss`], [`optim`] ([`Sgd`], [`Adam`], [`LrSchedule`]), [`train`] ([`Trainer`]).
+//! - [`data`]: the embedded UCI digits and an MNIST IDX loader; [`io`]: safetensors
+//!   save/load of any [`compress_core::Module`]; [`models`]: reference builders.
+//!
 //! ```
 //! use compress_core::{Layer, Mode};
 //! use compress_nn::{Linear, ReLU, Sequential};
@@ -35,6 +43,9 @@ pub mod train;
 
 pub use data::Dataset;
 pub use error::{NnError, Result};
-pub use layers::{Flatten, HardSwish, Linear, ReLU, ReLU6, Sequential, Sigmoid, Tanh};
+pub use layers::{
+    AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Conv2dConfig, Dropout, Flatten, GlobalAvgPool,
+    HardSwish, Linear, MaxPool2d, ReLU, ReLU6, Sequential, Sigmoid, Tanh,
+};
 pub use optim::{Adam, LrSchedule, Optimizer, Sgd};
 pub use train::{TrainConfig, TrainReport, Trainer};

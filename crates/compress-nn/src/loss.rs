@@ -71,8 +71,8 @@ pub fn softmax_cross_entropy<F: Float>(
     let mut loss = F::zero();
     let mut grad = logp.mapv(|v| v.exp());
     for (i, &y) in labels.iter().enumerate() {
-        loss = loss - logp[[i, y]];
-        grad[[i, y]] = grad[[i, y]] - F::one();
+        loss -= logp[[i, y]];
+        grad[[i, y]] -= F::one();
     }
     grad.mapv_inplace(|g| g * inv_n);
     Ok((loss * inv_n, grad))

@@ -41,3 +41,50 @@ fn reference_mlp_reaches_96_percent_on_digits() {
     assert!(acc >= 0.96, "accuracy {acc}");
     assert_eq!(net.cost(&[64]).unwrap().output_shape, vec![10]);
 }
+
+#[test]
+fn small_cnn_reaches_96_percent_on_digits() {
+    use compress_nn::models::small_cnn;
+    use compress_nn::{Adam, LrSchedule};
+    let (train, test) = digits::<f32>().unwrap();
+    let (train, test) = (
+        train.reshaped(&[1, 8, 8]).unwrap(),
+        test.reshaped(&[1, 8, 8]).unwrap(),
+    );
+    let mut net = small_cnn::<f32, _>(1, 8, 10, &mut StdRng::seed_from_u64(1));
+    let trainer = Trainer::new(TrainConfig {
+        epochs: 6,
+        batch_size: 32,
+        schedule: LrSchedule::Cosine { min_lr: 1e-4 },
+        ..TrainConfig::default()
+    });
+    trainer
+        .fit(&mut net, &mut Adam::new(3e-3), &train, None)
+        .unwrap();
+    let acc = evaluate(&mut net, &test, 512).unwrap();
+    eprintln!("small CNN test accuracy on digits: {acc:.4}");
+    assert!(acc >= 0.96, "accuracy {acc}");
+    let cost = net.cost(&[1, 8, 8]).unwrap();
+    assert_eq!(cost.output_shape, vec![10]);
+    assert_eq!(
+        cost.macs,
+        (64 * 16 * 9 + 64 * 32 * 16 * 9 + 512 * 64 + 64 * 10 + 64 * 16 + 64 * 32) as u64
+    );
+}
+
+#[test]
+fn small_cnn_fits_28x28_and_3_channel_inputs() {
+    use compress_core::Mode;
+    use compress_nn::models::small_cnn;
+    use ndarray::ArrayD;
+    let mut rng = StdRng::seed_from_u64(2);
+    for (c, side) in [(1, 28), (3, 16), (1, 5)] {
+        let mut net = small_cnn::<f32, _>(c, side, 10, &mut rng);
+        let y = net
+            .forward(&ArrayD::zeros(vec![2, c, side, side]), Mode::Train)
+            .unwrap();
+        assert_eq!(y.shape(), &[2, 10]);
+        net.backward(&y).unwrap();
+        assert_eq!(net.cost(&[c, side, side]).unwrap().output_shape, vec![10]);
+    }
+}

@@ -1,1 +1,9 @@
-//! tests
+//! Integration tests of compress-prune (one binary).
+
+mod common;
+mod masks;
+mod nm;
+mod schedule;
+mod select;
+mod sparse;
+mod structured;

@@ -1,1 +1,53 @@
-//! placeholder
+//! Quantization for netcompress: quantized tensors and schemes, calibration, quantization-aware
+//! training, integer kernels, k-means weight clustering, Huffman coding, binary and ternary
+//! weights.
+//!
+//! **MSRV:** 1.88
+#![doc(test(attr(deny(warnings))))]
+
+mod error;
+
+pub use error::QuantError;
+
+// --- quantization: QTensor, calibration, QAT, int8 kernels (issue 4) ---
+pub mod calibrate;
+mod fake_quant;
+pub mod format;
+pub mod kernels;
+pub mod pack;
+mod ptq;
+mod qconv;
+mod qlinear;
+mod qtensor;
+mod scheme;
+
+pub use calibrate::{Calibration, Observer, calibrate_range, quantize_calibrated};
+pub use fake_quant::{ActRange, FakeQuant, FakeQuantAct, attach_fake_quant};
+pub use ptq::{
+    ParamReport, PtqConfig, PtqReport, QuantizedModel, QuantizedParam, fake_quantize_model,
+    quantize_model,
+};
+pub use qconv::QConv2d;
+pub use qlinear::{ActQuant, Int4Linear, QLinear};
+pub use qtensor::{QTensor, qparams_from_range, sqnr_db};
+pub use scheme::{Granularity, IntScheme, QuantScheme, ScaleDtype};
+
+// --- clustering, Huffman, binary, ternary (issue 5) ---
+pub mod binary;
+pub mod cluster;
+pub mod huffman;
+pub mod ternary;
+
+pub use cluster::{
+    ClusterConfig, ClusterGradient, ClusterGranularity, ClusterInit, ClusterLayerReport,
+    ClusterParametrization, ClusteredTensor, KMeans1d, KMeansConfig, PackedIndices,
+    cluster_tensor, cluster_weights, export_clustered, kmeans_1d,
+};
+
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/guide/clustering.md")]
+mod guide_clustering {}
+
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/guide/binary.md")]
+mod guide_binary {}

@@ -47,6 +47,21 @@ enum Command {
         #[arg(long)]
         fast: bool,
     },
+    /// Quantizes float tensors to packed 2..8-bit integers with scales (and zero points).
+    Quantize(crate::commands::quantize::QuantizeArgs),
+    /// Restores a compressed checkpoint to dense float tensors with the original names and
+    /// shapes.
+    Dequantize(crate::commands::dequantize::DequantizeArgs),
+    /// Prunes float tensors (magnitude per tensor or global, N:M, or whole rows) and stores
+    /// them sparse.
+    Prune(crate::commands::prune::PruneArgs),
+    /// Clusters float tensors with k-means (2^bits shared values) and packs the indices,
+    /// optionally Huffman-coded.
+    Cluster(crate::commands::cluster::ClusterArgs),
+    /// Factorizes weights into two low-rank factors by truncated SVD (energy or rank).
+    Lowrank(crate::commands::lowrank::LowrankArgs),
+    /// Compares two checkpoints tensor by tensor: SQNR, relative error, cosine similarity.
+    Diff(crate::commands::diff::DiffArgs),
     /// Runs every experiment on the embedded digits (fast settings) and prints one table.
     Demo {
         /// Seed.
@@ -96,6 +111,12 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Quantize(a) => crate::commands::quantize::run(&a),
+        Command::Dequantize(a) => crate::commands::dequantize::run(&a),
+        Command::Prune(a) => crate::commands::prune::run(&a),
+        Command::Cluster(a) => crate::commands::cluster::run(&a),
+        Command::Lowrank(a) => crate::commands::lowrank::run(&a),
+        Command::Diff(a) => crate::commands::diff::run(&a),
         Command::Demo { seed, only, json } => crate::demo::run(seed, only.as_deref(), json),
     }
 }

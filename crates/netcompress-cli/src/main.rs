@@ -4,12 +4,17 @@
 //! embedded digits data and prints one table.
 
 mod cli;
+mod commands;
+mod decode;
 mod demo;
 mod error;
 mod experiments;
+mod format;
 mod inspect;
 mod progress;
 mod safetensors_io;
+mod select;
+mod writer;
 
 use std::process::ExitCode;
 

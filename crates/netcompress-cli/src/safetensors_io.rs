@@ -167,6 +167,25 @@ impl SafetensorsFile {
         Ok(buf)
     }
 
+    /// Positions the file at the start of tensor `t`'s data and returns it, for chunked
+    /// copies of pass-through tensors (memory stays at the copy buffer, not the tensor).
+    pub(crate) fn seek_to(&mut self, t: &TensorInfo) -> Result<&mut File> {
+        self.file
+            .seek(SeekFrom::Start(self.data_start + t.begin))
+            .map_err(|e| CliError::io(&self.path, e))?;
+        Ok(&mut self.file)
+    }
+
+    /// Bytes of the data section (sum of every tensor's bytes).
+    pub(crate) fn data_bytes(&self) -> u64 {
+        self.tensors.iter().map(TensorInfo::nbytes).sum()
+    }
+
+    /// Size of the whole file: 8 + header + data.
+    pub(crate) fn file_bytes(&self) -> u64 {
+        self.data_start + self.data_bytes()
+    }
+
     /// Reads one float tensor converted to f32 (`None` for non-float dtypes).
     pub(crate) fn read_f32(&mut self, t: &TensorInfo) -> Result<Option<Vec<f32>>> {
         if !t.dtype.is_float() {

@@ -1,1 +1,5 @@
-//! tests
+//! Integration tests for the `netcompress` binary.
+
+mod experiments;
+mod files;
+mod fixtures;

@@ -50,7 +50,7 @@ macro_rules! activation {
                     ));
                 }
                 let mut out = grad.to_owned();
-                Zip::from(&mut out).and(x).for_each(|g, &$xi| *g = *g * $df);
+                Zip::from(&mut out).and(x).for_each(|g, &$xi| *g *= $df);
                 Ok(out)
             }
 

@@ -44,10 +44,9 @@ impl<F: Float> Layer<F> for Flatten {
 
     fn backward(&mut self, grad: &ArrayRef<F, IxDyn>) -> Result<ArrayD<F>> {
         let shape = self.shape.as_ref().ok_or_else(|| no_forward("Flatten"))?;
-        Ok(grad
-            .to_owned()
+        grad.to_owned()
             .into_shape_with_order(IxDyn(shape))
-            .map_err(|_| CoreError::shape("Flatten grad", shape, grad.shape()))?)
+            .map_err(|_| CoreError::shape("Flatten grad", shape, grad.shape()))
     }
 
     fn cost(&self, input_shape: &[usize]) -> Result<Cost> {

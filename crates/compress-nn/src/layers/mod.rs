@@ -1,13 +1,21 @@
 //! Reference layers. All implement [`compress_core::Layer`].
 
 mod activation;
+mod conv;
+mod dropout;
 mod flatten;
 mod linear;
+mod norm;
+mod pool;
 mod sequential;
 
 pub use activation::{HardSwish, ReLU, ReLU6, Sigmoid, Tanh};
+pub use conv::{Conv2d, Conv2dConfig, IntoHw};
+pub use dropout::Dropout;
 pub use flatten::Flatten;
 pub use linear::Linear;
+pub use norm::{BatchNorm1d, BatchNorm2d};
+pub use pool::{AvgPool2d, GlobalAvgPool, MaxPool2d};
 pub use sequential::Sequential;
 
 use compress_core::{CoreError, Float};

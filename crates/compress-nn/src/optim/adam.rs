@@ -98,7 +98,7 @@ impl<F: Float> Optimizer<F> for Adam<F> {
                             *v = b2 * *v + (F::one() - b2) * g * g;
                             let upd = (*m / c1) / ((*v / c2).sqrt() + eps);
                             let decay = if decoupled { wd * *w } else { F::zero() };
-                            *w = *w - lr * (upd + decay);
+                            *w -= lr * (upd + decay);
                         });
                 });
                 Ok(())

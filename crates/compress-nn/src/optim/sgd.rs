@@ -90,7 +90,7 @@ impl<F: Float> Optimizer<F> for Sgd<F> {
                         let d = g + wd * *w;
                         *v = mu * *v + d;
                         let step = if nesterov { d + mu * *v } else { *v };
-                        *w = *w - lr * step;
+                        *w -= lr * step;
                     });
                 });
                 Ok(())

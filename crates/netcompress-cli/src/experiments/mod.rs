@@ -4,6 +4,10 @@
 //! functions and registers them in [`REGISTRY`].
 
 mod baseline;
+mod distill;
+mod prune;
+mod cluster;
+mod dynamic;
 
 use std::path::PathBuf;
 
@@ -164,6 +168,71 @@ pub(crate) const REGISTRY: &[Experiment] = &[
         run: baseline::run,
     },
     // technique experiments are registered below this line
+    Experiment {
+        name: "distill",
+        about: "Hinton KD: 1200-1200 dropout teacher into a small MLP, alone vs distilled over seeds",
+        run: distill::run,
+    },
+    Experiment {
+        name: "distill-sweep",
+        about: "distilled student accuracy over temperature T in {1, 2, 4, 8, 20}",
+        run: distill::run_sweep,
+    },
+    Experiment {
+        name: "prune-magnitude",
+        about: "global magnitude pruning to 90% with fine-tuning, stored as CSR (Han et al. 2015)",
+        run: prune::run_magnitude,
+    },
+    Experiment {
+        name: "prune-structured",
+        about: "remove half of the hidden neurons physically (APoZ, iterative, fine-tuned)",
+        run: prune::run_structured,
+    },
+    Experiment {
+        name: "lottery-ticket",
+        about: "8 rounds of 20% IMP with rewinding vs random re-init (Frankle & Carbin 2019)",
+        run: prune::run_lottery,
+    },
+    Experiment {
+        name: "prune-nm",
+        about: "2:4 semi-structured sparsity with fine-tuning",
+        run: prune::run_nm,
+    },
+    Experiment {
+        name: "cluster",
+        about: "k-means weight sharing, 16 clusters (4-bit) per layer, centroid fine-tuning",
+        run: cluster::run_cluster,
+    },
+    Experiment {
+        name: "deep-compression",
+        about: "Deep Compression: prune ~92%, 5-bit trained clustering, Huffman (Han Table 1)",
+        run: cluster::run_deep_compression,
+    },
+    Experiment {
+        name: "binaryconnect",
+        about: "BinaryConnect MLP (deterministic, stochastic, XNOR scaling), 1-bit weights",
+        run: cluster::run_binaryconnect,
+    },
+    Experiment {
+        name: "ternary",
+        about: "Ternary Weight Networks (TWN) fine-tuning, 2-bit weights",
+        run: cluster::run_ternary,
+    },
+    Experiment {
+        name: "early-exit",
+        about: "BranchyNet-style 3-exit MLP, thresholds calibrated on validation; measured avg MACs",
+        run: dynamic::run_early_exit,
+    },
+    Experiment {
+        name: "slimmable",
+        about: "one slimmable MLP at widths 0.25/0.5/0.75/1.0 (sandwich rule) vs twins trained alone",
+        run: dynamic::run_slimmable,
+    },
+    Experiment {
+        name: "dynamic-budget",
+        about: "early-exit depth chosen by battery level 0.25/0.5/0.75/1.0 (per sample and on average)",
+        run: dynamic::run_dynamic_budget,
+    },
 ];
 
 /// Looks an experiment up by name.

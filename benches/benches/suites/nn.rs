@@ -1,0 +1,67 @@
+//! compress-nn: training epoch and convolution.
+
+use std::hint::black_box;
+
+use compress_benches::random_dataset;
+use compress_core::Float;
+use compress_core::{Layer, Mode};
+use compress_nn::models::mlp;
+use compress_nn::{Conv2d, Conv2dConfig, Sgd, TrainConfig, Trainer};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
+use ndarray::ArrayD;
+use rand::{SeedableRng, rngs::StdRng};
+
+fn mlp_epoch(c: &mut Criterion) {
+    let mut group = c.benchmark_group("nn");
+    group.sample_size(10);
+    let data = random_dataset::<f32>(10_000, 784, 10, 7);
+    group.throughput(Throughput::Elements(data.len() as u64));
+    group.bench_function(BenchmarkId::new("mlp_epoch", "784-300-100-10"), |b| {
+        let mut rng = StdRng::seed_from_u64(0);
+        let mut net = mlp::<f32, _>(&[784, 300, 100, 10], &mut rng);
+        let mut opt = Sgd::new(f32::lit(0.01));
+        let trainer = Trainer::new(TrainConfig {
+            epochs: 1,
+            batch_size: 64,
+            ..TrainConfig::default()
+        });
+        b.iter(|| {
+            trainer
+                .fit(black_box(&mut net), &mut opt, &data, None)
+                .unwrap()
+        });
+    });
+    group.finish();
+}
+
+/// Forward (eval) of a 3x3, padding-1 convolution on a batch of 32 64x32x32 images, with
+/// `groups` groups (1: standard, 64: depthwise); throughput in MACs.
+fn conv_bench(c: &mut Criterion, name: &str, groups: usize) {
+    let mut group = c.benchmark_group("nn");
+    group.sample_size(10);
+    let (n, ch, side) = (32usize, 64usize, 32usize);
+    let mut rng = StdRng::seed_from_u64(0);
+    let cfg = Conv2dConfig::new(ch, ch, 3).padding(1).groups(groups);
+    let mut conv = Conv2d::<f32>::new(cfg, &mut rng).expect("valid");
+    let x = ArrayD::from_shape_fn(vec![n, ch, side, side], |d| {
+        ((d[0] * 7 + d[1] * 13 + d[2] * 3 + d[3]) % 17) as f32 / 17.0 - 0.5
+    });
+    let macs = conv.cost(&[ch, side, side]).expect("fits").macs * n as u64;
+    group.throughput(Throughput::Elements(macs));
+    group.bench_function(BenchmarkId::new(name, "32x64x32x32"), |b| {
+        b.iter(|| conv.forward(black_box(&x), Mode::Eval).expect("forward"));
+    });
+    group.finish();
+}
+
+/// `nn/conv2d/32x64x32x32`: the standard convolution (im2col + GEMM).
+fn conv2d(c: &mut Criterion) {
+    conv_bench(c, "conv2d", 1);
+}
+
+/// `nn/conv2d_depthwise/32x64x32x32`: the direct depthwise kernel.
+fn conv2d_depthwise(c: &mut Criterion) {
+    conv_bench(c, "conv2d_depthwise", 64);
+}
+
+criterion_group!(benches, mlp_epoch, conv2d, conv2d_depthwise);

@@ -1,0 +1,91 @@
+//! compress-quant: quantize/dequantize kernels, int8 GEMM, integer and int4 linear layers.
+//!
+//! Single-threaded. The `*_into` kernels write into buffers allocated once outside the timed
+//! loop (as the peers reuse theirs). GEMM throughput is counted in multiply-accumulates.
+
+use std::hint::black_box;
+
+use compress_benches::{random_matrix, random_weights};
+use compress_core::{Layer, Mode};
+use compress_nn::Linear;
+use compress_quant::kernels::{
+    PackedB, dequantize_i8_into, gemm_i8, quantize_i8_into, quantize_rows_i8_into,
+};
+use compress_quant::{ActQuant, Int4Linear, QLinear};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
+use ndarray::{Array2, ArrayD};
+use rand::{SeedableRng, rngs::StdRng};
+
+const N16M: usize = 16_777_216;
+
+fn elementwise(c: &mut Criterion) {
+    let mut group = c.benchmark_group("quant");
+    group.sample_size(20);
+    let x = random_weights(N16M, 1);
+    let scale = 0.35 / 127.0;
+    let mut q = vec![0i8; N16M];
+    let mut y = vec![0.0f32; N16M];
+    group.throughput(Throughput::Elements(N16M as u64));
+    group.bench_function(BenchmarkId::new("quantize_int8_per_tensor", N16M), |b| {
+        b.iter(|| quantize_i8_into(black_box(&x), scale, 0, &mut q).expect("valid scale"));
+    });
+    quantize_i8_into(&x, scale, 0, &mut q).expect("valid scale");
+    group.bench_function(BenchmarkId::new("dequantize_int8_per_tensor", N16M), |b| {
+        b.iter(|| dequantize_i8_into(black_box(&q), scale, 0, &mut y));
+    });
+    let mut scales = vec![0.0f32; 4096];
+    group.bench_function(BenchmarkId::new("quantize_int8_per_channel", "4096x4096"), |b| {
+        b.iter(|| quantize_rows_i8_into(black_box(&x), 4096, &mut q, &mut scales).expect("finite"));
+    });
+    group.finish();
+}
+
+fn i8_matrix(rows: usize, cols: usize, seed: u64) -> Vec<i8> {
+    random_matrix(rows, cols, seed)
+        .iter()
+        .map(|v| (v * 60.0).round().clamp(-127.0, 127.0) as i8)
+        .collect()
+}
+
+fn gemm(c: &mut Criterion) {
+    let mut group = c.benchmark_group("quant");
+    group.sample_size(10);
+    let n = 1024usize;
+    group.throughput(Throughput::Elements((n * n * n) as u64));
+    let a = i8_matrix(n, n, 2);
+    let packed = PackedB::from_kn(&i8_matrix(n, n, 3), n, n);
+    let mut acc = vec![0i32; n * n];
+    group.bench_function(BenchmarkId::new("gemm_i8", "1024x1024x1024"), |b| {
+        b.iter(|| gemm_i8(black_box(&a), n, &packed, &mut acc));
+    });
+    let af = random_matrix(n, n, 2);
+    let bf = random_matrix(n, n, 3);
+    let mut cf = Array2::<f32>::zeros((n, n));
+    group.bench_function(BenchmarkId::new("gemm_f32", "1024x1024x1024"), |b| {
+        b.iter(|| ndarray::linalg::general_mat_mul(1.0, black_box(&af), &bf, 0.0, &mut cf));
+    });
+    group.finish();
+}
+
+fn linear(c: &mut Criterion) {
+    let mut group = c.benchmark_group("quant");
+    group.sample_size(10);
+    let (m, k, n) = (64usize, 4096usize, 4096usize);
+    group.throughput(Throughput::Elements((m * n * k) as u64));
+    let mut lin = Linear::<f32>::new(k, n, true, &mut StdRng::seed_from_u64(4));
+    let x: ArrayD<f32> = random_matrix(m, k, 5).into_dyn();
+    let mut q = QLinear::from_linear(&lin, ActQuant::DynamicPerRow).expect("finite weights");
+    group.bench_function(BenchmarkId::new("qlinear_i8", "64x4096x4096"), |b| {
+        b.iter(|| q.forward(black_box(&x), Mode::Eval).expect("shapes fit"));
+    });
+    group.bench_function(BenchmarkId::new("linear_f32", "64x4096x4096"), |b| {
+        b.iter(|| lin.forward(black_box(&x), Mode::Eval).expect("shapes fit"));
+    });
+    let mut q4 = Int4Linear::from_linear(&lin, 32, false).expect("group divides 4096");
+    group.bench_function(BenchmarkId::new("linear_int4_g32", "64x4096x4096"), |b| {
+        b.iter(|| q4.forward(black_box(&x), Mode::Eval).expect("shapes fit"));
+    });
+    group.finish();
+}
+
+criterion_group!(benches, elementwise, gemm, linear);

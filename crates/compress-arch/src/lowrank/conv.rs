@@ -1,0 +1,148 @@
+//! Channel decomposition of a convolution: `K x K` conv to `r` channels, then 1x1 to `N`.
+
+use compress_core::{
+    CoreError, Cost, Float, Layer, Mode, Module, ParamPath, ParamVisitor, ParamVisitorMut,
+    Result as CoreResult,
+};
+use compress_nn::{Conv2d, Conv2dConfig};
+use ndarray::{ArrayD, ArrayRef, IxDyn};
+
+use super::config::LowRankConfig;
+use super::svd::{TruncatedSvd, truncated_svd};
+use crate::Result;
+
+/// `y = pointwise(spatial(x))`: a rank-`r` replacement of a `K x K` convolution `M -> N`.
+///
+/// The kernel `W [N, M, K, K]`, seen as an `N x (M K^2)` matrix, is factorized by a truncated
+/// SVD: `spatial` is a `K x K` convolution `M -> r` (same stride, padding and dilation, no
+/// bias) holding `sqrt(S) V^T`, and `pointwise` a 1x1 convolution `r -> N` holding
+/// `U sqrt(S)` and the original bias. Weights and MACs: `r (M K^2 + N)` per output pixel
+/// instead of `N M K^2`.
+///
+/// Parameter paths: `spatial.weight`, `pointwise.weight`, `pointwise.bias`.
+#[derive(Debug, Clone)]
+pub struct LowRankConv2d<F: Float> {
+    /// `K x K` convolution `M -> r`.
+    pub spatial: Conv2d<F>,
+    /// 1x1 convolution `r -> N`.
+    pub pointwise: Conv2d<F>,
+}
+
+impl<F: Float> LowRankConv2d<F> {
+    /// The rank `r`.
+    pub fn rank(&self) -> usize {
+        self.spatial.out_channels()
+    }
+
+    /// Builds the pair from the original configuration, a truncated SVD of its kernel
+    /// matrix and its bias.
+    ///
+    /// # Errors
+    ///
+    /// [`CoreError::InvalidConfig`] for a grouped convolution, shape errors when `svd` does
+    /// not come from this configuration's kernel.
+    pub fn from_svd(
+        config: &Conv2dConfig,
+        svd: &TruncatedSvd<F>,
+        bias: Option<ArrayD<F>>,
+    ) -> CoreResult<Self> {
+        if config.groups != 1 {
+            return Err(CoreError::config(
+                "groups",
+                format!("channel factorization needs groups = 1, got {}", config.groups),
+            ));
+        }
+        let r = svd.rank();
+        let (left, right) = svd.balanced_factors();
+        let (kh, kw) = config.kernel;
+        let spatial_cfg = Conv2dConfig {
+            out_channels: r,
+            bias: false,
+            ..*config
+        };
+        let right = right.into_shape_with_order(IxDyn(&[r, config.in_channels, kh, kw]))?;
+        let spatial = Conv2d::from_arrays(spatial_cfg, right, None)?;
+        let pw_cfg = Conv2dConfig::new(r, config.out_channels, 1).bias(bias.is_some());
+        let left = left.into_shape_with_order(IxDyn(&[config.out_channels, r, 1, 1]))?;
+        let pointwise = Conv2d::from_arrays(pw_cfg, left, bias)?;
+        Ok(Self { spatial, pointwise })
+    }
+}
+
+/// Factorizes a convolution (groups 1) by `config`; see [`LowRankConv2d`].
+///
+/// # Errors
+///
+/// [`CoreError::InvalidConfig`] for a grouped convolution, otherwise as
+/// [`truncated_svd`] naming `path`.
+///
+/// # Examples
+///
+/// ```
+/// use compress_arch::lowrank::{LowRankConfig, RankRule, factorize_conv2d};
+/// use compress_nn::{Conv2d, Conv2dConfig};
+/// use rand::{SeedableRng, rngs::StdRng};
+///
+/// let conv = Conv2d::<f32>::new(Conv2dConfig::new(16, 32, 3).padding(1), &mut StdRng::seed_from_u64(0)).unwrap();
+/// let (lr, _) = factorize_conv2d(&conv, &LowRankConfig::new(RankRule::Fixed(8)), "conv").unwrap();
+/// assert_eq!(lr.rank(), 8);
+/// ```
+pub fn factorize_conv2d<F: Float>(
+    conv: &Conv2d<F>,
+    config: &LowRankConfig,
+    path: &str,
+) -> Result<(LowRankConv2d<F>, TruncatedSvd<F>)> {
+    let cfg = conv.config();
+    if cfg.groups != 1 {
+        return Err(CoreError::config(
+            "groups",
+            format!("`{path}`: channel factorization needs groups = 1, got {}", cfg.groups),
+        )
+        .into());
+    }
+    let w = conv.weight.effective();
+    let n = cfg.out_channels;
+    let cols = w.len() / n.max(1);
+    let w = w
+        .as_standard_layout()
+        .into_owned()
+        .into_shape_with_order((n, cols))
+        .map_err(CoreError::from)?;
+    let svd = truncated_svd(w.view(), config.rule, config.method, path)?;
+    let bias = conv.bias.as_ref().map(|b| b.effective().into_owned());
+    Ok((LowRankConv2d::from_svd(&cfg, &svd, bias)?, svd))
+}
+
+impl<F: Float> Module<F> for LowRankConv2d<F> {
+    fn visit(&self, path: &mut ParamPath, v: &mut dyn ParamVisitor<F>) {
+        path.scoped("spatial", |p| self.spatial.visit(p, v));
+        path.scoped("pointwise", |p| self.pointwise.visit(p, v));
+    }
+    fn visit_mut(
+        &mut self,
+        path: &mut ParamPath,
+        v: &mut dyn ParamVisitorMut<F>,
+    ) -> CoreResult<()> {
+        path.scoped("spatial", |p| self.spatial.visit_mut(p, v))?;
+        path.scoped("pointwise", |p| self.pointwise.visit_mut(p, v))
+    }
+}
+
+impl<F: Float> Layer<F> for LowRankConv2d<F> {
+    fn name(&self) -> &'static str {
+        "LowRankConv2d"
+    }
+    fn forward(&mut self, x: &ArrayRef<F, IxDyn>, mode: Mode) -> CoreResult<ArrayD<F>> {
+        let h = self.spatial.forward(x, mode)?;
+        self.pointwise.forward(&h, mode)
+    }
+    fn backward(&mut self, grad: &ArrayRef<F, IxDyn>) -> CoreResult<ArrayD<F>> {
+        let g = self.pointwise.backward(grad)?;
+        self.spatial.backward(&g)
+    }
+    fn cost(&self, input_shape: &[usize]) -> CoreResult<Cost> {
+        let c = self.spatial.cost(input_shape)?;
+        let shape = c.output_shape.clone();
+        Ok(c.then(self.pointwise.cost(&shape)?))
+    }
+}

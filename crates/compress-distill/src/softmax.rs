@@ -1,0 +1,245 @@
+//! Temperature softmax, soft targets and the KL divergence between softened distributions.
+//!
+//! Every function works on `[N, C]` logits (a batch of `N` rows over `C` classes), for `f32`
+//! and `f64`, and is stable for any finite logits: the row maximum is subtracted before
+//! exponentiating, so logits of `1e4` and `-1e4` give exact probabilities of `1` and `0`
+//! rather than `inf / inf`.
+
+use compress_core::{CoreError, Float, TensorExt};
+use ndarray::{Array2, ArrayRef, Ix2};
+
+use crate::{DistillError, Result};
+
+/// Checks that a temperature is finite and strictly positive.
+pub(crate) fn check_temperature(name: &str, t: f64) -> Result<()> {
+    if !(t.is_finite() && t > 0.0) {
+        return Err(CoreError::config(name, format!("must be finite and > 0, got {t}")).into());
+    }
+    Ok(())
+}
+
+/// Checks that a weight lies in `[0, 1]`.
+pub(crate) fn check_unit(name: &str, v: f64) -> Result<()> {
+    if !(0.0..=1.0).contains(&v) {
+        return Err(CoreError::config(name, format!("must be in [0, 1], got {v}")).into());
+    }
+    Ok(())
+}
+
+/// Checks that a weight is finite and non-negative.
+pub(crate) fn check_weight(name: &str, v: f64) -> Result<()> {
+    if !(v.is_finite() && v >= 0.0) {
+        return Err(CoreError::config(name, format!("must be finite and >= 0, got {v}")).into());
+    }
+    Ok(())
+}
+
+/// Checks that student and teacher arrays have the same shape and are finite.
+pub(crate) fn check_pair<F: Float>(
+    student: &ArrayRef<F, Ix2>,
+    teacher: &ArrayRef<F, Ix2>,
+    what: &str,
+) -> Result<()> {
+    if student.shape() != teacher.shape() {
+        return Err(
+            CoreError::shape(format!("teacher {what}"), student.shape(), teacher.shape()).into(),
+        );
+    }
+    student.check_finite(&format!("student {what}"))?;
+    teacher.check_finite(&format!("teacher {what}"))?;
+    Ok(())
+}
+
+/// Checks `labels` against `[N, C]` logits.
+pub(crate) fn check_labels(rows: usize, classes: usize, labels: &[usize]) -> Result<()> {
+    if labels.len() != rows {
+        return Err(CoreError::shape("labels", &[rows], &[labels.len()]).into());
+    }
+    if let Some((index, &label)) = labels.iter().enumerate().find(|(_, l)| **l >= classes) {
+        return Err(DistillError::Label {
+            index,
+            label,
+            classes,
+        });
+    }
+    Ok(())
+}
+
+/// Row-wise log-softmax of `x * inv_t` written to `out` (same length).
+///
+/// Stable: the scaled maximum (exactly `max(x) * inv_t`, as scaling by a positive number is
+/// monotone under rounding) is subtracted before `exp`, so the largest term is `exp(0) = 1`.
+#[inline]
+pub(crate) fn log_softmax_row<F: Float>(x: &[F], inv_t: F, out: &mut [F]) {
+    let m = x.iter().fold(F::neg_infinity(), |a, &b| a.max(b)) * inv_t;
+    let mut s = F::zero();
+    for (o, &v) in out.iter_mut().zip(x) {
+        let z = v * inv_t - m;
+        *o = z;
+        s += z.exp();
+    }
+    let ls = s.ln();
+    for o in out.iter_mut() {
+        *o -= ls;
+    }
+}
+
+/// `KL(exp(lt) || exp(ls))` of one row of log-probabilities, clamped at 0 (it is
+/// non-negative mathematically; rounding could otherwise leave `-1e-17`).
+#[inline]
+pub(crate) fn kl_row<F: Float>(lt: &[F], ls: &[F]) -> F {
+    let kl = lt
+        .iter()
+        .zip(ls)
+        .fold(F::zero(), |acc, (&a, &b)| acc + a.exp() * (a - b));
+    kl.max(F::zero())
+}
+
+fn map_rows<F: Float>(
+    logits: &ArrayRef<F, Ix2>,
+    temperature: F,
+    f: impl Fn(&mut [F]),
+) -> Result<Array2<F>> {
+    check_temperature("temperature", temperature.as_f64())?;
+    logits.check_finite("logits")?;
+    let inv_t = F::one() / temperature;
+    let (n, c) = logits.dim();
+    let mut out = Array2::zeros((n, c));
+    let (mut row, mut tmp) = (vec![F::zero(); c], vec![F::zero(); c]);
+    for (src, mut dst) in logits.rows().into_iter().zip(out.rows_mut()) {
+        copy_row(&mut row, src.iter());
+        log_softmax_row(&row, inv_t, &mut tmp);
+        f(&mut tmp);
+        for (d, &v) in dst.iter_mut().zip(&tmp) {
+            *d = v;
+        }
+    }
+    Ok(out)
+}
+
+/// Row-wise `log softmax(logits / T)`.
+///
+/// # Errors
+///
+/// [`CoreError::InvalidConfig`] unless `temperature` is finite and `> 0`;
+/// [`CoreError::NonFinite`] for NaN or infinite logits.
+///
+/// ```
+/// use compress_distill::log_softmax_with_temperature;
+/// use ndarray::array;
+/// let lp = log_softmax_with_temperature(&array![[1e4f32, -1e4]], 1.0).unwrap();
+/// assert_eq!(lp[[0, 0]], 0.0);
+/// assert!(lp[[0, 1]].is_finite());
+/// ```
+pub fn log_softmax_with_temperature<F: Float>(
+    logits: &ArrayRef<F, Ix2>,
+    temperature: F,
+) -> Result<Array2<F>> {
+    map_rows(logits, temperature, |_| {})
+}
+
+/// Row-wise `softmax(logits / T)`: each row sums to 1; a higher `T` gives a softer
+/// distribution.
+///
+/// # Errors
+///
+/// As [`log_softmax_with_temperature`].
+///
+/// ```
+/// use compress_distill::softmax_with_temperature;
+/// use ndarray::array;
+/// let z = array![[2.0f64, 0.0]];
+/// let sharp = softmax_with_temperature(&z, 1.0).unwrap();
+/// let soft = softmax_with_temperature(&z, 10.0).unwrap();
+/// assert!(soft[[0, 1]] > sharp[[0, 1]]);
+/// assert!((soft.sum() - 1.0).abs() < 1e-12);
+/// ```
+pub fn softmax_with_temperature<F: Float>(
+    logits: &ArrayRef<F, Ix2>,
+    temperature: F,
+) -> Result<Array2<F>> {
+    map_rows(logits, temperature, |row| {
+        for v in row.iter_mut() {
+            *v = v.exp();
+        }
+    })
+}
+
+/// The teacher's soft targets `p_T = softmax(teacher_logits / T)` (Hinton et al. 2015).
+///
+/// # Errors
+///
+/// As [`log_softmax_with_temperature`].
+pub fn soft_targets<F: Float>(
+    teacher_logits: &ArrayRef<F, Ix2>,
+    temperature: F,
+) -> Result<Array2<F>> {
+    softmax_with_temperature(teacher_logits, temperature)
+}
+
+/// `KL(p_T || q_T)` between the teacher's and the student's softened distributions,
+/// summed over classes and averaged over the batch (PyTorch's `reduction="batchmean"`,
+/// not `"mean"`, which would also divide by the number of classes), and its gradient
+/// with respect to the **student** logits: `(q_T - p_T) / (T * N)`.
+///
+/// `p_T = softmax(teacher / T)`, `q_T = softmax(student / T)`. The result is `0` exactly
+/// when each student row equals the teacher row up to a constant shift (up to rounding).
+/// An empty batch gives `0`.
+///
+/// # Errors
+///
+/// [`CoreError::ShapeMismatch`] when the shapes differ, [`CoreError::InvalidConfig`] for a
+/// temperature that is not finite and positive, [`CoreError::NonFinite`] for NaN or
+/// infinite logits.
+///
+/// ```
+/// use compress_distill::kl_div;
+/// use ndarray::array;
+/// let t = array![[3.0f64, 1.0, 0.0]];
+/// let (kl, _) = kl_div(&(&t + 5.0), &t, 2.0).unwrap(); // shifted: same distribution
+/// assert!(kl < 1e-12);
+/// let (kl, grad) = kl_div(&array![[0.0, 0.0, 0.0]], &t, 2.0).unwrap();
+/// assert!(kl > 0.0 && grad.sum().abs() < 1e-12);
+/// ```
+pub fn kl_div<F: Float>(
+    student: &ArrayRef<F, Ix2>,
+    teacher: &ArrayRef<F, Ix2>,
+    temperature: F,
+) -> Result<(F, Array2<F>)> {
+    check_temperature("temperature", temperature.as_f64())?;
+    check_pair(student, teacher, "logits")?;
+    let (n, c) = student.dim();
+    let mut grad = Array2::zeros((n, c));
+    if n == 0 {
+        return Ok((F::zero(), grad));
+    }
+    let inv_t = F::one() / temperature;
+    let scale = inv_t / F::lit(n as f64);
+    let (mut s, mut t) = (vec![F::zero(); c], vec![F::zero(); c]);
+    let (mut ls, mut lt) = (vec![F::zero(); c], vec![F::zero(); c]);
+    let mut total = F::zero();
+    for ((srow, trow), mut g) in student
+        .rows()
+        .into_iter()
+        .zip(teacher.rows())
+        .zip(grad.rows_mut())
+    {
+        copy_row(&mut s, srow.iter());
+        copy_row(&mut t, trow.iter());
+        log_softmax_row(&s, inv_t, &mut ls);
+        log_softmax_row(&t, inv_t, &mut lt);
+        total += kl_row(&lt, &ls);
+        for ((gv, &a), &b) in g.iter_mut().zip(&ls).zip(&lt) {
+            *gv = (a.exp() - b.exp()) * scale;
+        }
+    }
+    Ok((total / F::lit(n as f64), grad))
+}
+
+/// Copies an iterator of values into a scratch row.
+#[inline]
+pub(crate) fn copy_row<'a, F: Float>(dst: &mut [F], src: impl Iterator<Item = &'a F>) {
+    for (d, &v) in dst.iter_mut().zip(src) {
+        *d = v;
+    }
+}

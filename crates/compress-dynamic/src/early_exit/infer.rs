@@ -1,0 +1,159 @@
+//! Batched dynamic inference that forwards only the samples still running, and profiling.
+
+use compress_core::{CoreError, Float, Mode};
+use compress_nn::Dataset;
+use compress_nn::loss::argmax_rows;
+use ndarray::{ArrayD, Axis};
+
+use super::EarlyExitNet;
+use crate::output::{Survivors, logits_2d};
+use crate::profile::{ExitProfile, Thresholds};
+use crate::{DynamicOutput, ExitRule, Result};
+
+impl<F: Float> EarlyExitNet<F> {
+    /// Dynamic inference of a batch: after each active exit, the samples whose confidence
+    /// reaches the threshold leave, and only the others are regrouped (`select`) and sent
+    /// through the next stages. Disabled exits (`None`) are not computed at all. MACs are
+    /// counted per sample from the stages' and heads' [`Layer::cost`](compress_core::Layer::cost)
+    /// as they actually run.
+    ///
+    /// # Errors
+    ///
+    /// Wrong number of thresholds, an invalid threshold, or any layer error.
+    ///
+    /// ```
+    /// use compress_dynamic::{EarlyExitNet, ExitRule, Thresholds};
+    /// use compress_nn::Linear;
+    /// use ndarray::ArrayD;
+    /// use rand::{SeedableRng, rngs::StdRng};
+    /// # fn main() -> compress_dynamic::Result<()> {
+    /// let mut rng = StdRng::seed_from_u64(1);
+    /// let mut net = EarlyExitNet::<f64>::new(&[4])
+    ///     .with_stage(Linear::new(4, 8, true, &mut rng))
+    ///     .with_exit(Linear::new(8, 3, true, &mut rng))
+    ///     .with_stage(Linear::new(8, 8, true, &mut rng))
+    ///     .with_exit(Linear::new(8, 3, true, &mut rng));
+    /// let x = ArrayD::from_elem(vec![5, 4], 0.5);
+    /// // tau = 0: every sample leaves at the first exit.
+    /// let out = net.infer(&x, &Thresholds::uniform(ExitRule::MaxSoftmax, 2, 0.0))?;
+    /// assert_eq!(out.exits, vec![0; 5]);
+    /// assert!(out.macs.iter().all(|&m| m == 4 * 8 + 8 * 3));
+    /// # Ok(()) }
+    /// ```
+    pub fn infer(&mut self, x: &ArrayD<F>, thresholds: &Thresholds) -> Result<DynamicOutput<F>> {
+        self.infer_limited(x, thresholds, None)
+    }
+
+    /// [`EarlyExitNet::infer`] where sample `i` may go no deeper than exit `max_exit[i]`
+    /// (it is forced out there); with `None` only the thresholds decide.
+    ///
+    /// # Errors
+    ///
+    /// As [`EarlyExitNet::infer`], and a shape mismatch when `max_exit` does not have one
+    /// entry per sample.
+    pub fn infer_limited(
+        &mut self,
+        x: &ArrayD<F>,
+        thresholds: &Thresholds,
+        max_exit: Option<&[usize]>,
+    ) -> Result<DynamicOutput<F>> {
+        self.validate()?;
+        thresholds.check(self.num_exits())?;
+        let n = x.shape().first().copied().unwrap_or(0);
+        if let Some(m) = max_exit
+            && m.len() != n
+        {
+            return Err(CoreError::shape("max_exit", &[n], &[m.len()]).into());
+        }
+        let stage_macs = self.stage_macs()?;
+        let costs = self.exit_costs()?;
+        let k_last = self.num_exits() - 1;
+        let mut surv = Survivors::new(n, self.num_exits());
+        let mut h = x.to_owned();
+        let mut next = 0;
+        for (s, &macs) in stage_macs.iter().enumerate() {
+            if surv.done() {
+                break;
+            }
+            h = self.stages[s].forward(&h, Mode::Eval)?;
+            surv.charge_all(macs);
+            while next < self.attach.len() && self.attach[next] == s {
+                let k = next;
+                next += 1;
+                let forced = |i: usize| max_exit.is_some_and(|m| m[i] <= k);
+                let thr = thresholds.score_threshold(k);
+                // Rows that need this head: all when the exit is active, else the forced ones.
+                let rows: Vec<usize> = if thr.is_some() || k == k_last {
+                    (0..surv.alive.len()).collect()
+                } else {
+                    (0..surv.alive.len())
+                        .filter(|&r| forced(surv.alive[r]))
+                        .collect()
+                };
+                if rows.is_empty() {
+                    continue;
+                }
+                let y = if rows.len() == surv.alive.len() {
+                    self.exits[k].forward(&h, Mode::Eval)?
+                } else {
+                    self.exits[k].forward(&h.select(Axis(0), &rows), Mode::Eval)?
+                };
+                let logits = logits_2d(&y, &format!("exit {k}"))?;
+                let keep = surv.decide(
+                    k,
+                    &rows,
+                    &logits,
+                    costs.own[k],
+                    (thresholds.rule, thr),
+                    &forced,
+                )?;
+                if surv.done() {
+                    break;
+                }
+                if keep.len() < h.shape()[0] {
+                    h = h.select(Axis(0), &keep);
+                }
+            }
+        }
+        surv.finish()
+    }
+
+    /// Runs every exit on every sample of `data` (eval mode, chunks of `batch`) and records
+    /// each exit's confidence scores under `rule` and correctness, with the exits' costs:
+    /// the input of [`calibrate`](crate::calibrate) and
+    /// [`tradeoff_curve`](crate::tradeoff_curve).
+    ///
+    /// # Errors
+    ///
+    /// Any layer error.
+    pub fn profile(
+        &mut self,
+        data: &Dataset<F>,
+        rule: ExitRule,
+        batch: usize,
+    ) -> Result<ExitProfile> {
+        let logits = self.all_exit_logits(&data.x, batch)?;
+        let scores = logits.iter().map(|l| rule.scores(l)).collect();
+        let correct = logits
+            .iter()
+            .map(|l| {
+                argmax_rows(l)
+                    .iter()
+                    .zip(&data.labels)
+                    .map(|(p, y)| p == y)
+                    .collect()
+            })
+            .collect();
+        ExitProfile::new(rule, scores, correct, self.exit_costs()?)
+    }
+
+    /// Eval-mode logits of the static network for `x` (every stage, last head).
+    ///
+    /// # Errors
+    ///
+    /// Any layer error.
+    pub fn full_logits(&mut self, x: &ArrayD<F>) -> Result<ndarray::Array2<F>> {
+        let y = compress_core::Layer::forward(self, x, Mode::Eval)?;
+        Ok(logits_2d(&y, "last exit")?.to_owned())
+    }
+}

@@ -1,0 +1,421 @@
+//! The early-exit network: a backbone of stages with classifier heads after chosen stages.
+
+use compress_core::{
+    CoreError, Cost, Float, Layer, Mode, Module, ParamPath, ParamVisitor, ParamVisitorMut,
+};
+use ndarray::{Array2, ArrayD, ArrayRef, Axis, IxDyn};
+
+use crate::output::logits_2d;
+use crate::profile::ExitCosts;
+use crate::{DynamicError, Result};
+
+/// A backbone of stages (any [`Layer`]s) with exit heads after chosen stages (BranchyNet).
+///
+/// Parameter paths are `stages.<i>.…` and `exits.<k>.…`. The last exit must follow the last
+/// stage: it is the network's own classifier. As a [`Layer`] the network is the *static*
+/// model (every stage, then the last head); dynamic inference is
+/// [`EarlyExitNet::infer`] and joint training is
+/// [`train_early_exit`](crate::train_early_exit).
+///
+/// ```
+/// use compress_core::Layer;
+/// use compress_dynamic::EarlyExitNet;
+/// use compress_nn::{Linear, ReLU, Sequential};
+/// use rand::{SeedableRng, rngs::StdRng};
+/// # fn main() -> compress_dynamic::Result<()> {
+/// let mut rng = StdRng::seed_from_u64(0);
+/// let block = |i, o, rng: &mut StdRng| Sequential::new().with(Linear::new(i, o, true, rng)).with(ReLU::new());
+/// let net = EarlyExitNet::<f32>::new(&[64])
+///     .with_stage(block(64, 32, &mut rng))
+///     .with_exit(Linear::new(32, 10, true, &mut rng))
+///     .with_stage(block(32, 32, &mut rng))
+///     .with_exit(Linear::new(32, 10, true, &mut rng));
+/// net.validate()?;
+/// let costs = net.exit_costs()?;
+/// assert_eq!(costs.shared, vec![64 * 32, 64 * 32 + 32 * 32]);
+/// assert_eq!(costs.own, vec![320, 320]);
+/// assert_eq!(net.cost(&[64])?.macs, costs.full());
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct EarlyExitNet<F: Float> {
+    pub(super) stages: Vec<Box<dyn Layer<F>>>,
+    pub(super) exits: Vec<Box<dyn Layer<F>>>,
+    pub(super) attach: Vec<usize>,
+    input_shape: Vec<usize>,
+}
+
+impl<F: Float> EarlyExitNet<F> {
+    /// An empty network for samples of `input_shape` (no batch dimension).
+    pub fn new(input_shape: &[usize]) -> Self {
+        Self {
+            stages: Vec::new(),
+            exits: Vec::new(),
+            attach: Vec::new(),
+            input_shape: input_shape.to_vec(),
+        }
+    }
+
+    /// Appends a backbone stage (builder style).
+    #[must_use]
+    pub fn with_stage(mut self, stage: impl Layer<F> + 'static) -> Self {
+        self.push_stage(Box::new(stage));
+        self
+    }
+
+    /// Attaches an exit head after the last stage pushed so far (builder style).
+    #[must_use]
+    pub fn with_exit(mut self, head: impl Layer<F> + 'static) -> Self {
+        self.push_exit(Box::new(head));
+        self
+    }
+
+    /// Appends a backbone stage.
+    pub fn push_stage(&mut self, stage: Box<dyn Layer<F>>) {
+        self.stages.push(stage);
+    }
+
+    /// Attaches an exit head after the last stage pushed so far.
+    pub fn push_exit(&mut self, head: Box<dyn Layer<F>>) {
+        self.attach.push(self.stages.len().wrapping_sub(1));
+        self.exits.push(head);
+    }
+
+    /// Per-sample input shape.
+    pub fn input_shape(&self) -> &[usize] {
+        &self.input_shape
+    }
+
+    /// Number of exits.
+    pub fn num_exits(&self) -> usize {
+        self.exits.len()
+    }
+
+    /// Number of backbone stages.
+    pub fn num_stages(&self) -> usize {
+        self.stages.len()
+    }
+
+    /// The stage index each exit follows.
+    pub fn attach_points(&self) -> &[usize] {
+        &self.attach
+    }
+
+    /// The backbone stages.
+    pub fn stages(&self) -> &[Box<dyn Layer<F>>] {
+        &self.stages
+    }
+
+    /// The exit heads.
+    pub fn exits(&self) -> &[Box<dyn Layer<F>>] {
+        &self.exits
+    }
+
+    /// Checks the structure: at least one stage and one exit, at most one exit per stage
+    /// (in order), the last exit after the last stage, every shape fitting, and every head
+    /// producing the same number of classes.
+    ///
+    /// # Errors
+    ///
+    /// [`CoreError::InvalidConfig`] naming what is wrong, or the shape error of the first
+    /// layer that does not fit.
+    pub fn validate(&self) -> Result<()> {
+        if self.stages.is_empty() || self.exits.is_empty() {
+            return Err(DynamicError::config(
+                "early-exit network",
+                format!(
+                    "needs at least one stage and one exit, got {} stages, {} exits",
+                    self.stages.len(),
+                    self.exits.len()
+                ),
+            ));
+        }
+        if self.attach.iter().any(|&a| a >= self.stages.len())
+            || self.attach.windows(2).any(|w| w[0] >= w[1])
+        {
+            return Err(DynamicError::config(
+                "exits",
+                format!(
+                    "exits must follow distinct stages in order (push a stage first), attached after {:?}",
+                    self.attach
+                ),
+            ));
+        }
+        if self.attach.last() != Some(&(self.stages.len() - 1)) {
+            return Err(DynamicError::config(
+                "exits",
+                format!(
+                    "the last exit must follow the last stage {}, it follows {:?}",
+                    self.stages.len() - 1,
+                    self.attach.last()
+                ),
+            ));
+        }
+        self.exit_costs().map(|_| ())
+    }
+
+    /// Per-stage costs for one sample, and each exit's head cost.
+    fn layer_costs(&self) -> Result<(Vec<Cost>, Vec<Cost>)> {
+        let mut shape = self.input_shape.clone();
+        let mut stage_costs = Vec::with_capacity(self.stages.len());
+        for s in &self.stages {
+            let c = s.cost(&shape)?;
+            shape.clone_from(&c.output_shape);
+            stage_costs.push(c);
+        }
+        let mut head_costs: Vec<Cost> = Vec::with_capacity(self.exits.len());
+        for (k, (h, &a)) in self.exits.iter().zip(&self.attach).enumerate() {
+            let in_shape = stage_costs
+                .get(a)
+                .map(|c| c.output_shape.clone())
+                .ok_or_else(|| DynamicError::config("exits", format!("exit {k} has no stage")))?;
+            let c = h.cost(&in_shape)?;
+            if c.output_shape.len() != 1 {
+                return Err(
+                    CoreError::shape(format!("exit {k} output"), &[0], &c.output_shape).into(),
+                );
+            }
+            if let Some(first) = head_costs.first()
+                && first.output_shape != c.output_shape
+            {
+                return Err(CoreError::shape(
+                    format!("exit {k} output"),
+                    &first.output_shape,
+                    &c.output_shape,
+                )
+                .into());
+            }
+            head_costs.push(c);
+        }
+        Ok((stage_costs, head_costs))
+    }
+
+    /// MACs per sample of each stage, in order.
+    ///
+    /// # Errors
+    ///
+    /// The first stage that cannot take its input shape.
+    pub fn stage_macs(&self) -> Result<Vec<u64>> {
+        Ok(self.layer_costs()?.0.iter().map(|c| c.macs).collect())
+    }
+
+    /// The exits' MAC accounting: trunk MACs up to each exit and each head's MACs, both
+    /// from the layers' [`Layer::cost`].
+    ///
+    /// # Errors
+    ///
+    /// A shape error when a stage or head does not fit.
+    pub fn exit_costs(&self) -> Result<ExitCosts> {
+        let (stages, heads) = self.layer_costs()?;
+        let mut prefix = Vec::with_capacity(stages.len());
+        let mut acc = 0u64;
+        for c in &stages {
+            acc += c.macs;
+            prefix.push(acc);
+        }
+        Ok(ExitCosts {
+            shared: self.attach.iter().map(|&a| prefix[a]).collect(),
+            own: heads.iter().map(|c| c.macs).collect(),
+        })
+    }
+
+    /// Number of classes (output width of the heads).
+    ///
+    /// # Errors
+    ///
+    /// As [`EarlyExitNet::validate`].
+    pub fn classes(&self) -> Result<usize> {
+        let (_, heads) = self.layer_costs()?;
+        heads
+            .first()
+            .map(|c| c.output_shape[0])
+            .ok_or_else(|| DynamicError::config("exits", "the network has no exit"))
+    }
+
+    /// Runs every sample through every stage and every head: the logits of each exit.
+    /// In [`Mode::Train`] the layers cache for [`EarlyExitNet::backward_all`].
+    ///
+    /// # Errors
+    ///
+    /// Any layer error, or a head whose output is not `[N, classes]`.
+    pub fn forward_all(&mut self, x: &ArrayRef<F, IxDyn>, mode: Mode) -> Result<Vec<Array2<F>>> {
+        self.validate()?;
+        let mut out = Vec::with_capacity(self.exits.len());
+        let mut h = x.to_owned();
+        let mut next = 0;
+        for (s, stage) in self.stages.iter_mut().enumerate() {
+            h = stage.forward(&h, mode)?;
+            while next < self.attach.len() && self.attach[next] == s {
+                let y = self.exits[next].forward(&h, mode)?;
+                out.push(logits_2d(&y, &format!("exit {next}"))?.to_owned());
+                next += 1;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Back-propagates one gradient per exit (with respect to its logits) through the heads
+    /// and the shared stages, accumulating parameter gradients; returns the input gradient.
+    /// Needs a preceding [`EarlyExitNet::forward_all`] in [`Mode::Train`].
+    ///
+    /// # Errors
+    ///
+    /// A shape mismatch for the wrong number of gradients, or any layer error.
+    pub fn backward_all(&mut self, grads: &[Array2<F>]) -> Result<ArrayD<F>> {
+        if grads.len() != self.exits.len() {
+            return Err(
+                CoreError::shape("exit gradients", &[self.exits.len()], &[grads.len()]).into(),
+            );
+        }
+        let mut g: Option<ArrayD<F>> = None;
+        for s in (0..self.stages.len()).rev() {
+            for k in (0..self.exits.len()).filter(|&k| self.attach[k] == s) {
+                let gh = self.exits[k].backward(&grads[k].view().into_dyn())?;
+                g = Some(match g {
+                    Some(acc) => acc + gh,
+                    None => gh,
+                });
+            }
+            let gs = g.ok_or_else(|| CoreError::InvalidState {
+                layer: "EarlyExitNet".into(),
+                reason: format!("no gradient reaches stage {s}"),
+            })?;
+            g = Some(self.stages[s].backward(&gs)?);
+        }
+        g.ok_or_else(|| DynamicError::config("stages", "the network has no stage"))
+    }
+
+    /// Splits a batch into row chunks of at most `batch` (for memory-bounded passes).
+    pub(crate) fn chunks(n: usize, batch: usize) -> impl Iterator<Item = (usize, usize)> {
+        let b = batch.max(1);
+        (0..n.div_ceil(b)).map(move |i| (i * b, ((i + 1) * b).min(n)))
+    }
+
+    /// Logits of every exit for every sample of `x` in eval mode, in chunks of `batch`.
+    ///
+    /// # Errors
+    ///
+    /// As [`EarlyExitNet::forward_all`].
+    pub fn all_exit_logits(&mut self, x: &ArrayD<F>, batch: usize) -> Result<Vec<Array2<F>>> {
+        let n = x.shape().first().copied().unwrap_or(0);
+        let mut parts: Vec<Vec<Array2<F>>> = Vec::new();
+        for (a, b) in Self::chunks(n, batch) {
+            parts.push(self.forward_all(&x.slice_axis(Axis(0), (a..b).into()), Mode::Eval)?);
+        }
+        let classes = self.classes()?;
+        (0..self.exits.len())
+            .map(|k| {
+                if parts.is_empty() {
+                    return Ok(Array2::zeros((0, classes)));
+                }
+                let views: Vec<_> = parts.iter().map(|p| p[k].view()).collect();
+                Ok(ndarray::concatenate(Axis(0), &views).map_err(CoreError::from)?)
+            })
+            .collect()
+    }
+}
+
+impl<F: Float> Module<F> for EarlyExitNet<F> {
+    fn visit(&self, path: &mut ParamPath, v: &mut dyn ParamVisitor<F>) {
+        path.scoped("stages", |p| {
+            for (i, l) in self.stages.iter().enumerate() {
+                p.scoped(&i.to_string(), |p| l.visit(p, v));
+            }
+        });
+        path.scoped("exits", |p| {
+            for (i, l) in self.exits.iter().enumerate() {
+                p.scoped(&i.to_string(), |p| l.visit(p, v));
+            }
+        });
+    }
+
+    fn visit_mut(
+        &mut self,
+        path: &mut ParamPath,
+        v: &mut dyn ParamVisitorMut<F>,
+    ) -> compress_core::Result<()> {
+        path.scoped("stages", |p| -> compress_core::Result<()> {
+            for (i, l) in self.stages.iter_mut().enumerate() {
+                p.scoped(&i.to_string(), |p| l.visit_mut(p, v))?;
+            }
+            Ok(())
+        })?;
+        path.scoped("exits", |p| {
+            for (i, l) in self.exits.iter_mut().enumerate() {
+                p.scoped(&i.to_string(), |p| l.visit_mut(p, v))?;
+            }
+            Ok(())
+        })
+    }
+}
+
+fn core(e: DynamicError) -> CoreError {
+    match e {
+        DynamicError::Core(c) => c,
+        other => CoreError::InvalidState {
+            layer: "EarlyExitNet".into(),
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// The static network: every stage, then the last exit's head (no early head computed).
+impl<F: Float> Layer<F> for EarlyExitNet<F> {
+    fn name(&self) -> &'static str {
+        "EarlyExitNet"
+    }
+
+    fn forward(&mut self, x: &ArrayRef<F, IxDyn>, mode: Mode) -> compress_core::Result<ArrayD<F>> {
+        self.validate().map_err(core)?;
+        let mut h = x.to_owned();
+        for s in &mut self.stages {
+            h = s.forward(&h, mode)?;
+        }
+        let last = self.exits.len() - 1;
+        self.exits[last].forward(&h, mode)
+    }
+
+    fn backward(&mut self, grad: &ArrayRef<F, IxDyn>) -> compress_core::Result<ArrayD<F>> {
+        let last = self
+            .exits
+            .len()
+            .checked_sub(1)
+            .ok_or_else(|| CoreError::InvalidState {
+                layer: "EarlyExitNet".into(),
+                reason: "no exit".into(),
+            })?;
+        let mut g = self.exits[last].backward(grad)?;
+        for s in self.stages.iter_mut().rev() {
+            g = s.backward(&g)?;
+        }
+        Ok(g)
+    }
+
+    fn cost(&self, input_shape: &[usize]) -> compress_core::Result<Cost> {
+        if input_shape != self.input_shape.as_slice() {
+            return Err(CoreError::shape(
+                "EarlyExitNet input",
+                &self.input_shape,
+                input_shape,
+            ));
+        }
+        let (stages, heads) = self.layer_costs().map_err(core)?;
+        let last = heads
+            .last()
+            .cloned()
+            .ok_or_else(|| CoreError::InvalidState {
+                layer: "EarlyExitNet".into(),
+                reason: "no exit".into(),
+            })?;
+        let trunk = stages
+            .into_iter()
+            .fold(Cost::passthrough(input_shape), Cost::then);
+        let mut c = trunk.then(last);
+        // Parameters of every head are stored even if only the last one runs statically.
+        for h in &heads[..heads.len() - 1] {
+            c.params += h.params;
+            c.nonzero_params += h.nonzero_params;
+        }
+        Ok(c)
+    }
+}

@@ -1,0 +1,415 @@
+//! 2-D convolution (NCHW) with stride, padding, dilation and groups.
+//!
+//! Three paths, chosen from the configuration:
+//! - depthwise (`groups == in_channels`): a direct kernel, no im2col;
+//! - pointwise (1x1, stride 1, no padding): one GEMM per image and group on the input itself;
+//! - everything else: im2col into a reused buffer, then one GEMM per image and group,
+//!   `W[out/g, (in/g) kh kw] . cols[(in/g) kh kw, oh ow]`, written straight into the output.
+
+mod config;
+mod depthwise;
+mod geom;
+mod im2col;
+
+pub use config::{Conv2dConfig, IntoHw};
+
+use compress_core::{
+    CoreError, Cost, Float, Layer, Mode, Module, Param, ParamKind, ParamPath, ParamVisitor,
+    ParamVisitorMut, Result, TensorExt,
+};
+use ndarray::linalg::general_mat_mul;
+use ndarray::{ArrayD, ArrayRef, ArrayView2, ArrayViewMut2, IxDyn};
+use rand::Rng;
+
+use self::depthwise::Depthwise;
+use self::geom::Geom;
+use self::im2col::{col2im_add, im2col};
+use super::no_forward;
+use crate::init::kaiming_uniform;
+
+/// A 2-D convolution over NCHW batches.
+///
+/// # Shapes
+///
+/// - input: `[batch, in_channels, h, w]`
+/// - output: `[batch, out_channels, oh, ow]` (see [`Conv2dConfig::output_hw`])
+/// - `weight`: `[out_channels, in_channels / groups, kh, kw]`, `bias`: `[out_channels]`
+///
+/// ```
+/// use compress_core::{Layer, Mode};
+/// use compress_nn::{Conv2d, Conv2dConfig};
+/// use ndarray::ArrayD;
+/// use rand::{SeedableRng, rngs::StdRng};
+///
+/// let mut rng = StdRng::seed_from_u64(0);
+/// let mut conv = Conv2d::<f32>::new(Conv2dConfig::new(3, 8, 3).padding(1), &mut rng).unwrap();
+/// let y = conv.forward(&ArrayD::zeros(vec![2, 3, 16, 16]), Mode::Eval).unwrap();
+/// assert_eq!(y.shape(), &[2, 8, 16, 16]);
+/// assert_eq!(conv.cost(&[3, 16, 16]).unwrap().macs, 16 * 16 * 8 * 3 * 9);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Conv2d<F: Float> {
+    /// Kernel `[out, in / groups, kh, kw]`.
+    pub weight: Param<F>,
+    /// Optional bias `[out]`.
+    pub bias: Option<Param<F>>,
+    config: Conv2dConfig,
+    /// The last training-mode input (standard layout) and its shape.
+    input: Option<Vec<F>>,
+    input_shape: Vec<usize>,
+    cols: Vec<F>,
+    dcols: Vec<F>,
+}
+
+impl<F: Float> Conv2d<F> {
+    /// A convolution with PyTorch's default initialisation (uniform in `±1/sqrt(fan_in)`,
+    /// `fan_in = in / groups * kh * kw`, for weight and bias).
+    ///
+    /// # Errors
+    ///
+    /// [`CoreError::InvalidConfig`] from [`Conv2dConfig::validate`].
+    pub fn new<R: Rng + ?Sized>(config: Conv2dConfig, rng: &mut R) -> Result<Self> {
+        config.validate()?;
+        let shape = config.weight_shape();
+        let fan_in = shape[1] * shape[2] * shape[3];
+        let w = kaiming_uniform(&shape, fan_in, rng);
+        let b = config
+            .bias
+            .then(|| kaiming_uniform(&[config.out_channels], fan_in, rng));
+        Self::from_arrays(config, w, b)
+    }
+
+    /// A convolution holding the given weight and bias.
+    ///
+    /// # Errors
+    ///
+    /// [`CoreError::InvalidConfig`] for an invalid configuration (including `bias` not
+    /// matching whether a bias is given) and [`CoreError::ShapeMismatch`] when the weight
+    /// is not [`Conv2dConfig::weight_shape`] or the bias not `[out_channels]`.
+    pub fn from_arrays(
+        config: Conv2dConfig,
+        weight: ArrayD<F>,
+        bias: Option<ArrayD<F>>,
+    ) -> Result<Self> {
+        config.validate()?;
+        if weight.shape() != config.weight_shape() {
+            return Err(CoreError::shape(
+                "Conv2d weight",
+                &config.weight_shape(),
+                weight.shape(),
+            ));
+        }
+        if config.bias != bias.is_some() {
+            return Err(CoreError::config(
+                "bias",
+                format!(
+                    "config.bias is {} but a bias was {}given",
+                    config.bias,
+                    if bias.is_some() { "" } else { "not " }
+                ),
+            ));
+        }
+        if let Some(b) = &bias
+            && b.shape() != [config.out_channels]
+        {
+            return Err(CoreError::shape(
+                "Conv2d bias",
+                &[config.out_channels],
+                b.shape(),
+            ));
+        }
+        Ok(Self {
+            weight: Param::new(weight),
+            bias: bias.map(|b| Param::with_kind(b, ParamKind::Bias)),
+            config,
+            input: None,
+            input_shape: Vec::new(),
+            cols: Vec::new(),
+            dcols: Vec::new(),
+        })
+    }
+
+    /// The configuration, with the channel counts read from the current weight shape (so
+    /// it stays right after structured shrinking replaced the weight).
+    pub fn config(&self) -> Conv2dConfig {
+        let mut c = self.config;
+        let s = self.weight.shape();
+        if s.len() == 4 {
+            c.out_channels = s[0];
+            c.in_channels = s[1] * c.groups;
+        }
+        c.bias = self.bias.is_some();
+        c
+    }
+
+    /// Input channels.
+    pub fn in_channels(&self) -> usize {
+        self.config().in_channels
+    }
+
+    /// Output channels.
+    pub fn out_channels(&self) -> usize {
+        self.config().out_channels
+    }
+
+    /// Checks the configuration against the weight and bias and the input shape
+    /// `[C, H, W]`; returns the configuration and the output `(oh, ow)`.
+    fn plan(&self, chw: &[usize]) -> Result<(Conv2dConfig, usize, usize)> {
+        let cfg = self.config();
+        cfg.validate()?;
+        if self.weight.shape() != cfg.weight_shape() {
+            return Err(CoreError::shape(
+                "Conv2d weight",
+                &cfg.weight_shape(),
+                self.weight.shape(),
+            ));
+        }
+        if let Some(b) = &self.bias
+            && b.shape() != [cfg.out_channels]
+        {
+            return Err(CoreError::shape(
+                "Conv2d bias",
+                &[cfg.out_channels],
+                b.shape(),
+            ));
+        }
+        if chw.len() != 3 || chw[0] != cfg.in_channels {
+            let (h, w) = match chw {
+                [.., h, w] => (*h, *w),
+                _ => (0, 0),
+            };
+            return Err(CoreError::shape(
+                "Conv2d input (per sample)",
+                &[cfg.in_channels, h, w],
+                chw,
+            ));
+        }
+        let (oh, ow) = cfg.output_hw(chw[1], chw[2])?;
+        Ok((cfg, oh, ow))
+    }
+}
+
+impl<F: Float> Module<F> for Conv2d<F> {
+    fn visit(&self, path: &mut ParamPath, v: &mut dyn ParamVisitor<F>) {
+        path.scoped("weight", |p| v.visit(p, &self.weight));
+        if let Some(b) = &self.bias {
+            path.scoped("bias", |p| v.visit(p, b));
+        }
+    }
+    fn visit_mut(&mut self, path: &mut ParamPath, v: &mut dyn ParamVisitorMut<F>) -> Result<()> {
+        path.scoped("weight", |p| v.visit_mut(p, &mut self.weight))?;
+        if let Some(b) = &mut self.bias {
+            path.scoped("bias", |p| v.visit_mut(p, b))?;
+        }
+        Ok(())
+    }
+}
+
+/// Batch size and the per-sample shape of an NCHW input.
+fn split_batch(shape: &[usize]) -> (usize, &[usize]) {
+    match shape.split_first() {
+        Some((n, rest)) => (*n, rest),
+        None => (0, shape),
+    }
+}
+
+impl<F: Float> Layer<F> for Conv2d<F> {
+    fn name(&self) -> &'static str {
+        "Conv2d"
+    }
+
+    fn forward(&mut self, x: &ArrayRef<F, IxDyn>, mode: Mode) -> Result<ArrayD<F>> {
+        let (n, chw) = split_batch(x.shape());
+        let (cfg, oh, ow) = self.plan(chw)?;
+        let (c, h, w) = (chw[0], chw[1], chw[2]);
+        let g = Geom::new(&cfg, h, w, oh, ow);
+        let oc = cfg.out_channels;
+        let xs = x.as_standard_layout();
+        let xs = xs.as_slice().expect("standard layout is contiguous");
+        let weight = self.weight.effective();
+        let weight = weight.as_standard_layout();
+        let ws = weight.as_slice().expect("standard layout is contiguous");
+        let bias = self.bias.as_ref().map(|b| b.effective().into_owned());
+        let bs = bias.as_ref().map(|b| b.as_slice().expect("1-D owned"));
+        let mut out = Vec::with_capacity(n * oc * g.out_len());
+        if cfg.is_depthwise() {
+            let dw = Depthwise { n, c, mult: oc / c };
+            dw.forward(xs, ws, bs, &g, &mut out);
+        } else {
+            gemm_forward(&cfg, &g, n, xs, ws, bs, &mut self.cols, &mut out)?;
+        }
+        self.input = (mode == Mode::Train).then(|| xs.to_vec());
+        if mode == Mode::Train {
+            self.input_shape = vec![n, c, h, w];
+        }
+        Ok(ArrayD::from_shape_vec(IxDyn(&[n, oc, oh, ow]), out)?)
+    }
+
+    fn backward(&mut self, grad: &ArrayRef<F, IxDyn>) -> Result<ArrayD<F>> {
+        let xs = self.input.as_deref().ok_or_else(|| no_forward("Conv2d"))?;
+        let (n, chw) = split_batch(&self.input_shape);
+        let (cfg, oh, ow) = self.plan(chw)?;
+        let (c, h, w) = (chw[0], chw[1], chw[2]);
+        let oc = cfg.out_channels;
+        if grad.shape() != [n, oc, oh, ow] {
+            return Err(CoreError::shape(
+                "Conv2d grad",
+                &[n, oc, oh, ow],
+                grad.shape(),
+            ));
+        }
+        let g = Geom::new(&cfg, h, w, oh, ow);
+        let gs = grad.as_standard_layout();
+        let gs = gs.as_slice().expect("standard layout is contiguous");
+        let weight = self.weight.effective();
+        let weight = weight.as_standard_layout();
+        let ws = weight.as_slice().expect("standard layout is contiguous");
+        let mut dx = vec![F::zero(); xs.len()];
+        let mut dw = vec![F::zero(); ws.len()];
+        if cfg.is_depthwise() {
+            let d = Depthwise { n, c, mult: oc / c };
+            d.backward(xs, ws, gs, &g, &mut dx, &mut dw);
+        } else {
+            let bufs = (&mut self.cols, &mut self.dcols);
+            gemm_backward(&cfg, &g, n, xs, ws, gs, bufs, &mut dx, &mut dw)?;
+        }
+        drop(weight);
+        let dw = ArrayD::from_shape_vec(IxDyn(&cfg.weight_shape()), dw)?;
+        self.weight.accumulate_grad(dw)?;
+        if let Some(b) = &mut self.bias {
+            let l = g.out_len();
+            let mut db = vec![F::zero(); oc];
+            for (k, chunk) in gs.chunks_exact(l).enumerate() {
+                db[k % oc] += chunk.iter().fold(F::zero(), |a, &v| a + v);
+            }
+            b.accumulate_grad(ArrayD::from_shape_vec(IxDyn(&[oc]), db)?)?;
+        }
+        Ok(ArrayD::from_shape_vec(IxDyn(&self.input_shape), dx)?)
+    }
+
+    fn cost(&self, input_shape: &[usize]) -> Result<Cost> {
+        let (cfg, oh, ow) = self.plan(input_shape)?;
+        let w = self.weight.effective();
+        let (bias_n, bias_nz) = self
+            .bias
+            .as_ref()
+            .map_or((0, 0), |b| (b.len(), b.effective().count_nonzero()));
+        let (kh, kw) = cfg.kernel;
+        let macs = (oh * ow * cfg.out_channels * cfg.in_per_group() * kh * kw) as u64;
+        Ok(Cost {
+            output_shape: vec![cfg.out_channels, oh, ow],
+            params: self.weight.len() + bias_n,
+            nonzero_params: w.count_nonzero() + bias_nz,
+            macs,
+        })
+    }
+}
+
+/// Grows `buf` to at least `len` elements (reused across calls; contents are overwritten).
+fn scratch<F: Float>(buf: &mut Vec<F>, len: usize) -> &mut [F] {
+    if buf.len() < len {
+        buf.resize(len, F::zero());
+    }
+    &mut buf[..len]
+}
+
+/// The GEMM path of the forward pass (pointwise or im2col).
+#[allow(clippy::too_many_arguments)]
+fn gemm_forward<F: Float>(
+    cfg: &Conv2dConfig,
+    g: &Geom,
+    n: usize,
+    xs: &[F],
+    ws: &[F],
+    bs: Option<&[F]>,
+    cols_buf: &mut Vec<F>,
+    out: &mut Vec<F>,
+) -> Result<()> {
+    let (c, oc, groups) = (cfg.in_channels, cfg.out_channels, cfg.groups);
+    let (cg, og) = (cfg.in_per_group(), cfg.out_per_group());
+    let (l, plane) = (g.out_len(), g.h * g.w);
+    let ckk = cg * g.kh * g.kw;
+    let pointwise = cfg.is_pointwise();
+    let cols = if pointwise {
+        &mut [][..]
+    } else {
+        scratch(cols_buf, ckk * l)
+    };
+    for b in 0..n {
+        // Each image's output is initialised (to the bias) right before its GEMMs.
+        let start = out.len();
+        match bs {
+            Some(bs) => bs
+                .iter()
+                .for_each(|&bv| out.extend(std::iter::repeat_n(bv, l))),
+            None => out.resize(start + oc * l, F::zero()),
+        }
+        let out_img = &mut out[start..];
+        let beta = if bs.is_some() { F::one() } else { F::zero() };
+        for grp in 0..groups {
+            let x_grp = &xs[(b * c + grp * cg) * plane..][..cg * plane];
+            let wg = ArrayView2::from_shape((og, ckk), &ws[grp * og * ckk..][..og * ckk])?;
+            let mut yg =
+                ArrayViewMut2::from_shape((og, l), &mut out_img[grp * og * l..][..og * l])?;
+            if pointwise {
+                let xv = ArrayView2::from_shape((cg, l), x_grp)?;
+                general_mat_mul(F::one(), &wg, &xv, beta, &mut yg);
+            } else {
+                im2col(x_grp, cg, g, cols);
+                let cv = ArrayView2::from_shape((ckk, l), &*cols)?;
+                general_mat_mul(F::one(), &wg, &cv, beta, &mut yg);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The GEMM path of the backward pass: adds `dx` and `dw`.
+#[allow(clippy::too_many_arguments)]
+fn gemm_backward<F: Float>(
+    cfg: &Conv2dConfig,
+    g: &Geom,
+    n: usize,
+    xs: &[F],
+    ws: &[F],
+    gs: &[F],
+    (cols_buf, dcols_buf): (&mut Vec<F>, &mut Vec<F>),
+    dx: &mut [F],
+    dw: &mut [F],
+) -> Result<()> {
+    let (c, oc, groups) = (cfg.in_channels, cfg.out_channels, cfg.groups);
+    let (cg, og) = (cfg.in_per_group(), cfg.out_per_group());
+    let (l, plane) = (g.out_len(), g.h * g.w);
+    let ckk = cg * g.kh * g.kw;
+    let pointwise = cfg.is_pointwise();
+    let (cols, dcols) = if pointwise {
+        (&mut [][..], &mut [][..])
+    } else {
+        (scratch(cols_buf, ckk * l), scratch(dcols_buf, ckk * l))
+    };
+    for b in 0..n {
+        for grp in 0..groups {
+            let x_off = (b * c + grp * cg) * plane;
+            let x_grp = &xs[x_off..][..cg * plane];
+            let wg = ArrayView2::from_shape((og, ckk), &ws[grp * og * ckk..][..og * ckk])?;
+            let gg = ArrayView2::from_shape((og, l), &gs[(b * oc + grp * og) * l..][..og * l])?;
+            let mut dwg =
+                ArrayViewMut2::from_shape((og, ckk), &mut dw[grp * og * ckk..][..og * ckk])?;
+            let dx_grp = &mut dx[x_off..][..cg * plane];
+            if pointwise {
+                let xv = ArrayView2::from_shape((cg, l), x_grp)?;
+                general_mat_mul(F::one(), &gg, &xv.t(), F::one(), &mut dwg);
+                let mut dxv = ArrayViewMut2::from_shape((cg, l), dx_grp)?;
+                general_mat_mul(F::one(), &wg.t(), &gg, F::one(), &mut dxv);
+            } else {
+                im2col(x_grp, cg, g, cols);
+                let cv = ArrayView2::from_shape((ckk, l), &*cols)?;
+                general_mat_mul(F::one(), &gg, &cv.t(), F::one(), &mut dwg);
+                let mut dcv = ArrayViewMut2::from_shape((ckk, l), &mut *dcols)?;
+                general_mat_mul(F::one(), &wg.t(), &gg, F::zero(), &mut dcv);
+                col2im_add(dcols, cg, g, dx_grp);
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,401 @@
+//! Pooling over NCHW batches: max, average and global average.
+
+use compress_core::{
+    CoreError, Cost, Float, Layer, Mode, Module, ParamPath, ParamVisitor, ParamVisitorMut, Result,
+};
+use ndarray::{ArrayD, ArrayRef, IxDyn};
+
+use super::conv::IntoHw;
+use super::no_forward;
+
+/// Window geometry shared by the two windowed pools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Window {
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    padding: (usize, usize),
+}
+
+impl Window {
+    fn new(kernel: (usize, usize)) -> Self {
+        Self {
+            kernel,
+            stride: kernel,
+            padding: (0, 0),
+        }
+    }
+
+    /// Checks the window against a per-sample input `[C, H, W]`; returns `(C, H, W, oh, ow)`.
+    fn plan(&self, layer: &str, chw: &[usize]) -> Result<[usize; 5]> {
+        let &[c, h, w] = chw else {
+            return Err(CoreError::shape(
+                format!("{layer} input (per sample)"),
+                &[0, 0, 0],
+                chw,
+            ));
+        };
+        let (kh, kw) = self.kernel;
+        let (sh, sw) = self.stride;
+        let (ph, pw) = self.padding;
+        if kh == 0 || kw == 0 || sh == 0 || sw == 0 {
+            return Err(CoreError::config(
+                format!("{layer} kernel/stride"),
+                format!(
+                    "must be positive, got kernel {:?}, stride {:?}",
+                    self.kernel, self.stride
+                ),
+            ));
+        }
+        if 2 * ph > kh || 2 * pw > kw {
+            return Err(CoreError::config(
+                format!("{layer} padding"),
+                format!(
+                    "{:?} is more than half the kernel {:?}",
+                    self.padding, self.kernel
+                ),
+            ));
+        }
+        if h + 2 * ph < kh || w + 2 * pw < kw {
+            return Err(CoreError::config(
+                format!("{layer} input"),
+                format!(
+                    "{h}x{w} with padding {:?} is smaller than the kernel {:?}",
+                    self.padding, self.kernel
+                ),
+            ));
+        }
+        Ok([
+            c,
+            h,
+            w,
+            (h + 2 * ph - kh) / sh + 1,
+            (w + 2 * pw - kw) / sw + 1,
+        ])
+    }
+
+    /// Input rows (or columns) `[lo, hi)` covered by output index `o` on an axis of `n`.
+    fn span(o: usize, k: usize, s: usize, p: usize, n: usize) -> (usize, usize) {
+        let start = (o * s) as isize - p as isize;
+        let lo = start.max(0) as usize;
+        let hi = ((start + k as isize).max(0) as usize).min(n);
+        (lo, hi.max(lo))
+    }
+}
+
+fn as_nchw<F: Float>(x: &ArrayRef<F, IxDyn>) -> (usize, &[usize]) {
+    match x.shape().split_first() {
+        Some((n, rest)) => (*n, rest),
+        None => (0, x.shape()),
+    }
+}
+
+/// Max pooling over `kernel` windows; padding counts as `-inf` (PyTorch semantics).
+///
+/// Defaults: stride = kernel, no padding.
+///
+/// ```
+/// use compress_core::{Layer, Mode};
+/// use compress_nn::MaxPool2d;
+/// use ndarray::ArrayD;
+/// let mut p = MaxPool2d::new(2);
+/// let x = ArrayD::from_shape_vec(vec![1, 1, 2, 2], vec![1.0f32, 4.0, 3.0, 2.0]).unwrap();
+/// assert_eq!(p.forward(&x, Mode::Eval).unwrap().into_raw_vec_and_offset().0, vec![4.0]);
+/// ```
+#[derive(Debug, Clone)]
+pub struct MaxPool2d {
+    window: Window,
+    /// Input shape and, per output element, the flat input index of its maximum.
+    cache: Option<(Vec<usize>, Vec<usize>)>,
+}
+
+impl MaxPool2d {
+    /// Max pooling with a `kernel` window (stride = kernel, no padding).
+    pub fn new(kernel: impl IntoHw) -> Self {
+        Self {
+            window: Window::new(kernel.into_hw()),
+            cache: None,
+        }
+    }
+
+    /// Sets the stride.
+    #[must_use]
+    pub fn stride(mut self, stride: impl IntoHw) -> Self {
+        self.window.stride = stride.into_hw();
+        self
+    }
+
+    /// Sets the padding (at most half the kernel).
+    #[must_use]
+    pub fn padding(mut self, padding: impl IntoHw) -> Self {
+        self.window.padding = padding.into_hw();
+        self
+    }
+}
+
+/// Average pooling over `kernel` windows; padded zeros count in the divisor
+/// (PyTorch's `count_include_pad = True`).
+///
+/// Defaults: stride = kernel, no padding.
+#[derive(Debug, Clone)]
+pub struct AvgPool2d {
+    window: Window,
+    shape: Option<Vec<usize>>,
+}
+
+impl AvgPool2d {
+    /// Average pooling with a `kernel` window (stride = kernel, no padding).
+    pub fn new(kernel: impl IntoHw) -> Self {
+        Self {
+            window: Window::new(kernel.into_hw()),
+            shape: None,
+        }
+    }
+
+    /// Sets the stride.
+    #[must_use]
+    pub fn stride(mut self, stride: impl IntoHw) -> Self {
+        self.window.stride = stride.into_hw();
+        self
+    }
+
+    /// Sets the padding (at most half the kernel).
+    #[must_use]
+    pub fn padding(mut self, padding: impl IntoHw) -> Self {
+        self.window.padding = padding.into_hw();
+        self
+    }
+}
+
+/// Mean over each channel's whole plane: `[N, C, H, W] -> [N, C]`.
+#[derive(Debug, Clone, Default)]
+pub struct GlobalAvgPool {
+    shape: Option<Vec<usize>>,
+}
+
+impl GlobalAvgPool {
+    /// A new global average pool.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+macro_rules! no_params {
+    ($($t:ty),*) => {$(
+        impl<F: Float> Module<F> for $t {
+            fn visit(&self, _: &mut ParamPath, _: &mut dyn ParamVisitor<F>) {}
+            fn visit_mut(&mut self, _: &mut ParamPath, _: &mut dyn ParamVisitorMut<F>) -> Result<()> {
+                Ok(())
+            }
+        }
+    )*};
+}
+no_params!(MaxPool2d, AvgPool2d, GlobalAvgPool);
+
+impl<F: Float> Layer<F> for MaxPool2d {
+    fn name(&self) -> &'static str {
+        "MaxPool2d"
+    }
+
+    fn forward(&mut self, x: &ArrayRef<F, IxDyn>, mode: Mode) -> Result<ArrayD<F>> {
+        let (n, chw) = as_nchw(x);
+        let [c, h, w, oh, ow] = self.window.plan("MaxPool2d", chw)?;
+        let Window {
+            kernel: (kh, kw),
+            stride: (sh, sw),
+            padding: (ph, pw),
+        } = self.window;
+        let xs = x.as_standard_layout();
+        let xs = xs.as_slice().expect("standard layout is contiguous");
+        let mut out = Vec::with_capacity(n * c * oh * ow);
+        let mut arg = Vec::with_capacity(if mode == Mode::Train {
+            out.capacity()
+        } else {
+            0
+        });
+        for p in 0..n * c {
+            let base = p * h * w;
+            for o in 0..oh {
+                let (r0, r1) = Window::span(o, kh, sh, ph, h);
+                for q in 0..ow {
+                    let (c0, c1) = Window::span(q, kw, sw, pw, w);
+                    let (mut best, mut bi) = (F::neg_infinity(), base + r0 * w + c0);
+                    for r in r0..r1 {
+                        for (k, &v) in xs[base + r * w + c0..base + r * w + c1].iter().enumerate() {
+                            // NaN propagates, as in PyTorch.
+                            if v > best || (v.is_nan() && !best.is_nan()) {
+                                best = v;
+                                bi = base + r * w + c0 + k;
+                            }
+                        }
+                    }
+                    out.push(best);
+                    if mode == Mode::Train {
+                        arg.push(bi);
+                    }
+                }
+            }
+        }
+        self.cache = (mode == Mode::Train).then(|| (x.shape().to_vec(), arg));
+        Ok(ArrayD::from_shape_vec(IxDyn(&[n, c, oh, ow]), out)?)
+    }
+
+    fn backward(&mut self, grad: &ArrayRef<F, IxDyn>) -> Result<ArrayD<F>> {
+        let (shape, arg) = self.cache.as_ref().ok_or_else(|| no_forward("MaxPool2d"))?;
+        if grad.len() != arg.len() || grad.shape().first() != shape.first() {
+            let mut expected = shape[..2].to_vec();
+            expected.push(arg.len() / (shape[0] * shape[1]).max(1));
+            return Err(CoreError::shape("MaxPool2d grad", &expected, grad.shape()));
+        }
+        let mut dx = ArrayD::zeros(IxDyn(shape));
+        let d = dx.as_slice_mut().expect("fresh array is contiguous");
+        for (&i, &g) in arg.iter().zip(grad.as_standard_layout().iter()) {
+            d[i] += g;
+        }
+        Ok(dx)
+    }
+
+    fn cost(&self, input_shape: &[usize]) -> Result<Cost> {
+        let [c, _, _, oh, ow] = self.window.plan("MaxPool2d", input_shape)?;
+        Ok(Cost::passthrough(&[c, oh, ow]))
+    }
+}
+
+impl<F: Float> Layer<F> for AvgPool2d {
+    fn name(&self) -> &'static str {
+        "AvgPool2d"
+    }
+
+    fn forward(&mut self, x: &ArrayRef<F, IxDyn>, mode: Mode) -> Result<ArrayD<F>> {
+        let (n, chw) = as_nchw(x);
+        let [c, h, w, oh, ow] = self.window.plan("AvgPool2d", chw)?;
+        let Window {
+            kernel: (kh, kw),
+            stride: (sh, sw),
+            padding: (ph, pw),
+        } = self.window;
+        let inv = F::one() / F::lit((kh * kw) as f64);
+        let xs = x.as_standard_layout();
+        let xs = xs.as_slice().expect("standard layout is contiguous");
+        let mut out = Vec::with_capacity(n * c * oh * ow);
+        for p in 0..n * c {
+            let base = p * h * w;
+            for o in 0..oh {
+                let (r0, r1) = Window::span(o, kh, sh, ph, h);
+                for q in 0..ow {
+                    let (c0, c1) = Window::span(q, kw, sw, pw, w);
+                    let s = (r0..r1).fold(F::zero(), |a, r| {
+                        xs[base + r * w + c0..base + r * w + c1]
+                            .iter()
+                            .fold(a, |a, &v| a + v)
+                    });
+                    out.push(s * inv);
+                }
+            }
+        }
+        self.shape = (mode == Mode::Train).then(|| x.shape().to_vec());
+        Ok(ArrayD::from_shape_vec(IxDyn(&[n, c, oh, ow]), out)?)
+    }
+
+    fn backward(&mut self, grad: &ArrayRef<F, IxDyn>) -> Result<ArrayD<F>> {
+        let shape = self.shape.as_ref().ok_or_else(|| no_forward("AvgPool2d"))?;
+        let [c, h, w, oh, ow] = self.window.plan("AvgPool2d", &shape[1..])?;
+        let n = shape[0];
+        if grad.shape() != [n, c, oh, ow] {
+            return Err(CoreError::shape(
+                "AvgPool2d grad",
+                &[n, c, oh, ow],
+                grad.shape(),
+            ));
+        }
+        let Window {
+            kernel: (kh, kw),
+            stride: (sh, sw),
+            padding: (ph, pw),
+        } = self.window;
+        let inv = F::one() / F::lit((kh * kw) as f64);
+        let gs = grad.as_standard_layout();
+        let gs = gs.as_slice().expect("standard layout is contiguous");
+        let mut dx = ArrayD::zeros(IxDyn(shape));
+        let d = dx.as_slice_mut().expect("fresh array is contiguous");
+        for p in 0..n * c {
+            let base = p * h * w;
+            for o in 0..oh {
+                let (r0, r1) = Window::span(o, kh, sh, ph, h);
+                for q in 0..ow {
+                    let (c0, c1) = Window::span(q, kw, sw, pw, w);
+                    let g = gs[(p * oh + o) * ow + q] * inv;
+                    for r in r0..r1 {
+                        for v in &mut d[base + r * w + c0..base + r * w + c1] {
+                            *v += g;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(dx)
+    }
+
+    fn cost(&self, input_shape: &[usize]) -> Result<Cost> {
+        let [c, _, _, oh, ow] = self.window.plan("AvgPool2d", input_shape)?;
+        Ok(Cost::passthrough(&[c, oh, ow]))
+    }
+}
+
+impl<F: Float> Layer<F> for GlobalAvgPool {
+    fn name(&self) -> &'static str {
+        "GlobalAvgPool"
+    }
+
+    fn forward(&mut self, x: &ArrayRef<F, IxDyn>, mode: Mode) -> Result<ArrayD<F>> {
+        let (n, chw) = as_nchw(x);
+        let &[c, h, w] = chw else {
+            return Err(CoreError::shape(
+                "GlobalAvgPool input (per sample)",
+                &[0, 0, 0],
+                chw,
+            ));
+        };
+        let l = h * w;
+        let inv = F::one() / F::lit(l.max(1) as f64);
+        let xs = x.as_standard_layout();
+        let xs = xs.as_slice().expect("standard layout is contiguous");
+        let out: Vec<F> = (0..n * c)
+            .map(|p| xs[p * l..(p + 1) * l].iter().fold(F::zero(), |a, &v| a + v) * inv)
+            .collect();
+        self.shape = (mode == Mode::Train).then(|| x.shape().to_vec());
+        Ok(ArrayD::from_shape_vec(IxDyn(&[n, c]), out)?)
+    }
+
+    fn backward(&mut self, grad: &ArrayRef<F, IxDyn>) -> Result<ArrayD<F>> {
+        let shape = self
+            .shape
+            .as_ref()
+            .ok_or_else(|| no_forward("GlobalAvgPool"))?;
+        let (n, c, l) = (shape[0], shape[1], shape[2] * shape[3]);
+        if grad.shape() != [n, c] {
+            return Err(CoreError::shape(
+                "GlobalAvgPool grad",
+                &[n, c],
+                grad.shape(),
+            ));
+        }
+        let inv = F::one() / F::lit(l.max(1) as f64);
+        let gs = grad.as_standard_layout();
+        let mut dx = Vec::with_capacity(n * c * l);
+        for &g in gs.iter() {
+            dx.extend(std::iter::repeat_n(g * inv, l));
+        }
+        Ok(ArrayD::from_shape_vec(IxDyn(shape), dx)?)
+    }
+
+    fn cost(&self, input_shape: &[usize]) -> Result<Cost> {
+        match input_shape {
+            &[c, _, _] => Ok(Cost::passthrough(&[c])),
+            _ => Err(CoreError::shape(
+                "GlobalAvgPool input (per sample)",
+                &[0, 0, 0],
+                input_shape,
+            )),
+        }
+    }
+}

@@ -1,0 +1,334 @@
+//! Finite-difference gradient checks (f64) for every layer and loss.
+
+use compress_core::{Layer, Mode, Module, Param, ParamKind, ParamPath};
+use compress_nn::loss::{mse, softmax_cross_entropy};
+use compress_nn::{
+    AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Conv2dConfig, Dropout, Flatten, GlobalAvgPool,
+    HardSwish, Linear, MaxPool2d, ReLU, ReLU6, Sequential, Sigmoid, Tanh,
+};
+use ndarray::{Array2, ArrayD, IxDyn};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+
+const EPS: f64 = 1e-6;
+/// At most this many elements of each tensor are checked (chosen at random).
+const SAMPLES: usize = 40;
+
+/// Uniform values in `[-scale, scale]`.
+pub(crate) fn rand_array(shape: &[usize], scale: f64, rng: &mut StdRng) -> ArrayD<f64> {
+    ArrayD::from_shape_simple_fn(IxDyn(shape), || rng.random_range(-scale..=scale))
+}
+
+fn close(analytic: f64, numeric: f64) -> bool {
+    (analytic - numeric).abs() <= 1e-6 + 1e-5 * analytic.abs().max(numeric.abs())
+}
+
+fn sample_indices(n: usize, rng: &mut StdRng) -> Vec<usize> {
+    if n <= SAMPLES {
+        (0..n).collect()
+    } else {
+        (0..SAMPLES).map(|_| rng.random_range(0..n)).collect()
+    }
+}
+
+fn objective(y: &ArrayD<f64>, r: &ArrayD<f64>) -> f64 {
+    assert_eq!(y.shape(), r.shape(), "output shape changed between calls");
+    y.iter().zip(r).map(|(a, b)| a * b).sum()
+}
+
+/// Nudges element `i` of the stored value of the parameter at `path` by `delta`.
+fn nudge<L: Layer<f64> + ?Sized>(layer: &mut L, path: &str, i: usize, delta: f64) {
+    layer
+        .visit_mut(
+            &mut ParamPath::root(),
+            &mut |p: &ParamPath, param: &mut Param<f64>| {
+                if p.to_string() == path {
+                    *param.value_mut().iter_mut().nth(i).unwrap() += delta;
+                }
+                Ok(())
+            },
+        )
+        .unwrap();
+}
+
+/// Checks `d sum(out * R) / d x` and `/ d param` (stored values, every non-buffer
+/// parameter) against central differences, with `fwd` producing the output.
+pub(crate) fn check_with<L: Layer<f64> + ?Sized>(
+    layer: &mut L,
+    x: &ArrayD<f64>,
+    seed: u64,
+    fwd: &mut dyn FnMut(&mut L, &ArrayD<f64>) -> ArrayD<f64>,
+) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let y = fwd(layer, x);
+    let r = rand_array(y.shape(), 1.0, &mut rng);
+    layer.zero_grad();
+    let y = fwd(layer, x);
+    let dx = layer.backward(&r).unwrap();
+    assert_eq!(dx.shape(), x.shape(), "{}: input grad shape", layer.name());
+    let _ = y;
+    for i in sample_indices(x.len(), &mut rng) {
+        let mut xp = x.clone();
+        xp.as_slice_mut().unwrap()[i] += EPS;
+        let fp = objective(&fwd(layer, &xp), &r);
+        xp.as_slice_mut().unwrap()[i] -= 2.0 * EPS;
+        let fm = objective(&fwd(layer, &xp), &r);
+        let num = (fp - fm) / (2.0 * EPS);
+        let ana = dx.as_slice().unwrap()[i];
+        assert!(
+            close(ana, num),
+            "{}: dx[{i}] analytic {ana} numeric {num}",
+            layer.name()
+        );
+    }
+    let mut params = Vec::new();
+    layer.visit(
+        &mut ParamPath::root(),
+        &mut |p: &ParamPath, param: &Param<f64>| {
+            if param.kind() != ParamKind::Buffer {
+                let g = param.grad().cloned().unwrap_or_else(|| {
+                    panic!("no gradient for `{p}`");
+                });
+                params.push((p.to_string(), g));
+            }
+        },
+    );
+    for (path, grad) in params {
+        for i in sample_indices(grad.len(), &mut rng) {
+            nudge(layer, &path, i, EPS);
+            let fp = objective(&fwd(layer, x), &r);
+            nudge(layer, &path, i, -2.0 * EPS);
+            let fm = objective(&fwd(layer, x), &r);
+            nudge(layer, &path, i, EPS);
+            let num = (fp - fm) / (2.0 * EPS);
+            let ana = *grad.iter().nth(i).unwrap();
+            assert!(
+                close(ana, num),
+                "{}: d {path}[{i}] analytic {ana} numeric {num}",
+                layer.name()
+            );
+        }
+    }
+}
+
+/// [`check_with`] using a plain training-mode forward.
+pub(crate) fn check<L: Layer<f64> + ?Sized>(layer: &mut L, x: &ArrayD<f64>, seed: u64) {
+    check_with(layer, x, seed, &mut |l: &mut L, x: &ArrayD<f64>| {
+        l.forward(x, Mode::Train).unwrap()
+    });
+}
+
+/// Random input of `shape` in `[-2, 2]`, then the check.
+fn check_shape<L: Layer<f64> + ?Sized>(layer: &mut L, shape: &[usize], seed: u64) {
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);
+    let x = rand_array(shape, 2.0, &mut rng);
+    check(layer, &x, seed);
+}
+
+/// Randomizes every parameter (so BN scales/shifts are not the trivial 1/0).
+fn randomize<M: Module<f64> + ?Sized>(m: &mut M, seed: u64) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    m.visit_mut(
+        &mut ParamPath::root(),
+        &mut |_: &ParamPath, p: &mut Param<f64>| {
+            if p.kind() != ParamKind::Buffer {
+                p.value_mut().mapv_inplace(|_| rng.random_range(-1.0..1.0));
+            }
+            Ok(())
+        },
+    )
+    .unwrap();
+}
+
+#[test]
+fn linear() {
+    let mut rng = StdRng::seed_from_u64(1);
+    check_shape(&mut Linear::new(5, 4, true, &mut rng), &[3, 5], 1);
+    check_shape(&mut Linear::new(3, 2, false, &mut rng), &[4, 3], 2);
+}
+
+fn conv(cfg: Conv2dConfig, seed: u64) -> Conv2d<f64> {
+    Conv2d::new(cfg, &mut StdRng::seed_from_u64(seed)).unwrap()
+}
+
+#[test]
+fn conv2d_general_paths() {
+    let cases = [
+        (Conv2dConfig::new(3, 4, 3).padding(1), vec![2, 3, 5, 6]),
+        (
+            Conv2dConfig::new(3, 4, 3).stride(2).padding(1),
+            vec![2, 3, 7, 6],
+        ),
+        (
+            Conv2dConfig::new(2, 3, 3)
+                .dilation(2)
+                .padding(2)
+                .bias(false),
+            vec![2, 2, 6, 5],
+        ),
+        (
+            Conv2dConfig::new(4, 6, 3).groups(2).padding(1),
+            vec![2, 4, 4, 5],
+        ),
+        (
+            Conv2dConfig::new(2, 3, (2, 3))
+                .stride((2, 1))
+                .padding((1, 0)),
+            vec![2, 2, 5, 6],
+        ),
+        (Conv2dConfig::new(3, 2, 1).stride(2), vec![2, 3, 5, 5]),
+    ];
+    for (i, (cfg, shape)) in cases.into_iter().enumerate() {
+        check_shape(&mut conv(cfg, i as u64), &shape, 10 + i as u64);
+    }
+}
+
+#[test]
+fn conv2d_pointwise_and_depthwise() {
+    let cases = [
+        (Conv2dConfig::new(4, 3, 1), vec![2, 4, 3, 5]),
+        (
+            Conv2dConfig::new(4, 6, 1).groups(2).bias(false),
+            vec![2, 4, 3, 3],
+        ),
+        (
+            Conv2dConfig::new(3, 3, 3).groups(3).padding(1),
+            vec![2, 3, 5, 6],
+        ),
+        (Conv2dConfig::new(3, 3, 3).groups(3), vec![2, 3, 5, 6]),
+        (
+            Conv2dConfig::new(2, 4, 3).groups(2).stride(2).padding(1),
+            vec![2, 2, 7, 5],
+        ),
+        (
+            Conv2dConfig::new(2, 2, 5)
+                .groups(2)
+                .padding(2)
+                .dilation((1, 2)),
+            vec![1, 2, 6, 9],
+        ),
+        (
+            Conv2dConfig::new(2, 2, 3).groups(2).padding(2).bias(false),
+            vec![2, 2, 3, 4],
+        ),
+    ];
+    for (i, (cfg, shape)) in cases.into_iter().enumerate() {
+        check_shape(&mut conv(cfg, i as u64), &shape, 20 + i as u64);
+    }
+}
+
+#[test]
+fn activations() {
+    let shape = [3, 7];
+    check_shape(&mut ReLU::new(), &shape, 30);
+    check_shape(&mut ReLU6::new(), &[3, 4], 31);
+    let mut rng = StdRng::seed_from_u64(32);
+    // Spread over the kinks of ReLU6 and HardSwish.
+    let x = rand_array(&[4, 8], 8.0, &mut rng);
+    check(&mut ReLU6::new(), &x, 33);
+    check(&mut HardSwish::new(), &x, 34);
+    check(&mut Tanh::new(), &x, 35);
+    check(&mut Sigmoid::new(), &x, 36);
+}
+
+#[test]
+fn pools() {
+    check_shape(&mut MaxPool2d::new(2), &[2, 3, 4, 6], 40);
+    check_shape(
+        &mut MaxPool2d::new(3).stride(2).padding(1),
+        &[2, 2, 5, 5],
+        41,
+    );
+    check_shape(&mut AvgPool2d::new(2), &[2, 3, 4, 6], 42);
+    check_shape(
+        &mut AvgPool2d::new((3, 2)).stride(2).padding(1),
+        &[2, 2, 5, 5],
+        43,
+    );
+    check_shape(&mut GlobalAvgPool::new(), &[2, 3, 4, 5], 44);
+}
+
+#[test]
+fn batch_norm_train_mode() {
+    let mut bn1 = BatchNorm1d::new(4);
+    randomize(&mut bn1, 50);
+    check_shape(&mut bn1, &[6, 4], 51);
+    let mut bn1l = BatchNorm1d::new(3);
+    randomize(&mut bn1l, 52);
+    check_shape(&mut bn1l, &[4, 3, 5], 53);
+    let mut bn2 = BatchNorm2d::new(2);
+    randomize(&mut bn2, 54);
+    check_shape(&mut bn2, &[3, 2, 4, 3], 55);
+}
+
+#[test]
+fn dropout_with_fixed_mask() {
+    let mut d = Dropout::new(0.3, 9).unwrap();
+    let mut rng = StdRng::seed_from_u64(60);
+    let x = rand_array(&[5, 8], 2.0, &mut rng);
+    check_with(
+        &mut d,
+        &x,
+        61,
+        &mut |l: &mut Dropout<f64>, x: &ArrayD<f64>| {
+            l.reseed(123);
+            l.forward(x, Mode::Train).unwrap()
+        },
+    );
+}
+
+#[test]
+fn flatten_and_sequential() {
+    check_shape(&mut Flatten::new(), &[2, 3, 2, 2], 70);
+    let mut rng = StdRng::seed_from_u64(71);
+    let mut net = Sequential::new()
+        .with(Conv2d::new(Conv2dConfig::new(2, 3, 3).padding(1), &mut rng).unwrap())
+        .with(BatchNorm2d::new(3))
+        .with(Tanh::new())
+        .with(AvgPool2d::new(2))
+        .with(Flatten::new())
+        .with(Linear::new(3 * 2 * 2, 4, true, &mut rng))
+        .with(Sigmoid::new())
+        .with(Linear::new(4, 3, true, &mut rng));
+    randomize(&mut net, 72);
+    check_shape(&mut net, &[3, 2, 4, 4], 73);
+}
+
+/// A loss: value and gradient with respect to its input.
+type LossFn<'a> = &'a dyn Fn(&Array2<f64>) -> (f64, Array2<f64>);
+
+fn loss_check(f: LossFn<'_>, x: &Array2<f64>) {
+    let (_, g) = f(x);
+    for i in 0..x.nrows() {
+        for j in 0..x.ncols() {
+            let mut xp = x.clone();
+            xp[[i, j]] += EPS;
+            let fp = f(&xp).0;
+            xp[[i, j]] -= 2.0 * EPS;
+            let fm = f(&xp).0;
+            let num = (fp - fm) / (2.0 * EPS);
+            assert!(
+                close(g[[i, j]], num),
+                "[{i},{j}] analytic {} numeric {num}",
+                g[[i, j]]
+            );
+        }
+    }
+}
+
+#[test]
+fn losses() {
+    let mut rng = StdRng::seed_from_u64(80);
+    let logits = rand_array(&[5, 4], 3.0, &mut rng)
+        .into_dimensionality()
+        .unwrap();
+    let labels = [0, 3, 1, 1, 2];
+    loss_check(&|x| softmax_cross_entropy(x, &labels).unwrap(), &logits);
+    // Large logits stay finite and differentiable.
+    let big = logits.mapv(|v| v * 300.0);
+    let (l, g) = softmax_cross_entropy(&big, &labels).unwrap();
+    assert!(l.is_finite() && g.iter().all(|v| v.is_finite()));
+    let target: Array2<f64> = rand_array(&[5, 4], 1.0, &mut rng)
+        .into_dimensionality()
+        .unwrap();
+    loss_check(&|x| mse(x, &target).unwrap(), &logits);
+}

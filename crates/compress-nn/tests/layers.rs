@@ -1,0 +1,235 @@
+//! Behaviour of pooling, batch normalisation and dropout beyond their gradients.
+
+use compress_core::{CoreError, Layer, Mode, ModelStats, Module, ParamKind};
+use compress_nn::{AvgPool2d, BatchNorm1d, BatchNorm2d, Dropout, GlobalAvgPool, MaxPool2d};
+use ndarray::{ArrayD, IxDyn, array};
+
+fn arr(shape: &[usize], v: Vec<f64>) -> ArrayD<f64> {
+    ArrayD::from_shape_vec(IxDyn(shape), v).unwrap()
+}
+
+#[test]
+fn pools_compute_known_values() {
+    let x = arr(&[1, 1, 4, 4], (0..16).map(f64::from).collect());
+    let mut mp = MaxPool2d::new(2);
+    let y = mp.forward(&x, Mode::Train).unwrap();
+    assert_eq!(y.into_raw_vec_and_offset().0, vec![5.0, 7.0, 13.0, 15.0]);
+    let dx = mp
+        .backward(&arr(&[1, 1, 2, 2], vec![1.0, 2.0, 3.0, 4.0]))
+        .unwrap();
+    assert_eq!(dx[[0, 0, 1, 1]], 1.0);
+    assert_eq!(dx[[0, 0, 3, 3]], 4.0);
+    assert_eq!(dx.sum(), 10.0);
+    // Padding is -inf for max: all-negative input keeps its values.
+    let neg = x.mapv(|v| -v - 1.0);
+    let y = MaxPool2d::new(3)
+        .stride(2)
+        .padding(1)
+        .forward(&neg, Mode::Eval)
+        .unwrap();
+    assert_eq!(y.shape(), &[1, 1, 2, 2]);
+    assert_eq!(y[[0, 0, 0, 0]], -1.0);
+    let y = AvgPool2d::new(2).forward(&x, Mode::Eval).unwrap();
+    assert_eq!(y.into_raw_vec_and_offset().0, vec![2.5, 4.5, 10.5, 12.5]);
+    // count_include_pad: a corner window of 3x3 with padding 1 sees 4 real values.
+    let y = AvgPool2d::new(3)
+        .stride(2)
+        .padding(1)
+        .forward(&x, Mode::Eval)
+        .unwrap();
+    assert!((y[[0, 0, 0, 0]] - (0.0 + 1.0 + 4.0 + 5.0) / 9.0).abs() < 1e-12);
+    let y = GlobalAvgPool::new().forward(&x, Mode::Eval).unwrap();
+    assert_eq!(y.shape(), &[1, 1]);
+    assert_eq!(y[[0, 0]], 7.5);
+}
+
+#[test]
+fn pool_costs_and_errors() {
+    let mp = MaxPool2d::new(2);
+    let c = Layer::<f32>::cost(&mp, &[3, 8, 7]).unwrap();
+    assert_eq!(c.output_shape, vec![3, 4, 3]);
+    assert_eq!(c.macs, 0);
+    assert!(Layer::<f32>::cost(&mp, &[3, 1, 7]).is_err());
+    assert!(Layer::<f32>::cost(&MaxPool2d::new(2).padding(2), &[3, 8, 8]).is_err());
+    assert!(Layer::<f32>::cost(&MaxPool2d::new(2).stride(0), &[3, 8, 8]).is_err());
+    let c = Layer::<f32>::cost(&GlobalAvgPool::new(), &[5, 3, 3]).unwrap();
+    assert_eq!(c.output_shape, vec![5]);
+    let mut g = GlobalAvgPool::new();
+    assert!(Layer::<f32>::forward(&mut g, &ArrayD::zeros(vec![2, 3]), Mode::Eval).is_err());
+    let e = Layer::<f32>::backward(&mut g, &ArrayD::zeros(vec![2, 3])).unwrap_err();
+    assert!(matches!(e, CoreError::InvalidState { .. }));
+}
+
+#[test]
+fn batch_norm_statistics() {
+    let mut bn = BatchNorm1d::<f64>::new(2);
+    let x = array![[1.0, 10.0], [3.0, 20.0], [5.0, 30.0]].into_dyn();
+    let y = bn.forward(&x, Mode::Train).unwrap();
+    // Each column is normalised to mean 0 and biased variance ~1.
+    for c in 0..2 {
+        let col: Vec<f64> = (0..3).map(|i| y[[i, c]]).collect();
+        let mean = col.iter().sum::<f64>() / 3.0;
+        let var = col.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / 3.0;
+        assert!(
+            mean.abs() < 1e-12 && (var - 1.0).abs() < 1e-4,
+            "{mean} {var}"
+        );
+    }
+    // Running stats: momentum 0.1, unbiased variance.
+    let rm = bn.running_mean().value();
+    let rv = bn.running_var().value();
+    assert!((rm[0] - 0.1 * 3.0).abs() < 1e-12 && (rm[1] - 0.1 * 20.0).abs() < 1e-12);
+    assert!((rv[0] - (0.9 + 0.1 * 4.0)).abs() < 1e-12);
+    assert!((rv[1] - (0.9 + 0.1 * 100.0)).abs() < 1e-12);
+    // Eval uses running statistics.
+    let z = bn
+        .forward(&array![[0.3, 2.0]].into_dyn(), Mode::Eval)
+        .unwrap();
+    assert!(z[[0, 0]].abs() < 1e-12);
+    bn.reset_running_stats();
+    assert_eq!(bn.running_mean().value().sum(), 0.0);
+    assert_eq!(bn.running_var().value().sum(), 2.0);
+    // Kinds and stats: buffers are saved but not counted as parameters.
+    let kinds: Vec<_> = bn
+        .named_params()
+        .into_iter()
+        .map(|p| (p.path, p.kind))
+        .collect();
+    assert_eq!(kinds[0], ("weight".to_string(), ParamKind::Norm));
+    assert_eq!(kinds[3], ("running_var".to_string(), ParamKind::Buffer));
+    assert_eq!(ModelStats::of(&bn).params, 4);
+    assert_eq!(bn.num_params(), 8);
+}
+
+#[test]
+fn batch_norm_2d_shapes_and_errors() {
+    let mut bn = BatchNorm2d::<f32>::new(3);
+    let y = bn
+        .forward(&ArrayD::ones(vec![2, 3, 4, 4]), Mode::Train)
+        .unwrap();
+    assert_eq!(y.shape(), &[2, 3, 4, 4]);
+    assert!(
+        bn.forward(&ArrayD::ones(vec![2, 4, 4, 4]), Mode::Train)
+            .is_err()
+    );
+    assert!(bn.forward(&ArrayD::ones(vec![2, 3]), Mode::Train).is_err());
+    // One value per channel cannot be normalised in training.
+    let mut bn1 = BatchNorm1d::<f32>::new(3);
+    let e = bn1
+        .forward(&ArrayD::ones(vec![1, 3]), Mode::Train)
+        .unwrap_err();
+    assert!(matches!(e, CoreError::InvalidState { .. }), "{e}");
+    assert!(bn1.forward(&ArrayD::ones(vec![1, 3]), Mode::Eval).is_ok());
+    let c = bn.cost(&[3, 4, 4]).unwrap();
+    assert_eq!((c.params, c.macs), (6, 48));
+    bn.set_tensors(
+        ArrayD::ones(vec![2]),
+        ArrayD::zeros(vec![2]),
+        ArrayD::zeros(vec![2]),
+        ArrayD::ones(vec![2]),
+    )
+    .unwrap();
+    assert_eq!(bn.channels(), 2);
+    assert!(
+        bn.set_tensors(
+            ArrayD::ones(vec![2]),
+            ArrayD::zeros(vec![3]),
+            ArrayD::zeros(vec![2]),
+            ArrayD::ones(vec![2]),
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn dropout_keeps_the_expected_fraction_and_scales() {
+    let mut d = Dropout::<f64>::new(0.25, 3).unwrap();
+    let x = ArrayD::ones(vec![100, 100]);
+    let y = d.forward(&x, Mode::Train).unwrap();
+    let kept = y.iter().filter(|&&v| v != 0.0).count() as f64 / 1e4;
+    assert!((kept - 0.75).abs() < 0.02, "{kept}");
+    assert!(
+        y.iter()
+            .all(|&v| v == 0.0 || (v - 1.0 / 0.75).abs() < 1e-12)
+    );
+    assert!((y.mean().unwrap() - 1.0).abs() < 0.03);
+    let g = d.backward(&x).unwrap();
+    assert_eq!(g, y);
+    assert_eq!(d.forward(&x, Mode::Eval).unwrap(), x);
+    // Reseeding reproduces the mask.
+    d.reseed(5);
+    let a = d.forward(&x, Mode::Train).unwrap();
+    d.reseed(5);
+    assert_eq!(a, d.forward(&x, Mode::Train).unwrap());
+    let mut all = Dropout::<f64>::new(1.0, 0).unwrap();
+    assert_eq!(all.forward(&x, Mode::Train).unwrap().sum(), 0.0);
+    assert!(Dropout::<f64>::new(1.5, 0).is_err());
+    assert!(Dropout::<f64>::new(-0.1, 0).is_err());
+    assert!(Dropout::<f64>::new(f64::NAN, 0).is_err());
+}
+
+mod visitor_contract {
+    use std::collections::HashSet;
+
+    use compress_core::{Layer, Module, Param, ParamPath};
+    use compress_nn::{
+        BatchNorm2d, Conv2d, Conv2dConfig, Dropout, Flatten, Linear, MaxPool2d, ReLU, Sequential,
+    };
+    use proptest::prelude::*;
+    use rand::{SeedableRng, rngs::StdRng};
+
+    /// A random conv stack on `[c, 6, 6]` inputs, then a classifier.
+    fn model(widths: &[usize], bias: &[bool], seed: u64) -> Sequential<f32> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut net = Sequential::new();
+        let mut c = 1;
+        for (&w, &b) in widths.iter().zip(bias) {
+            let cfg = Conv2dConfig::new(c, w, 3).padding(1).bias(b);
+            net.push(Conv2d::new(cfg, &mut rng).unwrap());
+            net.push(BatchNorm2d::new(w));
+            net.push(ReLU::new());
+            c = w;
+        }
+        net.push(MaxPool2d::new(2));
+        net.push(Flatten::new());
+        net.push(Dropout::new(0.1, seed).unwrap());
+        net.push(Linear::new(c * 9, 3, true, &mut rng));
+        net
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        #[test]
+        fn each_parameter_once_with_unique_paths(
+            widths in prop::collection::vec(1usize..5, 0..4),
+            bias in prop::collection::vec(any::<bool>(), 4),
+            seed: u64,
+        ) {
+            let mut net = model(&widths, &bias, seed);
+            let mut paths = Vec::new();
+            let mut total = 0;
+            net.visit(&mut ParamPath::root(), &mut |p: &ParamPath, param: &Param<f32>| {
+                paths.push(p.to_string());
+                total += param.len();
+            });
+            let unique: HashSet<_> = paths.iter().collect();
+            prop_assert_eq!(unique.len(), paths.len());
+            prop_assert_eq!(total, net.num_params());
+            let mut visits = 0;
+            net.visit_mut(&mut ParamPath::root(), &mut |_: &ParamPath, _: &mut Param<f32>| {
+                visits += 1;
+                Ok(())
+            }).unwrap();
+            prop_assert_eq!(visits, paths.len());
+            let cost = net.cost(&[1, 6, 6]).unwrap();
+            let trainable: usize = net
+                .named_params()
+                .iter()
+                .filter(|p| p.kind != compress_core::ParamKind::Buffer)
+                .map(|p| p.len)
+                .sum();
+            prop_assert_eq!(cost.params, trainable);
+            prop_assert_eq!(cost.output_shape, vec![3]);
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! O(n) selection of the k-th smallest score: a 16-bit radix histogram over a monotone
+//! bucket of the score (its `f32` bit pattern without the sign, top 16 bits), then
+//! `select_nth_unstable` on the one bucket that holds the cut.
+
+use compress_core::Float;
+
+/// Buckets in the histogram.
+const BUCKETS: usize = 1 << 16;
+/// First bucket that may hold non-finite values (`+inf` as f32 bits is `0x7F80_0000`).
+const NONFINITE_BUCKET: usize = 0x7F80_0000 >> 15;
+/// Keys at or above this are non-finite (f64 bits of `+inf`).
+const NONFINITE_KEY: u64 = 0x7FF0_0000_0000_0000;
+
+/// Total-order key of `|x|`: the f64 bit pattern of the absolute value. For finite values
+/// it is below `0x7FF0 << 48`; NaN and infinities are at or above it.
+#[inline(always)]
+pub(crate) fn abs_key<F: Float>(x: F) -> u64 {
+    x.as_f64().abs().to_bits()
+}
+
+/// Histogram bucket of `|x|`: the top 16 bits of `|x|` rounded to `f32` (monotone in
+/// `|x|`, and the identity round trip for `f32` inputs). 8 exponent and 8 mantissa bits
+/// spread real weight distributions over thousands of buckets.
+#[inline(always)]
+fn abs_bucket<F: Float>(x: F) -> usize {
+    ((x.as_f64().abs() as f32).to_bits() >> 15) as usize
+}
+
+/// A source of `(bucket, key)` pairs, walkable several times in the same order; buckets
+/// are non-decreasing functions of the keys.
+pub(crate) trait Keys {
+    /// Calls `g(bucket, key)` for every entry in order.
+    fn each<G: FnMut(usize, u64)>(&self, g: G);
+    /// The key of entry `i` (`i < n`).
+    fn key(&self, i: usize) -> u64;
+}
+
+/// Keys `abs_key(x)` of one slice.
+pub(crate) struct AbsKeys<'a, F>(pub(crate) &'a [F]);
+
+impl<F: Float> Keys for AbsKeys<'_, F> {
+    #[inline]
+    fn each<G: FnMut(usize, u64)>(&self, mut g: G) {
+        for &x in self.0 {
+            g(abs_bucket(x), abs_key(x));
+        }
+    }
+    fn key(&self, i: usize) -> u64 {
+        abs_key(self.0[i])
+    }
+}
+
+/// Scores (non-negative) with an optional existing 0/1 mask per segment: masked-out entries
+/// get key 0 (they are always selected first), others `abs_key(score) + 1`.
+pub(crate) struct MaskedKeys<'a, F> {
+    pub(crate) segments: Vec<(&'a [F], Option<&'a [F]>)>,
+}
+
+impl<F: Float> Keys for MaskedKeys<'_, F> {
+    #[inline]
+    fn each<G: FnMut(usize, u64)>(&self, mut g: G) {
+        for (scores, mask) in &self.segments {
+            match mask {
+                None => scores
+                    .iter()
+                    .for_each(|&s| g(abs_bucket(s), abs_key(s) + 1)),
+                Some(m) => scores.iter().zip(m.iter()).for_each(|(&s, &m)| {
+                    if m == F::zero() {
+                        g(0, 0);
+                    } else {
+                        g(abs_bucket(s), abs_key(s) + 1);
+                    }
+                }),
+            }
+        }
+    }
+    fn key(&self, mut i: usize) -> u64 {
+        for (scores, mask) in &self.segments {
+            if i < scores.len() {
+                return match mask {
+                    Some(m) if m[i] == F::zero() => 0,
+                    _ => abs_key(scores[i]) + 1,
+                };
+            }
+            i -= scores.len();
+        }
+        0
+    }
+}
+
+/// Where to cut: every key `< key` is selected, plus the first `ties` keys equal to it
+/// (in walking order); `equal` keys equal it in total.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Cut {
+    pub(crate) key: u64,
+    pub(crate) ties: usize,
+    pub(crate) equal: usize,
+}
+
+impl Cut {
+    /// Selects nothing.
+    pub(crate) const NONE: Cut = Cut {
+        key: 0,
+        ties: 0,
+        equal: usize::MAX,
+    };
+
+    /// A stateful predicate over keys in walking order: `true` = selected (pruned).
+    #[inline]
+    pub(crate) fn selector(self) -> impl FnMut(u64) -> bool {
+        let mut ties = self.ties;
+        move |k| {
+            if k < self.key {
+                true
+            } else if k == self.key && ties > 0 {
+                ties -= 1;
+                true
+            } else {
+                false
+            }
+        }
+    }
+
+    /// Whether every key equal to the cut is selected (the predicate is then `k <= key`).
+    pub(crate) fn takes_all_ties(self) -> bool {
+        self.ties == self.equal
+    }
+}
+
+/// Number of entries to prune so that the sparsity is at least `sparsity` (`n * s`
+/// rounded up, with a little slack for floating-point error in the product).
+pub(crate) fn target_count(n: usize, sparsity: f64) -> usize {
+    let k = (sparsity * n as f64 - 1e-9).ceil();
+    if k <= 0.0 { 0 } else { (k as usize).min(n) }
+}
+
+/// Finds the cut that selects exactly `k` of the `n` keys in O(n).
+///
+/// # Errors
+///
+/// The walking-order index of the first non-finite key (NaN or infinite score).
+pub(crate) fn select_cut<K: Keys>(keys: &K, n: usize, k: usize) -> Result<Cut, usize> {
+    if n >= SAMPLED_MIN && k > 0 {
+        if let Some(cut) = sampled_cut(keys, n, k)? {
+            return Ok(cut);
+        }
+    }
+    histogram_cut(keys, n, k)
+}
+
+/// Inputs at least this long first try the one-pass sampled selection.
+const SAMPLED_MIN: usize = 1 << 20;
+/// Sample size of the sampled selection.
+const SAMPLE: usize = 1 << 15;
+
+/// The cut among candidates: the `r`-th smallest (0-based) of `cand`, with `below` keys
+/// known to be smaller than every candidate.
+fn cut_in(cand: &mut [u64], below: usize, k: usize) -> Cut {
+    let r = k - 1 - below;
+    let (_, &mut key, _) = cand.select_nth_unstable(r);
+    let less = cand.iter().filter(|&&c| c < key).count();
+    let equal = cand.iter().filter(|&&c| c == key).count();
+    Cut {
+        key,
+        ties: k - below - less,
+        equal,
+    }
+}
+
+/// One pass: a strided sample brackets the k-th key in `[lo, hi]`; every key is counted
+/// below `lo` or collected when inside the bracket. `None` when the bracket missed (then
+/// the two-pass histogram method runs) or when non-finite keys may be present.
+fn sampled_cut<K: Keys>(keys: &K, n: usize, k: usize) -> Result<Option<Cut>, usize> {
+    let stride = n / SAMPLE;
+    let mut sample: Vec<u64> = (0..SAMPLE).map(|i| keys.key(i * stride)).collect();
+    sample.sort_unstable();
+    if sample[SAMPLE - 1] >= NONFINITE_KEY {
+        return Ok(None);
+    }
+    // Quantile of the cut and a bracket of +-6 binomial standard errors (plus slack).
+    let q = k as f64 / n as f64;
+    let se = (q * (1.0 - q) / SAMPLE as f64).sqrt();
+    let spread = 6.0 * se + 4.0 / SAMPLE as f64;
+    let at = |p: f64| sample[((p.clamp(0.0, 1.0) * SAMPLE as f64) as usize).min(SAMPLE - 1)];
+    let (lo, hi) = (at(q - spread), at(q + spread));
+    let lo = if q - spread <= 0.0 { 0 } else { lo };
+    let hi = if q + spread >= 1.0 { u64::MAX } else { hi };
+    let mut below = 0usize;
+    let mut cand: Vec<u64> = Vec::with_capacity((n as f64 * 2.5 * spread) as usize + 16);
+    let mut nonfinite = false;
+    keys.each(|_, key| {
+        below += usize::from(key < lo);
+        if key >= lo && key <= hi {
+            cand.push(key);
+        }
+        nonfinite |= key >= NONFINITE_KEY;
+    });
+    if nonfinite || below >= k || below + cand.len() < k {
+        return Ok(None);
+    }
+    Ok(Some(cut_in(&mut cand, below, k)))
+}
+
+/// Two passes: a 16-bit radix histogram finds the bucket of the k-th key, then the keys of
+/// that bucket are collected and selected.
+fn histogram_cut<K: Keys>(keys: &K, n: usize, k: usize) -> Result<Cut, usize> {
+    let mut hist = vec![0u32; BUCKETS];
+    keys.each(|b, _| hist[b] += 1);
+    if hist[NONFINITE_BUCKET..].iter().any(|&c| c > 0) {
+        // Rare path: the top buckets also hold huge finite f64 values; check the keys.
+        let mut first = None;
+        let mut i = 0usize;
+        keys.each(|_, key| {
+            if first.is_none() && key >= NONFINITE_KEY {
+                first = Some(i);
+            }
+            i += 1;
+        });
+        if let Some(i) = first {
+            return Err(i);
+        }
+    }
+    if k == 0 {
+        return Ok(Cut::NONE);
+    }
+    debug_assert!(k <= n);
+    // Bucket holding the k-th smallest key (1-based k).
+    let mut below = 0usize;
+    let mut bucket = 0usize;
+    for (b, &c) in hist.iter().enumerate() {
+        if below + c as usize >= k {
+            bucket = b;
+            break;
+        }
+        below += c as usize;
+    }
+    let mut cand: Vec<u64> = Vec::with_capacity(hist[bucket] as usize);
+    keys.each(|b, key| {
+        if b == bucket {
+            cand.push(key);
+        }
+    });
+    Ok(cut_in(&mut cand, below, k))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cut_selects_exactly_k_with_ties() {
+        let v = [3.0f32, 1.0, 1.0, 1.0, 2.0, 0.0, -1.0];
+        for k in 0..=v.len() {
+            let cut = select_cut(&AbsKeys(&v), v.len(), k).unwrap();
+            let mut sel = cut.selector();
+            let n = v.iter().filter(|&&x| sel(abs_key(x))).count();
+            assert_eq!(n, k);
+        }
+    }
+
+    #[test]
+    fn sampled_and_histogram_paths_agree() {
+        // Large inputs with many ties take the sampled path; compare with the histogram.
+        let v: Vec<f32> = (0..(1usize << 21)).map(|i| ((i * 7919) % 1000) as f32 * 0.01).collect();
+        for k in [1usize, 1000, 1 << 20, (1 << 21) - 1, 1 << 21] {
+            let a = select_cut(&AbsKeys(&v), v.len(), k).unwrap();
+            let b = histogram_cut(&AbsKeys(&v), v.len(), k).unwrap();
+            assert_eq!(a, b, "k = {k}");
+        }
+        let mut w = v.clone();
+        w[12345] = f32::NAN;
+        assert_eq!(select_cut(&AbsKeys(&w), w.len(), 10), Err(12345));
+    }
+
+    #[test]
+    fn nonfinite_is_located() {
+        let v = [1.0f64, 2.0, f64::NAN, f64::INFINITY];
+        assert_eq!(select_cut(&AbsKeys(&v), 4, 2), Err(2));
+    }
+
+    #[test]
+    fn target_count_rounds_up() {
+        assert_eq!(target_count(10, 0.9), 9);
+        assert_eq!(target_count(10, 0.91), 10);
+        assert_eq!(target_count(3, 0.5), 2);
+        assert_eq!(target_count(0, 0.5), 0);
+    }
+}

@@ -1,0 +1,13 @@
+//! Structured pruning that really shrinks layers: whole neurons of a `Linear` or filters of
+//! a `Conv2d` are removed together with the matching batch-norm channels and the next
+//! layer's inputs, so the model has fewer parameters and MACs, not just zeros.
+
+mod algorithm;
+mod plan;
+mod score;
+mod shrink;
+
+pub use algorithm::{LayerShrink, ShrinkConfig, ShrinkReport, prune_structured};
+pub use plan::prunable_layers;
+pub use score::{UnitCriterion, apoz, unit_norms};
+pub use shrink::shrink_layer;

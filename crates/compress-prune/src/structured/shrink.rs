@@ -1,0 +1,215 @@
+//! Physically removing output units of a layer and the matching inputs downstream.
+
+use compress_core::{CoreError, Float, Layer, Mode, Param};
+use compress_nn::{BatchNorm1d, BatchNorm2d, Conv2d, Linear, Sequential};
+use ndarray::{Array2, ArrayD, Axis, Ix2, IxDyn};
+
+use super::plan::{Between, Plan, plan};
+use crate::{Mask, Result, attach_mask, mask_of};
+
+/// Replaces `p` by its effective value restricted to `idx` along `axis`, keeping a mask
+/// (restricted the same way) if there was one. Other parametrizations are dropped.
+fn select_param<F: Float>(p: &mut Param<F>, axis: usize, idx: &[usize]) -> Result<()> {
+    let mask = mask_of(p).map(|m| m.array().select(Axis(axis), idx));
+    let v = p.effective().select(Axis(axis), idx);
+    p.reset(v);
+    if let Some(m) = mask {
+        attach_mask(p, Mask::new(m))?;
+    }
+    Ok(())
+}
+
+fn select_bn<F: Float>(
+    weight: &Param<F>,
+    bias: &Param<F>,
+    mean: &Param<F>,
+    var: &Param<F>,
+    keep: &[usize],
+) -> [ArrayD<F>; 4] {
+    let s = |p: &Param<F>| p.effective().select(Axis(0), keep);
+    [s(weight), s(bias), s(mean), s(var)]
+}
+
+/// Removes every output unit of layer `index` that is not in `keep` (rows of a `Linear`,
+/// filters of a `Conv2d`), the matching channels of batch norms in between, and the matching
+/// inputs of the next `Linear`/`Conv2d` (whole column blocks after a `Flatten`).
+///
+/// When a removed unit's incoming weights are all zero and only element-wise layers separate
+/// two `Linear`s, its constant output is folded into the next layer's bias, so removing
+/// units that are already zero never changes the model's outputs.
+///
+/// `input_shape` is the model's per-sample input shape. Masks on the touched parameters are
+/// restricted to the kept units; other parametrizations on them are baked in.
+///
+/// # Errors
+///
+/// [`PruneError::Unsupported`] when the layer cannot be shrunk (see [`prunable_layers`]
+/// (crate::prunable_layers)); [`CoreError::InvalidConfig`] when `keep` is empty, not strictly
+/// increasing or out of range.
+///
+/// ```
+/// use compress_core::Layer;
+/// use compress_nn::models::mlp;
+/// use compress_prune::shrink_layer;
+/// use rand::{SeedableRng, rngs::StdRng};
+///
+/// let mut net = mlp::<f32, _>(&[64, 32, 10], &mut StdRng::seed_from_u64(0));
+/// shrink_layer(&mut net, 0, &(0..16).collect::<Vec<_>>(), &[64]).unwrap();
+/// assert_eq!(net.cost(&[64]).unwrap().macs, 64 * 16 + 16 * 10);
+/// ```
+pub fn shrink_layer<F: Float>(
+    seq: &mut Sequential<F>,
+    index: usize,
+    keep: &[usize],
+    input_shape: &[usize],
+) -> Result<()> {
+    let plan = plan(seq, index, input_shape)?;
+    let width = super::plan::width(seq, index).unwrap_or(0);
+    if keep.is_empty() || keep.windows(2).any(|w| w[0] >= w[1]) || keep[keep.len() - 1] >= width {
+        return Err(CoreError::config(
+            "keep",
+            format!("must be a non-empty strictly increasing subset of 0..{width}, got {keep:?}"),
+        )
+        .into());
+    }
+    let removed: Vec<usize> = (0..width)
+        .filter(|u| keep.binary_search(u).is_err())
+        .collect();
+    fold_dead_units(seq, &plan, &removed)?;
+    shrink_producer(seq, index, keep)?;
+    for &(j, role) in &plan.between {
+        if role == Between::BatchNorm {
+            shrink_bn(seq, j, keep)?;
+        }
+    }
+    let cols: Vec<usize> = keep
+        .iter()
+        .flat_map(|&c| c * plan.block..(c + 1) * plan.block)
+        .collect();
+    shrink_consumer(seq, plan.consumer, &cols)
+}
+
+fn shrink_producer<F: Float>(seq: &mut Sequential<F>, i: usize, keep: &[usize]) -> Result<()> {
+    if let Some(l) = seq.get_mut::<Linear<F>>(i) {
+        select_param(&mut l.weight, 0, keep)?;
+        if let Some(b) = &mut l.bias {
+            select_param(b, 0, keep)?;
+        }
+    } else if let Some(c) = seq.get_mut::<Conv2d<F>>(i) {
+        select_param(&mut c.weight, 0, keep)?;
+        if let Some(b) = &mut c.bias {
+            select_param(b, 0, keep)?;
+        }
+    }
+    Ok(())
+}
+
+fn shrink_bn<F: Float>(seq: &mut Sequential<F>, j: usize, keep: &[usize]) -> Result<()> {
+    if let Some(bn) = seq.get_mut::<BatchNorm1d<F>>(j) {
+        let [w, b, m, v] = select_bn(
+            bn.weight(),
+            bn.bias(),
+            bn.running_mean(),
+            bn.running_var(),
+            keep,
+        );
+        bn.set_tensors(w, b, m, v)?;
+    } else if let Some(bn) = seq.get_mut::<BatchNorm2d<F>>(j) {
+        let [w, b, m, v] = select_bn(
+            bn.weight(),
+            bn.bias(),
+            bn.running_mean(),
+            bn.running_var(),
+            keep,
+        );
+        bn.set_tensors(w, b, m, v)?;
+    }
+    Ok(())
+}
+
+fn shrink_consumer<F: Float>(seq: &mut Sequential<F>, j: usize, cols: &[usize]) -> Result<()> {
+    if let Some(l) = seq.get_mut::<Linear<F>>(j) {
+        select_param(&mut l.weight, 1, cols)?;
+    } else if let Some(c) = seq.get_mut::<Conv2d<F>>(j) {
+        select_param(&mut c.weight, 1, cols)?;
+    }
+    Ok(())
+}
+
+/// Folds the constant outputs of removed `Linear` units with all-zero weights into the next
+/// `Linear`'s bias (only when just element-wise layers lie between).
+fn fold_dead_units<F: Float>(
+    seq: &mut Sequential<F>,
+    plan: &Plan,
+    removed: &[usize],
+) -> Result<()> {
+    if removed.is_empty()
+        || plan.block != 1
+        || plan.between.iter().any(|(_, r)| *r != Between::Elementwise)
+    {
+        return Ok(());
+    }
+    let Some(prod) = seq.get::<Linear<F>>(plan.producer) else {
+        return Ok(());
+    };
+    let Some(bias) = &prod.bias else {
+        return Ok(());
+    };
+    let w = prod
+        .weight
+        .effective()
+        .into_owned()
+        .into_dimensionality::<Ix2>()
+        .map_err(CoreError::from)?;
+    let b = bias.effective().into_owned();
+    let dead: Vec<usize> = removed
+        .iter()
+        .copied()
+        .filter(|&u| w.row(u).iter().all(|&x| x == F::zero()) && b[u] != F::zero())
+        .collect();
+    if dead.is_empty() {
+        return Ok(());
+    }
+    // The dead units output act(b_u) for every input: push their biases through the
+    // element-wise layers in between.
+    let mut c: ArrayD<F> = Array2::from_shape_fn((1, dead.len()), |(_, k)| b[dead[k]]).into_dyn();
+    for &(j, _) in &plan.between {
+        c = seq.layers_mut()[j].forward(&c, Mode::Eval)?;
+    }
+    let Some(cons) = seq.get_mut::<Linear<F>>(plan.consumer) else {
+        return Ok(());
+    };
+    let wn = cons
+        .weight
+        .effective()
+        .into_owned()
+        .into_dimensionality::<Ix2>()
+        .map_err(CoreError::from)?;
+    let mut delta = ndarray::Array1::<F>::zeros(wn.nrows());
+    for (k, &u) in dead.iter().enumerate() {
+        let cu = c[[0, k]];
+        if cu != F::zero() {
+            delta.scaled_add(cu, &wn.column(u));
+        }
+    }
+    if delta.iter().all(|&d| d == F::zero()) {
+        return Ok(());
+    }
+    match &mut cons.bias {
+        Some(nb) => {
+            let mut v = nb.value().clone();
+            v += &delta.into_dyn();
+            nb.set_value(v)?;
+        }
+        None => {
+            let out = wn.nrows();
+            cons.bias = Some(Param::with_kind(
+                delta
+                    .into_shape_with_order(IxDyn(&[out]))
+                    .map_err(CoreError::from)?,
+                compress_core::ParamKind::Bias,
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,297 @@
+//! Trained clustering (Han et al.'s trained quantization): a [`Parametrization`] whose forward
+//! uses shared centroids and whose backward sums each cluster's gradients into its centroid.
+
+use std::any::Any;
+
+use compress_core::{
+    CoreError, Float, Module, Param, ParamFilter, ParamPath, Parametrization, Result as CoreResult,
+};
+use ndarray::{ArrayD, IxDyn};
+
+use super::config::{ClusterConfig, ClusterGranularity};
+use super::tensor::{ClusteredTensor, cluster_tensor, groups_of};
+use crate::QuantError;
+
+/// Where the gradient of the effective weights goes besides the centroids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ClusterGradient {
+    /// Only the centroids learn (Han et al.): the stored weights receive a zero gradient.
+    #[default]
+    CentroidsOnly,
+    /// The stored weights also receive the gradient unchanged (straight through), so they
+    /// can be re-clustered later; forward still uses the centroids.
+    StraightThrough,
+}
+
+/// Weight clustering as a parametrization: the effective weight of element `i` is
+/// `centroids[group(i)][code[i]]`; the stored value is ignored in forward.
+///
+/// Backward (Han et al. eq. 3): `dL/dc_k = sum of dL/dW_i over the elements with code k`,
+/// accumulated in [`Parametrization::accumulate_own_grad`] and applied by
+/// [`Parametrization::step_own`] as `c -= lr * centroid_lr_scale * dL/dc`. With sparsity
+/// preserved, code 0 is pinned at exactly zero and never moves. What the stored weights
+/// receive is chosen by [`ClusterGradient`].
+///
+/// ```
+/// use compress_core::Param;
+/// use compress_quant::{ClusterConfig, ClusterParametrization};
+/// use ndarray::ArrayD;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let w = ArrayD::from_shape_vec(vec![4], vec![1.0f64, 1.2, 3.0, 3.2])?;
+/// let mut p = Param::new(w.clone());
+/// p.push_parametrization(Box::new(ClusterParametrization::new(&w, &ClusterConfig::new(2))?))?;
+/// assert_eq!(p.effective().as_slice().unwrap(), &[1.1, 1.1, 3.1, 3.1]);
+/// // Gradient 1 on every element: each centroid gets the sum over its 2 members.
+/// p.accumulate_grad(ArrayD::from_elem(vec![4], 1.0))?;
+/// p.update(0.1, |_, _| {});
+/// let e = p.effective();
+/// assert!((e[0] - 0.9).abs() < 1e-12 && (e[3] - 2.9).abs() < 1e-12);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct ClusterParametrization<F: Float> {
+    shape: Vec<usize>,
+    granularity: ClusterGranularity,
+    clusters: usize,
+    pinned_zero: bool,
+    codes: Vec<u32>,
+    centroids: Vec<F>,
+    grad: Vec<F>,
+    gradient: ClusterGradient,
+    centroid_lr_scale: F,
+}
+
+impl<F: Float> ClusterParametrization<F> {
+    /// Clusters `weights` per `config` and wraps the result.
+    ///
+    /// # Errors
+    ///
+    /// As [`cluster_tensor`].
+    pub fn new(weights: &ArrayD<F>, config: &ClusterConfig) -> Result<Self, QuantError> {
+        Ok(Self::from_clustered(&cluster_tensor(weights, config)?))
+    }
+
+    /// Wraps an already clustered tensor.
+    pub fn from_clustered(c: &ClusteredTensor<F>) -> Self {
+        Self {
+            shape: c.shape().to_vec(),
+            granularity: c.granularity(),
+            clusters: c.clusters(),
+            pinned_zero: c.preserves_sparsity(),
+            codes: c.codes(),
+            centroids: c.codebook().to_vec(),
+            grad: vec![F::zero(); c.codebook().len()],
+            gradient: ClusterGradient::CentroidsOnly,
+            centroid_lr_scale: F::one(),
+        }
+    }
+
+    /// Chooses what the stored weights receive in backward.
+    #[must_use]
+    pub fn gradient(mut self, gradient: ClusterGradient) -> Self {
+        self.gradient = gradient;
+        self
+    }
+
+    /// Multiplies the optimizer's learning rate for the centroid step (default 1; a cluster's
+    /// gradient is a sum over its members, so large clusters may want a smaller scale).
+    #[must_use]
+    pub fn centroid_lr_scale(mut self, scale: F) -> Self {
+        self.centroid_lr_scale = scale;
+        self
+    }
+
+    /// The current centroids, group-major.
+    pub fn centroids(&self) -> &[F] {
+        &self.centroids
+    }
+
+    /// The code of every element.
+    pub fn codes(&self) -> &[u32] {
+        &self.codes
+    }
+
+    /// The current state as a [`ClusteredTensor`] (codebook = fine-tuned centroids).
+    ///
+    /// # Errors
+    ///
+    /// Never for a parametrization built by this crate (the parts are consistent).
+    pub fn to_clustered(&self) -> Result<ClusteredTensor<F>, QuantError> {
+        ClusteredTensor::from_parts(
+            &self.shape,
+            self.granularity,
+            self.clusters,
+            self.pinned_zero,
+            self.centroids.clone(),
+            &self.codes,
+        )
+    }
+
+    fn slot(&self, i: usize, glen: usize) -> usize {
+        (i / glen.max(1)) * self.clusters + self.codes[i] as usize
+    }
+}
+
+impl<F: Float> Parametrization<F> for ClusterParametrization<F> {
+    fn name(&self) -> &'static str {
+        "cluster"
+    }
+
+    fn validate(&self, shape: &[usize]) -> CoreResult<()> {
+        if shape != self.shape.as_slice() {
+            return Err(CoreError::shape("cluster", &self.shape, shape));
+        }
+        Ok(())
+    }
+
+    fn forward(&self, _input: &ArrayD<F>) -> ArrayD<F> {
+        let (_, glen) = groups_of(&self.shape, self.granularity);
+        let v: Vec<F> = (0..self.codes.len())
+            .map(|i| self.centroids[self.slot(i, glen)])
+            .collect();
+        ArrayD::from_shape_vec(IxDyn(&self.shape), v)
+            .unwrap_or_else(|_| ArrayD::zeros(IxDyn(&self.shape)))
+    }
+
+    fn backward(&self, _input: &ArrayD<F>, grad_output: ArrayD<F>) -> ArrayD<F> {
+        match self.gradient {
+            ClusterGradient::CentroidsOnly => grad_output.mapv_into(|_| F::zero()),
+            ClusterGradient::StraightThrough => grad_output,
+        }
+    }
+
+    fn accumulate_own_grad(&mut self, _input: &ArrayD<F>, grad_output: &ArrayD<F>) {
+        let (_, glen) = groups_of(&self.shape, self.granularity);
+        for (i, &g) in grad_output.iter().enumerate().take(self.codes.len()) {
+            if self.pinned_zero && self.codes[i] == 0 {
+                continue;
+            }
+            let s = self.slot(i, glen);
+            self.grad[s] += g;
+        }
+    }
+
+    fn step_own(&mut self, lr: F) {
+        let step = lr * self.centroid_lr_scale;
+        for (c, g) in self.centroids.iter_mut().zip(self.grad.iter_mut()) {
+            *c -= step * *g;
+            *g = F::zero();
+        }
+    }
+
+    fn clone_box(&self) -> Box<dyn Parametrization<F>> {
+        Box::new(self.clone())
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+/// What [`cluster_weights`] did to one parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterLayerReport {
+    /// Parameter path.
+    pub path: String,
+    /// Number of weights.
+    pub params: usize,
+    /// Codebook entries per group.
+    pub clusters: usize,
+    /// Bits per index.
+    pub index_bits: u32,
+    /// Exact bytes of codebook(s) + packed indices.
+    pub bytes: usize,
+    /// k-means inertia of the initial clustering.
+    pub inertia: f64,
+}
+
+/// Attaches a [`ClusterParametrization`] to every parameter `filter` selects (TF-MOT's
+/// `cluster_weights`): each is clustered from its current effective value, so a pruning
+/// mask below it is respected (use `preserve_sparsity` to keep its zeros).
+///
+/// `centroid_lr_scale` is passed to [`ClusterParametrization::centroid_lr_scale`].
+///
+/// # Errors
+///
+/// The first clustering error, with the parameter path in the message.
+pub fn cluster_weights<F: Float>(
+    model: &mut dyn Module<F>,
+    filter: &ParamFilter,
+    config: &ClusterConfig,
+    centroid_lr_scale: F,
+) -> Result<Vec<ClusterLayerReport>, QuantError> {
+    config.validate()?;
+    let mut reports = Vec::new();
+    model.visit_mut(
+        &mut ParamPath::root(),
+        &mut |path: &ParamPath, p: &mut Param<F>| {
+            let name = path.to_string();
+            if !filter.matches(&name, p.kind()) || p.is_empty() {
+                return Ok(());
+            }
+            let eff = p.effective().into_owned();
+            let c = cluster_tensor(&eff, config).map_err(|e| at_path(&name, e))?;
+            reports.push(ClusterLayerReport {
+                path: name,
+                params: c.len(),
+                clusters: c.clusters(),
+                index_bits: c.index_bits(),
+                bytes: c.bytes(),
+                inertia: c.inertia(),
+            });
+            let cp =
+                ClusterParametrization::from_clustered(&c).centroid_lr_scale(centroid_lr_scale);
+            p.push_parametrization(Box::new(cp))
+        },
+    )?;
+    Ok(reports)
+}
+
+/// The clustered form of every parameter carrying a [`ClusterParametrization`], by path
+/// (centroids as fine-tuned so far).
+///
+/// # Errors
+///
+/// Never for parametrizations built by this crate.
+pub fn export_clustered<F: Float>(
+    model: &dyn Module<F>,
+) -> Result<Vec<(String, ClusteredTensor<F>)>, QuantError> {
+    let mut out = Vec::new();
+    let mut err = None;
+    model.visit(
+        &mut ParamPath::root(),
+        &mut |path: &ParamPath, p: &Param<F>| {
+            if let Some(cp) = p.find_parametrization::<ClusterParametrization<F>>() {
+                match cp.to_clustered() {
+                    Ok(c) => out.push((path.to_string(), c)),
+                    Err(e) => err = err.take().or(Some(e)),
+                }
+            }
+        },
+    );
+    match err {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
+
+fn at_path(path: &str, e: QuantError) -> CoreError {
+    match e {
+        QuantError::Core(CoreError::NonFinite { index, value, .. }) => CoreError::NonFinite {
+            path: path.to_string(),
+            index,
+            value,
+        },
+        QuantError::Core(CoreError::Empty { shape, .. }) => CoreError::Empty {
+            path: path.to_string(),
+            shape,
+        },
+        QuantError::Core(c) => c,
+        other => CoreError::config(path, other.to_string()),
+    }
+}

@@ -1,0 +1,53 @@
+//! The error type of compress-quant.
+
+use compress_core::CoreError;
+
+/// Errors from quantization, calibration, clustering and coding.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum QuantError {
+    /// A core error (shapes, configuration, non-finite values).
+    #[error(transparent)]
+    Core(#[from] CoreError),
+    /// A layer error from compress-nn.
+    #[error(transparent)]
+    Nn(#[from] compress_nn::NnError),
+    /// A bit width the operation does not support.
+    #[error("unsupported bit width {bits} for {what}: supported are {supported}")]
+    UnsupportedBits {
+        /// The requested width.
+        bits: u32,
+        /// What was being built (`"QTensor"`, `"FakeQuant"`, ...).
+        what: &'static str,
+        /// The supported widths, e.g. `"2..=8"`.
+        supported: &'static str,
+    },
+    /// A quantization group size that does not divide the grouped dimension.
+    #[error("group size {group_size} does not divide dimension {dim} (of length {len}) at `{path}`")]
+    GroupSize {
+        /// Parameter path or argument name.
+        path: String,
+        /// The group size.
+        group_size: usize,
+        /// The grouped dimension.
+        dim: usize,
+        /// Its length.
+        len: usize,
+    },
+    /// A quantized-model file that cannot be read back.
+    #[error("bad quantized model file `{path}`: {reason}")]
+    Format {
+        /// The file (or `"<bytes>"` for in-memory data).
+        path: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// An I/O error on a named file.
+    #[error("I/O error on `{path}`: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}

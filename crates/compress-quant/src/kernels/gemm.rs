@@ -1,0 +1,322 @@
+//! Exact int8 GEMM: `C[m, n] (i32) = A[m, k] (i8) x B[k, n] (i8)`.
+//!
+//! B (the weights) is packed once into panels of [`NR`] columns in which each pair of
+//! consecutive `k` rows is interleaved per column (`B[2p][j], B[2p+1][j]`), so one 32-byte
+//! load gives 16 column pairs. A is packed per call into blocks of [`MR`] rows as sign-extended
+//! `i16` pairs. The AVX2 micro-kernel broadcasts one `(A[r][2p], A[r][2p+1])` pair, sign-extends
+//! 16 B bytes to `i16` (`vpmovsxbw`) and multiplies with `vpmaddwd`, whose `i16 x i16` products
+//! and pair sums are exact in `i32` (no `vpmaddubsw` saturation), then adds with wrapping `i32`
+//! adds. The portable path does the same arithmetic with `wrapping_add`, so both are equal bit
+//! for bit (a property test checks it). Sums are exact while `k * 128 * 128 < 2^31`, i.e. for
+//! `k <= 131_071`.
+
+/// Rows of A per micro-tile.
+pub const MR: usize = 4;
+/// Columns of B per panel / micro-tile.
+pub const NR: usize = 16;
+/// `k` pairs per cache block (1024 values of `k`).
+const KC_PAIRS: usize = 512;
+/// Row blocks of A per cache block (64 rows).
+const MC_BLOCKS: usize = 16;
+
+/// B packed for [`gemm_i8`]: `ceil(n / NR)` panels of `ceil(k / 2)` interleaved column pairs.
+///
+/// ```
+/// use compress_quant::kernels::{PackedB, gemm_i8};
+/// // W is [n = 2, k = 3] (a Linear weight [out, in]); C = A W^T.
+/// let w: Vec<i8> = vec![1, 2, 3, -1, 0, 1];
+/// let b = PackedB::from_nk(&w, 2, 3);
+/// let a: Vec<i8> = vec![1, 1, 1, 2, 0, -1];
+/// let mut c = vec![0i32; 4];
+/// gemm_i8(&a, 2, &b, &mut c);
+/// assert_eq!(c, vec![6, 0, -1, -3]);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackedB {
+    n: usize,
+    k: usize,
+    kpairs: usize,
+    data: Vec<i8>,
+    col_sums: Vec<i32>,
+}
+
+impl PackedB {
+    /// Packs `w` given as `[n, k]` row-major (the layout of a Linear weight `[out, in]`),
+    /// so that the GEMM computes `A W^T`.
+    ///
+    /// # Panics
+    ///
+    /// If `w.len() != n * k`.
+    #[track_caller]
+    pub fn from_nk(w: &[i8], n: usize, k: usize) -> Self {
+        assert_eq!(w.len(), n * k, "weight length must be n * k");
+        Self::build(n, k, |kk, j| w[j * k + kk])
+    }
+
+    /// Packs `b` given as `[k, n]` row-major (a plain right-hand matrix).
+    ///
+    /// # Panics
+    ///
+    /// If `b.len() != k * n`.
+    #[track_caller]
+    pub fn from_kn(b: &[i8], k: usize, n: usize) -> Self {
+        assert_eq!(b.len(), k * n, "matrix length must be k * n");
+        Self::build(n, k, |kk, j| b[kk * n + j])
+    }
+
+    fn build(n: usize, k: usize, at: impl Fn(usize, usize) -> i8) -> Self {
+        let kpairs = k.div_ceil(2);
+        let panels = n.div_ceil(NR);
+        let mut data = vec![0i8; panels * kpairs * 2 * NR];
+        let mut col_sums = vec![0i32; n];
+        for p in 0..panels {
+            for kp in 0..kpairs {
+                let base = (p * kpairs + kp) * 2 * NR;
+                for jj in 0..NR {
+                    let j = p * NR + jj;
+                    if j >= n {
+                        continue;
+                    }
+                    for h in 0..2 {
+                        let kk = 2 * kp + h;
+                        if kk < k {
+                            let v = at(kk, j);
+                            data[base + 2 * jj + h] = v;
+                            col_sums[j] += i32::from(v);
+                        }
+                    }
+                }
+            }
+        }
+        Self {
+            n,
+            k,
+            kpairs,
+            data,
+            col_sums,
+        }
+    }
+
+    /// Number of columns `n` (output features).
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Inner dimension `k` (input features).
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Sum of each column of B (for zero-point corrections).
+    pub fn col_sums(&self) -> &[i32] {
+        &self.col_sums
+    }
+
+    /// Bytes of packed storage (padding included).
+    pub fn size_bytes(&self) -> usize {
+        self.data.len()
+    }
+}
+
+/// A packed into `ceil(m / MR)` blocks of `kpairs` x `MR` little-endian `i16` pairs.
+fn pack_a(a: &[i8], m: usize, k: usize, kpairs: usize) -> Vec<i32> {
+    let blocks = m.div_ceil(MR);
+    let mut out = vec![0i32; blocks * kpairs * MR];
+    for rb in 0..blocks {
+        for r in 0..MR {
+            let row = rb * MR + r;
+            if row >= m {
+                continue;
+            }
+            let src = &a[row * k..(row + 1) * k];
+            for kp in 0..kpairs {
+                let lo = src[2 * kp];
+                let hi = src.get(2 * kp + 1).copied().unwrap_or(0);
+                let v = u32::from(i16::from(lo) as u16) | (u32::from(i16::from(hi) as u16) << 16);
+                out[(rb * kpairs + kp) * MR + r] = v as i32;
+            }
+        }
+    }
+    out
+}
+
+/// Portable micro-kernel: `tile[r][j] = sum_p a_pair[p][r] . b_pair[p][j]`.
+fn tile_portable(a: &[i32], b: &[i8], kp: usize, tile: &mut [i32; MR * NR]) {
+    tile.fill(0);
+    for p in 0..kp {
+        let bp = &b[p * 2 * NR..(p + 1) * 2 * NR];
+        for r in 0..MR {
+            let pair = a[p * MR + r] as u32;
+            let a0 = i32::from(pair as u16 as i16);
+            let a1 = i32::from((pair >> 16) as u16 as i16);
+            for j in 0..NR {
+                let s = a0 * i32::from(bp[2 * j]) + a1 * i32::from(bp[2 * j + 1]);
+                tile[r * NR + j] = tile[r * NR + j].wrapping_add(s);
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn tile_avx2(a: &[i32], b: &[i8], kp: usize, tile: &mut [i32; MR * NR]) {
+    use std::arch::x86_64::{
+        __m128i, __m256i, _mm_loadu_si128, _mm256_add_epi32, _mm256_cvtepi8_epi16,
+        _mm256_madd_epi16, _mm256_set1_epi32, _mm256_setzero_si256, _mm256_storeu_si256,
+    };
+    assert!(a.len() >= kp * MR && b.len() >= kp * 2 * NR);
+    let mut acc: [__m256i; 8] = [_mm256_setzero_si256(); 8];
+    let ap = a.as_ptr();
+    let bp = b.as_ptr();
+    for p in 0..kp {
+        // SAFETY: `p < kp` and the lengths were asserted above, so the 32 bytes at
+        // `bp + 32 p` and the 4 `i32` at `ap + 4 p` are in bounds; unaligned loads are used.
+        let (b0, b1, a_pairs) = unsafe {
+            let b0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(bp.add(p * 32).cast::<__m128i>()));
+            let b1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(bp.add(p * 32 + 16).cast::<__m128i>()));
+            let a_pairs = [
+                *ap.add(p * MR),
+                *ap.add(p * MR + 1),
+                *ap.add(p * MR + 2),
+                *ap.add(p * MR + 3),
+            ];
+            (b0, b1, a_pairs)
+        };
+        for r in 0..MR {
+            let av = _mm256_set1_epi32(a_pairs[r]);
+            acc[2 * r] = _mm256_add_epi32(acc[2 * r], _mm256_madd_epi16(av, b0));
+            acc[2 * r + 1] = _mm256_add_epi32(acc[2 * r + 1], _mm256_madd_epi16(av, b1));
+        }
+    }
+    for (i, v) in acc.iter().enumerate() {
+        // SAFETY: `tile` holds MR * NR = 64 i32 and `i < 8`, so `8 i .. 8 i + 8` is in bounds.
+        unsafe { _mm256_storeu_si256(tile.as_mut_ptr().add(8 * i).cast::<__m256i>(), *v) };
+    }
+}
+
+/// Which micro-kernel to use.
+#[derive(Clone, Copy)]
+enum Path {
+    Portable,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+}
+
+fn run(a: &[i8], m: usize, b: &PackedB, c: &mut [i32], path: Path) {
+    let (n, k, kpairs) = (b.n, b.k, b.kpairs);
+    assert_eq!(a.len(), m * k, "A must be m * k");
+    assert_eq!(c.len(), m * n, "C must be m * n");
+    c.fill(0);
+    if m == 0 || n == 0 || k == 0 {
+        return;
+    }
+    let ap = pack_a(a, m, k, kpairs);
+    let rblocks = m.div_ceil(MR);
+    let panels = n.div_ceil(NR);
+    let mut tile = [0i32; MR * NR];
+    for k0 in (0..kpairs).step_by(KC_PAIRS) {
+        let kc = KC_PAIRS.min(kpairs - k0);
+        for m0 in (0..rblocks).step_by(MC_BLOCKS) {
+            let m1 = (m0 + MC_BLOCKS).min(rblocks);
+            for p in 0..panels {
+                let bs = &b.data[(p * kpairs + k0) * 2 * NR..(p * kpairs + k0 + kc) * 2 * NR];
+                for rb in m0..m1 {
+                    let as_ = &ap[(rb * kpairs + k0) * MR..(rb * kpairs + k0 + kc) * MR];
+                    match path {
+                        Path::Portable => tile_portable(as_, bs, kc, &mut tile),
+                        #[cfg(target_arch = "x86_64")]
+                        // SAFETY: `Path::Avx2` is only chosen after a runtime AVX2 check.
+                        Path::Avx2 => unsafe { tile_avx2(as_, bs, kc, &mut tile) },
+                    }
+                    let rows = MR.min(m - rb * MR);
+                    let cols = NR.min(n - p * NR);
+                    for r in 0..rows {
+                        let crow = &mut c[(rb * MR + r) * n + p * NR..][..cols];
+                        for (cv, tv) in crow.iter_mut().zip(&tile[r * NR..r * NR + cols]) {
+                            *cv = cv.wrapping_add(*tv);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `C = A B` with `A` `[m, k]` row-major, `B` packed, `C` `[m, n]` row-major (overwritten).
+/// Uses AVX2 when the CPU has it, else the portable kernel; both give identical results.
+///
+/// # Panics
+///
+/// If `a.len() != m * k` or `c.len() != m * n`.
+#[track_caller]
+pub fn gemm_i8(a: &[i8], m: usize, b: &PackedB, c: &mut [i32]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::has_avx2() {
+        run(a, m, b, c, Path::Avx2);
+        return;
+    }
+    run(a, m, b, c, Path::Portable);
+}
+
+/// The portable twin of [`gemm_i8`] (scalar Rust, no `unsafe`).
+///
+/// # Panics
+///
+/// As [`gemm_i8`].
+#[track_caller]
+pub fn gemm_i8_portable(a: &[i8], m: usize, b: &PackedB, c: &mut [i32]) {
+    run(a, m, b, c, Path::Portable);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn naive(a: &[i8], m: usize, k: usize, w: &[i8], n: usize) -> Vec<i32> {
+        let mut c = vec![0i32; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                c[i * n + j] = (0..k)
+                    .map(|kk| i32::from(a[i * k + kk]) * i32::from(w[j * k + kk]))
+                    .sum();
+            }
+        }
+        c
+    }
+
+    proptest! {
+        #[test]
+        fn avx2_equals_portable_and_naive(
+            (m, n, k, a, w) in (1usize..11, 1usize..37, 1usize..40).prop_flat_map(|(m, n, k)| (
+                Just(m), Just(n), Just(k),
+                prop::collection::vec(any::<i8>(), m * k),
+                prop::collection::vec(any::<i8>(), n * k),
+            ))
+        ) {
+            let b = PackedB::from_nk(&w, n, k);
+            let mut c1 = vec![0; m * n];
+            let mut c2 = vec![0; m * n];
+            gemm_i8(&a, m, &b, &mut c1);
+            gemm_i8_portable(&a, m, &b, &mut c2);
+            prop_assert_eq!(&c1, &c2);
+            prop_assert_eq!(c1, naive(&a, m, k, &w, n));
+        }
+    }
+
+    #[test]
+    fn extreme_values_are_exact() {
+        // -128 * -128 pairs: vpmaddubsw would saturate here; vpmaddwd does not.
+        let (m, n, k) = (5, 17, 1100);
+        let a = vec![-128i8; m * k];
+        let w = vec![-128i8; n * k];
+        let b = PackedB::from_nk(&w, n, k);
+        let mut c = vec![0; m * n];
+        gemm_i8(&a, m, &b, &mut c);
+        assert!(c.iter().all(|&v| v == 16384 * k as i32));
+        let mut c2 = vec![0; m * n];
+        gemm_i8_portable(&a, m, &b, &mut c2);
+        assert_eq!(c, c2);
+        assert_eq!(b.col_sums()[0], -128 * k as i32);
+    }
+}

@@ -1,0 +1,259 @@
+//! Hot loops: element-wise int8 quantize/dequantize and the exact int8 GEMM.
+//!
+//! Each kernel has a portable path and, on x86-64 CPUs with AVX2 (detected at run time), an
+//! AVX2 path; property tests check that both give identical bits. This is the only module of
+//! the crate allowed to use `unsafe` (for `std::arch` intrinsics and `#[target_feature]` calls),
+//! each block with a `SAFETY` comment.
+//!
+//! The `*_into` functions write into caller-owned buffers: on large tensors a fresh output
+//! buffer costs more in page faults than the quantization itself.
+#![allow(unsafe_code)]
+
+mod gemm;
+pub(crate) mod quantize;
+
+pub use gemm::{MR, NR, PackedB, gemm_i8, gemm_i8_portable};
+
+use compress_core::CoreError;
+
+use crate::QuantError;
+
+/// Whether the running CPU has AVX2 (cached by the standard library after the first call).
+#[inline]
+pub fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+fn check_scale(scale: f32) -> Result<f32, QuantError> {
+    let inv = 1.0 / scale;
+    if !(scale > 0.0 && scale.is_finite() && inv.is_finite()) {
+        return Err(CoreError::config(
+            "scale",
+            format!("must be positive, finite and invertible, got {scale}"),
+        )
+        .into());
+    }
+    Ok(inv)
+}
+
+fn check_zero_point(zero_point: i32, lo: i32, hi: i32) -> Result<(), QuantError> {
+    if !(lo..=hi).contains(&zero_point) {
+        return Err(CoreError::config(
+            "zero_point",
+            format!("must be in {lo}..={hi}, got {zero_point}"),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// ONNX `QuantizeLinear` to int8: `out = clamp(round_ties_even(x / scale) + zero_point,
+/// -128, 127)`, computed as `x * (1 / scale)`. Non-finite inputs give unspecified codes
+/// (use [`QTensor`](crate::QTensor) for checked quantization).
+///
+/// ```
+/// use compress_quant::kernels::quantize_i8_into;
+/// let mut q = [0i8; 4];
+/// quantize_i8_into(&[0.5, -1.25, 100.0, 0.25], 0.5, 0, &mut q).unwrap();
+/// assert_eq!(q, [1, -2, 127, 0]); // -2.5 -> -2 and 0.5 -> 0: ties to even
+/// ```
+///
+/// # Errors
+///
+/// An invalid-config error for a scale that is not positive and finite, or a zero point
+/// outside `-128..=127`.
+///
+/// # Panics
+///
+/// If `x` and `out` differ in length.
+#[track_caller]
+pub fn quantize_i8_into(
+    x: &[f32],
+    scale: f32,
+    zero_point: i32,
+    out: &mut [i8],
+) -> Result<(), QuantError> {
+    assert_eq!(x.len(), out.len(), "input and output lengths differ");
+    let inv = check_scale(scale)?;
+    check_zero_point(zero_point, -128, 127)?;
+    quantize::quantize(x, inv, zero_point as f32, -128.0, 127.0, out);
+    Ok(())
+}
+
+/// ONNX `QuantizeLinear` to uint8: as [`quantize_i8_into`] with the range `0..=255`.
+///
+/// # Errors
+///
+/// As [`quantize_i8_into`], with the zero point in `0..=255`.
+///
+/// # Panics
+///
+/// If `x` and `out` differ in length.
+#[track_caller]
+pub fn quantize_u8_into(
+    x: &[f32],
+    scale: f32,
+    zero_point: i32,
+    out: &mut [u8],
+) -> Result<(), QuantError> {
+    assert_eq!(x.len(), out.len(), "input and output lengths differ");
+    let inv = check_scale(scale)?;
+    check_zero_point(zero_point, 0, 255)?;
+    quantize::quantize(x, inv, zero_point as f32, 0.0, 255.0, out);
+    Ok(())
+}
+
+/// ONNX `DequantizeLinear` from int8: `out = (q - zero_point) * scale`.
+///
+/// ```
+/// use compress_quant::kernels::dequantize_i8_into;
+/// let mut x = [0.0f32; 3];
+/// dequantize_i8_into(&[1, -2, 127], 0.5, 0, &mut x);
+/// assert_eq!(x, [0.5, -1.0, 63.5]);
+/// ```
+///
+/// # Panics
+///
+/// If `q` and `out` differ in length.
+#[track_caller]
+pub fn dequantize_i8_into(q: &[i8], scale: f32, zero_point: i32, out: &mut [f32]) {
+    assert_eq!(q.len(), out.len(), "input and output lengths differ");
+    quantize::dequantize(q, scale, zero_point, out);
+}
+
+/// ONNX `DequantizeLinear` from uint8: `out = (q - zero_point) * scale`.
+///
+/// # Panics
+///
+/// If `q` and `out` differ in length.
+#[track_caller]
+pub fn dequantize_u8_into(q: &[u8], scale: f32, zero_point: i32, out: &mut [f32]) {
+    assert_eq!(q.len(), out.len(), "input and output lengths differ");
+    quantize::dequantize(q, scale, zero_point, out);
+}
+
+/// Symmetric int8 quantization of each row of a row-major `[rows, cols]` matrix with its own
+/// scale `absmax / 127` (codes in `-127..=127`), computing the scales in the same pass over
+/// each row while it is in cache. All-zero rows get scale 1.
+///
+/// ```
+/// use compress_quant::kernels::quantize_rows_i8_into;
+/// let x = [1.0f32, -0.5, 0.0, 2.0, 4.0, -8.0];
+/// let (mut q, mut s) = ([0i8; 6], [0.0f32; 2]);
+/// quantize_rows_i8_into(&x, 3, &mut q, &mut s).unwrap();
+/// assert_eq!(q, [127, -64, 0, 32, 64, -127]);
+/// assert_eq!(s, [1.0 / 127.0, 8.0 / 127.0]);
+/// ```
+///
+/// # Errors
+///
+/// [`CoreError::NonFinite`] (path `"x"`) if a row holds NaN or infinity.
+///
+/// # Panics
+///
+/// If `cols == 0`, `x.len()` is not `scales.len() * cols`, or `out.len() != x.len()`.
+#[track_caller]
+pub fn quantize_rows_i8_into(
+    x: &[f32],
+    cols: usize,
+    out: &mut [i8],
+    scales: &mut [f32],
+) -> Result<(), QuantError> {
+    assert!(cols > 0, "cols must be positive");
+    assert_eq!(x.len(), scales.len() * cols, "x must be rows * cols");
+    assert_eq!(out.len(), x.len(), "output length");
+    for (r, ((row, orow), s)) in x
+        .chunks_exact(cols)
+        .zip(out.chunks_exact_mut(cols))
+        .zip(scales.iter_mut())
+        .enumerate()
+    {
+        let (lo, hi, finite) = quantize::min_max(row);
+        if !finite {
+            let index = row.iter().position(|v| !v.is_finite()).unwrap_or(0);
+            return Err(CoreError::NonFinite {
+                path: "x".to_string(),
+                index: r * cols + index,
+                value: f64::from(row[index]),
+            }
+            .into());
+        }
+        let amax = lo.abs().max(hi.abs());
+        let scale = if amax > 0.0 { amax / 127.0 } else { 1.0 };
+        *s = scale;
+        quantize::quantize(row, 1.0 / scale, 0.0, -127.0, 127.0, orow);
+    }
+    Ok(())
+}
+
+#[inline(always)]
+fn nibbles_body(bytes: &[u8], scale: f32, zero_point: Option<i32>, out: &mut [f32]) {
+    match zero_point {
+        None => {
+            for (o, &b) in out.chunks_exact_mut(2).zip(bytes) {
+                o[0] = i32::from(((b << 4) as i8) >> 4) as f32 * scale;
+                o[1] = i32::from((b as i8) >> 4) as f32 * scale;
+            }
+        }
+        Some(z) => {
+            for (o, &b) in out.chunks_exact_mut(2).zip(bytes) {
+                o[0] = (i32::from(b & 0x0F) - z) as f32 * scale;
+                o[1] = (i32::from(b >> 4) - z) as f32 * scale;
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn nibbles_avx2(bytes: &[u8], scale: f32, zero_point: Option<i32>, out: &mut [f32]) {
+    nibbles_body(bytes, scale, zero_point, out);
+}
+
+/// Dequantizes packed 4-bit codes (low nibble first): signed two's-complement codes times
+/// `scale` without a zero point, or `(code - zero_point) * scale` with one.
+///
+/// ```
+/// use compress_quant::kernels::dequantize_nibbles;
+/// let mut out = [0.0f32; 4];
+/// dequantize_nibbles(&[0xF1, 0x07], 0.5, None, &mut out);
+/// assert_eq!(out, [0.5, -0.5, 3.5, 0.0]);
+/// ```
+///
+/// # Panics
+///
+/// If `out.len() != 2 * bytes.len()`.
+#[track_caller]
+pub fn dequantize_nibbles(bytes: &[u8], scale: f32, zero_point: Option<i32>, out: &mut [f32]) {
+    assert_eq!(out.len(), 2 * bytes.len(), "two outputs per byte");
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: AVX2 is available (runtime check); only safe slice accesses inside.
+        unsafe { nibbles_avx2(bytes, scale, zero_point, out) };
+        return;
+    }
+    nibbles_body(bytes, scale, zero_point, out);
+}
+
+/// Portable twin of [`dequantize_nibbles`].
+///
+/// # Panics
+///
+/// As [`dequantize_nibbles`].
+#[track_caller]
+pub fn dequantize_nibbles_portable(
+    bytes: &[u8],
+    scale: f32,
+    zero_point: Option<i32>,
+    out: &mut [f32],
+) {
+    assert_eq!(out.len(), 2 * bytes.len(), "two outputs per byte");
+    nibbles_body(bytes, scale, zero_point, out);
+}

@@ -1,0 +1,247 @@
+//! Element-wise quantize / dequantize kernels over `f32` slices.
+//!
+//! Rounding is to nearest, ties to even, via the float "magic number" trick:
+//! for `|v| < 2^22`, the bits of `v + 1.5 * 2^23` hold `round_ties_even(v)` in their low
+//! mantissa bits. The clamp happens before rounding (`lo`, `hi` are integers, so the two
+//! commute), which keeps every step branch-free and vectorizable. The AVX2 variants compile the
+//! very same bodies with AVX2 enabled (no FMA contraction happens in Rust), so they are
+//! bit-for-bit equal to the portable ones; property tests check it.
+
+/// `1.5 * 2^23`: adding it rounds an `f32` of magnitude `< 2^22` to an integer, ties to even.
+const MAGIC: f32 = 12_582_912.0;
+const MAGIC_BITS: i32 = 0x4B40_0000;
+
+/// Round-to-nearest-even code of `x`: `clamp(x * inv + zp, lo, hi)` rounded.
+/// NaN maps to an unspecified code (callers check finiteness first).
+#[inline(always)]
+fn code(x: f32, inv: f32, zp: f32, lo: f32, hi: f32) -> i32 {
+    let v = x * inv + zp;
+    let v = if v < lo { lo } else { v };
+    let v = if v > hi { hi } else { v };
+    (v + MAGIC).to_bits() as i32 - MAGIC_BITS
+}
+
+/// Output element types of the quantize kernels.
+pub(crate) trait CodeOut: Copy + Send + Sync {
+    fn from_code(c: i32) -> Self;
+}
+impl CodeOut for u8 {
+    #[inline(always)]
+    fn from_code(c: i32) -> Self {
+        c as u8
+    }
+}
+impl CodeOut for i8 {
+    #[inline(always)]
+    fn from_code(c: i32) -> Self {
+        c as i8
+    }
+}
+
+#[inline(always)]
+fn quantize_body<T: CodeOut>(x: &[f32], inv: f32, zp: f32, lo: f32, hi: f32, out: &mut [T]) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = T::from_code(code(v, inv, zp, lo, hi));
+    }
+}
+
+/// Portable quantization of `x` into codes (`clamp(round(x * inv + zp), lo, hi)`, stored as
+/// their low 8 bits).
+pub(crate) fn quantize_portable<T: CodeOut>(
+    x: &[f32],
+    inv: f32,
+    zp: f32,
+    lo: f32,
+    hi: f32,
+    out: &mut [T],
+) {
+    quantize_body(x, inv, zp, lo, hi, out);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn quantize_avx2<T: CodeOut>(x: &[f32], inv: f32, zp: f32, lo: f32, hi: f32, out: &mut [T]) {
+    quantize_body(x, inv, zp, lo, hi, out);
+}
+
+/// Quantizes with the fastest available path (AVX2 when the CPU has it).
+pub(crate) fn quantize<T: CodeOut>(x: &[f32], inv: f32, zp: f32, lo: f32, hi: f32, out: &mut [T]) {
+    debug_assert_eq!(x.len(), out.len());
+    #[cfg(target_arch = "x86_64")]
+    if super::has_avx2() {
+        // SAFETY: the CPU supports AVX2 (checked at runtime just above); the function only
+        // reads and writes through safe slices.
+        unsafe { quantize_avx2(x, inv, zp, lo, hi, out) };
+        return;
+    }
+    quantize_portable(x, inv, zp, lo, hi, out);
+}
+
+/// Input element types of the dequantize kernels: an integer code.
+pub(crate) trait CodeIn: Copy + Send + Sync {
+    fn value(self) -> i32;
+}
+impl CodeIn for u8 {
+    #[inline(always)]
+    fn value(self) -> i32 {
+        i32::from(self)
+    }
+}
+impl CodeIn for i8 {
+    #[inline(always)]
+    fn value(self) -> i32 {
+        i32::from(self)
+    }
+}
+
+#[inline(always)]
+fn dequantize_body<T: CodeIn>(q: &[T], scale: f32, zp: i32, out: &mut [f32]) {
+    for (o, &c) in out.iter_mut().zip(q) {
+        *o = (c.value() - zp) as f32 * scale;
+    }
+}
+
+/// Portable dequantization `(q - zp) * scale`.
+pub(crate) fn dequantize_portable<T: CodeIn>(q: &[T], scale: f32, zp: i32, out: &mut [f32]) {
+    dequantize_body(q, scale, zp, out);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn dequantize_avx2<T: CodeIn>(q: &[T], scale: f32, zp: i32, out: &mut [f32]) {
+    dequantize_body(q, scale, zp, out);
+}
+
+/// Dequantizes with the fastest available path.
+pub(crate) fn dequantize<T: CodeIn>(q: &[T], scale: f32, zp: i32, out: &mut [f32]) {
+    debug_assert_eq!(q.len(), out.len());
+    #[cfg(target_arch = "x86_64")]
+    if super::has_avx2() {
+        // SAFETY: AVX2 is available (runtime check); only safe slice accesses inside.
+        unsafe { dequantize_avx2(q, scale, zp, out) };
+        return;
+    }
+    dequantize_portable(q, scale, zp, out);
+}
+
+#[inline(always)]
+fn dequantize_sbytes_body(q: &[u8], scale: f32, out: &mut [f32]) {
+    for (o, &c) in out.iter_mut().zip(q) {
+        *o = i32::from(c as i8) as f32 * scale;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn dequantize_sbytes_avx2(q: &[u8], scale: f32, out: &mut [f32]) {
+    dequantize_sbytes_body(q, scale, out);
+}
+
+/// Dequantizes bytes holding `i8` codes (symmetric, zero point 0): `(q as i8) * scale`.
+pub(crate) fn dequantize_signed_bytes(q: &[u8], scale: f32, out: &mut [f32]) {
+    debug_assert_eq!(q.len(), out.len());
+    #[cfg(target_arch = "x86_64")]
+    if super::has_avx2() {
+        // SAFETY: AVX2 is available (runtime check); only safe slice accesses inside.
+        unsafe { dequantize_sbytes_avx2(q, scale, out) };
+        return;
+    }
+    dequantize_sbytes_body(q, scale, out);
+}
+
+/// Minimum, maximum and whether every element is finite, in one pass (8 independent lanes so
+/// the loop vectorizes). For an empty slice: `(+inf, -inf, true)`.
+#[inline(always)]
+fn min_max_body(x: &[f32]) -> (f32, f32, bool) {
+    let mut lo = [f32::INFINITY; 8];
+    let mut hi = [f32::NEG_INFINITY; 8];
+    let mut bad = [0.0f32; 8];
+    let chunks = x.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for i in 0..8 {
+            let v = c[i];
+            lo[i] = if v < lo[i] { v } else { lo[i] };
+            hi[i] = if v > hi[i] { v } else { hi[i] };
+            // `v * 0` is NaN exactly when `v` is NaN or infinite.
+            bad[i] += v * 0.0;
+        }
+    }
+    for (i, &v) in rest.iter().enumerate() {
+        lo[i] = if v < lo[i] { v } else { lo[i] };
+        hi[i] = if v > hi[i] { v } else { hi[i] };
+        bad[i] += v * 0.0;
+    }
+    let l = lo.iter().fold(f32::INFINITY, |a, &b| a.min(b));
+    let h = hi.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    let finite = bad.iter().all(|b| *b == 0.0);
+    (l, h, finite)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn min_max_avx2(x: &[f32]) -> (f32, f32, bool) {
+    min_max_body(x)
+}
+
+/// `(min, max, all finite)` of `x` with the fastest available path.
+pub(crate) fn min_max(x: &[f32]) -> (f32, f32, bool) {
+    #[cfg(target_arch = "x86_64")]
+    if super::has_avx2() {
+        // SAFETY: AVX2 is available (runtime check); only safe slice accesses inside.
+        return unsafe { min_max_avx2(x) };
+    }
+    min_max_body(x)
+}
+
+/// Portable twin of [`min_max`].
+#[cfg(test)]
+pub(crate) fn min_max_portable(x: &[f32]) -> (f32, f32, bool) {
+    min_max_body(x)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn avx2_equals_portable(
+            x in prop::collection::vec(-300.0f32..300.0, 0..100),
+            inv in 0.01f32..10.0,
+            zp in -10i32..10,
+        ) {
+            let mut a = vec![0i8; x.len()];
+            let mut b = vec![0i8; x.len()];
+            quantize(&x, inv, zp as f32, -128.0, 127.0, &mut a);
+            quantize_portable(&x, inv, zp as f32, -128.0, 127.0, &mut b);
+            prop_assert_eq!(&a, &b);
+            let mut fa = vec![0.0f32; x.len()];
+            let mut fb = vec![0.0f32; x.len()];
+            dequantize(&a, 1.0 / inv, zp, &mut fa);
+            dequantize_portable(&a, 1.0 / inv, zp, &mut fb);
+            prop_assert_eq!(
+                fa.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                fb.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            );
+            let (l1, h1, f1) = min_max(&x);
+            let (l2, h2, f2) = min_max_portable(&x);
+            prop_assert_eq!((l1.to_bits(), h1.to_bits(), f1), (l2.to_bits(), h2.to_bits(), f2));
+        }
+
+        #[test]
+        fn rounding_is_ties_even(v in -1000.0f32..1000.0) {
+            let c = code(v, 1.0, 0.0, -1e6, 1e6);
+            prop_assert_eq!(c, v.round_ties_even() as i32);
+        }
+    }
+
+    #[test]
+    fn min_max_flags_non_finite() {
+        assert!(!min_max(&[1.0, f32::NAN, 2.0]).2);
+        assert!(!min_max(&[1.0; 9].iter().copied().chain([f32::INFINITY]).collect::<Vec<_>>()).2);
+        let (l, h, f) = min_max(&[3.0, -1.0, 2.0]);
+        assert_eq!((l, h, f), (-1.0, 3.0, true));
+    }
+}

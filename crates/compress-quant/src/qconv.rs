@@ -1,0 +1,209 @@
+//! [`QConv2d`]: an int8 convolution through the exact int8 GEMM (im2col on int8 codes).
+
+use compress_core::{
+    CoreError, Cost, Float, Layer, Mode, Module, ParamPath, ParamVisitor, ParamVisitorMut, Result,
+};
+use compress_nn::{Conv2d, Conv2dConfig};
+use ndarray::{ArrayD, ArrayRef, IxDyn};
+
+use crate::kernels::{PackedB, gemm_i8, quantize_rows_i8_into};
+use crate::qlinear::{as_core, forward_only};
+use crate::{IntScheme, QTensor, QuantError};
+
+/// A 2-D convolution computing in integers: int8 weights per output channel, each input
+/// image quantized to int8 with its own dynamic scale, im2col of the int8 codes and the exact
+/// int8 GEMM per image and group, then one float rescale. Inference only.
+///
+/// # Shapes
+///
+/// - input: `[batch, in_channels, h, w]`; output: `[batch, out_channels, oh, ow]`.
+///
+/// ```
+/// use compress_core::{Layer, Mode};
+/// use compress_nn::{Conv2d, Conv2dConfig};
+/// use compress_quant::QConv2d;
+/// use ndarray::ArrayD;
+/// use rand::{SeedableRng, rngs::StdRng};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mut conv = Conv2d::<f32>::new(Conv2dConfig::new(3, 4, 3).padding(1), &mut StdRng::seed_from_u64(0))?;
+/// let mut q = QConv2d::from_conv(&conv)?;
+/// let x = ArrayD::from_shape_fn(vec![2, 3, 6, 6], |ix| ((ix[1] * 36 + ix[2] * 6 + ix[3]) as f32 * 0.3).cos());
+/// let (y, yq) = (conv.forward(&x, Mode::Eval)?, q.forward(&x, Mode::Eval)?);
+/// let err = (&y - &yq).iter().fold(0.0f32, |m, e| m.max(e.abs()));
+/// assert!(err < 0.03, "{err}");
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct QConv2d {
+    config: Conv2dConfig,
+    packed: Vec<PackedB>,
+    w_scales: Vec<f32>,
+    bias: Option<Vec<f32>>,
+}
+
+impl QConv2d {
+    /// Quantizes a [`Conv2d`]'s effective weight to int8 per output channel.
+    ///
+    /// # Errors
+    ///
+    /// Non-finite weights, or a kernel so large that `i32` accumulation could overflow.
+    pub fn from_conv<F: Float>(conv: &Conv2d<F>) -> Result<Self, QuantError> {
+        let cfg = conv.config();
+        let shape = cfg.weight_shape();
+        let w: Vec<f32> = conv.weight.effective().iter().map(|v| v.as_f64() as f32).collect();
+        let q = QTensor::quantize_slice(&w, &shape, IntScheme::int8_per_channel())?;
+        let kk = shape[1] * shape[2] * shape[3];
+        if kk > 131_071 {
+            return Err(CoreError::config(
+                "kernel",
+                format!("(in/groups) kh kw = {kk} exceeds 131071 (i32 accumulation)"),
+            )
+            .into());
+        }
+        let codes: Vec<i8> = q.data().iter().map(|&c| c as i8).collect();
+        let opg = cfg.out_per_group();
+        let packed = (0..cfg.groups)
+            .map(|g| PackedB::from_nk(&codes[g * opg * kk..(g + 1) * opg * kk], opg, kk))
+            .collect();
+        Ok(Self {
+            config: cfg,
+            packed,
+            w_scales: q.scales().to_vec(),
+            bias: conv
+                .bias
+                .as_ref()
+                .map(|b| b.effective().iter().map(|v| v.as_f64() as f32).collect()),
+        })
+    }
+
+    /// The convolution's configuration.
+    pub fn config(&self) -> Conv2dConfig {
+        self.config
+    }
+
+    /// Bytes of weight codes, scales and bias.
+    pub fn size_bytes(&self) -> usize {
+        let s = self.config.weight_shape();
+        s.iter().product::<usize>() + 4 * self.w_scales.len() + 4 * self.bias.as_ref().map_or(0, Vec::len)
+    }
+}
+
+/// im2col of one group of one image of int8 codes: rows are output positions, columns are
+/// `(c, i, j)` kernel taps; padding is 0 (exact for symmetric codes).
+fn im2col_i8(
+    img: &[i8],
+    (c0, cn, h, w): (usize, usize, usize, usize),
+    cfg: &Conv2dConfig,
+    (oh, ow): (usize, usize),
+    out: &mut [i8],
+) {
+    let (kh, kw) = cfg.kernel;
+    let cols = cn * kh * kw;
+    out.fill(0);
+    for y in 0..oh {
+        for x in 0..ow {
+            let row = &mut out[(y * ow + x) * cols..(y * ow + x + 1) * cols];
+            for c in 0..cn {
+                let plane = &img[(c0 + c) * h * w..(c0 + c + 1) * h * w];
+                for i in 0..kh {
+                    let iy = (y * cfg.stride.0 + i * cfg.dilation.0) as isize - cfg.padding.0 as isize;
+                    if iy < 0 || iy >= h as isize {
+                        continue;
+                    }
+                    for j in 0..kw {
+                        let ix =
+                            (x * cfg.stride.1 + j * cfg.dilation.1) as isize - cfg.padding.1 as isize;
+                        if ix >= 0 && ix < w as isize {
+                            row[(c * kh + i) * kw + j] = plane[iy as usize * w + ix as usize];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl<F: Float> Module<F> for QConv2d {
+    fn visit(&self, _: &mut ParamPath, _: &mut dyn ParamVisitor<F>) {}
+    fn visit_mut(&mut self, _: &mut ParamPath, _: &mut dyn ParamVisitorMut<F>) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl<F: Float> Layer<F> for QConv2d {
+    fn name(&self) -> &'static str {
+        "QConv2d"
+    }
+
+    fn forward(&mut self, x: &ArrayRef<F, IxDyn>, _mode: Mode) -> Result<ArrayD<F>> {
+        let cfg = self.config;
+        if x.ndim() != 4 || x.shape()[1] != cfg.in_channels {
+            let n = x.shape().first().copied().unwrap_or(0);
+            return Err(CoreError::shape(
+                "QConv2d input",
+                &[n, cfg.in_channels, 0, 0],
+                x.shape(),
+            ));
+        }
+        let (n, c, h, w) = (x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]);
+        let (oh, ow) = cfg.output_hw(h, w)?;
+        let xs: Vec<f32> = x.iter().map(|v| v.as_f64() as f32).collect();
+        let chw = c * h * w;
+        let mut codes = vec![0i8; xs.len()];
+        let mut img_scales = vec![0.0f32; n];
+        if chw > 0 && n > 0 {
+            quantize_rows_i8_into(&xs, chw, &mut codes, &mut img_scales)
+                .map_err(as_core)?;
+        }
+        let (cpg, opg) = (cfg.in_per_group(), cfg.out_per_group());
+        let kk = cpg * cfg.kernel.0 * cfg.kernel.1;
+        let p = oh * ow;
+        let mut cols = vec![0i8; p * kk];
+        let mut acc = vec![0i32; p * opg];
+        let mut y = vec![0.0f32; n * cfg.out_channels * p];
+        for b in 0..n {
+            let img = &codes[b * chw..(b + 1) * chw];
+            for g in 0..cfg.groups {
+                im2col_i8(img, (g * cpg, cpg, h, w), &cfg, (oh, ow), &mut cols);
+                gemm_i8(&cols, p, &self.packed[g], &mut acc);
+                for o in 0..opg {
+                    let oc = g * opg + o;
+                    let s = img_scales[b] * self.w_scales[oc];
+                    let bias = self.bias.as_ref().map_or(0.0, |bv| bv[oc]);
+                    let dst = &mut y[(b * cfg.out_channels + oc) * p..][..p];
+                    for (q, d) in dst.iter_mut().enumerate() {
+                        *d = acc[q * opg + o] as f32 * s + bias;
+                    }
+                }
+            }
+        }
+        Ok(ArrayD::from_shape_vec(
+            IxDyn(&[n, cfg.out_channels, oh, ow]),
+            y.into_iter().map(|v| F::lit(f64::from(v))).collect(),
+        )?)
+    }
+
+    fn backward(&mut self, _grad: &ArrayRef<F, IxDyn>) -> Result<ArrayD<F>> {
+        Err(forward_only("QConv2d"))
+    }
+
+    fn cost(&self, input_shape: &[usize]) -> Result<Cost> {
+        let cfg = self.config;
+        if input_shape.len() != 3 || input_shape[0] != cfg.in_channels {
+            return Err(CoreError::shape(
+                "QConv2d input",
+                &[cfg.in_channels, 0, 0],
+                input_shape,
+            ));
+        }
+        let (oh, ow) = cfg.output_hw(input_shape[1], input_shape[2])?;
+        let wn: usize = cfg.weight_shape().iter().product();
+        let params = wn + self.bias.as_ref().map_or(0, Vec::len);
+        Ok(Cost {
+            output_shape: vec![cfg.out_channels, oh, ow],
+            params,
+            nonzero_params: params,
+            macs: (oh * ow * wn) as u64,
+        })
+    }
+}

@@ -1,0 +1,494 @@
+//! Integer inference: [`QLinear`] (int8 weights and activations, exact int8 GEMM) and
+//! [`Int4Linear`] (weight-only group-wise int4, dequantized tile by tile inside the kernel).
+
+use compress_core::{
+    CoreError, Cost, Float, Layer, Mode, Module, ParamPath, ParamVisitor, ParamVisitorMut, Result,
+};
+use compress_nn::Linear;
+use ndarray::{ArrayD, ArrayRef, IxDyn};
+
+use crate::kernels::{self, PackedB, gemm_i8, quantize_rows_i8_into};
+use crate::{Granularity, IntScheme, QTensor, QuantError, QuantScheme};
+
+/// How [`QLinear`] quantizes its input activations (symmetric int8, codes in `-127..=127`).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum ActQuant {
+    /// One scale per input row (sample), computed at inference: `absmax(row) / 127`.
+    #[default]
+    DynamicPerRow,
+    /// One scale for the whole batch, computed at inference.
+    DynamicPerTensor,
+    /// A fixed scale from calibration (values beyond `127 * scale` are clipped).
+    Static {
+        /// The activation scale.
+        scale: f32,
+    },
+}
+
+pub(crate) fn as_core(e: QuantError) -> CoreError {
+    match e {
+        QuantError::Core(c) => c,
+        other => CoreError::config("quantized layer", other.to_string()),
+    }
+}
+
+pub(crate) fn forward_only(layer: &str) -> CoreError {
+    CoreError::InvalidState {
+        layer: layer.to_string(),
+        reason: "integer layers are inference-only: backward is not supported (train with \
+                 fake quantization, then convert)"
+            .to_string(),
+    }
+}
+
+/// Quantizes a row-major `[m, k]` activation matrix to int8; returns one scale per row.
+pub(crate) fn quantize_activations(
+    x: &[f32],
+    m: usize,
+    k: usize,
+    act: ActQuant,
+    codes: &mut [i8],
+) -> std::result::Result<Vec<f32>, QuantError> {
+    match act {
+        ActQuant::DynamicPerRow => {
+            let mut s = vec![0.0f32; m];
+            quantize_rows_i8_into(x, k, codes, &mut s)?;
+            Ok(s)
+        }
+        ActQuant::DynamicPerTensor => {
+            let mut s = vec![0.0f32; 1];
+            quantize_rows_i8_into(x, m * k, codes, &mut s)?;
+            Ok(vec![s[0]; m])
+        }
+        ActQuant::Static { scale } => {
+            let (_, _, finite) = kernels::quantize::min_max(x);
+            if !finite {
+                let index = x.iter().position(|v| !v.is_finite()).unwrap_or(0);
+                return Err(CoreError::NonFinite {
+                    path: "x".into(),
+                    index,
+                    value: f64::from(x[index]),
+                }
+                .into());
+            }
+            if !(scale > 0.0 && scale.is_finite()) {
+                return Err(CoreError::config("scale", format!("bad static scale {scale}")).into());
+            }
+            kernels::quantize::quantize(x, 1.0 / scale, 0.0, -127.0, 127.0, codes);
+            Ok(vec![scale; m])
+        }
+    }
+}
+
+fn input_matrix<F: Float>(x: &ArrayRef<F, IxDyn>, layer: &str, k: usize) -> Result<Vec<f32>> {
+    if x.ndim() != 2 || x.shape()[1] != k {
+        let n = x.shape().first().copied().unwrap_or(0);
+        return Err(CoreError::shape(format!("{layer} input"), &[n, k], x.shape()));
+    }
+    Ok(x.iter().map(|v| v.as_f64() as f32).collect())
+}
+
+fn output<F: Float>(y: Vec<f32>, m: usize, n: usize) -> Result<ArrayD<F>> {
+    Ok(ArrayD::from_shape_vec(
+        IxDyn(&[m, n]),
+        y.into_iter().map(|v| F::lit(f64::from(v))).collect(),
+    )?)
+}
+
+/// A fully connected layer computing in integers: int8 per-output-channel symmetric
+/// weights (packed once for the GEMM kernel), int8 activations quantized on the fly,
+/// exact `i32` accumulation, and one float rescale (`acc * s_x[row] * s_w[col] + bias`) at the
+/// end. Inference only: `backward` returns [`CoreError::InvalidState`].
+///
+/// # Shapes
+///
+/// - input: `[batch, in_features]`; output: `[batch, out_features]`.
+///
+/// ```
+/// use compress_core::{Layer, Mode};
+/// use compress_nn::Linear;
+/// use compress_quant::{ActQuant, QLinear};
+/// use ndarray::ArrayD;
+/// use rand::{SeedableRng, rngs::StdRng};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mut lin = Linear::<f32>::new(64, 16, true, &mut StdRng::seed_from_u64(1));
+/// let mut q = QLinear::from_linear(&lin, ActQuant::DynamicPerRow)?;
+/// let x = ArrayD::from_shape_fn(vec![3, 64], |ix| ((ix[0] * 64 + ix[1]) as f32 * 0.1).sin());
+/// let (y, yq) = (lin.forward(&x, Mode::Eval)?, q.forward(&x, Mode::Eval)?);
+/// let err = (&y - &yq).iter().fold(0.0f32, |m, e| m.max(e.abs()));
+/// assert!(err < 0.02, "{err}");
+/// assert!(q.backward(&yq).is_err()); // inference only
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct QLinear {
+    in_features: usize,
+    out_features: usize,
+    packed: PackedB,
+    w_scales: Vec<f32>,
+    bias: Option<Vec<f32>>,
+    act: ActQuant,
+}
+
+impl QLinear {
+    /// Quantizes a [`Linear`]'s effective weight to int8 per output channel.
+    ///
+    /// # Errors
+    ///
+    /// Non-finite or empty weights.
+    pub fn from_linear<F: Float>(linear: &Linear<F>, act: ActQuant) -> Result<Self, QuantError> {
+        let w: Vec<f32> = linear.weight.effective().iter().map(|v| v.as_f64() as f32).collect();
+        let (n, k) = (linear.out_features(), linear.in_features());
+        let q = QTensor::quantize_slice(&w, &[n, k], IntScheme::int8_per_channel())?;
+        let bias = linear
+            .bias
+            .as_ref()
+            .map(|b| b.effective().iter().map(|v| v.as_f64() as f32).collect());
+        Self::from_qtensor(&q, bias, act)
+    }
+
+    /// Builds from an int8 symmetric `[out, in]` tensor quantized per tensor or per output
+    /// channel (axis 0), and an optional f32 bias.
+    ///
+    /// # Errors
+    ///
+    /// An invalid-config error for any other scheme or shape, or a bias of the wrong length.
+    pub fn from_qtensor(
+        weight: &QTensor,
+        bias: Option<Vec<f32>>,
+        act: ActQuant,
+    ) -> Result<Self, QuantError> {
+        let ok = matches!(weight.scheme(), QuantScheme::Int(s) if s.bits == 8 && !s.affine
+            && matches!(s.granularity, Granularity::PerTensor | Granularity::PerChannel { axis: 0 }));
+        if !ok || weight.shape().len() != 2 {
+            return Err(CoreError::config(
+                "weight",
+                format!(
+                    "QLinear needs a 2-D int8 symmetric per-tensor or per-channel(0) weight, got {} {:?}",
+                    weight.scheme().label(),
+                    weight.shape()
+                ),
+            )
+            .into());
+        }
+        let (n, k) = (weight.shape()[0], weight.shape()[1]);
+        if k > 131_071 {
+            return Err(CoreError::config(
+                "in_features",
+                format!("{k} exceeds 131071, where i32 accumulation could overflow"),
+            )
+            .into());
+        }
+        if let Some(b) = &bias
+            && b.len() != n
+        {
+            return Err(CoreError::shape("bias", &[n], &[b.len()]).into());
+        }
+        let codes: Vec<i8> = weight.data().iter().map(|&c| c as i8).collect();
+        let w_scales = if weight.scales().len() == 1 {
+            vec![weight.scales()[0]; n]
+        } else {
+            weight.scales().to_vec()
+        };
+        Ok(Self {
+            in_features: k,
+            out_features: n,
+            packed: PackedB::from_nk(&codes, n, k),
+            w_scales,
+            bias,
+            act,
+        })
+    }
+
+    /// Input features.
+    pub fn in_features(&self) -> usize {
+        self.in_features
+    }
+
+    /// Output features.
+    pub fn out_features(&self) -> usize {
+        self.out_features
+    }
+
+    /// The per-output-channel weight scales.
+    pub fn weight_scales(&self) -> &[f32] {
+        &self.w_scales
+    }
+
+    /// Bytes of weight codes, scales and bias (the kernel layout's padding is not counted).
+    pub fn size_bytes(&self) -> usize {
+        self.in_features * self.out_features
+            + 4 * self.w_scales.len()
+            + 4 * self.bias.as_ref().map_or(0, Vec::len)
+    }
+
+    /// `y = x W^T + b` for a row-major `[m, in]` input into a row-major `[m, out]` output.
+    ///
+    /// # Errors
+    ///
+    /// Non-finite inputs.
+    ///
+    /// # Panics
+    ///
+    /// If `x.len() != m * in_features` or `out.len() != m * out_features`.
+    #[track_caller]
+    pub fn forward_f32(&self, x: &[f32], m: usize, out: &mut [f32]) -> Result<(), QuantError> {
+        let (k, n) = (self.in_features, self.out_features);
+        assert_eq!(x.len(), m * k, "QLinear input length");
+        assert_eq!(out.len(), m * n, "QLinear output length");
+        let mut codes = vec![0i8; m * k];
+        let row_scales = quantize_activations(x, m, k, self.act, &mut codes)?;
+        let mut acc = vec![0i32; m * n];
+        gemm_i8(&codes, m, &self.packed, &mut acc);
+        for (i, (orow, arow)) in out.chunks_exact_mut(n).zip(acc.chunks_exact(n)).enumerate() {
+            let sx = row_scales[i];
+            for (j, (o, &a)) in orow.iter_mut().zip(arow).enumerate() {
+                *o = a as f32 * (sx * self.w_scales[j]);
+            }
+            if let Some(b) = &self.bias {
+                for (o, &bv) in orow.iter_mut().zip(b) {
+                    *o += bv;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<F: Float> Module<F> for QLinear {
+    fn visit(&self, _: &mut ParamPath, _: &mut dyn ParamVisitor<F>) {}
+    fn visit_mut(&mut self, _: &mut ParamPath, _: &mut dyn ParamVisitorMut<F>) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl<F: Float> Layer<F> for QLinear {
+    fn name(&self) -> &'static str {
+        "QLinear"
+    }
+
+    fn forward(&mut self, x: &ArrayRef<F, IxDyn>, _mode: Mode) -> Result<ArrayD<F>> {
+        let xs = input_matrix(x, "QLinear", self.in_features)?;
+        let m = x.shape()[0];
+        let mut y = vec![0.0f32; m * self.out_features];
+        self.forward_f32(&xs, m, &mut y).map_err(as_core)?;
+        output(y, m, self.out_features)
+    }
+
+    fn backward(&mut self, _grad: &ArrayRef<F, IxDyn>) -> Result<ArrayD<F>> {
+        Err(forward_only("QLinear"))
+    }
+
+    fn cost(&self, input_shape: &[usize]) -> Result<Cost> {
+        if input_shape != [self.in_features] {
+            return Err(CoreError::shape("QLinear input", &[self.in_features], input_shape));
+        }
+        let n = self.in_features * self.out_features + self.bias.as_ref().map_or(0, Vec::len);
+        Ok(Cost {
+            output_shape: vec![self.out_features],
+            params: n,
+            nonzero_params: n,
+            macs: (self.in_features * self.out_features) as u64,
+        })
+    }
+}
+
+/// Weight-only int4 linear layer: group-wise 4-bit weights (symmetric or affine, groups along
+/// the input dimension) and f32 activations. The kernel dequantizes one small tile of
+/// weights at a time into a cache-resident buffer and multiplies it with a float GEMM, so the
+/// f32 weight matrix is never materialised. Inference only.
+///
+/// # Shapes
+///
+/// - input: `[batch, in_features]`; output: `[batch, out_features]`.
+#[derive(Debug, Clone)]
+pub struct Int4Linear {
+    weight: QTensor,
+    bias: Option<Vec<f32>>,
+    group: usize,
+}
+
+/// Output features per dequantized tile.
+const TILE_N: usize = 128;
+/// Input features per dequantized tile (rounded to a multiple of the group size).
+const TILE_K: usize = 256;
+
+impl Int4Linear {
+    /// Quantizes a [`Linear`]'s effective weight to 4 bits with groups of `group_size` along
+    /// the input dimension (`affine` adds zero points).
+    ///
+    /// # Errors
+    ///
+    /// [`QuantError::GroupSize`] if the group does not divide the input features (or is odd),
+    /// non-finite weights.
+    pub fn from_linear<F: Float>(
+        linear: &Linear<F>,
+        group_size: usize,
+        affine: bool,
+    ) -> Result<Self, QuantError> {
+        let w: Vec<f32> = linear.weight.effective().iter().map(|v| v.as_f64() as f32).collect();
+        let mut s = IntScheme::new(4).per_group(group_size);
+        if affine {
+            s = s.affine();
+        }
+        let q = QTensor::quantize_slice(&w, &[linear.out_features(), linear.in_features()], s)?;
+        let bias = linear
+            .bias
+            .as_ref()
+            .map(|b| b.effective().iter().map(|v| v.as_f64() as f32).collect());
+        Self::from_qtensor(q, bias)
+    }
+
+    /// Builds from a 2-D 4-bit per-group tensor with an even group size.
+    ///
+    /// # Errors
+    ///
+    /// An invalid-config error for another scheme or shape; [`QuantError::GroupSize`] for
+    /// an odd group size; a bias of the wrong length.
+    pub fn from_qtensor(weight: QTensor, bias: Option<Vec<f32>>) -> Result<Self, QuantError> {
+        let group = match weight.scheme() {
+            QuantScheme::Int(IntScheme {
+                bits: 4,
+                granularity: Granularity::PerGroup { group_size },
+                ..
+            }) if weight.shape().len() == 2 => group_size,
+            other => {
+                return Err(CoreError::config(
+                    "weight",
+                    format!(
+                        "Int4Linear needs a 2-D 4-bit per-group weight, got {} {:?}",
+                        other.label(),
+                        weight.shape()
+                    ),
+                )
+                .into());
+            }
+        };
+        if group % 2 != 0 {
+            return Err(QuantError::GroupSize {
+                path: "Int4Linear weight".into(),
+                group_size: group,
+                dim: 1,
+                len: weight.shape()[1],
+            });
+        }
+        if let Some(b) = &bias
+            && b.len() != weight.shape()[0]
+        {
+            return Err(CoreError::shape("bias", &[weight.shape()[0]], &[b.len()]).into());
+        }
+        Ok(Self {
+            weight,
+            bias,
+            group,
+        })
+    }
+
+    /// The quantized weight.
+    pub fn weight(&self) -> &QTensor {
+        &self.weight
+    }
+
+    /// Bytes of packed weights, scales, zero points and bias.
+    pub fn size_bytes(&self) -> usize {
+        self.weight.size_bytes() + 4 * self.bias.as_ref().map_or(0, Vec::len)
+    }
+
+    /// `y = x W^T + b` for a row-major `[m, in]` input into a row-major `[m, out]` output.
+    ///
+    /// # Panics
+    ///
+    /// If `x.len() != m * in` or `out.len() != m * out`.
+    #[track_caller]
+    pub fn forward_f32(&self, x: &[f32], m: usize, out: &mut [f32]) {
+        let (n, k) = (self.weight.shape()[0], self.weight.shape()[1]);
+        assert_eq!(x.len(), m * k, "Int4Linear input length");
+        assert_eq!(out.len(), m * n, "Int4Linear output length");
+        let tile_k = TILE_K.div_ceil(self.group) * self.group;
+        let mut scratch = vec![0.0f32; TILE_N * tile_k];
+        let xv = ndarray::ArrayView2::from_shape((m, k), x).expect("length checked above");
+        let mut yv =
+            ndarray::ArrayViewMut2::from_shape((m, n), out).expect("length checked above");
+        yv.fill(0.0);
+        let groups_per_row = k / self.group;
+        let zps = self.weight.zero_points();
+        for j0 in (0..n).step_by(TILE_N) {
+            let nc = TILE_N.min(n - j0);
+            for k0 in (0..k).step_by(tile_k) {
+                let kc = tile_k.min(k - k0);
+                for jj in 0..nc {
+                    let row = j0 + jj;
+                    let start = row * k + k0;
+                    let bytes = &self.weight.data()[start / 2..(start + kc) / 2];
+                    let dst = &mut scratch[jj * kc..(jj + 1) * kc];
+                    for g in 0..kc / self.group {
+                        let p = row * groups_per_row + (k0 / self.group) + g;
+                        let z = zps.get(p).copied();
+                        let gb = &bytes[g * self.group / 2..(g + 1) * self.group / 2];
+                        let gd = &mut dst[g * self.group..(g + 1) * self.group];
+                        kernels::dequantize_nibbles(gb, self.weight.scales()[p], z, gd);
+                    }
+                }
+                let w = ndarray::ArrayView2::from_shape((nc, kc), &scratch[..nc * kc])
+                    .expect("tile fits the scratch buffer");
+                let xs = xv.slice(ndarray::s![.., k0..k0 + kc]);
+                let mut ys = yv.slice_mut(ndarray::s![.., j0..j0 + nc]);
+                ndarray::linalg::general_mat_mul(1.0, &xs, &w.t(), 1.0, &mut ys);
+            }
+        }
+        if let Some(b) = &self.bias {
+            for row in out.chunks_exact_mut(n) {
+                for (o, &bv) in row.iter_mut().zip(b) {
+                    *o += bv;
+                }
+            }
+        }
+    }
+}
+
+impl<F: Float> Module<F> for Int4Linear {
+    fn visit(&self, _: &mut ParamPath, _: &mut dyn ParamVisitor<F>) {}
+    fn visit_mut(&mut self, _: &mut ParamPath, _: &mut dyn ParamVisitorMut<F>) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl<F: Float> Layer<F> for Int4Linear {
+    fn name(&self) -> &'static str {
+        "Int4Linear"
+    }
+
+    fn forward(&mut self, x: &ArrayRef<F, IxDyn>, _mode: Mode) -> Result<ArrayD<F>> {
+        let (n, k) = (self.weight.shape()[0], self.weight.shape()[1]);
+        let xs = input_matrix(x, "Int4Linear", k)?;
+        if let Some(i) = xs.iter().position(|v| !v.is_finite()) {
+            return Err(CoreError::NonFinite {
+                path: "Int4Linear input".into(),
+                index: i,
+                value: f64::from(xs[i]),
+            });
+        }
+        let m = x.shape()[0];
+        let mut y = vec![0.0f32; m * n];
+        self.forward_f32(&xs, m, &mut y);
+        output(y, m, n)
+    }
+
+    fn backward(&mut self, _grad: &ArrayRef<F, IxDyn>) -> Result<ArrayD<F>> {
+        Err(forward_only("Int4Linear"))
+    }
+
+    fn cost(&self, input_shape: &[usize]) -> Result<Cost> {
+        let (n, k) = (self.weight.shape()[0], self.weight.shape()[1]);
+        if input_shape != [k] {
+            return Err(CoreError::shape("Int4Linear input", &[k], input_shape));
+        }
+        let p = n * k + self.bias.as_ref().map_or(0, Vec::len);
+        Ok(Cost {
+            output_shape: vec![n],
+            params: p,
+            nonzero_params: p,
+            macs: (n * k) as u64,
+        })
+    }
+}

@@ -1,0 +1,320 @@
+//! Decoding compressed tensors back to dense f32 values.
+//!
+//! Every part is checked (dtype, shape, byte length, index ranges) before the library decoders
+//! run, so a corrupt or hand-edited file gives an error naming the tensor, never a panic. The
+//! same function is used by `dequantize`, by `diff` on compressed files, and by the compressing
+//! commands themselves to measure the error of what they just wrote (so the SQNR they report is
+//! exactly what `dequantize` will restore).
+
+use std::borrow::Cow;
+
+use compress_quant::huffman::HuffmanCode;
+use compress_quant::pack::{packed_len, unpack_bits};
+use compress_quant::{ClusterGranularity, ClusteredTensor, IntScheme, QTensor};
+use ndarray::ArrayView2;
+
+use crate::format::{Encoding, GranularityName, SchemeName, TensorMeta};
+use crate::safetensors_io::{Dtype, SafetensorsFile, bytes_to_f32};
+
+/// One stored tensor: dtype, shape and little-endian bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Part {
+    /// Tensor name.
+    pub(crate) name: String,
+    /// dtype.
+    pub(crate) dtype: Dtype,
+    /// Shape.
+    pub(crate) shape: Vec<usize>,
+    /// Data.
+    pub(crate) bytes: Vec<u8>,
+}
+
+/// Borrowed or owned part data.
+#[derive(Debug)]
+pub(crate) struct PartData<'a> {
+    /// dtype.
+    pub(crate) dtype: Dtype,
+    /// Shape.
+    pub(crate) shape: Vec<usize>,
+    /// Data.
+    pub(crate) bytes: Cow<'a, [u8]>,
+}
+
+/// Where parts come from: memory (just encoded) or a file.
+pub(crate) trait PartSource {
+    /// The part called `name`.
+    ///
+    /// # Errors
+    ///
+    /// A reason string when it is missing or unreadable.
+    fn part(&mut self, name: &str) -> Result<PartData<'_>, String>;
+}
+
+impl PartSource for &[Part] {
+    fn part(&mut self, name: &str) -> Result<PartData<'_>, String> {
+        let p = self
+            .iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| format!("part `{name}` is missing"))?;
+        Ok(PartData {
+            dtype: p.dtype,
+            shape: p.shape.clone(),
+            bytes: Cow::Borrowed(&p.bytes),
+        })
+    }
+}
+
+impl PartSource for SafetensorsFile {
+    fn part(&mut self, name: &str) -> Result<PartData<'_>, String> {
+        let t = self
+            .tensors
+            .iter()
+            .find(|t| t.name == name)
+            .cloned()
+            .ok_or_else(|| format!("part `{name}` is missing from {}", self.path().display()))?;
+        let bytes = self.read_raw(&t).map_err(|e| e.to_string())?;
+        Ok(PartData {
+            dtype: t.dtype,
+            shape: t.shape,
+            bytes: Cow::Owned(bytes),
+        })
+    }
+}
+
+/// Fetches part `name` and checks its dtype (one of `dtypes`) and shape.
+fn fetch<'a>(
+    src: &'a mut dyn PartSource,
+    name: &str,
+    dtypes: &[Dtype],
+    shape: &[usize],
+) -> Result<PartData<'a>, String> {
+    let p = src.part(name)?;
+    if !dtypes.contains(&p.dtype) {
+        let want: Vec<_> = dtypes.iter().map(|d| d.name()).collect();
+        return Err(format!("part `{name}` has dtype {} (expected {})", p.dtype.name(), want.join(" or ")));
+    }
+    if p.shape != shape {
+        return Err(format!("part `{name}` has shape {:?} (expected {shape:?})", p.shape));
+    }
+    Ok(p)
+}
+
+const FLOATS: [Dtype; 4] = [Dtype::F32, Dtype::F16, Dtype::BF16, Dtype::F64];
+const U8: Dtype = Dtype::Other("U8", 1);
+const U32: Dtype = Dtype::Other("U32", 4);
+
+/// Decodes tensor `name` described by `meta` to row-major f32 values.
+///
+/// # Errors
+///
+/// A reason string for any inconsistency between the metadata and the parts.
+pub(crate) fn decode(meta: &TensorMeta, src: &mut dyn PartSource) -> Result<Vec<f32>, String> {
+    let shape = &meta.shape;
+    let n = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("shape {shape:?} is empty or overflows"))?;
+    match &meta.encoding {
+        Encoding::Int {
+            bits,
+            scheme,
+            granularity,
+            axis,
+            group_size,
+            codes,
+            scales,
+            zeros,
+        } => {
+            let bits = *bits;
+            if !(2..=8).contains(&bits) {
+                return Err(format!("int bits {bits} outside 2..=8"));
+            }
+            let mut s = IntScheme::new(bits);
+            s = match granularity {
+                GranularityName::Tensor => s,
+                GranularityName::Channel => s.per_channel(axis.ok_or("channel granularity without `axis`")?),
+                GranularityName::Group => s.per_group(group_size.ok_or("group granularity without `group_size`")?),
+            };
+            if *scheme == SchemeName::Affine {
+                s = s.affine();
+            }
+            let codes_b = fetch(src, codes, &[U8], &[packed_len(n, bits)])?.bytes.into_owned();
+            let sc = src.part(scales)?;
+            if sc.shape.len() != 1 || !matches!(sc.dtype, Dtype::F32 | Dtype::F16) {
+                return Err(format!("part `{scales}` must be a 1-D F32 or F16 tensor"));
+            }
+            if sc.dtype == Dtype::F16 {
+                s = s.f16_scales();
+            }
+            let scale_v = bytes_to_f32(&sc.bytes, sc.dtype);
+            let params = scale_v.len();
+            let zp = match (zeros, *scheme) {
+                (Some(z), SchemeName::Affine) => {
+                    let zb = fetch(src, z, &[U8], &[packed_len(params, bits)])?;
+                    unpack_bits(&zb.bytes, bits, params).into_iter().map(i32::from).collect()
+                }
+                (None, SchemeName::Sym) => Vec::new(),
+                _ => return Err("zero points must be present exactly for the affine scheme".into()),
+            };
+            let q = QTensor::from_parts(shape.clone(), s.into(), codes_b, scale_v, zp).map_err(|e| e.to_string())?;
+            let mut out = vec![0.0f32; n];
+            q.dequantize_into(&mut out);
+            Ok(out)
+        }
+        Encoding::Cluster {
+            bits,
+            clusters,
+            per_channel,
+            codebook,
+            codes,
+            huffman_lengths,
+            huffman_bits,
+        } => {
+            let (bits, k) = (*bits, *clusters);
+            if !(1..=8).contains(&bits) || k == 0 || k > 1 << bits {
+                return Err(format!("cluster bits {bits} / clusters {k} are inconsistent"));
+            }
+            let groups = if *per_channel { shape[0] } else { 1 };
+            let cb = fetch(src, codebook, &[Dtype::F32], &[groups * k])?;
+            let cb = bytes_to_f32(&cb.bytes, Dtype::F32);
+            let idx: Vec<u32> = match (huffman_lengths, huffman_bits) {
+                (Some(l), Some(hb)) => {
+                    let lengths = fetch(src, l, &[U8], &[k])?.bytes.into_owned();
+                    let code = HuffmanCode::from_lengths(&lengths).map_err(|e| e.to_string())?;
+                    let stream = src.part(codes)?;
+                    if stream.dtype != U8 || stream.shape.len() != 1 {
+                        return Err(format!("part `{codes}` must be a 1-D U8 tensor"));
+                    }
+                    code.decode(&stream.bytes, *hb, n).map_err(|e| e.to_string())?
+                }
+                (None, None) => {
+                    let p = fetch(src, codes, &[U8], &[packed_len(n, bits)])?;
+                    unpack_bits(&p.bytes, bits, n).into_iter().map(u32::from).collect()
+                }
+                _ => return Err("huffman_lengths and huffman_bits go together".into()),
+            };
+            let g = if *per_channel {
+                ClusterGranularity::PerChannel
+            } else {
+                ClusterGranularity::PerTensor
+            };
+            let t = ClusteredTensor::<f32>::from_parts(shape, g, k, false, cb, &idx).map_err(|e| e.to_string())?;
+            let a = t.decode().map_err(|e| e.to_string())?;
+            Ok(a.into_iter().collect())
+        }
+        Encoding::Sparse { nnz, mask, values } => {
+            let m = fetch(src, mask, &[U8], &[n.div_ceil(8)])?.bytes.into_owned();
+            let v = fetch(src, values, &FLOATS, &[*nnz])?;
+            let vals = bytes_to_f32(&v.bytes, v.dtype);
+            let kept = (0..n).filter(|&i| (m[i / 8] >> (i % 8)) & 1 == 1).count();
+            if kept != *nnz {
+                return Err(format!("mask `{mask}` keeps {kept} elements but nnz is {nnz}"));
+            }
+            let mut out = vec![0.0f32; n];
+            let mut it = vals.into_iter();
+            for (i, o) in out.iter_mut().enumerate() {
+                if (m[i / 8] >> (i % 8)) & 1 == 1 {
+                    *o = it.next().unwrap_or(0.0);
+                }
+            }
+            Ok(out)
+        }
+        Encoding::Rows { rows, values } => {
+            let r = src.part(rows)?;
+            if r.dtype != U32 || r.shape.len() != 1 {
+                return Err(format!("part `{rows}` must be a 1-D U32 tensor"));
+            }
+            let idx: Vec<usize> = r
+                .bytes
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as usize)
+                .collect();
+            if idx.windows(2).any(|w| w[0] >= w[1]) || idx.last().is_some_and(|&l| l >= shape[0]) {
+                return Err(format!("part `{rows}` is not strictly increasing below {}", shape[0]));
+            }
+            let inner = n / shape[0];
+            let mut vshape = shape.clone();
+            vshape[0] = idx.len();
+            let v = fetch(src, values, &FLOATS, &vshape)?;
+            let vals = bytes_to_f32(&v.bytes, v.dtype);
+            let mut out = vec![0.0f32; n];
+            for (k, &row) in idx.iter().enumerate() {
+                out[row * inner..(row + 1) * inner].copy_from_slice(&vals[k * inner..(k + 1) * inner]);
+            }
+            Ok(out)
+        }
+        Encoding::Lowrank { rank, u, v } => {
+            if shape.len() < 2 || *rank == 0 {
+                return Err("low-rank tensors need >= 2 dimensions and rank >= 1".into());
+            }
+            let (m, cols) = (shape[0], n / shape[0]);
+            let up = fetch(src, u, &FLOATS, &[m, *rank])?;
+            let uf = bytes_to_f32(&up.bytes, up.dtype);
+            let vp = fetch(src, v, &FLOATS, &[*rank, cols])?;
+            let vf = bytes_to_f32(&vp.bytes, vp.dtype);
+            let ua = ArrayView2::from_shape((m, *rank), &uf).map_err(|e| e.to_string())?;
+            let va = ArrayView2::from_shape((*rank, cols), &vf).map_err(|e| e.to_string())?;
+            let prod = ua.dot(&va);
+            Ok(prod.into_iter().collect())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::part_name;
+
+    fn part(name: &str, dtype: Dtype, shape: &[usize], bytes: Vec<u8>) -> Part {
+        Part {
+            name: name.into(),
+            dtype,
+            shape: shape.to_vec(),
+            bytes,
+        }
+    }
+
+    #[test]
+    fn sparse_and_rows_decode_and_reject_inconsistent_parts() {
+        let meta = TensorMeta {
+            dtype: "F32".into(),
+            shape: vec![2, 3],
+            encoding: Encoding::Sparse {
+                nnz: 2,
+                mask: part_name("w", "mask"),
+                values: part_name("w", "values"),
+            },
+        };
+        let vals = crate::writer::f32_bytes(&[1.0, -2.0]);
+        let parts = vec![
+            part("w.__mask", U8, &[1], vec![0b0010_0001]),
+            part("w.__values", Dtype::F32, &[2], vals.clone()),
+        ];
+        let got = decode(&meta, &mut parts.as_slice()).unwrap();
+        assert_eq!(got, vec![1.0, 0.0, 0.0, 0.0, 0.0, -2.0]);
+        let bad = vec![
+            part("w.__mask", U8, &[1], vec![0b0010_0011]),
+            part("w.__values", Dtype::F32, &[2], vals),
+        ];
+        assert!(decode(&meta, &mut bad.as_slice()).is_err());
+        let meta = TensorMeta {
+            dtype: "F32".into(),
+            shape: vec![3, 2],
+            encoding: Encoding::Rows {
+                rows: part_name("w", "rows"),
+                values: part_name("w", "values"),
+            },
+        };
+        let parts = vec![
+            part("w.__rows", U32, &[1], crate::writer::u32_bytes(&[2])),
+            part("w.__values", Dtype::F32, &[1, 2], crate::writer::f32_bytes(&[5.0, 6.0])),
+        ];
+        assert_eq!(decode(&meta, &mut parts.as_slice()).unwrap(), vec![0.0, 0.0, 0.0, 0.0, 5.0, 6.0]);
+        let parts = vec![
+            part("w.__rows", U32, &[1], crate::writer::u32_bytes(&[3])),
+            part("w.__values", Dtype::F32, &[1, 2], crate::writer::f32_bytes(&[5.0, 6.0])),
+        ];
+        assert!(decode(&meta, &mut parts.as_slice()).is_err(), "row index out of range");
+    }
+}

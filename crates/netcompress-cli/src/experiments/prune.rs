@@ -1,0 +1,267 @@
+//! Pruning experiments: `prune-magnitude` (Han et al. 2015), `prune-structured` (physical
+//! neuron removal), `lottery-ticket` (Frankle & Carbin 2019) and `prune-nm` (2:4).
+
+use compress_core::{CoreError, Layer, ModelStats, Module, ParamFilter};
+use compress_nn::models::mlp;
+use compress_nn::train::{CrossEntropy, TrainHooks, evaluate};
+use compress_nn::{Dataset, Linear, Sequential, Sgd, TrainConfig, Trainer};
+use compress_prune::{
+    IndexWidth, LotteryConfig, PruneConfig, PruneError, Rewind, ShrinkConfig, SparseLinear,
+    UnitCriterion, mask_report, nm_prune, nm_storage_bytes, prune_iteratively, prune_structured,
+    relative_index_encode, sparsify_linears,
+};
+use rand::{SeedableRng, rngs::StdRng};
+use serde_json::{Value, json};
+
+use super::baseline::{mlp_widths, train_reference_mlp, train_sgd};
+use super::{Ctx, Metrics, Report, accuracy_of};
+use crate::error::{CliError, Result};
+
+/// Maps a pruning error to the CLI's error type.
+fn pe(e: PruneError) -> CliError {
+    match e {
+        PruneError::Core(c) => CliError::Core(c),
+        PruneError::Nn(n) => CliError::Nn(n),
+        other => CliError::Core(CoreError::config("prune", other.to_string())),
+    }
+}
+
+/// Per-parameter sparsity of the masks, for `extra`.
+fn layer_sparsity(net: &Sequential<f32>) -> Value {
+    let r = mask_report(net, &ParamFilter::new());
+    Value::Array(
+        r.params
+            .iter()
+            .map(|p| json!({"param": p.path, "sparsity": p.pruned as f64 / p.len.max(1) as f64}))
+            .collect(),
+    )
+}
+
+/// Bakes the masks, replaces every Linear by a CSR `SparseLinear`, and measures it.
+fn to_csr(
+    net: &mut Sequential<f32>,
+    input_dim: usize,
+    test: &Dataset<f32>,
+) -> Result<(Metrics, Value)> {
+    net.bake();
+    // Deep Compression's relative-index stream (5-bit gaps for FC layers), for reference.
+    let mut rel_bytes = 0usize;
+    for i in 0..net.len() {
+        if let Some(l) = net.get::<Linear<f32>>(i) {
+            let w = l.weight.value();
+            let flat: Vec<f32> = w.iter().copied().collect();
+            rel_bytes += relative_index_encode(&flat, 5).map_err(pe)?.bytes(32);
+            rel_bytes += l.bias.as_ref().map_or(0, |b| 4 * b.len());
+        }
+    }
+    sparsify_linears(net, 0.0, IndexWidth::Auto).map_err(pe)?;
+    let mut csr_bytes = 0usize;
+    for i in 0..net.len() {
+        if let Some(s) = net.get::<SparseLinear<f32>>(i) {
+            csr_bytes += s.storage_bytes();
+        }
+    }
+    let acc = accuracy_of(net, test)?;
+    let stats = ModelStats::of(net);
+    let cost = net.cost(&[input_dim])?;
+    let m = Metrics {
+        accuracy: acc,
+        params: stats.params,
+        nonzero: stats.nonzero,
+        bytes: csr_bytes,
+        macs: cost.macs,
+    };
+    Ok((m, json!({"csr_bytes": csr_bytes, "relative_index_5bit_bytes": rel_bytes})))
+}
+
+/// `prune-magnitude`: global magnitude pruning to 90% in three rounds with fine-tuning,
+/// then CSR.
+pub(crate) fn run_magnitude(ctx: &Ctx) -> Result<Report> {
+    let (train, test) = ctx.load_flat()?;
+    let (mut net, base_acc) = train_reference_mlp(ctx, &train, &test)?;
+    let base = Metrics::dense_f32(&net, &[ctx.input_dim()], base_acc)?;
+    let epochs = ctx.epochs(8, 4);
+    let mut rounds = Vec::new();
+    let cfg = PruneConfig::new(0.9);
+    prune_iteratively(&mut net, &cfg, 3, |m, r| {
+        let s = mask_report(m, &ParamFilter::new()).sparsity();
+        let acc = train_sgd(ctx, &format!("fine-tune {}", r + 1), m, &train, &test, epochs, 0.01)
+            .map_err(|e| PruneError::Core(CoreError::config("fine-tune", e.to_string())))?;
+        rounds.push(json!({"round": r + 1, "sparsity": s, "accuracy": acc}));
+        Ok(())
+    })
+    .map_err(pe)?;
+    let masked_acc = accuracy_of(&mut net, &test)?;
+    let per_layer = layer_sparsity(&net);
+    let (m, sizes) = to_csr(&mut net, ctx.input_dim(), &test)?;
+    let extra = json!({
+        "target_sparsity": 0.9,
+        "scope": "global",
+        "rounds": rounds,
+        "layers": per_layer,
+        "masked_accuracy": masked_acc,
+        "sparse_model_accuracy": m.accuracy,
+        "bytes": sizes,
+        "bytes_ratio": m.bytes as f64 / base.bytes as f64,
+        "accuracy_drop_points": 100.0 * (base.accuracy - m.accuracy),
+    });
+    Ok(Report::new("prune-magnitude", ctx, base, m, extra))
+}
+
+/// `prune-structured`: remove half of every hidden layer's neurons physically (APoZ, two
+/// rounds with fine-tuning, widths rounded to multiples of 8).
+pub(crate) fn run_structured(ctx: &Ctx) -> Result<Report> {
+    let (train, test) = ctx.load_flat()?;
+    let (mut net, base_acc) = train_reference_mlp(ctx, &train, &test)?;
+    let input = [ctx.input_dim()];
+    let base = Metrics::dense_f32(&net, &input, base_acc)?;
+    let epochs = ctx.epochs(10, 5);
+    let mut rounds = Vec::new();
+    // 1 - 0.75 * (1 - 1/3) = 0.5 of the units removed after two rounds.
+    for (r, fraction) in [0.25, 1.0 / 3.0].into_iter().enumerate() {
+        let cfg = ShrinkConfig::new(fraction)
+            .criterion(UnitCriterion::Apoz)
+            .round_to(8);
+        let rep = prune_structured(&mut net, &cfg, &input, Some(&train.x)).map_err(pe)?;
+        let acc = train_sgd(ctx, &format!("fine-tune {}", r + 1), &mut net, &train, &test, epochs, 0.01)?;
+        rounds.push(json!({
+            "round": r + 1,
+            "widths": rep.layers.iter().map(|l| json!({"layer": l.index, "before": l.before, "after": l.after})).collect::<Vec<_>>(),
+            "params": rep.params_after,
+            "macs": rep.macs_after,
+            "accuracy": acc,
+        }));
+    }
+    let acc = accuracy_of(&mut net, &test)?;
+    let m = Metrics::dense_f32(&net, &input, acc)?;
+    let extra = json!({
+        "criterion": "apoz",
+        "round_to": 8,
+        "rounds": rounds,
+        "params_ratio": m.params as f64 / base.params as f64,
+        "macs_ratio": m.macs as f64 / base.macs as f64,
+        "accuracy_drop_points": 100.0 * (base.accuracy - m.accuracy),
+    });
+    Ok(Report::new("prune-structured", ctx, base, m, extra))
+}
+
+/// `lottery-ticket`: 8 rounds of 20% global IMP with rewinding to initialisation, ticket vs
+/// random re-initialisation, averaged over seeds.
+pub(crate) fn run_lottery(ctx: &Ctx) -> Result<Report> {
+    let (train, test) = ctx.load_flat()?;
+    let widths = mlp_widths(ctx);
+    let seeds: Vec<u64> = if ctx.fast { vec![ctx.seed, ctx.seed + 1] } else { (0..3).map(|s| ctx.seed + s).collect() };
+    let epochs = ctx.epochs(20, 8);
+    let rounds = 8;
+    let trainer = Trainer::new(TrainConfig { epochs, batch_size: 32, seed: ctx.seed, ..TrainConfig::default() });
+    let mut per_seed = Vec::new();
+    let mut ticket0 = None;
+    for &seed in &seeds {
+        let cfg = LotteryConfig {
+            rounds,
+            fraction: 0.2,
+            rewind: Rewind::Init,
+            seed,
+            ..LotteryConfig::default()
+        };
+        let (ticket, report) = compress_prune::lottery_ticket(
+            &cfg,
+            |s| mlp::<f32, _>(&widths, &mut StdRng::seed_from_u64(s)),
+            |m, hooks: &mut dyn TrainHooks<f32>| {
+                let mut opt = Sgd::new(0.05f32).momentum(0.9);
+                trainer.fit_with(m, &mut opt, &train, None, &mut CrossEntropy, hooks)?;
+                Ok(())
+            },
+            |m| Ok(evaluate(m, &test, 512)?),
+        )
+        .map_err(pe)?;
+        if ticket0.is_none() {
+            ticket0 = Some(ticket);
+        }
+        per_seed.push(report);
+    }
+    let n = per_seed.len() as f64;
+    let dense_mean = per_seed.iter().map(|r| r.dense_accuracy).sum::<f64>() / n;
+    let mut rows = Vec::new();
+    for k in 0..rounds {
+        let t: Vec<f64> = per_seed.iter().map(|r| r.rounds[k].ticket_accuracy).collect();
+        let c: Vec<f64> = per_seed.iter().map(|r| r.rounds[k].control_accuracy.unwrap_or(0.0)).collect();
+        rows.push(json!({
+            "round": k + 1,
+            "sparsity": per_seed[0].rounds[k].sparsity,
+            "ticket_accuracy": t.iter().sum::<f64>() / n,
+            "control_accuracy": c.iter().sum::<f64>() / n,
+            "ticket_per_seed": t,
+            "control_per_seed": c,
+        }));
+    }
+    let mut ticket = ticket0.ok_or_else(|| CliError::Usage("no seeds".into()))?;
+    let base = {
+        let dense = mlp::<f32, _>(&widths, &mut StdRng::seed_from_u64(ctx.seed));
+        Metrics::dense_f32(&dense, &[ctx.input_dim()], dense_mean)?
+    };
+    let (mut m, sizes) = to_csr(&mut ticket, ctx.input_dim(), &test)?;
+    let last = &rows[rounds - 1];
+    m.accuracy = last["ticket_accuracy"].as_f64().unwrap_or(m.accuracy);
+    let extra = json!({
+        "seeds": seeds,
+        "epochs": epochs,
+        "fraction_per_round": 0.2,
+        "rewind": "init",
+        "scope": "global",
+        "dense_accuracy_mean": dense_mean,
+        "dense_per_seed": per_seed.iter().map(|r| r.dense_accuracy).collect::<Vec<_>>(),
+        "rounds": rows,
+        "bytes": sizes,
+        "note": "compressed.accuracy is the mean ticket accuracy of the last round; bytes and params are the first seed's ticket in CSR",
+    });
+    Ok(Report::new("lottery-ticket", ctx, base, m, extra))
+}
+
+/// `prune-nm`: 2:4 sparsity on every weight, with fine-tuning.
+pub(crate) fn run_nm(ctx: &Ctx) -> Result<Report> {
+    let (train, test) = ctx.load_flat()?;
+    let (mut net, base_acc) = train_reference_mlp(ctx, &train, &test)?;
+    let input = [ctx.input_dim()];
+    let base = Metrics::dense_f32(&net, &input, base_acc)?;
+    nm_prune(&mut net, 2, 4, &ParamFilter::new()).map_err(pe)?;
+    let one_shot = accuracy_of(&mut net, &test)?;
+    let acc = train_sgd(ctx, "fine-tune 2:4", &mut net, &train, &test, ctx.epochs(10, 5), 0.01)?;
+    net.bake();
+    let stats = ModelStats::of(&net);
+    let mut bytes = 0usize;
+    for p in net.named_params() {
+        bytes += if p.path.ends_with("weight") {
+            nm_storage_bytes(p.len, 2, 4, 4)
+        } else {
+            4 * p.len
+        };
+    }
+    let m = Metrics {
+        accuracy: acc,
+        params: stats.params,
+        nonzero: stats.nonzero,
+        bytes,
+        macs: net.cost(&input)?.macs / 2,
+    };
+    let extra = json!({
+        "n": 2,
+        "m": 4,
+        "one_shot_accuracy": one_shot,
+        "weight_sparsity": mask_free_sparsity(&net),
+        "accuracy_drop_points": 100.0 * (base.accuracy - m.accuracy),
+        "bytes_format": "kept f32 values + 2-bit positions (sparse tensor core layout); biases dense",
+        "macs_note": "MACs on 2:4 hardware: half of the dense MACs",
+    });
+    Ok(Report::new("prune-nm", ctx, base, m, extra))
+}
+
+/// Sparsity of the weights (not biases) of a baked model.
+fn mask_free_sparsity(net: &Sequential<f32>) -> f64 {
+    let (mut n, mut z) = (0usize, 0usize);
+    for p in net.named_params().iter().filter(|p| p.path.ends_with("weight")) {
+        n += p.len;
+        z += p.len - p.nonzero;
+    }
+    z as f64 / n.max(1) as f64
+}

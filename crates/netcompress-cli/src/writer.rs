@@ -1,0 +1,350 @@
+//! Atomic, streaming safetensors writing.
+//!
+//! Tensor data is appended to a temporary data file beside the output as it is produced (one
+//! tensor at a time), while the header entries are kept in memory. [`ShardWriter::assemble`]
+//! then writes `OUT.tmp-<pid>` = 8-byte header length + header (padded with spaces to a multiple
+//! of 8, as the reference implementation does) + the data, and [`commit`] renames every
+//! assembled file to its final name once *all* shards of a command are done. Any temporary file
+//! left by an error (or a panic) is removed on drop, so a failed command leaves nothing behind.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value, json};
+
+use crate::error::{CliError, Result};
+
+/// Bytes of the write buffers.
+const BUF: usize = 1 << 20;
+
+/// `dir/.name.suffix-<pid>`-style sibling path of `path`.
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let name = path
+        .file_name()
+        .map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned());
+    path.with_file_name(format!("{name}.{suffix}-{}", std::process::id()))
+}
+
+/// Removes a file, ignoring errors (used on cleanup paths only).
+fn remove_quietly(path: &Path) {
+    let _ = std::fs::remove_file(path);
+}
+
+/// One header entry.
+#[derive(Debug, Clone)]
+struct Entry {
+    name: String,
+    dtype: String,
+    shape: Vec<usize>,
+    begin: u64,
+    end: u64,
+}
+
+/// Writes one safetensors file, tensor by tensor.
+#[derive(Debug)]
+pub(crate) struct ShardWriter {
+    final_path: PathBuf,
+    data_path: PathBuf,
+    data: Option<BufWriter<File>>,
+    entries: Vec<Entry>,
+    names: std::collections::HashSet<String>,
+    offset: u64,
+    metadata: BTreeMap<String, String>,
+}
+
+impl ShardWriter {
+    /// Starts a file that will be renamed to `final_path` on [`commit`].
+    ///
+    /// # Errors
+    ///
+    /// [`CliError::Io`] if the temporary data file cannot be created.
+    pub(crate) fn create(final_path: &Path) -> Result<Self> {
+        let data_path = sibling(final_path, "data");
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&data_path)
+            .map_err(|e| CliError::io(&data_path, e))?;
+        Ok(Self {
+            final_path: final_path.to_path_buf(),
+            data_path,
+            data: Some(BufWriter::with_capacity(BUF, file)),
+            entries: Vec::new(),
+            names: std::collections::HashSet::new(),
+            offset: 0,
+            metadata: BTreeMap::new(),
+        })
+    }
+
+    /// The final path.
+    pub(crate) fn final_path(&self) -> &Path {
+        &self.final_path
+    }
+
+    /// Bytes of tensor data written so far.
+    pub(crate) fn data_bytes(&self) -> u64 {
+        self.offset
+    }
+
+    /// Names written so far.
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|e| e.name.as_str())
+    }
+
+    /// Sets one `__metadata__` entry.
+    pub(crate) fn set_metadata(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        self.metadata.insert(key.into(), value.into());
+    }
+
+    fn begin_entry(&mut self, name: &str, dtype: &str, shape: &[usize], len: u64) -> Result<()> {
+        let elem = dtype_size(dtype).ok_or_else(|| {
+            CliError::format(&self.final_path, format!("tensor `{name}`: cannot write dtype `{dtype}`"))
+        })?;
+        let numel = shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d as u64));
+        if numel.and_then(|n| n.checked_mul(elem as u64)) != Some(len) {
+            return Err(CliError::format(
+                &self.final_path,
+                format!("tensor `{name}`: {len} bytes do not match shape {shape:?} of {dtype}"),
+            ));
+        }
+        if name == "__metadata__" || !self.names.insert(name.to_string()) {
+            return Err(CliError::format(
+                &self.final_path,
+                format!("tensor name `{name}` is written twice (it collides with a generated name)"),
+            ));
+        }
+        self.entries.push(Entry {
+            name: name.to_string(),
+            dtype: dtype.to_string(),
+            shape: shape.to_vec(),
+            begin: self.offset,
+            end: self.offset + len,
+        });
+        self.offset += len;
+        Ok(())
+    }
+
+    fn sink(&mut self) -> &mut BufWriter<File> {
+        self.data.as_mut().expect("data writer present until assemble")
+    }
+
+    /// Appends a tensor from bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`CliError::Format`] if `bytes` does not hold `shape` of `dtype` or the name is taken;
+    /// [`CliError::Io`] on write failure.
+    pub(crate) fn add(&mut self, name: &str, dtype: &str, shape: &[usize], bytes: &[u8]) -> Result<()> {
+        self.begin_entry(name, dtype, shape, bytes.len() as u64)?;
+        let path = self.data_path.clone();
+        self.sink().write_all(bytes).map_err(|e| CliError::io(&path, e))
+    }
+
+    /// Appends a tensor of `len` bytes copied from `src` in chunks (pass-through tensors).
+    ///
+    /// # Errors
+    ///
+    /// As [`ShardWriter::add`]; also a short read from `src`.
+    pub(crate) fn add_from(
+        &mut self,
+        name: &str,
+        dtype: &str,
+        shape: &[usize],
+        len: u64,
+        src: &mut dyn Read,
+        src_path: &Path,
+    ) -> Result<()> {
+        self.begin_entry(name, dtype, shape, len)?;
+        let path = self.data_path.clone();
+        let copied = std::io::copy(&mut src.take(len), self.sink()).map_err(|e| CliError::io(&path, e))?;
+        if copied != len {
+            return Err(CliError::format(src_path, format!("tensor `{name}`: file ended early")));
+        }
+        Ok(())
+    }
+
+    /// The header JSON (with `__metadata__`), padded with spaces to a multiple of 8 bytes.
+    fn header(&self) -> Result<Vec<u8>> {
+        let mut map = Map::new();
+        if !self.metadata.is_empty() {
+            map.insert("__metadata__".to_string(), json!(self.metadata));
+        }
+        for e in &self.entries {
+            map.insert(
+                e.name.clone(),
+                json!({"dtype": e.dtype, "shape": e.shape, "data_offsets": [e.begin, e.end]}),
+            );
+        }
+        let mut h = serde_json::to_vec(&Value::Object(map))?;
+        while (8 + h.len()) % 8 != 0 {
+            h.push(b' ');
+        }
+        Ok(h)
+    }
+
+    /// Writes `OUT.tmp-<pid>` (header + data) and removes the data file; the result is renamed
+    /// into place by [`commit`].
+    ///
+    /// # Errors
+    ///
+    /// [`CliError::Io`] on any write failure (the temporary files are removed).
+    pub(crate) fn assemble(mut self) -> Result<Pending> {
+        let header = self.header()?;
+        let data_path = self.data_path.clone();
+        let mut data = self
+            .data
+            .take()
+            .expect("data writer present until assemble")
+            .into_inner()
+            .map_err(|e| CliError::io(&data_path, e.into_error()))?;
+        let pending = Pending {
+            tmp: sibling(&self.final_path, "tmp"),
+            target: self.final_path.clone(),
+            bytes: 8 + header.len() as u64 + self.offset,
+        };
+        let io = |e| CliError::io(&pending.tmp, e);
+        let out = File::create(&pending.tmp).map_err(io)?;
+        let mut out = BufWriter::with_capacity(BUF, out);
+        out.write_all(&(header.len() as u64).to_le_bytes()).map_err(io)?;
+        out.write_all(&header).map_err(io)?;
+        let mut out = out.into_inner().map_err(|e| io(e.into_error()))?;
+        data.seek(SeekFrom::Start(0)).map_err(|e| CliError::io(&data_path, e))?;
+        let copied = std::io::copy(&mut data, &mut out).map_err(io)?;
+        if copied != self.offset {
+            return Err(CliError::format(&pending.tmp, "temporary data file is short"));
+        }
+        out.sync_all().map_err(io)?;
+        Ok(pending)
+    }
+}
+
+impl Drop for ShardWriter {
+    fn drop(&mut self) {
+        self.data = None;
+        remove_quietly(&self.data_path);
+    }
+}
+
+/// A finished temporary file waiting to be renamed to its target.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    tmp: PathBuf,
+    target: PathBuf,
+    bytes: u64,
+}
+
+impl Pending {
+    /// Writes `contents` to a temporary file for `target` (used for index JSON files).
+    ///
+    /// # Errors
+    ///
+    /// [`CliError::Io`] on write failure.
+    pub(crate) fn from_bytes(target: &Path, contents: &[u8]) -> Result<Self> {
+        let pending = Self {
+            tmp: sibling(target, "tmp"),
+            target: target.to_path_buf(),
+            bytes: contents.len() as u64,
+        };
+        std::fs::write(&pending.tmp, contents).map_err(|e| CliError::io(&pending.tmp, e))?;
+        Ok(pending)
+    }
+
+    /// Size of the file in bytes.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// The final path.
+    pub(crate) fn target(&self) -> &Path {
+        &self.target
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        remove_quietly(&self.tmp);
+    }
+}
+
+/// Renames every pending file into place. If one rename fails, the files already renamed by
+/// this call are removed again, so the command leaves either all outputs or none.
+///
+/// # Errors
+///
+/// [`CliError::Io`] naming the file that could not be renamed.
+pub(crate) fn commit(files: Vec<Pending>) -> Result<()> {
+    let mut done: Vec<PathBuf> = Vec::new();
+    for p in files {
+        if let Err(e) = std::fs::rename(&p.tmp, &p.target) {
+            for d in &done {
+                remove_quietly(d);
+            }
+            return Err(CliError::io(&p.target, e));
+        }
+        done.push(p.target.clone());
+    }
+    Ok(())
+}
+
+/// Element size of a dtype name the writer accepts.
+pub(crate) fn dtype_size(dtype: &str) -> Option<usize> {
+    crate::safetensors_io::Dtype::parse(dtype).map(crate::safetensors_io::Dtype::size)
+}
+
+/// Little-endian bytes of f32 values.
+pub(crate) fn f32_bytes(values: &[f32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(values.len() * 4);
+    for v in values {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
+/// Little-endian bytes of u32 values.
+pub(crate) fn u32_bytes(values: &[u32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(values.len() * 4);
+    for v in values {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::safetensors_io::SafetensorsFile;
+
+    #[test]
+    fn writes_a_valid_file_and_cleans_up() {
+        let dir = std::env::temp_dir().join(format!("nc-writer-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("a.safetensors");
+        let mut w = ShardWriter::create(&out).unwrap();
+        w.add("x", "F32", &[2], &f32_bytes(&[1.0, 2.0])).unwrap();
+        w.add("ids", "I64", &[1], &7i64.to_le_bytes()).unwrap();
+        assert!(w.add("x", "F32", &[1], &f32_bytes(&[1.0])).is_err(), "duplicate name");
+        assert!(w.add("y", "F32", &[3], &f32_bytes(&[1.0])).is_err(), "short data");
+        w.set_metadata("k", "v");
+        let p = w.assemble().unwrap();
+        commit(vec![p]).unwrap();
+        let mut f = SafetensorsFile::open(&out).unwrap();
+        assert_eq!(f.metadata["k"], "v");
+        let x = f.tensors.iter().find(|t| t.name == "x").unwrap().clone();
+        assert_eq!(f.read_f32(&x).unwrap().unwrap(), vec![1.0, 2.0]);
+        let bytes = std::fs::read(&out).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        assert_eq!(st.len(), 2);
+        // A dropped writer leaves nothing.
+        let out2 = dir.join("b.safetensors");
+        let mut w = ShardWriter::create(&out2).unwrap();
+        w.add("x", "F32", &[1], &f32_bytes(&[1.0])).unwrap();
+        drop(w);
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("a.safetensors")]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
