@@ -6,6 +6,10 @@ use ndarray::{Array2, ArrayD, IxDyn};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 /// A random data set of `n` samples with `d` features in `[0, 1)` and labels `< classes`.
+///
+/// # Panics
+///
+/// If `classes` is 0.
 pub fn random_dataset<F: Float>(n: usize, d: usize, classes: usize, seed: u64) -> Dataset<F> {
     let mut rng = StdRng::seed_from_u64(seed);
     let x: Vec<F> = (0..n * d).map(|_| F::lit(rng.random::<f64>())).collect();

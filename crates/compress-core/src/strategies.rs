@@ -20,6 +20,10 @@ use proptest::prelude::*;
 use crate::{Float, Param, ParamDict, ParamKind};
 
 /// Tensors of exactly `shape` with elements drawn from `range` (e.g. `-1.0f32..1.0`).
+///
+/// # Panics
+///
+/// Never: the generated vectors always have the shape's element count.
 pub fn tensor<F>(shape: Vec<usize>, range: std::ops::Range<F>) -> impl Strategy<Value = ArrayD<F>>
 where
     F: Float,
@@ -37,6 +41,10 @@ pub fn shape(max_rank: usize, max_dim: usize) -> impl Strategy<Value = Vec<usize
 }
 
 /// Random-shaped tensors (rank `1..=max_rank`, dims `1..=max_dim`) with values in `[-scale, scale]`.
+///
+/// # Panics
+///
+/// Never: the generated vectors always have the shape's element count.
 pub fn any_tensor<F: Float>(
     max_rank: usize,
     max_dim: usize,
@@ -53,6 +61,10 @@ pub fn any_tensor<F: Float>(
 
 /// Tensors of `shape` that mix ordinary values with the special ones that break naive code:
 /// exact zeros, ties, huge and tiny magnitudes, negative zero, NaN and infinities.
+///
+/// # Panics
+///
+/// Never: the generated vectors always have the shape's element count.
 pub fn special_tensor<F: Float>(shape: Vec<usize>) -> impl Strategy<Value = ArrayD<F>> {
     let n: usize = shape.iter().product();
     let elem = prop_oneof![
@@ -74,6 +86,10 @@ pub fn special_tensor<F: Float>(shape: Vec<usize>) -> impl Strategy<Value = Arra
 
 /// Small random models: 1..=`max_layers` layers named `layers.{i}.weight` (2-D) and
 /// `layers.{i}.bias` (1-D), dims `1..=max_dim`, finite values in `[-1, 1]`.
+///
+/// # Panics
+///
+/// Never: the generated vectors always have the shape's element count.
 pub fn param_dict<F: Float>(
     max_layers: usize,
     max_dim: usize,

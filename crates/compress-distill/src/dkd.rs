@@ -4,9 +4,8 @@ use compress_core::{CoreError, Float};
 use ndarray::{Array2, ArrayRef, Ix2};
 
 use crate::Result;
-use crate::softmax::{
-    check_labels, check_pair, check_temperature, check_weight, copy_row, log_softmax_row,
-};
+use crate::kernels::RowSoftmax;
+use crate::softmax::{check_labels, check_pair, check_temperature, check_weight};
 
 /// Hyperparameters of decoupled KD:
 /// `ce_weight * CE + T^2 * (alpha * TCKD + beta * NCKD)`.
@@ -68,7 +67,6 @@ pub struct DkdOutput<F: Float> {
 }
 
 /// `log(sum(exp(x_j)))` over `j != skip`, stable (`-inf` when there is nothing left).
-#[inline]
 fn lse_except<F: Float>(x: &[F], skip: usize) -> F {
     let m = x
         .iter()
@@ -84,6 +82,37 @@ fn lse_except<F: Float>(x: &[F], skip: usize) -> F {
         .filter(|&(j, _)| j != skip)
         .fold(F::zero(), |a, (_, &b)| a + (b - m).exp());
     m + s.ln()
+}
+
+/// The non-target distribution of a softmax row: fills `logq[j]` and `q[j]` with the
+/// log-probabilities and probabilities of class `j` renormalised over `j != y` (entry `y`
+/// is left alone) and returns `log(1 - p_y)`.
+///
+/// The non-target mass is summed from the row's exponentials when it is not tiny;
+/// otherwise (a confident row whose other classes underflow) it is recomputed with its
+/// own maximum subtracted, so it stays exact.
+fn non_target<F: Float>(r: &RowSoftmax<F>, y: usize, logq: &mut [F], q: &mut [F]) -> F {
+    let mass = r
+        .e
+        .iter()
+        .enumerate()
+        .filter(|&(j, _)| j != y)
+        .fold(F::zero(), |a, (_, &e)| a + e);
+    if mass > F::epsilon() {
+        let (l, inv) = (mass.ln(), mass.recip());
+        for j in (0..r.z.len()).filter(|&j| j != y) {
+            logq[j] = r.z[j] - l;
+            q[j] = r.e[j] * inv;
+        }
+        l - r.lse
+    } else {
+        let l = lse_except(&r.z, y);
+        for j in (0..r.z.len()).filter(|&j| j != y) {
+            logq[j] = r.z[j] - l;
+            q[j] = logq[j].exp();
+        }
+        l - r.lse
+    }
 }
 
 /// Decoupled KD loss (Zhao et al. 2022) with batch-mean reduction, and its analytic
@@ -140,8 +169,9 @@ pub fn dkd_loss<F: Float>(
     let (a, b) = (F::lit(config.alpha), F::lit(config.beta));
     let soft = F::lit(t * inv_n); // T^2 * (1 / T) / N
     let hard = F::lit(config.ce_weight * inv_n);
-    let (mut s, mut tt) = (vec![F::zero(); c], vec![F::zero(); c]);
-    let (mut ls, mut lt, mut l1) = (vec![F::zero(); c], vec![F::zero(); c], vec![F::zero(); c]);
+    let (mut ss, mut ts, mut s1) = (RowSoftmax::new(c), RowSoftmax::new(c), RowSoftmax::new(c));
+    let (mut lqs, mut qs) = (vec![F::zero(); c], vec![F::zero(); c]);
+    let (mut lqt, mut qt) = (vec![F::zero(); c], vec![F::zero(); c]);
     let (mut tckd_sum, mut nckd_sum, mut ce_sum) = (F::zero(), F::zero(), F::zero());
     for (((srow, trow), mut g), &y) in student
         .rows()
@@ -150,30 +180,26 @@ pub fn dkd_loss<F: Float>(
         .zip(grad.rows_mut())
         .zip(labels)
     {
-        copy_row(&mut s, srow.iter());
-        copy_row(&mut tt, trow.iter());
-        log_softmax_row(&s, inv_t, &mut ls);
-        log_softmax_row(&tt, inv_t, &mut lt);
-        log_softmax_row(&s, F::one(), &mut l1);
-        // Binary parts: log p_target and log(1 - p_target), both by log-sum-exp.
-        let (lsg, lso) = (ls[y], lse_except(&ls, y));
-        let (ltg, lto) = (lt[y], lse_except(&lt, y));
-        let (sg, tg, to) = (lsg.exp(), ltg.exp(), lto.exp());
-        let tckd = (tg * (ltg - lsg) + to * (lto - lso)).max(F::zero());
-        // Non-target parts: log-probabilities renormalised over j != y.
+        ss.compute(srow.iter(), inv_t);
+        ts.compute(trow.iter(), inv_t);
+        s1.compute(srow.iter(), F::one());
+        // Binary parts: log p_target and log(1 - p_target), both without cancellation.
+        let (lsg, sg) = (ss.logp(y), ss.p(y));
+        let (ltg, tg) = (ts.logp(y), ts.p(y));
+        let lso = non_target(&ss, y, &mut lqs, &mut qs);
+        let lto = non_target(&ts, y, &mut lqt, &mut qt);
+        let tckd = (tg * (ltg - lsg) + lto.exp() * (lto - lso)).max(F::zero());
         let mut nckd = F::zero();
         for j in (0..c).filter(|&j| j != y) {
-            let (lns, lnt) = (ls[j] - lso, lt[j] - lto);
-            nckd += lnt.exp() * (lnt - lns);
-            let (ps, pt) = (lns.exp(), lnt.exp());
-            let d_tckd = (tg - sg) * ps;
-            let d_nckd = ps - pt;
-            g[j] = soft * (a * d_tckd + b * d_nckd) + hard * l1[j].exp();
+            nckd += qt[j] * (lqt[j] - lqs[j]);
+            let d_tckd = (tg - sg) * qs[j];
+            let d_nckd = qs[j] - qt[j];
+            g[j] = soft * (a * d_tckd + b * d_nckd) + hard * s1.p(j);
         }
-        g[y] = soft * a * (sg - tg) + hard * (l1[y].exp() - F::one());
+        g[y] = soft * a * (sg - tg) + hard * (s1.p(y) - F::one());
         tckd_sum += tckd;
         nckd_sum += nckd.max(F::zero());
-        ce_sum -= l1[y];
+        ce_sum -= s1.logp(y);
     }
     let inv_n = F::lit(inv_n);
     let (tckd, nckd, ce) = (tckd_sum * inv_n, nckd_sum * inv_n, ce_sum * inv_n);

@@ -11,7 +11,8 @@ use compress_core::{Float, TensorExt};
 use ndarray::{Array2, ArrayRef, Axis, Ix2};
 
 use crate::Result;
-use crate::softmax::{check_pair, check_temperature, copy_row, log_softmax_row};
+use crate::kernels::RowSoftmax;
+use crate::softmax::{check_pair, check_temperature};
 
 /// Norms below this are clamped (as PyTorch's `cosine_similarity` `eps`), so a zero
 /// embedding gives a finite loss and gradient.
@@ -183,16 +184,15 @@ pub fn info_nce_loss<F: Float>(
 fn diagonal_ce<F: Float>(logits: &Array2<F>, inv_n: F) -> (F, Array2<F>) {
     let c = logits.ncols();
     let mut g = Array2::zeros(logits.raw_dim());
-    let (mut row, mut lp) = (vec![F::zero(); c], vec![F::zero(); c]);
+    let mut sm = RowSoftmax::new(c);
     let mut loss = F::zero();
     for (i, (src, mut gr)) in logits.axis_iter(Axis(0)).zip(g.rows_mut()).enumerate() {
-        copy_row(&mut row, src.iter());
-        log_softmax_row(&row, F::one(), &mut lp);
-        loss -= lp[i];
+        sm.compute(src.iter(), F::one());
+        loss -= sm.logp(i);
         for (j, gv) in gr.iter_mut().enumerate() {
-            let d = if i == j { F::one() } else { F::zero() };
-            *gv = (lp[j].exp() - d) * inv_n;
+            *gv = sm.p(j) * inv_n;
         }
+        gr[i] -= inv_n;
     }
     (loss * inv_n, g)
 }

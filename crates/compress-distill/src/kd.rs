@@ -4,9 +4,8 @@ use compress_core::Float;
 use ndarray::{Array2, ArrayRef, Ix2};
 
 use crate::Result;
-use crate::softmax::{
-    check_labels, check_pair, check_temperature, check_unit, copy_row, kl_row, log_softmax_row,
-};
+use crate::kernels::{RowSoftmax, kl_row};
+use crate::softmax::{check_labels, check_pair, check_temperature, check_unit};
 
 /// Hyperparameters of the Hinton KD loss
 /// `alpha * T^2 * KL(p_T || q_T) + (1 - alpha) * CE(labels, q_1)`.
@@ -141,8 +140,7 @@ pub fn kd_loss<F: Float>(
     let inv_n = 1.0 / n as f64;
     let soft = F::lit(config.soft_weight() / t * inv_n);
     let hard = F::lit((1.0 - config.alpha) * inv_n);
-    let (mut s, mut tt) = (vec![F::zero(); c], vec![F::zero(); c]);
-    let (mut ls, mut lt, mut l1) = (vec![F::zero(); c], vec![F::zero(); c], vec![F::zero(); c]);
+    let (mut ss, mut ts, mut s1) = (RowSoftmax::new(c), RowSoftmax::new(c), RowSoftmax::new(c));
     let (mut kl_sum, mut ce_sum) = (F::zero(), F::zero());
     for (((srow, trow), mut g), &y) in student
         .rows()
@@ -151,21 +149,20 @@ pub fn kd_loss<F: Float>(
         .zip(grad.rows_mut())
         .zip(labels)
     {
-        copy_row(&mut s, srow.iter());
-        copy_row(&mut tt, trow.iter());
-        log_softmax_row(&s, inv_t, &mut ls);
-        log_softmax_row(&tt, inv_t, &mut lt);
-        if t == 1.0 {
-            l1.copy_from_slice(&ls);
+        ss.compute(srow.iter(), inv_t);
+        ts.compute(trow.iter(), inv_t);
+        let hard_sm = if t == 1.0 {
+            &ss
         } else {
-            log_softmax_row(&s, F::one(), &mut l1);
-        }
-        kl_sum += kl_row(&lt, &ls);
-        ce_sum -= l1[y];
+            s1.compute(srow.iter(), F::one());
+            &s1
+        };
+        kl_sum += kl_row(&ts, &ss);
+        ce_sum -= hard_sm.logp(y);
         for (j, gv) in g.iter_mut().enumerate() {
-            let onehot = if j == y { F::one() } else { F::zero() };
-            *gv = soft * (ls[j].exp() - lt[j].exp()) + hard * (l1[j].exp() - onehot);
+            *gv = soft * (ss.p(j) - ts.p(j)) + hard * hard_sm.p(j);
         }
+        g[y] -= hard;
     }
     let kl = kl_sum * F::lit(inv_n);
     let ce = ce_sum * F::lit(inv_n);

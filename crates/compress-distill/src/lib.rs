@@ -37,6 +37,7 @@ mod embedding;
 mod error;
 mod feature;
 mod kd;
+mod kernels;
 mod softmax;
 
 pub use distiller::{

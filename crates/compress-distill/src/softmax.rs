@@ -8,6 +8,7 @@
 use compress_core::{CoreError, Float, TensorExt};
 use ndarray::{Array2, ArrayRef, Ix2};
 
+use crate::kernels::{RowSoftmax, kl_row};
 use crate::{DistillError, Result};
 
 /// Checks that a temperature is finite and strictly positive.
@@ -65,51 +66,21 @@ pub(crate) fn check_labels(rows: usize, classes: usize, labels: &[usize]) -> Res
     Ok(())
 }
 
-/// Row-wise log-softmax of `x * inv_t` written to `out` (same length).
-///
-/// Stable: the scaled maximum (exactly `max(x) * inv_t`, as scaling by a positive number is
-/// monotone under rounding) is subtracted before `exp`, so the largest term is `exp(0) = 1`.
-#[inline]
-pub(crate) fn log_softmax_row<F: Float>(x: &[F], inv_t: F, out: &mut [F]) {
-    let m = x.iter().fold(F::neg_infinity(), |a, &b| a.max(b)) * inv_t;
-    let mut s = F::zero();
-    for (o, &v) in out.iter_mut().zip(x) {
-        let z = v * inv_t - m;
-        *o = z;
-        s += z.exp();
-    }
-    let ls = s.ln();
-    for o in out.iter_mut() {
-        *o -= ls;
-    }
-}
-
-/// `KL(exp(lt) || exp(ls))` of one row of log-probabilities, clamped at 0 (it is
-/// non-negative mathematically; rounding could otherwise leave `-1e-17`).
-#[inline]
-pub(crate) fn kl_row<F: Float>(lt: &[F], ls: &[F]) -> F {
-    let kl = lt
-        .iter()
-        .zip(ls)
-        .fold(F::zero(), |acc, (&a, &b)| acc + a.exp() * (a - b));
-    kl.max(F::zero())
-}
-
-fn map_rows<F: Float>(
-    logits: &ArrayRef<F, Ix2>,
-    temperature: F,
-    f: impl Fn(&mut [F]),
-) -> Result<Array2<F>> {
+fn map_rows<F: Float>(logits: &ArrayRef<F, Ix2>, temperature: F, log: bool) -> Result<Array2<F>> {
     check_temperature("temperature", temperature.as_f64())?;
     logits.check_finite("logits")?;
     let inv_t = F::one() / temperature;
     let (n, c) = logits.dim();
     let mut out = Array2::zeros((n, c));
-    let (mut row, mut tmp) = (vec![F::zero(); c], vec![F::zero(); c]);
+    let mut sm = RowSoftmax::new(c);
+    let mut tmp = vec![F::zero(); c];
     for (src, mut dst) in logits.rows().into_iter().zip(out.rows_mut()) {
-        copy_row(&mut row, src.iter());
-        log_softmax_row(&row, inv_t, &mut tmp);
-        f(&mut tmp);
+        sm.compute(src.iter(), inv_t);
+        if log {
+            sm.write_logp(&mut tmp);
+        } else {
+            sm.write_p(&mut tmp);
+        }
         for (d, &v) in dst.iter_mut().zip(&tmp) {
             *d = v;
         }
@@ -135,7 +106,7 @@ pub fn log_softmax_with_temperature<F: Float>(
     logits: &ArrayRef<F, Ix2>,
     temperature: F,
 ) -> Result<Array2<F>> {
-    map_rows(logits, temperature, |_| {})
+    map_rows(logits, temperature, true)
 }
 
 /// Row-wise `softmax(logits / T)`: each row sums to 1; a higher `T` gives a softer
@@ -158,11 +129,7 @@ pub fn softmax_with_temperature<F: Float>(
     logits: &ArrayRef<F, Ix2>,
     temperature: F,
 ) -> Result<Array2<F>> {
-    map_rows(logits, temperature, |row| {
-        for v in row.iter_mut() {
-            *v = v.exp();
-        }
-    })
+    map_rows(logits, temperature, false)
 }
 
 /// The teacher's soft targets `p_T = softmax(teacher_logits / T)` (Hinton et al. 2015).
@@ -215,8 +182,7 @@ pub fn kl_div<F: Float>(
     }
     let inv_t = F::one() / temperature;
     let scale = inv_t / F::lit(n as f64);
-    let (mut s, mut t) = (vec![F::zero(); c], vec![F::zero(); c]);
-    let (mut ls, mut lt) = (vec![F::zero(); c], vec![F::zero(); c]);
+    let (mut ss, mut ts) = (RowSoftmax::new(c), RowSoftmax::new(c));
     let mut total = F::zero();
     for ((srow, trow), mut g) in student
         .rows()
@@ -224,22 +190,12 @@ pub fn kl_div<F: Float>(
         .zip(teacher.rows())
         .zip(grad.rows_mut())
     {
-        copy_row(&mut s, srow.iter());
-        copy_row(&mut t, trow.iter());
-        log_softmax_row(&s, inv_t, &mut ls);
-        log_softmax_row(&t, inv_t, &mut lt);
-        total += kl_row(&lt, &ls);
-        for ((gv, &a), &b) in g.iter_mut().zip(&ls).zip(&lt) {
-            *gv = (a.exp() - b.exp()) * scale;
+        ss.compute(srow.iter(), inv_t);
+        ts.compute(trow.iter(), inv_t);
+        total += kl_row(&ts, &ss);
+        for (j, gv) in g.iter_mut().enumerate() {
+            *gv = (ss.p(j) - ts.p(j)) * scale;
         }
     }
     Ok((total / F::lit(n as f64), grad))
-}
-
-/// Copies an iterator of values into a scratch row.
-#[inline]
-pub(crate) fn copy_row<'a, F: Float>(dst: &mut [F], src: impl Iterator<Item = &'a F>) {
-    for (d, &v) in dst.iter_mut().zip(src) {
-        *d = v;
-    }
 }

@@ -21,6 +21,18 @@ fn main() {
         let mut c = 0usize;
         for &x in &w { c += ((x as f64).abs().to_bits() >> 47 == 1000) as usize; }
         let t4 = t.elapsed();
+        let t = Instant::now();
+        let (lo, hi) = (4590468260436115456u64, 4590797624298176512u64);
+        let mut below = 0usize; let mut cand: Vec<u64> = Vec::with_capacity(500_000);
+        for &x in &w { let key = (x as f64).abs().to_bits(); below += usize::from(key < lo); if key >= lo && key <= hi { cand.push(key); } }
+        let t5 = t.elapsed();
+        let t = Instant::now();
+        let mut below2 = 0usize; let mut cand2: Vec<u64> = Vec::with_capacity(500_000);
+        let mut buf = [0u64; 1024]; let mut nb = 0usize;
+        for &x in &w { let key = (x as f64).abs().to_bits(); below2 += usize::from(key < lo); buf[nb & 1023] = key; nb += usize::from(key.wrapping_sub(lo) <= hi - lo); if nb == 1024 { cand2.extend_from_slice(&buf); nb = 0; } }
+        cand2.extend_from_slice(&buf[..nb]);
+        let t6 = t.elapsed();
+        println!("plain-pass {t5:?} {} {} branchless {t6:?} {} {}", below, cand.len(), below2, cand2.len());
         println!("threshold {t1:?} mask_into {t2:?} hist32 {t3:?} scan64 {t4:?} {} {} {}", th.pruned, h[5], c);
     }
 }

@@ -31,8 +31,6 @@ fn abs_bucket<F: Float>(x: F) -> usize {
 pub(crate) trait Keys {
     /// Calls `g(bucket, key)` for every entry in order.
     fn each<G: FnMut(usize, u64)>(&self, g: G);
-    /// The key of entry `i` (`i < n`).
-    fn key(&self, i: usize) -> u64;
 }
 
 /// Keys `abs_key(x)` of one slice.
@@ -44,9 +42,6 @@ impl<F: Float> Keys for AbsKeys<'_, F> {
         for &x in self.0 {
             g(abs_bucket(x), abs_key(x));
         }
-    }
-    fn key(&self, i: usize) -> u64 {
-        abs_key(self.0[i])
     }
 }
 
@@ -73,18 +68,6 @@ impl<F: Float> Keys for MaskedKeys<'_, F> {
                 }),
             }
         }
-    }
-    fn key(&self, mut i: usize) -> u64 {
-        for (scores, mask) in &self.segments {
-            if i < scores.len() {
-                return match mask {
-                    Some(m) if m[i] == F::zero() => 0,
-                    _ => abs_key(scores[i]) + 1,
-                };
-            }
-            i -= scores.len();
-        }
-        0
     }
 }
 
@@ -140,18 +123,8 @@ pub(crate) fn target_count(n: usize, sparsity: f64) -> usize {
 ///
 /// The walking-order index of the first non-finite key (NaN or infinite score).
 pub(crate) fn select_cut<K: Keys>(keys: &K, n: usize, k: usize) -> Result<Cut, usize> {
-    if n >= SAMPLED_MIN && k > 0 {
-        if let Some(cut) = sampled_cut(keys, n, k)? {
-            return Ok(cut);
-        }
-    }
     histogram_cut(keys, n, k)
 }
-
-/// Inputs at least this long first try the one-pass sampled selection.
-const SAMPLED_MIN: usize = 1 << 20;
-/// Sample size of the sampled selection.
-const SAMPLE: usize = 1 << 15;
 
 /// The cut among candidates: the `r`-th smallest (0-based) of `cand`, with `below` keys
 /// known to be smaller than every candidate.
@@ -165,40 +138,6 @@ fn cut_in(cand: &mut [u64], below: usize, k: usize) -> Cut {
         ties: k - below - less,
         equal,
     }
-}
-
-/// One pass: a strided sample brackets the k-th key in `[lo, hi]`; every key is counted
-/// below `lo` or collected when inside the bracket. `None` when the bracket missed (then
-/// the two-pass histogram method runs) or when non-finite keys may be present.
-fn sampled_cut<K: Keys>(keys: &K, n: usize, k: usize) -> Result<Option<Cut>, usize> {
-    let stride = n / SAMPLE;
-    let mut sample: Vec<u64> = (0..SAMPLE).map(|i| keys.key(i * stride)).collect();
-    sample.sort_unstable();
-    if sample[SAMPLE - 1] >= NONFINITE_KEY {
-        return Ok(None);
-    }
-    // Quantile of the cut and a bracket of +-6 binomial standard errors (plus slack).
-    let q = k as f64 / n as f64;
-    let se = (q * (1.0 - q) / SAMPLE as f64).sqrt();
-    let spread = 6.0 * se + 4.0 / SAMPLE as f64;
-    let at = |p: f64| sample[((p.clamp(0.0, 1.0) * SAMPLE as f64) as usize).min(SAMPLE - 1)];
-    let (lo, hi) = (at(q - spread), at(q + spread));
-    let lo = if q - spread <= 0.0 { 0 } else { lo };
-    let hi = if q + spread >= 1.0 { u64::MAX } else { hi };
-    let mut below = 0usize;
-    let mut cand: Vec<u64> = Vec::with_capacity((n as f64 * 2.5 * spread) as usize + 16);
-    let mut nonfinite = false;
-    keys.each(|_, key| {
-        below += usize::from(key < lo);
-        if key >= lo && key <= hi {
-            cand.push(key);
-        }
-        nonfinite |= key >= NONFINITE_KEY;
-    });
-    if nonfinite || below >= k || below + cand.len() < k {
-        return Ok(None);
-    }
-    Ok(Some(cut_in(&mut cand, below, k)))
 }
 
 /// Two passes: a 16-bit radix histogram finds the bucket of the k-th key, then the keys of
@@ -259,13 +198,12 @@ mod tests {
     }
 
     #[test]
-    fn sampled_and_histogram_paths_agree() {
-        // Large inputs with many ties take the sampled path; compare with the histogram.
-        let v: Vec<f32> = (0..(1usize << 21)).map(|i| ((i * 7919) % 1000) as f32 * 0.01).collect();
-        for k in [1usize, 1000, 1 << 20, (1 << 21) - 1, 1 << 21] {
-            let a = select_cut(&AbsKeys(&v), v.len(), k).unwrap();
-            let b = histogram_cut(&AbsKeys(&v), v.len(), k).unwrap();
-            assert_eq!(a, b, "k = {k}");
+    fn large_inputs_with_ties_and_nan() {
+        let v: Vec<f32> = (0..(1usize << 20)).map(|i| ((i * 7919) % 1000) as f32 * 0.01).collect();
+        for k in [1usize, 1000, 1 << 19, (1 << 20) - 1, 1 << 20] {
+            let cut = select_cut(&AbsKeys(&v), v.len(), k).unwrap();
+            let mut sel = cut.selector();
+            assert_eq!(v.iter().filter(|&&x| sel(abs_key(x))).count(), k);
         }
         let mut w = v.clone();
         w[12345] = f32::NAN;

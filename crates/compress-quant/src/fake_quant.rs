@@ -10,7 +10,7 @@ use compress_core::{
 use ndarray::{ArrayD, ArrayRef, IxDyn};
 
 use crate::qtensor::BlockLayout;
-use crate::{IntScheme, QuantError, qparams_from_range};
+use crate::{IntScheme, QTensor, QuantError, qparams_from_range};
 
 /// Quantize-dequantize `x` (any float type) with one scale and zero point:
 /// `(clamp(round_ties_even(x / s) + z, qlo, qhi) - z) * s`, computed in `f64`.
@@ -131,6 +131,23 @@ impl FakeQuant {
     /// The learnable scales (empty in observer mode).
     pub fn scales(&self) -> &[f64] {
         &self.scales
+    }
+
+    /// The quantized tensor this fake quantization simulates for `input` (the value it sees
+    /// in forward, e.g. the stored weight or the masked weight): same scales, zero points and
+    /// codes, so `to_qtensor(w).dequantize()` equals `forward(w)` up to f32 rounding.
+    ///
+    /// # Errors
+    ///
+    /// A layout error for `input`'s shape, non-finite values, or a scale that f32 cannot hold.
+    pub fn to_qtensor<F: Float>(&self, input: &ArrayD<F>) -> Result<QTensor, QuantError> {
+        let lay = BlockLayout::new(input.shape(), self.scheme.granularity, "weight")?;
+        let x = contiguous(input);
+        let params = self.params(&x, &lay);
+        let xs: Vec<f32> = x.iter().map(|v| v.as_f64() as f32).collect();
+        let scales: Vec<f32> = params.iter().map(|p| p.0 as f32).collect();
+        let zps: Vec<i32> = params.iter().map(|p| p.1).collect();
+        QTensor::quantize_with_params(&xs, input.shape(), self.scheme, &scales, &zps)
     }
 
     /// Scales and zero points used for `x` (shape `shape`).

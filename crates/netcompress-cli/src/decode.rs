@@ -56,6 +56,10 @@ impl PartSource for &[Part] {
             .iter()
             .find(|p| p.name == name)
             .ok_or_else(|| format!("part `{name}` is missing"))?;
+        let numel = p.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        if numel.and_then(|n| n.checked_mul(p.dtype.size())) != Some(p.bytes.len()) {
+            return Err(format!("part `{name}`: {} bytes do not hold shape {:?}", p.bytes.len(), p.shape));
+        }
         Ok(PartData {
             dtype: p.dtype,
             shape: p.shape.clone(),
@@ -102,6 +106,16 @@ fn fetch<'a>(
 const FLOATS: [Dtype; 4] = [Dtype::F32, Dtype::F16, Dtype::BF16, Dtype::F64];
 const U8: Dtype = Dtype::Other("U8", 1);
 const U32: Dtype = Dtype::Other("U32", 4);
+
+/// A zeroed buffer of `n` values, allocated fallibly (a corrupt header may claim an absurd
+/// shape whose parts are tiny, e.g. no kept rows of 2^60).
+fn zeros(n: usize) -> Result<Vec<f32>, String> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n)
+        .map_err(|_| format!("cannot allocate {n} values for the decoded tensor"))?;
+    v.resize(n, 0.0);
+    Ok(v)
+}
 
 /// Decodes tensor `name` described by `meta` to row-major f32 values.
 ///
@@ -158,7 +172,7 @@ pub(crate) fn decode(meta: &TensorMeta, src: &mut dyn PartSource) -> Result<Vec<
                 _ => return Err("zero points must be present exactly for the affine scheme".into()),
             };
             let q = QTensor::from_parts(shape.clone(), s.into(), codes_b, scale_v, zp).map_err(|e| e.to_string())?;
-            let mut out = vec![0.0f32; n];
+            let mut out = zeros(n)?;
             q.dequantize_into(&mut out);
             Ok(out)
         }
@@ -176,7 +190,8 @@ pub(crate) fn decode(meta: &TensorMeta, src: &mut dyn PartSource) -> Result<Vec<
                 return Err(format!("cluster bits {bits} / clusters {k} are inconsistent"));
             }
             let groups = if *per_channel { shape[0] } else { 1 };
-            let cb = fetch(src, codebook, &[Dtype::F32], &[groups * k])?;
+            let entries = groups.checked_mul(k).ok_or("codebook size overflows")?;
+            let cb = fetch(src, codebook, &[Dtype::F32], &[entries])?;
             let cb = bytes_to_f32(&cb.bytes, Dtype::F32);
             let idx: Vec<u32> = match (huffman_lengths, huffman_bits) {
                 (Some(l), Some(hb)) => {
@@ -185,6 +200,9 @@ pub(crate) fn decode(meta: &TensorMeta, src: &mut dyn PartSource) -> Result<Vec<
                     let stream = src.part(codes)?;
                     if stream.dtype != U8 || stream.shape.len() != 1 {
                         return Err(format!("part `{codes}` must be a 1-D U8 tensor"));
+                    }
+                    if n as u64 > *hb {
+                        return Err(format!("{hb} Huffman bits cannot hold {n} indices"));
                     }
                     code.decode(&stream.bytes, *hb, n).map_err(|e| e.to_string())?
                 }
@@ -211,7 +229,7 @@ pub(crate) fn decode(meta: &TensorMeta, src: &mut dyn PartSource) -> Result<Vec<
             if kept != *nnz {
                 return Err(format!("mask `{mask}` keeps {kept} elements but nnz is {nnz}"));
             }
-            let mut out = vec![0.0f32; n];
+            let mut out = zeros(n)?;
             let mut it = vals.into_iter();
             for (i, o) in out.iter_mut().enumerate() {
                 if (m[i / 8] >> (i % 8)) & 1 == 1 {
@@ -238,7 +256,7 @@ pub(crate) fn decode(meta: &TensorMeta, src: &mut dyn PartSource) -> Result<Vec<
             vshape[0] = idx.len();
             let v = fetch(src, values, &FLOATS, &vshape)?;
             let vals = bytes_to_f32(&v.bytes, v.dtype);
-            let mut out = vec![0.0f32; n];
+            let mut out = zeros(n)?;
             for (k, &row) in idx.iter().enumerate() {
                 out[row * inner..(row + 1) * inner].copy_from_slice(&vals[k * inner..(k + 1) * inner]);
             }
@@ -249,6 +267,12 @@ pub(crate) fn decode(meta: &TensorMeta, src: &mut dyn PartSource) -> Result<Vec<
                 return Err("low-rank tensors need >= 2 dimensions and rank >= 1".into());
             }
             let (m, cols) = (shape[0], n / shape[0]);
+            if m.checked_mul(*rank).is_none() || cols.checked_mul(*rank).is_none() {
+                return Err(format!("rank {rank} overflows"));
+            }
+            Vec::<f32>::new()
+                .try_reserve_exact(n)
+                .map_err(|_| format!("cannot allocate {n} values for the decoded tensor"))?;
             let up = fetch(src, u, &FLOATS, &[m, *rank])?;
             let uf = bytes_to_f32(&up.bytes, up.dtype);
             let vp = fetch(src, v, &FLOATS, &[*rank, cols])?;
@@ -316,5 +340,176 @@ mod tests {
             part("w.__values", Dtype::F32, &[1, 2], crate::writer::f32_bytes(&[5.0, 6.0])),
         ];
         assert!(decode(&meta, &mut parts.as_slice()).is_err(), "row index out of range");
+    }
+
+    mod fuzz {
+        use super::super::*;
+        use crate::commands::cluster::{ClusterArgs, ClusterEncoder};
+        use crate::commands::lowrank::{LowrankArgs, LowrankEncoder};
+        use crate::commands::pipeline::{Encoder, Outcome};
+        use crate::commands::prune::{MethodArg, PruneArgs, PruneEncoder};
+        use crate::commands::quantize::{GranularityArg, QuantizeArgs, QuantizeEncoder, SchemeArg};
+        use crate::commands::{IoArgs, SelectArgs};
+        use crate::format::encode_values;
+        use crate::safetensors_io::TensorInfo;
+        use proptest::prelude::*;
+
+        fn io() -> IoArgs {
+            IoArgs {
+                input: "in".into(),
+                output: "out".into(),
+                force: false,
+                json: true,
+            }
+        }
+
+        fn sel() -> SelectArgs {
+            SelectArgs {
+                include: vec![],
+                exclude: vec![],
+            }
+        }
+
+        /// Every encoder's output for one tensor.
+        fn encodings(values: &[f32], shape: &[usize]) -> Vec<(TensorMeta, Vec<Part>)> {
+            let t = TensorInfo {
+                name: "w".into(),
+                dtype: Dtype::F32,
+                shape: shape.to_vec(),
+                begin: 0,
+                end: 4 * values.len() as u64,
+            };
+            let raw = encode_values(values, Dtype::F32);
+            let q = |bits, g, group_size, scheme| QuantizeArgs {
+                io: io(),
+                select: sel(),
+                bits,
+                granularity: Some(g),
+                group_size,
+                scheme,
+                scale_dtype: None,
+                axis: 0,
+            };
+            let p = |method, sparsity| PruneArgs {
+                io: io(),
+                select: sel(),
+                sparsity,
+                method,
+                global: false,
+                m: 4,
+                dense: false,
+            };
+            let mut encs: Vec<Box<dyn Encoder>> = vec![
+                Box::new(QuantizeEncoder::new(&q(8, GranularityArg::Channel, None, SchemeArg::Sym)).unwrap()),
+                Box::new(QuantizeEncoder::new(&q(3, GranularityArg::Group, Some(4), SchemeArg::Affine)).unwrap()),
+                Box::new(QuantizeEncoder::new(&q(2, GranularityArg::Tensor, None, SchemeArg::Affine)).unwrap()),
+                Box::new(PruneEncoder::new(&p(MethodArg::Magnitude, 0.8)).unwrap()),
+                Box::new(PruneEncoder::new(&p(MethodArg::Rows, 0.5)).unwrap()),
+                Box::new(PruneEncoder::new(&p(MethodArg::Nm, 0.5)).unwrap()),
+                Box::new(
+                    ClusterEncoder::new(&ClusterArgs {
+                        io: io(),
+                        select: sel(),
+                        bits: 3,
+                        huffman: true,
+                        per_channel: true,
+                        preserve_zeros: false,
+                        max_iter: 20,
+                    })
+                    .unwrap(),
+                ),
+                Box::new(
+                    LowrankEncoder::new(&LowrankArgs {
+                        io: io(),
+                        select: sel(),
+                        energy: None,
+                        rank: Some(1),
+                        exact: true,
+                    })
+                    .unwrap(),
+                ),
+            ];
+            let mut out = Vec::new();
+            for e in &mut encs {
+                if let Ok(Outcome::Encoded { encoding, parts, .. }) = e.encode(&t, values, &raw) {
+                    let meta = TensorMeta {
+                        dtype: "F32".into(),
+                        shape: shape.to_vec(),
+                        encoding,
+                    };
+                    out.push((meta, parts));
+                }
+            }
+            out
+        }
+
+        fn mutate_meta(m: &mut TensorMeta, v: usize) {
+            match &mut m.encoding {
+                Encoding::Int { bits, group_size, axis, .. } => match v % 3 {
+                    0 => *bits = v as u32 % 10,
+                    1 => *group_size = Some(v % 7),
+                    _ => *axis = Some(v % 4),
+                },
+                Encoding::Cluster { bits, clusters, huffman_bits, .. } => match v % 3 {
+                    0 => *bits = v as u32 % 10,
+                    1 => *clusters = v % 300,
+                    _ => *huffman_bits = Some(v as u64 * 977),
+                },
+                Encoding::Sparse { nnz, .. } => *nnz = v,
+                Encoding::Lowrank { rank, .. } => *rank = v % 9,
+                Encoding::Rows { .. } => {}
+            }
+            if v % 5 == 0 {
+                m.shape = vec![v % 9, 1 << 40];
+            } else if v % 7 == 0 {
+                m.shape.reverse();
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(48))]
+
+            #[test]
+            fn encodings_decode_and_corruptions_never_panic(
+                rows in 1usize..6,
+                cols4 in 1usize..4,
+                values in proptest::collection::vec(-2.0f32..2.0, 96),
+                flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<prop::sample::Index>(), any::<u8>()), 0..4),
+                meta_v in 0usize..10_000,
+                resize in any::<prop::sample::Index>(),
+            ) {
+                let shape = [rows * 2, cols4 * 4];
+                let values = &values[..shape[0] * shape[1]];
+                let encs = encodings(values, &shape);
+                prop_assert!(encs.len() >= 6, "{} encodings", encs.len());
+                for (meta, parts) in encs {
+                    let back = decode(&meta, &mut parts.as_slice()).unwrap();
+                    prop_assert_eq!(back.len(), values.len());
+                    // Byte flips in the parts.
+                    let mut p2 = parts.clone();
+                    for (pi, bi, b) in &flips {
+                        let part = &mut p2[pi.index(parts.len())];
+                        if !part.bytes.is_empty() {
+                            let i = bi.index(part.bytes.len());
+                            part.bytes[i] = *b;
+                        }
+                    }
+                    let _ = decode(&meta, &mut p2.as_slice());
+                    // A part of another length (shape kept consistent with its bytes).
+                    let mut p3 = parts.clone();
+                    let part = &mut p3[resize.index(parts.len())];
+                    let keep = part.bytes.len() / 2 / part.dtype.size();
+                    part.bytes.truncate(keep * part.dtype.size());
+                    part.shape = vec![keep];
+                    prop_assert!(decode(&meta, &mut p3.as_slice()).is_err());
+                    // A missing part.
+                    prop_assert!(decode(&meta, &mut &parts[1..]).is_err());
+                    // Lying metadata.
+                    let mut m2 = meta.clone();
+                    mutate_meta(&mut m2, meta_v);
+                    let _ = decode(&m2, &mut parts.as_slice());
+                }
+            }
+        }
     }
 }

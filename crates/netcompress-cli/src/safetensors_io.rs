@@ -373,4 +373,82 @@ mod tests {
         let ok = r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#;
         assert!(parse_header(&header(ok), 12).is_err(), "data section larger than tensors");
     }
+
+    /// Opens `bytes` as a file and reads every tensor; must never panic.
+    fn open_and_read_all(bytes: &[u8], tag: &str) -> Result<()> {
+        let path = std::env::temp_dir().join(format!("nc-fuzz-{}-{tag}.safetensors", std::process::id()));
+        std::fs::write(&path, bytes).unwrap();
+        let out = SafetensorsFile::open(&path).and_then(|mut f| {
+            for t in f.tensors.clone() {
+                f.read_raw(&t)?;
+                f.read_f32(&t)?;
+            }
+            Ok(())
+        });
+        std::fs::remove_file(&path).unwrap();
+        out
+    }
+
+    fn valid_file() -> Vec<u8> {
+        let h = r#"{"__metadata__":{"format":"pt"},"a":{"dtype":"F16","shape":[2,3],"data_offsets":[0,12]},"b":{"dtype":"I64","shape":[2],"data_offsets":[12,28]},"c":{"dtype":"BF16","shape":[4],"data_offsets":[28,36]}}"#;
+        let mut v = (h.len() as u64).to_le_bytes().to_vec();
+        v.extend_from_slice(h.as_bytes());
+        v.extend((0..36u8).map(|i| i.wrapping_mul(37)));
+        v
+    }
+
+    #[test]
+    fn the_valid_fixture_reads() {
+        open_and_read_all(&valid_file(), "valid").unwrap();
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = open_and_read_all(&bytes, "random");
+        }
+
+        #[test]
+        fn truncated_files_are_errors(cut in 0usize..300) {
+            let v = valid_file();
+            let cut = cut % v.len();
+            prop_assert!(open_and_read_all(&v[..cut], "trunc").is_err());
+        }
+
+        #[test]
+        fn corrupted_files_never_panic(
+            flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6)
+        ) {
+            let mut v = valid_file();
+            for (i, b) in flips {
+                let i = i.index(v.len());
+                v[i] = b;
+            }
+            let _ = open_and_read_all(&v, "flip");
+        }
+
+        #[test]
+        fn random_headers_never_panic(
+            dtype in prop::sample::select(vec!["F32", "F16", "BF16", "F64", "I64", "U8", "BOOL", "Q4", ""]),
+            shape in proptest::collection::vec(prop_oneof![0u64..5, Just(u64::MAX), Just(1u64 << 62)], 0..4),
+            begin in prop_oneof![0u64..40, Just(u64::MAX)],
+            len in prop_oneof![0u64..40, Just(u64::MAX)],
+            data_len in 0u64..64,
+        ) {
+            let end = begin.wrapping_add(len);
+            let h = format!(
+                r#"{{"t":{{"dtype":"{dtype}","shape":{shape:?},"data_offsets":[{begin},{end}]}}}}"#
+            );
+            if let Ok((ts, _)) = parse_header(h.as_bytes(), data_len) {
+                for t in ts {
+                    prop_assert!(t.end <= data_len);
+                    prop_assert_eq!(t.nbytes() as usize, t.numel() * t.dtype.size());
+                }
+            }
+        }
+    }
 }

@@ -35,6 +35,8 @@ fn baseline_json_contract() {
         assert!((0.0..=1.0).contains(&acc));
     }
     assert!(v["baseline"]["accuracy"].as_f64().unwrap() >= 0.96, "{last}");
+    assert!(v["extra"]["cnn"]["accuracy"].as_f64().unwrap() >= 0.96, "{last}");
+    assert_eq!(v["baseline"]["params"], 64 * 128 + 128 + 128 * 64 + 64 + 64 * 10 + 10);
     assert!(v["extra"].is_object());
 }
 
@@ -45,4 +47,48 @@ fn unknown_experiment_is_one_line_error() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("unknown experiment `no-such-thing`"), "{err}");
+}
+
+fn write_idx(dir: &std::path::Path, prefix: &str, n: usize, seed: u8) {
+    let mut images = Vec::new();
+    images.extend_from_slice(&2051u32.to_be_bytes());
+    images.extend_from_slice(&(n as u32).to_be_bytes());
+    images.extend_from_slice(&28u32.to_be_bytes());
+    images.extend_from_slice(&28u32.to_be_bytes());
+    let mut labels = Vec::new();
+    labels.extend_from_slice(&2049u32.to_be_bytes());
+    labels.extend_from_slice(&(n as u32).to_be_bytes());
+    for i in 0..n {
+        let label = (i % 10) as u8;
+        // A bright bar whose row depends on the label: learnable, not noise.
+        for r in 0..28u8 {
+            for c in 0..28u8 {
+                let on = r / 3 == label && c > 3 && c < 24;
+                images.push(if on { 200 } else { (r ^ c ^ seed) % 7 });
+            }
+        }
+        labels.push(label);
+    }
+    std::fs::write(dir.join(format!("{prefix}-images-idx3-ubyte")), images).unwrap();
+    std::fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte")), labels).unwrap();
+}
+
+#[test]
+fn baseline_trains_lenet_300_100_on_mnist_idx_files() {
+    let dir = std::env::temp_dir().join(format!("netcompress-mnist-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    write_idx(&dir, "train", 60, 1);
+    write_idx(&dir, "t10k", 20, 2);
+    let out = netcompress(&[
+        "experiment", "baseline", "--json", "--fast", "--data", dir.to_str().unwrap(),
+    ]);
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(v["data"], "mnist");
+    let lenet = 784 * 300 + 300 + 300 * 100 + 100 + 100 * 10 + 10;
+    assert_eq!(v["baseline"]["params"], lenet);
+    assert_eq!(v["extra"]["test_samples"], 20);
+    assert!(v["baseline"]["accuracy"].as_f64().unwrap() > 0.5, "{text}");
 }

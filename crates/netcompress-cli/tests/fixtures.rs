@@ -134,7 +134,7 @@ pub fn write_safetensors(path: &Path, specs: &[Spec], seed: u64) {
     f.flush().unwrap();
 }
 
-/// A small transformer-shaped checkpoint (~1.6 M parameters): BF16 embeddings, F32 attention,
+/// A small transformer-shaped checkpoint (~0.8 M parameters): BF16 embeddings, F32 attention,
 /// F16 MLP, F32 norms and biases, an F64 conv stem and I64 position ids.
 pub fn model_specs() -> Vec<Spec> {
     let d = 128;

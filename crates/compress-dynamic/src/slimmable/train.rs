@@ -93,7 +93,10 @@ pub fn train_sandwich<F: Float>(
     }
     let widths = net.widths().to_vec();
     let (w_min, w_max) = (widths[0], widths[widths.len() - 1]);
-    let middle: Vec<f64> = widths[1..widths.len().saturating_sub(1)].to_vec();
+    let middle: Vec<f64> = widths
+        .get(1..widths.len().saturating_sub(1))
+        .map(<[f64]>::to_vec)
+        .unwrap_or_default();
     let base_lr = optimizer.lr().as_f64();
     let mut rng = StdRng::seed_from_u64(config.seed);
     let mut order: Vec<usize> = (0..train.len()).collect();

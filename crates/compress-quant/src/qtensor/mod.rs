@@ -127,6 +127,45 @@ impl QTensor {
         Self::quantize_ranges_unchecked(x, shape, scheme, lay, ranges)
     }
 
+    /// Quantizes with given scales and zero points (one per parameter set; zero points are
+    /// ignored for symmetric schemes). Used to export fake-quantized (QAT) weights exactly.
+    ///
+    /// # Errors
+    ///
+    /// As [`QTensor::quantize_with_ranges`]; a scale that is not positive and finite, or a
+    /// zero point outside the code range.
+    pub fn quantize_with_params(
+        x: &[f32],
+        shape: &[usize],
+        scheme: IntScheme,
+        scales: &[f32],
+        zero_points: &[i32],
+    ) -> Result<Self, QuantError> {
+        scheme.validate()?;
+        check_len(x, shape)?;
+        let lay = BlockLayout::new(shape, scheme.granularity, "x")?;
+        let (_, _, finite) = qk::min_max(x);
+        if !finite {
+            return Err(non_finite(x, "x"));
+        }
+        let zps: Vec<i32> = if scheme.affine { zero_points.to_vec() } else { vec![0; lay.params] };
+        if scales.len() != lay.params || zps.len() != lay.params {
+            return Err(CoreError::config(
+                "scales",
+                format!("expected {} scales and zero points, got {} and {}", lay.params, scales.len(), zps.len()),
+            )
+            .into());
+        }
+        let (qlo, qhi) = scheme.code_range();
+        if let Some(s) = scales.iter().find(|s| !(**s > 0.0 && s.is_finite() && (1.0 / **s).is_finite())) {
+            return Err(CoreError::config("scales", format!("bad scale {s}")).into());
+        }
+        if let Some(z) = zps.iter().find(|z| !(qlo..=qhi).contains(*z)) {
+            return Err(CoreError::config("zero_points", format!("{z} outside {qlo}..={qhi}")).into());
+        }
+        Ok(Self::encode(x, shape, scheme, lay, scales.to_vec(), zps))
+    }
+
     /// `x` is finite and matches `shape`; `lay` is its layout.
     fn quantize_ranges_unchecked(
         x: &[f32],
@@ -149,6 +188,18 @@ impl QTensor {
             scales.push(s);
             zero_points.push(z);
         }
+        Ok(Self::encode(x, shape, scheme, lay, scales, zero_points))
+    }
+
+    /// Codes for valid inputs and parameters.
+    fn encode(
+        x: &[f32],
+        shape: &[usize],
+        scheme: IntScheme,
+        lay: BlockLayout,
+        scales: Vec<f32>,
+        mut zero_points: Vec<i32>,
+    ) -> Self {
         let (qlo, qhi) = scheme.code_range();
         let mut codes = vec![0u8; x.len()];
         for (b, (block, out)) in x
@@ -168,13 +219,13 @@ impl QTensor {
         if !scheme.affine {
             zero_points.clear();
         }
-        Ok(Self {
+        Self {
             shape: shape.to_vec(),
             scheme: QuantScheme::Int(scheme),
             data,
             scales,
             zero_points,
-        })
+        }
     }
 
     fn cast(x: &[f32], shape: &[usize], scheme: QuantScheme) -> Result<Self, QuantError> {

@@ -281,8 +281,9 @@ pub(crate) fn diff(a: &Path, b: &Path) -> Result<DiffReport> {
 /// As [`diff`].
 pub(crate) fn run(args: &DiffArgs) -> Result<()> {
     let r = diff(&args.a, &args.b)?;
+    let w = r.tensors.iter().map(|d| d.name.len()).max().unwrap_or(0).max(6);
     println!(
-        "{:<40} {:<11} {:<18} {:>9} {:>10} {:>9} {:>10}",
+        "{:<w$} {:<11} {:<18} {:>9} {:>10} {:>9} {:>10}",
         "tensor", "dtype", "shape", "SQNR dB", "rel err", "cosine", "max |err|"
     );
     for d in &r.tensors {
@@ -302,7 +303,7 @@ pub(crate) fn run(args: &DiffArgs) -> Result<()> {
             ("compared", None, Some(eq)) => (if eq { "equal" } else { "DIFFERENT" }).to_string(),
             (s, _, _) => s.to_string(),
         };
-        println!("{:<40} {:<11} {:<18} {cols}", d.name, dt, format!("{:?}", d.shape));
+        println!("{:<w$} {:<11} {:<18} {cols}", d.name, dt, format!("{:?}", d.shape));
     }
     let t = &r.totals;
     let db = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.2} dB"));

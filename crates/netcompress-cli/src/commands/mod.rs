@@ -8,7 +8,7 @@ pub(crate) mod dequantize;
 pub(crate) mod diff;
 pub(crate) mod lowrank;
 mod metrics;
-mod pipeline;
+pub(crate) mod pipeline;
 mod plan;
 pub(crate) mod prune;
 pub(crate) mod quantize;

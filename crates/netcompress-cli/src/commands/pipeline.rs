@@ -348,8 +348,9 @@ fn finish_totals(totals: &mut Totals, reports: &[TensorReport], all: &ErrSums) {
 ///
 /// [`CliError::Json`] if serialization fails.
 pub(crate) fn print_summary(s: &Summary, json: bool) -> Result<()> {
+    let w = s.tensors.iter().map(|r| r.name.len()).max().unwrap_or(0).max(6);
     println!(
-        "{:<40} {:<5} {:<18} {:<24} {:>10} {:>10} {:>8}",
+        "{:<w$} {:<5} {:<18} {:<28} {:>10} {:>10} {:>8}",
         "tensor", "dtype", "shape", "action", "in", "out", "SQNR dB"
     );
     for r in &s.tensors {
@@ -359,7 +360,7 @@ pub(crate) fn print_summary(s: &Summary, json: bool) -> Result<()> {
             None => String::new(),
         };
         println!(
-            "{:<40} {:<5} {:<18} {:<24} {:>10} {:>10} {:>8}",
+            "{:<w$} {:<5} {:<18} {:<28} {:>10} {:>10} {:>8}",
             r.name,
             r.dtype,
             format!("{:?}", r.shape),
@@ -371,19 +372,31 @@ pub(crate) fn print_summary(s: &Summary, json: bool) -> Result<()> {
     }
     let t = &s.totals;
     let db = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.2} dB"));
-    println!(
-        "{}: {} tensors ({} transformed, {} passed through); {} -> {} ({:.2}% of the input, {:.2}% of its f32 size); mean SQNR {}, min {}",
-        s.command,
-        t.tensors,
-        t.transformed,
-        t.passed,
-        fmt_bytes(t.file_bytes_in),
-        fmt_bytes(t.file_bytes_out),
-        100.0 * t.ratio,
-        100.0 * t.ratio_f32,
-        db(t.mean_sqnr_db),
-        db(t.min_sqnr_db),
-    );
+    if s.command == "dequantize" {
+        println!(
+            "dequantize: {} tensors ({} restored, {} passed through); {} -> {}",
+            t.tensors,
+            t.transformed,
+            t.passed,
+            fmt_bytes(t.file_bytes_in),
+            fmt_bytes(t.file_bytes_out),
+        );
+    } else {
+        let sparsity = t.sparsity.map_or_else(String::new, |v| format!(", sparsity {:.2}%", 100.0 * v));
+        println!(
+            "{}: {} tensors ({} transformed, {} passed through); {} -> {} ({:.2}% of the input, {:.2}% of its f32 size); mean SQNR {}, min {}{sparsity}",
+            s.command,
+            t.tensors,
+            t.transformed,
+            t.passed,
+            fmt_bytes(t.file_bytes_in),
+            fmt_bytes(t.file_bytes_out),
+            100.0 * t.ratio,
+            100.0 * t.ratio_f32,
+            db(t.mean_sqnr_db),
+            db(t.min_sqnr_db),
+        );
+    }
     for o in &s.outputs {
         println!("wrote {o}");
     }

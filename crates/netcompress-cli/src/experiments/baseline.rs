@@ -1,8 +1,8 @@
 //! `baseline`: the reference MLP (64-128-64-10 on digits, LeNet-300-100 on MNIST), dense f32.
 
-use compress_nn::models::mlp;
+use compress_nn::models::{mlp, small_cnn};
 use compress_nn::train::evaluate;
-use compress_nn::{Dataset, Sequential, Sgd, TrainConfig, Trainer};
+use compress_nn::{Adam, Dataset, LrSchedule, Sequential, Sgd, TrainConfig, Trainer};
 use rand::{SeedableRng, rngs::StdRng};
 use serde_json::json;
 
@@ -55,13 +55,43 @@ pub(crate) fn train_reference_mlp(
     Ok((net, acc))
 }
 
+/// Trains the small CNN on images `[N, 1, side, side]`; returns the model and test accuracy.
+pub(crate) fn train_small_cnn(
+    ctx: &Ctx,
+    train: &Dataset<f32>,
+    test: &Dataset<f32>,
+) -> Result<(Sequential<f32>, f64)> {
+    let mut rng = StdRng::seed_from_u64(ctx.seed);
+    let mut net = small_cnn::<f32, _>(1, ctx.image_side(), 10, &mut rng);
+    let epochs = ctx.epochs(10, 6);
+    let mut opt = Adam::new(3e-3);
+    let trainer = Trainer::new(TrainConfig {
+        epochs,
+        batch_size: 32,
+        seed: ctx.seed,
+        schedule: LrSchedule::Cosine { min_lr: 1e-4 },
+        ..TrainConfig::default()
+    });
+    let mut bar = EpochBar::new("small CNN", epochs, ctx.progress);
+    let mut loss = compress_nn::train::CrossEntropy;
+    trainer.fit_with(&mut net, &mut opt, train, None, &mut loss, &mut bar)?;
+    bar.finish();
+    let acc = evaluate(&mut net, test, 512)?;
+    Ok((net, acc))
+}
+
 /// Runs `baseline`.
 pub(crate) fn run(ctx: &Ctx) -> Result<Report> {
     let (train, test) = ctx.load_flat()?;
     let (net, acc) = train_reference_mlp(ctx, &train, &test)?;
     let m = Metrics::dense_f32(&net, &[ctx.input_dim()], acc)?;
+    let (itrain, itest) = ctx.load_images()?;
+    let (cnn, cnn_acc) = train_small_cnn(ctx, &itrain, &itest)?;
+    let side = ctx.image_side();
+    let c = Metrics::dense_f32(&cnn, &[1, side, side], cnn_acc)?;
     let extra = json!({
         "mlp": mlp_widths(ctx),
+        "cnn": c,
         "train_samples": train.len(),
         "test_samples": test.len(),
     });

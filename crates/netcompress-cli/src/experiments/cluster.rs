@@ -116,24 +116,39 @@ pub(crate) fn run_cluster(ctx: &Ctx) -> Result<Report> {
     ))
 }
 
-/// One layer's row of the Deep Compression table (Han et al. Table 1).
+/// Fixed relative-index width of the pruned and clustered stages (Han et al. use 5 bits for
+/// fully connected layers).
+const FIXED_GAP_BITS: u32 = 5;
+
+/// One layer's row of the Deep Compression table (Han et al. Table 1), its bytes after
+/// Huffman coding, and the dense weights rebuilt from the decoded Huffman streams.
 fn encode_layer(
     path: &str,
     pruned_w: &ArrayD<f32>,
     c: &ClusteredTensor<f32>,
-    gap_bits: u32,
 ) -> Result<(Value, usize, Vec<f32>)> {
     let n = c.len();
-    let codes = c.codes();
     // Entries come from the codes (code 0 is the pinned zero), so a centroid that crosses
-    // zero in fine-tuning is still stored.
-    let as_f32: Vec<f32> = codes.iter().map(|&k| k as f32).collect();
-    let rel = relative_index_encode(&as_f32, gap_bits).map_err(pe)?;
-    let entry_codes: Vec<u32> = rel.values.iter().map(|&v| v as u32).collect();
+    // zero in fine-tuning is still stored. Fillers get code 0.
+    let as_f32: Vec<f32> = c.codes().iter().map(|&k| k as f32).collect();
     let k = c.clusters();
     let codebook = c.codebook().len() * 4;
-    let hc = HuffmanEncoded::encode(&entry_codes, k).map_err(qe)?;
-    let hg = HuffmanEncoded::encode(&rel.gaps, 1 << gap_bits).map_err(qe)?;
+    let fixed = relative_index_encode(&as_f32, FIXED_GAP_BITS).map_err(pe)?;
+    // Huffman stage: the gap width (2..=8 bits) that gives the fewest coded bytes.
+    let mut best: Option<(usize, u32, Vec<u32>, HuffmanEncoded, HuffmanEncoded)> = None;
+    for bits in 2..=8 {
+        let rel = relative_index_encode(&as_f32, bits).map_err(pe)?;
+        let codes: Vec<u32> = rel.values.iter().map(|&v| v as u32).collect();
+        let hc = HuffmanEncoded::encode(&codes, k).map_err(qe)?;
+        let hg = HuffmanEncoded::encode(&rel.gaps, 1 << bits).map_err(qe)?;
+        let total = hc.total_bytes() + hg.total_bytes();
+        if best.as_ref().is_none_or(|b| total < b.0) {
+            best = Some((total, bits, rel.gaps, hc, hg));
+        }
+    }
+    let Some((coded, gap_bits, gaps, hc, hg)) = best else {
+        return Err(CliError::Usage("no gap width tried".into()));
+    };
     // Decode both streams back and rebuild the dense weights from them.
     let (dc, dg) = (hc.decode().map_err(qe)?, hg.decode().map_err(qe)?);
     let mut dense = vec![0.0f32; n];
@@ -146,22 +161,24 @@ fn encode_layer(
         pos += 1;
     }
     let kept = pruned_w.iter().filter(|&&v| v != 0.0).count();
-    let entries = rel.entries().max(1) as f64;
-    let dense_b = n * 4;
-    let pruned_b = rel.bytes(32);
-    let clustered_b = rel.bytes(c.index_bits()) + codebook;
-    let huffman_b = hc.total_bytes() + hg.total_bytes() + codebook;
+    let entries = hc.symbols().max(1) as f64;
+    let (dense_b, pruned_b) = (n * 4, fixed.bytes(32));
+    let clustered_b = fixed.bytes(c.index_bits()) + codebook;
+    let huffman_b = coded + codebook;
+    let code_freq = frequencies(&dc, k).map_err(qe)?;
+    let gap_freq = frequencies(&gaps, 1 << gap_bits).map_err(qe)?;
     let row = json!({
         "layer": path,
         "weights": n,
         "kept_percent": 100.0 * kept as f64 / n.max(1) as f64,
-        "fillers": rel.fillers(),
         "weight_bits_q": c.index_bits(),
         "weight_bits_huffman": hc.bit_len() as f64 / entries,
-        "weight_bits_entropy": entropy_bits(&frequencies(&entry_codes, k).map_err(qe)?) / entries,
-        "index_bits": gap_bits,
+        "weight_bits_entropy": entropy_bits(&code_freq) / entries,
+        "index_bits": FIXED_GAP_BITS,
+        "fillers": fixed.fillers(),
+        "huffman_gap_bits": gap_bits,
         "index_bits_huffman": hg.bit_len() as f64 / entries,
-        "index_bits_entropy": entropy_bits(&frequencies(&rel.gaps, 1 << gap_bits).map_err(qe)?) / entries,
+        "index_bits_entropy": entropy_bits(&gap_freq) / entries,
         "bytes": {"dense_f32": dense_b, "pruned": pruned_b, "clustered": clustered_b, "huffman": huffman_b},
         "ratio": {"pruned": dense_b as f64 / pruned_b as f64, "clustered": dense_b as f64 / clustered_b as f64,
                   "huffman": dense_b as f64 / huffman_b as f64},
@@ -170,7 +187,7 @@ fn encode_layer(
 }
 
 /// `deep-compression`: 64-300-100-10 (784-300-100-10 on MNIST), prune ~92% with retraining,
-/// 5-bit trained clustering, Huffman coding of indices and relative-index gaps.
+/// 5-bit trained clustering (biases: 4-bit), Huffman coding of indices and relative-index gaps.
 pub(crate) fn run_deep_compression(ctx: &Ctx) -> Result<Report> {
     let (train, test) = ctx.load_flat()?;
     let widths = vec![ctx.input_dim(), 300, 100, 10];
@@ -207,6 +224,9 @@ pub(crate) fn run_deep_compression(ctx: &Ctx) -> Result<Report> {
         .init(ClusterInit::Linear)
         .preserve_sparsity(true);
     cluster_weights(&mut net, &ParamFilter::new(), &cfg, 0.05f32).map_err(qe)?;
+    // Biases (not pruned) share 16 values per layer (4-bit indices).
+    let bias_filter = ParamFilter::new().with_bias(true).include("*.bias");
+    cluster_weights(&mut net, &bias_filter, &ClusterConfig::new(16), 0.05f32).map_err(qe)?;
     let quant_acc = evaluate(&mut net, &test, 512)?;
     let mut opt = Sgd::new(0.01f32).momentum(0.9);
     let ft_acc = fit(
@@ -218,11 +238,16 @@ pub(crate) fn run_deep_compression(ctx: &Ctx) -> Result<Report> {
         ctx.epochs(8, 3),
     )?;
     let clustered = export_clustered(&net).map_err(qe)?;
-    let (mut rows, mut weight_bytes, mut decoded) = (Vec::new(), 0, Vec::new());
+    let (mut rows, mut weight_bytes, mut bias_b, mut decoded) = (Vec::new(), 0, 0, Vec::new());
     for (path, c) in &clustered {
+        if path.ends_with("bias") {
+            bias_b += c.bytes();
+            decoded.push((path.clone(), c.decode().map_err(qe)?));
+            continue;
+        }
         let pw = pruned.iter().find(|(p, _)| p == path).map(|(_, w)| w);
         let pw = pw.ok_or_else(|| CliError::Usage(format!("missing pruned weights for {path}")))?;
-        let (row, b, dense) = encode_layer(path, pw, c, 5)?;
+        let (row, b, dense) = encode_layer(path, pw, c)?;
         rows.push(row);
         weight_bytes += b;
         decoded.push((
@@ -241,7 +266,7 @@ pub(crate) fn run_deep_compression(ctx: &Ctx) -> Result<Report> {
     }
     net.load_state(&state)?;
     let acc = evaluate(&mut net, &test, 512)?;
-    let bytes = weight_bytes + bias_bytes(&net);
+    let bytes = weight_bytes + bias_b;
     let stage_total = |k: &str| {
         rows.iter()
             .map(|r| r["bytes"][k].as_u64().unwrap_or(0))
@@ -260,7 +285,7 @@ pub(crate) fn run_deep_compression(ctx: &Ctx) -> Result<Report> {
         "weight_ratio": {"pruned": dense_w / stage_total("pruned") as f64,
                          "clustered": dense_w / stage_total("clustered") as f64,
                          "huffman": dense_w / stage_total("huffman") as f64},
-        "bias_bytes_f32": bias_bytes(&net),
+        "bias_bytes": {"f32": bias_bytes(&net), "clustered_4bit": bias_b},
         "total_ratio_vs_f32": baseline.bytes as f64 / bytes as f64,
     });
     Ok(Report::new(
@@ -398,14 +423,16 @@ pub(crate) fn run_binaryconnect(ctx: &Ctx) -> Result<Report> {
         .sum();
     let mut variants = Vec::new();
     let mut best: Option<(f64, usize)> = None;
-    for (name, stochastic, xnor) in [
-        ("deterministic", false, false),
-        ("stochastic", true, false),
-        ("xnor_per_channel", false, true),
+    // Adam learning rates per variant: the stochastic one needs larger steps so that shadow
+    // weights saturate towards +-1 and the sign used at test time matches training.
+    for (name, stochastic, xnor, lr) in [
+        ("deterministic", false, false, 0.01),
+        ("stochastic", true, false, 0.02),
+        ("xnor_per_channel", false, true, 0.003),
     ] {
-        let (acc, packed_acc, bytes) = train_binary(ctx, (&train, &test), stochastic, xnor)?;
+        let (acc, packed_acc, bytes) = train_binary(ctx, (&train, &test), stochastic, xnor, lr)?;
         variants.push(
-            json!({"variant": name, "accuracy": acc, "packed_kernel_accuracy": packed_acc,
+            json!({"variant": name, "adam_lr": lr, "accuracy": acc, "packed_kernel_accuracy": packed_acc,
             "weight_bytes": bytes, "f32_weight_bytes": weights * 4,
             "weight_ratio": (weights * 4) as f64 / bytes as f64}),
         );

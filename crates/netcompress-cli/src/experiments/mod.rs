@@ -3,11 +3,13 @@
 //! Each technique adds a file here with `pub(crate) fn run_<name>(ctx: &Ctx) -> Result<Report>`
 //! functions and registers them in [`REGISTRY`].
 
+mod arch;
 mod baseline;
 mod distill;
 mod prune;
 mod cluster;
 mod dynamic;
+mod quant;
 
 use std::path::PathBuf;
 
@@ -53,7 +55,7 @@ impl Ctx {
     pub(crate) fn load_flat(&self) -> Result<(Dataset<f32>, Dataset<f32>)> {
         match &self.data {
             DataSource::Digits => Ok(compress_nn::data::digits::<f32>()?),
-            DataSource::Mnist(dir) => Err(CliError::Usage(format!("MNIST loader not wired yet ({})", dir.display()))), // LEAD-TODO: compress_nn::data::mnist::load
+            DataSource::Mnist(dir) => Ok(compress_nn::data::mnist::load::<f32>(dir)?),
         }
     }
 
@@ -233,6 +235,36 @@ pub(crate) const REGISTRY: &[Experiment] = &[
         about: "early-exit depth chosen by battery level 0.25/0.5/0.75/1.0 (per sample and on average)",
         run: dynamic::run_dynamic_budget,
     },
+    Experiment {
+        name: "depthwise",
+        about: "small CNN with standard vs depthwise separable 3x3 convs (MobileNet cost ratio 1/N + 1/K^2)",
+        run: arch::run_depthwise,
+    },
+    Experiment {
+        name: "mobilenet",
+        about: "MobileNet v1 (small) at width 1.0 and 0.5, and with Ghost modules (ratio 2)",
+        run: arch::run_mobilenet,
+    },
+    Experiment {
+        name: "lowrank",
+        about: "reference MLP's two largest layers by truncated SVD to 90% energy, fine-tuned",
+        run: arch::run_lowrank,
+    },
+    Experiment {
+        name: "quant-ptq",
+        about: "post-training quantization of the MLP and CNN: int8 per-tensor/channel, int4 g32, int2 g16",
+        run: quant::run_ptq,
+    },
+    Experiment {
+        name: "quant-qat",
+        about: "quantization-aware fine-tuning (LSQ and min-max ranges) at 4 and 2 bits vs PTQ",
+        run: quant::run_qat,
+    },
+    Experiment {
+        name: "quant-int8-inference",
+        about: "the MLP (and CNN) end to end through QLinear / QConv2d: agreement and latency",
+        run: quant::run_int8_inference,
+    },
 ];
 
 /// Looks an experiment up by name.
@@ -241,4 +273,9 @@ pub(crate) fn find(name: &str) -> Result<&'static Experiment> {
         "unknown experiment `{name}`; known: {}",
         REGISTRY.iter().map(|e| e.name).collect::<Vec<_>>().join(", ")
     )))
+}
+
+/// Test accuracy of a model on a data set (eval mode, batches of 512).
+pub(crate) fn accuracy_of(model: &mut dyn Layer<f32>, data: &Dataset<f32>) -> Result<f64> {
+    Ok(compress_nn::train::evaluate(model, data, 512)?)
 }

@@ -1,0 +1,351 @@
+//! Issue 4 experiments: `quant-ptq` (post-training quantization of the reference MLP and
+//! CNN under int8/int4/int2 schemes), `quant-qat` (quantization-aware fine-tuning at 4 and 2
+//! bits vs PTQ) and `quant-int8-inference` (the MLP end to end through `QLinear`).
+
+use std::time::Instant;
+
+use compress_core::{Module, Param, ParamFilter, ParamPath};
+use compress_nn::models::{mlp, small_cnn};
+use compress_nn::train::{evaluate, predict};
+use compress_nn::{Conv2d, Dataset, Linear, Sequential};
+use compress_quant::calibrate::{attach_observers, calibrate, detach_observers};
+use compress_quant::{
+    ActQuant, ActRange, Calibration, FakeQuant, FakeQuantAct, IntScheme, Observer, PtqConfig,
+    QConv2d, QLinear, QTensor, QuantError, attach_fake_quant, fake_quantize_model,
+};
+use ndarray::ArrayD;
+use rand::{SeedableRng, rngs::StdRng};
+use serde_json::{Value, json};
+
+use super::baseline::{mlp_widths, train_reference_mlp, train_sgd};
+use super::{Ctx, Metrics, Report};
+use crate::error::{CliError, Result};
+
+fn qe(e: QuantError) -> CliError {
+    match e {
+        QuantError::Core(c) => CliError::Core(c),
+        QuantError::Nn(n) => CliError::Nn(n),
+        other => CliError::Usage(format!("compress-quant: {other}")),
+    }
+}
+
+/// Which reference model.
+#[derive(Clone, Copy, PartialEq)]
+enum Arch {
+    Mlp,
+    Cnn,
+}
+
+/// A fresh model of `arch` (same seed, so the same structure) holding `src`'s state.
+fn copy_of(ctx: &Ctx, arch: Arch, src: &Sequential<f32>) -> Result<Sequential<f32>> {
+    let mut rng = StdRng::seed_from_u64(ctx.seed);
+    let mut net = match arch {
+        Arch::Mlp => mlp::<f32, _>(&mlp_widths(ctx), &mut rng),
+        Arch::Cnn => small_cnn::<f32, _>(1, ctx.image_side(), 10, &mut rng),
+    };
+    net.load_state(&src.stored_dict())?;
+    Ok(net)
+}
+
+/// Trains the reference CNN on images; returns it with its test accuracy.
+fn train_cnn(ctx: &Ctx, train: &Dataset<f32>, test: &Dataset<f32>) -> Result<(Sequential<f32>, f64)> {
+    let mut rng = StdRng::seed_from_u64(ctx.seed);
+    let mut net = small_cnn::<f32, _>(1, ctx.image_side(), 10, &mut rng);
+    let epochs = ctx.epochs(12, 4);
+    let acc = train_sgd(ctx, "reference CNN", &mut net, train, test, epochs, 0.02)?;
+    Ok((net, acc))
+}
+
+/// The PTQ schemes of `quant-ptq`: (name, scheme, calibration).
+fn ptq_schemes() -> Vec<(&'static str, IntScheme, Calibration)> {
+    vec![
+        ("int8-per-tensor", IntScheme::new(8), Calibration::MinMax),
+        ("int8-per-channel", IntScheme::int8_per_channel(), Calibration::MinMax),
+        ("int4-group32", IntScheme::new(4).per_group(32), Calibration::MinMax),
+        ("int4-group32-mse", IntScheme::new(4).per_group(32), Calibration::Mse),
+        ("int2-group16", IntScheme::new(2).per_group(16), Calibration::MinMax),
+        ("int2-group16-mse", IntScheme::new(2).per_group(16), Calibration::Mse),
+    ]
+}
+
+/// Runs every PTQ scheme on `net`; returns the JSON rows and the int8 per-channel row's
+/// (accuracy, bytes).
+fn ptq_table(
+    ctx: &Ctx,
+    arch: Arch,
+    net: &Sequential<f32>,
+    base_acc: f64,
+    test: &Dataset<f32>,
+) -> Result<(Vec<Value>, (f64, usize))> {
+    let mut rows = Vec::new();
+    let mut int8pc = (0.0, 0);
+    for (name, scheme, cal) in ptq_schemes() {
+        let mut m = copy_of(ctx, arch, net)?;
+        let report = fake_quantize_model(&mut m, &PtqConfig::new(scheme).calibration(cal)).map_err(qe)?;
+        let acc = evaluate(&mut m, test, 512)?;
+        if name == "int8-per-channel" {
+            int8pc = (acc, report.total_bytes());
+        }
+        rows.push(json!({
+            "scheme": name,
+            "calibration": cal.label(),
+            "accuracy": acc,
+            "drop_points": 100.0 * (base_acc - acc),
+            "bytes": report.total_bytes(),
+            "f32_bytes": report.f32_total_bytes(),
+            "weight_bytes": report.quantized_bytes(),
+            "compression": report.f32_total_bytes() as f64 / report.total_bytes() as f64,
+            "mean_sqnr_db": report.mean_sqnr_db(),
+            "per_param": report.params.iter().map(|p| json!({
+                "path": p.path, "scheme": p.scheme, "bytes": p.bytes, "sqnr_db": p.sqnr_db,
+            })).collect::<Vec<_>>(),
+        }));
+    }
+    Ok((rows, int8pc))
+}
+
+/// Static W8A8: int8 per-channel weights and int8 activations before every Linear with
+/// ranges from `method` observers over a calibration subset.
+fn w8a8_static(
+    ctx: &Ctx,
+    net: &Sequential<f32>,
+    calib: &ArrayD<f32>,
+    method: Calibration,
+    test: &Dataset<f32>,
+) -> Result<f64> {
+    let mut m = copy_of(ctx, Arch::Mlp, net)?;
+    fake_quantize_model(&mut m, &PtqConfig::default()).map_err(qe)?;
+    let act = IntScheme::new(8).affine();
+    attach_observers(&mut m, |_, l| (l.name() == "Linear").then(|| Observer::new(method, act)));
+    calibrate(&mut m, calib, 128)?;
+    let observers = detach_observers(&mut m);
+    // Insert from the back so earlier indices stay valid.
+    for (i, obs) in observers.into_iter().rev() {
+        let (lo, hi) = obs.range().map_err(qe)?;
+        let fq = FakeQuantAct::new(act, ActRange::Fixed { lo, hi }).map_err(qe)?;
+        m.layers_mut().insert(i, Box::new(fq));
+    }
+    Ok(evaluate(&mut m, test, 512)?)
+}
+
+/// `quant-ptq`.
+pub(crate) fn run_ptq(ctx: &Ctx) -> Result<Report> {
+    let (train, test) = ctx.load_flat()?;
+    let (net, acc) = train_reference_mlp(ctx, &train, &test)?;
+    let (mlp_rows, (acc8, bytes8)) = ptq_table(ctx, Arch::Mlp, &net, acc, &test)?;
+    let calib_idx: Vec<usize> = (0..train.len().min(512)).collect();
+    let calib = train.subset(&calib_idx).x;
+    let mut static_rows = Vec::new();
+    for method in [Calibration::MinMax, Calibration::Percentile { percentile: 99.99 }, Calibration::Mse, Calibration::Entropy] {
+        let a = w8a8_static(ctx, &net, &calib, method, &test)?;
+        static_rows.push(json!({"calibration": method.label(), "accuracy": a, "drop_points": 100.0 * (acc - a)}));
+    }
+    let (itrain, itest) = ctx.load_images()?;
+    let (cnn, cnn_acc) = train_cnn(ctx, &itrain, &itest)?;
+    let (cnn_rows, _) = ptq_table(ctx, Arch::Cnn, &cnn, cnn_acc, &itest)?;
+    let baseline = Metrics::dense_f32(&net, &[ctx.input_dim()], acc)?;
+    let mut compressed = baseline;
+    compressed.accuracy = acc8;
+    compressed.bytes = bytes8;
+    let find = |rows: &[Value], name: &str| rows.iter().find(|r| r["scheme"] == name).cloned().unwrap_or(Value::Null);
+    let drop = |rows: &[Value], name: &str| find(rows, name)["drop_points"].as_f64().unwrap_or(f64::INFINITY);
+    let extra = json!({
+        "mlp": {"f32_accuracy": acc, "schemes": mlp_rows, "w8a8_static": static_rows},
+        "cnn": {"f32_accuracy": cnn_acc, "schemes": cnn_rows},
+        "targets": {
+            "mlp_int8_per_channel_drop_le_0.3": drop(&mlp_rows, "int8-per-channel") <= 0.3,
+            "mlp_int8_per_channel_4x_fewer_bytes": find(&mlp_rows, "int8-per-channel")["compression"].as_f64().unwrap_or(0.0) >= 3.5,
+            "mlp_int4_group32_drop_le_1.5": drop(&mlp_rows, "int4-group32") <= 1.5,
+            "cnn_int8_per_channel_drop_le_0.3": drop(&cnn_rows, "int8-per-channel") <= 0.3,
+            "cnn_int4_group32_drop_le_1.5": drop(&cnn_rows, "int4-group32") <= 1.5,
+        },
+        "note": "bytes count quantized weights (codes + scales + zero points) plus f32 biases and norms; weight-only PTQ unless in w8a8_static",
+    });
+    Ok(Report::new("quant-ptq", ctx, baseline, compressed, extra))
+}
+
+/// Replaces every fake-quantized weight by the dequantized export of its fake quantization
+/// (so the evaluated model is exactly the stored quantized model); returns the weight bytes.
+fn export_qat(net: &mut Sequential<f32>) -> Result<usize> {
+    let mut bytes = 0usize;
+    net.visit_mut(&mut ParamPath::root(), &mut |_: &ParamPath, p: &mut Param<f32>| {
+        if let Some(fq) = p.find_parametrization::<FakeQuant>() {
+            let q: QTensor = fq
+                .to_qtensor(p.value())
+                .map_err(|e| compress_core::CoreError::config("qat export", e.to_string()))?;
+            bytes += q.size_bytes();
+            let v: ArrayD<f32> = q.dequantize();
+            p.reset(v);
+        }
+        Ok(())
+    })?;
+    Ok(bytes)
+}
+
+/// `quant-qat`.
+pub(crate) fn run_qat(ctx: &Ctx) -> Result<Report> {
+    let (train, test) = ctx.load_flat()?;
+    let (net, acc) = train_reference_mlp(ctx, &train, &test)?;
+    let epochs = ctx.epochs(10, 4);
+    let mut rows = Vec::new();
+    let mut best4 = (0.0, 0usize);
+    let bias_bytes: usize = net.named_params().iter().filter(|p| p.path.ends_with("bias")).map(|p| 4 * p.len).sum();
+    for (name, scheme) in [
+        ("int4-per-channel", IntScheme::new(4).per_channel(0)),
+        ("int2-per-channel", IntScheme::new(2).per_channel(0)),
+    ] {
+        let mut ptq = copy_of(ctx, Arch::Mlp, &net)?;
+        fake_quantize_model(&mut ptq, &PtqConfig::new(scheme)).map_err(qe)?;
+        let ptq_acc = evaluate(&mut ptq, &test, 512)?;
+        let mut modes = Vec::new();
+        for learnable in [true, false] {
+            let mut m = copy_of(ctx, Arch::Mlp, &net)?;
+            attach_fake_quant(&mut m, &ParamFilter::new(), scheme, learnable).map_err(qe)?;
+            let label = format!("QAT {name}{}", if learnable { " LSQ" } else { "" });
+            let fq_acc = train_sgd(ctx, &label, &mut m, &train, &test, epochs, 0.01)?;
+            let bytes = export_qat(&mut m)? + bias_bytes;
+            let exported = evaluate(&mut m, &test, 512)?;
+            if scheme.bits == 4 && exported > best4.0 {
+                best4 = (exported, bytes);
+            }
+            modes.push(json!({
+                "range": if learnable { "learnable (LSQ)" } else { "observer (min-max)" },
+                "fake_quant_accuracy": fq_acc,
+                "exported_accuracy": exported,
+                "drop_points": 100.0 * (acc - exported),
+                "bytes": bytes,
+            }));
+        }
+        let best = modes.iter().filter_map(|m| m["exported_accuracy"].as_f64()).fold(0.0, f64::max);
+        rows.push(json!({
+            "scheme": name,
+            "ptq_accuracy": ptq_acc,
+            "ptq_drop_points": 100.0 * (acc - ptq_acc),
+            "qat": modes,
+            "qat_beats_ptq": best >= ptq_acc,
+            "qat_gain_points": 100.0 * (best - ptq_acc),
+        }));
+    }
+    let baseline = Metrics::dense_f32(&net, &[ctx.input_dim()], acc)?;
+    let mut compressed = baseline;
+    compressed.accuracy = best4.0;
+    compressed.bytes = best4.1;
+    let extra = json!({
+        "f32_accuracy": acc,
+        "fine_tune_epochs": epochs,
+        "schemes": rows,
+        "targets": {
+            "int4_qat_drop_le_0.5": 100.0 * (acc - best4.0) <= 0.5,
+            "qat_beats_ptq_all": rows.iter().all(|r| r["qat_beats_ptq"] == true),
+        },
+    });
+    Ok(Report::new("quant-qat", ctx, baseline, compressed, extra))
+}
+
+/// Median wall time in milliseconds of `reps` runs of `f`.
+fn median_ms(reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    let mut t = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        let s = Instant::now();
+        f()?;
+        t.push(s.elapsed().as_secs_f64() * 1e3);
+    }
+    t.sort_by(f64::total_cmp);
+    Ok(t[t.len() / 2])
+}
+
+/// Latency of `net` in eval mode: whole test set in batches of 256, and single samples.
+fn latency(net: &mut Sequential<f32>, x: &ArrayD<f32>, reps: usize) -> Result<(f64, f64)> {
+    let batched = median_ms(reps, || {
+        predict(net, x, 256)?;
+        Ok(())
+    })?;
+    let n1 = x.shape()[0].min(100);
+    let singles = x.slice_axis(ndarray::Axis(0), (0..n1).into()).to_owned();
+    let single = median_ms(reps, || {
+        predict(net, &singles, 1)?;
+        Ok(())
+    })? / n1 as f64;
+    Ok((batched, single))
+}
+
+fn agreement(a: &[usize], b: &[usize]) -> f64 {
+    a.iter().zip(b).filter(|(x, y)| x == y).count() as f64 / a.len().max(1) as f64
+}
+
+/// `quant-int8-inference`.
+pub(crate) fn run_int8_inference(ctx: &Ctx) -> Result<Report> {
+    let (train, test) = ctx.load_flat()?;
+    let (mut net, acc) = train_reference_mlp(ctx, &train, &test)?;
+    // Integer model: each Linear becomes a QLinear (int8 per-channel weights, dynamic
+    // per-row int8 activations); simulation: the same quantization in float.
+    let mut int8 = copy_of(ctx, Arch::Mlp, &net)?;
+    let mut sim = Sequential::<f32>::new();
+    let mut int8_bytes = 0usize;
+    for i in 0..int8.len() {
+        let lin = int8.get::<Linear<f32>>(i).cloned();
+        if let Some(lin) = lin {
+            let q = QLinear::from_linear(&lin, ActQuant::DynamicPerRow).map_err(qe)?;
+            int8_bytes += q.size_bytes();
+            let w = QTensor::quantize(&lin.weight.value().view(), IntScheme::int8_per_channel()).map_err(qe)?;
+            let b = lin.bias.as_ref().map(|b| b.value().clone());
+            sim.push(FakeQuantAct::new(IntScheme::new(8).per_channel(0), ActRange::Dynamic).map_err(qe)?);
+            sim.push(Linear::from_arrays(w.dequantize(), b));
+            int8.layers_mut()[i] = Box::new(q);
+        } else {
+            sim.push(compress_nn::ReLU::new());
+        }
+    }
+    let p_f32 = predict(&mut net, &test.x, 256)?;
+    let p_int8 = predict(&mut int8, &test.x, 256)?;
+    let p_sim = predict(&mut sim, &test.x, 256)?;
+    let acc8 = agreement(&p_int8, &test.labels);
+    let same = agreement(&p_int8, &p_sim);
+    let reps = if ctx.fast { 5 } else { 21 };
+    let (f32_batch, f32_single) = latency(&mut net, &test.x, reps)?;
+    let (i8_batch, i8_single) = latency(&mut int8, &test.x, reps)?;
+    // The CNN through QConv2d / QLinear (BatchNorm stays in float).
+    let (itrain, itest) = ctx.load_images()?;
+    let (mut cnn, cnn_acc) = train_cnn(ctx, &itrain, &itest)?;
+    let mut qcnn = copy_of(ctx, Arch::Cnn, &cnn)?;
+    for i in 0..qcnn.len() {
+        if let Some(c) = qcnn.get::<Conv2d<f32>>(i) {
+            let q = QConv2d::from_conv(c).map_err(qe)?;
+            qcnn.layers_mut()[i] = Box::new(q);
+        } else if let Some(l) = qcnn.get::<Linear<f32>>(i) {
+            let q = QLinear::from_linear(l, ActQuant::DynamicPerRow).map_err(qe)?;
+            qcnn.layers_mut()[i] = Box::new(q);
+        }
+    }
+    let pc = predict(&mut cnn, &itest.x, 256)?;
+    let pq = predict(&mut qcnn, &itest.x, 256)?;
+    let (c_f32, _) = latency(&mut cnn, &itest.x, reps.min(7))?;
+    let (c_i8, _) = latency(&mut qcnn, &itest.x, reps.min(7))?;
+    let baseline = Metrics::dense_f32(&net, &[ctx.input_dim()], acc)?;
+    let mut compressed = baseline;
+    compressed.accuracy = acc8;
+    compressed.bytes = int8_bytes;
+    let extra = json!({
+        "mlp": {
+            "f32_accuracy": acc,
+            "int8_accuracy": acc8,
+            "agreement_int8_vs_fake_quant_simulation": same,
+            "agreement_int8_vs_f32": agreement(&p_int8, &p_f32),
+            "latency_ms": {
+                "f32_test_set_batch256": f32_batch, "int8_test_set_batch256": i8_batch,
+                "f32_per_sample_batch1": f32_single, "int8_per_sample_batch1": i8_single,
+            },
+            "test_samples": test.len(),
+        },
+        "cnn": {
+            "f32_accuracy": cnn_acc,
+            "int8_accuracy": agreement(&pq, &itest.labels),
+            "agreement_int8_vs_f32": agreement(&pq, &pc),
+            "latency_ms": {"f32_test_set_batch256": c_f32, "int8_test_set_batch256": c_i8},
+            "note": "QConv2d (per-image dynamic int8 activations) and QLinear; BatchNorm in f32",
+        },
+        "kernel": if compress_quant::kernels::has_avx2() { "avx2" } else { "portable" },
+        "targets": {"same_predictions_ge_99.5pct": same >= 0.995},
+    });
+    Ok(Report::new("quant-int8-inference", ctx, baseline, compressed, extra))
+}
