@@ -34,9 +34,14 @@ fn elementwise(c: &mut Criterion) {
         b.iter(|| dequantize_i8_into(black_box(&q), scale, 0, &mut y));
     });
     let mut scales = vec![0.0f32; 4096];
-    group.bench_function(BenchmarkId::new("quantize_int8_per_channel", "4096x4096"), |b| {
-        b.iter(|| quantize_rows_i8_into(black_box(&x), 4096, &mut q, &mut scales).expect("finite"));
-    });
+    group.bench_function(
+        BenchmarkId::new("quantize_int8_per_channel", "4096x4096"),
+        |b| {
+            b.iter(|| {
+                quantize_rows_i8_into(black_box(&x), 4096, &mut q, &mut scales).expect("finite")
+            });
+        },
+    );
     group.finish();
 }
 

@@ -11,7 +11,9 @@ use compress_nn::{Adam, Linear, LrSchedule, ReLU, Sequential, data::digits};
 use rand::{SeedableRng, rngs::StdRng};
 
 fn block(i: usize, o: usize, rng: &mut StdRng) -> Sequential<f32> {
-    Sequential::new().with(Linear::new(i, o, true, rng)).with(ReLU::new())
+    Sequential::new()
+        .with(Linear::new(i, o, true, rng))
+        .with(ReLU::new())
 }
 
 fn main() -> compress_dynamic::Result<()> {
@@ -31,14 +33,20 @@ fn main() -> compress_dynamic::Result<()> {
     let cfg = ExitTrainConfig {
         epochs,
         seed,
-        distill: Some(ExitDistill { temperature: 3.0, alpha: 0.5 }),
+        distill: Some(ExitDistill {
+            temperature: 3.0,
+            alpha: 0.5,
+        }),
         schedule: LrSchedule::Cosine { min_lr: 1e-5 },
         ..ExitTrainConfig::default()
     };
     train_early_exit(&mut net, &mut Adam::new(3e-3), &train, &cfg)?;
 
     let profile = net.profile(&valid, ExitRule::MaxSoftmax, 256)?;
-    println!("validation accuracy per exit: {:?}", profile.exit_accuracies());
+    println!(
+        "validation accuracy per exit: {:?}",
+        profile.exit_accuracies()
+    );
     let cal = calibrate(&profile, CalibrationTarget::AccuracyDrop { max_drop: 0.0 })?;
     println!("thresholds {:?}", cal.thresholds.taus);
 

@@ -9,7 +9,10 @@ use compress_nn::{Adam, LrSchedule, data::digits, train::evaluate};
 use rand::{SeedableRng, rngs::StdRng};
 
 fn main() -> compress_dynamic::Result<()> {
-    let epochs: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(60);
+    let epochs: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(60);
     let (train, test) = digits::<f32>()?;
     let widths = [0.25, 0.5, 0.75, 1.0];
     let mut rng = StdRng::seed_from_u64(0);
@@ -23,7 +26,10 @@ fn main() -> compress_dynamic::Result<()> {
     for w in widths {
         net.set_width(w)?;
         let acc = evaluate(&mut net, &test, 512)?;
-        println!("width {w:.2}: accuracy {acc:.4}, {} MACs", net.cost(&[64])?.macs);
+        println!(
+            "width {w:.2}: accuracy {acc:.4}, {} MACs",
+            net.cost(&[64])?.macs
+        );
     }
     Ok(())
 }

@@ -57,7 +57,8 @@ impl<F: Float> DynamicOutput<F> {
 pub(crate) struct Survivors<F: Float> {
     /// Original indices of the samples still running, in the current batch order.
     pub(crate) alive: Vec<usize>,
-    logits: Vec<Option<Vec<F>>>,
+    /// `[N, classes]`, allocated at the first exit.
+    logits: Option<Array2<F>>,
     exits: Vec<usize>,
     macs: Vec<u64>,
     num_exits: usize,
@@ -67,8 +68,8 @@ impl<F: Float> Survivors<F> {
     pub(crate) fn new(n: usize, num_exits: usize) -> Self {
         Self {
             alive: (0..n).collect(),
-            logits: vec![None; n],
-            exits: vec![0; n],
+            logits: None,
+            exits: vec![usize::MAX; n],
             macs: vec![0; n],
             num_exits,
         }
@@ -94,23 +95,47 @@ impl<F: Float> Survivors<F> {
         (rule, threshold): (ExitRule, Option<f64>),
         forced: &dyn Fn(usize) -> bool,
     ) -> Result<Vec<usize>> {
+        let classes = logits.ncols();
         if logits.nrows() != rows.len() {
             return Err(CoreError::shape(
                 format!("exit {k} logits"),
-                &[rows.len(), logits.ncols()],
+                &[rows.len(), classes],
+                logits.shape(),
+            )
+            .into());
+        }
+        let n = self.exits.len();
+        let out = self
+            .logits
+            .get_or_insert_with(|| Array2::zeros((n, classes)));
+        if out.ncols() != classes {
+            return Err(CoreError::shape(
+                format!("exit {k} logits"),
+                &[rows.len(), out.ncols()],
                 logits.shape(),
             )
             .into());
         }
         let mut leaving = vec![false; self.alive.len()];
+        let mut buf = Vec::new();
         for (r, row) in rows.iter().zip(logits.rows()) {
             let orig = self.alive[*r];
             self.macs[orig] += head_macs;
-            let v = row.to_vec();
-            let leave = forced(orig) || threshold.is_some_and(|t| rule.score(&v) >= t);
+            let leave = forced(orig)
+                || threshold.is_some_and(|t| {
+                    let score = match row.as_slice() {
+                        Some(sl) => rule.score(sl),
+                        None => {
+                            buf.clear();
+                            buf.extend(row.iter().copied());
+                            rule.score(&buf)
+                        }
+                    };
+                    score >= t
+                });
             if leave {
                 leaving[*r] = true;
-                self.logits[orig] = Some(v);
+                out.row_mut(orig).assign(&row);
                 self.exits[orig] = k;
             }
         }
@@ -126,28 +151,15 @@ impl<F: Float> Survivors<F> {
 
     /// The collected output.
     pub(crate) fn finish(self) -> Result<DynamicOutput<F>> {
-        let n = self.logits.len();
-        let classes = self
-            .logits
-            .iter()
-            .flatten()
-            .map(Vec::len)
-            .next()
-            .unwrap_or(0);
-        let mut flat = Vec::with_capacity(n * classes);
-        for (i, l) in self.logits.into_iter().enumerate() {
-            let l = l.ok_or_else(|| CoreError::InvalidState {
+        if let Some(i) = self.exits.iter().position(|&e| e == usize::MAX) {
+            return Err(CoreError::InvalidState {
                 layer: "dynamic inference".into(),
                 reason: format!("sample {i} never reached an exit"),
-            })?;
-            if l.len() != classes {
-                return Err(CoreError::shape("exit logits", &[classes], &[l.len()]).into());
             }
-            flat.extend(l);
+            .into());
         }
-        let logits = Array2::from_shape_vec((n, classes), flat).map_err(CoreError::from)?;
         Ok(DynamicOutput {
-            logits,
+            logits: self.logits.unwrap_or_else(|| Array2::zeros((0, 0))),
             exits: self.exits,
             macs: self.macs,
             num_exits: self.num_exits,

@@ -162,7 +162,10 @@ fn sandwich_with_one_width_is_plain_training() {
     let small = train.subset(&(0..64).collect::<Vec<_>>());
     let mut rng = StdRng::seed_from_u64(9);
     let mut net = SlimmableNet::<f32>::mlp(&[64, 8, 10], &[1.0], true, &mut rng).unwrap();
-    let cfg = SandwichConfig { epochs: 2, ..SandwichConfig::default() };
+    let cfg = SandwichConfig {
+        epochs: 2,
+        ..SandwichConfig::default()
+    };
     let rep = train_sandwich(&mut net, &mut Adam::new(1e-3), &small, &cfg).unwrap();
     assert_eq!(rep.steps, 4);
     assert_eq!(rep.epochs[0].loss_min, 0.0);

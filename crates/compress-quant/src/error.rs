@@ -23,7 +23,9 @@ pub enum QuantError {
         supported: &'static str,
     },
     /// A quantization group size that does not divide the grouped dimension.
-    #[error("group size {group_size} does not divide dimension {dim} (of length {len}) at `{path}`")]
+    #[error(
+        "group size {group_size} does not divide dimension {dim} (of length {len}) at `{path}`"
+    )]
     GroupSize {
         /// Parameter path or argument name.
         path: String,

@@ -16,8 +16,8 @@ use crate::{IntScheme, QTensor, QuantError, qparams_from_range};
 /// `(clamp(round_ties_even(x / s) + z, qlo, qhi) - z) * s`, computed in `f64`.
 #[inline]
 fn fq<F: Float>(x: F, s: f64, z: i32, qlo: i32, qhi: i32) -> F {
-    let q = ((x.as_f64() / s).round_ties_even() + f64::from(z))
-        .clamp(f64::from(qlo), f64::from(qhi));
+    let q =
+        ((x.as_f64() / s).round_ties_even() + f64::from(z)).clamp(f64::from(qlo), f64::from(qhi));
     F::lit((q - f64::from(z)) * s)
 }
 
@@ -158,8 +158,7 @@ impl FakeQuant {
         block_ranges(x, lay)
             .into_iter()
             .map(|(lo, hi)| {
-                qparams_from_range(lo, hi, self.scheme)
-                    .map_or((1.0, 0), |(s, z)| (f64::from(s), z))
+                qparams_from_range(lo, hi, self.scheme).map_or((1.0, 0), |(s, z)| (f64::from(s), z))
             })
             .collect()
     }
@@ -175,14 +174,19 @@ impl<F: Float> Parametrization<F> for FakeQuant {
     }
 
     fn validate(&self, shape: &[usize]) -> Result<()> {
-        let lay = BlockLayout::new(shape, self.scheme.granularity, "weight").map_err(|e| match e {
-            QuantError::Core(c) => c,
-            other => CoreError::config("granularity", other.to_string()),
-        })?;
+        let lay =
+            BlockLayout::new(shape, self.scheme.granularity, "weight").map_err(|e| match e {
+                QuantError::Core(c) => c,
+                other => CoreError::config("granularity", other.to_string()),
+            })?;
         if self.learnable && lay.params != self.scales.len() {
             return Err(CoreError::config(
                 "scales",
-                format!("{} learnable scales for {} parameter sets", self.scales.len(), lay.params),
+                format!(
+                    "{} learnable scales for {} parameter sets",
+                    self.scales.len(),
+                    lay.params
+                ),
             ));
         }
         Ok(())
@@ -447,7 +451,10 @@ impl<F: Float> Layer<F> for FakeQuantAct {
             let (lo, hi) = ranges[lay.param(b)];
             let (s, z) = qparams_from_range(lo, hi, self.scheme).map_err(to_core)?;
             let s = f64::from(s);
-            let (clo, chi) = ((f64::from(qlo - z) - 0.5) * s, (f64::from(qhi - z) + 0.5) * s);
+            let (clo, chi) = (
+                (f64::from(qlo - z) - 0.5) * s,
+                (f64::from(qhi - z) + 0.5) * s,
+            );
             for &v in block {
                 out.push(fq(v, s, z, qlo, qhi));
                 if mode == Mode::Train {
@@ -466,7 +473,11 @@ impl<F: Float> Layer<F> for FakeQuantAct {
             reason: "backward called without a preceding forward in Mode::Train".into(),
         })?;
         if grad.len() != pass.len() {
-            return Err(CoreError::shape("FakeQuantAct grad", &[pass.len()], &[grad.len()]));
+            return Err(CoreError::shape(
+                "FakeQuantAct grad",
+                &[pass.len()],
+                &[grad.len()],
+            ));
         }
         let out: Vec<F> = grad
             .iter()

@@ -88,7 +88,12 @@ impl QuantizedModel {
                                 .collect::<Vec<u8>>(),
                         ),
                     };
-                    owned.push((format!("{}.scales", q.path), dt, vec![t.scales().len()], bytes));
+                    owned.push((
+                        format!("{}.scales", q.path),
+                        dt,
+                        vec![t.scales().len()],
+                        bytes,
+                    ));
                     if s.affine {
                         let z = t.packed_zero_points();
                         owned.push((
@@ -100,7 +105,11 @@ impl QuantizedModel {
                     }
                 }
                 QuantScheme::F16 | QuantScheme::Bf16 => {
-                    let dt = if t.scheme() == QuantScheme::F16 { Dtype::F16 } else { Dtype::BF16 };
+                    let dt = if t.scheme() == QuantScheme::F16 {
+                        Dtype::F16
+                    } else {
+                        Dtype::BF16
+                    };
                     owned.push((
                         format!("{}.qdata", q.path),
                         dt,
@@ -237,7 +246,10 @@ impl QuantizedModel {
         for n in names {
             let v = st.tensor(&n).map_err(|x| e(x.to_string()))?;
             if v.dtype() != Dtype::F32 {
-                return Err(e(format!("float tensor `{n}` is {:?}, expected F32", v.dtype())));
+                return Err(e(format!(
+                    "float tensor `{n}` is {:?}, expected F32",
+                    v.dtype()
+                )));
             }
             let vals: Vec<f32> = v
                 .data()
@@ -263,19 +275,30 @@ fn read_quantized(st: &SafeTensors<'_>, p: &str, d: &Value) -> Result<QuantizedP
     let shape = usize_vec(d.get("shape"))?;
     let qshape = usize_vec(d.get("qshape"))?;
     if shape.iter().product::<usize>() != qshape.iter().product::<usize>() {
-        return Err(format!("shape {shape:?} and qshape {qshape:?} differ in size"));
+        return Err(format!(
+            "shape {shape:?} and qshape {qshape:?} differ in size"
+        ));
     }
-    let get = |suffix: &str| st.tensor(&format!("{p}.{suffix}")).map_err(|x| x.to_string());
+    let get = |suffix: &str| {
+        st.tensor(&format!("{p}.{suffix}"))
+            .map_err(|x| x.to_string())
+    };
     let data = get("qdata")?;
     let scheme = match d.get("scheme").and_then(Value::as_str) {
         Some("f16") => QuantScheme::F16,
         Some("bf16") => QuantScheme::Bf16,
         Some("int") => {
-            let bits = d.get("bits").and_then(Value::as_u64).ok_or("missing bits")? as u32;
+            let bits = d
+                .get("bits")
+                .and_then(Value::as_u64)
+                .ok_or("missing bits")? as u32;
             let granularity = match d.get("granularity").and_then(Value::as_str) {
                 Some("per_tensor") => Granularity::PerTensor,
                 Some("per_channel") => Granularity::PerChannel {
-                    axis: d.get("axis").and_then(Value::as_u64).ok_or("missing axis")? as usize,
+                    axis: d
+                        .get("axis")
+                        .and_then(Value::as_u64)
+                        .ok_or("missing axis")? as usize,
                 },
                 Some("per_group") => Granularity::PerGroup {
                     group_size: d
@@ -285,7 +308,10 @@ fn read_quantized(st: &SafeTensors<'_>, p: &str, d: &Value) -> Result<QuantizedP
                 },
                 other => return Err(format!("unknown granularity {other:?}")),
             };
-            let affine = d.get("affine").and_then(Value::as_bool).ok_or("missing affine")?;
+            let affine = d
+                .get("affine")
+                .and_then(Value::as_bool)
+                .ok_or("missing affine")?;
             let scale_dtype = match d.get("scale_dtype").and_then(Value::as_str) {
                 Some("f32") => ScaleDtype::F32,
                 Some("f16") => ScaleDtype::F16,
@@ -320,7 +346,10 @@ fn read_quantized(st: &SafeTensors<'_>, p: &str, d: &Value) -> Result<QuantizedP
                 let zv = get("zero_points")?;
                 let need = crate::pack::packed_len(scales.len(), s.bits);
                 if zv.data().len() != need {
-                    return Err(format!("zero points: {} bytes, expected {need}", zv.data().len()));
+                    return Err(format!(
+                        "zero points: {} bytes, expected {need}",
+                        zv.data().len()
+                    ));
                 }
                 unpack_bits(zv.data(), s.bits, scales.len())
                     .into_iter()

@@ -32,6 +32,10 @@ pub use qlinear::{ActQuant, Int4Linear, QLinear};
 pub use qtensor::{QTensor, qparams_from_range, sqnr_db};
 pub use scheme::{Granularity, IntScheme, QuantScheme, ScaleDtype};
 
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/guide/quantization.md")]
+mod guide_quantization {}
+
 // --- clustering, Huffman, binary, ternary (issue 5) ---
 pub mod binary;
 pub mod cluster;
@@ -40,8 +44,8 @@ pub mod ternary;
 
 pub use cluster::{
     ClusterConfig, ClusterGradient, ClusterGranularity, ClusterInit, ClusterLayerReport,
-    ClusterParametrization, ClusteredTensor, KMeans1d, KMeansConfig, PackedIndices,
-    cluster_tensor, cluster_weights, export_clustered, kmeans_1d,
+    ClusterParametrization, ClusteredTensor, KMeans1d, KMeansConfig, PackedIndices, cluster_tensor,
+    cluster_weights, export_clustered, kmeans_1d,
 };
 
 #[cfg(doctest)]

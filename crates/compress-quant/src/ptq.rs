@@ -128,7 +128,11 @@ impl PtqReport {
             .map(|p| p.sqnr_db)
             .filter(|d| d.is_finite())
             .collect();
-        if v.is_empty() { 0.0 } else { v.iter().sum::<f64>() / v.len() as f64 }
+        if v.is_empty() {
+            0.0
+        } else {
+            v.iter().sum::<f64>() / v.len() as f64
+        }
     }
 }
 
@@ -164,14 +168,12 @@ fn quantize_one(
             dim,
             len,
         },
-        QuantError::Core(CoreError::NonFinite { index, value, .. }) => {
-            CoreError::NonFinite {
-                path: path.to_string(),
-                index,
-                value,
-            }
-            .into()
+        QuantError::Core(CoreError::NonFinite { index, value, .. }) => CoreError::NonFinite {
+            path: path.to_string(),
+            index,
+            value,
         }
+        .into(),
         other => other,
     })
 }

@@ -50,7 +50,12 @@ impl QConv2d {
     pub fn from_conv<F: Float>(conv: &Conv2d<F>) -> Result<Self, QuantError> {
         let cfg = conv.config();
         let shape = cfg.weight_shape();
-        let w: Vec<f32> = conv.weight.effective().iter().map(|v| v.as_f64() as f32).collect();
+        let w: Vec<f32> = conv
+            .weight
+            .effective()
+            .iter()
+            .map(|v| v.as_f64() as f32)
+            .collect();
         let q = QTensor::quantize_slice(&w, &shape, IntScheme::int8_per_channel())?;
         let kk = shape[1] * shape[2] * shape[3];
         if kk > 131_071 {
@@ -84,7 +89,9 @@ impl QConv2d {
     /// Bytes of weight codes, scales and bias.
     pub fn size_bytes(&self) -> usize {
         let s = self.config.weight_shape();
-        s.iter().product::<usize>() + 4 * self.w_scales.len() + 4 * self.bias.as_ref().map_or(0, Vec::len)
+        s.iter().product::<usize>()
+            + 4 * self.w_scales.len()
+            + 4 * self.bias.as_ref().map_or(0, Vec::len)
     }
 }
 
@@ -106,13 +113,14 @@ fn im2col_i8(
             for c in 0..cn {
                 let plane = &img[(c0 + c) * h * w..(c0 + c + 1) * h * w];
                 for i in 0..kh {
-                    let iy = (y * cfg.stride.0 + i * cfg.dilation.0) as isize - cfg.padding.0 as isize;
+                    let iy =
+                        (y * cfg.stride.0 + i * cfg.dilation.0) as isize - cfg.padding.0 as isize;
                     if iy < 0 || iy >= h as isize {
                         continue;
                     }
                     for j in 0..kw {
-                        let ix =
-                            (x * cfg.stride.1 + j * cfg.dilation.1) as isize - cfg.padding.1 as isize;
+                        let ix = (x * cfg.stride.1 + j * cfg.dilation.1) as isize
+                            - cfg.padding.1 as isize;
                         if ix >= 0 && ix < w as isize {
                             row[(c * kh + i) * kw + j] = plane[iy as usize * w + ix as usize];
                         }
@@ -152,8 +160,7 @@ impl<F: Float> Layer<F> for QConv2d {
         let mut codes = vec![0i8; xs.len()];
         let mut img_scales = vec![0.0f32; n];
         if chw > 0 && n > 0 {
-            quantize_rows_i8_into(&xs, chw, &mut codes, &mut img_scales)
-                .map_err(as_core)?;
+            quantize_rows_i8_into(&xs, chw, &mut codes, &mut img_scales).map_err(as_core)?;
         }
         let (cpg, opg) = (cfg.in_per_group(), cfg.out_per_group());
         let kk = cpg * cfg.kernel.0 * cfg.kernel.1;

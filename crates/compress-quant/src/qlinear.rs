@@ -83,7 +83,11 @@ pub(crate) fn quantize_activations(
 fn input_matrix<F: Float>(x: &ArrayRef<F, IxDyn>, layer: &str, k: usize) -> Result<Vec<f32>> {
     if x.ndim() != 2 || x.shape()[1] != k {
         let n = x.shape().first().copied().unwrap_or(0);
-        return Err(CoreError::shape(format!("{layer} input"), &[n, k], x.shape()));
+        return Err(CoreError::shape(
+            format!("{layer} input"),
+            &[n, k],
+            x.shape(),
+        ));
     }
     Ok(x.iter().map(|v| v.as_f64() as f32).collect())
 }
@@ -137,7 +141,12 @@ impl QLinear {
     ///
     /// Non-finite or empty weights.
     pub fn from_linear<F: Float>(linear: &Linear<F>, act: ActQuant) -> Result<Self, QuantError> {
-        let w: Vec<f32> = linear.weight.effective().iter().map(|v| v.as_f64() as f32).collect();
+        let w: Vec<f32> = linear
+            .weight
+            .effective()
+            .iter()
+            .map(|v| v.as_f64() as f32)
+            .collect();
         let (n, k) = (linear.out_features(), linear.in_features());
         let q = QTensor::quantize_slice(&w, &[n, k], IntScheme::int8_per_channel())?;
         let bias = linear
@@ -281,7 +290,11 @@ impl<F: Float> Layer<F> for QLinear {
 
     fn cost(&self, input_shape: &[usize]) -> Result<Cost> {
         if input_shape != [self.in_features] {
-            return Err(CoreError::shape("QLinear input", &[self.in_features], input_shape));
+            return Err(CoreError::shape(
+                "QLinear input",
+                &[self.in_features],
+                input_shape,
+            ));
         }
         let n = self.in_features * self.out_features + self.bias.as_ref().map_or(0, Vec::len);
         Ok(Cost {
@@ -326,7 +339,12 @@ impl Int4Linear {
         group_size: usize,
         affine: bool,
     ) -> Result<Self, QuantError> {
-        let w: Vec<f32> = linear.weight.effective().iter().map(|v| v.as_f64() as f32).collect();
+        let w: Vec<f32> = linear
+            .weight
+            .effective()
+            .iter()
+            .map(|v| v.as_f64() as f32)
+            .collect();
         let mut s = IntScheme::new(4).per_group(group_size);
         if affine {
             s = s.affine();
@@ -407,8 +425,7 @@ impl Int4Linear {
         let tile_k = TILE_K.div_ceil(self.group) * self.group;
         let mut scratch = vec![0.0f32; TILE_N * tile_k];
         let xv = ndarray::ArrayView2::from_shape((m, k), x).expect("length checked above");
-        let mut yv =
-            ndarray::ArrayViewMut2::from_shape((m, n), out).expect("length checked above");
+        let mut yv = ndarray::ArrayViewMut2::from_shape((m, n), out).expect("length checked above");
         yv.fill(0.0);
         let groups_per_row = k / self.group;
         let zps = self.weight.zero_points();

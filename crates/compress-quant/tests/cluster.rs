@@ -80,7 +80,7 @@ fn converged_result_is_a_lloyd_fixed_point_and_inertia_is_exact() {
 }
 
 #[test]
-fn plus_plus_is_no_worse_than_random_restarts_on_separated_data() {
+fn plus_plus_finds_well_separated_groups() {
     // Three tight, well separated groups: k-means++ must find them.
     let mut x = Vec::new();
     for (c, n) in [(-5.0f32, 300), (0.0, 50), (7.0, 10)] {

@@ -3,7 +3,9 @@
 use compress_core::{Layer, Mode};
 use compress_nn::{Linear, ReLU, Sequential};
 use compress_quant::calibrate::{attach_observers, calibrate, detach_observers};
-use compress_quant::{Calibration, IntScheme, Observer, calibrate_range, quantize_calibrated, sqnr_db};
+use compress_quant::{
+    Calibration, IntScheme, Observer, calibrate_range, quantize_calibrated, sqnr_db,
+};
 use ndarray::ArrayD;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
@@ -51,7 +53,10 @@ fn mse_calibration_beats_minmax_at_4_bits() {
 
 #[test]
 fn moving_average_follows_batches() {
-    let mut o = Observer::new(Calibration::MovingAverageMinMax { momentum: 0.5 }, IntScheme::new(8));
+    let mut o = Observer::new(
+        Calibration::MovingAverageMinMax { momentum: 0.5 },
+        IntScheme::new(8),
+    );
     o.observe(&[-1.0, 1.0]).unwrap();
     o.observe(&[-3.0, 3.0]).unwrap();
     assert_eq!(o.range().unwrap(), (-2.0, 2.0));
@@ -64,14 +69,25 @@ fn observer_errors() {
     assert!(o.range().is_err());
     let mut o = Observer::new(Calibration::MinMax, IntScheme::new(8));
     assert!(o.observe(&[1.0, f32::NAN]).is_err());
-    let mut o = Observer::new(Calibration::Percentile { percentile: 20.0 }, IntScheme::new(8));
+    let mut o = Observer::new(
+        Calibration::Percentile { percentile: 20.0 },
+        IntScheme::new(8),
+    );
     assert!(o.observe(&[1.0]).is_err());
 }
 
 #[test]
 fn per_channel_calibration_has_one_range_per_channel() {
-    let x: Vec<f32> = (0..4 * 256).map(|i| ((i % 256) as f32 * 0.1).sin() * (1 + i / 256) as f32).collect();
-    let q = quantize_calibrated(&x, &[4, 256], IntScheme::new(8).per_channel(0), Calibration::Mse).unwrap();
+    let x: Vec<f32> = (0..4 * 256)
+        .map(|i| ((i % 256) as f32 * 0.1).sin() * (1 + i / 256) as f32)
+        .collect();
+    let q = quantize_calibrated(
+        &x,
+        &[4, 256],
+        IntScheme::new(8).per_channel(0),
+        Calibration::Mse,
+    )
+    .unwrap();
     assert_eq!(q.scales().len(), 4);
     assert!(q.scales()[3] > q.scales()[0] * 2.0);
 }
@@ -87,7 +103,8 @@ fn observer_layers_record_activation_ranges() {
     let before = net.forward(&x, Mode::Eval).unwrap();
     let names_before = compress_core::Module::named_params(&net);
     let n = attach_observers(&mut net, |_, l| {
-        (l.name() == "Linear").then(|| Observer::new(Calibration::MinMax, IntScheme::new(8).affine()))
+        (l.name() == "Linear")
+            .then(|| Observer::new(Calibration::MinMax, IntScheme::new(8).affine()))
     });
     assert_eq!(n, 2);
     // paths unchanged by the wrappers

@@ -10,7 +10,12 @@ use rand::{SeedableRng, rngs::StdRng};
 
 fn input(shape: &[usize], seed: f32) -> ArrayD<f32> {
     ArrayD::from_shape_fn(shape.to_vec(), |ix| {
-        let s: usize = ix.slice().iter().enumerate().map(|(i, v)| (i + 1) * 31 * v).sum();
+        let s: usize = ix
+            .slice()
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i + 1) * 31 * v)
+            .sum();
         ((s as f32) * 0.071 + seed).sin()
     })
 }
@@ -19,11 +24,19 @@ fn input(shape: &[usize], seed: f32) -> ArrayD<f32> {
 fn qlinear_matches_its_fake_quant_simulation() {
     let lin = Linear::<f32>::new(40, 24, true, &mut StdRng::seed_from_u64(5));
     let x = input(&[6, 40], 0.3);
-    for act in [ActQuant::DynamicPerRow, ActQuant::DynamicPerTensor, ActQuant::Static { scale: 1.0 / 127.0 }] {
+    for act in [
+        ActQuant::DynamicPerRow,
+        ActQuant::DynamicPerTensor,
+        ActQuant::Static { scale: 1.0 / 127.0 },
+    ] {
         let mut q = QLinear::from_linear(&lin, act).unwrap();
         let y = q.forward(&x, Mode::Eval).unwrap();
         // simulation in f64: the same codes, dequantized, multiplied in float
-        let w = QTensor::quantize(&lin.weight.effective().view(), IntScheme::int8_per_channel()).unwrap();
+        let w = QTensor::quantize(
+            &lin.weight.effective().view(),
+            IntScheme::int8_per_channel(),
+        )
+        .unwrap();
         let wd: ArrayD<f64> = w.dequantize();
         let wd = wd.into_dimensionality::<Ix2>().unwrap();
         let x2 = x.view().into_dimensionality::<Ix2>().unwrap();
@@ -34,11 +47,20 @@ fn qlinear_matches_its_fake_quant_simulation() {
                 ActQuant::DynamicPerTensor => x.iter().fold(0.0f32, |m, v| m.max(v.abs())) / 127.0,
                 ActQuant::Static { scale } => scale,
             };
-            let xq: Vec<f64> = row.iter().map(|&v| f64::from((v * (1.0 / s)).round_ties_even().clamp(-127.0, 127.0)) * f64::from(s)).collect();
+            let xq: Vec<f64> = row
+                .iter()
+                .map(|&v| {
+                    f64::from((v * (1.0 / s)).round_ties_even().clamp(-127.0, 127.0)) * f64::from(s)
+                })
+                .collect();
             for j in 0..24 {
                 let dot: f64 = (0..40).map(|k| xq[k] * wd[[j, k]]).sum::<f64>()
                     + f64::from(lin.bias.as_ref().unwrap().value()[j]);
-                assert!((dot - f64::from(y[[i, j]])).abs() < 1e-4, "{act:?} {i} {j}: {dot} vs {}", y[[i, j]]);
+                assert!(
+                    (dot - f64::from(y[[i, j]])).abs() < 1e-4,
+                    "{act:?} {i} {j}: {dot} vs {}",
+                    y[[i, j]]
+                );
             }
         }
         assert!(q.backward(&y).is_err());
@@ -50,7 +72,10 @@ fn qlinear_matches_its_fake_quant_simulation() {
 fn qlinear_rejects_bad_inputs() {
     let lin = Linear::<f32>::new(8, 4, false, &mut StdRng::seed_from_u64(1));
     let mut q = QLinear::from_linear(&lin, ActQuant::DynamicPerRow).unwrap();
-    assert!(q.forward(&ArrayD::<f32>::zeros(vec![2, 7]), Mode::Eval).is_err());
+    assert!(
+        q.forward(&ArrayD::<f32>::zeros(vec![2, 7]), Mode::Eval)
+            .is_err()
+    );
     let mut bad = ArrayD::zeros(vec![2, 8]);
     bad[[1, 3]] = f32::NAN;
     assert!(q.forward(&bad, Mode::Eval).is_err());
@@ -65,13 +90,17 @@ fn int4_linear_equals_dequantized_float_linear() {
     for affine in [false, true] {
         let mut q = Int4Linear::from_linear(&lin, 32, affine).unwrap();
         let deq: ArrayD<f32> = q.weight().dequantize();
-        let mut reference = Linear::from_arrays(deq, Some(lin.bias.as_ref().unwrap().value().clone()));
+        let mut reference =
+            Linear::from_arrays(deq, Some(lin.bias.as_ref().unwrap().value().clone()));
         let x = input(&[5, 320], 1.1);
         let y = q.forward(&x, Mode::Eval).unwrap();
         let yr = reference.forward(&x, Mode::Eval).unwrap();
         let err = (&y - &yr).iter().fold(0.0f32, |m, e| m.max(e.abs()));
         assert!(err < 1e-4, "{err}");
-        assert_eq!(q.size_bytes(), 320 * 150 / 2 + 150 * 10 * 4 + if affine { 150 * 10 / 2 } else { 0 } + 150 * 4);
+        assert_eq!(
+            q.size_bytes(),
+            320 * 150 / 2 + 150 * 10 * 4 + if affine { 150 * 10 / 2 } else { 0 } + 150 * 4
+        );
         assert!(q.backward(&y).is_err());
     }
     assert!(Int4Linear::from_linear(&lin, 3, false).is_err());
@@ -82,7 +111,10 @@ fn qconv_matches_float_conv_closely() {
     let mut rng = StdRng::seed_from_u64(4);
     for cfg in [
         Conv2dConfig::new(3, 8, 3).padding(1),
-        Conv2dConfig::new(4, 6, (3, 2)).stride(2).padding((1, 0)).dilation((1, 2)),
+        Conv2dConfig::new(4, 6, (3, 2))
+            .stride(2)
+            .padding((1, 0))
+            .dilation((1, 2)),
         Conv2dConfig::new(4, 4, 3).groups(2).padding(1),
     ] {
         let mut conv = Conv2d::<f32>::new(cfg, &mut rng).unwrap();
@@ -94,7 +126,10 @@ fn qconv_matches_float_conv_closely() {
         let scale = y.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         let err = (&y - &yq).iter().fold(0.0f32, |m, e| m.max(e.abs()));
         assert!(err < 0.02 * scale.max(1.0), "{cfg:?}: {err}");
-        assert_eq!(Layer::<f32>::cost(&q, &[cfg.in_channels, 7, 9]).unwrap(), conv.cost(&[cfg.in_channels, 7, 9]).unwrap());
+        assert_eq!(
+            Layer::<f32>::cost(&q, &[cfg.in_channels, 7, 9]).unwrap(),
+            conv.cost(&[cfg.in_channels, 7, 9]).unwrap()
+        );
     }
 }
 

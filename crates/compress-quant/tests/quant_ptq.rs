@@ -2,8 +2,8 @@
 
 use compress_core::{CoreError, Layer, Mode, Module, Param, ParamDict, ParamFilter};
 use compress_quant::{
-    Calibration, IntScheme, PtqConfig, QuantError, QuantScheme, QuantizedModel, fake_quantize_model,
-    quantize_model,
+    Calibration, IntScheme, PtqConfig, QuantError, QuantScheme, QuantizedModel,
+    fake_quantize_model, quantize_model,
 };
 use ndarray::{ArrayD, IxDyn};
 use rand::{SeedableRng, rngs::StdRng};
@@ -46,7 +46,9 @@ fn conv_weights_group_over_flattened_inputs_or_fall_back() {
 #[test]
 fn apply_changes_outputs_a_little() {
     let mut net = cnn();
-    let x = ArrayD::from_shape_fn(vec![4, 1, 8, 8], |ix| ((ix[0] * 64 + ix[2] * 8 + ix[3]) as f32 * 0.1).sin());
+    let x = ArrayD::from_shape_fn(vec![4, 1, 8, 8], |ix| {
+        ((ix[0] * 64 + ix[2] * 8 + ix[3]) as f32 * 0.1).sin()
+    });
     let y0 = net.forward(&x, Mode::Eval).unwrap();
     let report = fake_quantize_model(&mut net, &PtqConfig::default()).unwrap();
     assert_eq!(report.params.len(), 4);
@@ -87,22 +89,41 @@ fn corrupt_files_are_typed_errors() {
     let (q, _) = quantize_model(&net, &PtqConfig::new(IntScheme::new(4).per_group(4))).unwrap();
     let bytes = q.to_bytes().unwrap();
     for cut in [0, 7, bytes.len() / 2, bytes.len() - 1] {
-        assert!(matches!(QuantizedModel::from_bytes(&bytes[..cut]), Err(QuantError::Format { .. })));
+        assert!(matches!(
+            QuantizedModel::from_bytes(&bytes[..cut]),
+            Err(QuantError::Format { .. })
+        ));
     }
     // a plain safetensors file without our metadata
-    let plain = safetensors::serialize(Vec::<(String, safetensors::tensor::TensorView<'_>)>::new(), None).unwrap();
-    assert!(matches!(QuantizedModel::from_bytes(&plain), Err(QuantError::Format { .. })));
+    let plain = safetensors::serialize(
+        Vec::<(String, safetensors::tensor::TensorView<'_>)>::new(),
+        None,
+    )
+    .unwrap();
+    assert!(matches!(
+        QuantizedModel::from_bytes(&plain),
+        Err(QuantError::Format { .. })
+    ));
     // metadata promising more bytes than stored
     let text = String::from_utf8_lossy(&bytes).replace("\"bits\":4", "\"bits\":8");
     assert!(QuantizedModel::from_bytes(text.as_bytes()).is_err());
-    assert!(matches!(QuantizedModel::load("/nonexistent/x.safetensors"), Err(QuantError::Io { .. })));
+    assert!(matches!(
+        QuantizedModel::load("/nonexistent/x.safetensors"),
+        Err(QuantError::Io { .. })
+    ));
 }
 
 #[test]
 fn filters_and_non_finite_weights() {
     let mut d = ParamDict::<f64>::new();
-    d.insert("a.weight", Param::new(ArrayD::from_elem(IxDyn(&[2, 4]), 0.5)));
-    d.insert("head.weight", Param::new(ArrayD::from_elem(IxDyn(&[2, 4]), 0.25)));
+    d.insert(
+        "a.weight",
+        Param::new(ArrayD::from_elem(IxDyn(&[2, 4]), 0.5)),
+    );
+    d.insert(
+        "head.weight",
+        Param::new(ArrayD::from_elem(IxDyn(&[2, 4]), 0.25)),
+    );
     let cfg = PtqConfig::default().filter(ParamFilter::new().exclude("head.*"));
     let (q, r) = quantize_model(&d, &cfg).unwrap();
     assert_eq!(r.params.len(), 1);

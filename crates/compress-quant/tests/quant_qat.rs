@@ -76,7 +76,15 @@ fn lsq_gradient_formula() {
     let s0 = fq.scales()[0]; // 10 / 7
     let g = arr(&[1.0, 1.0], &[2]);
     Parametrization::<f64>::accumulate_own_grad(&mut fq, &w, &g);
-    let d = |r: f64| if r < -7.0 { -7.0 } else if r > 7.0 { 7.0 } else { r.round() - r };
+    let d = |r: f64| {
+        if r < -7.0 {
+            -7.0
+        } else if r > 7.0 {
+            7.0
+        } else {
+            r.round() - r
+        }
+    };
     let expect = (d(0.8 / s0) + d(10.0 / s0)) / (2.0f64 * 7.0).sqrt();
     Parametrization::<f64>::step_own(&mut fq, 1.0);
     assert!((s0 - fq.scales()[0] - expect).abs() < 1e-12);
@@ -88,15 +96,20 @@ fn composes_with_a_mask_on_the_same_weight() {
     let m = arr(&[1.0, 0.0, 1.0, 0.0], &[2, 2]);
     let mut p = Param::new(w.clone());
     p.push_parametrization(Box::new(Mask(m.clone()))).unwrap();
-    p.push_parametrization(Box::new(FakeQuant::observer(IntScheme::new(4)).unwrap())).unwrap();
+    p.push_parametrization(Box::new(FakeQuant::observer(IntScheme::new(4)).unwrap()))
+        .unwrap();
     let eff = p.effective().into_owned();
     // pruned entries stay exactly zero after quantization
     assert_eq!(eff[[0, 1]], 0.0);
     assert_eq!(eff[[1, 1]], 0.0);
-    let direct = Parametrization::<f64>::forward(&FakeQuant::observer(IntScheme::new(4)).unwrap(), &(&w * &m));
+    let direct = Parametrization::<f64>::forward(
+        &FakeQuant::observer(IntScheme::new(4)).unwrap(),
+        &(&w * &m),
+    );
     assert_eq!(eff, direct);
     // gradients: STE passes through fake quant (min-max never clips), the mask zeroes them
-    p.accumulate_grad(arr(&[1.0, 2.0, 3.0, 4.0], &[2, 2])).unwrap();
+    p.accumulate_grad(arr(&[1.0, 2.0, 3.0, 4.0], &[2, 2]))
+        .unwrap();
     assert_eq!(p.grad().unwrap().as_slice().unwrap(), &[1.0, 0.0, 3.0, 0.0]);
 }
 
@@ -105,9 +118,21 @@ fn attach_to_a_model_and_train_a_step() {
     let mut rng = StdRng::seed_from_u64(0);
     let mut net = Sequential::<f64>::new()
         .with(Linear::new(4, 3, true, &mut rng))
-        .with(FakeQuantAct::new(IntScheme::new(8).affine(), ActRange::Observed { momentum: 0.1 }).unwrap())
+        .with(
+            FakeQuantAct::new(
+                IntScheme::new(8).affine(),
+                ActRange::Observed { momentum: 0.1 },
+            )
+            .unwrap(),
+        )
         .with(Linear::new(3, 2, true, &mut rng));
-    let paths = attach_fake_quant(&mut net, &ParamFilter::new(), IntScheme::new(4).per_channel(0), true).unwrap();
+    let paths = attach_fake_quant(
+        &mut net,
+        &ParamFilter::new(),
+        IntScheme::new(4).per_channel(0),
+        true,
+    )
+    .unwrap();
     assert_eq!(paths, vec!["0.weight", "2.weight"]);
     let x = ArrayD::from_shape_fn(vec![5, 4], |ix| (ix[0] as f64 - ix[1] as f64) * 0.3);
     let y = net.forward(&x, Mode::Train).unwrap();
@@ -129,17 +154,20 @@ fn attach_to_a_model_and_train_a_step() {
 
 #[test]
 fn fake_quant_act_ste_and_errors() {
-    let mut a = FakeQuantAct::new(IntScheme::new(8), ActRange::Fixed { lo: -1.0, hi: 1.0 }).unwrap();
+    let mut a =
+        FakeQuantAct::new(IntScheme::new(8), ActRange::Fixed { lo: -1.0, hi: 1.0 }).unwrap();
     let x = arr(&[0.5, -2.0, 0.999, 3.0], &[1, 4]);
     let y = Layer::<f64>::forward(&mut a, &x, Mode::Train).unwrap();
     assert!((y[[0, 1]] + 1.0).abs() < 1e-6 && (y[[0, 3]] - 1.0).abs() < 1e-6);
     let g = Layer::<f64>::backward(&mut a, &ArrayD::ones(IxDyn(&[1, 4]))).unwrap();
     assert_eq!(g.as_slice().unwrap(), &[1.0, 0.0, 1.0, 0.0]);
-    let mut fresh = FakeQuantAct::new(IntScheme::new(8), ActRange::Observed { momentum: 0.1 }).unwrap();
+    let mut fresh =
+        FakeQuantAct::new(IntScheme::new(8), ActRange::Observed { momentum: 0.1 }).unwrap();
     assert!(Layer::<f64>::forward(&mut fresh, &x, Mode::Eval).is_err());
     assert!(Layer::<f64>::backward(&mut fresh, &x).is_err());
     assert!(FakeQuantAct::new(IntScheme::new(8).per_group(2), ActRange::Dynamic).is_err());
-    let mut dynamic = FakeQuantAct::new(IntScheme::new(8).per_channel(0), ActRange::Dynamic).unwrap();
+    let mut dynamic =
+        FakeQuantAct::new(IntScheme::new(8).per_channel(0), ActRange::Dynamic).unwrap();
     let xx = arr(&[1.0, 0.5, 100.0, 50.0], &[2, 2]);
     let yy = Layer::<f64>::forward(&mut dynamic, &xx, Mode::Eval).unwrap();
     assert!((yy[[0, 1]] - 0.5).abs() < 1.0 / 254.0 + 1e-12); // per-row scale 1/127

@@ -112,7 +112,9 @@ proptest! {
 #[test]
 fn per_channel_any_axis() {
     // Axis 1 of a [2, 3, 2] tensor: channel c holds elements with index[1] == c.
-    let x = ArrayD::from_shape_fn(IxDyn(&[2, 3, 2]), |ix| (ix[1] as f32 + 1.0) * 10.0 * if ix[2] == 0 { 1.0 } else { -0.5 });
+    let x = ArrayD::from_shape_fn(IxDyn(&[2, 3, 2]), |ix| {
+        (ix[1] as f32 + 1.0) * 10.0 * if ix[2] == 0 { 1.0 } else { -0.5 }
+    });
     let q = QTensor::quantize(&x, IntScheme::new(8).per_channel(1)).unwrap();
     assert_eq!(q.scales().len(), 3);
     for c in 0..3 {
@@ -125,9 +127,14 @@ fn per_channel_any_axis() {
 #[test]
 fn f16_scales_round_up_and_stay_exact() {
     let x: Vec<f32> = (0..64).map(|i| (i as f32 * 0.37).sin() * 0.123).collect();
-    let q = QTensor::quantize_slice(&x, &[2, 32], IntScheme::new(4).per_group(16).f16_scales()).unwrap();
+    let q = QTensor::quantize_slice(&x, &[2, 32], IntScheme::new(4).per_group(16).f16_scales())
+        .unwrap();
     for &s in q.scales() {
-        assert_eq!(half::f16::from_f32(s).to_f32(), s, "scale must be an exact f16");
+        assert_eq!(
+            half::f16::from_f32(s).to_f32(),
+            s,
+            "scale must be an exact f16"
+        );
     }
     assert_eq!(q.size_bytes(), 32 + 4 * 2);
 }
@@ -146,7 +153,11 @@ fn typed_errors() {
     ));
     assert!(matches!(
         QTensor::quantize_slice(&[1.0; 10], &[2, 5], IntScheme::new(4).per_group(4)),
-        Err(QuantError::GroupSize { group_size: 4, len: 5, .. })
+        Err(QuantError::GroupSize {
+            group_size: 4,
+            len: 5,
+            ..
+        })
     ));
     for bits in [0, 1, 9, 16] {
         assert!(matches!(
@@ -170,13 +181,15 @@ fn typed_errors() {
 fn zero_tensor_and_exact_zero_in_affine() {
     let q = QTensor::quantize_slice(&[0.0; 8], &[8], IntScheme::new(4).affine()).unwrap();
     assert!(q.dequantize::<f32>().iter().all(|&v| v == 0.0));
-    let q = QTensor::quantize_slice(&[0.0, 0.3, 1.7, 2.5], &[4], IntScheme::new(3).affine()).unwrap();
+    let q =
+        QTensor::quantize_slice(&[0.0, 0.3, 1.7, 2.5], &[4], IntScheme::new(3).affine()).unwrap();
     assert_eq!(q.dequantize::<f64>()[0], 0.0);
 }
 
 #[test]
 fn from_parts_validates() {
-    let q = QTensor::quantize_slice(&[1.0, -2.0, 3.0, 0.5], &[4], IntScheme::new(3).affine()).unwrap();
+    let q =
+        QTensor::quantize_slice(&[1.0, -2.0, 3.0, 0.5], &[4], IntScheme::new(3).affine()).unwrap();
     let ok = QTensor::from_parts(
         q.shape().to_vec(),
         q.scheme(),
@@ -186,7 +199,34 @@ fn from_parts_validates() {
     )
     .unwrap();
     assert_eq!(ok, q);
-    assert!(QTensor::from_parts(vec![4], q.scheme(), vec![0; 1], q.scales().to_vec(), q.zero_points().to_vec()).is_err());
-    assert!(QTensor::from_parts(vec![4], q.scheme(), q.data().to_vec(), vec![-1.0], q.zero_points().to_vec()).is_err());
-    assert!(QTensor::from_parts(vec![4], q.scheme(), q.data().to_vec(), q.scales().to_vec(), vec![99]).is_err());
+    assert!(
+        QTensor::from_parts(
+            vec![4],
+            q.scheme(),
+            vec![0; 1],
+            q.scales().to_vec(),
+            q.zero_points().to_vec()
+        )
+        .is_err()
+    );
+    assert!(
+        QTensor::from_parts(
+            vec![4],
+            q.scheme(),
+            q.data().to_vec(),
+            vec![-1.0],
+            q.zero_points().to_vec()
+        )
+        .is_err()
+    );
+    assert!(
+        QTensor::from_parts(
+            vec![4],
+            q.scheme(),
+            q.data().to_vec(),
+            q.scales().to_vec(),
+            vec![99]
+        )
+        .is_err()
+    );
 }

@@ -186,6 +186,60 @@ impl SafetensorsFile {
         self.data_start + self.data_bytes()
     }
 
+    /// Reads elements `start .. start + count` of float tensor `t` converted to f32 into
+    /// `out` (cleared first), through the caller's `scratch` byte buffer, so a large tensor
+    /// can be processed in chunks with two small reused buffers.
+    ///
+    /// # Errors
+    ///
+    /// [`CliError::Io`] on a read failure; [`CliError::Format`] for a range outside the
+    /// tensor or a non-float dtype.
+    pub(crate) fn read_f32_range(
+        &mut self,
+        t: &TensorInfo,
+        start: usize,
+        count: usize,
+        scratch: &mut Vec<u8>,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        let size = t.dtype.size();
+        if !t.dtype.is_float() || start.checked_add(count).is_none_or(|e| e > t.numel()) {
+            return Err(CliError::format(
+                &self.path,
+                format!("tensor `{}`: cannot read elements {start}..+{count} as floats", t.name),
+            ));
+        }
+        scratch.resize(count * size, 0);
+        self.file
+            .seek(SeekFrom::Start(self.data_start + t.begin + (start * size) as u64))
+            .and_then(|_| self.file.read_exact(scratch))
+            .map_err(|e| CliError::io(&self.path, e))?;
+        out.clear();
+        bytes_to_f32_into(scratch, t.dtype, out);
+        Ok(())
+    }
+
+    /// Reads a whole float tensor as f32 in 1 MiB chunks (peak memory: the f32 values, not
+    /// the raw bytes as well).
+    ///
+    /// # Errors
+    ///
+    /// As [`SafetensorsFile::read_f32_range`].
+    pub(crate) fn read_f32_lean(&mut self, t: &TensorInfo) -> Result<Vec<f32>> {
+        let n = t.numel();
+        let step = ((1 << 20) / t.dtype.size()).max(1);
+        let mut values = Vec::with_capacity(n);
+        let (mut scratch, mut chunk) = (Vec::new(), Vec::new());
+        let mut start = 0;
+        while start < n {
+            let count = step.min(n - start);
+            self.read_f32_range(t, start, count, &mut scratch, &mut chunk)?;
+            values.extend_from_slice(&chunk);
+            start += count;
+        }
+        Ok(values)
+    }
+
     /// Reads one float tensor converted to f32 (`None` for non-float dtypes).
     pub(crate) fn read_f32(&mut self, t: &TensorInfo) -> Result<Option<Vec<f32>>> {
         if !t.dtype.is_float() {
@@ -193,6 +247,21 @@ impl SafetensorsFile {
         }
         let raw = self.read_raw(t)?;
         Ok(Some(bytes_to_f32(&raw, t.dtype)))
+    }
+}
+
+/// Appends little-endian float bytes of `dtype` converted to f32 to `out`.
+pub(crate) fn bytes_to_f32_into(raw: &[u8], dtype: Dtype, out: &mut Vec<f32>) {
+    out.reserve(raw.len() / dtype.size());
+    match dtype {
+        Dtype::F32 => out.extend(raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))),
+        Dtype::F64 => out.extend(
+            raw.chunks_exact(8)
+                .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32),
+        ),
+        Dtype::F16 => out.extend(raw.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())),
+        Dtype::BF16 => out.extend(raw.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())),
+        Dtype::Other(..) => {}
     }
 }
 

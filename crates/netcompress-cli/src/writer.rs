@@ -52,6 +52,8 @@ pub(crate) struct ShardWriter {
     names: std::collections::HashSet<String>,
     offset: u64,
     metadata: BTreeMap<String, String>,
+    /// Bytes still owed to the entry opened by [`ShardWriter::begin`].
+    owed: u64,
 }
 
 impl ShardWriter {
@@ -77,6 +79,7 @@ impl ShardWriter {
             names: std::collections::HashSet::new(),
             offset: 0,
             metadata: BTreeMap::new(),
+            owed: 0,
         })
     }
 
@@ -100,7 +103,19 @@ impl ShardWriter {
         self.metadata.insert(key.into(), value.into());
     }
 
+    fn check_complete(&self) -> Result<()> {
+        if self.owed != 0 {
+            let name = self.entries.last().map_or("", |e| e.name.as_str());
+            return Err(CliError::format(
+                &self.final_path,
+                format!("tensor `{name}` is missing {} bytes", self.owed),
+            ));
+        }
+        Ok(())
+    }
+
     fn begin_entry(&mut self, name: &str, dtype: &str, shape: &[usize], len: u64) -> Result<()> {
+        self.check_complete()?;
         let elem = dtype_size(dtype).ok_or_else(|| {
             CliError::format(&self.final_path, format!("tensor `{name}`: cannot write dtype `{dtype}`"))
         })?;
@@ -130,6 +145,33 @@ impl ShardWriter {
 
     fn sink(&mut self) -> &mut BufWriter<File> {
         self.data.as_mut().expect("data writer present until assemble")
+    }
+
+    /// Opens a tensor of `len` bytes whose data follows in [`ShardWriter::append`] calls
+    /// (streamed encodings); it must be complete before the next tensor or `assemble`.
+    ///
+    /// # Errors
+    ///
+    /// As [`ShardWriter::add`].
+    pub(crate) fn begin(&mut self, name: &str, dtype: &str, shape: &[usize], len: u64) -> Result<()> {
+        self.begin_entry(name, dtype, shape, len)?;
+        self.owed = len;
+        Ok(())
+    }
+
+    /// Appends data to the tensor opened by [`ShardWriter::begin`].
+    ///
+    /// # Errors
+    ///
+    /// [`CliError::Format`] when more bytes are given than the tensor holds; I/O errors.
+    pub(crate) fn append(&mut self, bytes: &[u8]) -> Result<()> {
+        let n = bytes.len() as u64;
+        if n > self.owed {
+            return Err(CliError::format(&self.final_path, "streamed tensor data overflows its entry"));
+        }
+        self.owed -= n;
+        let path = self.data_path.clone();
+        self.sink().write_all(bytes).map_err(|e| CliError::io(&path, e))
     }
 
     /// Appends a tensor from bytes.
@@ -193,6 +235,7 @@ impl ShardWriter {
     ///
     /// [`CliError::Io`] on any write failure (the temporary files are removed).
     pub(crate) fn assemble(mut self) -> Result<Pending> {
+        self.check_complete()?;
         let header = self.header()?;
         let data_path = self.data_path.clone();
         let mut data = self
@@ -217,7 +260,6 @@ impl ShardWriter {
         if copied != self.offset {
             return Err(CliError::format(&pending.tmp, "temporary data file is short"));
         }
-        out.sync_all().map_err(io)?;
         Ok(pending)
     }
 }

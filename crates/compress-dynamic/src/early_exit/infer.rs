@@ -57,7 +57,7 @@ impl<F: Float> EarlyExitNet<F> {
         thresholds: &Thresholds,
         max_exit: Option<&[usize]>,
     ) -> Result<DynamicOutput<F>> {
-        self.validate()?;
+        let (stage_macs, costs) = self.cached_costs()?;
         thresholds.check(self.num_exits())?;
         let n = x.shape().first().copied().unwrap_or(0);
         if let Some(m) = max_exit
@@ -65,8 +65,6 @@ impl<F: Float> EarlyExitNet<F> {
         {
             return Err(CoreError::shape("max_exit", &[n], &[m.len()]).into());
         }
-        let stage_macs = self.stage_macs()?;
-        let costs = self.exit_costs()?;
         let k_last = self.num_exits() - 1;
         let mut surv = Survivors::new(n, self.num_exits());
         let mut h = x.to_owned();

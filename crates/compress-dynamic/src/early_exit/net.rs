@@ -43,6 +43,9 @@ pub struct EarlyExitNet<F: Float> {
     pub(super) exits: Vec<Box<dyn Layer<F>>>,
     pub(super) attach: Vec<usize>,
     input_shape: Vec<usize>,
+    /// Per-stage MACs and exit costs, computed on first use by inference and dropped by
+    /// every mutable parameter walk (which may reshape layers).
+    pub(super) cost_cache: Option<(Vec<u64>, ExitCosts)>,
 }
 
 impl<F: Float> EarlyExitNet<F> {
@@ -53,6 +56,7 @@ impl<F: Float> EarlyExitNet<F> {
             exits: Vec::new(),
             attach: Vec::new(),
             input_shape: input_shape.to_vec(),
+            cost_cache: None,
         }
     }
 
@@ -72,11 +76,13 @@ impl<F: Float> EarlyExitNet<F> {
 
     /// Appends a backbone stage.
     pub fn push_stage(&mut self, stage: Box<dyn Layer<F>>) {
+        self.cost_cache = None;
         self.stages.push(stage);
     }
 
     /// Attaches an exit head after the last stage pushed so far.
     pub fn push_exit(&mut self, head: Box<dyn Layer<F>>) {
+        self.cost_cache = None;
         self.attach.push(self.stages.len().wrapping_sub(1));
         self.exits.push(head);
     }
@@ -120,6 +126,12 @@ impl<F: Float> EarlyExitNet<F> {
     /// [`CoreError::InvalidConfig`] naming what is wrong, or the shape error of the first
     /// layer that does not fit.
     pub fn validate(&self) -> Result<()> {
+        self.check_structure()?;
+        self.exit_costs().map(|_| ())
+    }
+
+    /// The structural part of [`EarlyExitNet::validate`] (no shape walk).
+    pub(super) fn check_structure(&self) -> Result<()> {
         if self.stages.is_empty() || self.exits.is_empty() {
             return Err(DynamicError::config(
                 "early-exit network",
@@ -151,7 +163,18 @@ impl<F: Float> EarlyExitNet<F> {
                 ),
             ));
         }
-        self.exit_costs().map(|_| ())
+        Ok(())
+    }
+
+    /// Stage MACs and exit costs, cached until the next mutable parameter walk.
+    pub(super) fn cached_costs(&mut self) -> Result<(Vec<u64>, ExitCosts)> {
+        if let Some(c) = &self.cost_cache {
+            return Ok(c.clone());
+        }
+        self.validate()?;
+        let c = (self.stage_macs()?, self.exit_costs()?);
+        self.cost_cache = Some(c.clone());
+        Ok(c)
     }
 
     /// Per-stage costs for one sample, and each exit's head cost.
@@ -239,7 +262,7 @@ impl<F: Float> EarlyExitNet<F> {
     ///
     /// Any layer error, or a head whose output is not `[N, classes]`.
     pub fn forward_all(&mut self, x: &ArrayRef<F, IxDyn>, mode: Mode) -> Result<Vec<Array2<F>>> {
-        self.validate()?;
+        self.check_structure()?;
         let mut out = Vec::with_capacity(self.exits.len());
         let mut h = x.to_owned();
         let mut next = 0;
@@ -334,6 +357,7 @@ impl<F: Float> Module<F> for EarlyExitNet<F> {
         path: &mut ParamPath,
         v: &mut dyn ParamVisitorMut<F>,
     ) -> compress_core::Result<()> {
+        self.cost_cache = None;
         path.scoped("stages", |p| -> compress_core::Result<()> {
             for (i, l) in self.stages.iter_mut().enumerate() {
                 p.scoped(&i.to_string(), |p| l.visit_mut(p, v))?;
@@ -366,7 +390,7 @@ impl<F: Float> Layer<F> for EarlyExitNet<F> {
     }
 
     fn forward(&mut self, x: &ArrayRef<F, IxDyn>, mode: Mode) -> compress_core::Result<ArrayD<F>> {
-        self.validate().map_err(core)?;
+        self.check_structure().map_err(core)?;
         let mut h = x.to_owned();
         for s in &mut self.stages {
             h = s.forward(&h, mode)?;

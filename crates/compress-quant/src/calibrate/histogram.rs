@@ -267,7 +267,9 @@ mod tests {
 
     #[test]
     fn kl_threshold_ignores_outliers() {
-        let mut x: Vec<f32> = (0..20_000).map(|i| ((i as f32) * 0.731).sin().abs()).collect();
+        let mut x: Vec<f32> = (0..20_000)
+            .map(|i| ((i as f32) * 0.731).sin().abs())
+            .collect();
         x.extend([50.0f32; 3]);
         let mut h = Histogram::new(2048);
         h.add(&x, 0.0, 50.0);

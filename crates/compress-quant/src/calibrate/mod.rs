@@ -56,9 +56,9 @@ impl Calibration {
     /// An invalid-config error naming `momentum` or `percentile`.
     pub fn validate(&self) -> Result<(), QuantError> {
         match *self {
-            Self::MovingAverageMinMax { momentum } if !(momentum > 0.0 && momentum <= 1.0) => {
-                Err(CoreError::config("momentum", format!("must be in (0, 1], got {momentum}")).into())
-            }
+            Self::MovingAverageMinMax { momentum } if !(momentum > 0.0 && momentum <= 1.0) => Err(
+                CoreError::config("momentum", format!("must be in (0, 1], got {momentum}")).into(),
+            ),
             Self::Percentile { percentile } if !(percentile > 50.0 && percentile <= 100.0) => {
                 Err(CoreError::config(
                     "percentile",

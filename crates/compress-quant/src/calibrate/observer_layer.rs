@@ -98,8 +98,7 @@ pub fn detach_observers<F: Float>(model: &mut Sequential<F>) -> Vec<(usize, Obse
             let placeholder: Box<dyn Layer<F>> = Box::new(Sequential::<F>::new());
             let boxed = std::mem::replace(slot, placeholder);
             // Checked with `is` just above.
-            if let Ok(wrapper) = (boxed as Box<dyn std::any::Any>).downcast::<ObserverLayer<F>>()
-            {
+            if let Ok(wrapper) = (boxed as Box<dyn std::any::Any>).downcast::<ObserverLayer<F>>() {
                 let (inner, obs) = wrapper.into_parts();
                 *slot = inner;
                 out.push((i, obs));

@@ -240,7 +240,16 @@ mod tests {
     #[test]
     fn min_max_flags_non_finite() {
         assert!(!min_max(&[1.0, f32::NAN, 2.0]).2);
-        assert!(!min_max(&[1.0; 9].iter().copied().chain([f32::INFINITY]).collect::<Vec<_>>()).2);
+        assert!(
+            !min_max(
+                &[1.0; 9]
+                    .iter()
+                    .copied()
+                    .chain([f32::INFINITY])
+                    .collect::<Vec<_>>()
+            )
+            .2
+        );
         let (l, h, f) = min_max(&[3.0, -1.0, 2.0]);
         assert_eq!((l, h, f), (-1.0, 3.0, true));
     }

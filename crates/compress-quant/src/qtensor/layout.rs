@@ -51,9 +51,7 @@ impl BlockLayout {
                 if axis >= shape.len() {
                     return Err(CoreError::config(
                         "axis",
-                        format!(
-                            "channel axis {axis} out of range for `{path}` of shape {shape:?}"
-                        ),
+                        format!("channel axis {axis} out of range for `{path}` of shape {shape:?}"),
                     )
                     .into());
                 }

@@ -148,20 +148,34 @@ impl QTensor {
         if !finite {
             return Err(non_finite(x, "x"));
         }
-        let zps: Vec<i32> = if scheme.affine { zero_points.to_vec() } else { vec![0; lay.params] };
+        let zps: Vec<i32> = if scheme.affine {
+            zero_points.to_vec()
+        } else {
+            vec![0; lay.params]
+        };
         if scales.len() != lay.params || zps.len() != lay.params {
             return Err(CoreError::config(
                 "scales",
-                format!("expected {} scales and zero points, got {} and {}", lay.params, scales.len(), zps.len()),
+                format!(
+                    "expected {} scales and zero points, got {} and {}",
+                    lay.params,
+                    scales.len(),
+                    zps.len()
+                ),
             )
             .into());
         }
         let (qlo, qhi) = scheme.code_range();
-        if let Some(s) = scales.iter().find(|s| !(**s > 0.0 && s.is_finite() && (1.0 / **s).is_finite())) {
+        if let Some(s) = scales
+            .iter()
+            .find(|s| !(**s > 0.0 && s.is_finite() && (1.0 / **s).is_finite()))
+        {
             return Err(CoreError::config("scales", format!("bad scale {s}")).into());
         }
         if let Some(z) = zps.iter().find(|z| !(qlo..=qhi).contains(*z)) {
-            return Err(CoreError::config("zero_points", format!("{z} outside {qlo}..={qhi}")).into());
+            return Err(
+                CoreError::config("zero_points", format!("{z} outside {qlo}..={qhi}")).into(),
+            );
         }
         Ok(Self::encode(x, shape, scheme, lay, scales.to_vec(), zps))
     }
@@ -209,7 +223,14 @@ impl QTensor {
         {
             let p = lay.param(b);
             let inv = 1.0 / scales[p];
-            qk::quantize(block, inv, zero_points[p] as f32, qlo as f32, qhi as f32, out);
+            qk::quantize(
+                block,
+                inv,
+                zero_points[p] as f32,
+                qlo as f32,
+                qhi as f32,
+                out,
+            );
         }
         let data = if scheme.bits == 8 {
             codes
@@ -299,10 +320,11 @@ impl QTensor {
                 }
                 let (lo, hi) = s.code_range();
                 if let Some(z) = zero_points.iter().find(|z| !(lo..=hi).contains(*z)) {
-                    return Err(
-                        CoreError::config("zero points", format!("{z} outside {lo}..={hi}"))
-                            .into(),
-                    );
+                    return Err(CoreError::config(
+                        "zero points",
+                        format!("{z} outside {lo}..={hi}"),
+                    )
+                    .into());
                 }
             }
             QuantScheme::F16 | QuantScheme::Bf16 => {

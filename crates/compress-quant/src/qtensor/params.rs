@@ -50,17 +50,19 @@ fn round_up_f16(s: f32) -> Result<f32, QuantError> {
 pub fn qparams_from_range(lo: f32, hi: f32, scheme: IntScheme) -> Result<(f32, i32), QuantError> {
     scheme.validate()?;
     if !(lo.is_finite() && hi.is_finite() && lo <= hi) {
-        return Err(CoreError::config(
-            "range",
-            format!("need finite lo <= hi, got [{lo}, {hi}]"),
-        )
-        .into());
+        return Err(
+            CoreError::config("range", format!("need finite lo <= hi, got [{lo}, {hi}]")).into(),
+        );
     }
     let (qlo, qhi) = scheme.code_range();
     let (mut scale, zp) = if scheme.affine {
         let (l, h) = (lo.min(0.0), hi.max(0.0));
         let s = (h - l) / (qhi - qlo) as f32;
-        if s == 0.0 { (1.0, 0) } else { affine_cover(l, h, s.max(MIN_SCALE), qlo, qhi) }
+        if s == 0.0 {
+            (1.0, 0)
+        } else {
+            affine_cover(l, h, s.max(MIN_SCALE), qlo, qhi)
+        }
     } else {
         let s = lo.abs().max(hi.abs()) / qhi as f32;
         (if s == 0.0 { 1.0 } else { s }, 0)
@@ -81,12 +83,20 @@ fn affine_cover(l: f32, h: f32, s: f32, qlo: i32, qhi: i32) -> (f32, i32) {
     for z in [t.floor() as i32, t.ceil() as i32] {
         let z = z.clamp(qlo, qhi);
         let need_lo = if l < 0.0 {
-            if z > qlo { -l / (z - qlo) as f32 } else { f32::INFINITY }
+            if z > qlo {
+                -l / (z - qlo) as f32
+            } else {
+                f32::INFINITY
+            }
         } else {
             0.0
         };
         let need_hi = if h > 0.0 {
-            if z < qhi { h / (qhi - z) as f32 } else { f32::INFINITY }
+            if z < qhi {
+                h / (qhi - z) as f32
+            } else {
+                f32::INFINITY
+            }
         } else {
             0.0
         };
@@ -96,7 +106,11 @@ fn affine_cover(l: f32, h: f32, s: f32, qlo: i32, qhi: i32) -> (f32, i32) {
         }
     }
     // Some candidate always works for l <= 0 <= h and qhi - qlo >= 3.
-    if best.0.is_finite() { best } else { (s, t.round_ties_even() as i32) }
+    if best.0.is_finite() {
+        best
+    } else {
+        (s, t.round_ties_even() as i32)
+    }
 }
 
 /// Signal-to-quantization-noise ratio in dB: `10 log10(sum x^2 / sum (x - y)^2)`;

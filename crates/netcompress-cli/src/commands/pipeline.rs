@@ -45,6 +45,19 @@ pub(crate) enum Outcome {
     Keep(String),
 }
 
+/// A tensor encoded by [`Encoder::encode_stream`]: its parts are already written.
+#[derive(Debug)]
+pub(crate) struct Streamed {
+    /// The encoding (part names included).
+    pub(crate) encoding: Encoding,
+    /// Error sums of the decoded parts against the input.
+    pub(crate) sums: ErrSums,
+    /// Bytes written.
+    pub(crate) bytes_out: u64,
+    /// Extra per-tensor fields for the report.
+    pub(crate) extra: Map<String, Value>,
+}
+
 /// One command's tensor transformation.
 pub(crate) trait Encoder {
     /// How many times [`Encoder::observe`] must see every selected tensor before any is
@@ -71,7 +84,28 @@ pub(crate) trait Encoder {
         Ok(())
     }
 
-    /// Encodes one selected tensor (`values` in f32, `raw` as stored).
+    /// Encodes `t` straight from the file in chunks, writing its parts to `w` itself (memory
+    /// stays at the chunk size); `Ok(None)` when this tensor takes the whole-tensor path
+    /// ([`Encoder::encode`]), decided before anything is written.
+    ///
+    /// # Errors
+    ///
+    /// Any error stops the command; nothing is left behind.
+    fn encode_stream(
+        &mut self,
+        _t: &TensorInfo,
+        _f: &mut SafetensorsFile,
+        _w: &mut ShardWriter,
+    ) -> Result<Option<Streamed>> {
+        Ok(None)
+    }
+
+    /// Whether [`Encoder::encode`] needs the stored bytes (else it gets an empty `raw`).
+    fn needs_raw(&self) -> bool {
+        true
+    }
+
+    /// Encodes one selected tensor (`values` in f32, `raw` as stored or empty).
     ///
     /// # Errors
     ///
@@ -274,11 +308,31 @@ fn encode_one(
         pass_through(f, w, t)?;
         return Ok(report(t, format!("pass ({})", skip.reason()), t.nbytes()));
     }
-    let raw = f.read_raw(t)?;
-    let values = bytes_to_f32(&raw, t.dtype);
+    if let Some(s) = enc.encode_stream(t, f, w)? {
+        let meta = TensorMeta {
+            dtype: t.dtype.name().to_string(),
+            shape: t.shape.clone(),
+            encoding: s.encoding,
+        };
+        w.set_metadata(format!("{TENSOR_KEY_PREFIX}{}", t.name), serde_json::to_string(&meta)?);
+        all.add(&s.sums);
+        let mut r = report(t, meta.encoding.label(), s.bytes_out);
+        r.extra = s.extra;
+        r.error = Some(s.sums.metrics());
+        return Ok(r);
+    }
+    let (raw, values) = if enc.needs_raw() {
+        let raw = f.read_raw(t)?;
+        let values = bytes_to_f32(&raw, t.dtype);
+        (raw, values)
+    } else {
+        (Vec::new(), f.read_f32_lean(t)?)
+    };
     let (r, sums) = match enc.encode(t, &values, &raw)? {
         Outcome::Keep(reason) => {
-            w.add(&t.name, t.dtype.name(), &t.shape, &raw)?;
+            drop(raw);
+            drop(values);
+            pass_through(f, w, t)?;
             return Ok(report(t, format!("pass ({reason})"), t.nbytes()));
         }
         Outcome::Dense { bytes, action, extra } => {

@@ -18,9 +18,13 @@ use ndarray::Ix2;
 use rand::{SeedableRng, rngs::StdRng};
 use serde_json::{Value, json};
 
-use super::baseline::{mlp_widths, train_sgd};
+use compress_nn::LrSchedule;
+use compress_nn::train::CrossEntropy;
+
+use super::baseline::mlp_widths;
 use super::{Ctx, Metrics, Report};
 use crate::error::{CliError, Result};
+use crate::progress::EpochBar;
 
 /// Maps an architecture error to the CLI's error type.
 fn ae(e: ArchError) -> CliError {
@@ -29,6 +33,9 @@ fn ae(e: ArchError) -> CliError {
         other => CliError::Core(CoreError::config("arch", other.to_string())),
     }
 }
+
+/// Weight decay of the CNN runs.
+const CNN_WD: f64 = 1e-4;
 
 /// Stem channels and the `(in, out, stride)` of the convolutions that are compared.
 const STEM: usize = 16;
@@ -90,9 +97,10 @@ pub(crate) fn run_depthwise(ctx: &Ctx) -> Result<Report> {
     let input = [1, side, side];
     let epochs = ctx.epochs(40, 20);
     let mut std_net = small_cnn(false, ctx.seed)?;
-    let std_acc = train_sgd(ctx, "standard CNN", &mut std_net, &train, &test, epochs, 0.05)?;
+    let std_acc = train_cosine(ctx, "standard CNN", &mut std_net, &train, &test, epochs, 0.05, CNN_WD)?;
     let mut sep_net = small_cnn(true, ctx.seed)?;
-    let sep_acc = train_sgd(ctx, "separable CNN", &mut sep_net, &train, &test, epochs, 0.05)?;
+    let sep_acc =
+        train_cosine(ctx, "separable CNN", &mut sep_net, &train, &test, epochs, 0.05, CNN_WD)?;
     let (std_p, std_m) = conv_costs(&std_net, &input)?;
     let (sep_p, sep_m) = conv_costs(&sep_net, &input)?;
     // Closed form: each layer N M K^2 vs M K^2 + M N; all compared layers have N = 32, K = 3,
@@ -151,7 +159,7 @@ pub(crate) fn run_mobilenet(ctx: &Ctx) -> Result<Report> {
     for (name, cfg) in &variants {
         let mut rng = StdRng::seed_from_u64(ctx.seed);
         let mut net = cfg.build::<f32, _>(&mut rng)?;
-        let acc = train_sgd(ctx, name, &mut net, &train, &test, epochs, 0.05)?;
+        let acc = train_cosine(ctx, name, &mut net, &train, &test, epochs, 0.05, CNN_WD)?;
         let m = Metrics::dense_f32(&net, &cfg.input_shape(), acc)?;
         let f = cost::mobilenet_v1(cfg);
         rows.insert(
@@ -190,23 +198,30 @@ pub(crate) fn run_mobilenet(ctx: &Ctx) -> Result<Report> {
 /// run, so that 90% of the energy sits in few singular values.
 const LOWRANK_WEIGHT_DECAY: f64 = 5e-3;
 
-/// SGD (momentum 0.9, weight decay [`LOWRANK_WEIGHT_DECAY`]) for `epochs`; test accuracy.
-fn train_decayed(
+/// SGD with momentum 0.9, weight decay `wd` and a cosine learning-rate schedule for
+/// `epochs`; returns the test accuracy.
+#[allow(clippy::too_many_arguments)]
+fn train_cosine(
     ctx: &Ctx,
+    label: &str,
     net: &mut Sequential<f32>,
     train: &compress_nn::Dataset<f32>,
     test: &compress_nn::Dataset<f32>,
     epochs: usize,
     lr: f32,
+    wd: f64,
 ) -> Result<f64> {
-    let mut opt = Sgd::new(lr).momentum(0.9).weight_decay(LOWRANK_WEIGHT_DECAY as f32);
+    let mut opt = Sgd::new(lr).momentum(0.9).weight_decay(wd as f32);
     let trainer = Trainer::new(TrainConfig {
         epochs,
         batch_size: 32,
         seed: ctx.seed,
+        schedule: LrSchedule::Cosine { min_lr: 0.0 },
         ..TrainConfig::default()
     });
-    trainer.fit(net, &mut opt, train, None)?;
+    let mut bar = EpochBar::new(label, epochs, ctx.progress);
+    trainer.fit_with(net, &mut opt, train, None, &mut CrossEntropy, &mut bar)?;
+    bar.finish();
     super::accuracy_of(net, test)
 }
 
@@ -219,7 +234,8 @@ pub(crate) fn run_lowrank(ctx: &Ctx) -> Result<Report> {
     let mut rng = StdRng::seed_from_u64(ctx.seed);
     let mut net = mlp::<f32, _>(&widths, &mut rng);
     let epochs = ctx.epochs(30, 15);
-    let base_acc = train_decayed(ctx, &mut net, &train, &test, epochs, 0.05)?;
+    let wd = LOWRANK_WEIGHT_DECAY;
+    let base_acc = train_cosine(ctx, "reference MLP", &mut net, &train, &test, epochs, 0.05, wd)?;
     let base = Metrics::dense_f32(&net, &input, base_acc)?;
     let targets = largest_linears(&net, 2);
     let mut spectra = Vec::new();
@@ -234,7 +250,7 @@ pub(crate) fn run_lowrank(ctx: &Ctx) -> Result<Report> {
     let report = factorize_sequential(&mut net, &targets, &cfg).map_err(ae)?;
     let before_ft = super::accuracy_of(&mut net, &test)?;
     let ft_epochs = ctx.epochs(15, 8);
-    let acc = train_decayed(ctx, &mut net, &train, &test, ft_epochs, 0.02)?;
+    let acc = train_cosine(ctx, "fine-tune", &mut net, &train, &test, ft_epochs, 0.02, wd)?;
     let comp = Metrics::dense_f32(&net, &input, acc)?;
     let layers: Vec<Value> = report
         .iter()
@@ -248,7 +264,7 @@ pub(crate) fn run_lowrank(ctx: &Ctx) -> Result<Report> {
         .collect();
     let extra = json!({
         "rule": "energy 0.9",
-        "training": {"optimizer": "SGD momentum 0.9", "weight_decay": LOWRANK_WEIGHT_DECAY, "epochs": epochs},
+        "training": {"optimizer": "SGD momentum 0.9, cosine schedule", "weight_decay": LOWRANK_WEIGHT_DECAY, "epochs": epochs},
         "layers": layers,
         "spectra": spectra,
         "accuracy_before_finetune": before_ft,

@@ -19,7 +19,7 @@ use rand::{SeedableRng, rngs::StdRng};
 use serde_json::{Value, json};
 
 use super::baseline::{mlp_widths, train_reference_mlp};
-use super::{Ctx, DataSource, Metrics, Report};
+use super::{Ctx, Metrics, Report};
 use crate::error::{CliError, Result};
 use crate::progress::EpochBar;
 
@@ -501,8 +501,7 @@ pub(crate) fn run_ternary(ctx: &Ctx) -> Result<Report> {
     let bytes = wbytes + bias_bytes(&net);
     let extra = json!({"threshold": "0.7 * mean|w|", "accuracy_before_finetune": before,
         "drop_points": (base_acc - acc) * 100.0, "layers": layers,
-        "ratio_vs_f32": baseline.bytes as f64 / bytes as f64,
-        "data": matches!(ctx.data, DataSource::Digits).then_some("digits").unwrap_or("mnist")});
+        "ratio_vs_f32": baseline.bytes as f64 / bytes as f64});
     Ok(Report::new(
         "ternary",
         ctx,

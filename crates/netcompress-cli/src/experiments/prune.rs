@@ -4,7 +4,7 @@
 use compress_core::{CoreError, Layer, ModelStats, Module, ParamFilter};
 use compress_nn::models::mlp;
 use compress_nn::train::{CrossEntropy, TrainHooks, evaluate};
-use compress_nn::{Dataset, Linear, Sequential, Sgd, TrainConfig, Trainer};
+use compress_nn::{Dataset, Linear, LrSchedule, Sequential, Sgd, TrainConfig, Trainer};
 use compress_prune::{
     IndexWidth, LotteryConfig, PruneConfig, PruneError, Rewind, ShrinkConfig, SparseLinear,
     UnitCriterion, mask_report, nm_prune, nm_storage_bytes, prune_iteratively, prune_structured,
@@ -13,9 +13,10 @@ use compress_prune::{
 use rand::{SeedableRng, rngs::StdRng};
 use serde_json::{Value, json};
 
-use super::baseline::{mlp_widths, train_reference_mlp, train_sgd};
-use super::{Ctx, Metrics, Report, accuracy_of};
+use super::baseline::{mlp_widths, train_reference_mlp};
+use super::{Ctx, DataSource, Metrics, Report, accuracy_of};
 use crate::error::{CliError, Result};
+use crate::progress::EpochBar;
 
 /// Maps a pruning error to the CLI's error type.
 fn pe(e: PruneError) -> CliError {
@@ -24,6 +25,30 @@ fn pe(e: PruneError) -> CliError {
         PruneError::Nn(n) => CliError::Nn(n),
         other => CliError::Core(CoreError::config("prune", other.to_string())),
     }
+}
+
+/// Fine-tunes `net` with SGD + momentum and a cosine-annealed rate; returns test accuracy.
+fn fine_tune(
+    ctx: &Ctx,
+    label: &str,
+    net: &mut Sequential<f32>,
+    train: &Dataset<f32>,
+    test: &Dataset<f32>,
+    epochs: usize,
+    lr: f32,
+) -> Result<f64> {
+    let mut opt = Sgd::new(lr).momentum(0.9);
+    let trainer = Trainer::new(TrainConfig {
+        epochs,
+        batch_size: 32,
+        seed: ctx.seed + 17,
+        schedule: LrSchedule::Cosine { min_lr: 0.0 },
+        ..TrainConfig::default()
+    });
+    let mut bar = EpochBar::new(label, epochs, ctx.progress);
+    trainer.fit_with(net, &mut opt, train, None, &mut CrossEntropy, &mut bar)?;
+    bar.finish();
+    Ok(evaluate(net, test, 512)?)
 }
 
 /// Per-parameter sparsity of the masks, for `extra`.
@@ -85,7 +110,7 @@ pub(crate) fn run_magnitude(ctx: &Ctx) -> Result<Report> {
     let cfg = PruneConfig::new(0.9);
     prune_iteratively(&mut net, &cfg, 3, |m, r| {
         let s = mask_report(m, &ParamFilter::new()).sparsity();
-        let acc = train_sgd(ctx, &format!("fine-tune {}", r + 1), m, &train, &test, epochs, 0.01)
+        let acc = fine_tune(ctx, &format!("fine-tune {}", r + 1), m, &train, &test, epochs, 0.02)
             .map_err(|e| PruneError::Core(CoreError::config("fine-tune", e.to_string())))?;
         rounds.push(json!({"round": r + 1, "sparsity": s, "accuracy": acc}));
         Ok(())
@@ -115,7 +140,7 @@ pub(crate) fn run_structured(ctx: &Ctx) -> Result<Report> {
     let (mut net, base_acc) = train_reference_mlp(ctx, &train, &test)?;
     let input = [ctx.input_dim()];
     let base = Metrics::dense_f32(&net, &input, base_acc)?;
-    let epochs = ctx.epochs(10, 5);
+    let epochs = ctx.epochs(15, 8);
     let mut rounds = Vec::new();
     // 1 - 0.75 * (1 - 1/3) = 0.5 of the units removed after two rounds.
     for (r, fraction) in [0.25, 1.0 / 3.0].into_iter().enumerate() {
@@ -123,7 +148,7 @@ pub(crate) fn run_structured(ctx: &Ctx) -> Result<Report> {
             .criterion(UnitCriterion::Apoz)
             .round_to(8);
         let rep = prune_structured(&mut net, &cfg, &input, Some(&train.x)).map_err(pe)?;
-        let acc = train_sgd(ctx, &format!("fine-tune {}", r + 1), &mut net, &train, &test, epochs, 0.01)?;
+        let acc = fine_tune(ctx, &format!("fine-tune {}", r + 1), &mut net, &train, &test, epochs, 0.02)?;
         rounds.push(json!({
             "round": r + 1,
             "widths": rep.layers.iter().map(|l| json!({"layer": l.index, "before": l.before, "after": l.after})).collect::<Vec<_>>(),
@@ -151,7 +176,11 @@ pub(crate) fn run_lottery(ctx: &Ctx) -> Result<Report> {
     let (train, test) = ctx.load_flat()?;
     let widths = mlp_widths(ctx);
     let seeds: Vec<u64> = if ctx.fast { vec![ctx.seed, ctx.seed + 1] } else { (0..3).map(|s| ctx.seed + s).collect() };
-    let epochs = ctx.epochs(20, 8);
+    // 17 trainings per seed (dense + 8 tickets + 8 controls): fewer epochs on MNIST.
+    let epochs = match ctx.data {
+        DataSource::Digits => ctx.epochs(20, 8),
+        DataSource::Mnist(_) => ctx.epochs(5, 2),
+    };
     let rounds = 8;
     let trainer = Trainer::new(TrainConfig { epochs, batch_size: 32, seed: ctx.seed, ..TrainConfig::default() });
     let mut per_seed = Vec::new();
@@ -226,7 +255,7 @@ pub(crate) fn run_nm(ctx: &Ctx) -> Result<Report> {
     let base = Metrics::dense_f32(&net, &input, base_acc)?;
     nm_prune(&mut net, 2, 4, &ParamFilter::new()).map_err(pe)?;
     let one_shot = accuracy_of(&mut net, &test)?;
-    let acc = train_sgd(ctx, "fine-tune 2:4", &mut net, &train, &test, ctx.epochs(10, 5), 0.01)?;
+    let acc = fine_tune(ctx, "fine-tune 2:4", &mut net, &train, &test, ctx.epochs(10, 5), 0.02)?;
     net.bake();
     let stats = ModelStats::of(&net);
     let mut bytes = 0usize;

@@ -48,7 +48,11 @@ fn copy_of(ctx: &Ctx, arch: Arch, src: &Sequential<f32>) -> Result<Sequential<f3
 }
 
 /// Trains the reference CNN on images; returns it with its test accuracy.
-fn train_cnn(ctx: &Ctx, train: &Dataset<f32>, test: &Dataset<f32>) -> Result<(Sequential<f32>, f64)> {
+fn train_cnn(
+    ctx: &Ctx,
+    train: &Dataset<f32>,
+    test: &Dataset<f32>,
+) -> Result<(Sequential<f32>, f64)> {
     let mut rng = StdRng::seed_from_u64(ctx.seed);
     let mut net = small_cnn::<f32, _>(1, ctx.image_side(), 10, &mut rng);
     let epochs = ctx.epochs(12, 4);
@@ -60,11 +64,31 @@ fn train_cnn(ctx: &Ctx, train: &Dataset<f32>, test: &Dataset<f32>) -> Result<(Se
 fn ptq_schemes() -> Vec<(&'static str, IntScheme, Calibration)> {
     vec![
         ("int8-per-tensor", IntScheme::new(8), Calibration::MinMax),
-        ("int8-per-channel", IntScheme::int8_per_channel(), Calibration::MinMax),
-        ("int4-group32", IntScheme::new(4).per_group(32), Calibration::MinMax),
-        ("int4-group32-mse", IntScheme::new(4).per_group(32), Calibration::Mse),
-        ("int2-group16", IntScheme::new(2).per_group(16), Calibration::MinMax),
-        ("int2-group16-mse", IntScheme::new(2).per_group(16), Calibration::Mse),
+        (
+            "int8-per-channel",
+            IntScheme::int8_per_channel(),
+            Calibration::MinMax,
+        ),
+        (
+            "int4-group32",
+            IntScheme::new(4).per_group(32),
+            Calibration::MinMax,
+        ),
+        (
+            "int4-group32-mse",
+            IntScheme::new(4).per_group(32),
+            Calibration::Mse,
+        ),
+        (
+            "int2-group16",
+            IntScheme::new(2).per_group(16),
+            Calibration::MinMax,
+        ),
+        (
+            "int2-group16-mse",
+            IntScheme::new(2).per_group(16),
+            Calibration::Mse,
+        ),
     ]
 }
 
@@ -81,7 +105,8 @@ fn ptq_table(
     let mut int8pc = (0.0, 0);
     for (name, scheme, cal) in ptq_schemes() {
         let mut m = copy_of(ctx, arch, net)?;
-        let report = fake_quantize_model(&mut m, &PtqConfig::new(scheme).calibration(cal)).map_err(qe)?;
+        let report =
+            fake_quantize_model(&mut m, &PtqConfig::new(scheme).calibration(cal)).map_err(qe)?;
         let acc = evaluate(&mut m, test, 512)?;
         if name == "int8-per-channel" {
             int8pc = (acc, report.total_bytes());
@@ -116,7 +141,9 @@ fn w8a8_static(
     let mut m = copy_of(ctx, Arch::Mlp, net)?;
     fake_quantize_model(&mut m, &PtqConfig::default()).map_err(qe)?;
     let act = IntScheme::new(8).affine();
-    attach_observers(&mut m, |_, l| (l.name() == "Linear").then(|| Observer::new(method, act)));
+    attach_observers(&mut m, |_, l| {
+        (l.name() == "Linear").then(|| Observer::new(method, act))
+    });
     calibrate(&mut m, calib, 128)?;
     let observers = detach_observers(&mut m);
     // Insert from the back so earlier indices stay valid.
@@ -136,9 +163,16 @@ pub(crate) fn run_ptq(ctx: &Ctx) -> Result<Report> {
     let calib_idx: Vec<usize> = (0..train.len().min(512)).collect();
     let calib = train.subset(&calib_idx).x;
     let mut static_rows = Vec::new();
-    for method in [Calibration::MinMax, Calibration::Percentile { percentile: 99.99 }, Calibration::Mse, Calibration::Entropy] {
+    for method in [
+        Calibration::MinMax,
+        Calibration::Percentile { percentile: 99.99 },
+        Calibration::Mse,
+        Calibration::Entropy,
+    ] {
         let a = w8a8_static(ctx, &net, &calib, method, &test)?;
-        static_rows.push(json!({"calibration": method.label(), "accuracy": a, "drop_points": 100.0 * (acc - a)}));
+        static_rows.push(
+            json!({"calibration": method.label(), "accuracy": a, "drop_points": 100.0 * (acc - a)}),
+        );
     }
     let (itrain, itest) = ctx.load_images()?;
     let (cnn, cnn_acc) = train_cnn(ctx, &itrain, &itest)?;
@@ -147,8 +181,17 @@ pub(crate) fn run_ptq(ctx: &Ctx) -> Result<Report> {
     let mut compressed = baseline;
     compressed.accuracy = acc8;
     compressed.bytes = bytes8;
-    let find = |rows: &[Value], name: &str| rows.iter().find(|r| r["scheme"] == name).cloned().unwrap_or(Value::Null);
-    let drop = |rows: &[Value], name: &str| find(rows, name)["drop_points"].as_f64().unwrap_or(f64::INFINITY);
+    let find = |rows: &[Value], name: &str| {
+        rows.iter()
+            .find(|r| r["scheme"] == name)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let drop = |rows: &[Value], name: &str| {
+        find(rows, name)["drop_points"]
+            .as_f64()
+            .unwrap_or(f64::INFINITY)
+    };
     let extra = json!({
         "mlp": {"f32_accuracy": acc, "schemes": mlp_rows, "w8a8_static": static_rows},
         "cnn": {"f32_accuracy": cnn_acc, "schemes": cnn_rows},
@@ -168,17 +211,20 @@ pub(crate) fn run_ptq(ctx: &Ctx) -> Result<Report> {
 /// (so the evaluated model is exactly the stored quantized model); returns the weight bytes.
 fn export_qat(net: &mut Sequential<f32>) -> Result<usize> {
     let mut bytes = 0usize;
-    net.visit_mut(&mut ParamPath::root(), &mut |_: &ParamPath, p: &mut Param<f32>| {
-        if let Some(fq) = p.find_parametrization::<FakeQuant>() {
-            let q: QTensor = fq
-                .to_qtensor(p.value())
-                .map_err(|e| compress_core::CoreError::config("qat export", e.to_string()))?;
-            bytes += q.size_bytes();
-            let v: ArrayD<f32> = q.dequantize();
-            p.reset(v);
-        }
-        Ok(())
-    })?;
+    net.visit_mut(
+        &mut ParamPath::root(),
+        &mut |_: &ParamPath, p: &mut Param<f32>| {
+            if let Some(fq) = p.find_parametrization::<FakeQuant>() {
+                let q: QTensor = fq
+                    .to_qtensor(p.value())
+                    .map_err(|e| compress_core::CoreError::config("qat export", e.to_string()))?;
+                bytes += q.size_bytes();
+                let v: ArrayD<f32> = q.dequantize();
+                p.reset(v);
+            }
+            Ok(())
+        },
+    )?;
     Ok(bytes)
 }
 
@@ -189,7 +235,12 @@ pub(crate) fn run_qat(ctx: &Ctx) -> Result<Report> {
     let epochs = ctx.epochs(10, 4);
     let mut rows = Vec::new();
     let mut best4 = (0.0, 0usize);
-    let bias_bytes: usize = net.named_params().iter().filter(|p| p.path.ends_with("bias")).map(|p| 4 * p.len).sum();
+    let bias_bytes: usize = net
+        .named_params()
+        .iter()
+        .filter(|p| p.path.ends_with("bias"))
+        .map(|p| 4 * p.len)
+        .sum();
     for (name, scheme) in [
         ("int4-per-channel", IntScheme::new(4).per_channel(0)),
         ("int2-per-channel", IntScheme::new(2).per_channel(0)),
@@ -216,7 +267,10 @@ pub(crate) fn run_qat(ctx: &Ctx) -> Result<Report> {
                 "bytes": bytes,
             }));
         }
-        let best = modes.iter().filter_map(|m| m["exported_accuracy"].as_f64()).fold(0.0, f64::max);
+        let best = modes
+            .iter()
+            .filter_map(|m| m["exported_accuracy"].as_f64())
+            .fold(0.0, f64::max);
         rows.push(json!({
             "scheme": name,
             "ptq_accuracy": ptq_acc,
@@ -287,9 +341,13 @@ pub(crate) fn run_int8_inference(ctx: &Ctx) -> Result<Report> {
         if let Some(lin) = lin {
             let q = QLinear::from_linear(&lin, ActQuant::DynamicPerRow).map_err(qe)?;
             int8_bytes += q.size_bytes();
-            let w = QTensor::quantize(&lin.weight.value().view(), IntScheme::int8_per_channel()).map_err(qe)?;
+            let w = QTensor::quantize(&lin.weight.value().view(), IntScheme::int8_per_channel())
+                .map_err(qe)?;
             let b = lin.bias.as_ref().map(|b| b.value().clone());
-            sim.push(FakeQuantAct::new(IntScheme::new(8).per_channel(0), ActRange::Dynamic).map_err(qe)?);
+            sim.push(
+                FakeQuantAct::new(IntScheme::new(8).per_channel(0), ActRange::Dynamic)
+                    .map_err(qe)?,
+            );
             sim.push(Linear::from_arrays(w.dequantize(), b));
             int8.layers_mut()[i] = Box::new(q);
         } else {
@@ -347,5 +405,11 @@ pub(crate) fn run_int8_inference(ctx: &Ctx) -> Result<Report> {
         "kernel": if compress_quant::kernels::has_avx2() { "avx2" } else { "portable" },
         "targets": {"same_predictions_ge_99.5pct": same >= 0.995},
     });
-    Ok(Report::new("quant-int8-inference", ctx, baseline, compressed, extra))
+    Ok(Report::new(
+        "quant-int8-inference",
+        ctx,
+        baseline,
+        compressed,
+        extra,
+    ))
 }
