@@ -92,12 +92,11 @@ fn lse_except<F: Float>(x: &[F], skip: usize) -> F {
 /// otherwise (a confident row whose other classes underflow) it is recomputed with its
 /// own maximum subtracted, so it stays exact.
 fn non_target<F: Float>(r: &RowSoftmax<F>, y: usize, logq: &mut [F], q: &mut [F]) -> F {
-    let mass = r
-        .e
-        .iter()
-        .enumerate()
-        .filter(|&(j, _)| j != y)
-        .fold(F::zero(), |a, (_, &e)| a + e);
+    let mass =
+        r.e.iter()
+            .enumerate()
+            .filter(|&(j, _)| j != y)
+            .fold(F::zero(), |a, (_, &e)| a + e);
     if mass > F::epsilon() {
         let (l, inv) = (mass.ln(), mass.recip());
         for j in (0..r.z.len()).filter(|&j| j != y) {

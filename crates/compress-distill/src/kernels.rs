@@ -84,10 +84,11 @@ pub(crate) fn exp_sum<F: Float>(z: &[F], e: &mut [F]) -> F {
 #[inline]
 pub(crate) fn kl_row<F: Float>(p: &RowSoftmax<F>, q: &RowSoftmax<F>) -> F {
     let shift = q.lse - p.lse;
-    let kl = p
-        .e
-        .iter()
-        .zip(p.z.iter().zip(&q.z))
-        .fold(F::zero(), |acc, (&e, (&zp, &zq))| acc + e * (zp - zq + shift));
+    let kl =
+        p.e.iter()
+            .zip(p.z.iter().zip(&q.z))
+            .fold(F::zero(), |acc, (&e, (&zp, &zq))| {
+                acc + e * (zp - zq + shift)
+            });
     (kl * p.inv_sum).max(F::zero())
 }

@@ -122,16 +122,13 @@ impl<F: Float> Survivors<F> {
             let orig = self.alive[*r];
             self.macs[orig] += head_macs;
             let leave = forced(orig)
-                || threshold.is_some_and(|t| {
-                    let score = match row.as_slice() {
-                        Some(sl) => rule.score(sl),
-                        None => {
-                            buf.clear();
-                            buf.extend(row.iter().copied());
-                            rule.score(&buf)
-                        }
-                    };
-                    score >= t
+                || threshold.is_some_and(|t| match row.as_slice() {
+                    Some(sl) => rule.passes(sl, t),
+                    None => {
+                        buf.clear();
+                        buf.extend(row.iter().copied());
+                        rule.passes(&buf, t)
+                    }
                 });
             if leave {
                 leaving[*r] = true;

@@ -39,26 +39,57 @@ impl ExitRule {
         if logits.is_empty() || logits.iter().any(|v| !v.is_finite()) {
             return f64::NEG_INFINITY;
         }
-        let m = logits
-            .iter()
-            .fold(f64::NEG_INFINITY, |a, v| a.max(v.as_f64()));
-        let z: f64 = logits.iter().map(|v| (v.as_f64() - m).exp()).sum();
+        // Computed in `F` (f32 exp is much cheaper than f64 on the inference path).
+        let m = logits.iter().fold(F::neg_infinity(), |a, &v| a.max(v));
+        let z = logits.iter().fold(F::zero(), |a, &v| a + (v - m).exp());
         match self {
-            Self::MaxSoftmax => 1.0 / z,
+            Self::MaxSoftmax => (F::one() / z).as_f64(),
             Self::Entropy => {
                 // H = log z - sum p (l - m), with p = exp(l - m) / z.
                 let lz = z.ln();
-                let h: f64 = logits
-                    .iter()
-                    .map(|v| {
-                        let d = v.as_f64() - m;
-                        let p = d.exp() / z;
-                        -p * (d - lz)
-                    })
-                    .sum();
-                -h.max(0.0)
+                let h = logits.iter().fold(F::zero(), |a, &v| {
+                    let d = v - m;
+                    a - (d.exp() / z) * (d - lz)
+                });
+                -h.as_f64().max(0.0)
             }
         }
+    }
+
+    /// Whether `score(logits) >= threshold` (score units), with a fast path for
+    /// [`ExitRule::MaxSoftmax`]: from the gap `g` between the two largest logits,
+    /// `1 / (1 + (C - 1) e^-g) <= max softmax <= 1 / (1 + e^-g)`, so one `exp` decides most
+    /// rows; rows near the threshold (within a relative `1e-4`) take the exact score.
+    pub(crate) fn passes<F: Float>(self, logits: &[F], threshold: f64) -> bool {
+        if threshold == f64::NEG_INFINITY {
+            return true;
+        }
+        if self == Self::MaxSoftmax && logits.len() >= 2 {
+            let (mut m1, mut m2) = (F::neg_infinity(), F::neg_infinity());
+            let mut finite = true;
+            for &v in logits {
+                finite &= v.is_finite();
+                if v > m1 {
+                    m2 = m1;
+                    m1 = v;
+                } else if v > m2 {
+                    m2 = v;
+                }
+            }
+            if finite {
+                let e = (-(m1 - m2).as_f64()).exp();
+                let lower = 1.0 / (1.0 + (logits.len() - 1) as f64 * e);
+                let upper = 1.0 / (1.0 + e);
+                let margin = 1e-4 * threshold.abs() + 1e-9;
+                if lower >= threshold + margin {
+                    return true;
+                }
+                if upper < threshold - margin {
+                    return false;
+                }
+            }
+        }
+        self.score(logits) >= threshold
     }
 
     /// Scores of every row of `[N, C]` logits.
@@ -170,4 +201,24 @@ pub fn distill_loss<F: Float>(
     let loss = t * t * kl * inv_n;
     let grad = (softmax(&student.mapv(|v| v / t)) - &pt).mapv(|v| v * t * inv_n);
     Ok((loss, grad))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ExitRule;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn fast_max_softmax_decision_equals_the_exact_one(
+            logits in prop::collection::vec(-30.0f32..30.0, 2..12),
+            t in 0.0f64..=1.0,
+        ) {
+            let r = ExitRule::MaxSoftmax;
+            prop_assert_eq!(r.passes(&logits, t), r.score(&logits) >= t);
+            let s = r.score(&logits);
+            prop_assert_eq!(r.passes(&logits, s), true);
+            prop_assert_eq!(ExitRule::Entropy.passes(&logits, -t), ExitRule::Entropy.score(&logits) >= -t);
+        }
+    }
 }

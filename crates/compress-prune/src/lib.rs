@@ -36,6 +36,11 @@ pub mod sparse;
 pub mod structured;
 
 pub use error::{PruneError, Result};
+
+/// The guide `docs/guide/pruning.md`, compiled so that its examples run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/guide/pruning.md")]
+pub struct GuideDoctests;
 pub use lottery::{LotteryConfig, LotteryReport, LotteryRound, Rewind, lottery_ticket};
 pub use magnitude::{
     Importance, ParamReport, PruneConfig, PruneReport, Scope, Threshold, magnitude_mask,

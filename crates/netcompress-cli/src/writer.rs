@@ -1,11 +1,14 @@
 //! Atomic, streaming safetensors writing.
 //!
-//! Tensor data is appended to a temporary data file beside the output as it is produced (one
-//! tensor at a time), while the header entries are kept in memory. [`ShardWriter::assemble`]
-//! then writes `OUT.tmp-<pid>` = 8-byte header length + header (padded with spaces to a multiple
-//! of 8, as the reference implementation does) + the data, and [`commit`] renames every
-//! assembled file to its final name once *all* shards of a command are done. Any temporary file
-//! left by an error (or a panic) is removed on drop, so a failed command leaves nothing behind.
+//! Tensor data is written to `OUT.tmp-<pid>` beside the output as it is produced (one tensor at
+//! a time), after a space reserved for the header, while the header entries are kept in
+//! memory. [`ShardWriter::assemble`] then writes the 8-byte header length and the header into
+//! the reserved space, padded with spaces (which the safetensors format allows, and which keeps
+//! the data 8-byte aligned). When the header does not fit, or would leave more than a little
+//! padding, the header and data are instead copied into a fresh `OUT.tmp2-<pid>`. [`commit`]
+//! renames every assembled file to its final name once *all* shards of a command are done.
+//! Any temporary file left by an error (or a panic) is removed on drop, so a failed command
+//! leaves nothing behind.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -45,6 +48,8 @@ struct Entry {
 /// Writes one safetensors file, tensor by tensor.
 #[derive(Debug)]
 pub(crate) struct ShardWriter {
+    /// Bytes reserved for the header after the 8-byte length (a multiple of 8).
+    reserve: u64,
     final_path: PathBuf,
     data_path: PathBuf,
     data: Option<BufWriter<File>>,
@@ -57,21 +62,36 @@ pub(crate) struct ShardWriter {
 }
 
 impl ShardWriter {
-    /// Starts a file that will be renamed to `final_path` on [`commit`].
+    /// Starts a file that will be renamed to `final_path` on [`commit`], reserving about
+    /// `reserve` bytes for the header.
     ///
     /// # Errors
     ///
-    /// [`CliError::Io`] if the temporary data file cannot be created.
+    /// [`CliError::Io`] if the temporary file cannot be created.
     pub(crate) fn create(final_path: &Path) -> Result<Self> {
-        let data_path = sibling(final_path, "data");
-        let file = std::fs::OpenOptions::new()
+        Self::with_reserve(final_path, 0)
+    }
+
+    /// As [`ShardWriter::create`], reserving about `reserve` bytes for the header so that it
+    /// can be written in place, without copying the data.
+    ///
+    /// # Errors
+    ///
+    /// [`CliError::Io`] if the temporary file cannot be created.
+    pub(crate) fn with_reserve(final_path: &Path, reserve: u64) -> Result<Self> {
+        let reserve = reserve.next_multiple_of(8);
+        let data_path = sibling(final_path, "tmp");
+        let mut file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(true)
             .open(&data_path)
             .map_err(|e| CliError::io(&data_path, e))?;
+        file.seek(SeekFrom::Start(8 + reserve))
+            .map_err(|e| CliError::io(&data_path, e))?;
         Ok(Self {
+            reserve,
             final_path: final_path.to_path_buf(),
             data_path,
             data: Some(BufWriter::with_capacity(BUF, file)),
@@ -228,24 +248,39 @@ impl ShardWriter {
         Ok(h)
     }
 
-    /// Writes `OUT.tmp-<pid>` (header + data) and removes the data file; the result is renamed
-    /// into place by [`commit`].
+    /// Writes the header (in place when it fits the reserved space, else into a compacted
+    /// copy); the result is renamed into place by [`commit`].
     ///
     /// # Errors
     ///
     /// [`CliError::Io`] on any write failure (the temporary files are removed).
     pub(crate) fn assemble(mut self) -> Result<Pending> {
         self.check_complete()?;
-        let header = self.header()?;
+        let mut header = self.header()?;
         let data_path = self.data_path.clone();
+        let io_data = |e| CliError::io(&data_path, e);
         let mut data = self
             .data
             .take()
             .expect("data writer present until assemble")
             .into_inner()
-            .map_err(|e| CliError::io(&data_path, e.into_error()))?;
+            .map_err(|e| io_data(e.into_error()))?;
+        let slack = (header.len() as u64).abs_diff(self.reserve);
+        if header.len() as u64 <= self.reserve && slack <= 4096.max(self.offset / 1000) {
+            header.resize(self.reserve as usize, b' ');
+            data.seek(SeekFrom::Start(0)).map_err(io_data)?;
+            data.write_all(&(header.len() as u64).to_le_bytes()).map_err(io_data)?;
+            data.write_all(&header).map_err(io_data)?;
+            // The data file becomes the pending file: Drop must not remove it now.
+            self.data_path = PathBuf::new();
+            return Ok(Pending {
+                tmp: data_path.clone(),
+                target: self.final_path.clone(),
+                bytes: 8 + header.len() as u64 + self.offset,
+            });
+        }
         let pending = Pending {
-            tmp: sibling(&self.final_path, "tmp"),
+            tmp: sibling(&self.final_path, "tmp2"),
             target: self.final_path.clone(),
             bytes: 8 + header.len() as u64 + self.offset,
         };
@@ -255,7 +290,7 @@ impl ShardWriter {
         out.write_all(&(header.len() as u64).to_le_bytes()).map_err(io)?;
         out.write_all(&header).map_err(io)?;
         let mut out = out.into_inner().map_err(|e| io(e.into_error()))?;
-        data.seek(SeekFrom::Start(0)).map_err(|e| CliError::io(&data_path, e))?;
+        data.seek(SeekFrom::Start(8 + self.reserve)).map_err(io_data)?;
         let copied = std::io::copy(&mut data, &mut out).map_err(io)?;
         if copied != self.offset {
             return Err(CliError::format(&pending.tmp, "temporary data file is short"));
@@ -267,7 +302,9 @@ impl ShardWriter {
 impl Drop for ShardWriter {
     fn drop(&mut self) {
         self.data = None;
-        remove_quietly(&self.data_path);
+        if !self.data_path.as_os_str().is_empty() {
+            remove_quietly(&self.data_path);
+        }
     }
 }
 

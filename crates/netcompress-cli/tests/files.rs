@@ -140,7 +140,7 @@ fn quantize_dequantize_diff_meets_the_targets() {
         assert_eq!(diff["totals"]["only_a"], 0);
         assert_eq!(diff["totals"]["mismatched"], 0);
     }
-    let leftovers: Vec<String> = dir.files().into_iter().filter(|f| f.contains("-tmp") || f.contains(".tmp-") || f.contains(".data-")).collect();
+    let leftovers: Vec<String> = dir.files().into_iter().filter(|f| f.contains(".tmp") || f.contains(".data-")).collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 

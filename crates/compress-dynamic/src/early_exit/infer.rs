@@ -3,7 +3,7 @@
 use compress_core::{CoreError, Float, Mode};
 use compress_nn::Dataset;
 use compress_nn::loss::argmax_rows;
-use ndarray::{ArrayD, Axis};
+use ndarray::{ArrayD, Axis, IxDyn};
 
 use super::EarlyExitNet;
 use crate::output::{Survivors, logits_2d};
@@ -67,13 +67,18 @@ impl<F: Float> EarlyExitNet<F> {
         }
         let k_last = self.num_exits() - 1;
         let mut surv = Survivors::new(n, self.num_exits());
-        let mut h = x.to_owned();
+        let mut h = ArrayD::zeros(IxDyn(&[0]));
         let mut next = 0;
         for (s, &macs) in stage_macs.iter().enumerate() {
             if surv.done() {
                 break;
             }
-            h = self.stages[s].forward(&h, Mode::Eval)?;
+            // The first stage reads the caller's batch directly (no copy).
+            h = if s == 0 {
+                self.stages[s].forward(x, Mode::Eval)?
+            } else {
+                self.stages[s].forward(&h, Mode::Eval)?
+            };
             surv.charge_all(macs);
             while next < self.attach.len() && self.attach[next] == s {
                 let k = next;

@@ -10,13 +10,14 @@
 //! for bit (a property test checks it). Sums are exact while `k * 128 * 128 < 2^31`, i.e. for
 //! `k <= 131_071`.
 
-/// Rows of A per micro-tile.
-pub const MR: usize = 4;
+/// Rows of A per micro-tile (12 accumulators with [`NR`] = 16 keep the AVX2 register file full
+/// and enough independent dot-product chains in flight).
+pub const MR: usize = 6;
 /// Columns of B per panel / micro-tile.
 pub const NR: usize = 16;
 /// `k` pairs per cache block (1024 values of `k`).
 const KC_PAIRS: usize = 512;
-/// Row blocks of A per cache block (64 rows).
+/// Row blocks of A per cache block (96 rows).
 const MC_BLOCKS: usize = 16;
 
 /// B packed for [`gemm_i8`]: `ceil(n / NR)` panels of `ceil(k / 2)` interleaved column pairs.
@@ -165,7 +166,7 @@ fn tile_avx2(a: &[i32], b: &[i8], kp: usize, tile: &mut [i32; MR * NR]) {
         _mm256_madd_epi16, _mm256_set1_epi32, _mm256_setzero_si256, _mm256_storeu_si256,
     };
     assert!(a.len() >= kp * MR && b.len() >= kp * 2 * NR);
-    let mut acc: [__m256i; 8] = [_mm256_setzero_si256(); 8];
+    let mut acc: [__m256i; 2 * MR] = [_mm256_setzero_si256(); 2 * MR];
     let ap = a.as_ptr();
     let bp = b.as_ptr();
     for p in 0..kp {
@@ -174,12 +175,7 @@ fn tile_avx2(a: &[i32], b: &[i8], kp: usize, tile: &mut [i32; MR * NR]) {
         let (b0, b1, a_pairs) = unsafe {
             let b0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(bp.add(p * 32).cast::<__m128i>()));
             let b1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(bp.add(p * 32 + 16).cast::<__m128i>()));
-            let a_pairs = [
-                *ap.add(p * MR),
-                *ap.add(p * MR + 1),
-                *ap.add(p * MR + 2),
-                *ap.add(p * MR + 3),
-            ];
+            let a_pairs: [i32; MR] = std::array::from_fn(|r| *ap.add(p * MR + r));
             (b0, b1, a_pairs)
         };
         for r in 0..MR {
@@ -189,17 +185,128 @@ fn tile_avx2(a: &[i32], b: &[i8], kp: usize, tile: &mut [i32; MR * NR]) {
         }
     }
     for (i, v) in acc.iter().enumerate() {
-        // SAFETY: `tile` holds MR * NR = 64 i32 and `i < 8`, so `8 i .. 8 i + 8` is in bounds.
+        // SAFETY: `tile` holds MR * NR = 16 MR i32 and `i < 2 MR`, so `8 i .. 8 i + 8` is in
+        // bounds.
         unsafe { _mm256_storeu_si256(tile.as_mut_ptr().add(8 * i).cast::<__m256i>(), *v) };
     }
 }
 
+/// The AVX-VNNI micro-kernel: as [`tile_avx2`] with `vpdpwssd` (the fused, wrapping —
+/// not saturating — form of `vpmaddwd` + `vpaddd`), so the results are identical.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,avxvnni")]
+fn tile_vnni(a: &[i32], b: &[i8], kp: usize, tile: &mut [i32; MR * NR]) {
+    use std::arch::x86_64::{
+        __m128i, __m256i, _mm_loadu_si128, _mm256_cvtepi8_epi16, _mm256_dpwssd_avx_epi32,
+        _mm256_set1_epi32, _mm256_setzero_si256, _mm256_storeu_si256,
+    };
+    assert!(a.len() >= kp * MR && b.len() >= kp * 2 * NR);
+    let mut acc: [__m256i; 2 * MR] = [_mm256_setzero_si256(); 2 * MR];
+    let ap = a.as_ptr();
+    let bp = b.as_ptr();
+    for p in 0..kp {
+        // SAFETY: `p < kp` and the lengths were asserted above, so the 32 bytes at
+        // `bp + 32 p` and the 4 `i32` at `ap + 4 p` are in bounds; unaligned loads are used.
+        let (b0, b1, a_pairs) = unsafe {
+            let b0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(bp.add(p * 32).cast::<__m128i>()));
+            let b1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(bp.add(p * 32 + 16).cast::<__m128i>()));
+            let a_pairs: [i32; MR] = std::array::from_fn(|r| *ap.add(p * MR + r));
+            (b0, b1, a_pairs)
+        };
+        for r in 0..MR {
+            let av = _mm256_set1_epi32(a_pairs[r]);
+            acc[2 * r] = _mm256_dpwssd_avx_epi32(acc[2 * r], av, b0);
+            acc[2 * r + 1] = _mm256_dpwssd_avx_epi32(acc[2 * r + 1], av, b1);
+        }
+    }
+    for (i, v) in acc.iter().enumerate() {
+        // SAFETY: `tile` holds MR * NR = 16 MR i32 and `i < 2 MR`, so `8 i .. 8 i + 8` is in
+        // bounds.
+        unsafe { _mm256_storeu_si256(tile.as_mut_ptr().add(8 * i).cast::<__m256i>(), *v) };
+    }
+}
+
+/// The AVX-512 VNNI micro-kernel: an `MR x 2 NR` tile over two adjacent B panels, 16 `i16`
+/// pairs per `zmm` (`vpmovsxbw` of 32 bytes) and `vpdpwssd` (wrapping, exact) per row and
+/// panel, so again identical to the portable arithmetic.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+fn tile_avx512(a: &[i32], b0: &[i8], b1: &[i8], kp: usize, tile: &mut [i32; 2 * MR * NR]) {
+    use std::arch::x86_64::{
+        __m256i, __m512i, _mm256_loadu_si256, _mm512_cvtepi8_epi16, _mm512_dpwssd_epi32,
+        _mm512_set1_epi32, _mm512_setzero_si512, _mm512_storeu_si512,
+    };
+    assert!(a.len() >= kp * MR && b0.len() >= kp * 2 * NR && b1.len() >= kp * 2 * NR);
+    let mut acc: [__m512i; 2 * MR] = [_mm512_setzero_si512(); 2 * MR];
+    let (ap, p0, p1) = (a.as_ptr(), b0.as_ptr(), b1.as_ptr());
+    for p in 0..kp {
+        // SAFETY: `p < kp` and the lengths were asserted above, so the 32 bytes at
+        // `p0 + 32 p` and `p1 + 32 p` and the MR `i32` at `ap + MR p` are in bounds;
+        // unaligned loads are used.
+        let (v0, v1, a_pairs) = unsafe {
+            let v0 = _mm512_cvtepi8_epi16(_mm256_loadu_si256(p0.add(p * 32).cast::<__m256i>()));
+            let v1 = _mm512_cvtepi8_epi16(_mm256_loadu_si256(p1.add(p * 32).cast::<__m256i>()));
+            let a_pairs: [i32; MR] = std::array::from_fn(|r| *ap.add(p * MR + r));
+            (v0, v1, a_pairs)
+        };
+        for r in 0..MR {
+            let av = _mm512_set1_epi32(a_pairs[r]);
+            acc[2 * r] = _mm512_dpwssd_epi32(acc[2 * r], av, v0);
+            acc[2 * r + 1] = _mm512_dpwssd_epi32(acc[2 * r + 1], av, v1);
+        }
+    }
+    for (i, v) in acc.iter().enumerate() {
+        // SAFETY: `tile` holds 2 MR NR = 32 MR i32 and `i < 2 MR`, so `16 i .. 16 i + 16` is
+        // in bounds.
+        unsafe { _mm512_storeu_si512(tile.as_mut_ptr().add(16 * i).cast::<__m512i>(), *v) };
+    }
+}
+
 /// Which micro-kernel to use.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Path {
     Portable,
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    #[cfg(target_arch = "x86_64")]
+    AvxVnni,
+    #[cfg(target_arch = "x86_64")]
+    Avx512Vnni,
+}
+
+/// The fastest path this CPU supports.
+fn best_path() -> Path {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if super::has_avx2()
+            && std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vnni")
+        {
+            return Path::Avx512Vnni;
+        }
+        if super::has_avx2() && std::arch::is_x86_feature_detected!("avxvnni") {
+            return Path::AvxVnni;
+        }
+        if super::has_avx2() {
+            return Path::Avx2;
+        }
+    }
+    Path::Portable
+}
+
+/// The name of the micro-kernel [`gemm_i8`] uses on this CPU: `"avx512-vnni"`, `"avx-vnni"`,
+/// `"avx2"` or `"portable"`.
+pub fn gemm_i8_kernel() -> &'static str {
+    match best_path() {
+        Path::Portable => "portable",
+        #[cfg(target_arch = "x86_64")]
+        Path::Avx2 => "avx2",
+        #[cfg(target_arch = "x86_64")]
+        Path::AvxVnni => "avx-vnni",
+        #[cfg(target_arch = "x86_64")]
+        Path::Avx512Vnni => "avx512-vnni",
+    }
 }
 
 fn run(a: &[i8], m: usize, b: &PackedB, c: &mut [i32], path: Path) {
@@ -214,12 +321,38 @@ fn run(a: &[i8], m: usize, b: &PackedB, c: &mut [i32], path: Path) {
     let rblocks = m.div_ceil(MR);
     let panels = n.div_ceil(NR);
     let mut tile = [0i32; MR * NR];
+    #[cfg(target_arch = "x86_64")]
+    let mut wide = [0i32; 2 * MR * NR];
     for k0 in (0..kpairs).step_by(KC_PAIRS) {
         let kc = KC_PAIRS.min(kpairs - k0);
         for m0 in (0..rblocks).step_by(MC_BLOCKS) {
             let m1 = (m0 + MC_BLOCKS).min(rblocks);
-            for p in 0..panels {
-                let bs = &b.data[(p * kpairs + k0) * 2 * NR..(p * kpairs + k0 + kc) * 2 * NR];
+            let mut p = 0;
+            while p < panels {
+                let panel = |q: usize| &b.data[(q * kpairs + k0) * 2 * NR..(q * kpairs + k0 + kc) * 2 * NR];
+                #[cfg(target_arch = "x86_64")]
+                if path == Path::Avx512Vnni && p + 1 < panels {
+                    let (b0, b1) = (panel(p), panel(p + 1));
+                    for rb in m0..m1 {
+                        let as_ = &ap[(rb * kpairs + k0) * MR..(rb * kpairs + k0 + kc) * MR];
+                        // SAFETY: `Path::Avx512Vnni` is only chosen after runtime AVX-512F,
+                        // AVX-512BW and AVX-512 VNNI checks.
+                        unsafe { tile_avx512(as_, b0, b1, kc, &mut wide) };
+                        let rows = MR.min(m - rb * MR);
+                        let cols = (2 * NR).min(n - p * NR);
+                        for r in 0..rows {
+                            let crow = &mut c[(rb * MR + r) * n + p * NR..][..cols];
+                            // tile row r: NR columns of panel p, then NR of panel p + 1
+                            let t = &wide[2 * r * NR..2 * (r + 1) * NR];
+                            for (cv, tv) in crow.iter_mut().zip(t) {
+                                *cv = cv.wrapping_add(*tv);
+                            }
+                        }
+                    }
+                    p += 2;
+                    continue;
+                }
+                let bs = panel(p);
                 for rb in m0..m1 {
                     let as_ = &ap[(rb * kpairs + k0) * MR..(rb * kpairs + k0 + kc) * MR];
                     match path {
@@ -227,6 +360,14 @@ fn run(a: &[i8], m: usize, b: &PackedB, c: &mut [i32], path: Path) {
                         #[cfg(target_arch = "x86_64")]
                         // SAFETY: `Path::Avx2` is only chosen after a runtime AVX2 check.
                         Path::Avx2 => unsafe { tile_avx2(as_, bs, kc, &mut tile) },
+                        #[cfg(target_arch = "x86_64")]
+                        // SAFETY: `Path::AvxVnni` is only chosen after runtime AVX2 and
+                        // AVX-VNNI checks.
+                        Path::AvxVnni => unsafe { tile_vnni(as_, bs, kc, &mut tile) },
+                        #[cfg(target_arch = "x86_64")]
+                        // SAFETY: `Path::Avx512Vnni` is only chosen after a runtime AVX2 check
+                        // (the last odd panel takes the AVX2 kernel).
+                        Path::Avx512Vnni => unsafe { tile_avx2(as_, bs, kc, &mut tile) },
                     }
                     let rows = MR.min(m - rb * MR);
                     let cols = NR.min(n - p * NR);
@@ -237,25 +378,22 @@ fn run(a: &[i8], m: usize, b: &PackedB, c: &mut [i32], path: Path) {
                         }
                     }
                 }
+                p += 1;
             }
         }
     }
 }
 
 /// `C = A B` with `A` `[m, k]` row-major, `B` packed, `C` `[m, n]` row-major (overwritten).
-/// Uses AVX2 when the CPU has it, else the portable kernel; both give identical results.
+/// Uses AVX-VNNI or AVX2 when the CPU has them (see [`gemm_i8_kernel`]), else the portable
+/// kernel; all give identical results.
 ///
 /// # Panics
 ///
 /// If `a.len() != m * k` or `c.len() != m * n`.
 #[track_caller]
 pub fn gemm_i8(a: &[i8], m: usize, b: &PackedB, c: &mut [i32]) {
-    #[cfg(target_arch = "x86_64")]
-    if super::has_avx2() {
-        run(a, m, b, c, Path::Avx2);
-        return;
-    }
-    run(a, m, b, c, Path::Portable);
+    run(a, m, b, c, best_path());
 }
 
 /// The portable twin of [`gemm_i8`] (scalar Rust, no `unsafe`).
@@ -300,7 +438,18 @@ mod tests {
             gemm_i8(&a, m, &b, &mut c1);
             gemm_i8_portable(&a, m, &b, &mut c2);
             prop_assert_eq!(&c1, &c2);
-            prop_assert_eq!(c1, naive(&a, m, k, &w, n));
+            prop_assert_eq!(&c1, &naive(&a, m, k, &w, n));
+            #[cfg(target_arch = "x86_64")]
+            if crate::kernels::has_avx2() {
+                // every available SIMD path, not only the best one
+                let mut c3 = vec![0; m * n];
+                run(&a, m, &b, &mut c3, Path::Avx2);
+                prop_assert_eq!(&c3, &c2);
+                if std::arch::is_x86_feature_detected!("avxvnni") {
+                    run(&a, m, &b, &mut c3, Path::AvxVnni);
+                    prop_assert_eq!(&c3, &c2);
+                }
+            }
         }
     }
 

@@ -92,7 +92,7 @@ pub(crate) fn dequantize(a: &DequantizeArgs) -> Result<Summary> {
         totals.file_bytes_in += f.file_bytes();
         let metas = tensor_metas(&f.metadata).map_err(|r| CliError::format(f.path(), r))?;
         let owner = owners(f, &metas)?;
-        let mut w = ShardWriter::create(out)?;
+        let mut w = ShardWriter::with_reserve(out, f.file_bytes() - f.data_bytes())?;
         for (k, v) in &f.metadata {
             if !k.starts_with("netcompress.") {
                 w.set_metadata(k.clone(), v.clone());

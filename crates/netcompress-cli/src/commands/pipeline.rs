@@ -243,7 +243,7 @@ pub(crate) fn run_encode(command: &str, io: &IoArgs, sel: &Selector, enc: &mut d
     let line = command_line();
     for (f, (_, out)) in files.iter_mut().zip(&plan.shards) {
         totals.file_bytes_in += f.file_bytes();
-        let mut w = ShardWriter::create(out)?;
+        let mut w = ShardWriter::with_reserve(out, header_estimate(f, sel, &line))?;
         for (k, v) in &f.metadata {
             w.set_metadata(k.clone(), v.clone());
         }
@@ -281,6 +281,22 @@ pub(crate) fn run_encode(command: &str, io: &IoArgs, sel: &Selector, enc: &mut d
         tensors: reports,
         totals,
     })
+}
+
+/// A generous estimate of the output header of shard `f`: each transformed tensor gets up to
+/// three part entries and a JSON description (about `8 * name + 750` bytes in all), others
+/// their own entry; plus the copied metadata and the command line.
+fn header_estimate(f: &SafetensorsFile, sel: &Selector, line: &str) -> u64 {
+    let per: u64 = f
+        .tensors
+        .iter()
+        .map(|t| {
+            let name = t.name.len() as u64;
+            if sel.check(t).is_ok() { 8 * name + 750 } else { name + 120 }
+        })
+        .sum();
+    let meta: u64 = f.metadata.iter().map(|(k, v)| (k.len() + v.len() + 8) as u64).sum();
+    per + meta + line.len() as u64 + 256
 }
 
 fn prepass(files: &mut [SafetensorsFile], sel: &Selector, enc: &mut dyn Encoder, bar: &ProgressBar) -> Result<()> {

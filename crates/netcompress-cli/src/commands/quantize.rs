@@ -1,15 +1,20 @@
 //! `netcompress quantize`: packed integer codes with scales (and zero points).
 
 use clap::{Args, ValueEnum};
-use compress_quant::{IntScheme, QTensor, QuantScheme};
+use compress_quant::pack::{pack_bits, packed_len};
+use compress_quant::{Granularity, IntScheme, QTensor, QuantScheme, ScaleDtype};
 use serde_json::{Map, Value, json};
 
-use super::pipeline::{Encoder, Outcome, print_summary, run_encode, tensor_err};
-use super::{IoArgs, SelectArgs};
+use super::pipeline::{Encoder, Outcome, Streamed, print_summary, run_encode, tensor_err};
+use super::{ErrSums, IoArgs, SelectArgs};
 use crate::decode::Part;
 use crate::error::{CliError, Result};
 use crate::format::{Encoding, GranularityName, SchemeName, encode_values, part_name};
-use crate::safetensors_io::{Dtype, TensorInfo};
+use crate::safetensors_io::{Dtype, SafetensorsFile, TensorInfo};
+use crate::writer::ShardWriter;
+
+/// Elements per streamed chunk (4 MiB of f32).
+const CHUNK_ELEMS: usize = 1 << 20;
 
 /// Which elements share a scale.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -77,6 +82,8 @@ pub(crate) struct QuantizeEncoder {
     affine: bool,
     f16_scales: bool,
     axis: usize,
+    /// Elements per chunk when streaming.
+    chunk_elems: usize,
 }
 
 impl QuantizeEncoder {
@@ -115,6 +122,7 @@ impl QuantizeEncoder {
             affine: a.scheme == SchemeArg::Affine,
             f16_scales,
             axis: a.axis,
+            chunk_elems: CHUNK_ELEMS,
         })
     }
 
@@ -152,7 +160,124 @@ impl QuantizeEncoder {
     }
 }
 
+/// The `(granularity, axis, group_size)` fields of an integer scheme.
+fn granularity_fields(g: Granularity) -> (GranularityName, Option<usize>, Option<usize>) {
+    match g {
+        Granularity::PerTensor => (GranularityName::Tensor, None, None),
+        Granularity::PerChannel { axis } => (GranularityName::Channel, Some(axis), None),
+        Granularity::PerGroup { group_size } => (GranularityName::Group, None, Some(group_size)),
+    }
+}
+
+fn int_encoding(name: &str, s: IntScheme) -> Encoding {
+    let (granularity, axis, group_size) = granularity_fields(s.granularity);
+    Encoding::Int {
+        bits: s.bits,
+        scheme: if s.affine { SchemeName::Affine } else { SchemeName::Sym },
+        granularity,
+        axis,
+        group_size,
+        codes: part_name(name, "codes"),
+        scales: part_name(name, "scales"),
+        zeros: s.affine.then(|| part_name(name, "zeros")),
+    }
+}
+
+fn scale_dtype(s: IntScheme) -> Dtype {
+    if s.scale_dtype == ScaleDtype::F16 { Dtype::F16 } else { Dtype::F32 }
+}
+
+impl QuantizeEncoder {
+    /// Quantizes `t` in chunks of whole rows read straight from `f`: per-channel (axis 0)
+    /// and per-group parameters never span rows, and a per-tensor range is found in a first
+    /// pass, so every chunk gets exactly the codes, scales and zero points of the whole
+    /// tensor. Chunks hold a multiple of 8 rows, so their packed codes (and zero points)
+    /// concatenate byte-exactly. Each chunk is dequantized again to measure the error.
+    fn stream(&self, t: &TensorInfo, f: &mut SafetensorsFile, w: &mut ShardWriter) -> Result<Option<Streamed>> {
+        let (scheme, note) = self.scheme_for(&t.shape);
+        if matches!(scheme.granularity, Granularity::PerChannel { axis } if axis != 0) {
+            return Ok(None);
+        }
+        scheme.validate().map_err(|e| tensor_err(t, e))?;
+        let (n, rows) = (t.numel(), t.shape[0]);
+        let inner = n / rows;
+        let chunk_rows = (self.chunk_elems / inner).max(1).next_multiple_of(8);
+        let (mut scratch, mut chunk, mut back) = (Vec::new(), Vec::new(), Vec::new());
+        let range = if scheme.granularity == Granularity::PerTensor {
+            let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
+            for r0 in (0..rows).step_by(chunk_rows) {
+                let cr = chunk_rows.min(rows - r0);
+                f.read_f32_range(t, r0 * inner, cr * inner, &mut scratch, &mut chunk)?;
+                if let Some(i) = chunk.iter().position(|v| !v.is_finite()) {
+                    return Err(tensor_err(t, format!("non-finite value {} at flat index {}", chunk[i], r0 * inner + i)));
+                }
+                for &v in &chunk {
+                    lo = lo.min(v);
+                    hi = hi.max(v);
+                }
+            }
+            Some((lo, hi))
+        } else {
+            None
+        };
+        let codes_len = packed_len(n, scheme.bits);
+        w.begin(&part_name(&t.name, "codes"), "U8", &[codes_len], codes_len as u64)?;
+        let (mut scales, mut zps, mut sums) = (Vec::new(), Vec::new(), ErrSums::default());
+        for r0 in (0..rows).step_by(chunk_rows) {
+            let cr = chunk_rows.min(rows - r0);
+            f.read_f32_range(t, r0 * inner, cr * inner, &mut scratch, &mut chunk)?;
+            let mut shape = t.shape.clone();
+            shape[0] = cr;
+            let q = match range {
+                Some(r) => QTensor::quantize_with_ranges(&chunk, &shape, scheme, &[r]),
+                None => QTensor::quantize_slice(&chunk, &shape, scheme),
+            }
+            .map_err(|e| tensor_err(t, e))?;
+            w.append(q.data())?;
+            if range.is_none() || scales.is_empty() {
+                scales.extend_from_slice(q.scales());
+                zps.extend(q.zero_points().iter().map(|&z| z as u8));
+            }
+            back.resize(chunk.len(), 0.0);
+            q.dequantize_into(&mut back);
+            sums.add(&ErrSums::of(&chunk, &back));
+        }
+        let sd = scale_dtype(scheme);
+        let scale_bytes = encode_values(&scales, sd);
+        w.add(&part_name(&t.name, "scales"), sd.name(), &[scales.len()], &scale_bytes)?;
+        let mut bytes_out = (codes_len + scale_bytes.len()) as u64;
+        if scheme.affine {
+            let z = pack_bits(&zps, scheme.bits);
+            w.add(&part_name(&t.name, "zeros"), "U8", &[z.len()], &z)?;
+            bytes_out += z.len() as u64;
+        }
+        Ok(Some(Streamed {
+            encoding: int_encoding(&t.name, scheme),
+            sums,
+            bytes_out,
+            extra: extra_of(scheme, note),
+        }))
+    }
+}
+
+fn extra_of(s: IntScheme, note: Option<String>) -> Map<String, Value> {
+    let mut extra = Map::new();
+    if let Some(n) = note {
+        extra.insert("note".into(), Value::String(n));
+    }
+    extra.insert("scheme".into(), json!(QuantScheme::Int(s).label()));
+    extra
+}
+
 impl Encoder for QuantizeEncoder {
+    fn encode_stream(&mut self, t: &TensorInfo, f: &mut SafetensorsFile, w: &mut ShardWriter) -> Result<Option<Streamed>> {
+        self.stream(t, f, w)
+    }
+
+    fn needs_raw(&self) -> bool {
+        false
+    }
+
     fn encode(&mut self, t: &TensorInfo, values: &[f32], _raw: &[u8]) -> Result<Outcome> {
         let (scheme, note) = self.scheme_for(&t.shape);
         let q = QTensor::quantize_slice(values, &t.shape, scheme).map_err(|e| tensor_err(t, e))?;
@@ -162,16 +287,7 @@ impl Encoder for QuantizeEncoder {
 
 /// The parts and encoding of a quantized tensor.
 pub(crate) fn qtensor_outcome(name: &str, q: &QTensor, s: IntScheme, note: Option<String>) -> Outcome {
-    let (granularity, axis, group_size) = match s.granularity {
-        compress_quant::Granularity::PerTensor => (GranularityName::Tensor, None, None),
-        compress_quant::Granularity::PerChannel { axis } => (GranularityName::Channel, Some(axis), None),
-        compress_quant::Granularity::PerGroup { group_size } => (GranularityName::Group, None, Some(group_size)),
-    };
-    let scale_dtype = if s.scale_dtype == compress_quant::ScaleDtype::F16 {
-        Dtype::F16
-    } else {
-        Dtype::F32
-    };
+    let sd = scale_dtype(s);
     let u8d = Dtype::Other("U8", 1);
     let mut parts = vec![
         Part {
@@ -182,12 +298,12 @@ pub(crate) fn qtensor_outcome(name: &str, q: &QTensor, s: IntScheme, note: Optio
         },
         Part {
             name: part_name(name, "scales"),
-            dtype: scale_dtype,
+            dtype: sd,
             shape: vec![q.scales().len()],
-            bytes: encode_values(q.scales(), scale_dtype),
+            bytes: encode_values(q.scales(), sd),
         },
     ];
-    let zeros = s.affine.then(|| {
+    if s.affine {
         let z = q.packed_zero_points();
         parts.push(Part {
             name: part_name(name, "zeros"),
@@ -195,26 +311,11 @@ pub(crate) fn qtensor_outcome(name: &str, q: &QTensor, s: IntScheme, note: Optio
             shape: vec![z.len()],
             bytes: z,
         });
-        part_name(name, "zeros")
-    });
-    let mut extra = Map::new();
-    if let Some(n) = note {
-        extra.insert("note".into(), Value::String(n));
     }
-    extra.insert("scheme".into(), json!(QuantScheme::Int(s).label()));
     Outcome::Encoded {
-        encoding: Encoding::Int {
-            bits: s.bits,
-            scheme: if s.affine { SchemeName::Affine } else { SchemeName::Sym },
-            granularity,
-            axis,
-            group_size,
-            codes: part_name(name, "codes"),
-            scales: part_name(name, "scales"),
-            zeros,
-        },
+        encoding: int_encoding(name, s),
         parts,
-        extra,
+        extra: extra_of(s, note),
     }
 }
 
@@ -227,4 +328,82 @@ pub(crate) fn run(a: &QuantizeArgs) -> Result<()> {
     let mut enc = QuantizeEncoder::new(a)?;
     let summary = run_encode("quantize", &a.io, &a.select.selector()?, &mut enc)?;
     print_summary(&summary, a.io.json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commands::{IoArgs, SelectArgs};
+    use crate::writer::{commit, f32_bytes};
+    use proptest::prelude::*;
+
+    fn args(bits: u32, granularity: GranularityArg, group_size: Option<usize>, scheme: SchemeArg) -> QuantizeArgs {
+        QuantizeArgs {
+            io: IoArgs {
+                input: "in".into(),
+                output: "out".into(),
+                force: false,
+                json: true,
+            },
+            select: SelectArgs {
+                include: vec![],
+                exclude: vec![],
+            },
+            bits,
+            granularity: Some(granularity),
+            group_size,
+            scheme,
+            scale_dtype: None,
+            axis: 0,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// Streaming in chunks of rows writes exactly the bytes of whole-tensor quantization.
+        #[test]
+        fn streamed_chunks_equal_whole_tensor_quantization(
+            rows in 1usize..40,
+            values in proptest::collection::vec(-3.0f32..3.0, 40 * 8),
+            bits in prop::sample::select(vec![2u32, 3, 4, 8]),
+            g in prop::sample::select(vec![GranularityArg::Tensor, GranularityArg::Channel, GranularityArg::Group]),
+            affine in any::<bool>(),
+        ) {
+            let shape = [rows, 8];
+            let x = &values[..rows * 8];
+            let scheme = if affine { SchemeArg::Affine } else { SchemeArg::Sym };
+            let gs = (g == GranularityArg::Group).then_some(4);
+            let mut enc = QuantizeEncoder::new(&args(bits, g, gs, scheme)).unwrap();
+            enc.chunk_elems = 8 * 3; // chunks of 8 rows
+            let dir = std::env::temp_dir().join(format!("nc-stream-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let (inp, out) = (dir.join("in.safetensors"), dir.join("out.safetensors"));
+            let mut w = ShardWriter::create(&inp).unwrap();
+            w.add("w", "F32", &shape, &f32_bytes(x)).unwrap();
+            commit(vec![w.assemble().unwrap()]).unwrap();
+            let mut f = SafetensorsFile::open(&inp).unwrap();
+            let t = f.tensors[0].clone();
+            let mut w = ShardWriter::create(&out).unwrap();
+            let s = enc.encode_stream(&t, &mut f, &mut w).unwrap().unwrap();
+            commit(vec![w.assemble().unwrap()]).unwrap();
+            let Outcome::Encoded { encoding, parts, .. } = enc.encode(&t, x, &[]).unwrap() else {
+                panic!("not encoded");
+            };
+            prop_assert_eq!(&s.encoding, &encoding);
+            let mut g2 = SafetensorsFile::open(&out).unwrap();
+            for p in &parts {
+                let info = g2.tensors.iter().find(|i| i.name == p.name).unwrap().clone();
+                prop_assert_eq!(&g2.read_raw(&info).unwrap(), &p.bytes, "{}", p.name);
+            }
+            let meta = crate::format::TensorMeta { dtype: "F32".into(), shape: shape.to_vec(), encoding };
+            let back = crate::decode::decode(&meta, &mut parts.as_slice()).unwrap();
+            let whole = ErrSums::of(x, &back).metrics();
+            prop_assert_eq!(whole.identical, s.sums.metrics().identical);
+            if let (Some(a), Some(b)) = (whole.sqnr_db, s.sums.metrics().sqnr_db) {
+                prop_assert!((a - b).abs() < 1e-6);
+            }
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+    }
 }

@@ -95,7 +95,7 @@ pub(crate) fn run_depthwise(ctx: &Ctx) -> Result<Report> {
     let (train, test) = ctx.load_images()?;
     let side = ctx.image_side();
     let input = [1, side, side];
-    let epochs = ctx.epochs(40, 20);
+    let epochs = ctx.epochs(40, 30);
     let mut std_net = small_cnn(false, ctx.seed)?;
     let std_acc = train_cosine(ctx, "standard CNN", &mut std_net, &train, &test, epochs, 0.05, CNN_WD)?;
     let mut sep_net = small_cnn(true, ctx.seed)?;

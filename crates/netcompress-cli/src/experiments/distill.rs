@@ -35,8 +35,8 @@ struct Setup {
     teacher: Vec<usize>,
     student: Vec<usize>,
     dropout: f64,
-    teacher_lr: f32,
-    student_lr: f32,
+    teacher_lr: f64,
+    student_lr: f64,
     teacher_epochs: usize,
     student_epochs: usize,
     seeds: Vec<u64>,
@@ -89,7 +89,7 @@ impl Setup {
         let mut net = self.teacher_net(ctx.seed)?;
         let mut bar = EpochBar::new("teacher", self.teacher_epochs, ctx.progress);
         let trainer = Trainer::new(self.train_config(self.teacher_epochs, ctx.seed));
-        let mut opt = Sgd::new(self.teacher_lr).momentum(0.9);
+        let mut opt = Sgd::new(self.teacher_lr as f32).momentum(0.9);
         trainer.fit_with(&mut net, &mut opt, train, None, &mut CrossEntropy, &mut bar)?;
         bar.finish();
         Ok(net)
@@ -104,7 +104,7 @@ impl Setup {
         let mut net = self.student_net(seed);
         let mut bar = EpochBar::new("student alone", self.student_epochs, ctx.progress);
         let trainer = Trainer::new(self.train_config(self.student_epochs, seed));
-        let mut opt = Sgd::new(self.student_lr).momentum(0.9);
+        let mut opt = Sgd::new(self.student_lr as f32).momentum(0.9);
         trainer.fit_with(&mut net, &mut opt, train, None, &mut CrossEntropy, &mut bar)?;
         bar.finish();
         Ok(net)
@@ -126,9 +126,13 @@ impl Setup {
             self.train_config(self.student_epochs, seed),
         );
         let mut net = self.student_net(seed);
-        let mut bar = EpochBar::new(&format!("distilled T={temperature}"), self.student_epochs, ctx.progress);
+        let mut bar = EpochBar::new(
+            &format!("distilled T={temperature}"),
+            self.student_epochs,
+            ctx.progress,
+        );
         let mut d = Distiller::new(teacher, cfg).map_err(NnError::from)?;
-        let mut opt = Sgd::new(self.student_lr).momentum(0.9);
+        let mut opt = Sgd::new(self.student_lr as f32).momentum(0.9);
         d.fit_with_hooks(&mut net, &mut opt, train, None, &mut bar)
             .map_err(NnError::from)?;
         bar.finish();
@@ -166,7 +170,11 @@ fn alone_runs(
     Ok((last, accs))
 }
 
-fn teacher_extra(setup: &Setup, teacher: &mut Sequential<f32>, test: &Dataset<f32>) -> Result<Value> {
+fn teacher_extra(
+    setup: &Setup,
+    teacher: &mut Sequential<f32>,
+    test: &Dataset<f32>,
+) -> Result<Value> {
     let acc = evaluate(teacher, test, 512)?;
     Ok(json!({
         "widths": setup.teacher,
@@ -198,7 +206,11 @@ pub(crate) fn run(ctx: &Ctx) -> Result<Report> {
     let (a_mean, a_std) = mean_std(&alone);
     let (d_mean, d_std) = mean_std(&distilled);
     let gap = teacher_acc - a_mean;
-    let closed = if gap > 0.0 { (d_mean - a_mean) / gap } else { f64::NAN };
+    let closed = if gap > 0.0 {
+        (d_mean - a_mean) / gap
+    } else {
+        f64::NAN
+    };
     let input = [ctx.input_dim()];
     let baseline = Metrics::dense_f32(&alone_net, &input, a_mean)?;
     let student = last.unwrap_or(alone_net);
@@ -239,7 +251,8 @@ pub(crate) fn run_sweep(ctx: &Ctx) -> Result<Report> {
     for &t in &SWEEP {
         let mut accs = Vec::new();
         for &seed in &setup.seeds {
-            let (net, acc, _) = setup.train_distilled(ctx, seed, &mut teacher, t, (&train, &test))?;
+            let (net, acc, _) =
+                setup.train_distilled(ctx, seed, &mut teacher, t, (&train, &test))?;
             accs.push(acc);
             if seed == setup.seeds[0] && t == TEMPERATURE {
                 best = Some((t, acc, net));
@@ -269,5 +282,11 @@ pub(crate) fn run_sweep(ctx: &Ctx) -> Result<Report> {
         "curve": curve,
         "plot": { "x": "temperature", "y": "mean", "series": "curve", "log_x": true },
     });
-    Ok(Report::new("distill-sweep", ctx, baseline, compressed, extra))
+    Ok(Report::new(
+        "distill-sweep",
+        ctx,
+        baseline,
+        compressed,
+        extra,
+    ))
 }

@@ -175,10 +175,10 @@ pub(crate) fn run_structured(ctx: &Ctx) -> Result<Report> {
 pub(crate) fn run_lottery(ctx: &Ctx) -> Result<Report> {
     let (train, test) = ctx.load_flat()?;
     let widths = mlp_widths(ctx);
-    let seeds: Vec<u64> = if ctx.fast { vec![ctx.seed, ctx.seed + 1] } else { (0..3).map(|s| ctx.seed + s).collect() };
+    let seeds: Vec<u64> = (0..3).map(|s| ctx.seed + s).collect();
     // 17 trainings per seed (dense + 8 tickets + 8 controls): fewer epochs on MNIST.
     let epochs = match ctx.data {
-        DataSource::Digits => ctx.epochs(20, 8),
+        DataSource::Digits => ctx.epochs(20, 12),
         DataSource::Mnist(_) => ctx.epochs(5, 2),
     };
     let rounds = 8;

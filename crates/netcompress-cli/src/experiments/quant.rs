@@ -402,7 +402,7 @@ pub(crate) fn run_int8_inference(ctx: &Ctx) -> Result<Report> {
             "latency_ms": {"f32_test_set_batch256": c_f32, "int8_test_set_batch256": c_i8},
             "note": "QConv2d (per-image dynamic int8 activations) and QLinear; BatchNorm in f32",
         },
-        "kernel": if compress_quant::kernels::has_avx2() { "avx2" } else { "portable" },
+        "kernel": compress_quant::kernels::gemm_i8_kernel(),
         "targets": {"same_predictions_ge_99.5pct": same >= 0.995},
     });
     Ok(Report::new(
