@@ -73,14 +73,23 @@ fn svd(c: &mut Criterion) {
     group.sample_size(10);
     let a = power_law_matrix(1024);
     let t = truncated_svd(a.view(), RankRule::Fixed(64), SvdMethod::Auto, "a").unwrap();
-    let opt = svd_exact(a.view(), "a").unwrap().truncate(64).relative_error();
+    let opt = svd_exact(a.view(), "a")
+        .unwrap()
+        .truncate(64)
+        .relative_error();
     eprintln!(
         "arch/svd_rank64: relative error {:.5} (optimal {opt:.5})",
         t.relative_error()
     );
     group.bench_function(BenchmarkId::new("svd_rank64", "1024x1024"), |b| {
         b.iter(|| {
-            truncated_svd(black_box(a.view()), RankRule::Fixed(64), SvdMethod::Auto, "a").unwrap()
+            truncated_svd(
+                black_box(a.view()),
+                RankRule::Fixed(64),
+                SvdMethod::Auto,
+                "a",
+            )
+            .unwrap()
         });
     });
     group.finish();

@@ -13,7 +13,9 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use rand::{SeedableRng, rngs::StdRng};
 
 fn block(i: usize, o: usize, rng: &mut StdRng) -> Sequential<f32> {
-    Sequential::new().with(Linear::new(i, o, true, rng)).with(ReLU::new())
+    Sequential::new()
+        .with(Linear::new(i, o, true, rng))
+        .with(ReLU::new())
 }
 
 /// The `early-exit` experiment's network (64-64-128-128, exits after every stage), trained
@@ -31,13 +33,19 @@ fn fixture() -> (EarlyExitNet<f32>, Thresholds, ndarray::ArrayD<f32>) {
         .with_exit(Linear::new(128, 10, true, &mut rng));
     let cfg = ExitTrainConfig {
         epochs: 60,
-        distill: Some(ExitDistill { temperature: 3.0, alpha: 0.5 }),
+        distill: Some(ExitDistill {
+            temperature: 3.0,
+            alpha: 0.5,
+        }),
         schedule: LrSchedule::Cosine { min_lr: 1e-5 },
         ..ExitTrainConfig::default()
     };
     train_early_exit(&mut net, &mut Adam::new(3e-3), &train, &cfg).expect("training");
-    let profile = net.profile(&valid, ExitRule::MaxSoftmax, 512).expect("profile");
-    let cal = calibrate(&profile, CalibrationTarget::AccuracyDrop { max_drop: 0.0 }).expect("calibration");
+    let profile = net
+        .profile(&valid, ExitRule::MaxSoftmax, 512)
+        .expect("profile");
+    let cal = calibrate(&profile, CalibrationTarget::AccuracyDrop { max_drop: 0.0 })
+        .expect("calibration");
     (net, cal.thresholds, test.x)
 }
 

@@ -28,18 +28,35 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("baseline: {params} params, accuracy {acc:.4}");
 
     let targets = largest_linears(&net, 2); // layers 0 and 2
-    let report = factorize_sequential(&mut net, &targets, &LowRankConfig::new(RankRule::Energy(0.9)))?;
+    let report = factorize_sequential(
+        &mut net,
+        &targets,
+        &LowRankConfig::new(RankRule::Energy(0.9)),
+    )?;
     for r in &report {
         println!(
             "layer {}: {}x{} -> rank {} ({} -> {} weights, energy {:.3}, rel. error {:.3})",
-            r.index, r.rows, r.cols, r.rank, r.weights_before, r.weights_after, r.kept_energy,
+            r.index,
+            r.rows,
+            r.cols,
+            r.rank,
+            r.weights_before,
+            r.weights_after,
+            r.kept_energy,
             r.relative_error
         );
     }
-    println!("before fine-tuning: accuracy {:.4}", evaluate(&mut net, &test, 512)?);
+    println!(
+        "before fine-tuning: accuracy {:.4}",
+        evaluate(&mut net, &test, 512)?
+    );
     let mut opt = Sgd::new(0.02).momentum(0.9).weight_decay(5e-3);
     trainer(8).fit(&mut net, &mut opt, &train, None)?;
     let acc = evaluate(&mut net, &test, 512)?;
-    println!("factorized: {} params ({:.1}%), accuracy {acc:.4}", net.num_params(), 100.0 * net.num_params() as f64 / params as f64);
+    println!(
+        "factorized: {} params ({:.1}%), accuracy {acc:.4}",
+        net.num_params(),
+        100.0 * net.num_params() as f64 / params as f64
+    );
     Ok(())
 }

@@ -11,16 +11,15 @@ fn objective<L: Layer<f64> + ?Sized>(layer: &mut L, x: &ArrayD<f64>, r: &ArrayD<
 fn nudge<L: Layer<f64> + ?Sized>(layer: &mut L, target: usize, flat: usize, delta: f64) {
     let mut k = 0;
     layer
-        .visit_mut(
-            &mut ParamPath::root(),
-            &mut |_: &ParamPath, p: &mut Param<f64>| -> Result<()> {
-                if k == target {
-                    p.value_mut().as_slice_mut().expect("standard layout")[flat] += delta;
-                }
-                k += 1;
-                Ok(())
-            },
-        )
+        .visit_mut(&mut ParamPath::root(), &mut |_: &ParamPath,
+                                                 p: &mut Param<f64>|
+         -> Result<()> {
+            if k == target {
+                p.value_mut().as_slice_mut().expect("standard layout")[flat] += delta;
+            }
+            k += 1;
+            Ok(())
+        })
         .expect("visit");
 }
 
@@ -37,10 +36,13 @@ pub(crate) fn grad_error<L: Layer<f64> + ?Sized>(layer: &mut L, x: &ArrayD<f64>)
     let dx: Vec<f64> = dx.iter().copied().collect();
     let mut grads: Vec<Option<Vec<f64>>> = Vec::new();
     let mut kinds = Vec::new();
-    layer.visit(&mut ParamPath::root(), &mut |_: &ParamPath, p: &Param<f64>| {
-        grads.push(p.grad().map(|g| g.iter().copied().collect()));
-        kinds.push(p.kind());
-    });
+    layer.visit(
+        &mut ParamPath::root(),
+        &mut |_: &ParamPath, p: &Param<f64>| {
+            grads.push(p.grad().map(|g| g.iter().copied().collect()));
+            kinds.push(p.kind());
+        },
+    );
     let mut worst: f64 = 0.0;
     let mut xp = x.clone();
     for (i, &a) in dx.iter().enumerate() {
@@ -57,7 +59,9 @@ pub(crate) fn grad_error<L: Layer<f64> + ?Sized>(layer: &mut L, x: &ArrayD<f64>)
         if kinds[t] == compress_core::ParamKind::Buffer {
             continue;
         }
-        let g = g.as_ref().expect("every trainable parameter has a gradient");
+        let g = g
+            .as_ref()
+            .expect("every trainable parameter has a gradient");
         for (i, &a) in g.iter().enumerate() {
             nudge(layer, t, i, eps);
             let fp = objective(layer, x, &r);

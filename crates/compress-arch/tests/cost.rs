@@ -115,12 +115,24 @@ fn mobilenet_imagenet_matches_the_paper() {
     // Howard et al. (2017), table 1/8: 1.0 MobileNet-224 has 569M mult-adds and 4.2M params.
     let cfg = MobileNetConfig::imagenet();
     let c = cost::mobilenet_v1(&cfg);
-    assert!((c.weight_macs as f64 / 1e6 - 569.0).abs() < 6.0, "{}", c.weight_macs);
-    assert!((c.weights + c.biases) as f64 / 1e6 > 4.1 && ((c.weights + c.biases) as f64) / 1e6 < 4.3);
+    assert!(
+        (c.weight_macs as f64 / 1e6 - 569.0).abs() < 6.0,
+        "{}",
+        c.weight_macs
+    );
+    assert!(
+        (c.weights + c.biases) as f64 / 1e6 > 4.1 && ((c.weights + c.biases) as f64) / 1e6 < 4.3
+    );
     // alpha = 0.5, rho = 160/224: 76M mult-adds, 1.32M params.
-    let half = MobileNetConfig::imagenet().alpha(0.5).resolution_multiplier(160.0 / 224.0);
+    let half = MobileNetConfig::imagenet()
+        .alpha(0.5)
+        .resolution_multiplier(160.0 / 224.0);
     let c = cost::mobilenet_v1(&half);
-    assert!((c.weight_macs as f64 / 1e6 - 76.0).abs() < 2.0, "{}", c.weight_macs);
+    assert!(
+        (c.weight_macs as f64 / 1e6 - 76.0).abs() < 2.0,
+        "{}",
+        c.weight_macs
+    );
     // The ratio separable / standard at 3x3 and N = 512 is ~1/8.8.
     assert!((1.0 / cost::separable_ratio(512, 3) - 8.84).abs() < 0.01);
 }

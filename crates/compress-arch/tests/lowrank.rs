@@ -3,8 +3,8 @@
 use compress_arch::ArchError;
 use compress_arch::lowrank::{
     LowRankConfig, LowRankConv2d, LowRankLinear, RankRule, SvdMethod, factorize_conv2d,
-    factorize_linear, factorize_sequential,
-    largest_linears, randomized_svd, singular_values, svd_exact, truncated_svd,
+    factorize_linear, factorize_sequential, largest_linears, randomized_svd, singular_values,
+    svd_exact, truncated_svd,
 };
 use compress_core::{CoreError, Layer, Mode, Module};
 use compress_nn::models::mlp;
@@ -102,9 +102,16 @@ proptest! {
 #[test]
 fn randomized_is_near_optimal_on_a_decaying_spectrum() {
     let a = decaying(300, 200, 8.0, 3);
-    let opt = svd_exact(a.view(), "a").unwrap().truncate(20).relative_error();
+    let opt = svd_exact(a.view(), "a")
+        .unwrap()
+        .truncate(20)
+        .relative_error();
     let rnd = randomized_svd(a.view(), 20, 10, 2, 0, "a").unwrap();
-    assert!(rnd.relative_error() <= opt * 1.01, "{} vs {opt}", rnd.relative_error());
+    assert!(
+        rnd.relative_error() <= opt * 1.01,
+        "{} vs {opt}",
+        rnd.relative_error()
+    );
     // Singular values agree with the exact ones.
     let exact = singular_values(a.view(), "a").unwrap();
     for (x, y) in rnd.s.iter().zip(&exact) {
@@ -115,11 +122,20 @@ fn randomized_is_near_optimal_on_a_decaying_spectrum() {
 #[test]
 fn randomized_energy_rule_grows_the_sketch() {
     let a = decaying(600, 400, 30.0, 5);
-    let method = SvdMethod::Randomized { oversample: 10, power_iters: 2, seed: 1 };
+    let method = SvdMethod::Randomized {
+        oversample: 10,
+        power_iters: 2,
+        seed: 1,
+    };
     let t = truncated_svd(a.view(), RankRule::Energy(0.95), method, "a").unwrap();
     let exact = truncated_svd(a.view(), RankRule::Energy(0.95), SvdMethod::Exact, "a").unwrap();
     assert!(t.kept_energy_fraction() >= 0.95);
-    assert!(t.rank().abs_diff(exact.rank()) <= 1, "{} vs {}", t.rank(), exact.rank());
+    assert!(
+        t.rank().abs_diff(exact.rank()) <= 1,
+        "{} vs {}",
+        t.rank(),
+        exact.rank()
+    );
 }
 
 #[test]
@@ -174,7 +190,8 @@ fn low_rank_linear_matches_the_truncation() {
     let x = seeded_tensor::<f64>(&[5, 12], 1);
     let y = lin.forward(&x, Mode::Eval).unwrap();
     // Full rank reproduces the layer.
-    let (mut full, _) = factorize_linear(&lin, &LowRankConfig::new(RankRule::Fixed(9)), "l").unwrap();
+    let (mut full, _) =
+        factorize_linear(&lin, &LowRankConfig::new(RankRule::Fixed(9)), "l").unwrap();
     let yf = full.forward(&x, Mode::Eval).unwrap();
     assert!((&y - &yf).iter().all(|d| d.abs() < 1e-10));
     // Rank 3: output equals the merged truncated weight's.
@@ -212,7 +229,11 @@ fn model_transform_checks_indices_and_keeps_model_on_error() {
     let cfg = LowRankConfig::new(RankRule::Fixed(2));
     assert!(matches!(
         factorize_sequential(&mut net, &[0, 1], &cfg),
-        Err(ArchError::WrongLayer { index: 1, expected: "Linear or Conv2d", found: "ReLU" })
+        Err(ArchError::WrongLayer {
+            index: 1,
+            expected: "Linear or Conv2d",
+            found: "ReLU"
+        })
     ));
     assert!(matches!(
         factorize_sequential(&mut net, &[0, 9], &cfg),
@@ -220,7 +241,8 @@ fn model_transform_checks_indices_and_keeps_model_on_error() {
     ));
     assert_eq!(net.state_dict(), before);
     // Rank 3 of a 3x8 layer would not save anything: skipped.
-    let rep = factorize_sequential(&mut net, &[0, 4], &LowRankConfig::new(RankRule::Fixed(3))).unwrap();
+    let rep =
+        factorize_sequential(&mut net, &[0, 4], &LowRankConfig::new(RankRule::Fixed(3))).unwrap();
     assert!(!rep[0].skipped && rep[1].skipped);
     assert_eq!(rep[0].weights_after, 3 * 30);
     assert!(net.get::<LowRankLinear<f64>>(0).is_some());
@@ -234,15 +256,25 @@ fn factorized_model_fine_tunes() {
     let train = train.subset(&(0..400).collect::<Vec<_>>());
     let mut rng = StdRng::seed_from_u64(1);
     let mut net: Sequential<f32> = mlp(&[64, 64, 10], &mut rng);
-    let trainer = Trainer::new(TrainConfig { epochs: 3, batch_size: 32, ..TrainConfig::default() });
-    trainer.fit(&mut net, &mut Sgd::new(0.1), &train, None).unwrap();
+    let trainer = Trainer::new(TrainConfig {
+        epochs: 3,
+        batch_size: 32,
+        ..TrainConfig::default()
+    });
+    trainer
+        .fit(&mut net, &mut Sgd::new(0.1), &train, None)
+        .unwrap();
     let targets = largest_linears(&net, 1);
     factorize_sequential(&mut net, &targets, &LowRankConfig::new(RankRule::Fixed(4))).unwrap();
-    let rep = trainer.fit(&mut net, &mut Sgd::new(0.05), &train, None).unwrap();
+    let rep = trainer
+        .fit(&mut net, &mut Sgd::new(0.05), &train, None)
+        .unwrap();
     let first = rep.epochs.first().unwrap().train_loss;
     let last = rep.epochs.last().unwrap().train_loss;
     assert!(last < first, "{first} -> {last}");
-    let y = net.forward(&ArrayD::zeros(vec![2, 64]), Mode::Eval).unwrap();
+    let y = net
+        .forward(&ArrayD::zeros(vec![2, 64]), Mode::Eval)
+        .unwrap();
     assert_eq!(y.shape(), &[2, 10]);
 }
 
@@ -254,11 +286,13 @@ fn conv_factorization() {
     let x = seeded_tensor::<f64>(&[2, 3, 5, 5], 4);
     let y = conv.forward(&x, Mode::Eval).unwrap();
     // Full rank (min(5, 27) = 5) reproduces the convolution.
-    let (mut full, _) = factorize_conv2d(&conv, &LowRankConfig::new(RankRule::Fixed(5)), "c").unwrap();
+    let (mut full, _) =
+        factorize_conv2d(&conv, &LowRankConfig::new(RankRule::Fixed(5)), "c").unwrap();
     let yf = full.forward(&x, Mode::Eval).unwrap();
     assert!((&y - &yf).iter().all(|d| d.abs() < 1e-10));
     // Rank 2: cost r (M K^2 + N) per output pixel, plus the bias.
-    let (mut lr, svd) = factorize_conv2d(&conv, &LowRankConfig::new(RankRule::Fixed(2)), "c").unwrap();
+    let (mut lr, svd) =
+        factorize_conv2d(&conv, &LowRankConfig::new(RankRule::Fixed(2)), "c").unwrap();
     assert!(svd.relative_error() > 0.0);
     let c = lr.cost(&[3, 5, 5]).unwrap();
     assert_eq!(c.output_shape, vec![5, 3, 3]);
@@ -274,7 +308,8 @@ fn conv_factorization() {
     // In a model.
     let mut net = Sequential::<f64>::new();
     net.push(Conv2d::<f64>::new(Conv2dConfig::new(4, 16, 3).padding(1), &mut rng).unwrap());
-    let rep = factorize_sequential(&mut net, &[0], &LowRankConfig::new(RankRule::Energy(0.8))).unwrap();
+    let rep =
+        factorize_sequential(&mut net, &[0], &LowRankConfig::new(RankRule::Energy(0.8))).unwrap();
     assert_eq!((rep[0].kind, rep[0].rows, rep[0].cols), ("Conv2d", 16, 36));
     assert!(rep[0].kept_energy >= 0.8);
     assert!(net.get::<LowRankConv2d<f64>>(0).is_some());

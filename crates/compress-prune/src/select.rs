@@ -22,7 +22,7 @@ pub(crate) fn abs_key<F: Float>(x: F) -> u64 {
 /// `|x|`, and the identity round trip for `f32` inputs). 8 exponent and 8 mantissa bits
 /// spread real weight distributions over thousands of buckets.
 #[inline(always)]
-fn abs_bucket<F: Float>(x: F) -> usize {
+pub(crate) fn abs_bucket<F: Float>(x: F) -> usize {
     ((x.as_f64().abs() as f32).to_bits() >> 15) as usize
 }
 
@@ -72,12 +72,11 @@ impl<F: Float> Keys for MaskedKeys<'_, F> {
 }
 
 /// Where to cut: every key `< key` is selected, plus the first `ties` keys equal to it
-/// (in walking order); `equal` keys equal it in total.
+/// (in walking order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Cut {
     pub(crate) key: u64,
     pub(crate) ties: usize,
-    pub(crate) equal: usize,
 }
 
 impl Cut {
@@ -85,7 +84,6 @@ impl Cut {
     pub(crate) const NONE: Cut = Cut {
         key: 0,
         ties: 0,
-        equal: usize::MAX,
     };
 
     /// A stateful predicate over keys in walking order: `true` = selected (pruned).
@@ -102,11 +100,6 @@ impl Cut {
                 false
             }
         }
-    }
-
-    /// Whether every key equal to the cut is selected (the predicate is then `k <= key`).
-    pub(crate) fn takes_all_ties(self) -> bool {
-        self.ties == self.equal
     }
 }
 
@@ -128,21 +121,48 @@ pub(crate) fn select_cut<K: Keys>(keys: &K, n: usize, k: usize) -> Result<Cut, u
 
 /// The cut among candidates: the `r`-th smallest (0-based) of `cand`, with `below` keys
 /// known to be smaller than every candidate.
-fn cut_in(cand: &mut [u64], below: usize, k: usize) -> Cut {
+pub(crate) fn cut_in(cand: &mut [u64], below: usize, k: usize) -> Cut {
     let r = k - 1 - below;
     let (_, &mut key, _) = cand.select_nth_unstable(r);
     let less = cand.iter().filter(|&&c| c < key).count();
-    let equal = cand.iter().filter(|&&c| c == key).count();
     Cut {
         key,
         ties: k - below - less,
-        equal,
     }
 }
 
 /// Two passes: a 16-bit radix histogram finds the bucket of the k-th key, then the keys of
 /// that bucket are collected and selected.
 fn histogram_cut<K: Keys>(keys: &K, n: usize, k: usize) -> Result<Cut, usize> {
+    let Some(at) = locate(keys, n, k)? else {
+        return Ok(Cut::NONE);
+    };
+    let mut cand: Vec<u64> = Vec::with_capacity(at.size);
+    keys.each(|b, key| {
+        if b == at.bucket {
+            cand.push(key);
+        }
+    });
+    Ok(cut_in(&mut cand, at.below, k))
+}
+
+/// The histogram bucket holding the k-th smallest key.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Located {
+    /// The bucket.
+    pub(crate) bucket: usize,
+    /// Keys in lower buckets.
+    pub(crate) below: usize,
+    /// Keys in the bucket.
+    pub(crate) size: usize,
+}
+
+/// First pass: the 16-bit histogram. `Ok(None)` when `k == 0`.
+///
+/// # Errors
+///
+/// The walking-order index of the first non-finite key.
+pub(crate) fn locate<K: Keys>(keys: &K, n: usize, k: usize) -> Result<Option<Located>, usize> {
     let mut hist = vec![0u32; BUCKETS];
     keys.each(|b, _| hist[b] += 1);
     if hist[NONFINITE_BUCKET..].iter().any(|&c| c > 0) {
@@ -160,26 +180,21 @@ fn histogram_cut<K: Keys>(keys: &K, n: usize, k: usize) -> Result<Cut, usize> {
         }
     }
     if k == 0 {
-        return Ok(Cut::NONE);
+        return Ok(None);
     }
     debug_assert!(k <= n);
-    // Bucket holding the k-th smallest key (1-based k).
     let mut below = 0usize;
-    let mut bucket = 0usize;
     for (b, &c) in hist.iter().enumerate() {
         if below + c as usize >= k {
-            bucket = b;
-            break;
+            return Ok(Some(Located {
+                bucket: b,
+                below,
+                size: c as usize,
+            }));
         }
         below += c as usize;
     }
-    let mut cand: Vec<u64> = Vec::with_capacity(hist[bucket] as usize);
-    keys.each(|b, key| {
-        if b == bucket {
-            cand.push(key);
-        }
-    });
-    Ok(cut_in(&mut cand, below, k))
+    unreachable!("k <= n keys were counted")
 }
 
 #[cfg(test)]
@@ -199,7 +214,9 @@ mod tests {
 
     #[test]
     fn large_inputs_with_ties_and_nan() {
-        let v: Vec<f32> = (0..(1usize << 20)).map(|i| ((i * 7919) % 1000) as f32 * 0.01).collect();
+        let v: Vec<f32> = (0..(1usize << 20))
+            .map(|i| ((i * 7919) % 1000) as f32 * 0.01)
+            .collect();
         for k in [1usize, 1000, 1 << 19, (1 << 20) - 1, 1 << 20] {
             let cut = select_cut(&AbsKeys(&v), v.len(), k).unwrap();
             let mut sel = cut.selector();

@@ -7,7 +7,6 @@ fn best(reps: usize, mut f: impl FnMut()) -> f64 {
     b
 }
 fn main() {
-    println!("kernel {}", gemm_i8_kernel());
     for (m, n, k) in [(1024usize, 1024usize, 1024usize), (64, 4096, 4096)] {
         let a: Vec<i8> = (0..m * k).map(|i| ((i * 7919) % 255) as i32 as i8).collect();
         let w: Vec<i8> = (0..n * k).map(|i| ((i * 104729) % 253) as i32 as i8).collect();
@@ -16,8 +15,12 @@ fn main() {
         let af = ndarray::Array2::<f32>::from_shape_fn((m, k), |(i, j)| ((i * 7 + j) % 13) as f32);
         let bf = ndarray::Array2::<f32>::from_shape_fn((k, n), |(i, j)| ((i * 3 + j) % 11) as f32);
         let mut cf = ndarray::Array2::<f32>::zeros((m, n));
-        let ti = best(15, || gemm_i8(&a, m, &b, &mut c));
         let tf = best(15, || ndarray::linalg::general_mat_mul(1.0, &af, &bf, 0.0, &mut cf));
-        println!("{m}x{n}x{k}: i8 {ti:.2} ms  f32 {tf:.2} ms  ratio {:.2}", tf / ti);
+        print!("{m}x{n}x{k}: f32 {tf:.2} ms;");
+        for kern in [GemmKernel::Avx2, GemmKernel::AvxVnni, GemmKernel::Avx512Vnni, GemmKernel::Portable] {
+            let t = best(if kern == GemmKernel::Portable { 3 } else { 15 }, || gemm_i8_with(kern, &a, m, &b, &mut c).unwrap());
+            print!(" {kern:?} {t:.2} ms;");
+        }
+        println!();
     }
 }

@@ -234,7 +234,11 @@ impl<F: Float> Layer<F> for GhostModule<F> {
         let mut expected = shape.clone();
         expected[1] = n;
         if grad.shape() != expected.as_slice() {
-            return Err(CoreError::shape("GhostModule grad", &expected, grad.shape()));
+            return Err(CoreError::shape(
+                "GhostModule grad",
+                &expected,
+                grad.shape(),
+            ));
         }
         // Dropped channels get zero gradient.
         let mut full = ArrayD::zeros(IxDyn(shape));

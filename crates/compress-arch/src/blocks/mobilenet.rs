@@ -126,7 +126,10 @@ impl MobileNetConfig {
             ("resolution_multiplier", self.resolution_multiplier),
         ] {
             if !(v > 0.0 && v <= 1.0) {
-                return Err(CoreError::config(name, format!("must be in (0, 1], got {v}")));
+                return Err(CoreError::config(
+                    name,
+                    format!("must be in (0, 1], got {v}"),
+                ));
             }
         }
         for (name, v) in [

@@ -113,13 +113,19 @@ impl SeparableConfig {
         if self.kernel.is_multiple_of(2) {
             return Err(CoreError::config(
                 "kernel",
-                format!("must be odd (padding K / 2 keeps the size), got {}", self.kernel),
+                format!(
+                    "must be odd (padding K / 2 keeps the size), got {}",
+                    self.kernel
+                ),
             ));
         }
         if let Pointwise::Ghost(s) = self.pointwise
             && s < 2
         {
-            return Err(CoreError::config("ghost ratio", format!("must be >= 2, got {s}")));
+            return Err(CoreError::config(
+                "ghost ratio",
+                format!("must be >= 2, got {s}"),
+            ));
         }
         Ok(())
     }
@@ -183,13 +189,21 @@ impl<F: Float> DepthwiseSeparableConv<F> {
                 ["pointwise", "bn2", "act2"],
                 Conv2dConfig::new(m, n, 1).bias(false),
                 config.pointwise_bn_act,
-                if config.pointwise_bn_act { config.act } else { Act::None },
+                if config.pointwise_bn_act {
+                    config.act
+                } else {
+                    Act::None
+                },
                 rng,
             )?,
             Pointwise::Ghost(s) => {
                 let g = GhostConfig::new(m, n)
                     .ratio(s)
-                    .act(if config.pointwise_bn_act { config.act } else { Act::None });
+                    .act(if config.pointwise_bn_act {
+                        config.act
+                    } else {
+                        Act::None
+                    });
                 body.push("pointwise", GhostModule::new(g, rng)?);
             }
         }

@@ -54,7 +54,11 @@ impl<F: Float> Layer<F> for ChannelShuffle {
         if x.ndim() < 2 || self.groups == 0 || c % self.groups != 0 {
             return Err(CoreError::config(
                 "groups",
-                format!("{} does not divide the {c} channels of {:?}", self.groups, x.shape()),
+                format!(
+                    "{} does not divide the {c} channels of {:?}",
+                    self.groups,
+                    x.shape()
+                ),
             ));
         }
         self.channels = (mode == Mode::Train).then_some(c);
@@ -64,7 +68,11 @@ impl<F: Float> Layer<F> for ChannelShuffle {
     fn backward(&mut self, grad: &ArrayRef<F, IxDyn>) -> Result<ArrayD<F>> {
         let c = self.channels.ok_or_else(|| no_forward("ChannelShuffle"))?;
         if grad.shape().get(1) != Some(&c) {
-            return Err(CoreError::shape("ChannelShuffle grad", &[0, c], grad.shape()));
+            return Err(CoreError::shape(
+                "ChannelShuffle grad",
+                &[0, c],
+                grad.shape(),
+            ));
         }
         Self::permute(grad, c / self.groups, self.groups)
     }
@@ -172,7 +180,10 @@ impl ShuffleConfig {
                 }
                 Ok(())
             }
-            s => Err(CoreError::config("stride", format!("must be 1 or 2, got {s}"))),
+            s => Err(CoreError::config(
+                "stride",
+                format!("must be 1 or 2, got {s}"),
+            )),
         }
     }
 }

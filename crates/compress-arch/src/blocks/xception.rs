@@ -143,10 +143,7 @@ impl<F: Float> XceptionBlock<F> {
             )?;
         }
         if config.stride > 1 {
-            stack.push(
-                "pool",
-                MaxPool2d::new(3).stride(config.stride).padding(1),
-            );
+            stack.push("pool", MaxPool2d::new(3).stride(config.stride).padding(1));
         }
         let mut skip = Chain::new();
         if config.projects() {
@@ -192,7 +189,11 @@ impl<F: Float> Layer<F> for XceptionBlock<F> {
         let mut y = self.stack.forward(x, mode)?;
         let s = self.skip.forward(x, mode)?;
         if y.shape() != s.shape() {
-            return Err(CoreError::shape("XceptionBlock shortcut", y.shape(), s.shape()));
+            return Err(CoreError::shape(
+                "XceptionBlock shortcut",
+                y.shape(),
+                s.shape(),
+            ));
         }
         y += &s;
         Ok(y)

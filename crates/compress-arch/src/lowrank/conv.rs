@@ -49,7 +49,10 @@ impl<F: Float> LowRankConv2d<F> {
         if config.groups != 1 {
             return Err(CoreError::config(
                 "groups",
-                format!("channel factorization needs groups = 1, got {}", config.groups),
+                format!(
+                    "channel factorization needs groups = 1, got {}",
+                    config.groups
+                ),
             ));
         }
         let r = svd.rank();
@@ -96,7 +99,10 @@ pub fn factorize_conv2d<F: Float>(
     if cfg.groups != 1 {
         return Err(CoreError::config(
             "groups",
-            format!("`{path}`: channel factorization needs groups = 1, got {}", cfg.groups),
+            format!(
+                "`{path}`: channel factorization needs groups = 1, got {}",
+                cfg.groups
+            ),
         )
         .into());
     }

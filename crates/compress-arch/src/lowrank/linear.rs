@@ -1,7 +1,8 @@
 //! A `Linear` layer factorized into two thinner ones.
 
 use compress_core::{
-    Cost, Float, Layer, Mode, Module, ParamPath, ParamVisitor, ParamVisitorMut, Result as CoreResult,
+    Cost, Float, Layer, Mode, Module, ParamPath, ParamVisitor, ParamVisitorMut,
+    Result as CoreResult,
 };
 use compress_nn::Linear;
 use ndarray::{ArrayD, ArrayRef, Ix2, IxDyn};

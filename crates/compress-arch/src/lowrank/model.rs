@@ -103,7 +103,13 @@ pub fn factorize_sequential<F: Float>(
         let (kind, rows, cols, replacement, svd): (_, _, _, Box<dyn Layer<F>>, _) =
             if let Some(lin) = any.downcast_ref::<Linear<F>>() {
                 let (lr, svd) = factorize_linear(lin, config, &path)?;
-                ("Linear", lin.out_features(), lin.in_features(), Box::new(lr), svd)
+                (
+                    "Linear",
+                    lin.out_features(),
+                    lin.in_features(),
+                    Box::new(lr),
+                    svd,
+                )
             } else if let Some(conv) = any.downcast_ref::<Conv2d<F>>() {
                 let (lr, svd) = factorize_conv2d(conv, config, &path)?;
                 let rows = conv.out_channels();

@@ -4,7 +4,9 @@ use compress_core::{CoreError, Float};
 use ndarray::{Array, ArrayRef, Dimension};
 
 use crate::error::check_sparsity;
-use crate::select::{AbsKeys, Cut, select_cut, target_count};
+use crate::select::{
+    AbsKeys, Cut, abs_bucket, abs_key, cut_in, locate, select_cut, target_count,
+};
 use crate::{Mask, Result};
 
 /// The magnitude cut of a slice: entries with `|w| < value` are pruned, plus the first `ties`
@@ -58,53 +60,58 @@ pub fn magnitude_threshold<F: Float>(values: &[F], sparsity: f64) -> Result<Thre
     })
 }
 
-/// Chunk length of the masking passes (fits L1 twice over for f32).
-const CHUNK: usize = 4096;
-
-/// How a chunk of values is pruned given the cut at `|w| = t`.
-#[derive(Clone, Copy)]
-enum Pred {
-    /// `|w| <= t` (every tie in the chunk is pruned).
-    Le,
-    /// `|w| < t` (no tie in the chunk is pruned).
-    Lt,
-    /// `|w| < t`, plus the first `n` ties of the chunk.
-    Mixed(usize),
-}
-
-/// Walks `values` in chunks, deciding per chunk whether its ties at the cut are pruned, so
-/// that exactly `cut.ties` ties are (the first ones in order) and every chunk except the one
-/// where the budget runs out gets a branch-free, vectorisable predicate.
-fn chunked<F: Float>(values: &[F], cut: Cut, mut body: impl FnMut(usize, Pred, F)) {
-    let t = F::lit(f64::from_bits(cut.key));
-    if cut.takes_all_ties() {
-        for start in (0..values.len()).step_by(CHUNK) {
-            body(start, Pred::Le, t);
-        }
-        return;
-    }
-    let mut left = cut.ties;
+/// Two passes over `values`: the radix histogram locates the bucket of the cut; the second
+/// pass calls `bulk(i, pruned)` for every entry outside that bucket and collects the
+/// `(key, index)` pairs inside it, which are then resolved exactly (the first ties in order
+/// are pruned) and reported through `fix(i, pruned)`. Returns the number pruned.
+fn two_pass<F: Float>(
+    values: &[F],
+    sparsity: f64,
+    mut bulk: impl FnMut(&[F], usize, usize),
+    mut fix: impl FnMut(usize, bool),
+) -> Result<usize> {
+    check_sparsity("sparsity", sparsity)?;
+    let n = values.len();
+    let k = target_count(n, sparsity);
+    let at = locate(&AbsKeys(values), n, k).map_err(|index| CoreError::NonFinite {
+        path: "values".to_string(),
+        index,
+        value: values[index].as_f64(),
+    })?;
+    let Some(at) = at else {
+        // Nothing to prune: no bucket is below bucket 0, so `bulk` keeps every entry.
+        bulk(values, 0, 0);
+        return Ok(0);
+    };
+    let mut cand: Vec<(u64, usize)> = Vec::with_capacity(at.size);
     for (c, chunk) in values.chunks(CHUNK).enumerate() {
-        let pred = if left == 0 {
-            Pred::Lt
-        } else {
-            let eq = chunk.iter().filter(|v| v.abs() == t).count();
-            if eq <= left {
-                left -= eq;
-                Pred::Le
-            } else {
-                let n = left;
-                left = 0;
-                Pred::Mixed(n)
+        let start = c * CHUNK;
+        bulk(chunk, start, at.bucket);
+        for (i, &v) in chunk.iter().enumerate() {
+            if abs_bucket(v) == at.bucket {
+                cand.push((abs_key(v), start + i));
             }
-        };
-        body(c * CHUNK, pred, t);
+        }
     }
+    let mut keys: Vec<u64> = cand.iter().map(|c| c.0).collect();
+    let cut = cut_in(&mut keys, at.below, k);
+    let mut sel = cut.selector();
+    for (key, i) in cand {
+        fix(i, sel(key));
+    }
+    Ok(k)
 }
+
+/// Chunk length of the second pass (the candidates of a chunk are collected while it is
+/// still in L1).
+const CHUNK: usize = 4096;
 
 /// Writes the 0/1 magnitude mask of `values` at `sparsity` into `mask` (a caller's buffer,
 /// so repeated calls do not pay for fresh pages). Returns the number of pruned entries,
 /// exactly `ceil(sparsity * n)`; among equal magnitudes at the cut the first ones are pruned.
+///
+/// Two passes over the data: a radix histogram, then one pass that writes the mask and
+/// collects the few entries in the cut's bucket, resolved exactly afterwards.
 ///
 /// # Errors
 ///
@@ -118,35 +125,19 @@ pub fn magnitude_mask_into<F: Float>(
     if mask.len() != values.len() {
         return Err(CoreError::shape("mask", &[values.len()], &[mask.len()]).into());
     }
-    let (cut, k) = cut_of(values, sparsity, "values")?;
     let (zero, one) = (F::zero(), F::one());
-    chunked(values, cut, |start, pred, t| {
-        let end = (start + CHUNK).min(values.len());
-        let (v, m) = (&values[start..end], &mut mask[start..end]);
-        match pred {
-            Pred::Le => {
-                for (m, &v) in m.iter_mut().zip(v) {
-                    *m = if v.abs() <= t { zero } else { one };
-                }
+    let cell = std::cell::RefCell::new(mask);
+    two_pass(
+        values,
+        sparsity,
+        |chunk, start, bucket| {
+            let mut m = cell.borrow_mut();
+            for (m, &v) in m[start..start + chunk.len()].iter_mut().zip(chunk) {
+                *m = if abs_bucket(v) < bucket { zero } else { one };
             }
-            Pred::Lt => {
-                for (m, &v) in m.iter_mut().zip(v) {
-                    *m = if v.abs() < t { zero } else { one };
-                }
-            }
-            Pred::Mixed(mut ties) => {
-                for (m, &v) in m.iter_mut().zip(v) {
-                    let a = v.abs();
-                    let pruned = a < t || (a == t && ties > 0);
-                    if a == t && ties > 0 {
-                        ties -= 1;
-                    }
-                    *m = if pruned { zero } else { one };
-                }
-            }
-        }
-    });
-    Ok(k)
+        },
+        |i, pruned| cell.borrow_mut()[i] = if pruned { zero } else { one },
+    )
 }
 
 /// Zeroes the `ceil(sparsity * n)` smallest-magnitude entries of `values` in place (global
@@ -163,32 +154,28 @@ pub fn magnitude_mask_into<F: Float>(
 /// assert_eq!(w, vec![0.5, 0.0, 0.0, -0.9, 0.0]);
 /// ```
 pub fn magnitude_prune_inplace<F: Float>(values: &mut [F], sparsity: f64) -> Result<usize> {
-    let (cut, k) = cut_of(values, sparsity, "values")?;
-    let mut plan = Vec::new();
-    chunked(values, cut, |start, pred, t| plan.push((start, pred, t)));
-    for (start, pred, t) in plan {
-        let end = (start + CHUNK).min(values.len());
-        let v = &mut values[start..end];
-        match pred {
-            Pred::Le => v.iter_mut().for_each(|x| {
-                if x.abs() <= t {
-                    *x = F::zero();
-                }
-            }),
-            Pred::Lt => v.iter_mut().for_each(|x| {
-                if x.abs() < t {
-                    *x = F::zero();
-                }
-            }),
-            Pred::Mixed(mut ties) => v.iter_mut().for_each(|x| {
-                let a = x.abs();
-                if a < t || (a == t && ties > 0) {
-                    if a == t {
-                        ties -= 1;
-                    }
-                    *x = F::zero();
-                }
-            }),
+    let mut pruned_idx = Vec::new();
+    let mut below_bucket = None;
+    let k = two_pass(
+        values,
+        sparsity,
+        |_, _, bucket| below_bucket = Some(bucket),
+        |i, pruned| {
+            if pruned {
+                pruned_idx.push(i);
+            }
+        },
+    )?;
+    if k > 0
+        && let Some(b) = below_bucket
+    {
+        for v in values.iter_mut() {
+            if abs_bucket(*v) < b {
+                *v = F::zero();
+            }
+        }
+        for i in pruned_idx {
+            values[i] = F::zero();
         }
     }
     Ok(k)

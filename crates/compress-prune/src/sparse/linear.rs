@@ -106,11 +106,10 @@ impl<F: Float> SparseLinear<F> {
 
     /// Exact bytes of the weight (CSR arrays) plus the bias at `size_of::<F>()` each.
     pub fn storage_bytes(&self) -> usize {
-        self.to_csr().storage_bytes()
-            + self
-                .bias
-                .as_ref()
-                .map_or(0, |b| b.len() * std::mem::size_of::<F>())
+        let f = std::mem::size_of::<F>();
+        self.nnz() * (f + self.col_idx.bytes_per_index())
+            + self.row_ptr.len() * 4
+            + self.bias.as_ref().map_or(0, |b| b.len() * f)
     }
 
     /// Input features.

@@ -43,9 +43,9 @@ fn select_bn<F: Float>(
 ///
 /// # Errors
 ///
-/// [`PruneError::Unsupported`] when the layer cannot be shrunk (see [`prunable_layers`]
-/// (crate::prunable_layers)); [`CoreError::InvalidConfig`] when `keep` is empty, not strictly
-/// increasing or out of range.
+/// [`PruneError::Unsupported`](crate::PruneError::Unsupported) when the layer cannot be
+/// shrunk (see [`prunable_layers`](crate::prunable_layers));
+/// [`CoreError::InvalidConfig`] when `keep` is empty, not strictly increasing or out of range.
 ///
 /// ```
 /// use compress_core::Layer;

@@ -396,6 +396,82 @@ pub fn gemm_i8(a: &[i8], m: usize, b: &PackedB, c: &mut [i32]) {
     run(a, m, b, c, best_path());
 }
 
+/// A micro-kernel choice for [`gemm_i8_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum GemmKernel {
+    /// Scalar Rust.
+    Portable,
+    /// AVX2 `vpmovsxbw` + `vpmaddwd` + `vpaddd`.
+    Avx2,
+    /// AVX-VNNI `vpdpwssd` on `ymm`.
+    AvxVnni,
+    /// AVX-512 VNNI `vpdpwssd` on `zmm` (two panels per tile).
+    Avx512Vnni,
+}
+
+impl GemmKernel {
+    /// Whether the running CPU supports this kernel.
+    pub fn is_available(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            match self {
+                Self::Portable => true,
+                Self::Avx2 => has!("avx2"),
+                Self::AvxVnni => has!("avx2") && has!("avxvnni"),
+                Self::Avx512Vnni => {
+                    has!("avx2") && has!("avx512f") && has!("avx512bw") && has!("avx512vnni")
+                }
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            self == Self::Portable
+        }
+    }
+}
+
+/// [`gemm_i8`] with an explicit micro-kernel (for benchmarks and tests); every kernel gives
+/// the same bits.
+///
+/// # Errors
+///
+/// An invalid-config error if the CPU does not support `kernel`.
+///
+/// # Panics
+///
+/// As [`gemm_i8`].
+#[track_caller]
+pub fn gemm_i8_with(
+    kernel: GemmKernel,
+    a: &[i8],
+    m: usize,
+    b: &PackedB,
+    c: &mut [i32],
+) -> Result<(), crate::QuantError> {
+    if !kernel.is_available() {
+        return Err(compress_core::CoreError::config(
+            "kernel",
+            format!("{kernel:?} is not supported by this CPU"),
+        )
+        .into());
+    }
+    let path = match kernel {
+        GemmKernel::Portable => Path::Portable,
+        #[cfg(target_arch = "x86_64")]
+        GemmKernel::Avx2 => Path::Avx2,
+        #[cfg(target_arch = "x86_64")]
+        GemmKernel::AvxVnni => Path::AvxVnni,
+        #[cfg(target_arch = "x86_64")]
+        GemmKernel::Avx512Vnni => Path::Avx512Vnni,
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => Path::Portable,
+    };
+    run(a, m, b, c, path);
+    Ok(())
+}
+
 /// The portable twin of [`gemm_i8`] (scalar Rust, no `unsafe`).
 ///
 /// # Panics
@@ -439,15 +515,11 @@ mod tests {
             gemm_i8_portable(&a, m, &b, &mut c2);
             prop_assert_eq!(&c1, &c2);
             prop_assert_eq!(&c1, &naive(&a, m, k, &w, n));
-            #[cfg(target_arch = "x86_64")]
-            if crate::kernels::has_avx2() {
-                // every available SIMD path, not only the best one
+            // every available SIMD path, not only the best one
+            for kernel in [GemmKernel::Avx2, GemmKernel::AvxVnni, GemmKernel::Avx512Vnni] {
                 let mut c3 = vec![0; m * n];
-                run(&a, m, &b, &mut c3, Path::Avx2);
-                prop_assert_eq!(&c3, &c2);
-                if std::arch::is_x86_feature_detected!("avxvnni") {
-                    run(&a, m, &b, &mut c3, Path::AvxVnni);
-                    prop_assert_eq!(&c3, &c2);
+                if gemm_i8_with(kernel, &a, m, &b, &mut c3).is_ok() {
+                    prop_assert_eq!(&c3, &c2, "{:?}", kernel);
                 }
             }
         }

@@ -12,7 +12,9 @@
 mod gemm;
 pub(crate) mod quantize;
 
-pub use gemm::{MR, NR, PackedB, gemm_i8, gemm_i8_kernel, gemm_i8_portable};
+pub use gemm::{
+    GemmKernel, MR, NR, PackedB, gemm_i8, gemm_i8_kernel, gemm_i8_portable, gemm_i8_with,
+};
 
 use compress_core::CoreError;
 

@@ -47,7 +47,9 @@ impl ErrSums {
                     noise[k] += d * d;
                     oth[k] += y * y;
                     dot[k] += x * y;
-                    mx[k] = mx[k].max(d.abs());
+                    // A plain compare-select (not f32::max, whose NaN rules block `maxps`).
+                    let ad = d.abs();
+                    mx[k] = if ad > mx[k] { ad } else { mx[k] };
                 }
             }
             for (&x, &y) in ia.remainder().iter().zip(ib.remainder()) {

@@ -46,7 +46,10 @@ const LAYERS: [(usize, usize, usize); 3] = [(16, 32, 1), (32, 32, 2), (32, 32, 1
 fn small_cnn(separable: bool, seed: u64) -> Result<Sequential<f32>> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut net = Sequential::new();
-    net.push(Conv2d::new(Conv2dConfig::new(1, STEM, 3).padding(1).bias(false), &mut rng)?);
+    net.push(Conv2d::new(
+        Conv2dConfig::new(1, STEM, 3).padding(1).bias(false),
+        &mut rng,
+    )?);
     net.push(BatchNorm2d::new(STEM));
     net.push(ReLU::new());
     for (m, n, s) in LAYERS {
@@ -97,10 +100,27 @@ pub(crate) fn run_depthwise(ctx: &Ctx) -> Result<Report> {
     let input = [1, side, side];
     let epochs = ctx.epochs(40, 30);
     let mut std_net = small_cnn(false, ctx.seed)?;
-    let std_acc = train_cosine(ctx, "standard CNN", &mut std_net, &train, &test, epochs, 0.05, CNN_WD)?;
+    let std_acc = train_cosine(
+        ctx,
+        "standard CNN",
+        &mut std_net,
+        &train,
+        &test,
+        epochs,
+        0.05,
+        CNN_WD,
+    )?;
     let mut sep_net = small_cnn(true, ctx.seed)?;
-    let sep_acc =
-        train_cosine(ctx, "separable CNN", &mut sep_net, &train, &test, epochs, 0.05, CNN_WD)?;
+    let sep_acc = train_cosine(
+        ctx,
+        "separable CNN",
+        &mut sep_net,
+        &train,
+        &test,
+        epochs,
+        0.05,
+        CNN_WD,
+    )?;
     let (std_p, std_m) = conv_costs(&std_net, &input)?;
     let (sep_p, sep_m) = conv_costs(&sep_net, &input)?;
     // Closed form: each layer N M K^2 vs M K^2 + M N; all compared layers have N = 32, K = 3,
@@ -235,13 +255,27 @@ pub(crate) fn run_lowrank(ctx: &Ctx) -> Result<Report> {
     let mut net = mlp::<f32, _>(&widths, &mut rng);
     let epochs = ctx.epochs(30, 15);
     let wd = LOWRANK_WEIGHT_DECAY;
-    let base_acc = train_cosine(ctx, "reference MLP", &mut net, &train, &test, epochs, 0.05, wd)?;
+    let base_acc = train_cosine(
+        ctx,
+        "reference MLP",
+        &mut net,
+        &train,
+        &test,
+        epochs,
+        0.05,
+        wd,
+    )?;
     let base = Metrics::dense_f32(&net, &input, base_acc)?;
     let targets = largest_linears(&net, 2);
     let mut spectra = Vec::new();
     for &i in &targets {
         if let Some(l) = net.get::<Linear<f32>>(i) {
-            let w = l.weight.value().view().into_dimensionality::<Ix2>().map_err(CoreError::from)?;
+            let w = l
+                .weight
+                .value()
+                .view()
+                .into_dimensionality::<Ix2>()
+                .map_err(CoreError::from)?;
             let s = singular_values(w, &format!("{i}.weight")).map_err(ae)?;
             spectra.push(json!({"layer": i, "top10": &s[..s.len().min(10)]}));
         }
@@ -250,7 +284,16 @@ pub(crate) fn run_lowrank(ctx: &Ctx) -> Result<Report> {
     let report = factorize_sequential(&mut net, &targets, &cfg).map_err(ae)?;
     let before_ft = super::accuracy_of(&mut net, &test)?;
     let ft_epochs = ctx.epochs(15, 8);
-    let acc = train_cosine(ctx, "fine-tune", &mut net, &train, &test, ft_epochs, 0.02, wd)?;
+    let acc = train_cosine(
+        ctx,
+        "fine-tune",
+        &mut net,
+        &train,
+        &test,
+        ft_epochs,
+        0.02,
+        wd,
+    )?;
     let comp = Metrics::dense_f32(&net, &input, acc)?;
     let layers: Vec<Value> = report
         .iter()

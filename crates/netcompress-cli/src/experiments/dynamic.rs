@@ -33,7 +33,9 @@ fn backbone(ctx: &Ctx) -> [usize; 3] {
 }
 
 fn block(i: usize, o: usize, rng: &mut StdRng) -> Sequential<f32> {
-    Sequential::new().with(Linear::new(i, o, true, rng)).with(ReLU::new())
+    Sequential::new()
+        .with(Linear::new(i, o, true, rng))
+        .with(ReLU::new())
 }
 
 /// The backbone with exits after stage 0 and 1 and the classifier after stage 2; with
@@ -41,7 +43,8 @@ fn block(i: usize, o: usize, rng: &mut StdRng) -> Sequential<f32> {
 fn exit_net(ctx: &Ctx, seed: u64, exits: bool) -> EarlyExitNet<f32> {
     let mut rng = StdRng::seed_from_u64(seed);
     let [h0, h1, h2] = backbone(ctx);
-    let mut net = EarlyExitNet::new(&[ctx.input_dim()]).with_stage(block(ctx.input_dim(), h0, &mut rng));
+    let mut net =
+        EarlyExitNet::new(&[ctx.input_dim()]).with_stage(block(ctx.input_dim(), h0, &mut rng));
     if exits {
         net = net.with_exit(Linear::new(h0, 10, true, &mut rng));
     }
@@ -49,7 +52,8 @@ fn exit_net(ctx: &Ctx, seed: u64, exits: bool) -> EarlyExitNet<f32> {
     if exits {
         net = net.with_exit(Linear::new(h1, 10, true, &mut rng));
     }
-    net.with_stage(block(h1, h2, &mut rng)).with_exit(Linear::new(h2, 10, true, &mut rng))
+    net.with_stage(block(h1, h2, &mut rng))
+        .with_exit(Linear::new(h2, 10, true, &mut rng))
 }
 
 fn exit_epochs(ctx: &Ctx) -> usize {
@@ -68,11 +72,19 @@ fn seeds(ctx: &Ctx) -> Vec<u64> {
 }
 
 /// Trains `net` (all exits jointly, the last distilled into the earlier ones).
-fn train_exits(ctx: &Ctx, net: &mut EarlyExitNet<f32>, train: &Dataset<f32>, seed: u64) -> Result<()> {
+fn train_exits(
+    ctx: &Ctx,
+    net: &mut EarlyExitNet<f32>,
+    train: &Dataset<f32>,
+    seed: u64,
+) -> Result<()> {
     let cfg = ExitTrainConfig {
         epochs: exit_epochs(ctx),
         seed,
-        distill: (net.num_exits() > 1).then_some(ExitDistill { temperature: 3.0, alpha: 0.5 }),
+        distill: (net.num_exits() > 1).then_some(ExitDistill {
+            temperature: 3.0,
+            alpha: 0.5,
+        }),
         schedule: LrSchedule::Cosine { min_lr: 1e-5 },
         ..ExitTrainConfig::default()
     };
@@ -102,7 +114,8 @@ fn outcome(out: &DynamicOutput<f32>, labels: &[usize]) -> Value {
 /// Runs `early-exit`.
 pub(crate) fn run_early_exit(ctx: &Ctx) -> Result<Report> {
     let mut runs = Vec::new();
-    let (mut acc_dyn, mut acc_static, mut acc_last, mut macs_dyn) = (vec![], vec![], vec![], vec![]);
+    let (mut acc_dyn, mut acc_static, mut acc_last, mut macs_dyn) =
+        (vec![], vec![], vec![], vec![]);
     let mut fractions = vec![0.0; 3];
     let mut curve = Value::Null;
     let mut entropy = Value::Null;
@@ -114,9 +127,12 @@ pub(crate) fn run_early_exit(ctx: &Ctx) -> Result<Report> {
         let mut net = exit_net(ctx, seed, true);
         train_exits(ctx, &mut net, &train, seed)?;
         let profile = net.profile(&valid, ExitRule::MaxSoftmax, 512).map_err(de)?;
-        let cal = calibrate(&profile, CalibrationTarget::AccuracyDrop { max_drop: 0.0 }).map_err(de)?;
+        let cal =
+            calibrate(&profile, CalibrationTarget::AccuracyDrop { max_drop: 0.0 }).map_err(de)?;
         let out = net.infer(&test.x, &cal.thresholds).map_err(de)?;
-        let last = net.infer(&test.x, &Thresholds::disabled(ExitRule::MaxSoftmax, 3)).map_err(de)?;
+        let last = net
+            .infer(&test.x, &Thresholds::disabled(ExitRule::MaxSoftmax, 3))
+            .map_err(de)?;
         // The same architecture without exits, trained alone: the baseline.
         let mut alone = exit_net(ctx, seed, false);
         train_exits(ctx, &mut alone, &train, seed)?;
@@ -131,18 +147,21 @@ pub(crate) fn run_early_exit(ctx: &Ctx) -> Result<Report> {
         }
         if curve.is_null() {
             let test_profile = net.profile(&test, ExitRule::MaxSoftmax, 512).map_err(de)?;
-            curve = json!(tradeoff_curve(&test_profile, 10, 11)
-                .map_err(de)?
-                .iter()
-                .map(|p| json!({
-                    "tau": p.tau,
-                    "accuracy": p.simulation.accuracy,
-                    "avg_macs": p.simulation.avg_macs,
-                    "exit_fractions": p.simulation.exit_fractions,
-                }))
-                .collect::<Vec<_>>());
+            curve = json!(
+                tradeoff_curve(&test_profile, 10, 11)
+                    .map_err(de)?
+                    .iter()
+                    .map(|p| json!({
+                        "tau": p.tau,
+                        "accuracy": p.simulation.accuracy,
+                        "avg_macs": p.simulation.avg_macs,
+                        "exit_fractions": p.simulation.exit_fractions,
+                    }))
+                    .collect::<Vec<_>>()
+            );
             let ep = net.profile(&valid, ExitRule::Entropy, 512).map_err(de)?;
-            let ec = calibrate(&ep, CalibrationTarget::AccuracyDrop { max_drop: 0.0 }).map_err(de)?;
+            let ec =
+                calibrate(&ep, CalibrationTarget::AccuracyDrop { max_drop: 0.0 }).map_err(de)?;
             let eo = net.infer(&test.x, &ec.thresholds).map_err(de)?;
             entropy = json!({"thresholds": ec.thresholds.taus, "test": outcome(&eo, &test.labels)});
             dyn_params = compress_core::Module::num_params(&net);
@@ -229,7 +248,8 @@ pub(crate) fn run_slimmable(ctx: &Ctx) -> Result<Report> {
     for seed in (0..n_seeds).map(|i| ctx.seed + i) {
         let (train, valid, test) = splits(ctx, seed)?;
         let mut rng = StdRng::seed_from_u64(seed);
-        let mut net = SlimmableNet::<f32>::mlp(&[d, h, h, 10], &WIDTHS, true, &mut rng).map_err(de)?;
+        let mut net =
+            SlimmableNet::<f32>::mlp(&[d, h, h, 10], &WIDTHS, true, &mut rng).map_err(de)?;
         sandwich(ctx, &mut net, &train, seed)?;
         full_params = compress_core::Module::num_params(&net);
         for (i, &w) in WIDTHS.iter().enumerate() {
@@ -238,7 +258,8 @@ pub(crate) fn run_slimmable(ctx: &Ctx) -> Result<Report> {
             macs[i] = net.cost(&[d])?.macs;
             // The same width trained alone.
             let hw = compress_dynamic::active_channels(w, h);
-            let mut twin = SlimmableNet::<f32>::mlp(&[d, hw, hw, 10], &[1.0], true, &mut rng).map_err(de)?;
+            let mut twin =
+                SlimmableNet::<f32>::mlp(&[d, hw, hw, 10], &[1.0], true, &mut rng).map_err(de)?;
             sandwich(ctx, &mut twin, &train, seed)?;
             twin_acc[i].push(evaluate(&mut twin, &test, 512)?);
             twin_macs[i] = twin.cost(&[d])?.macs;
@@ -251,8 +272,11 @@ pub(crate) fn run_slimmable(ctx: &Ctx) -> Result<Report> {
                            "macs": net.cost(&[d])?.macs});
             // Difficulty-based routing: width 0.25 first, the uncertain rerun at 1.0.
             let route_w = [0.25, 1.0];
-            let p = net.profile_widths(&valid, &route_w, ExitRule::MaxSoftmax, 512).map_err(de)?;
-            let cal = calibrate(&p, CalibrationTarget::AccuracyDrop { max_drop: 0.0 }).map_err(de)?;
+            let p = net
+                .profile_widths(&valid, &route_w, ExitRule::MaxSoftmax, 512)
+                .map_err(de)?;
+            let cal =
+                calibrate(&p, CalibrationTarget::AccuracyDrop { max_drop: 0.0 }).map_err(de)?;
             let out = net.route(&test.x, &route_w, &cal.thresholds).map_err(de)?;
             routed = json!({"widths": route_w, "thresholds": cal.thresholds.taus,
                             "test": outcome(&out, &test.labels)});
@@ -313,7 +337,9 @@ pub(crate) fn run_dynamic_budget(ctx: &Ctx) -> Result<Report> {
     let costs = net.exit_costs().map_err(de)?;
     let forced: Vec<u64> = (0..net.num_exits()).map(|k| costs.forced(k)).collect();
     let profile = net.profile(&valid, ExitRule::MaxSoftmax, 512).map_err(de)?;
-    let full = net.infer(&test.x, &Thresholds::disabled(ExitRule::MaxSoftmax, 3)).map_err(de)?;
+    let full = net
+        .infer(&test.x, &Thresholds::disabled(ExitRule::MaxSoftmax, 3))
+        .map_err(de)?;
     let mut levels = Vec::new();
     let mut at_half = None;
     for level in [0.25, 0.5, 0.75, 1.0] {
@@ -322,7 +348,8 @@ pub(crate) fn run_dynamic_budget(ctx: &Ctx) -> Result<Report> {
         // Per sample cap: the deepest exit that fits, no other head computed.
         let anytime = net.infer_budget(&test.x, budget).map_err(de)?;
         // Average-MAC budget: thresholds calibrated for the best accuracy within the cap.
-        let cal = calibrate(&profile, CalibrationTarget::MacBudget { avg_macs: cap }).map_err(de)?;
+        let cal =
+            calibrate(&profile, CalibrationTarget::MacBudget { avg_macs: cap }).map_err(de)?;
         let budgeted = net.infer(&test.x, &cal.thresholds).map_err(de)?;
         if level == 0.5 {
             at_half = Some((budgeted.accuracy(&test.labels), budgeted.avg_macs()));
@@ -342,7 +369,9 @@ pub(crate) fn run_dynamic_budget(ctx: &Ctx) -> Result<Report> {
         .map(|_| Budget::Battery([0.25, 0.5, 0.75, 1.0][rng.random_range(0..4)]))
         .collect();
     let cal = calibrate(&profile, CalibrationTarget::AccuracyDrop { max_drop: 0.0 }).map_err(de)?;
-    let mixed = net.infer_budgets(&test.x, &per, Some(&cal.thresholds)).map_err(de)?;
+    let mixed = net
+        .infer_budgets(&test.x, &per, Some(&cal.thresholds))
+        .map_err(de)?;
     let within = per
         .iter()
         .zip(&mixed.macs)
@@ -362,5 +391,11 @@ pub(crate) fn run_dynamic_budget(ctx: &Ctx) -> Result<Report> {
         "levels": levels,
         "per_sample_random_levels": {"test": outcome(&mixed, &test.labels), "every_sample_within_its_cap": within},
     });
-    Ok(Report::new("dynamic-budget", ctx, baseline, compressed, extra))
+    Ok(Report::new(
+        "dynamic-budget",
+        ctx,
+        baseline,
+        compressed,
+        extra,
+    ))
 }

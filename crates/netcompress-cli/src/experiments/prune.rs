@@ -96,7 +96,10 @@ fn to_csr(
         bytes: csr_bytes,
         macs: cost.macs,
     };
-    Ok((m, json!({"csr_bytes": csr_bytes, "relative_index_5bit_bytes": rel_bytes})))
+    Ok((
+        m,
+        json!({"csr_bytes": csr_bytes, "relative_index_5bit_bytes": rel_bytes}),
+    ))
 }
 
 /// `prune-magnitude`: global magnitude pruning to 90% in three rounds with fine-tuning,
@@ -110,8 +113,16 @@ pub(crate) fn run_magnitude(ctx: &Ctx) -> Result<Report> {
     let cfg = PruneConfig::new(0.9);
     prune_iteratively(&mut net, &cfg, 3, |m, r| {
         let s = mask_report(m, &ParamFilter::new()).sparsity();
-        let acc = fine_tune(ctx, &format!("fine-tune {}", r + 1), m, &train, &test, epochs, 0.02)
-            .map_err(|e| PruneError::Core(CoreError::config("fine-tune", e.to_string())))?;
+        let acc = fine_tune(
+            ctx,
+            &format!("fine-tune {}", r + 1),
+            m,
+            &train,
+            &test,
+            epochs,
+            0.02,
+        )
+        .map_err(|e| PruneError::Core(CoreError::config("fine-tune", e.to_string())))?;
         rounds.push(json!({"round": r + 1, "sparsity": s, "accuracy": acc}));
         Ok(())
     })
@@ -148,7 +159,15 @@ pub(crate) fn run_structured(ctx: &Ctx) -> Result<Report> {
             .criterion(UnitCriterion::Apoz)
             .round_to(8);
         let rep = prune_structured(&mut net, &cfg, &input, Some(&train.x)).map_err(pe)?;
-        let acc = fine_tune(ctx, &format!("fine-tune {}", r + 1), &mut net, &train, &test, epochs, 0.02)?;
+        let acc = fine_tune(
+            ctx,
+            &format!("fine-tune {}", r + 1),
+            &mut net,
+            &train,
+            &test,
+            epochs,
+            0.02,
+        )?;
         rounds.push(json!({
             "round": r + 1,
             "widths": rep.layers.iter().map(|l| json!({"layer": l.index, "before": l.before, "after": l.after})).collect::<Vec<_>>(),
@@ -182,7 +201,12 @@ pub(crate) fn run_lottery(ctx: &Ctx) -> Result<Report> {
         DataSource::Mnist(_) => ctx.epochs(5, 2),
     };
     let rounds = 8;
-    let trainer = Trainer::new(TrainConfig { epochs, batch_size: 32, seed: ctx.seed, ..TrainConfig::default() });
+    let trainer = Trainer::new(TrainConfig {
+        epochs,
+        batch_size: 32,
+        seed: ctx.seed,
+        ..TrainConfig::default()
+    });
     let mut per_seed = Vec::new();
     let mut ticket0 = None;
     for &seed in &seeds {
@@ -213,8 +237,14 @@ pub(crate) fn run_lottery(ctx: &Ctx) -> Result<Report> {
     let dense_mean = per_seed.iter().map(|r| r.dense_accuracy).sum::<f64>() / n;
     let mut rows = Vec::new();
     for k in 0..rounds {
-        let t: Vec<f64> = per_seed.iter().map(|r| r.rounds[k].ticket_accuracy).collect();
-        let c: Vec<f64> = per_seed.iter().map(|r| r.rounds[k].control_accuracy.unwrap_or(0.0)).collect();
+        let t: Vec<f64> = per_seed
+            .iter()
+            .map(|r| r.rounds[k].ticket_accuracy)
+            .collect();
+        let c: Vec<f64> = per_seed
+            .iter()
+            .map(|r| r.rounds[k].control_accuracy.unwrap_or(0.0))
+            .collect();
         rows.push(json!({
             "round": k + 1,
             "sparsity": per_seed[0].rounds[k].sparsity,
@@ -255,7 +285,15 @@ pub(crate) fn run_nm(ctx: &Ctx) -> Result<Report> {
     let base = Metrics::dense_f32(&net, &input, base_acc)?;
     nm_prune(&mut net, 2, 4, &ParamFilter::new()).map_err(pe)?;
     let one_shot = accuracy_of(&mut net, &test)?;
-    let acc = fine_tune(ctx, "fine-tune 2:4", &mut net, &train, &test, ctx.epochs(10, 5), 0.02)?;
+    let acc = fine_tune(
+        ctx,
+        "fine-tune 2:4",
+        &mut net,
+        &train,
+        &test,
+        ctx.epochs(10, 5),
+        0.02,
+    )?;
     net.bake();
     let stats = ModelStats::of(&net);
     let mut bytes = 0usize;
@@ -288,7 +326,11 @@ pub(crate) fn run_nm(ctx: &Ctx) -> Result<Report> {
 /// Sparsity of the weights (not biases) of a baked model.
 fn mask_free_sparsity(net: &Sequential<f32>) -> f64 {
     let (mut n, mut z) = (0usize, 0usize);
-    for p in net.named_params().iter().filter(|p| p.path.ends_with("weight")) {
+    for p in net
+        .named_params()
+        .iter()
+        .filter(|p| p.path.ends_with("weight"))
+    {
         n += p.len;
         z += p.len - p.nonzero;
     }
