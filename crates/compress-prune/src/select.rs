@@ -81,10 +81,7 @@ pub(crate) struct Cut {
 
 impl Cut {
     /// Selects nothing.
-    pub(crate) const NONE: Cut = Cut {
-        key: 0,
-        ties: 0,
-    };
+    pub(crate) const NONE: Cut = Cut { key: 0, ties: 0 };
 
     /// A stateful predicate over keys in walking order: `true` = selected (pruned).
     #[inline]

@@ -25,9 +25,17 @@ fn one_gib() -> Vec<Spec> {
         let p = format!("model.layers.{l}");
         v.push(spec(&format!("{p}.input_layernorm.weight"), "F32", &[d]));
         for m in ["q", "k", "v", "o"] {
-            v.push(spec(&format!("{p}.self_attn.{m}_proj.weight"), "F32", &[d, d]));
+            v.push(spec(
+                &format!("{p}.self_attn.{m}_proj.weight"),
+                "F32",
+                &[d, d],
+            ));
         }
-        v.push(spec(&format!("{p}.post_attention_layernorm.weight"), "F32", &[d]));
+        v.push(spec(
+            &format!("{p}.post_attention_layernorm.weight"),
+            "F32",
+            &[d],
+        ));
         v.push(spec(&format!("{p}.mlp.gate_proj.weight"), "F16", &[ff, d]));
         v.push(spec(&format!("{p}.mlp.up_proj.weight"), "F16", &[ff, d]));
         v.push(spec(&format!("{p}.mlp.down_proj.weight"), "F16", &[d, ff]));
@@ -54,9 +62,17 @@ fn main() {
     let shards: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1);
     let out = std::path::Path::new(out);
     if shards > 1 {
-        let name = out.file_name().and_then(|n| n.to_str()).unwrap_or("model.safetensors.index.json");
-        let stem = name.trim_end_matches(".index.json").trim_end_matches(".safetensors");
-        let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        let name = out
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("model.safetensors.index.json");
+        let stem = name
+            .trim_end_matches(".index.json")
+            .trim_end_matches(".safetensors");
+        let dir = out
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
         let index = write_sharded(dir, stem, &specs, shards, 1);
         println!("wrote {}", index.display());
     } else {

@@ -94,9 +94,8 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
                 }
                 return Ok(());
             }
-            let name = name.ok_or_else(|| {
-                CliError::Usage("experiment: give a NAME or --list".to_string())
-            })?;
+            let name = name
+                .ok_or_else(|| CliError::Usage("experiment: give a NAME or --list".to_string()))?;
             let exp = experiments::find(&name)?;
             let ctx = Ctx {
                 data: data.map_or(DataSource::Digits, DataSource::Mnist),

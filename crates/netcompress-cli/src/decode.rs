@@ -58,7 +58,11 @@ impl PartSource for &[Part] {
             .ok_or_else(|| format!("part `{name}` is missing"))?;
         let numel = p.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
         if numel.and_then(|n| n.checked_mul(p.dtype.size())) != Some(p.bytes.len()) {
-            return Err(format!("part `{name}`: {} bytes do not hold shape {:?}", p.bytes.len(), p.shape));
+            return Err(format!(
+                "part `{name}`: {} bytes do not hold shape {:?}",
+                p.bytes.len(),
+                p.shape
+            ));
         }
         Ok(PartData {
             dtype: p.dtype,
@@ -95,10 +99,17 @@ fn fetch<'a>(
     let p = src.part(name)?;
     if !dtypes.contains(&p.dtype) {
         let want: Vec<_> = dtypes.iter().map(|d| d.name()).collect();
-        return Err(format!("part `{name}` has dtype {} (expected {})", p.dtype.name(), want.join(" or ")));
+        return Err(format!(
+            "part `{name}` has dtype {} (expected {})",
+            p.dtype.name(),
+            want.join(" or ")
+        ));
     }
     if p.shape != shape {
-        return Err(format!("part `{name}` has shape {:?} (expected {shape:?})", p.shape));
+        return Err(format!(
+            "part `{name}` has shape {:?} (expected {shape:?})",
+            p.shape
+        ));
     }
     Ok(p)
 }
@@ -147,13 +158,19 @@ pub(crate) fn decode(meta: &TensorMeta, src: &mut dyn PartSource) -> Result<Vec<
             let mut s = IntScheme::new(bits);
             s = match granularity {
                 GranularityName::Tensor => s,
-                GranularityName::Channel => s.per_channel(axis.ok_or("channel granularity without `axis`")?),
-                GranularityName::Group => s.per_group(group_size.ok_or("group granularity without `group_size`")?),
+                GranularityName::Channel => {
+                    s.per_channel(axis.ok_or("channel granularity without `axis`")?)
+                }
+                GranularityName::Group => {
+                    s.per_group(group_size.ok_or("group granularity without `group_size`")?)
+                }
             };
             if *scheme == SchemeName::Affine {
                 s = s.affine();
             }
-            let codes_b = fetch(src, codes, &[U8], &[packed_len(n, bits)])?.bytes.into_owned();
+            let codes_b = fetch(src, codes, &[U8], &[packed_len(n, bits)])?
+                .bytes
+                .into_owned();
             let sc = src.part(scales)?;
             if sc.shape.len() != 1 || !matches!(sc.dtype, Dtype::F32 | Dtype::F16) {
                 return Err(format!("part `{scales}` must be a 1-D F32 or F16 tensor"));
@@ -166,12 +183,16 @@ pub(crate) fn decode(meta: &TensorMeta, src: &mut dyn PartSource) -> Result<Vec<
             let zp = match (zeros, *scheme) {
                 (Some(z), SchemeName::Affine) => {
                     let zb = fetch(src, z, &[U8], &[packed_len(params, bits)])?;
-                    unpack_bits(&zb.bytes, bits, params).into_iter().map(i32::from).collect()
+                    unpack_bits(&zb.bytes, bits, params)
+                        .into_iter()
+                        .map(i32::from)
+                        .collect()
                 }
                 (None, SchemeName::Sym) => Vec::new(),
                 _ => return Err("zero points must be present exactly for the affine scheme".into()),
             };
-            let q = QTensor::from_parts(shape.clone(), s.into(), codes_b, scale_v, zp).map_err(|e| e.to_string())?;
+            let q = QTensor::from_parts(shape.clone(), s.into(), codes_b, scale_v, zp)
+                .map_err(|e| e.to_string())?;
             let mut out = zeroed_buf(n)?;
             q.dequantize_into(&mut out);
             Ok(out)
@@ -187,7 +208,9 @@ pub(crate) fn decode(meta: &TensorMeta, src: &mut dyn PartSource) -> Result<Vec<
         } => {
             let (bits, k) = (*bits, *clusters);
             if !(1..=8).contains(&bits) || k == 0 || k > 1 << bits {
-                return Err(format!("cluster bits {bits} / clusters {k} are inconsistent"));
+                return Err(format!(
+                    "cluster bits {bits} / clusters {k} are inconsistent"
+                ));
             }
             let groups = if *per_channel { shape[0] } else { 1 };
             let entries = groups.checked_mul(k).ok_or("codebook size overflows")?;
@@ -204,11 +227,15 @@ pub(crate) fn decode(meta: &TensorMeta, src: &mut dyn PartSource) -> Result<Vec<
                     if n as u64 > *hb {
                         return Err(format!("{hb} Huffman bits cannot hold {n} indices"));
                     }
-                    code.decode(&stream.bytes, *hb, n).map_err(|e| e.to_string())?
+                    code.decode(&stream.bytes, *hb, n)
+                        .map_err(|e| e.to_string())?
                 }
                 (None, None) => {
                     let p = fetch(src, codes, &[U8], &[packed_len(n, bits)])?;
-                    unpack_bits(&p.bytes, bits, n).into_iter().map(u32::from).collect()
+                    unpack_bits(&p.bytes, bits, n)
+                        .into_iter()
+                        .map(u32::from)
+                        .collect()
                 }
                 _ => return Err("huffman_lengths and huffman_bits go together".into()),
             };
@@ -217,17 +244,22 @@ pub(crate) fn decode(meta: &TensorMeta, src: &mut dyn PartSource) -> Result<Vec<
             } else {
                 ClusterGranularity::PerTensor
             };
-            let t = ClusteredTensor::<f32>::from_parts(shape, g, k, false, cb, &idx).map_err(|e| e.to_string())?;
+            let t = ClusteredTensor::<f32>::from_parts(shape, g, k, false, cb, &idx)
+                .map_err(|e| e.to_string())?;
             let a = t.decode().map_err(|e| e.to_string())?;
             Ok(a.into_iter().collect())
         }
         Encoding::Sparse { nnz, mask, values } => {
-            let m = fetch(src, mask, &[U8], &[n.div_ceil(8)])?.bytes.into_owned();
+            let m = fetch(src, mask, &[U8], &[n.div_ceil(8)])?
+                .bytes
+                .into_owned();
             let v = fetch(src, values, &FLOATS, &[*nnz])?;
             let vals = bytes_to_f32(&v.bytes, v.dtype);
             let kept = (0..n).filter(|&i| (m[i / 8] >> (i % 8)) & 1 == 1).count();
             if kept != *nnz {
-                return Err(format!("mask `{mask}` keeps {kept} elements but nnz is {nnz}"));
+                return Err(format!(
+                    "mask `{mask}` keeps {kept} elements but nnz is {nnz}"
+                ));
             }
             let mut out = zeroed_buf(n)?;
             let mut it = vals.into_iter();
@@ -249,7 +281,10 @@ pub(crate) fn decode(meta: &TensorMeta, src: &mut dyn PartSource) -> Result<Vec<
                 .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as usize)
                 .collect();
             if idx.windows(2).any(|w| w[0] >= w[1]) || idx.last().is_some_and(|&l| l >= shape[0]) {
-                return Err(format!("part `{rows}` is not strictly increasing below {}", shape[0]));
+                return Err(format!(
+                    "part `{rows}` is not strictly increasing below {}",
+                    shape[0]
+                ));
             }
             let inner = n / shape[0];
             let mut vshape = shape.clone();
@@ -258,7 +293,8 @@ pub(crate) fn decode(meta: &TensorMeta, src: &mut dyn PartSource) -> Result<Vec<
             let vals = bytes_to_f32(&v.bytes, v.dtype);
             let mut out = zeroed_buf(n)?;
             for (k, &row) in idx.iter().enumerate() {
-                out[row * inner..(row + 1) * inner].copy_from_slice(&vals[k * inner..(k + 1) * inner]);
+                out[row * inner..(row + 1) * inner]
+                    .copy_from_slice(&vals[k * inner..(k + 1) * inner]);
             }
             Ok(out)
         }
@@ -332,14 +368,30 @@ mod tests {
         };
         let parts = vec![
             part("w.__rows", U32, &[1], crate::writer::u32_bytes(&[2])),
-            part("w.__values", Dtype::F32, &[1, 2], crate::writer::f32_bytes(&[5.0, 6.0])),
+            part(
+                "w.__values",
+                Dtype::F32,
+                &[1, 2],
+                crate::writer::f32_bytes(&[5.0, 6.0]),
+            ),
         ];
-        assert_eq!(decode(&meta, &mut parts.as_slice()).unwrap(), vec![0.0, 0.0, 0.0, 0.0, 5.0, 6.0]);
+        assert_eq!(
+            decode(&meta, &mut parts.as_slice()).unwrap(),
+            vec![0.0, 0.0, 0.0, 0.0, 5.0, 6.0]
+        );
         let parts = vec![
             part("w.__rows", U32, &[1], crate::writer::u32_bytes(&[3])),
-            part("w.__values", Dtype::F32, &[1, 2], crate::writer::f32_bytes(&[5.0, 6.0])),
+            part(
+                "w.__values",
+                Dtype::F32,
+                &[1, 2],
+                crate::writer::f32_bytes(&[5.0, 6.0]),
+            ),
         ];
-        assert!(decode(&meta, &mut parts.as_slice()).is_err(), "row index out of range");
+        assert!(
+            decode(&meta, &mut parts.as_slice()).is_err(),
+            "row index out of range"
+        );
     }
 
     mod fuzz {
@@ -400,9 +452,18 @@ mod tests {
                 dense: false,
             };
             let mut encs: Vec<Box<dyn Encoder>> = vec![
-                Box::new(QuantizeEncoder::new(&q(8, GranularityArg::Channel, None, SchemeArg::Sym)).unwrap()),
-                Box::new(QuantizeEncoder::new(&q(3, GranularityArg::Group, Some(4), SchemeArg::Affine)).unwrap()),
-                Box::new(QuantizeEncoder::new(&q(2, GranularityArg::Tensor, None, SchemeArg::Affine)).unwrap()),
+                Box::new(
+                    QuantizeEncoder::new(&q(8, GranularityArg::Channel, None, SchemeArg::Sym))
+                        .unwrap(),
+                ),
+                Box::new(
+                    QuantizeEncoder::new(&q(3, GranularityArg::Group, Some(4), SchemeArg::Affine))
+                        .unwrap(),
+                ),
+                Box::new(
+                    QuantizeEncoder::new(&q(2, GranularityArg::Tensor, None, SchemeArg::Affine))
+                        .unwrap(),
+                ),
                 Box::new(PruneEncoder::new(&p(MethodArg::Magnitude, 0.8)).unwrap()),
                 Box::new(PruneEncoder::new(&p(MethodArg::Rows, 0.5)).unwrap()),
                 Box::new(PruneEncoder::new(&p(MethodArg::Nm, 0.5)).unwrap()),
@@ -431,7 +492,10 @@ mod tests {
             ];
             let mut out = Vec::new();
             for e in &mut encs {
-                if let Ok(Outcome::Encoded { encoding, parts, .. }) = e.encode(&t, values, &raw) {
+                if let Ok(Outcome::Encoded {
+                    encoding, parts, ..
+                }) = e.encode(&t, values, &raw)
+                {
                     let meta = TensorMeta {
                         dtype: "F32".into(),
                         shape: shape.to_vec(),
@@ -445,12 +509,22 @@ mod tests {
 
         fn mutate_meta(m: &mut TensorMeta, v: usize) {
             match &mut m.encoding {
-                Encoding::Int { bits, group_size, axis, .. } => match v % 3 {
+                Encoding::Int {
+                    bits,
+                    group_size,
+                    axis,
+                    ..
+                } => match v % 3 {
                     0 => *bits = v as u32 % 10,
                     1 => *group_size = Some(v % 7),
                     _ => *axis = Some(v % 4),
                 },
-                Encoding::Cluster { bits, clusters, huffman_bits, .. } => match v % 3 {
+                Encoding::Cluster {
+                    bits,
+                    clusters,
+                    huffman_bits,
+                    ..
+                } => match v % 3 {
                     0 => *bits = v as u32 % 10,
                     1 => *clusters = v % 300,
                     _ => *huffman_bits = Some(v as u64 * 977),
@@ -459,9 +533,9 @@ mod tests {
                 Encoding::Lowrank { rank, .. } => *rank = v % 9,
                 Encoding::Rows { .. } => {}
             }
-            if v % 5 == 0 {
+            if v.is_multiple_of(5) {
                 m.shape = vec![v % 9, 1 << 40];
-            } else if v % 7 == 0 {
+            } else if v.is_multiple_of(7) {
                 m.shape.reverse();
             }
         }

@@ -17,8 +17,18 @@ fn ratio(a: f64, b: f64) -> String {
 pub(crate) fn print_table(reports: &[Report]) {
     println!(
         "{:<22} {:>8} {:>8} {:>7} | {:>9} {:>9} | {:>10} {:>10} {:>7} | {:>10} {:>10} {:>7}",
-        "experiment", "base acc", "comp acc", "delta", "params", "nonzero", "base bytes",
-        "comp bytes", "ratio", "base MACs", "comp MACs", "ratio"
+        "experiment",
+        "base acc",
+        "comp acc",
+        "delta",
+        "params",
+        "nonzero",
+        "base bytes",
+        "comp bytes",
+        "ratio",
+        "base MACs",
+        "comp MACs",
+        "ratio"
     );
     for r in reports {
         let (b, c) = (&r.baseline, &r.compressed);
@@ -50,7 +60,10 @@ pub(crate) fn run(seed: u64, only: Option<&str>, json: bool) -> Result<()> {
     };
     let mut reports = Vec::new();
     let start = Instant::now();
-    for e in REGISTRY.iter().filter(|e| only.is_none_or(|o| e.name.contains(o))) {
+    for e in REGISTRY
+        .iter()
+        .filter(|e| only.is_none_or(|o| e.name.contains(o)))
+    {
         let t = Instant::now();
         eprintln!("running {} ...", e.name);
         let r = (e.run)(&ctx)?;

@@ -171,7 +171,11 @@ impl Encoding {
                 group_size,
                 ..
             } => {
-                let s = if *scheme == SchemeName::Sym { "sym" } else { "affine" };
+                let s = if *scheme == SchemeName::Sym {
+                    "sym"
+                } else {
+                    "affine"
+                };
                 let g = match granularity {
                     GranularityName::Tensor => "tensor".to_string(),
                     GranularityName::Channel => "channel".to_string(),
@@ -184,7 +188,11 @@ impl Encoding {
                 huffman_bits,
                 ..
             } => {
-                let h = if huffman_bits.is_some() { "+huffman" } else { "" };
+                let h = if huffman_bits.is_some() {
+                    "+huffman"
+                } else {
+                    ""
+                };
                 format!("cluster{clusters}{h}")
             }
             Self::Sparse { .. } => "sparse".to_string(),
@@ -208,16 +216,21 @@ pub(crate) fn tensor_metas(
         return Ok(out);
     };
     if version != FORMAT_VERSION {
-        return Err(format!("netcompress format version `{version}` is not supported (this tool reads {FORMAT_VERSION})"));
+        return Err(format!(
+            "netcompress format version `{version}` is not supported (this tool reads {FORMAT_VERSION})"
+        ));
     }
     for (key, value) in metadata {
         let Some(name) = key.strip_prefix(TENSOR_KEY_PREFIX) else {
             continue;
         };
-        let meta: TensorMeta =
-            serde_json::from_str(value).map_err(|e| format!("metadata for `{name}` is malformed: {e}"))?;
+        let meta: TensorMeta = serde_json::from_str(value)
+            .map_err(|e| format!("metadata for `{name}` is malformed: {e}"))?;
         if !Dtype::parse(&meta.dtype).is_some_and(Dtype::is_float) {
-            return Err(format!("metadata for `{name}`: `{}` is not a float dtype", meta.dtype));
+            return Err(format!(
+                "metadata for `{name}`: `{}` is not a float dtype",
+                meta.dtype
+            ));
         }
         out.insert(name.to_string(), meta);
     }
@@ -238,7 +251,9 @@ pub(crate) fn encode_values(values: &[f32], dtype: Dtype) -> Vec<u8> {
         Dtype::F64 => values
             .iter()
             .for_each(|v| out.extend_from_slice(&f64::from(*v).to_le_bytes())),
-        Dtype::F32 | Dtype::Other(..) => values.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+        Dtype::F32 | Dtype::Other(..) => values
+            .iter()
+            .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
     }
     out
 }
@@ -268,12 +283,18 @@ mod tests {
         let back: TensorMeta = serde_json::from_str(&s).unwrap();
         assert_eq!(back, m);
         assert_eq!(m.encoding.label(), "int4-affine-group32");
-        assert_eq!(m.encoding.parts(), vec!["w.__codes", "w.__scales", "w.__zeros"]);
+        assert_eq!(
+            m.encoding.parts(),
+            vec!["w.__codes", "w.__scales", "w.__zeros"]
+        );
         let mut md = BTreeMap::new();
         md.insert(FORMAT_KEY.to_string(), FORMAT_VERSION.to_string());
         md.insert(format!("{TENSOR_KEY_PREFIX}w"), s);
         assert_eq!(tensor_metas(&md).unwrap()["w"], m);
-        md.insert(format!("{TENSOR_KEY_PREFIX}x"), "{\"dtype\":\"I64\"}".into());
+        md.insert(
+            format!("{TENSOR_KEY_PREFIX}x"),
+            "{\"dtype\":\"I64\"}".into(),
+        );
         assert!(tensor_metas(&md).is_err());
         md.insert(FORMAT_KEY.to_string(), "99".into());
         assert!(tensor_metas(&md).is_err());

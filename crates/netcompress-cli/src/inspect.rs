@@ -1,10 +1,12 @@
 //! `netcompress inspect`: per-tensor statistics of a checkpoint, streamed one tensor at a time.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Serialize;
 
-use crate::error::Result;
+use crate::error::{CliError, Result};
+use crate::format::tensor_metas;
 use crate::safetensors_io::{SafetensorsFile, shard_paths};
 
 /// Statistics of one tensor.
@@ -58,8 +60,8 @@ pub(crate) fn collect(path: &Path) -> Result<(Vec<TensorStats>, Totals)> {
         let file = shard
             .file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let (mut scratch, mut chunk) = (Vec::new(), Vec::new());
         for t in f.tensors.clone() {
-            let values = f.read_f32(&t)?;
             let mut s = TensorStats {
                 name: t.name.clone(),
                 file: file.clone(),
@@ -76,19 +78,27 @@ pub(crate) fn collect(path: &Path) -> Result<(Vec<TensorStats>, Totals)> {
             totals.tensors += 1;
             totals.params += t.numel();
             totals.bytes += t.nbytes();
-            if let Some(v) = values {
-                let zeros = v.iter().filter(|&&x| x == 0.0).count();
-                let finite = v.iter().filter(|x| x.is_finite());
+            if t.dtype.is_float() {
+                // Streamed in 1 Mi-element chunks: memory stays small whatever the tensor.
+                let n = t.numel();
+                let (mut zeros, mut n_fin) = (0usize, 0usize);
                 let (mut lo, mut hi, mut abs) = (f64::INFINITY, f64::NEG_INFINITY, 0.0f64);
-                let mut n_fin = 0usize;
-                for &x in finite {
-                    let x = f64::from(x);
-                    lo = lo.min(x);
-                    hi = hi.max(x);
-                    abs += x.abs();
-                    n_fin += 1;
+                let mut start = 0;
+                while start < n {
+                    let count = (1usize << 20).min(n - start);
+                    f.read_f32_range(&t, start, count, &mut scratch, &mut chunk)?;
+                    for &x in &chunk {
+                        zeros += usize::from(x == 0.0);
+                        if x.is_finite() {
+                            let x = f64::from(x);
+                            lo = lo.min(x);
+                            hi = hi.max(x);
+                            abs += x.abs();
+                            n_fin += 1;
+                        }
+                    }
+                    start += count;
                 }
-                let n = v.len();
                 s.sparsity = Some(if n == 0 { 0.0 } else { zeros as f64 / n as f64 });
                 s.min = (n_fin > 0).then_some(lo);
                 s.max = (n_fin > 0).then_some(hi);
@@ -121,7 +131,8 @@ pub(crate) fn run(path: &Path, json: bool) -> Result<()> {
             s.dtype,
             format!("{:?}", s.shape),
             s.params,
-            s.sparsity.map_or_else(|| "-".into(), |v| format!("{:.2}%", v * 100.0)),
+            s.sparsity
+                .map_or_else(|| "-".into(), |v| format!("{:.2}%", v * 100.0)),
             opt(s.min, 4),
             opt(s.max, 4),
             opt(s.mean_abs, 5),
@@ -140,9 +151,38 @@ pub(crate) fn run(path: &Path, json: bool) -> Result<()> {
         totals.bytes,
         sparsity * 100.0
     );
+    let compressed = compressed_tensors(path)?;
+    if !compressed.is_empty() {
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for label in compressed.values() {
+            *counts.entry(label.as_str()).or_default() += 1;
+        }
+        let list: Vec<String> = counts.iter().map(|(l, n)| format!("{n} x {l}")).collect();
+        println!(
+            "netcompress: {} compressed tensors stored as parts ({}); `netcompress dequantize` restores them",
+            compressed.len(),
+            list.join(", ")
+        );
+    }
     if json {
-        let v = serde_json::json!({"file": path.display().to_string(), "tensors": stats, "totals": totals});
+        let v = serde_json::json!({
+            "file": path.display().to_string(),
+            "tensors": stats,
+            "totals": totals,
+            "compressed": compressed,
+        });
         println!("{}", serde_json::to_string(&v)?);
     }
     Ok(())
+}
+
+/// The netcompress-compressed tensors of a checkpoint and their encoding labels.
+fn compressed_tensors(path: &Path) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for shard in shard_paths(path)? {
+        let f = SafetensorsFile::open(&shard)?;
+        let metas = tensor_metas(&f.metadata).map_err(|r| CliError::format(&shard, r))?;
+        out.extend(metas.into_iter().map(|(k, m)| (k, m.encoding.label())));
+    }
+    Ok(out)
 }

@@ -128,7 +128,10 @@ impl SafetensorsFile {
         let mut file = File::open(path).map_err(|e| CliError::io(path, e))?;
         let len = file.metadata().map_err(|e| CliError::io(path, e))?.len();
         if len < 8 {
-            return Err(CliError::format(path, format!("not a safetensors file: {len} bytes, need at least 8")));
+            return Err(CliError::format(
+                path,
+                format!("not a safetensors file: {len} bytes, need at least 8"),
+            ));
         }
         let mut n = [0u8; 8];
         file.read_exact(&mut n).map_err(|e| CliError::io(path, e))?;
@@ -136,13 +139,17 @@ impl SafetensorsFile {
         if n > MAX_HEADER || n > len - 8 {
             return Err(CliError::format(
                 path,
-                format!("header length {n} does not fit a {len}-byte file (not safetensors, or truncated)"),
+                format!(
+                    "header length {n} does not fit a {len}-byte file (not safetensors, or truncated)"
+                ),
             ));
         }
         let mut header = vec![0u8; n as usize];
-        file.read_exact(&mut header).map_err(|e| CliError::io(path, e))?;
+        file.read_exact(&mut header)
+            .map_err(|e| CliError::io(path, e))?;
         let data_len = len - 8 - n;
-        let (tensors, metadata) = parse_header(&header, data_len).map_err(|r| CliError::format(path, r))?;
+        let (tensors, metadata) =
+            parse_header(&header, data_len).map_err(|r| CliError::format(path, r))?;
         Ok(Self {
             path: path.to_path_buf(),
             file,
@@ -206,12 +213,17 @@ impl SafetensorsFile {
         if !t.dtype.is_float() || start.checked_add(count).is_none_or(|e| e > t.numel()) {
             return Err(CliError::format(
                 &self.path,
-                format!("tensor `{}`: cannot read elements {start}..+{count} as floats", t.name),
+                format!(
+                    "tensor `{}`: cannot read elements {start}..+{count} as floats",
+                    t.name
+                ),
             ));
         }
         scratch.resize(count * size, 0);
         self.file
-            .seek(SeekFrom::Start(self.data_start + t.begin + (start * size) as u64))
+            .seek(SeekFrom::Start(
+                self.data_start + t.begin + (start * size) as u64,
+            ))
             .and_then(|_| self.file.read_exact(scratch))
             .map_err(|e| CliError::io(&self.path, e))?;
         out.clear();
@@ -254,13 +266,23 @@ impl SafetensorsFile {
 pub(crate) fn bytes_to_f32_into(raw: &[u8], dtype: Dtype, out: &mut Vec<f32>) {
     out.reserve(raw.len() / dtype.size());
     match dtype {
-        Dtype::F32 => out.extend(raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))),
-        Dtype::F64 => out.extend(
-            raw.chunks_exact(8)
-                .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32),
+        Dtype::F32 => out.extend(
+            raw.chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
         ),
-        Dtype::F16 => out.extend(raw.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())),
-        Dtype::BF16 => out.extend(raw.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())),
+        Dtype::F64 => {
+            out.extend(raw.chunks_exact(8).map(|c| {
+                f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32
+            }))
+        }
+        Dtype::F16 => out.extend(
+            raw.chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()),
+        ),
+        Dtype::BF16 => out.extend(
+            raw.chunks_exact(2)
+                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()),
+        ),
         Dtype::Other(..) => {}
     }
 }
@@ -268,7 +290,10 @@ pub(crate) fn bytes_to_f32_into(raw: &[u8], dtype: Dtype, out: &mut Vec<f32>) {
 /// Converts little-endian float bytes of `dtype` to f32.
 pub(crate) fn bytes_to_f32(raw: &[u8], dtype: Dtype) -> Vec<f32> {
     match dtype {
-        Dtype::F32 => raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+        Dtype::F32 => raw
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
         Dtype::F64 => raw
             .chunks_exact(8)
             .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32)
@@ -337,7 +362,8 @@ fn parse_entry(name: &str, entry: &Value) -> std::result::Result<TensorInfo, Str
         .get("dtype")
         .and_then(Value::as_str)
         .ok_or_else(|| format!("tensor `{name}` has no dtype"))?;
-    let dtype = Dtype::parse(dtype_name).ok_or_else(|| format!("tensor `{name}` has unknown dtype `{dtype_name}`"))?;
+    let dtype = Dtype::parse(dtype_name)
+        .ok_or_else(|| format!("tensor `{name}` has unknown dtype `{dtype_name}`"))?;
     let shape: Vec<usize> = entry
         .get("shape")
         .and_then(Value::as_array)
@@ -387,7 +413,8 @@ pub(crate) fn shard_paths(path: &Path) -> Result<Vec<PathBuf>> {
         return Ok(vec![path.to_path_buf()]);
     }
     let text = std::fs::read_to_string(path).map_err(|e| CliError::io(path, e))?;
-    let v: Value = serde_json::from_str(&text).map_err(|e| CliError::format(path, format!("index is not JSON: {e}")))?;
+    let v: Value = serde_json::from_str(&text)
+        .map_err(|e| CliError::format(path, format!("index is not JSON: {e}")))?;
     let map = v
         .get("weight_map")
         .and_then(Value::as_object)
@@ -395,11 +422,17 @@ pub(crate) fn shard_paths(path: &Path) -> Result<Vec<PathBuf>> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut out: Vec<PathBuf> = Vec::new();
     for (tensor, file) in map {
-        let file = file
-            .as_str()
-            .ok_or_else(|| CliError::format(path, format!("weight_map entry `{tensor}` is not a file name")))?;
+        let file = file.as_str().ok_or_else(|| {
+            CliError::format(
+                path,
+                format!("weight_map entry `{tensor}` is not a file name"),
+            )
+        })?;
         if file.contains('/') || file.contains('\\') || file == ".." {
-            return Err(CliError::format(path, format!("shard name `{file}` must be a plain file name")));
+            return Err(CliError::format(
+                path,
+                format!("shard name `{file}` must be a plain file name"),
+            ));
         }
         let p = dir.join(file);
         if !out.contains(&p) {
@@ -420,7 +453,9 @@ mod tests {
 
     #[test]
     fn accepts_a_consistent_header() {
-        let h = header(r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"__metadata__":{"k":"v"}}"#);
+        let h = header(
+            r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"__metadata__":{"k":"v"}}"#,
+        );
         let (t, m) = parse_header(&h, 8).unwrap();
         assert_eq!(t[0].numel(), 2);
         assert_eq!(m["k"], "v");
@@ -440,12 +475,16 @@ mod tests {
             assert!(parse_header(&header(b), 8).is_err(), "{b}");
         }
         let ok = r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#;
-        assert!(parse_header(&header(ok), 12).is_err(), "data section larger than tensors");
+        assert!(
+            parse_header(&header(ok), 12).is_err(),
+            "data section larger than tensors"
+        );
     }
 
     /// Opens `bytes` as a file and reads every tensor; must never panic.
     fn open_and_read_all(bytes: &[u8], tag: &str) -> Result<()> {
-        let path = std::env::temp_dir().join(format!("nc-fuzz-{}-{tag}.safetensors", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("nc-fuzz-{}-{tag}.safetensors", std::process::id()));
         std::fs::write(&path, bytes).unwrap();
         let out = SafetensorsFile::open(&path).and_then(|mut f| {
             for t in f.tensors.clone() {

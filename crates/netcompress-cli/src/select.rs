@@ -9,7 +9,8 @@
 //!   `--exclude` globs (embeddings, for example: `--exclude '*embed*'`).
 //!
 //! Globs match the whole tensor name; `*` matches any run of characters (dots included), `?`
-//! matches one character, `[abc]` / `[a-z]` / `[!abc]` match one character of a set.
+//! matches one character (as [`compress_core::glob_match`], which a property test checks this
+//! against), and `[abc]` / `[a-z]` / `[!abc]` match one character of a set.
 
 use crate::error::{CliError, Result};
 use crate::safetensors_io::TensorInfo;
@@ -26,7 +27,10 @@ enum Token {
     Char(char),
     Any,
     Star,
-    Set { negated: bool, ranges: Vec<(char, char)> },
+    Set {
+        negated: bool,
+        ranges: Vec<(char, char)>,
+    },
 }
 
 impl Glob {
@@ -51,9 +55,12 @@ impl Glob {
                 }
                 '?' => tokens.push(Token::Any),
                 '[' => {
-                    let close = (i + 2..chars.len()).find(|&j| chars[j] == ']').ok_or_else(|| {
-                        CliError::Usage(format!("glob `{pattern}`: unclosed `[`"))
-                    })?;
+                    let close =
+                        (i + 2..chars.len())
+                            .find(|&j| chars[j] == ']')
+                            .ok_or_else(|| {
+                                CliError::Usage(format!("glob `{pattern}`: unclosed `[`"))
+                            })?;
                     let mut body = &chars[i + 1..close];
                     let negated = matches!(body.first(), Some('!' | '^'));
                     if negated {
@@ -165,8 +172,14 @@ impl Selector {
     /// As [`Glob::new`].
     pub(crate) fn new(include: &[String], exclude: &[String]) -> Result<Self> {
         Ok(Self {
-            include: include.iter().map(|p| Glob::new(p)).collect::<Result<_>>()?,
-            exclude: exclude.iter().map(|p| Glob::new(p)).collect::<Result<_>>()?,
+            include: include
+                .iter()
+                .map(|p| Glob::new(p))
+                .collect::<Result<_>>()?,
+            exclude: exclude
+                .iter()
+                .map(|p| Glob::new(p))
+                .collect::<Result<_>>()?,
         })
     }
 
@@ -238,16 +251,30 @@ mod tests {
         let s = Selector::new(&[], &["*embed*".to_string()]).unwrap();
         assert_eq!(s.check(&t("w", Dtype::F32, &[2, 3])), Ok(()));
         assert_eq!(s.check(&t("b", Dtype::F32, &[3])), Err(Skip::OneDim));
-        assert_eq!(s.check(&t("ids", Dtype::Other("I64", 8), &[1, 4])), Err(Skip::NotFloat));
-        assert_eq!(s.check(&t("embed.w", Dtype::BF16, &[4, 4])), Err(Skip::Excluded));
+        assert_eq!(
+            s.check(&t("ids", Dtype::Other("I64", 8), &[1, 4])),
+            Err(Skip::NotFloat)
+        );
+        assert_eq!(
+            s.check(&t("embed.w", Dtype::BF16, &[4, 4])),
+            Err(Skip::Excluded)
+        );
         assert_eq!(s.check(&t("z", Dtype::F16, &[0, 4])), Err(Skip::Empty));
         let s = Selector::new(&["mlp.*".to_string()], &[]).unwrap();
-        assert_eq!(s.check(&t("attn.w", Dtype::F32, &[2, 2])), Err(Skip::NotIncluded));
+        assert_eq!(
+            s.check(&t("attn.w", Dtype::F32, &[2, 2])),
+            Err(Skip::NotIncluded)
+        );
         assert_eq!(s.unmatched(&["mlp.w"]), Vec::<&str>::new());
         assert_eq!(s.unmatched(&["attn.w"]), vec!["mlp.*"]);
     }
 
     proptest! {
+        #[test]
+        fn agrees_with_the_core_glob_without_sets(pat in "[ab.*?]{1,8}", name in "[ab.]{0,10}") {
+            prop_assert_eq!(g(&pat).matches(&name), compress_core::glob_match(&pat, &name));
+        }
+
         #[test]
         fn literal_and_star_globs_agree_with_string_ops(
             a in "[a-c.]{0,6}", b in "[a-c.]{0,6}", name in "[a-c.]{0,12}"

@@ -63,17 +63,8 @@ pub(crate) struct ShardWriter {
 
 impl ShardWriter {
     /// Starts a file that will be renamed to `final_path` on [`commit`], reserving about
-    /// `reserve` bytes for the header.
-    ///
-    /// # Errors
-    ///
-    /// [`CliError::Io`] if the temporary file cannot be created.
-    pub(crate) fn create(final_path: &Path) -> Result<Self> {
-        Self::with_reserve(final_path, 0)
-    }
-
-    /// As [`ShardWriter::create`], reserving about `reserve` bytes for the header so that it
-    /// can be written in place, without copying the data.
+    /// `reserve` bytes for the header so that it can be written in place, without copying
+    /// the data (0 is fine: the header and data are then copied into a new file).
     ///
     /// # Errors
     ///
@@ -101,11 +92,6 @@ impl ShardWriter {
             metadata: BTreeMap::new(),
             owed: 0,
         })
-    }
-
-    /// The final path.
-    pub(crate) fn final_path(&self) -> &Path {
-        &self.final_path
     }
 
     /// Bytes of tensor data written so far.
@@ -137,7 +123,10 @@ impl ShardWriter {
     fn begin_entry(&mut self, name: &str, dtype: &str, shape: &[usize], len: u64) -> Result<()> {
         self.check_complete()?;
         let elem = dtype_size(dtype).ok_or_else(|| {
-            CliError::format(&self.final_path, format!("tensor `{name}`: cannot write dtype `{dtype}`"))
+            CliError::format(
+                &self.final_path,
+                format!("tensor `{name}`: cannot write dtype `{dtype}`"),
+            )
         })?;
         let numel = shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d as u64));
         if numel.and_then(|n| n.checked_mul(elem as u64)) != Some(len) {
@@ -149,7 +138,9 @@ impl ShardWriter {
         if name == "__metadata__" || !self.names.insert(name.to_string()) {
             return Err(CliError::format(
                 &self.final_path,
-                format!("tensor name `{name}` is written twice (it collides with a generated name)"),
+                format!(
+                    "tensor name `{name}` is written twice (it collides with a generated name)"
+                ),
             ));
         }
         self.entries.push(Entry {
@@ -164,7 +155,9 @@ impl ShardWriter {
     }
 
     fn sink(&mut self) -> &mut BufWriter<File> {
-        self.data.as_mut().expect("data writer present until assemble")
+        self.data
+            .as_mut()
+            .expect("data writer present until assemble")
     }
 
     /// Opens a tensor of `len` bytes whose data follows in [`ShardWriter::append`] calls
@@ -173,7 +166,13 @@ impl ShardWriter {
     /// # Errors
     ///
     /// As [`ShardWriter::add`].
-    pub(crate) fn begin(&mut self, name: &str, dtype: &str, shape: &[usize], len: u64) -> Result<()> {
+    pub(crate) fn begin(
+        &mut self,
+        name: &str,
+        dtype: &str,
+        shape: &[usize],
+        len: u64,
+    ) -> Result<()> {
         self.begin_entry(name, dtype, shape, len)?;
         self.owed = len;
         Ok(())
@@ -187,11 +186,16 @@ impl ShardWriter {
     pub(crate) fn append(&mut self, bytes: &[u8]) -> Result<()> {
         let n = bytes.len() as u64;
         if n > self.owed {
-            return Err(CliError::format(&self.final_path, "streamed tensor data overflows its entry"));
+            return Err(CliError::format(
+                &self.final_path,
+                "streamed tensor data overflows its entry",
+            ));
         }
         self.owed -= n;
         let path = self.data_path.clone();
-        self.sink().write_all(bytes).map_err(|e| CliError::io(&path, e))
+        self.sink()
+            .write_all(bytes)
+            .map_err(|e| CliError::io(&path, e))
     }
 
     /// Appends a tensor from bytes.
@@ -200,10 +204,18 @@ impl ShardWriter {
     ///
     /// [`CliError::Format`] if `bytes` does not hold `shape` of `dtype` or the name is taken;
     /// [`CliError::Io`] on write failure.
-    pub(crate) fn add(&mut self, name: &str, dtype: &str, shape: &[usize], bytes: &[u8]) -> Result<()> {
+    pub(crate) fn add(
+        &mut self,
+        name: &str,
+        dtype: &str,
+        shape: &[usize],
+        bytes: &[u8],
+    ) -> Result<()> {
         self.begin_entry(name, dtype, shape, bytes.len() as u64)?;
         let path = self.data_path.clone();
-        self.sink().write_all(bytes).map_err(|e| CliError::io(&path, e))
+        self.sink()
+            .write_all(bytes)
+            .map_err(|e| CliError::io(&path, e))
     }
 
     /// Appends a tensor of `len` bytes copied from `src` in chunks (pass-through tensors).
@@ -222,9 +234,13 @@ impl ShardWriter {
     ) -> Result<()> {
         self.begin_entry(name, dtype, shape, len)?;
         let path = self.data_path.clone();
-        let copied = std::io::copy(&mut src.take(len), self.sink()).map_err(|e| CliError::io(&path, e))?;
+        let copied =
+            std::io::copy(&mut src.take(len), self.sink()).map_err(|e| CliError::io(&path, e))?;
         if copied != len {
-            return Err(CliError::format(src_path, format!("tensor `{name}`: file ended early")));
+            return Err(CliError::format(
+                src_path,
+                format!("tensor `{name}`: file ended early"),
+            ));
         }
         Ok(())
     }
@@ -242,7 +258,7 @@ impl ShardWriter {
             );
         }
         let mut h = serde_json::to_vec(&Value::Object(map))?;
-        while (8 + h.len()) % 8 != 0 {
+        while !(8 + h.len()).is_multiple_of(8) {
             h.push(b' ');
         }
         Ok(h)
@@ -269,7 +285,8 @@ impl ShardWriter {
         if header.len() as u64 <= self.reserve && slack <= 4096.max(self.offset / 1000) {
             header.resize(self.reserve as usize, b' ');
             data.seek(SeekFrom::Start(0)).map_err(io_data)?;
-            data.write_all(&(header.len() as u64).to_le_bytes()).map_err(io_data)?;
+            data.write_all(&(header.len() as u64).to_le_bytes())
+                .map_err(io_data)?;
             data.write_all(&header).map_err(io_data)?;
             // The data file becomes the pending file: Drop must not remove it now.
             self.data_path = PathBuf::new();
@@ -287,13 +304,18 @@ impl ShardWriter {
         let io = |e| CliError::io(&pending.tmp, e);
         let out = File::create(&pending.tmp).map_err(io)?;
         let mut out = BufWriter::with_capacity(BUF, out);
-        out.write_all(&(header.len() as u64).to_le_bytes()).map_err(io)?;
+        out.write_all(&(header.len() as u64).to_le_bytes())
+            .map_err(io)?;
         out.write_all(&header).map_err(io)?;
         let mut out = out.into_inner().map_err(|e| io(e.into_error()))?;
-        data.seek(SeekFrom::Start(8 + self.reserve)).map_err(io_data)?;
+        data.seek(SeekFrom::Start(8 + self.reserve))
+            .map_err(io_data)?;
         let copied = std::io::copy(&mut data, &mut out).map_err(io)?;
         if copied != self.offset {
-            return Err(CliError::format(&pending.tmp, "temporary data file is short"));
+            return Err(CliError::format(
+                &pending.tmp,
+                "temporary data file is short",
+            ));
         }
         Ok(pending)
     }
@@ -375,6 +397,7 @@ pub(crate) fn dtype_size(dtype: &str) -> Option<usize> {
 }
 
 /// Little-endian bytes of f32 values.
+#[cfg(test)]
 pub(crate) fn f32_bytes(values: &[f32]) -> Vec<u8> {
     let mut out = Vec::with_capacity(values.len() * 4);
     for v in values {
@@ -402,11 +425,17 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("nc-writer-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let out = dir.join("a.safetensors");
-        let mut w = ShardWriter::create(&out).unwrap();
+        let mut w = ShardWriter::with_reserve(&out, 0).unwrap();
         w.add("x", "F32", &[2], &f32_bytes(&[1.0, 2.0])).unwrap();
         w.add("ids", "I64", &[1], &7i64.to_le_bytes()).unwrap();
-        assert!(w.add("x", "F32", &[1], &f32_bytes(&[1.0])).is_err(), "duplicate name");
-        assert!(w.add("y", "F32", &[3], &f32_bytes(&[1.0])).is_err(), "short data");
+        assert!(
+            w.add("x", "F32", &[1], &f32_bytes(&[1.0])).is_err(),
+            "duplicate name"
+        );
+        assert!(
+            w.add("y", "F32", &[3], &f32_bytes(&[1.0])).is_err(),
+            "short data"
+        );
         w.set_metadata("k", "v");
         let p = w.assemble().unwrap();
         commit(vec![p]).unwrap();
@@ -419,10 +448,13 @@ mod tests {
         assert_eq!(st.len(), 2);
         // A dropped writer leaves nothing.
         let out2 = dir.join("b.safetensors");
-        let mut w = ShardWriter::create(&out2).unwrap();
+        let mut w = ShardWriter::with_reserve(&out2, 64).unwrap();
         w.add("x", "F32", &[1], &f32_bytes(&[1.0])).unwrap();
         drop(w);
-        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(left, vec![std::ffi::OsString::from("a.safetensors")]);
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -66,7 +66,10 @@ pub(crate) fn nc_err(args: &[&str]) -> String {
     let out = nc(args);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!out.status.success(), "{args:?} should fail");
-    let lines: Vec<&str> = stderr.lines().filter(|l| !l.starts_with("warning:")).collect();
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.starts_with("warning:"))
+        .collect();
     assert_eq!(lines.len(), 1, "one error line expected: {stderr}");
     assert!(lines[0].starts_with("error: "), "{stderr}");
     lines[0].to_string()
@@ -87,16 +90,26 @@ fn round_trip(dir: &TempDir, input: &Path, out: &str, back: &str, quant_args: &[
     assert_eq!(t["only_a"], 0, "{diff}");
     assert_eq!(t["only_b"], 0, "{diff}");
     assert_eq!(t["mismatched"], 0, "{diff}");
-    let min_db = if quant_args.contains(&"8") { 35.0 } else { 15.0 };
+    let min_db = if quant_args.contains(&"8") {
+        35.0
+    } else {
+        15.0
+    };
     for r in diff["tensors"].as_array().unwrap() {
         let name = r["name"].as_str().unwrap();
         let quantized = r["shape"].as_array().unwrap().len() >= 2 && r["dtype_a"] != "I64";
         if quantized {
-            let db = r["sqnr_db"].as_f64().unwrap_or_else(|| panic!("{name}: {r}"));
+            let db = r["sqnr_db"]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{name}: {r}"));
             assert!(db >= min_db, "{name}: SQNR {db} dB < {min_db}");
             assert_eq!(r["dtype_a"], r["dtype_b"], "{name} keeps its dtype");
         } else {
-            assert_eq!(r["identical"].as_bool().or(r["equal"].as_bool()), Some(true), "{name} passes through: {r}");
+            assert_eq!(
+                r["identical"].as_bool().or(r["equal"].as_bool()),
+                Some(true),
+                "{name} passes through: {r}"
+            );
         }
     }
     // Diffing the compressed file directly gives the same SQNRs.
@@ -112,9 +125,21 @@ fn quantize_dequantize_diff_meets_the_targets() {
     let dir = TempDir::new("roundtrip");
     let input = dir.join("model.safetensors");
     write_safetensors(&input, &model_specs(), 1);
-    let r8 = round_trip(&dir, &input, "q8.safetensors", "d8.safetensors", &["--bits", "8"]);
+    let r8 = round_trip(
+        &dir,
+        &input,
+        "q8.safetensors",
+        "d8.safetensors",
+        &["--bits", "8"],
+    );
     assert!(r8 <= 0.27, "int8 output is {:.2}% of f32", 100.0 * r8);
-    let r4 = round_trip(&dir, &input, "q4.safetensors", "d4.safetensors", &["--bits", "4", "--group-size", "32"]);
+    let r4 = round_trip(
+        &dir,
+        &input,
+        "q4.safetensors",
+        "d4.safetensors",
+        &["--bits", "4", "--group-size", "32"],
+    );
     assert!(r4 <= 0.15, "int4 output is {:.2}% of f32", 100.0 * r4);
     // The outputs are plain safetensors files that the reference implementation reads.
     for f in ["q8.safetensors", "d4.safetensors"] {
@@ -125,13 +150,32 @@ fn quantize_dequantize_diff_meets_the_targets() {
     for (i, extra) in [
         &["--bits", "3", "--scheme", "affine"][..],
         &["--bits", "2", "--granularity", "tensor"],
-        &["--bits", "4", "--granularity", "channel", "--scale-dtype", "f16"],
-        &["--bits", "8", "--group", "64", "--scheme", "affine", "--exclude", "*embed*"],
+        &[
+            "--bits",
+            "4",
+            "--granularity",
+            "channel",
+            "--scale-dtype",
+            "f16",
+        ],
+        &[
+            "--bits",
+            "8",
+            "--group",
+            "64",
+            "--scheme",
+            "affine",
+            "--exclude",
+            "*embed*",
+        ],
     ]
     .into_iter()
     .enumerate()
     {
-        let (qo, bo) = (dir.join(&format!("x{i}.safetensors")), dir.join(&format!("y{i}.safetensors")));
+        let (qo, bo) = (
+            dir.join(&format!("x{i}.safetensors")),
+            dir.join(&format!("y{i}.safetensors")),
+        );
         let mut args = vec!["quantize", p(&input), p(&qo), "--json"];
         args.extend_from_slice(extra);
         nc_json(&args);
@@ -140,7 +184,11 @@ fn quantize_dequantize_diff_meets_the_targets() {
         assert_eq!(diff["totals"]["only_a"], 0);
         assert_eq!(diff["totals"]["mismatched"], 0);
     }
-    let leftovers: Vec<String> = dir.files().into_iter().filter(|f| f.contains(".tmp") || f.contains(".data-")).collect();
+    let leftovers: Vec<String> = dir
+        .files()
+        .into_iter()
+        .filter(|f| f.contains(".tmp") || f.contains(".data-"))
+        .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
@@ -148,19 +196,44 @@ fn quantize_dequantize_diff_meets_the_targets() {
 fn sharded_checkpoints_give_sharded_outputs() {
     let dir = TempDir::new("sharded");
     let index = write_sharded(&dir.0, "model", &model_specs(), 3, 7);
-    let r8 = round_trip(&dir, &index, "q8.safetensors.index.json", "d8.safetensors.index.json", &["--bits", "8"]);
+    let r8 = round_trip(
+        &dir,
+        &index,
+        "q8.safetensors.index.json",
+        "d8.safetensors.index.json",
+        &["--bits", "8"],
+    );
     assert!(r8 <= 0.27);
     let files = dir.files();
-    for f in ["q8-00001-of-00003.safetensors", "q8-00003-of-00003.safetensors", "d8-00002-of-00003.safetensors"] {
+    for f in [
+        "q8-00001-of-00003.safetensors",
+        "q8-00003-of-00003.safetensors",
+        "d8-00002-of-00003.safetensors",
+    ] {
         assert!(files.contains(&f.to_string()), "{f} in {files:?}");
     }
-    let idx: Value = serde_json::from_slice(&std::fs::read(dir.join("d8.safetensors.index.json")).unwrap()).unwrap();
-    assert_eq!(idx["weight_map"].as_object().unwrap().len(), model_specs().len());
+    let idx: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("d8.safetensors.index.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        idx["weight_map"].as_object().unwrap().len(),
+        model_specs().len()
+    );
     assert!(idx["metadata"]["total_size"].as_u64().unwrap() > 0);
     // Sharded input needs an index output, and the reverse.
-    let e = nc_err(&["quantize", p(&index), p(&dir.join("x.safetensors")), "--bits", "8"]);
+    let e = nc_err(&[
+        "quantize",
+        p(&index),
+        p(&dir.join("x.safetensors")),
+        "--bits",
+        "8",
+    ]);
     assert!(e.contains("index.json"), "{e}");
-    let inspect = nc_json(&["inspect", p(&dir.join("q8.safetensors.index.json")), "--json"]);
+    let inspect = nc_json(&[
+        "inspect",
+        p(&dir.join("q8.safetensors.index.json")),
+        "--json",
+    ]);
     assert!(inspect["totals"]["tensors"].as_u64().unwrap() > model_specs().len() as u64);
 }
 
@@ -173,13 +246,27 @@ fn never_overwrites_and_needs_force() {
     nc_json(&["quantize", p(&input), p(&out), "--bits", "8", "--json"]);
     let e = nc_err(&["quantize", p(&input), p(&out), "--bits", "8"]);
     assert!(e.contains("--force"), "{e}");
-    nc_json(&["quantize", p(&input), p(&out), "--bits", "4", "--force", "--json"]);
+    nc_json(&[
+        "quantize",
+        p(&input),
+        p(&out),
+        "--bits",
+        "4",
+        "--force",
+        "--json",
+    ]);
     let e = nc_err(&["quantize", p(&input), p(&input), "--bits", "8", "--force"]);
     assert!(e.contains("overwrite the input"), "{e}");
     let same = dir.0.join(".").join("m.safetensors");
     nc_err(&["dequantize", p(&input), p(&same), "--force"]);
     // A compressed file is not compressed again.
-    let e = nc_err(&["quantize", p(&out), p(&dir.join("z.safetensors")), "--bits", "8"]);
+    let e = nc_err(&[
+        "quantize",
+        p(&out),
+        p(&dir.join("z.safetensors")),
+        "--bits",
+        "8",
+    ]);
     assert!(e.contains("dequantize"), "{e}");
     assert_eq!(dir.files(), vec!["m.safetensors", "o.safetensors"]);
 }
@@ -188,13 +275,17 @@ fn never_overwrites_and_needs_force() {
 fn bad_inputs_and_options_fail_with_one_line_and_leave_nothing() {
     let dir = TempDir::new("errors");
     let good = dir.join("good.safetensors");
-    write_safetensors(&good, &[spec("w", "F32", &[16, 8]), spec("b", "F32", &[16])], 5);
+    write_safetensors(
+        &good,
+        &[spec("w", "F32", &[16, 8]), spec("b", "F32", &[16])],
+        5,
+    );
     let bytes = std::fs::read(&good).unwrap();
     let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     let header = String::from_utf8(bytes[8..8 + n].to_vec()).unwrap();
     let with_header = |h: &str| {
         let mut h = h.as_bytes().to_vec();
-        while h.len() % 8 != 0 {
+        while !h.len().is_multiple_of(8) {
             h.push(b' ');
         }
         let mut v = (h.len() as u64).to_le_bytes().to_vec();
@@ -205,7 +296,10 @@ fn bad_inputs_and_options_fail_with_one_line_and_leave_nothing() {
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("truncated", bytes[..bytes.len() - 10].to_vec()),
         ("tiny", bytes[..5].to_vec()),
-        ("not-safetensors", b"PK\x03\x04 this is a zip file, not safetensors at all".to_vec()),
+        (
+            "not-safetensors",
+            b"PK\x03\x04 this is a zip file, not safetensors at all".to_vec(),
+        ),
         ("corrupt-header", {
             let mut v = bytes.clone();
             v[8 + 3] = b'}';
@@ -216,15 +310,27 @@ fn bad_inputs_and_options_fail_with_one_line_and_leave_nothing() {
             v[..8].copy_from_slice(&(1u64 << 40).to_le_bytes());
             v
         }),
-        ("lying-offsets", with_header(&header.replacen("[0,512]", "[0,500]", 1))),
-        ("unknown-dtype", with_header(&header.replacen("\"F32\"", "\"Q4_K\"", 1))),
+        (
+            "lying-offsets",
+            with_header(&header.replacen("[0,512]", "[0,500]", 1)),
+        ),
+        (
+            "unknown-dtype",
+            with_header(&header.replacen("\"F32\"", "\"Q4_K\"", 1)),
+        ),
     ];
     assert!(header.contains("[0,512]"), "{header}");
     for (tag, data) in cases {
         let f = dir.join(&format!("{tag}.safetensors"));
         std::fs::write(&f, data).unwrap();
         for cmd in [
-            vec!["quantize", p(&f), p(&dir.join("out.safetensors")), "--bits", "8"],
+            vec![
+                "quantize",
+                p(&f),
+                p(&dir.join("out.safetensors")),
+                "--bits",
+                "8",
+            ],
             vec!["dequantize", p(&f), p(&dir.join("out.safetensors"))],
             vec!["inspect", p(&f)],
             vec!["diff", p(&good), p(&f)],
@@ -239,7 +345,14 @@ fn bad_inputs_and_options_fail_with_one_line_and_leave_nothing() {
         &["--bits", "9"][..],
         &["--bits", "1"],
         &["--bits", "4", "--group-size", "0"],
-        &["--bits", "4", "--granularity", "tensor", "--group-size", "32"],
+        &[
+            "--bits",
+            "4",
+            "--granularity",
+            "tensor",
+            "--group-size",
+            "32",
+        ],
         &["--bits", "8", "--axis", "5"],
         &["--bits", "8", "--include", "w[0"],
     ] {
@@ -247,8 +360,20 @@ fn bad_inputs_and_options_fail_with_one_line_and_leave_nothing() {
         args.extend_from_slice(bad);
         nc_err(&args);
     }
-    nc_err(&["quantize", p(&dir.join("missing.safetensors")), p(&out), "--bits", "8"]);
-    nc_err(&["quantize", p(&good), p(&dir.join("no/such/dir/o.safetensors")), "--bits", "8"]);
+    nc_err(&[
+        "quantize",
+        p(&dir.join("missing.safetensors")),
+        p(&out),
+        "--bits",
+        "8",
+    ]);
+    nc_err(&[
+        "quantize",
+        p(&good),
+        p(&dir.join("no/such/dir/o.safetensors")),
+        "--bits",
+        "8",
+    ]);
     assert_eq!(dir.files(), vec!["good.safetensors"]);
 }
 
@@ -267,19 +392,45 @@ fn include_exclude_and_pass_through_rules() {
         9,
     );
     let out = dir.join("o.safetensors");
-    let q = nc_json(&["quantize", p(&input), p(&out), "--bits", "8", "--exclude", "*embed*", "--json"]);
+    let q = nc_json(&[
+        "quantize",
+        p(&input),
+        p(&out),
+        "--bits",
+        "8",
+        "--exclude",
+        "*embed*",
+        "--json",
+    ]);
     let actions: Vec<(String, String)> = q["tensors"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|t| (t["name"].as_str().unwrap().to_string(), t["action"].as_str().unwrap().to_string()))
+        .map(|t| {
+            (
+                t["name"].as_str().unwrap().to_string(),
+                t["action"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     let action = |n: &str| actions.iter().find(|(a, _)| a == n).unwrap().1.clone();
     assert_eq!(action("embed.weight"), "pass (excluded)");
     assert_eq!(action("layer.bias"), "pass (1-D)");
     assert_eq!(action("ids"), "pass (non-float)");
-    assert!(action("layer.weight").starts_with("int8-sym-channel"), "{actions:?}");
+    assert!(
+        action("layer.weight").starts_with("int8-sym-channel"),
+        "{actions:?}"
+    );
     let out2 = dir.join("o2.safetensors");
-    let q = nc_json(&["quantize", p(&input), p(&out2), "--bits", "8", "--include", "embed.*", "--json"]);
+    let q = nc_json(&[
+        "quantize",
+        p(&input),
+        p(&out2),
+        "--bits",
+        "8",
+        "--include",
+        "embed.*",
+        "--json",
+    ]);
     assert_eq!(q["totals"]["transformed"], 1);
 }

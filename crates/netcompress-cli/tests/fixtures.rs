@@ -108,7 +108,7 @@ pub fn write_safetensors(path: &Path, specs: &[Spec], seed: u64) {
         offset += len;
     }
     let mut h = serde_json::to_vec(&serde_json::Value::Object(header)).unwrap();
-    while h.len() % 8 != 0 {
+    while !h.len().is_multiple_of(8) {
         h.push(b' ');
     }
     let mut f = BufWriter::with_capacity(1 << 20, File::create(path).unwrap());
@@ -148,13 +148,29 @@ pub fn model_specs() -> Vec<Spec> {
         let p = format!("model.layers.{l}");
         v.push(spec(&format!("{p}.input_layernorm.weight"), "F32", &[d]));
         for m in ["q", "k", "v", "o"] {
-            v.push(spec(&format!("{p}.self_attn.{m}_proj.weight"), "F32", &[d, d]));
+            v.push(spec(
+                &format!("{p}.self_attn.{m}_proj.weight"),
+                "F32",
+                &[d, d],
+            ));
         }
         v.push(spec(&format!("{p}.self_attn.q_proj.bias"), "F32", &[d]));
-        v.push(spec(&format!("{p}.post_attention_layernorm.weight"), "F32", &[d]));
-        v.push(spec(&format!("{p}.mlp.gate_proj.weight"), "F16", &[4 * d, d]));
+        v.push(spec(
+            &format!("{p}.post_attention_layernorm.weight"),
+            "F32",
+            &[d],
+        ));
+        v.push(spec(
+            &format!("{p}.mlp.gate_proj.weight"),
+            "F16",
+            &[4 * d, d],
+        ));
         v.push(spec(&format!("{p}.mlp.up_proj.weight"), "F16", &[4 * d, d]));
-        v.push(spec(&format!("{p}.mlp.down_proj.weight"), "F16", &[d, 4 * d]));
+        v.push(spec(
+            &format!("{p}.mlp.down_proj.weight"),
+            "F16",
+            &[d, 4 * d],
+        ));
     }
     v.push(spec("model.norm.weight", "F32", &[d]));
     v.push(spec("lm_head.weight", "BF16", &[1024, d]));

@@ -184,7 +184,7 @@ impl<F: Float> SlimmableNet<F> {
     ///
     /// # Errors
     ///
-    /// [`DynamicError::UnknownWidth`] for a width not configured.
+    /// [`DynamicError::UnknownWidth`](crate::DynamicError::UnknownWidth) for a width not configured.
     pub fn set_width(&mut self, w: f64) -> Result<()> {
         let i = width_index("SlimmableNet", &self.widths, w)?;
         let w = self.widths[i];

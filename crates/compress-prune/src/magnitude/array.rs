@@ -4,9 +4,7 @@ use compress_core::{CoreError, Float};
 use ndarray::{Array, ArrayRef, Dimension};
 
 use crate::error::check_sparsity;
-use crate::select::{
-    AbsKeys, Cut, abs_bucket, abs_key, cut_in, locate, select_cut, target_count,
-};
+use crate::select::{AbsKeys, Cut, abs_bucket, abs_key, cut_in, locate, select_cut, target_count};
 use crate::{Mask, Result};
 
 /// The magnitude cut of a slice: entries with `|w| < value` are pruned, plus the first `ties`
@@ -60,14 +58,84 @@ pub fn magnitude_threshold<F: Float>(values: &[F], sparsity: f64) -> Result<Thre
     })
 }
 
+/// "Strictly below the cut's bucket" for one bucket: for `f32` (where the bucket is the top
+/// 16 bits of `|v|`) it is the plain comparison `|v| < lo`, which vectorises; other types
+/// compare buckets.
+#[derive(Clone, Copy)]
+struct Below<F> {
+    bucket: usize,
+    lo: F,
+    exact: bool,
+}
+
+impl<F: Float> Below<F> {
+    fn new(bucket: usize) -> Self {
+        let exact = std::any::TypeId::of::<F>() == std::any::TypeId::of::<f32>();
+        let bound = |b: usize| {
+            F::lit(f64::from(f32::from_bits(
+                ((b as u32) << 15).min(0x7F80_0000),
+            )))
+        };
+        Self {
+            bucket,
+            lo: bound(bucket),
+            exact,
+        }
+    }
+
+    /// Writes `yes` into `out[j]` for the entries of `chunk` below the bucket and `no` for
+    /// the others.
+    #[inline]
+    fn write(self, chunk: &[F], out: &mut [F], yes: F, no: F) {
+        if self.exact {
+            for (o, &v) in out.iter_mut().zip(chunk) {
+                *o = if v.abs() < self.lo { yes } else { no };
+            }
+        } else {
+            for (o, &v) in out.iter_mut().zip(chunk) {
+                *o = if abs_bucket(v) < self.bucket { yes } else { no };
+            }
+        }
+    }
+
+    /// Zeroes the entries of `chunk` below the bucket.
+    #[inline]
+    fn zero(self, chunk: &mut [F]) {
+        if self.exact {
+            for v in chunk.iter_mut() {
+                if v.abs() < self.lo {
+                    *v = F::zero();
+                }
+            }
+        } else {
+            for v in chunk.iter_mut() {
+                if abs_bucket(*v) < self.bucket {
+                    *v = F::zero();
+                }
+            }
+        }
+    }
+
+    /// Pushes `(key, start + j)` for the entries of `chunk` in the bucket.
+    #[inline]
+    fn collect(self, chunk: &[F], start: usize, out: &mut Vec<(u64, usize)>) {
+        for (j, &v) in chunk.iter().enumerate() {
+            if abs_bucket(v) == self.bucket {
+                out.push((abs_key(v), start + j));
+            }
+        }
+    }
+}
+
 /// Two passes over `values`: the radix histogram locates the bucket of the cut; the second
-/// pass calls `bulk(i, pruned)` for every entry outside that bucket and collects the
-/// `(key, index)` pairs inside it, which are then resolved exactly (the first ties in order
-/// are pruned) and reported through `fix(i, pruned)`. Returns the number pruned.
+/// pass hands every chunk to `bulk` (which prunes the entries [`Below`] the bucket) and
+/// collects the `(key, index)` pairs inside the bucket, which are then resolved exactly (the
+/// first ties in order are pruned) and reported through `fix(i, pruned)`. Returns the number
+/// pruned.
 fn two_pass<F: Float>(
     values: &[F],
     sparsity: f64,
-    mut bulk: impl FnMut(&[F], usize, usize),
+    mut bulk: impl FnMut(&[F], usize, Below<F>),
     mut fix: impl FnMut(usize, bool),
 ) -> Result<usize> {
     check_sparsity("sparsity", sparsity)?;
@@ -79,19 +147,18 @@ fn two_pass<F: Float>(
         value: values[index].as_f64(),
     })?;
     let Some(at) = at else {
-        // Nothing to prune: no bucket is below bucket 0, so `bulk` keeps every entry.
-        bulk(values, 0, 0);
+        // Nothing to prune: nothing is below bucket 0.
+        let below = Below::new(0);
+        for (c, chunk) in values.chunks(CHUNK).enumerate() {
+            bulk(chunk, c * CHUNK, below);
+        }
         return Ok(0);
     };
+    let below = Below::new(at.bucket);
     let mut cand: Vec<(u64, usize)> = Vec::with_capacity(at.size);
     for (c, chunk) in values.chunks(CHUNK).enumerate() {
-        let start = c * CHUNK;
-        bulk(chunk, start, at.bucket);
-        for (i, &v) in chunk.iter().enumerate() {
-            if abs_bucket(v) == at.bucket {
-                cand.push((abs_key(v), start + i));
-            }
-        }
+        bulk(chunk, c * CHUNK, below);
+        below.collect(chunk, c * CHUNK, &mut cand);
     }
     let mut keys: Vec<u64> = cand.iter().map(|c| c.0).collect();
     let cut = cut_in(&mut keys, at.below, k);
@@ -117,11 +184,7 @@ const CHUNK: usize = 4096;
 ///
 /// As [`magnitude_threshold`], and [`CoreError::ShapeMismatch`] when `mask` has another
 /// length.
-pub fn magnitude_mask_into<F: Float>(
-    values: &[F],
-    sparsity: f64,
-    mask: &mut [F],
-) -> Result<usize> {
+pub fn magnitude_mask_into<F: Float>(values: &[F], sparsity: f64, mask: &mut [F]) -> Result<usize> {
     if mask.len() != values.len() {
         return Err(CoreError::shape("mask", &[values.len()], &[mask.len()]).into());
     }
@@ -130,11 +193,9 @@ pub fn magnitude_mask_into<F: Float>(
     two_pass(
         values,
         sparsity,
-        |chunk, start, bucket| {
+        |chunk, start, below| {
             let mut m = cell.borrow_mut();
-            for (m, &v) in m[start..start + chunk.len()].iter_mut().zip(chunk) {
-                *m = if abs_bucket(v) < bucket { zero } else { one };
-            }
+            below.write(chunk, &mut m[start..start + chunk.len()], zero, one);
         },
         |i, pruned| cell.borrow_mut()[i] = if pruned { zero } else { one },
     )
@@ -155,11 +216,11 @@ pub fn magnitude_mask_into<F: Float>(
 /// ```
 pub fn magnitude_prune_inplace<F: Float>(values: &mut [F], sparsity: f64) -> Result<usize> {
     let mut pruned_idx = Vec::new();
-    let mut below_bucket = None;
+    let mut cut_bucket = None;
     let k = two_pass(
         values,
         sparsity,
-        |_, _, bucket| below_bucket = Some(bucket),
+        |_, _, below| cut_bucket = Some(below),
         |i, pruned| {
             if pruned {
                 pruned_idx.push(i);
@@ -167,13 +228,9 @@ pub fn magnitude_prune_inplace<F: Float>(values: &mut [F], sparsity: f64) -> Res
         },
     )?;
     if k > 0
-        && let Some(b) = below_bucket
+        && let Some(below) = cut_bucket
     {
-        for v in values.iter_mut() {
-            if abs_bucket(*v) < b {
-                *v = F::zero();
-            }
-        }
+        below.zero(values);
         for i in pruned_idx {
             values[i] = F::zero();
         }

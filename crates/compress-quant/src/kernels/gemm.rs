@@ -193,7 +193,8 @@ fn tile_avx2(a: &[i32], b: &[i8], kp: usize, tile: &mut [i32; MR * NR]) {
 
 /// The AVX-VNNI micro-kernel: as [`tile_avx2`] with `vpdpwssd` (the fused, wrapping —
 /// not saturating — form of `vpmaddwd` + `vpaddd`), so the results are identical.
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", vnni_intrinsics))]
+#[allow(clippy::incompatible_msrv)] // only compiled on Rust >= 1.89 (see build.rs)
 #[target_feature(enable = "avx2,avxvnni")]
 fn tile_vnni(a: &[i32], b: &[i8], kp: usize, tile: &mut [i32; MR * NR]) {
     use std::arch::x86_64::{
@@ -229,7 +230,8 @@ fn tile_vnni(a: &[i32], b: &[i8], kp: usize, tile: &mut [i32; MR * NR]) {
 /// The AVX-512 VNNI micro-kernel: an `MR x 2 NR` tile over two adjacent B panels, 16 `i16`
 /// pairs per `zmm` (`vpmovsxbw` of 32 bytes) and `vpdpwssd` (wrapping, exact) per row and
 /// panel, so again identical to the portable arithmetic.
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", vnni_intrinsics))]
+#[allow(clippy::incompatible_msrv)] // only compiled on Rust >= 1.89 (see build.rs)
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 fn tile_avx512(a: &[i32], b0: &[i8], b1: &[i8], kp: usize, tile: &mut [i32; 2 * MR * NR]) {
     use std::arch::x86_64::{
@@ -268,26 +270,25 @@ enum Path {
     Portable,
     #[cfg(target_arch = "x86_64")]
     Avx2,
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(target_arch = "x86_64", vnni_intrinsics))]
     AvxVnni,
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(target_arch = "x86_64", vnni_intrinsics))]
     Avx512Vnni,
 }
 
 /// The fastest path this CPU supports.
 fn best_path() -> Path {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(target_arch = "x86_64", vnni_intrinsics))]
     {
-        if super::has_avx2()
-            && std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512bw")
-            && std::arch::is_x86_feature_detected!("avx512vnni")
-        {
+        if GemmKernel::Avx512Vnni.is_available() {
             return Path::Avx512Vnni;
         }
-        if super::has_avx2() && std::arch::is_x86_feature_detected!("avxvnni") {
+        if GemmKernel::AvxVnni.is_available() {
             return Path::AvxVnni;
         }
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
         if super::has_avx2() {
             return Path::Avx2;
         }
@@ -302,9 +303,9 @@ pub fn gemm_i8_kernel() -> &'static str {
         Path::Portable => "portable",
         #[cfg(target_arch = "x86_64")]
         Path::Avx2 => "avx2",
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(all(target_arch = "x86_64", vnni_intrinsics))]
         Path::AvxVnni => "avx-vnni",
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(all(target_arch = "x86_64", vnni_intrinsics))]
         Path::Avx512Vnni => "avx512-vnni",
     }
 }
@@ -321,7 +322,7 @@ fn run(a: &[i8], m: usize, b: &PackedB, c: &mut [i32], path: Path) {
     let rblocks = m.div_ceil(MR);
     let panels = n.div_ceil(NR);
     let mut tile = [0i32; MR * NR];
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(target_arch = "x86_64", vnni_intrinsics))]
     let mut wide = [0i32; 2 * MR * NR];
     for k0 in (0..kpairs).step_by(KC_PAIRS) {
         let kc = KC_PAIRS.min(kpairs - k0);
@@ -329,8 +330,9 @@ fn run(a: &[i8], m: usize, b: &PackedB, c: &mut [i32], path: Path) {
             let m1 = (m0 + MC_BLOCKS).min(rblocks);
             let mut p = 0;
             while p < panels {
-                let panel = |q: usize| &b.data[(q * kpairs + k0) * 2 * NR..(q * kpairs + k0 + kc) * 2 * NR];
-                #[cfg(target_arch = "x86_64")]
+                let panel =
+                    |q: usize| &b.data[(q * kpairs + k0) * 2 * NR..(q * kpairs + k0 + kc) * 2 * NR];
+                #[cfg(all(target_arch = "x86_64", vnni_intrinsics))]
                 if path == Path::Avx512Vnni && p + 1 < panels {
                     let (b0, b1) = (panel(p), panel(p + 1));
                     for rb in m0..m1 {
@@ -360,11 +362,11 @@ fn run(a: &[i8], m: usize, b: &PackedB, c: &mut [i32], path: Path) {
                         #[cfg(target_arch = "x86_64")]
                         // SAFETY: `Path::Avx2` is only chosen after a runtime AVX2 check.
                         Path::Avx2 => unsafe { tile_avx2(as_, bs, kc, &mut tile) },
-                        #[cfg(target_arch = "x86_64")]
+                        #[cfg(all(target_arch = "x86_64", vnni_intrinsics))]
                         // SAFETY: `Path::AvxVnni` is only chosen after runtime AVX2 and
                         // AVX-VNNI checks.
                         Path::AvxVnni => unsafe { tile_vnni(as_, bs, kc, &mut tile) },
-                        #[cfg(target_arch = "x86_64")]
+                        #[cfg(all(target_arch = "x86_64", vnni_intrinsics))]
                         // SAFETY: `Path::Avx512Vnni` is only chosen after a runtime AVX2 check
                         // (the last odd panel takes the AVX2 kernel).
                         Path::Avx512Vnni => unsafe { tile_avx2(as_, bs, kc, &mut tile) },
@@ -411,7 +413,8 @@ pub enum GemmKernel {
 }
 
 impl GemmKernel {
-    /// Whether the running CPU supports this kernel.
+    /// Whether the running CPU supports this kernel (and it was compiled in: the VNNI
+    /// kernels need Rust 1.89 or later).
     pub fn is_available(self) -> bool {
         #[cfg(target_arch = "x86_64")]
         {
@@ -419,10 +422,18 @@ impl GemmKernel {
             match self {
                 Self::Portable => true,
                 Self::Avx2 => has!("avx2"),
+                #[cfg(vnni_intrinsics)]
+                #[allow(clippy::incompatible_msrv)]
+                // Rust >= 1.89 only (see build.rs)
                 Self::AvxVnni => has!("avx2") && has!("avxvnni"),
+                #[cfg(vnni_intrinsics)]
+                #[allow(clippy::incompatible_msrv)]
+                // Rust >= 1.89 only (see build.rs)
                 Self::Avx512Vnni => {
                     has!("avx2") && has!("avx512f") && has!("avx512bw") && has!("avx512vnni")
                 }
+                #[cfg(not(vnni_intrinsics))]
+                Self::AvxVnni | Self::Avx512Vnni => false,
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -461,12 +472,12 @@ pub fn gemm_i8_with(
         GemmKernel::Portable => Path::Portable,
         #[cfg(target_arch = "x86_64")]
         GemmKernel::Avx2 => Path::Avx2,
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(all(target_arch = "x86_64", vnni_intrinsics))]
         GemmKernel::AvxVnni => Path::AvxVnni,
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(all(target_arch = "x86_64", vnni_intrinsics))]
         GemmKernel::Avx512Vnni => Path::Avx512Vnni,
-        #[cfg(not(target_arch = "x86_64"))]
-        _ => Path::Portable,
+        #[allow(unreachable_patterns)]
+        _ => Path::Portable, // unavailable kernels were rejected above
     };
     run(a, m, b, c, path);
     Ok(())

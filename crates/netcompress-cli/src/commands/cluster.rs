@@ -54,7 +54,10 @@ impl ClusterEncoder {
     /// [`CliError::Usage`] for bits outside 1..=8 or an invalid k-means configuration.
     pub(crate) fn new(a: &ClusterArgs) -> Result<Self> {
         if !(1..=8).contains(&a.bits) {
-            return Err(CliError::Usage(format!("--bits {} is not supported: use 1..=8", a.bits)));
+            return Err(CliError::Usage(format!(
+                "--bits {} is not supported: use 1..=8",
+                a.bits
+            )));
         }
         let g = if a.per_channel {
             ClusterGranularity::PerChannel
@@ -65,8 +68,13 @@ impl ClusterEncoder {
             .granularity(g)
             .preserve_sparsity(a.preserve_zeros)
             .max_iter(a.max_iter);
-        config.validate().map_err(|e| CliError::Usage(e.to_string()))?;
-        Ok(Self { args: a.clone(), config })
+        config
+            .validate()
+            .map_err(|e| CliError::Usage(e.to_string()))?;
+        Ok(Self {
+            args: a.clone(),
+            config,
+        })
     }
 }
 
@@ -90,7 +98,10 @@ impl Encoder for ClusterEncoder {
         let codes_bytes = if self.args.huffman {
             let codes = c.codes();
             let freqs = frequencies(&codes, k).map_err(|e| tensor_err(t, e))?;
-            extra.insert("entropy_bytes".into(), json!((entropy_bits(&freqs) / 8.0).ceil()));
+            extra.insert(
+                "entropy_bytes".into(),
+                json!((entropy_bits(&freqs) / 8.0).ceil()),
+            );
             let h = HuffmanEncoded::encode(&codes, k).map_err(|e| tensor_err(t, e))?;
             let hbytes = h.as_bytes().len() + k;
             extra.insert("huffman_bytes".into(), json!(hbytes));
@@ -105,7 +116,10 @@ impl Encoder for ClusterEncoder {
                 hbits = Some(h.bit_len());
                 h.as_bytes().to_vec()
             } else {
-                extra.insert("note".into(), json!("Huffman stream is not smaller; indices stored packed"));
+                extra.insert(
+                    "note".into(),
+                    json!("Huffman stream is not smaller; indices stored packed"),
+                );
                 packed
             }
         } else {
@@ -126,7 +140,11 @@ impl Encoder for ClusterEncoder {
             huffman_lengths: lengths_part,
             huffman_bits: hbits,
         };
-        Ok(Outcome::Encoded { encoding, parts, extra })
+        Ok(Outcome::Encoded {
+            encoding,
+            parts,
+            extra,
+        })
     }
 }
 

@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use clap::{Args, ValueEnum};
 
 use super::IoArgs;
+use super::byte_bar;
 use super::pipeline::{Summary, TensorReport, Totals, open_all, print_summary};
 use super::plan::Plan;
-use super::byte_bar;
 use crate::decode::decode;
 use crate::error::{CliError, Result};
 use crate::format::{TensorMeta, encode_values, tensor_metas};
@@ -47,7 +47,10 @@ pub(crate) struct DequantizeArgs {
 }
 
 /// Maps each part name to the tensor that owns it.
-fn owners(f: &SafetensorsFile, metas: &BTreeMap<String, TensorMeta>) -> Result<HashMap<String, String>> {
+fn owners(
+    f: &SafetensorsFile,
+    metas: &BTreeMap<String, TensorMeta>,
+) -> Result<HashMap<String, String>> {
     let mut owner = HashMap::new();
     for (name, m) in metas {
         if f.tensors.iter().any(|t| &t.name == name) {
@@ -58,7 +61,10 @@ fn owners(f: &SafetensorsFile, metas: &BTreeMap<String, TensorMeta>) -> Result<H
         }
         for p in m.encoding.parts() {
             if owner.insert(p.to_string(), name.clone()).is_some() {
-                return Err(CliError::format(f.path(), format!("part `{p}` is claimed twice")));
+                return Err(CliError::format(
+                    f.path(),
+                    format!("part `{p}` is claimed twice"),
+                ));
             }
         }
     }
@@ -107,8 +113,10 @@ pub(crate) fn dequantize(a: &DequantizeArgs) -> Result<Summary> {
                     continue;
                 }
                 let meta = &metas[name];
-                let values = decode(meta, f).map_err(|r| CliError::format(f.path(), format!("tensor `{name}`: {r}")))?;
-                let dtype = force.unwrap_or_else(|| Dtype::parse(&meta.dtype).unwrap_or(Dtype::F32));
+                let values = decode(meta, f)
+                    .map_err(|r| CliError::format(f.path(), format!("tensor `{name}`: {r}")))?;
+                let dtype =
+                    force.unwrap_or_else(|| Dtype::parse(&meta.dtype).unwrap_or(Dtype::F32));
                 let bytes = encode_values(&values, dtype);
                 drop(values);
                 w.add(name, dtype.name(), &meta.shape, &bytes)?;
@@ -154,7 +162,11 @@ pub(crate) fn dequantize(a: &DequantizeArgs) -> Result<Summary> {
                 name: t.name.clone(),
                 dtype: dtype.name().to_string(),
                 shape: t.shape.clone(),
-                action: if converted { "cast".into() } else { "pass".into() },
+                action: if converted {
+                    "cast".into()
+                } else {
+                    "pass".into()
+                },
                 bytes_in: t.nbytes(),
                 bytes_out,
                 error: None,
@@ -164,10 +176,16 @@ pub(crate) fn dequantize(a: &DequantizeArgs) -> Result<Summary> {
         if let Some(missing) = metas.keys().find(|k| !done.contains(*k)) {
             return Err(CliError::format(
                 f.path(),
-                format!("tensor `{missing}` is described in the metadata but none of its parts is stored"),
+                format!(
+                    "tensor `{missing}` is described in the metadata but none of its parts is stored"
+                ),
             ));
         }
-        written.push((out.clone(), w.names().map(String::from).collect::<Vec<_>>(), w.data_bytes()));
+        written.push((
+            out.clone(),
+            w.names().map(String::from).collect::<Vec<_>>(),
+            w.data_bytes(),
+        ));
         pendings.push(w.assemble()?);
     }
     totals.tensors = reports.len();
@@ -175,7 +193,10 @@ pub(crate) fn dequantize(a: &DequantizeArgs) -> Result<Summary> {
     if let Some(p) = plan.write_index(&written)? {
         pendings.push(p);
     }
-    let outputs = pendings.iter().map(|p| p.target().display().to_string()).collect();
+    let outputs = pendings
+        .iter()
+        .map(|p| p.target().display().to_string())
+        .collect();
     commit(pendings)?;
     bar.finish_and_clear();
     if totals.file_bytes_in > 0 {

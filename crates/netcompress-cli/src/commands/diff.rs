@@ -104,7 +104,11 @@ impl Logical {
                     Kind::Raw(t) => t.name.clone(),
                     Kind::Encoded(_) => parts[t.name.as_str()].to_string(),
                 };
-                entries.push(Entry { name, file: i, kind });
+                entries.push(Entry {
+                    name,
+                    file: i,
+                    kind,
+                });
             }
             files.push(f);
         }
@@ -206,7 +210,12 @@ fn row(name: &str, status: &'static str, a: Option<&Entry>, b: Option<&Entry>) -
 pub(crate) fn diff(a: &Path, b: &Path) -> Result<DiffReport> {
     let mut la = Logical::open(a)?;
     let mut lb = Logical::open(b)?;
-    let index: HashMap<String, usize> = lb.entries.iter().enumerate().map(|(i, e)| (e.name.clone(), i)).collect();
+    let index: HashMap<String, usize> = lb
+        .entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.name.clone(), i))
+        .collect();
     let mut used = vec![false; lb.entries.len()];
     let (mut rows, mut t, mut all) = (Vec::new(), DiffTotals::default(), ErrSums::default());
     for ea in la.entries.clone() {
@@ -257,15 +266,25 @@ pub(crate) fn diff(a: &Path, b: &Path) -> Result<DiffReport> {
             rows.push(row(&eb.name, "only_b", None, Some(eb)));
         }
     }
-    let errs: Vec<ErrMetrics> = rows.iter().filter_map(|r| r.error).filter(|e| !e.identical).collect();
+    let errs: Vec<ErrMetrics> = rows
+        .iter()
+        .filter_map(|r| r.error)
+        .filter(|e| !e.identical)
+        .collect();
     let sq: Vec<f64> = errs.iter().filter_map(|e| e.sqnr_db).collect();
     if !sq.is_empty() {
         t.mean_sqnr_db = Some(sq.iter().sum::<f64>() / sq.len() as f64);
         t.min_sqnr_db = sq.iter().copied().reduce(f64::min);
     }
     t.total_sqnr_db = all.metrics().sqnr_db;
-    t.max_rel_error = rows.iter().filter_map(|r| r.error.and_then(|e| e.rel_error)).reduce(f64::max);
-    t.min_cosine = rows.iter().filter_map(|r| r.error.map(|e| e.cosine)).reduce(f64::min);
+    t.max_rel_error = rows
+        .iter()
+        .filter_map(|r| r.error.and_then(|e| e.rel_error))
+        .reduce(f64::max);
+    t.min_cosine = rows
+        .iter()
+        .filter_map(|r| r.error.map(|e| e.cosine))
+        .reduce(f64::min);
     Ok(DiffReport {
         a: a.display().to_string(),
         b: b.display().to_string(),
@@ -281,7 +300,13 @@ pub(crate) fn diff(a: &Path, b: &Path) -> Result<DiffReport> {
 /// As [`diff`].
 pub(crate) fn run(args: &DiffArgs) -> Result<()> {
     let r = diff(&args.a, &args.b)?;
-    let w = r.tensors.iter().map(|d| d.name.len()).max().unwrap_or(0).max(6);
+    let w = r
+        .tensors
+        .iter()
+        .map(|d| d.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(6);
     println!(
         "{:<w$} {:<11} {:<18} {:>9} {:>10} {:>9} {:>10}",
         "tensor", "dtype", "shape", "SQNR dB", "rel err", "cosine", "max |err|"
@@ -289,21 +314,33 @@ pub(crate) fn run(args: &DiffArgs) -> Result<()> {
     for d in &r.tensors {
         let dt = match (&d.dtype_a, &d.dtype_b) {
             (Some(x), Some(y)) if x == y => x.clone(),
-            (x, y) => format!("{}/{}", x.as_deref().unwrap_or("-"), y.as_deref().unwrap_or("-")),
+            (x, y) => format!(
+                "{}/{}",
+                x.as_deref().unwrap_or("-"),
+                y.as_deref().unwrap_or("-")
+            ),
         };
         let cols = match (d.status, d.error, d.equal) {
-            ("compared", Some(e), _) if e.identical => format!("{:>9} {:>10} {:>9} {:>10}", "exact", "0", "1", "0"),
+            ("compared", Some(e), _) if e.identical => {
+                format!("{:>9} {:>10} {:>9} {:>10}", "exact", "0", "1", "0")
+            }
             ("compared", Some(e), _) => format!(
                 "{:>9} {:>10} {:>9.6} {:>10.3e}",
                 e.sqnr_db.map_or_else(|| "-".into(), |v| format!("{v:.2}")),
-                e.rel_error.map_or_else(|| "inf".into(), |v| format!("{v:.3e}")),
+                e.rel_error
+                    .map_or_else(|| "inf".into(), |v| format!("{v:.3e}")),
                 e.cosine,
                 e.max_abs_error
             ),
             ("compared", None, Some(eq)) => (if eq { "equal" } else { "DIFFERENT" }).to_string(),
             (s, _, _) => s.to_string(),
         };
-        println!("{:<w$} {:<11} {:<18} {cols}", d.name, dt, format!("{:?}", d.shape));
+        println!(
+            "{:<w$} {:<11} {:<18} {cols}",
+            d.name,
+            dt,
+            format!("{:?}", d.shape)
+        );
     }
     let t = &r.totals;
     let db = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.2} dB"));

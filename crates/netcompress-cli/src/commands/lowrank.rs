@@ -50,10 +50,19 @@ impl LowrankEncoder {
         let rule = match (a.energy, a.rank) {
             (Some(e), None) => RankRule::Energy(e),
             (None, Some(r)) => RankRule::Fixed(r),
-            _ => return Err(CliError::Usage("give exactly one of --energy and --rank".into())),
+            _ => {
+                return Err(CliError::Usage(
+                    "give exactly one of --energy and --rank".into(),
+                ));
+            }
         };
-        rule.validate().map_err(|e| CliError::Usage(format!("lowrank: {e}")))?;
-        let method = if a.exact { SvdMethod::Exact } else { SvdMethod::Auto };
+        rule.validate()
+            .map_err(|e| CliError::Usage(format!("lowrank: {e}")))?;
+        let method = if a.exact {
+            SvdMethod::Exact
+        } else {
+            SvdMethod::Auto
+        };
         Ok(Self { rule, method })
     }
 }
@@ -65,13 +74,18 @@ impl Encoder for LowrankEncoder {
         if let RankRule::Fixed(r) = self.rule
             && r.min(m).min(cols) * (m + cols) >= m * cols
         {
-            return Ok(Outcome::Keep(format!("rank {r} factors would not be smaller")));
+            return Ok(Outcome::Keep(format!(
+                "rank {r} factors would not be smaller"
+            )));
         }
         let a = ArrayView2::from_shape((m, cols), values).map_err(|e| tensor_err(t, e))?;
-        let svd = truncated_svd(a, self.rule, self.method, &t.name).map_err(|e| tensor_err(t, e))?;
+        let svd =
+            truncated_svd(a, self.rule, self.method, &t.name).map_err(|e| tensor_err(t, e))?;
         let r = svd.rank();
         if r * (m + cols) >= m * cols {
-            return Ok(Outcome::Keep(format!("rank {r} factors would not be smaller")));
+            return Ok(Outcome::Keep(format!(
+                "rank {r} factors would not be smaller"
+            )));
         }
         let (u, v) = svd.balanced_factors();
         let mut extra = Map::new();
@@ -101,7 +115,11 @@ impl Encoder for LowrankEncoder {
             u: part_name(&t.name, "u"),
             v: part_name(&t.name, "v"),
         };
-        Ok(Outcome::Encoded { encoding, parts, extra })
+        Ok(Outcome::Encoded {
+            encoding,
+            parts,
+            extra,
+        })
     }
 }
 

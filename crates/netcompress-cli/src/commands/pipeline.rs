@@ -15,7 +15,9 @@ use super::plan::Plan;
 use super::{IoArgs, byte_bar, command_line, fmt_bytes};
 use crate::decode::{Part, decode};
 use crate::error::{CliError, Result};
-use crate::format::{COMMAND_KEY, Encoding, FORMAT_KEY, FORMAT_VERSION, TENSOR_KEY_PREFIX, TensorMeta};
+use crate::format::{
+    COMMAND_KEY, Encoding, FORMAT_KEY, FORMAT_VERSION, TENSOR_KEY_PREFIX, TensorMeta,
+};
 use crate::safetensors_io::{SafetensorsFile, TensorInfo, bytes_to_f32};
 use crate::select::Selector;
 use crate::writer::{ShardWriter, commit};
@@ -206,7 +208,10 @@ fn pass_through(f: &mut SafetensorsFile, w: &mut ShardWriter, t: &TensorInfo) ->
 
 /// Opens every shard of a plan (validating all headers before anything is written).
 pub(crate) fn open_all(plan: &Plan) -> Result<Vec<SafetensorsFile>> {
-    plan.shards.iter().map(|(i, _)| SafetensorsFile::open(i)).collect()
+    plan.shards
+        .iter()
+        .map(|(i, _)| SafetensorsFile::open(i))
+        .collect()
 }
 
 /// Runs `enc` over the checkpoint `io.input`, writing `io.output`.
@@ -214,7 +219,12 @@ pub(crate) fn open_all(plan: &Plan) -> Result<Vec<SafetensorsFile>> {
 /// # Errors
 ///
 /// Planning, reading, encoding and writing errors; on error no output is left behind.
-pub(crate) fn run_encode(command: &str, io: &IoArgs, sel: &Selector, enc: &mut dyn Encoder) -> Result<Summary> {
+pub(crate) fn run_encode(
+    command: &str,
+    io: &IoArgs,
+    sel: &Selector,
+    enc: &mut dyn Encoder,
+) -> Result<Summary> {
     let plan = Plan::new(&io.input, &io.output, io.force)?;
     let mut files = open_all(&plan)?;
     for f in &files {
@@ -225,7 +235,10 @@ pub(crate) fn run_encode(command: &str, io: &IoArgs, sel: &Selector, enc: &mut d
             )));
         }
     }
-    let names: Vec<&str> = files.iter().flat_map(|f| f.tensors.iter().map(|t| t.name.as_str())).collect();
+    let names: Vec<&str> = files
+        .iter()
+        .flat_map(|f| f.tensors.iter().map(|t| t.name.as_str()))
+        .collect();
     for g in sel.unmatched(&names) {
         eprintln!("warning: pattern `{g}` matches no tensor");
     }
@@ -252,7 +265,11 @@ pub(crate) fn run_encode(command: &str, io: &IoArgs, sel: &Selector, enc: &mut d
         for t in f.tensors.clone() {
             totals.tensors += 1;
             totals.bytes_in += t.nbytes();
-            totals.bytes_in_f32 += if t.dtype.is_float() { 4 * t.numel() as u64 } else { t.nbytes() };
+            totals.bytes_in_f32 += if t.dtype.is_float() {
+                4 * t.numel() as u64
+            } else {
+                t.nbytes()
+            };
             let r = encode_one(f, &mut w, &t, sel, enc, &mut all)?;
             if r.error.is_some() {
                 totals.transformed += 1;
@@ -263,14 +280,21 @@ pub(crate) fn run_encode(command: &str, io: &IoArgs, sel: &Selector, enc: &mut d
             reports.push(r);
             bar.inc(t.nbytes());
         }
-        written.push((out.clone(), w.names().map(String::from).collect::<Vec<_>>(), w.data_bytes()));
+        written.push((
+            out.clone(),
+            w.names().map(String::from).collect::<Vec<_>>(),
+            w.data_bytes(),
+        ));
         pendings.push(w.assemble()?);
     }
     totals.file_bytes_out = pendings.iter().map(|p| p.bytes()).sum();
     if let Some(p) = plan.write_index(&written)? {
         pendings.push(p);
     }
-    let outputs = pendings.iter().map(|p| p.target().display().to_string()).collect();
+    let outputs = pendings
+        .iter()
+        .map(|p| p.target().display().to_string())
+        .collect();
     commit(pendings)?;
     bar.finish_and_clear();
     finish_totals(&mut totals, &reports, &all);
@@ -292,14 +316,27 @@ fn header_estimate(f: &SafetensorsFile, sel: &Selector, line: &str) -> u64 {
         .iter()
         .map(|t| {
             let name = t.name.len() as u64;
-            if sel.check(t).is_ok() { 8 * name + 750 } else { name + 120 }
+            if sel.check(t).is_ok() {
+                8 * name + 750
+            } else {
+                name + 120
+            }
         })
         .sum();
-    let meta: u64 = f.metadata.iter().map(|(k, v)| (k.len() + v.len() + 8) as u64).sum();
+    let meta: u64 = f
+        .metadata
+        .iter()
+        .map(|(k, v)| (k.len() + v.len() + 8) as u64)
+        .sum();
     per + meta + line.len() as u64 + 256
 }
 
-fn prepass(files: &mut [SafetensorsFile], sel: &Selector, enc: &mut dyn Encoder, bar: &ProgressBar) -> Result<()> {
+fn prepass(
+    files: &mut [SafetensorsFile],
+    sel: &Selector,
+    enc: &mut dyn Encoder,
+    bar: &ProgressBar,
+) -> Result<()> {
     for f in files.iter_mut() {
         for t in f.tensors.clone() {
             if sel.check(&t).is_ok() {
@@ -330,7 +367,10 @@ fn encode_one(
             shape: t.shape.clone(),
             encoding: s.encoding,
         };
-        w.set_metadata(format!("{TENSOR_KEY_PREFIX}{}", t.name), serde_json::to_string(&meta)?);
+        w.set_metadata(
+            format!("{TENSOR_KEY_PREFIX}{}", t.name),
+            serde_json::to_string(&meta)?,
+        );
         all.add(&s.sums);
         let mut r = report(t, meta.encoding.label(), s.bytes_out);
         r.extra = s.extra;
@@ -351,7 +391,11 @@ fn encode_one(
             pass_through(f, w, t)?;
             return Ok(report(t, format!("pass ({reason})"), t.nbytes()));
         }
-        Outcome::Dense { bytes, action, extra } => {
+        Outcome::Dense {
+            bytes,
+            action,
+            extra,
+        } => {
             drop(raw);
             let sums = ErrSums::of(&values, &bytes_to_f32(&bytes, t.dtype));
             w.add(&t.name, t.dtype.name(), &t.shape, &bytes)?;
@@ -359,15 +403,23 @@ fn encode_one(
             r.extra = extra;
             (r, sums)
         }
-        Outcome::Encoded { encoding, parts, extra } => {
+        Outcome::Encoded {
+            encoding,
+            parts,
+            extra,
+        } => {
             drop(raw);
             let meta = TensorMeta {
                 dtype: t.dtype.name().to_string(),
                 shape: t.shape.clone(),
                 encoding,
             };
-            let back = decode(&meta, &mut parts.as_slice())
-                .map_err(|e| CliError::format(f.path(), format!("tensor `{}`: encoded data does not decode: {e}", t.name)))?;
+            let back = decode(&meta, &mut parts.as_slice()).map_err(|e| {
+                CliError::format(
+                    f.path(),
+                    format!("tensor `{}`: encoded data does not decode: {e}", t.name),
+                )
+            })?;
             let sums = ErrSums::of(&values, &back);
             drop(back);
             let mut bytes_out = 0;
@@ -375,7 +427,10 @@ fn encode_one(
                 w.add(&p.name, p.dtype.name(), &p.shape, &p.bytes)?;
                 bytes_out += p.bytes.len() as u64;
             }
-            w.set_metadata(format!("{TENSOR_KEY_PREFIX}{}", t.name), serde_json::to_string(&meta)?);
+            w.set_metadata(
+                format!("{TENSOR_KEY_PREFIX}{}", t.name),
+                serde_json::to_string(&meta)?,
+            );
             let mut r = report(t, meta.encoding.label(), bytes_out);
             r.extra = extra;
             (r, sums)
@@ -401,14 +456,21 @@ fn finish_totals(totals: &mut Totals, reports: &[TensorReport], all: &ErrSums) {
         totals.min_sqnr_db = sq.iter().copied().reduce(f64::min);
     }
     totals.total_sqnr_db = all.metrics().sqnr_db;
-    let pruned: u64 = reports.iter().filter_map(|r| r.extra.get("pruned").and_then(Value::as_u64)).sum();
+    let pruned: u64 = reports
+        .iter()
+        .filter_map(|r| r.extra.get("pruned").and_then(Value::as_u64))
+        .sum();
     if reports.iter().any(|r| r.extra.contains_key("pruned")) {
         let n: u64 = reports
             .iter()
             .filter(|r| r.error.is_some())
             .map(|r| r.shape.iter().product::<usize>() as u64)
             .sum();
-        totals.sparsity = Some(if n == 0 { 0.0 } else { pruned as f64 / n as f64 });
+        totals.sparsity = Some(if n == 0 {
+            0.0
+        } else {
+            pruned as f64 / n as f64
+        });
     }
 }
 
@@ -418,7 +480,13 @@ fn finish_totals(totals: &mut Totals, reports: &[TensorReport], all: &ErrSums) {
 ///
 /// [`CliError::Json`] if serialization fails.
 pub(crate) fn print_summary(s: &Summary, json: bool) -> Result<()> {
-    let w = s.tensors.iter().map(|r| r.name.len()).max().unwrap_or(0).max(6);
+    let w = s
+        .tensors
+        .iter()
+        .map(|r| r.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(6);
     println!(
         "{:<w$} {:<5} {:<18} {:<28} {:>10} {:>10} {:>8}",
         "tensor", "dtype", "shape", "action", "in", "out", "SQNR dB"
@@ -452,7 +520,9 @@ pub(crate) fn print_summary(s: &Summary, json: bool) -> Result<()> {
             fmt_bytes(t.file_bytes_out),
         );
     } else {
-        let sparsity = t.sparsity.map_or_else(String::new, |v| format!(", sparsity {:.2}%", 100.0 * v));
+        let sparsity = t
+            .sparsity
+            .map_or_else(String::new, |v| format!(", sparsity {:.2}%", 100.0 * v));
         println!(
             "{}: {} tensors ({} transformed, {} passed through); {} -> {} ({:.2}% of the input, {:.2}% of its f32 size); mean SQNR {}, min {}{sparsity}",
             s.command,

@@ -37,7 +37,10 @@ fn canonical(path: &Path) -> Result<PathBuf> {
     let name = path
         .file_name()
         .ok_or_else(|| CliError::Usage(format!("{}: not a file name", path.display())))?;
-    Ok(parent.canonicalize().map_err(|e| CliError::io(parent, e))?.join(name))
+    Ok(parent
+        .canonicalize()
+        .map_err(|e| CliError::io(parent, e))?
+        .join(name))
 }
 
 /// Output shard names for `n` shards written beside the index `out_index`:
@@ -111,22 +114,16 @@ impl Plan {
         })
     }
 
-    /// All output paths (shards, then the index).
-    pub(crate) fn outputs(&self) -> Vec<PathBuf> {
-        self.shards
-            .iter()
-            .map(|(_, o)| o.clone())
-            .chain(self.index.as_ref().map(|(_, o)| o.clone()))
-            .collect()
-    }
-
     /// The new index for the written shards: the input index's `metadata` object with
     /// `total_size` replaced, and a `weight_map` from every written tensor to its shard.
     ///
     /// # Errors
     ///
     /// [`CliError::Format`] when a tensor name appears in two shards; I/O errors.
-    pub(crate) fn write_index(&self, written: &[(PathBuf, Vec<String>, u64)]) -> Result<Option<Pending>> {
+    pub(crate) fn write_index(
+        &self,
+        written: &[(PathBuf, Vec<String>, u64)],
+    ) -> Result<Option<Pending>> {
         let Some((in_index, out_index)) = &self.index else {
             return Ok(None);
         };

@@ -140,10 +140,15 @@ impl PruneEncoder {
     /// than magnitude, or an N:M pattern that the sparsity does not give.
     pub(crate) fn new(a: &PruneArgs) -> Result<Self> {
         if !(0.0..1.0).contains(&a.sparsity) {
-            return Err(CliError::Usage(format!("--sparsity {} must be in [0, 1)", a.sparsity)));
+            return Err(CliError::Usage(format!(
+                "--sparsity {} must be in [0, 1)",
+                a.sparsity
+            )));
         }
         if a.global && a.method != MethodArg::Magnitude {
-            return Err(CliError::Usage("--global only applies to --method magnitude".into()));
+            return Err(CliError::Usage(
+                "--global only applies to --method magnitude".into(),
+            ));
         }
         if a.method == MethodArg::Nm {
             let n = a.m as f64 * (1.0 - a.sparsity);
@@ -163,7 +168,10 @@ impl PruneEncoder {
 
     fn keep_mask(&mut self, t: &TensorInfo, values: &[f32]) -> Result<Vec<bool>> {
         if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-            return Err(tensor_err(t, format!("non-finite value {} at flat index {i}", values[i])));
+            return Err(tensor_err(
+                t,
+                format!("non-finite value {} at flat index {i}", values[i]),
+            ));
         }
         Ok(match self.args.method {
             MethodArg::Magnitude => match &self.global {
@@ -186,23 +194,31 @@ impl PruneEncoder {
                 }
                 None => {
                     let mut mask = vec![0.0f32; values.len()];
-                    magnitude_mask_into(values, self.args.sparsity, &mut mask).map_err(|e| tensor_err(t, e))?;
+                    magnitude_mask_into(values, self.args.sparsity, &mut mask)
+                        .map_err(|e| tensor_err(t, e))?;
                     mask.iter().map(|&m| m != 0.0).collect()
                 }
             },
             MethodArg::Nm => {
                 let n = (self.args.m as f64 * (1.0 - self.args.sparsity)).round() as usize;
-                let w = ArrayD::from_shape_vec(IxDyn(&t.shape), values.to_vec()).map_err(|e| tensor_err(t, e))?;
-                let mask = nm_mask(&w, n, self.args.m, None, &t.name).map_err(|e| tensor_err(t, e))?;
+                let w = ArrayD::from_shape_vec(IxDyn(&t.shape), values.to_vec())
+                    .map_err(|e| tensor_err(t, e))?;
+                let mask =
+                    nm_mask(&w, n, self.args.m, None, &t.name).map_err(|e| tensor_err(t, e))?;
                 mask.array().iter().map(|&m| m != 0.0).collect()
             }
             MethodArg::Rows => {
-                let w = ArrayD::from_shape_vec(IxDyn(&t.shape), values.to_vec()).map_err(|e| tensor_err(t, e))?;
+                let w = ArrayD::from_shape_vec(IxDyn(&t.shape), values.to_vec())
+                    .map_err(|e| tensor_err(t, e))?;
                 let norms = unit_norms(&w, 2);
                 let mut row_mask = vec![0.0f64; norms.len()];
-                magnitude_mask_into(&norms, self.args.sparsity, &mut row_mask).map_err(|e| tensor_err(t, e))?;
+                magnitude_mask_into(&norms, self.args.sparsity, &mut row_mask)
+                    .map_err(|e| tensor_err(t, e))?;
                 let inner = values.len() / norms.len();
-                row_mask.iter().flat_map(|&m| std::iter::repeat_n(m != 0.0, inner)).collect()
+                row_mask
+                    .iter()
+                    .flat_map(|&m| std::iter::repeat_n(m != 0.0, inner))
+                    .collect()
             }
         })
     }
@@ -227,7 +243,10 @@ impl Encoder for PruneEncoder {
 
     fn observe(&mut self, t: &TensorInfo, values: &[f32]) -> Result<()> {
         if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-            return Err(tensor_err(t, format!("non-finite value {} at flat index {i}", values[i])));
+            return Err(tensor_err(
+                t,
+                format!("non-finite value {} at flat index {i}", values[i]),
+            ));
         }
         if let Some(g) = &mut self.global {
             g.observe(values);
@@ -256,7 +275,10 @@ impl Encoder for PruneEncoder {
         let u8d = Dtype::Other("U8", 1);
         if self.args.method == MethodArg::Rows && !self.args.dense {
             let inner = n / t.shape[0];
-            let rows: Vec<u32> = (0..t.shape[0]).filter(|&r| keep[r * inner]).map(|r| r as u32).collect();
+            let rows: Vec<u32> = (0..t.shape[0])
+                .filter(|&r| keep[r * inner])
+                .map(|r| r as u32)
+                .collect();
             let mut vals = Vec::with_capacity(rows.len() * inner * size);
             for &r in &rows {
                 let r = r as usize;
@@ -282,11 +304,19 @@ impl Encoder for PruneEncoder {
                 rows: part_name(&t.name, "rows"),
                 values: part_name(&t.name, "values"),
             };
-            return Ok(Outcome::Encoded { encoding, parts, extra });
+            return Ok(Outcome::Encoded {
+                encoding,
+                parts,
+                extra,
+            });
         }
         let sparse_bytes = n.div_ceil(8) + nnz * size;
         if self.args.dense || sparse_bytes >= raw.len() {
-            let action = if self.args.dense { "pruned (dense)" } else { "pruned (dense: sparse is not smaller)" };
+            let action = if self.args.dense {
+                "pruned (dense)"
+            } else {
+                "pruned (dense: sparse is not smaller)"
+            };
             return Ok(Outcome::Dense {
                 bytes: zeroed(raw, &keep, size),
                 action: action.into(),
@@ -320,7 +350,11 @@ impl Encoder for PruneEncoder {
             mask: part_name(&t.name, "mask"),
             values: part_name(&t.name, "values"),
         };
-        Ok(Outcome::Encoded { encoding, parts, extra })
+        Ok(Outcome::Encoded {
+            encoding,
+            parts,
+            extra,
+        })
     }
 }
 

@@ -95,7 +95,10 @@ impl QuantizeEncoder {
     /// non-group granularity.
     pub(crate) fn new(a: &QuantizeArgs) -> Result<Self> {
         if !(2..=8).contains(&a.bits) {
-            return Err(CliError::Usage(format!("--bits {} is not supported: use 8, 4, 3 or 2", a.bits)));
+            return Err(CliError::Usage(format!(
+                "--bits {} is not supported: use 8, 4, 3 or 2",
+                a.bits
+            )));
         }
         let granularity = a.granularity.unwrap_or(if a.group_size.is_some() {
             GranularityArg::Group
@@ -150,7 +153,9 @@ impl QuantizeEncoder {
                         note = Some(format!("group size {g} does not divide {last}; used {d}"));
                         s.per_group(d)
                     } else {
-                        note = Some(format!("group size {g} does not divide {last}; used per-channel"));
+                        note = Some(format!(
+                            "group size {g} does not divide {last}; used per-channel"
+                        ));
                         s.per_channel(0)
                     }
                 }
@@ -173,7 +178,11 @@ fn int_encoding(name: &str, s: IntScheme) -> Encoding {
     let (granularity, axis, group_size) = granularity_fields(s.granularity);
     Encoding::Int {
         bits: s.bits,
-        scheme: if s.affine { SchemeName::Affine } else { SchemeName::Sym },
+        scheme: if s.affine {
+            SchemeName::Affine
+        } else {
+            SchemeName::Sym
+        },
         granularity,
         axis,
         group_size,
@@ -184,7 +193,11 @@ fn int_encoding(name: &str, s: IntScheme) -> Encoding {
 }
 
 fn scale_dtype(s: IntScheme) -> Dtype {
-    if s.scale_dtype == ScaleDtype::F16 { Dtype::F16 } else { Dtype::F32 }
+    if s.scale_dtype == ScaleDtype::F16 {
+        Dtype::F16
+    } else {
+        Dtype::F32
+    }
 }
 
 impl QuantizeEncoder {
@@ -193,7 +206,12 @@ impl QuantizeEncoder {
     /// pass, so every chunk gets exactly the codes, scales and zero points of the whole
     /// tensor. Chunks hold a multiple of 8 rows, so their packed codes (and zero points)
     /// concatenate byte-exactly. Each chunk is dequantized again to measure the error.
-    fn stream(&self, t: &TensorInfo, f: &mut SafetensorsFile, w: &mut ShardWriter) -> Result<Option<Streamed>> {
+    fn stream(
+        &self,
+        t: &TensorInfo,
+        f: &mut SafetensorsFile,
+        w: &mut ShardWriter,
+    ) -> Result<Option<Streamed>> {
         let (scheme, note) = self.scheme_for(&t.shape);
         if matches!(scheme.granularity, Granularity::PerChannel { axis } if axis != 0) {
             return Ok(None);
@@ -209,7 +227,14 @@ impl QuantizeEncoder {
                 let cr = chunk_rows.min(rows - r0);
                 f.read_f32_range(t, r0 * inner, cr * inner, &mut scratch, &mut chunk)?;
                 if let Some(i) = chunk.iter().position(|v| !v.is_finite()) {
-                    return Err(tensor_err(t, format!("non-finite value {} at flat index {}", chunk[i], r0 * inner + i)));
+                    return Err(tensor_err(
+                        t,
+                        format!(
+                            "non-finite value {} at flat index {}",
+                            chunk[i],
+                            r0 * inner + i
+                        ),
+                    ));
                 }
                 for &v in &chunk {
                     lo = lo.min(v);
@@ -221,7 +246,12 @@ impl QuantizeEncoder {
             None
         };
         let codes_len = packed_len(n, scheme.bits);
-        w.begin(&part_name(&t.name, "codes"), "U8", &[codes_len], codes_len as u64)?;
+        w.begin(
+            &part_name(&t.name, "codes"),
+            "U8",
+            &[codes_len],
+            codes_len as u64,
+        )?;
         let (mut scales, mut zps, mut sums) = (Vec::new(), Vec::new(), ErrSums::default());
         for r0 in (0..rows).step_by(chunk_rows) {
             let cr = chunk_rows.min(rows - r0);
@@ -244,7 +274,12 @@ impl QuantizeEncoder {
         }
         let sd = scale_dtype(scheme);
         let scale_bytes = encode_values(&scales, sd);
-        w.add(&part_name(&t.name, "scales"), sd.name(), &[scales.len()], &scale_bytes)?;
+        w.add(
+            &part_name(&t.name, "scales"),
+            sd.name(),
+            &[scales.len()],
+            &scale_bytes,
+        )?;
         let mut bytes_out = (codes_len + scale_bytes.len()) as u64;
         if scheme.affine {
             let z = pack_bits(&zps, scheme.bits);
@@ -270,7 +305,12 @@ fn extra_of(s: IntScheme, note: Option<String>) -> Map<String, Value> {
 }
 
 impl Encoder for QuantizeEncoder {
-    fn encode_stream(&mut self, t: &TensorInfo, f: &mut SafetensorsFile, w: &mut ShardWriter) -> Result<Option<Streamed>> {
+    fn encode_stream(
+        &mut self,
+        t: &TensorInfo,
+        f: &mut SafetensorsFile,
+        w: &mut ShardWriter,
+    ) -> Result<Option<Streamed>> {
         self.stream(t, f, w)
     }
 
@@ -286,7 +326,12 @@ impl Encoder for QuantizeEncoder {
 }
 
 /// The parts and encoding of a quantized tensor.
-pub(crate) fn qtensor_outcome(name: &str, q: &QTensor, s: IntScheme, note: Option<String>) -> Outcome {
+pub(crate) fn qtensor_outcome(
+    name: &str,
+    q: &QTensor,
+    s: IntScheme,
+    note: Option<String>,
+) -> Outcome {
     let sd = scale_dtype(s);
     let u8d = Dtype::Other("U8", 1);
     let mut parts = vec![
@@ -337,7 +382,12 @@ mod tests {
     use crate::writer::{commit, f32_bytes};
     use proptest::prelude::*;
 
-    fn args(bits: u32, granularity: GranularityArg, group_size: Option<usize>, scheme: SchemeArg) -> QuantizeArgs {
+    fn args(
+        bits: u32,
+        granularity: GranularityArg,
+        group_size: Option<usize>,
+        scheme: SchemeArg,
+    ) -> QuantizeArgs {
         QuantizeArgs {
             io: IoArgs {
                 input: "in".into(),
@@ -379,12 +429,12 @@ mod tests {
             let dir = std::env::temp_dir().join(format!("nc-stream-{}", std::process::id()));
             std::fs::create_dir_all(&dir).unwrap();
             let (inp, out) = (dir.join("in.safetensors"), dir.join("out.safetensors"));
-            let mut w = ShardWriter::create(&inp).unwrap();
+            let mut w = ShardWriter::with_reserve(&inp, 0).unwrap();
             w.add("w", "F32", &shape, &f32_bytes(x)).unwrap();
             commit(vec![w.assemble().unwrap()]).unwrap();
             let mut f = SafetensorsFile::open(&inp).unwrap();
             let t = f.tensors[0].clone();
-            let mut w = ShardWriter::create(&out).unwrap();
+            let mut w = ShardWriter::with_reserve(&out, 256).unwrap();
             let s = enc.encode_stream(&t, &mut f, &mut w).unwrap().unwrap();
             commit(vec![w.assemble().unwrap()]).unwrap();
             let Outcome::Encoded { encoding, parts, .. } = enc.encode(&t, x, &[]).unwrap() else {

@@ -116,7 +116,7 @@ pub(crate) fn run_early_exit(ctx: &Ctx) -> Result<Report> {
     let mut runs = Vec::new();
     let (mut acc_dyn, mut acc_static, mut acc_last, mut macs_dyn) =
         (vec![], vec![], vec![], vec![]);
-    let mut fractions = vec![0.0; 3];
+    let mut fractions = [0.0; 3];
     let mut curve = Value::Null;
     let mut entropy = Value::Null;
     let mut full_macs = 0;

@@ -5,10 +5,10 @@
 
 mod arch;
 mod baseline;
-mod distill;
-mod prune;
 mod cluster;
+mod distill;
 mod dynamic;
+mod prune;
 mod quant;
 
 use std::path::PathBuf;
@@ -63,7 +63,10 @@ impl Ctx {
     pub(crate) fn load_images(&self) -> Result<(Dataset<f32>, Dataset<f32>)> {
         let (tr, te) = self.load_flat()?;
         let side = self.image_side();
-        Ok((tr.reshaped(&[1, side, side])?, te.reshaped(&[1, side, side])?))
+        Ok((
+            tr.reshaped(&[1, side, side])?,
+            te.reshaped(&[1, side, side])?,
+        ))
     }
 
     /// 8 for digits, 28 for MNIST.
@@ -139,7 +142,13 @@ pub(crate) struct Report {
 
 impl Report {
     /// A report for `ctx`.
-    pub(crate) fn new(name: &str, ctx: &Ctx, baseline: Metrics, compressed: Metrics, extra: Value) -> Self {
+    pub(crate) fn new(
+        name: &str,
+        ctx: &Ctx,
+        baseline: Metrics,
+        compressed: Metrics,
+        extra: Value,
+    ) -> Self {
         Self {
             experiment: name.to_string(),
             data: ctx.data_name().to_string(),
@@ -269,10 +278,16 @@ pub(crate) const REGISTRY: &[Experiment] = &[
 
 /// Looks an experiment up by name.
 pub(crate) fn find(name: &str) -> Result<&'static Experiment> {
-    REGISTRY.iter().find(|e| e.name == name).ok_or_else(|| CliError::Usage(format!(
-        "unknown experiment `{name}`; known: {}",
-        REGISTRY.iter().map(|e| e.name).collect::<Vec<_>>().join(", ")
-    )))
+    REGISTRY.iter().find(|e| e.name == name).ok_or_else(|| {
+        CliError::Usage(format!(
+            "unknown experiment `{name}`; known: {}",
+            REGISTRY
+                .iter()
+                .map(|e| e.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })
 }
 
 /// Test accuracy of a model on a data set (eval mode, batches of 512).

@@ -280,12 +280,24 @@ pub(crate) fn run_qat(ctx: &Ctx) -> Result<Report> {
             "qat_gain_points": 100.0 * (best - ptq_acc),
         }));
     }
+    // Control: the f32 model fine-tuned the same way (extra epochs help it too).
+    let mut control = copy_of(ctx, Arch::Mlp, &net)?;
+    let control_acc = train_sgd(
+        ctx,
+        "f32 control",
+        &mut control,
+        &train,
+        &test,
+        epochs,
+        0.01,
+    )?;
     let baseline = Metrics::dense_f32(&net, &[ctx.input_dim()], acc)?;
     let mut compressed = baseline;
     compressed.accuracy = best4.0;
     compressed.bytes = best4.1;
     let extra = json!({
         "f32_accuracy": acc,
+        "f32_fine_tuned_accuracy": control_acc,
         "fine_tune_epochs": epochs,
         "schemes": rows,
         "targets": {
