@@ -15,7 +15,7 @@
 //! assert!(net.num_params() < before);
 //! ```
 //!
-//! **MSRV:** 1.88
+//! **MSRV:** 1.89
 //!
 //! Other crates: `compress-core` (traits), `compress-nn` (layers and training), and the
 //! `netcompress` facade.

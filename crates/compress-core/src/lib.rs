@@ -25,7 +25,7 @@
 //! - `proptest`: public proptest strategies ([`strategies`]) for tensors with chosen shapes,
 //!   ranges and special values, and random small models.
 //!
-//! **MSRV:** 1.88
+//! **MSRV:** 1.89
 //!
 //! Other crates: `compress-nn` (layers and training), `compress-prune`, `compress-quant`,
 //! `compress-distill`, `compress-arch`, `compress-dynamic`, and the `netcompress` facade.

@@ -28,7 +28,7 @@
 //! assert!((out.loss - (0.9 * 16.0 * out.kl + 0.1 * out.ce)).abs() < 1e-12);
 //! ```
 //!
-//! **MSRV:** 1.88
+//! **MSRV:** 1.89
 #![doc(test(attr(deny(warnings))))]
 
 mod distiller;

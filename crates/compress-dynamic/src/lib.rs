@@ -48,7 +48,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! **MSRV:** 1.88
+//! **MSRV:** 1.89
 //!
 //! Other crates: `compress-core` (traits), `compress-nn` (layers and training), and the
 //! `netcompress` facade.

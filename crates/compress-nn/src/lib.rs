@@ -28,7 +28,7 @@
 //! assert_eq!(net.cost(&[4]).unwrap().macs, 4 * 8 + 8 * 3);
 //! ```
 //!
-//! **MSRV:** 1.88
+//! **MSRV:** 1.89
 #![doc(test(attr(deny(warnings))))]
 
 pub mod data;

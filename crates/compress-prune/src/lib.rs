@@ -21,7 +21,7 @@
 //! net.bake(); // masks become plain zeros
 //! ```
 //!
-//! **MSRV:** 1.88
+//! **MSRV:** 1.89
 #![doc(test(attr(deny(warnings))))]
 
 mod error;

@@ -117,6 +117,8 @@ fn sparse_linear_matches_masked_dense_model() {
     );
     let sparse = out(&mut net, &x);
     assert!(max_diff(&dense, &sparse) < 1e-5);
+    let l0 = net.get::<SparseLinear<f32>>(0).unwrap();
+    assert_eq!(l0.storage_bytes(), l0.to_csr().storage_bytes() + 40 * 4);
     let after = net.cost(&[30]).unwrap();
     assert_eq!(after.macs as usize, before.nonzero_params - 40 - 7);
     assert!(after.macs < before.macs / 6);

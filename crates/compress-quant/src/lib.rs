@@ -2,7 +2,7 @@
 //! training, integer kernels, k-means weight clustering, Huffman coding, binary and ternary
 //! weights.
 //!
-//! **MSRV:** 1.88
+//! **MSRV:** 1.89
 #![doc(test(attr(deny(warnings))))]
 
 mod error;

@@ -8,6 +8,10 @@ use ndarray::{ArrayD, IxDyn};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 /// A tensor of `shape` with seeded uniform values in `[-1, 1)`.
+///
+/// # Panics
+///
+/// Never: the value count equals the shape's product.
 pub fn seeded_tensor<F: Float>(shape: &[usize], seed: u64) -> ArrayD<F> {
     let mut rng = StdRng::seed_from_u64(seed);
     let n: usize = shape.iter().product();

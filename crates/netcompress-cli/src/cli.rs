@@ -60,6 +60,9 @@ enum Command {
     Cluster(crate::commands::cluster::ClusterArgs),
     /// Factorizes weights into two low-rank factors by truncated SVD (energy or rank).
     Lowrank(crate::commands::lowrank::LowrankArgs),
+    /// Sweeps a technique's strength on the embedded digits (or MNIST) and reports (and
+    /// plots, with --plot) accuracy against sparsity, bits, temperature or MACs.
+    Sweep(crate::sweep::SweepArgs),
     /// Compares two checkpoints tensor by tensor: SQNR, relative error, cosine similarity.
     Diff(crate::commands::diff::DiffArgs),
     /// Runs every experiment on the embedded digits (fast settings) and prints one table.
@@ -115,6 +118,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
         Command::Prune(a) => crate::commands::prune::run(&a),
         Command::Cluster(a) => crate::commands::cluster::run(&a),
         Command::Lowrank(a) => crate::commands::lowrank::run(&a),
+        Command::Sweep(a) => crate::sweep::run(&a),
         Command::Diff(a) => crate::commands::diff::run(&a),
         Command::Demo { seed, only, json } => crate::demo::run(seed, only.as_deref(), json),
     }

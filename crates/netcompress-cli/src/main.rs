@@ -11,9 +11,11 @@ mod error;
 mod experiments;
 mod format;
 mod inspect;
+mod plot;
 mod progress;
 mod safetensors_io;
 mod select;
+mod sweep;
 mod writer;
 
 use std::process::ExitCode;

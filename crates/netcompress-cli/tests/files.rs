@@ -235,6 +235,7 @@ fn sharded_checkpoints_give_sharded_outputs() {
         "--json",
     ]);
     assert!(inspect["totals"]["tensors"].as_u64().unwrap() > model_specs().len() as u64);
+    assert!(!inspect["compressed"].as_object().unwrap().is_empty(), "{inspect}");
 }
 
 #[test]

@@ -3,3 +3,4 @@
 mod experiments;
 mod files;
 mod fixtures;
+mod sweep;

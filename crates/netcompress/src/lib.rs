@@ -41,7 +41,7 @@
 //!
 //! With no features only [`core`] is available.
 //!
-//! **MSRV:** 1.88
+//! **MSRV:** 1.89
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 

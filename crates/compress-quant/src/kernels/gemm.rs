@@ -193,8 +193,7 @@ fn tile_avx2(a: &[i32], b: &[i8], kp: usize, tile: &mut [i32; MR * NR]) {
 
 /// The AVX-VNNI micro-kernel: as [`tile_avx2`] with `vpdpwssd` (the fused, wrapping —
 /// not saturating — form of `vpmaddwd` + `vpaddd`), so the results are identical.
-#[cfg(all(target_arch = "x86_64", vnni_intrinsics))]
-#[allow(clippy::incompatible_msrv)] // only compiled on Rust >= 1.89 (see build.rs)
+#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,avxvnni")]
 fn tile_vnni(a: &[i32], b: &[i8], kp: usize, tile: &mut [i32; MR * NR]) {
     use std::arch::x86_64::{
@@ -230,8 +229,7 @@ fn tile_vnni(a: &[i32], b: &[i8], kp: usize, tile: &mut [i32; MR * NR]) {
 /// The AVX-512 VNNI micro-kernel: an `MR x 2 NR` tile over two adjacent B panels, 16 `i16`
 /// pairs per `zmm` (`vpmovsxbw` of 32 bytes) and `vpdpwssd` (wrapping, exact) per row and
 /// panel, so again identical to the portable arithmetic.
-#[cfg(all(target_arch = "x86_64", vnni_intrinsics))]
-#[allow(clippy::incompatible_msrv)] // only compiled on Rust >= 1.89 (see build.rs)
+#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 fn tile_avx512(a: &[i32], b0: &[i8], b1: &[i8], kp: usize, tile: &mut [i32; 2 * MR * NR]) {
     use std::arch::x86_64::{
@@ -270,15 +268,15 @@ enum Path {
     Portable,
     #[cfg(target_arch = "x86_64")]
     Avx2,
-    #[cfg(all(target_arch = "x86_64", vnni_intrinsics))]
+    #[cfg(target_arch = "x86_64")]
     AvxVnni,
-    #[cfg(all(target_arch = "x86_64", vnni_intrinsics))]
+    #[cfg(target_arch = "x86_64")]
     Avx512Vnni,
 }
 
 /// The fastest path this CPU supports.
 fn best_path() -> Path {
-    #[cfg(all(target_arch = "x86_64", vnni_intrinsics))]
+    #[cfg(target_arch = "x86_64")]
     {
         if GemmKernel::Avx512Vnni.is_available() {
             return Path::Avx512Vnni;
@@ -303,9 +301,9 @@ pub fn gemm_i8_kernel() -> &'static str {
         Path::Portable => "portable",
         #[cfg(target_arch = "x86_64")]
         Path::Avx2 => "avx2",
-        #[cfg(all(target_arch = "x86_64", vnni_intrinsics))]
+        #[cfg(target_arch = "x86_64")]
         Path::AvxVnni => "avx-vnni",
-        #[cfg(all(target_arch = "x86_64", vnni_intrinsics))]
+        #[cfg(target_arch = "x86_64")]
         Path::Avx512Vnni => "avx512-vnni",
     }
 }
@@ -322,7 +320,7 @@ fn run(a: &[i8], m: usize, b: &PackedB, c: &mut [i32], path: Path) {
     let rblocks = m.div_ceil(MR);
     let panels = n.div_ceil(NR);
     let mut tile = [0i32; MR * NR];
-    #[cfg(all(target_arch = "x86_64", vnni_intrinsics))]
+    #[cfg(target_arch = "x86_64")]
     let mut wide = [0i32; 2 * MR * NR];
     for k0 in (0..kpairs).step_by(KC_PAIRS) {
         let kc = KC_PAIRS.min(kpairs - k0);
@@ -332,7 +330,7 @@ fn run(a: &[i8], m: usize, b: &PackedB, c: &mut [i32], path: Path) {
             while p < panels {
                 let panel =
                     |q: usize| &b.data[(q * kpairs + k0) * 2 * NR..(q * kpairs + k0 + kc) * 2 * NR];
-                #[cfg(all(target_arch = "x86_64", vnni_intrinsics))]
+                #[cfg(target_arch = "x86_64")]
                 if path == Path::Avx512Vnni && p + 1 < panels {
                     let (b0, b1) = (panel(p), panel(p + 1));
                     for rb in m0..m1 {
@@ -362,11 +360,11 @@ fn run(a: &[i8], m: usize, b: &PackedB, c: &mut [i32], path: Path) {
                         #[cfg(target_arch = "x86_64")]
                         // SAFETY: `Path::Avx2` is only chosen after a runtime AVX2 check.
                         Path::Avx2 => unsafe { tile_avx2(as_, bs, kc, &mut tile) },
-                        #[cfg(all(target_arch = "x86_64", vnni_intrinsics))]
+                        #[cfg(target_arch = "x86_64")]
                         // SAFETY: `Path::AvxVnni` is only chosen after runtime AVX2 and
                         // AVX-VNNI checks.
                         Path::AvxVnni => unsafe { tile_vnni(as_, bs, kc, &mut tile) },
-                        #[cfg(all(target_arch = "x86_64", vnni_intrinsics))]
+                        #[cfg(target_arch = "x86_64")]
                         // SAFETY: `Path::Avx512Vnni` is only chosen after a runtime AVX2 check
                         // (the last odd panel takes the AVX2 kernel).
                         Path::Avx512Vnni => unsafe { tile_avx2(as_, bs, kc, &mut tile) },
@@ -413,8 +411,7 @@ pub enum GemmKernel {
 }
 
 impl GemmKernel {
-    /// Whether the running CPU supports this kernel (and it was compiled in: the VNNI
-    /// kernels need Rust 1.89 or later).
+    /// Whether the running CPU supports this kernel.
     pub fn is_available(self) -> bool {
         #[cfg(target_arch = "x86_64")]
         {
@@ -422,18 +419,10 @@ impl GemmKernel {
             match self {
                 Self::Portable => true,
                 Self::Avx2 => has!("avx2"),
-                #[cfg(vnni_intrinsics)]
-                #[allow(clippy::incompatible_msrv)]
-                // Rust >= 1.89 only (see build.rs)
                 Self::AvxVnni => has!("avx2") && has!("avxvnni"),
-                #[cfg(vnni_intrinsics)]
-                #[allow(clippy::incompatible_msrv)]
-                // Rust >= 1.89 only (see build.rs)
                 Self::Avx512Vnni => {
                     has!("avx2") && has!("avx512f") && has!("avx512bw") && has!("avx512vnni")
                 }
-                #[cfg(not(vnni_intrinsics))]
-                Self::AvxVnni | Self::Avx512Vnni => false,
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -472,9 +461,9 @@ pub fn gemm_i8_with(
         GemmKernel::Portable => Path::Portable,
         #[cfg(target_arch = "x86_64")]
         GemmKernel::Avx2 => Path::Avx2,
-        #[cfg(all(target_arch = "x86_64", vnni_intrinsics))]
+        #[cfg(target_arch = "x86_64")]
         GemmKernel::AvxVnni => Path::AvxVnni,
-        #[cfg(all(target_arch = "x86_64", vnni_intrinsics))]
+        #[cfg(target_arch = "x86_64")]
         GemmKernel::Avx512Vnni => Path::Avx512Vnni,
         #[allow(unreachable_patterns)]
         _ => Path::Portable, // unavailable kernels were rejected above

@@ -108,7 +108,8 @@ impl ErrSums {
             f64::INFINITY
         };
         let cosine = if self.signal > 0.0 && self.other > 0.0 {
-            self.dot / (self.signal.sqrt() * self.other.sqrt())
+            // Clamped: the f32 block sums can overshoot 1 by a few ulps.
+            (self.dot / (self.signal.sqrt() * self.other.sqrt())).clamp(-1.0, 1.0)
         } else if self.signal == self.other {
             1.0
         } else {
