@@ -4,4 +4,12 @@
 
 mod suites;
 
-criterion::criterion_main!(suites::arch::benches, suites::distill::benches, suites::dynamic::benches, suites::nn::benches, suites::prune::benches, suites::quant::benches, suites::quant_cluster::benches);
+criterion::criterion_main!(
+    suites::arch::benches,
+    suites::distill::benches,
+    suites::dynamic::benches,
+    suites::nn::benches,
+    suites::prune::benches,
+    suites::quant::benches,
+    suites::quant_cluster::benches
+);

@@ -51,6 +51,9 @@ fn fixture() -> (EarlyExitNet<f32>, Thresholds, ndarray::ArrayD<f32>) {
 
 fn early_exit(c: &mut Criterion) {
     let (mut net, thresholds, x) = fixture();
+    if std::env::var_os("DYN_DIAG").is_some() {
+        diag(&mut net, &thresholds, &x);
+    }
     let n = x.shape()[0];
     let mut group = c.benchmark_group("dynamic");
     group.throughput(Throughput::Elements(n as u64));
@@ -69,6 +72,78 @@ fn early_exit(c: &mut Criterion) {
         b.iter(|| net.forward(black_box(&x), Mode::Eval).expect("forward"));
     });
     group.finish();
+}
+
+/// TEMP diagnostic (DYN_DIAG=1): median times of the pieces.
+fn diag(net: &mut EarlyExitNet<f32>, thr: &Thresholds, x: &ndarray::ArrayD<f32>) {
+    use std::time::Instant;
+    fn med(mut f: impl FnMut()) -> f64 {
+        let mut v = Vec::new();
+        for _ in 0..5 {
+            let t = Instant::now();
+            for _ in 0..400 {
+                f();
+            }
+            v.push(t.elapsed().as_secs_f64() / 400.0 * 1e6);
+        }
+        v.sort_by(f64::total_cmp);
+        v[2]
+    }
+    let mut rng = StdRng::seed_from_u64(9);
+    let mut l1 = Linear::<f32>::new(64, 64, true, &mut rng);
+    let mut relu = ReLU::<f32>::new();
+    let mut head = Linear::<f32>::new(64, 10, true, &mut rng);
+    let mut l2 = Linear::<f32>::new(64, 128, true, &mut rng);
+    let mut l3 = Linear::<f32>::new(128, 128, true, &mut rng);
+    let mut head3 = Linear::<f32>::new(128, 10, true, &mut rng);
+    let h = l1.forward(x, Mode::Eval).unwrap();
+    let h2 = l2.forward(&h, Mode::Eval).unwrap();
+    let lg = head.forward(&h, Mode::Eval).unwrap();
+    let lg2 = lg.clone().into_dimensionality::<ndarray::Ix2>().unwrap();
+    let t0 = Thresholds::uniform(ExitRule::MaxSoftmax, 3, 0.0);
+    for _ in 0..3 {
+        eprintln!(
+            "full {:.1} infer {:.1} infer_tau0 {:.1} | lin64x64 {:.1} relu {:.1} head64x10 {:.1} lin64x128 {:.1} lin128x128 {:.1} head128x10 {:.1} scores {:.1} select20 {:.1}",
+            med(|| {
+                black_box(net.forward(x, Mode::Eval).unwrap());
+            }),
+            med(|| {
+                black_box(net.infer(x, thr).unwrap());
+            }),
+            med(|| {
+                black_box(net.infer(x, &t0).unwrap());
+            }),
+            med(|| {
+                black_box(l1.forward(x, Mode::Eval).unwrap());
+            }),
+            med(|| {
+                black_box(relu.forward(&h, Mode::Eval).unwrap());
+            }),
+            med(|| {
+                black_box(head.forward(&h, Mode::Eval).unwrap());
+            }),
+            med(|| {
+                black_box(l2.forward(&h, Mode::Eval).unwrap());
+            }),
+            med(|| {
+                black_box(l3.forward(&h2, Mode::Eval).unwrap());
+            }),
+            med(|| {
+                black_box(head3.forward(&h2, Mode::Eval).unwrap());
+            }),
+            med(|| {
+                black_box(ExitRule::MaxSoftmax.scores(&lg2));
+            }),
+            med(|| {
+                black_box(h.select(
+                    ndarray::Axis(0),
+                    &[
+                        1, 5, 9, 13, 17, 21, 25, 29, 33, 37, 41, 45, 49, 53, 57, 61, 65, 69, 73, 77,
+                    ],
+                ));
+            }),
+        );
+    }
 }
 
 criterion_group!(benches, early_exit);

@@ -6,11 +6,9 @@ use compress_arch::blocks::{
     ShuffleUnit, XceptionBlock, XceptionConfig,
 };
 use compress_core::{CoreError, Layer, Mode, Module};
-use compress_testkit::seeded_tensor;
+use compress_testkit::{GradCheck, seeded_tensor};
 use ndarray::{ArrayD, IxDyn};
 use rand::{SeedableRng, rngs::StdRng};
-
-use crate::common::grad_error;
 
 fn rng() -> StdRng {
     StdRng::seed_from_u64(11)
@@ -33,7 +31,7 @@ fn check<L: Layer<f64>>(mut layer: L, x_shape: &[usize], out_shape: &[usize]) {
         "{}",
         layer.name()
     );
-    let err = grad_error(&mut layer, &x);
+    let err = GradCheck::new().layer(&mut layer, &x).max_error();
     assert!(err < 1e-5, "{}: gradient error {err}", layer.name());
 }
 

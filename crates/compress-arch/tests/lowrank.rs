@@ -9,23 +9,15 @@ use compress_arch::lowrank::{
 use compress_core::{CoreError, Layer, Mode, Module};
 use compress_nn::models::mlp;
 use compress_nn::{Conv2d, Conv2dConfig, Linear, Sequential, Sgd, TrainConfig, Trainer};
-use compress_testkit::seeded_tensor;
+use compress_testkit::{GradCheck, seeded_matrix, seeded_tensor};
 use ndarray::{Array2, ArrayD, Ix2};
 use proptest::prelude::*;
 use rand::{SeedableRng, rngs::StdRng};
 
-use crate::common::grad_error;
-
-fn matrix(m: usize, n: usize, seed: u64) -> Array2<f64> {
-    seeded_tensor::<f64>(&[m, n], seed)
-        .into_dimensionality::<Ix2>()
-        .unwrap()
-}
-
 /// `U diag(s) V^T` with orthonormal U, V from QR-free construction: a product of a
 /// random matrix with a decaying diagonal.
 fn decaying(m: usize, n: usize, decay: f64, seed: u64) -> Array2<f64> {
-    let a = matrix(m, n, seed);
+    let a = seeded_matrix::<f64>(m, n, seed);
     let svd = svd_exact(a.view(), "a").unwrap();
     let s = ndarray::Array1::from_shape_fn(svd.rank(), |i| (-(i as f64) / decay).exp());
     let us = &svd.u * &s.view().insert_axis(ndarray::Axis(0));
@@ -43,7 +35,7 @@ proptest! {
     /// singular values, and no random rank-r matrix does better.
     #[test]
     fn eckart_young(m in 1usize..20, n in 1usize..20, r in 1usize..20, seed in 0u64..1000) {
-        let a = matrix(m, n, seed);
+        let a = seeded_matrix::<f64>(m, n, seed);
         let full = svd_exact(a.view(), "a").unwrap();
         let vals: Vec<f64> = full.s.to_vec();
         prop_assert!(vals.windows(2).all(|w| w[0] >= w[1]));
@@ -61,14 +53,14 @@ proptest! {
             prop_assert!((utu[[i, j]] - e).abs() < 1e-9 && (vvt[[i, j]] - e).abs() < 1e-9);
         }}
         // A random rank-r competitor is never better.
-        let x = matrix(m, r, seed + 1).dot(&matrix(r, n, seed + 2));
+        let x = seeded_matrix::<f64>(m, r, seed + 1).dot(&seeded_matrix::<f64>(r, n, seed + 2));
         prop_assert!(fro(&(&a - &x)) >= dropped - 1e-9);
     }
 
     /// The energy rule picks the smallest rank reaching the fraction.
     #[test]
     fn energy_rule_is_minimal(m in 2usize..16, n in 2usize..16, f in 0.05f64..1.0, seed in 0u64..500) {
-        let a = matrix(m, n, seed);
+        let a = seeded_matrix::<f64>(m, n, seed);
         let t = truncated_svd(a.view(), RankRule::Energy(f), SvdMethod::Exact, "a").unwrap();
         prop_assert!(t.kept_energy_fraction() >= f - 1e-9);
         if t.rank() > 1 {
@@ -90,7 +82,7 @@ proptest! {
     /// The randomized SVD's error follows from its energies and is never below optimal.
     #[test]
     fn randomized_error_is_consistent(m in 8usize..40, n in 8usize..40, k in 1usize..8, seed in 0u64..200) {
-        let a = matrix(m, n, seed);
+        let a = seeded_matrix::<f64>(m, n, seed);
         let t = randomized_svd(a.view(), k, 4, 1, seed, "a").unwrap();
         let direct = fro(&(&a - &t.reconstruct()));
         prop_assert!((direct - t.frobenius_error()).abs() <= 1e-8 * (1.0 + fro(&a)));
@@ -140,7 +132,7 @@ fn randomized_energy_rule_grows_the_sketch() {
 
 #[test]
 fn f32_matches_f64() {
-    let a = matrix(50, 30, 9);
+    let a = seeded_matrix::<f64>(50, 30, 9);
     let a32 = a.mapv(|x| x as f32);
     let t64 = svd_exact(a.view(), "a").unwrap();
     let t32 = svd_exact(a32.view(), "a").unwrap();
@@ -151,7 +143,7 @@ fn f32_matches_f64() {
 
 #[test]
 fn bad_input_is_an_error() {
-    let mut a = matrix(4, 3, 0);
+    let mut a = seeded_matrix::<f64>(4, 3, 0);
     a[[1, 2]] = f64::NAN;
     assert!(matches!(
         svd_exact(a.view(), "w"),
@@ -162,7 +154,7 @@ fn bad_input_is_an_error() {
         truncated_svd(e.view(), RankRule::Fixed(1), SvdMethod::Exact, "w"),
         Err(ArchError::Core(CoreError::Empty { .. }))
     ));
-    let a = matrix(4, 3, 0);
+    let a = seeded_matrix::<f64>(4, 3, 0);
     for rule in [
         RankRule::Fixed(0),
         RankRule::Energy(0.0),
@@ -218,7 +210,7 @@ fn low_rank_linear_gradients() {
     let lin = Linear::<f64>::new(6, 5, true, &mut rng);
     let (mut lr, _) = factorize_linear(&lin, &LowRankConfig::new(RankRule::Fixed(2)), "l").unwrap();
     let x = seeded_tensor::<f64>(&[3, 6], 8);
-    assert!(grad_error(&mut lr, &x) < 1e-6);
+    assert!(GradCheck::new().layer(&mut lr, &x).max_error() < 1e-6);
 }
 
 #[test]
@@ -298,7 +290,7 @@ fn conv_factorization() {
     assert_eq!(c.output_shape, vec![5, 3, 3]);
     assert_eq!(c.macs, (2 * (27 + 5) * 9) as u64);
     assert_eq!(c.params, 2 * (27 + 5) + 5);
-    assert!(grad_error(&mut lr, &x) < 1e-6);
+    assert!(GradCheck::new().layer(&mut lr, &x).max_error() < 1e-6);
     // Grouped convolutions are refused.
     let g = Conv2d::<f64>::new(Conv2dConfig::new(4, 4, 3).groups(2), &mut rng).unwrap();
     assert!(matches!(

@@ -1,6 +1,5 @@
 //! Integration tests of compress-arch.
 
 mod blocks;
-mod common;
 mod cost;
 mod lowrank;

@@ -72,7 +72,9 @@ fn arr(v: &[f64]) -> ArrayD<f64> {
 #[test]
 fn mismatched_parametrization_is_rejected() {
     let mut p = Param::new(arr(&[1.0, 2.0]));
-    let err = p.push_parametrization(Box::new(Mask(arr(&[1.0])))).unwrap_err();
+    let err = p
+        .push_parametrization(Box::new(Mask(arr(&[1.0]))))
+        .unwrap_err();
     assert!(matches!(err, CoreError::ShapeMismatch { .. }));
     assert!(p.parametrizations().is_empty());
 }
@@ -91,8 +93,13 @@ fn bake_makes_effective_permanent_and_find_downcasts() {
 #[test]
 fn update_projects_after_the_step() {
     let mut p = Param::new(arr(&[1.0, 1.0]));
-    p.push_parametrization(Box::new(Mask(arr(&[1.0, 0.0])))).unwrap();
-    assert_eq!(p.value(), &arr(&[1.0, 0.0]), "attaching projects immediately");
+    p.push_parametrization(Box::new(Mask(arr(&[1.0, 0.0]))))
+        .unwrap();
+    assert_eq!(
+        p.value(),
+        &arr(&[1.0, 0.0]),
+        "attaching projects immediately"
+    );
     p.accumulate_grad(arr(&[1.0, 1.0])).unwrap();
     // A step that would move the masked weight (e.g. weight decay or stale momentum).
     p.update(0.1, |w, _| w.mapv_inplace(|x| x + 5.0));

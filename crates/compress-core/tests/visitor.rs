@@ -59,13 +59,18 @@ fn visit_mut_stops_at_first_error() {
     let mut b = block();
     let mut seen = 0;
     let err = b
-        .visit_mut(&mut ParamPath::root(), &mut |path: &ParamPath, _: &mut Param<f32>| {
-            seen += 1;
-            if path.to_string() == "bias" {
-                return Err(CoreError::MissingParam { path: path.to_string() });
-            }
-            Ok(())
-        })
+        .visit_mut(
+            &mut ParamPath::root(),
+            &mut |path: &ParamPath, _: &mut Param<f32>| {
+                seen += 1;
+                if path.to_string() == "bias" {
+                    return Err(CoreError::MissingParam {
+                        path: path.to_string(),
+                    });
+                }
+                Ok(())
+            },
+        )
         .unwrap_err();
     assert_eq!(seen, 2);
     assert!(err.to_string().contains("`bias`"));
@@ -80,7 +85,10 @@ fn load_state_round_trips_and_names_bad_paths() {
     assert_eq!(b.weight.value()[[0, 0]], 7.0);
     state[1].1 = ArrayD::zeros(vec![3]);
     let err = b.load_state(&state).unwrap_err();
-    assert!(matches!(err, CoreError::ShapeMismatch { ref path, .. } if path == "bias"), "{err}");
+    assert!(
+        matches!(err, CoreError::ShapeMismatch { ref path, .. } if path == "bias"),
+        "{err}"
+    );
     state.remove(1);
     let err = b.load_state(&state).unwrap_err();
     assert!(matches!(err, CoreError::MissingParam { ref path } if path == "bias"));
@@ -93,7 +101,10 @@ fn filter_defaults_skip_bias_and_norm() {
     assert!(!f.matches("0.bias", ParamKind::Bias));
     assert!(!f.matches("1.weight", ParamKind::Norm));
     assert!(!f.matches("1.running_mean", ParamKind::Buffer));
-    let f = ParamFilter::new().include("enc*").exclude("*.3.*").with_bias(true);
+    let f = ParamFilter::new()
+        .include("enc*")
+        .exclude("*.3.*")
+        .with_bias(true);
     assert!(f.matches("enc.0.bias", ParamKind::Bias));
     assert!(!f.matches("enc.3.weight", ParamKind::Weight));
     assert!(!f.matches("dec.0.weight", ParamKind::Weight));

@@ -1,10 +1,9 @@
 //! The Distiller: frozen teacher, teacher cache, parametrized students, reports.
 
-use std::any::Any;
 use std::sync::{Arc, Mutex};
 
 use compress_core::{
-    Cost, Layer, Mode, Module, Param, ParamPath, ParamVisitor, ParamVisitorMut, Parametrization,
+    Cost, Layer, Mode, Module, Param, ParamPath, ParamVisitor, ParamVisitorMut,
     Result as CoreResult,
 };
 use compress_distill::{
@@ -14,6 +13,7 @@ use compress_nn::data::digits;
 use compress_nn::models::mlp;
 use compress_nn::train::evaluate;
 use compress_nn::{Dataset, Sequential, Sgd, TrainConfig, Trainer};
+use compress_testkit::FixedMask;
 use ndarray::{ArrayD, ArrayRef, IxDyn};
 use rand::{SeedableRng, rngs::StdRng};
 
@@ -50,36 +50,6 @@ impl Layer<f32> for ModeSpy {
     }
     fn cost(&self, input_shape: &[usize]) -> CoreResult<Cost> {
         self.inner.cost(input_shape)
-    }
-}
-
-/// A tiny pruning mask: `w * m` forward, `g * m` backward, pruned weights kept at zero.
-#[derive(Debug, Clone)]
-struct Mask {
-    m: ArrayD<f32>,
-}
-
-impl Parametrization<f32> for Mask {
-    fn name(&self) -> &'static str {
-        "test_mask"
-    }
-    fn forward(&self, input: &ArrayD<f32>) -> ArrayD<f32> {
-        input * &self.m
-    }
-    fn backward(&self, _: &ArrayD<f32>, g: ArrayD<f32>) -> ArrayD<f32> {
-        g * &self.m
-    }
-    fn project(&self, stored: &mut ArrayD<f32>) {
-        *stored *= &self.m;
-    }
-    fn clone_box(&self) -> Box<dyn Parametrization<f32>> {
-        Box::new(self.clone())
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-    fn as_any_mut(&mut self) -> &mut dyn Any {
-        self
     }
 }
 
@@ -219,7 +189,7 @@ fn pruned_student_keeps_its_mask_while_distilled() {
         &mut |path: &ParamPath, p: &mut Param<f32>| {
             if path.leaf() == "weight" {
                 let m = ArrayD::from_shape_fn(p.shape(), |ix| ((ix[0] + ix[1]) % 2) as f32);
-                p.push_parametrization(Box::new(Mask { m }))?;
+                p.push_parametrization(Box::new(FixedMask::new(m)))?;
             }
             Ok(())
         },

@@ -3,11 +3,12 @@
 use compress_core::CoreError;
 use compress_distill::{DistillError, KdConfig, kd_loss, kl_div};
 use compress_nn::loss::softmax_cross_entropy;
+use compress_testkit::{assert_grad_close, fd_grad};
 use ndarray::{Array2, array};
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
-use crate::common::{assert_grad_close, fd_grad, logits_with_labels};
+use crate::common::logits_with_labels;
 
 fn cfg(t: f64, alpha: f64) -> KdConfig {
     KdConfig::new(t, alpha).unwrap()
@@ -139,6 +140,6 @@ proptest! {
         let c = cfg(temp, alpha);
         let out = kd_loss(&s, &t, &y, &c).unwrap();
         let num = fd_grad(|x| kd_loss(x, &t, &y, &c).unwrap().loss, &s, 1e-5);
-        assert_grad_close(&out.grad, &num, 1e-6);
+        assert_grad_close(&out.grad, &num, 1e-6, 1e-6);
     }
 }

@@ -121,16 +121,11 @@ fn joint_training_on_digits_and_calibrated_savings() {
     let (train, test) = digits::<f32>().unwrap();
     let (train, valid) = train.split_stratified(0.2, 3).unwrap();
     let mut rng = StdRng::seed_from_u64(0);
-    let blk = |i, o, rng: &mut StdRng| {
-        compress_nn::Sequential::<f32>::new()
-            .with(Linear::new(i, o, true, rng))
-            .with(compress_nn::ReLU::new())
-    };
     let mut net = EarlyExitNet::new(&[64])
-        .with_stage(blk(64, 32, &mut rng))
+        .with_stage(block(64, 32, &mut rng))
         .with_exit(Linear::new(32, 10, true, &mut rng))
-        .with_stage(blk(32, 96, &mut rng))
-        .with_stage(blk(96, 96, &mut rng))
+        .with_stage(block(32, 96, &mut rng))
+        .with_stage(block(96, 96, &mut rng))
         .with_exit(Linear::new(96, 10, true, &mut rng));
     let cfg = ExitTrainConfig {
         epochs: 8,

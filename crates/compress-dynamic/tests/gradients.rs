@@ -5,40 +5,32 @@ use compress_dynamic::{
     ExitDistill, Slimmable, SlimmableConv2d, SlimmableLinear, SlimmableNet, SwitchableBatchNorm,
     distill_loss, joint_exit_loss,
 };
-use compress_testkit::{input_grad_error, seeded_tensor};
-use ndarray::{Array2, Ix2};
+use compress_testkit::{GradCheck, fd_grad, seeded_matrix, seeded_tensor};
+use ndarray::{Array2, ArrayD};
 use rand::{SeedableRng, rngs::StdRng};
 
-use crate::common::{param_grad_error, three_exit_net};
+use crate::common::three_exit_net;
 
 const TOL: f64 = 1e-6;
 
-fn numeric_grad(f: &dyn Fn(&Array2<f64>) -> f64, z: &Array2<f64>) -> Array2<f64> {
-    let eps = 1e-6;
-    let mut g = Array2::zeros(z.raw_dim());
-    for idx in ndarray::indices(z.raw_dim()) {
-        let mut p = z.clone();
-        p[idx] += eps;
-        let fp = f(&p);
-        p[idx] -= 2.0 * eps;
-        g[idx] = (fp - f(&p)) / (2.0 * eps);
-    }
-    g
+const EPS: f64 = 1e-6;
+
+/// Largest scaled error (`|a - n| / max(1, |n|)`) of the input and parameter gradients.
+/// The batch norms of inactive widths get no gradient and are skipped.
+fn grad_error<L: Layer<f64>>(layer: &mut L, x: &ArrayD<f64>) -> f64 {
+    GradCheck::new()
+        .allow_missing_grads()
+        .layer(layer, x)
+        .max_error()
 }
 
 #[test]
 fn distill_loss_gradient() {
-    let s = seeded_tensor::<f64>(&[3, 4], 1)
-        .into_dimensionality::<Ix2>()
-        .unwrap()
-        * 3.0;
-    let t = seeded_tensor::<f64>(&[3, 4], 2)
-        .into_dimensionality::<Ix2>()
-        .unwrap()
-        * 3.0;
+    let s = seeded_matrix::<f64>(3, 4, 1) * 3.0;
+    let t = seeded_matrix::<f64>(3, 4, 2) * 3.0;
     for temp in [1.0, 2.5] {
         let (_, g) = distill_loss(&s, &t, temp).unwrap();
-        let num = numeric_grad(&|z| distill_loss(z, &t, temp).unwrap().0, &s);
+        let num = fd_grad(|z| distill_loss(z, &t, temp).unwrap().0, &s, EPS);
         assert!(g.abs_diff_eq(&num, TOL), "T={temp}: {g} vs {num}");
     }
     assert!(distill_loss(&s, &t, 0.0).is_err());
@@ -48,12 +40,7 @@ fn distill_loss_gradient() {
 #[test]
 fn joint_exit_loss_gradient_per_exit() {
     let z: Vec<Array2<f64>> = (0..3)
-        .map(|k| {
-            seeded_tensor::<f64>(&[4, 3], 10 + k)
-                .into_dimensionality()
-                .unwrap()
-                * 2.0
-        })
+        .map(|k| seeded_matrix::<f64>(4, 3, 10 + k) * 2.0)
         .collect();
     let labels = [0, 2, 1, 1];
     let w = [0.5, 1.0, 2.0];
@@ -69,7 +56,7 @@ fn joint_exit_loss_gradient_per_exit() {
             zz[k] = zk.clone();
             joint_exit_loss(&zz, &labels, &w, d).unwrap().0
         };
-        let num = numeric_grad(&f, &z[k]);
+        let num = fd_grad(f, &z[k], EPS);
         assert!(grads[k].abs_diff_eq(&num, TOL), "exit {k}");
     }
     // Without distillation every exit's gradient is exact.
@@ -79,55 +66,24 @@ fn joint_exit_loss_gradient_per_exit() {
         zz[2] = z2.clone();
         joint_exit_loss(&zz, &labels, &w, None).unwrap().0
     };
-    assert!(grads[2].abs_diff_eq(&numeric_grad(&f, &z[2]), TOL));
+    assert!(grads[2].abs_diff_eq(&fd_grad(f, &z[2], EPS), TOL));
 }
 
 #[test]
 fn early_exit_backward_all_matches_finite_differences() {
     let mut net = three_exit_net(3, 2, 7);
     let x = seeded_tensor::<f64>(&[4, 3], 8);
-    let r: Vec<Array2<f64>> = (0..3)
-        .map(|k| {
-            seeded_tensor::<f64>(&[4, 2], 20 + k)
-                .into_dimensionality()
-                .unwrap()
-        })
-        .collect();
-    let obj = |net: &mut compress_dynamic::EarlyExitNet<f64>| -> f64 {
+    let r: Vec<Array2<f64>> = (0..3).map(|k| seeded_matrix(4, 2, 20 + k)).collect();
+    let mut obj = |net: &mut compress_dynamic::EarlyExitNet<f64>| -> f64 {
         let ys = net.forward_all(&x, Mode::Train).unwrap();
         ys.iter().zip(&r).map(|(y, r)| (y * r).sum()).sum()
     };
     obj(&mut net);
     net.zero_grad();
     net.backward_all(&r).unwrap();
-    let grads: Vec<(String, ndarray::ArrayD<f64>)> = {
-        let mut v = Vec::new();
-        net.visit(
-            &mut compress_core::ParamPath::root(),
-            &mut |p: &compress_core::ParamPath, q: &compress_core::Param<f64>| {
-                v.push((p.to_string(), q.grad().unwrap().clone()));
-            },
-        );
-        v
-    };
-    let base = net.stored_dict();
-    for (pi, (path, g)) in grads.iter().enumerate() {
-        for j in (0..g.len()).step_by(3) {
-            let mut eval = |d: f64| {
-                let mut st = base.clone();
-                st[pi].1.as_slice_mut().unwrap()[j] += d;
-                net.load_state(&st).unwrap();
-                obj(&mut net)
-            };
-            let num = (eval(1e-6) - eval(-1e-6)) / 2e-6;
-            let a = g.as_slice().unwrap()[j];
-            assert!(
-                (a - num).abs() < TOL * num.abs().max(1.0),
-                "{path}[{j}]: {a} vs {num}"
-            );
-        }
-    }
-    net.load_state(&base).unwrap();
+    let report = GradCheck::new().params(&mut net, &mut obj);
+    assert_eq!(report.params.len(), net.named_params().len());
+    assert!(report.max_error() < TOL, "{report:?}");
 }
 
 #[test]
@@ -136,8 +92,7 @@ fn slimmable_linear_gradients_at_reduced_width() {
     let mut l = SlimmableLinear::<f64>::new(6, 8, true, true, true, &mut rng);
     l.set_width(0.5).unwrap();
     let x = seeded_tensor::<f64>(&[3, 3], 2);
-    assert!(input_grad_error(&mut l, &x, 1e-6) < TOL);
-    assert!(param_grad_error(&mut l, &x) < TOL);
+    assert!(grad_error(&mut l, &x) < TOL);
     // Inactive rows and columns get exactly zero gradient.
     l.zero_grad();
     let y = l.forward(&x, Mode::Train).unwrap();
@@ -153,8 +108,7 @@ fn slimmable_conv_gradients_at_reduced_width() {
     let mut c = SlimmableConv2d::<f64>::new(4, 6, 3, 2, 1, true, true, &mut rng);
     c.set_width(0.5).unwrap();
     let x = seeded_tensor::<f64>(&[2, 2, 5, 5], 4);
-    assert!(input_grad_error(&mut c, &x, 1e-6) < TOL);
-    assert!(param_grad_error(&mut c, &x) < TOL);
+    assert!(grad_error(&mut c, &x) < TOL);
 }
 
 #[test]
@@ -167,11 +121,9 @@ fn switchable_batch_norm_gradients() {
     st[1].1 = seeded_tensor(&[3], 10);
     bn.load_state(&st).unwrap();
     let x2 = seeded_tensor::<f64>(&[5, 3], 11);
-    assert!(input_grad_error(&mut bn, &x2, 1e-6) < TOL);
-    assert!(param_grad_error(&mut bn, &x2) < TOL);
+    assert!(grad_error(&mut bn, &x2) < TOL);
     let x4 = seeded_tensor::<f64>(&[2, 3, 2, 3], 12);
-    assert!(input_grad_error(&mut bn, &x4, 1e-6) < TOL);
-    assert!(param_grad_error(&mut bn, &x4) < TOL);
+    assert!(grad_error(&mut bn, &x4) < TOL);
 }
 
 #[test]
@@ -182,7 +134,6 @@ fn slimmable_net_gradients_at_every_width() {
     let x = seeded_tensor::<f64>(&[6, 4], 6);
     for w in [0.25, 0.5, 1.0] {
         net.set_width(w).unwrap();
-        assert!(input_grad_error(&mut net, &x, 1e-6) < 1e-5, "width {w}");
-        assert!(param_grad_error(&mut net, &x) < 1e-5, "width {w}");
+        assert!(grad_error(&mut net, &x) < 1e-5, "width {w}");
     }
 }

@@ -6,49 +6,16 @@ use compress_nn::{
     AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Conv2dConfig, Dropout, Flatten, GlobalAvgPool,
     HardSwish, Linear, MaxPool2d, ReLU, ReLU6, Sequential, Sigmoid, Tanh,
 };
-use ndarray::{Array2, ArrayD, IxDyn};
+use compress_testkit::{GradCheck, assert_grad_close, fd_grad, uniform_tensor};
+use ndarray::{Array2, ArrayD};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 const EPS: f64 = 1e-6;
 /// At most this many elements of each tensor are checked (chosen at random).
 const SAMPLES: usize = 40;
-
-/// Uniform values in `[-scale, scale]`.
-pub(crate) fn rand_array(shape: &[usize], scale: f64, rng: &mut StdRng) -> ArrayD<f64> {
-    ArrayD::from_shape_simple_fn(IxDyn(shape), || rng.random_range(-scale..=scale))
-}
-
-fn close(analytic: f64, numeric: f64) -> bool {
-    (analytic - numeric).abs() <= 1e-6 + 1e-5 * analytic.abs().max(numeric.abs())
-}
-
-fn sample_indices(n: usize, rng: &mut StdRng) -> Vec<usize> {
-    if n <= SAMPLES {
-        (0..n).collect()
-    } else {
-        (0..SAMPLES).map(|_| rng.random_range(0..n)).collect()
-    }
-}
-
-fn objective(y: &ArrayD<f64>, r: &ArrayD<f64>) -> f64 {
-    assert_eq!(y.shape(), r.shape(), "output shape changed between calls");
-    y.iter().zip(r).map(|(a, b)| a * b).sum()
-}
-
-/// Nudges element `i` of the stored value of the parameter at `path` by `delta`.
-fn nudge<L: Layer<f64> + ?Sized>(layer: &mut L, path: &str, i: usize, delta: f64) {
-    layer
-        .visit_mut(
-            &mut ParamPath::root(),
-            &mut |p: &ParamPath, param: &mut Param<f64>| {
-                if p.to_string() == path {
-                    *param.value_mut().iter_mut().nth(i).unwrap() += delta;
-                }
-                Ok(())
-            },
-        )
-        .unwrap();
-}
+/// Elementwise criterion: `|analytic - numeric| <= ATOL + RTOL * max(|analytic|, |numeric|)`.
+const ATOL: f64 = 1e-6;
+const RTOL: f64 = 1e-5;
 
 /// Checks `d sum(out * R) / d x` and `/ d param` (stored values, every non-buffer
 /// parameter) against central differences, with `fwd` producing the output.
@@ -58,56 +25,8 @@ pub(crate) fn check_with<L: Layer<f64> + ?Sized>(
     seed: u64,
     fwd: &mut dyn FnMut(&mut L, &ArrayD<f64>) -> ArrayD<f64>,
 ) {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let y = fwd(layer, x);
-    let r = rand_array(y.shape(), 1.0, &mut rng);
-    layer.zero_grad();
-    let y = fwd(layer, x);
-    let dx = layer.backward(&r).unwrap();
-    assert_eq!(dx.shape(), x.shape(), "{}: input grad shape", layer.name());
-    let _ = y;
-    for i in sample_indices(x.len(), &mut rng) {
-        let mut xp = x.clone();
-        xp.as_slice_mut().unwrap()[i] += EPS;
-        let fp = objective(&fwd(layer, &xp), &r);
-        xp.as_slice_mut().unwrap()[i] -= 2.0 * EPS;
-        let fm = objective(&fwd(layer, &xp), &r);
-        let num = (fp - fm) / (2.0 * EPS);
-        let ana = dx.as_slice().unwrap()[i];
-        assert!(
-            close(ana, num),
-            "{}: dx[{i}] analytic {ana} numeric {num}",
-            layer.name()
-        );
-    }
-    let mut params = Vec::new();
-    layer.visit(
-        &mut ParamPath::root(),
-        &mut |p: &ParamPath, param: &Param<f64>| {
-            if param.kind() != ParamKind::Buffer {
-                let g = param.grad().cloned().unwrap_or_else(|| {
-                    panic!("no gradient for `{p}`");
-                });
-                params.push((p.to_string(), g));
-            }
-        },
-    );
-    for (path, grad) in params {
-        for i in sample_indices(grad.len(), &mut rng) {
-            nudge(layer, &path, i, EPS);
-            let fp = objective(&fwd(layer, x), &r);
-            nudge(layer, &path, i, -2.0 * EPS);
-            let fm = objective(&fwd(layer, x), &r);
-            nudge(layer, &path, i, EPS);
-            let num = (fp - fm) / (2.0 * EPS);
-            let ana = *grad.iter().nth(i).unwrap();
-            assert!(
-                close(ana, num),
-                "{}: d {path}[{i}] analytic {ana} numeric {num}",
-                layer.name()
-            );
-        }
-    }
+    let check = GradCheck::new().eps(EPS).seed(seed).samples(SAMPLES);
+    check.layer_with(layer, x, fwd).assert_close(ATOL, RTOL);
 }
 
 /// [`check_with`] using a plain training-mode forward.
@@ -120,7 +39,7 @@ pub(crate) fn check<L: Layer<f64> + ?Sized>(layer: &mut L, x: &ArrayD<f64>, seed
 /// Random input of `shape` in `[-2, 2]`, then the check.
 fn check_shape<L: Layer<f64> + ?Sized>(layer: &mut L, shape: &[usize], seed: u64) {
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);
-    let x = rand_array(shape, 2.0, &mut rng);
+    let x = uniform_tensor::<f64, _>(shape, 2.0, &mut rng);
     check(layer, &x, seed);
 }
 
@@ -223,7 +142,7 @@ fn activations() {
     check_shape(&mut ReLU6::new(), &[3, 4], 31);
     let mut rng = StdRng::seed_from_u64(32);
     // Spread over the kinks of ReLU6 and HardSwish.
-    let x = rand_array(&[4, 8], 8.0, &mut rng);
+    let x = uniform_tensor::<f64, _>(&[4, 8], 8.0, &mut rng);
     check(&mut ReLU6::new(), &x, 33);
     check(&mut HardSwish::new(), &x, 34);
     check(&mut Tanh::new(), &x, 35);
@@ -264,7 +183,7 @@ fn batch_norm_train_mode() {
 fn dropout_with_fixed_mask() {
     let mut d = Dropout::new(0.3, 9).unwrap();
     let mut rng = StdRng::seed_from_u64(60);
-    let x = rand_array(&[5, 8], 2.0, &mut rng);
+    let x = uniform_tensor::<f64, _>(&[5, 8], 2.0, &mut rng);
     check_with(
         &mut d,
         &x,
@@ -297,28 +216,14 @@ fn flatten_and_sequential() {
 type LossFn<'a> = &'a dyn Fn(&Array2<f64>) -> (f64, Array2<f64>);
 
 fn loss_check(f: LossFn<'_>, x: &Array2<f64>) {
-    let (_, g) = f(x);
-    for i in 0..x.nrows() {
-        for j in 0..x.ncols() {
-            let mut xp = x.clone();
-            xp[[i, j]] += EPS;
-            let fp = f(&xp).0;
-            xp[[i, j]] -= 2.0 * EPS;
-            let fm = f(&xp).0;
-            let num = (fp - fm) / (2.0 * EPS);
-            assert!(
-                close(g[[i, j]], num),
-                "[{i},{j}] analytic {} numeric {num}",
-                g[[i, j]]
-            );
-        }
-    }
+    let numeric = fd_grad(|x| f(x).0, x, EPS);
+    assert_grad_close(&f(x).1, &numeric, ATOL, RTOL);
 }
 
 #[test]
 fn losses() {
     let mut rng = StdRng::seed_from_u64(80);
-    let logits = rand_array(&[5, 4], 3.0, &mut rng)
+    let logits = uniform_tensor::<f64, _>(&[5, 4], 3.0, &mut rng)
         .into_dimensionality()
         .unwrap();
     let labels = [0, 3, 1, 1, 2];
@@ -327,7 +232,7 @@ fn losses() {
     let big = logits.mapv(|v| v * 300.0);
     let (l, g) = softmax_cross_entropy(&big, &labels).unwrap();
     assert!(l.is_finite() && g.iter().all(|v| v.is_finite()));
-    let target: Array2<f64> = rand_array(&[5, 4], 1.0, &mut rng)
+    let target: Array2<f64> = uniform_tensor::<f64, _>(&[5, 4], 1.0, &mut rng)
         .into_dimensionality()
         .unwrap();
     loss_check(&|x| mse(x, &target).unwrap(), &logits);

@@ -8,6 +8,7 @@ use compress_nn::io::{
 };
 use compress_nn::models::small_cnn;
 use compress_nn::{Linear, NnError, Sequential};
+use compress_testkit::Affine;
 use ndarray::ArrayD;
 use rand::{SeedableRng, rngs::StdRng};
 use safetensors::tensor::{Dtype, TensorView};
@@ -71,31 +72,11 @@ fn f64_models_store_f64_and_f32_files_load_into_f64() {
 
 #[test]
 fn effective_values_are_saved() {
-    #[derive(Debug, Clone)]
-    struct Zero;
-    impl compress_core::Parametrization<f32> for Zero {
-        fn name(&self) -> &'static str {
-            "zero"
-        }
-        fn forward(&self, w: &ArrayD<f32>) -> ArrayD<f32> {
-            w * 0.0
-        }
-        fn backward(&self, _: &ArrayD<f32>, g: ArrayD<f32>) -> ArrayD<f32> {
-            g * 0.0
-        }
-        fn clone_box(&self) -> Box<dyn compress_core::Parametrization<f32>> {
-            Box::new(self.clone())
-        }
-        fn as_any(&self) -> &dyn std::any::Any {
-            self
-        }
-        fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
-            self
-        }
-    }
     let mut rng = StdRng::seed_from_u64(4);
     let mut a = Linear::<f32>::new(3, 2, false, &mut rng);
-    a.weight.push_parametrization(Box::new(Zero)).unwrap();
+    a.weight
+        .push_parametrization(Box::new(Affine::scale(0.0)))
+        .unwrap();
     let mut b = Linear::<f32>::new(3, 2, false, &mut rng);
     load_safetensors_bytes(&mut b, &to_safetensors_bytes(&a).unwrap(), "mem").unwrap();
     assert!(b.weight.value().iter().all(|&v| v == 0.0));

@@ -1,76 +1,10 @@
 //! Stacked parametrizations on a Linear weight change forward and backward in push order.
 
-use std::any::Any;
-
-use compress_core::{Layer, Mode, Parametrization};
+use compress_core::{Layer, Mode};
 use compress_nn::Linear;
+use compress_testkit::{Affine, FixedMask};
 use ndarray::{Array2, ArrayD, Ix2};
 use proptest::prelude::*;
-
-/// A fixed 0/1 mask: `w * m`, gradient `g * m`.
-#[derive(Debug, Clone)]
-struct Mask(ArrayD<f64>);
-
-/// Scale by two: `2 w`, gradient `2 g`.
-#[derive(Debug, Clone)]
-struct Double;
-
-/// Add one: `w + 1`, gradient `g` (does not commute with the mask).
-#[derive(Debug, Clone)]
-struct AddOne;
-
-macro_rules! boilerplate {
-    () => {
-        fn clone_box(&self) -> Box<dyn Parametrization<f64>> {
-            Box::new(self.clone())
-        }
-        fn as_any(&self) -> &dyn Any {
-            self
-        }
-        fn as_any_mut(&mut self) -> &mut dyn Any {
-            self
-        }
-    };
-}
-
-impl Parametrization<f64> for Mask {
-    fn name(&self) -> &'static str {
-        "mask"
-    }
-    fn forward(&self, w: &ArrayD<f64>) -> ArrayD<f64> {
-        w * &self.0
-    }
-    fn backward(&self, _: &ArrayD<f64>, g: ArrayD<f64>) -> ArrayD<f64> {
-        g * &self.0
-    }
-    boilerplate!();
-}
-
-impl Parametrization<f64> for Double {
-    fn name(&self) -> &'static str {
-        "double"
-    }
-    fn forward(&self, w: &ArrayD<f64>) -> ArrayD<f64> {
-        w * 2.0
-    }
-    fn backward(&self, _: &ArrayD<f64>, g: ArrayD<f64>) -> ArrayD<f64> {
-        g * 2.0
-    }
-    boilerplate!();
-}
-
-impl Parametrization<f64> for AddOne {
-    fn name(&self) -> &'static str {
-        "add_one"
-    }
-    fn forward(&self, w: &ArrayD<f64>) -> ArrayD<f64> {
-        w + 1.0
-    }
-    fn backward(&self, _: &ArrayD<f64>, g: ArrayD<f64>) -> ArrayD<f64> {
-        g
-    }
-    boilerplate!();
-}
 
 fn to2(a: &ArrayD<f64>) -> Array2<f64> {
     a.clone().into_dimensionality::<Ix2>().unwrap()
@@ -90,8 +24,8 @@ proptest! {
         let x = ArrayD::from_shape_vec(vec![2, 4], x).unwrap();
         let g = ArrayD::from_shape_vec(vec![2, 3], g).unwrap();
         let mut lin = Linear::from_arrays(w.clone(), None);
-        lin.weight.push_parametrization(Box::new(Mask(mask.clone()))).unwrap();
-        lin.weight.push_parametrization(Box::new(Double)).unwrap();
+        lin.weight.push_parametrization(Box::new(FixedMask::new(mask.clone()))).unwrap();
+        lin.weight.push_parametrization(Box::new(Affine::scale(2.0))).unwrap();
         // effective = double(mask(w))
         let eff = &w * &mask * 2.0;
         prop_assert_eq!(lin.weight.effective().into_owned(), eff.clone());
@@ -112,18 +46,25 @@ proptest! {
 fn push_order_matters() {
     let w = ArrayD::from_shape_vec(vec![1, 2], vec![3.0, 5.0]).unwrap();
     let mask = ArrayD::from_shape_vec(vec![1, 2], vec![1.0, 0.0]).unwrap();
+    // Adding one does not commute with the mask.
     let mut a = Linear::from_arrays(w.clone(), None);
     a.weight
-        .push_parametrization(Box::new(Mask(mask.clone())))
+        .push_parametrization(Box::new(FixedMask::new(mask.clone())))
         .unwrap();
-    a.weight.push_parametrization(Box::new(AddOne)).unwrap();
+    a.weight
+        .push_parametrization(Box::new(Affine::shift(1.0)))
+        .unwrap();
     assert_eq!(
         a.weight.effective().iter().copied().collect::<Vec<_>>(),
         vec![4.0, 1.0]
     );
     let mut b = Linear::from_arrays(w, None);
-    b.weight.push_parametrization(Box::new(AddOne)).unwrap();
-    b.weight.push_parametrization(Box::new(Mask(mask))).unwrap();
+    b.weight
+        .push_parametrization(Box::new(Affine::shift(1.0)))
+        .unwrap();
+    b.weight
+        .push_parametrization(Box::new(FixedMask::new(mask)))
+        .unwrap();
     assert_eq!(
         b.weight.effective().iter().copied().collect::<Vec<_>>(),
         vec![4.0, 0.0]

@@ -1,6 +1,7 @@
 //! Integration tests for compress-nn.
 
 mod conv;
+mod conv_fast;
 mod gradcheck;
 mod io;
 mod layers;

@@ -7,7 +7,8 @@ use compress_quant::{
     KMeansConfig, PackedIndices, QuantError, cluster_tensor, cluster_weights, export_clustered,
     kmeans_1d,
 };
-use ndarray::ArrayD;
+use compress_testkit::{assert_grad_close, fd_grad};
+use ndarray::{Array1, ArrayD};
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
@@ -183,28 +184,18 @@ fn trained_clustering_sums_gradients_per_cluster_finite_differences() {
     .unwrap();
     let cfg = ClusterConfig::new(3).granularity(ClusterGranularity::PerChannel);
     let mut cp = ClusterParametrization::new(&w, &cfg).unwrap();
-    let before = cp.centroids().to_vec();
+    let before = Array1::from(cp.centroids().to_vec());
     let codes = cp.codes().to_vec();
-    let with_centroids = |c: Vec<f64>| {
-        let t = ClusteredTensor::from_parts(&[2, 5], cfg.granularity, 3, false, c, &codes).unwrap();
-        ClusterParametrization::from_clustered(&t)
+    let loss = |c: &Array1<f64>| {
+        let t = ClusteredTensor::from_parts(&[2, 5], cfg.granularity, 3, false, c.to_vec(), &codes)
+            .unwrap();
+        (ClusterParametrization::from_clustered(&t).forward(&w) * &g).sum()
     };
-    let loss = |c: Vec<f64>| (with_centroids(c).forward(&w) * &g).sum();
     cp.accumulate_own_grad(&w, &g);
     let lr = 1e-3;
     cp.step_own(lr);
-    let eps = 1e-5;
-    for k in 0..before.len() {
-        let analytic = (before[k] - cp.centroids()[k]) / lr;
-        let (mut plus, mut minus) = (before.clone(), before.clone());
-        plus[k] += eps;
-        minus[k] -= eps;
-        let fd = (loss(plus) - loss(minus)) / (2.0 * eps);
-        assert!(
-            (fd - analytic).abs() < 1e-6,
-            "centroid {k}: fd {fd} vs {analytic}"
-        );
-    }
+    let analytic = (&before - &Array1::from(cp.centroids().to_vec())) / lr;
+    assert_grad_close(&analytic, &fd_grad(loss, &before, 1e-5), 1e-6, 0.0);
     // Centroids-only: the stored weights get no gradient.
     assert!(cp.backward(&w, g.clone()).iter().all(|&v| v == 0.0));
 }

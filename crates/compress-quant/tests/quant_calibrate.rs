@@ -1,7 +1,7 @@
 //! Calibration methods, observers and observer layers.
 
 use compress_core::{Layer, Mode};
-use compress_nn::{Linear, ReLU, Sequential};
+use compress_nn::models::mlp;
 use compress_quant::calibrate::{attach_observers, calibrate, detach_observers};
 use compress_quant::{
     Calibration, IntScheme, Observer, calibrate_range, quantize_calibrated, sqnr_db,
@@ -95,10 +95,7 @@ fn per_channel_calibration_has_one_range_per_channel() {
 #[test]
 fn observer_layers_record_activation_ranges() {
     let mut rng = StdRng::seed_from_u64(3);
-    let mut net = Sequential::<f32>::new()
-        .with(Linear::new(8, 16, true, &mut rng))
-        .with(ReLU::new())
-        .with(Linear::new(16, 4, true, &mut rng));
+    let mut net = mlp::<f32, _>(&[8, 16, 4], &mut rng);
     let x = ArrayD::from_shape_fn(vec![32, 8], |ix| ((ix[0] * 8 + ix[1]) as f32 * 0.13).sin());
     let before = net.forward(&x, Mode::Eval).unwrap();
     let names_before = compress_core::Module::named_params(&net);

@@ -4,6 +4,7 @@ use compress_core::{Layer, Mode};
 use compress_nn::{Conv2d, Conv2dConfig, Linear};
 use compress_quant::kernels::{dequantize_nibbles, dequantize_nibbles_portable};
 use compress_quant::{ActQuant, Int4Linear, IntScheme, QConv2d, QLinear, QTensor};
+use compress_testkit::max_abs_diff;
 use ndarray::{ArrayD, Dimension, Ix2};
 use proptest::prelude::*;
 use rand::{SeedableRng, rngs::StdRng};
@@ -95,7 +96,7 @@ fn int4_linear_equals_dequantized_float_linear() {
         let x = input(&[5, 320], 1.1);
         let y = q.forward(&x, Mode::Eval).unwrap();
         let yr = reference.forward(&x, Mode::Eval).unwrap();
-        let err = (&y - &yr).iter().fold(0.0f32, |m, e| m.max(e.abs()));
+        let err = max_abs_diff(&y, &yr);
         assert!(err < 1e-4, "{err}");
         assert_eq!(
             q.size_bytes(),
@@ -124,8 +125,8 @@ fn qconv_matches_float_conv_closely() {
         let yq = q.forward(&x, Mode::Eval).unwrap();
         assert_eq!(y.shape(), yq.shape());
         let scale = y.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        let err = (&y - &yq).iter().fold(0.0f32, |m, e| m.max(e.abs()));
-        assert!(err < 0.02 * scale.max(1.0), "{cfg:?}: {err}");
+        let err = max_abs_diff(&y, &yq);
+        assert!(err < 0.02 * f64::from(scale.max(1.0)), "{cfg:?}: {err}");
         assert_eq!(
             Layer::<f32>::cost(&q, &[cfg.in_channels, 7, 9]).unwrap(),
             conv.cost(&[cfg.in_channels, 7, 9]).unwrap()

@@ -5,6 +5,7 @@ use compress_quant::{
     Calibration, IntScheme, PtqConfig, QuantError, QuantScheme, QuantizedModel,
     fake_quantize_model, quantize_model,
 };
+use compress_testkit::max_abs_diff;
 use ndarray::{ArrayD, IxDyn};
 use rand::{SeedableRng, rngs::StdRng};
 
@@ -53,7 +54,7 @@ fn apply_changes_outputs_a_little() {
     let report = fake_quantize_model(&mut net, &PtqConfig::default()).unwrap();
     assert_eq!(report.params.len(), 4);
     let y1 = net.forward(&x, Mode::Eval).unwrap();
-    let err = (&y0 - &y1).iter().fold(0.0f32, |m, e| m.max(e.abs()));
+    let err = max_abs_diff(&y0, &y1);
     assert!(err > 0.0 && err < 0.05, "{err}");
 }
 

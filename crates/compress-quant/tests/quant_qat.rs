@@ -1,37 +1,11 @@
 //! Quantization-aware training: fake quantization, STE, LSQ and composition with a mask.
 
-use std::any::Any;
-
 use compress_core::{Layer, Mode, Module, Param, ParamFilter, Parametrization};
 use compress_nn::{Linear, Sequential};
 use compress_quant::{ActRange, FakeQuant, FakeQuantAct, IntScheme, attach_fake_quant};
+use compress_testkit::FixedMask;
 use ndarray::{ArrayD, IxDyn};
 use rand::{SeedableRng, rngs::StdRng};
-
-/// A tiny pruning mask (the real one lives in compress-prune): `w * m`, gradient `g * m`.
-#[derive(Debug, Clone)]
-struct Mask(ArrayD<f64>);
-
-impl Parametrization<f64> for Mask {
-    fn name(&self) -> &'static str {
-        "mask"
-    }
-    fn forward(&self, input: &ArrayD<f64>) -> ArrayD<f64> {
-        input * &self.0
-    }
-    fn backward(&self, _input: &ArrayD<f64>, g: ArrayD<f64>) -> ArrayD<f64> {
-        g * &self.0
-    }
-    fn clone_box(&self) -> Box<dyn Parametrization<f64>> {
-        Box::new(self.clone())
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-    fn as_any_mut(&mut self) -> &mut dyn Any {
-        self
-    }
-}
 
 fn arr(v: &[f64], shape: &[usize]) -> ArrayD<f64> {
     ArrayD::from_shape_vec(IxDyn(shape), v.to_vec()).unwrap()
@@ -95,7 +69,9 @@ fn composes_with_a_mask_on_the_same_weight() {
     let w = arr(&[0.9, -0.35, 0.2, 0.05], &[2, 2]);
     let m = arr(&[1.0, 0.0, 1.0, 0.0], &[2, 2]);
     let mut p = Param::new(w.clone());
-    p.push_parametrization(Box::new(Mask(m.clone()))).unwrap();
+    // A fixed pruning mask (the real one lives in compress-prune).
+    p.push_parametrization(Box::new(FixedMask::new(m.clone())))
+        .unwrap();
     p.push_parametrization(Box::new(FakeQuant::observer(IntScheme::new(4)).unwrap()))
         .unwrap();
     let eff = p.effective().into_owned();

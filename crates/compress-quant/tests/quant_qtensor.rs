@@ -190,43 +190,17 @@ fn zero_tensor_and_exact_zero_in_affine() {
 fn from_parts_validates() {
     let q =
         QTensor::quantize_slice(&[1.0, -2.0, 3.0, 0.5], &[4], IntScheme::new(3).affine()).unwrap();
-    let ok = QTensor::from_parts(
-        q.shape().to_vec(),
-        q.scheme(),
+    let parts = |data, scales, zero_points| {
+        QTensor::from_parts(vec![4], q.scheme(), data, scales, zero_points)
+    };
+    let (data, scales, zps) = (
         q.data().to_vec(),
         q.scales().to_vec(),
         q.zero_points().to_vec(),
-    )
-    .unwrap();
-    assert_eq!(ok, q);
-    assert!(
-        QTensor::from_parts(
-            vec![4],
-            q.scheme(),
-            vec![0; 1],
-            q.scales().to_vec(),
-            q.zero_points().to_vec()
-        )
-        .is_err()
     );
-    assert!(
-        QTensor::from_parts(
-            vec![4],
-            q.scheme(),
-            q.data().to_vec(),
-            vec![-1.0],
-            q.zero_points().to_vec()
-        )
-        .is_err()
-    );
-    assert!(
-        QTensor::from_parts(
-            vec![4],
-            q.scheme(),
-            q.data().to_vec(),
-            q.scales().to_vec(),
-            vec![99]
-        )
-        .is_err()
-    );
+    assert_eq!(parts(data.clone(), scales.clone(), zps.clone()).unwrap(), q);
+    // One broken part at a time: too little data, a negative scale, an out-of-range zero point.
+    assert!(parts(vec![0; 1], scales.clone(), zps.clone()).is_err());
+    assert!(parts(data.clone(), vec![-1.0], zps).is_err());
+    assert!(parts(data, scales, vec![99]).is_err());
 }

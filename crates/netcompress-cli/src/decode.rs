@@ -441,6 +441,8 @@ mod tests {
                 scheme,
                 scale_dtype: None,
                 axis: 0,
+                calibrate: crate::commands::quantize::CalibrateArg::Minmax,
+                percentile: 99.99,
             };
             let p = |method, sparsity| PruneArgs {
                 io: io(),

@@ -29,6 +29,21 @@ pub(crate) enum CliError {
     /// A layer, training or data error.
     #[error(transparent)]
     Nn(#[from] compress_nn::NnError),
+    /// A pruning error.
+    #[error(transparent)]
+    Prune(#[from] compress_prune::PruneError),
+    /// A quantization, clustering or coding error.
+    #[error(transparent)]
+    Quant(#[from] compress_quant::QuantError),
+    /// A distillation error.
+    #[error(transparent)]
+    Distill(#[from] compress_distill::DistillError),
+    /// An efficient-architecture or factorization error.
+    #[error(transparent)]
+    Arch(#[from] compress_arch::ArchError),
+    /// A dynamic-computation error.
+    #[error(transparent)]
+    Dynamic(#[from] compress_dynamic::DynamicError),
     /// JSON output failed.
     #[error("JSON: {0}")]
     Json(#[from] serde_json::Error),

@@ -41,7 +41,9 @@ const COLORS: [RGBColor; 5] = [
 fn span(v: impl Iterator<Item = f64>) -> (f64, f64) {
     let (lo, hi) = v
         .filter(|x| x.is_finite())
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), x| (l.min(x), h.max(x)));
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), x| {
+            (l.min(x), h.max(x))
+        });
     if !lo.is_finite() {
         return (0.0, 1.0);
     }
@@ -60,8 +62,16 @@ pub(crate) fn render_svg(plot: &Plot) -> Result<String> {
         let err = |e: &dyn std::fmt::Display| CliError::Usage(format!("plot: {e}"));
         let root = SVGBackend::with_string(&mut svg, (800, 500)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| err(&e))?;
-        let (x0, x1) = span(plot.series.iter().flat_map(|s| s.points.iter().map(|p| p.0)));
-        let (y0, y1) = span(plot.series.iter().flat_map(|s| s.points.iter().map(|p| p.1)));
+        let (x0, x1) = span(
+            plot.series
+                .iter()
+                .flat_map(|s| s.points.iter().map(|p| p.0)),
+        );
+        let (y0, y1) = span(
+            plot.series
+                .iter()
+                .flat_map(|s| s.points.iter().map(|p| p.1)),
+        );
         let mut chart = ChartBuilder::on(&root)
             .caption(&plot.title, ("sans-serif", 22))
             .margin(15)
@@ -87,7 +97,9 @@ pub(crate) fn render_svg(plot: &Plot) -> Result<String> {
                 .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
                 .map_err(|e| err(&e))?
                 .label(s.label.as_str())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
             chart
                 .draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled())))
                 .map_err(|e| err(&e))?;
@@ -136,7 +148,13 @@ mod tests {
         };
         let svg = render_svg(&plot).unwrap();
         assert!(svg.starts_with("<svg"), "{}", &svg[..40]);
-        for text in ["accuracy vs sparsity", "sparsity", "one-shot", "fine-tuned", "<polyline"] {
+        for text in [
+            "accuracy vs sparsity",
+            "sparsity",
+            "one-shot",
+            "fine-tuned",
+            "<polyline",
+        ] {
             assert!(svg.contains(text), "missing {text}");
         }
     }

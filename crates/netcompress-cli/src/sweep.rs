@@ -15,20 +15,18 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use compress_core::{Module, Param, ParamPath};
-use compress_nn::models::mlp;
-use compress_nn::train::{CrossEntropy, evaluate};
-use compress_nn::{Dataset, Sequential, Sgd, TrainConfig, Trainer};
+use compress_nn::Sequential;
+use compress_nn::train::evaluate;
 use compress_prune::{PruneConfig, Scope, prune};
 use compress_quant::{IntScheme, QTensor};
 use ndarray::ArrayD;
-use rand::{SeedableRng, rngs::StdRng};
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::{CliError, Result};
+use crate::experiments::baseline::{train_reference_mlp, train_sgd};
 use crate::experiments::{Ctx, DataSource, find};
 use crate::plot::{Plot, Series, write_svg};
-use crate::progress::EpochBar;
 
 /// What to sweep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -99,58 +97,36 @@ pub(crate) struct SweepReport {
     pub(crate) plot: Option<String>,
 }
 
-/// Trains the reference MLP as the `baseline` experiment does (SGD 0.05, momentum 0.9,
-/// batch 32, 30 epochs or 15 with `--fast`).
-fn train_mlp(ctx: &Ctx, train: &Dataset<f32>, test: &Dataset<f32>) -> Result<(Sequential<f32>, f64)> {
-    let widths: &[usize] = match ctx.data {
-        DataSource::Digits => &[64, 128, 64, 10],
-        DataSource::Mnist(_) => &[784, 300, 100, 10],
-    };
-    let mut net = mlp::<f32, _>(widths, &mut StdRng::seed_from_u64(ctx.seed));
-    let epochs = ctx.epochs(30, 15);
-    fit(ctx, "reference MLP", &mut net, train, epochs, 0.05)?;
-    let acc = evaluate(&mut net, test, 512)?;
-    Ok((net, acc))
-}
-
-fn fit(ctx: &Ctx, label: &str, net: &mut Sequential<f32>, train: &Dataset<f32>, epochs: usize, lr: f32) -> Result<()> {
-    let mut opt = Sgd::new(lr).momentum(0.9);
-    let trainer = Trainer::new(TrainConfig {
-        epochs,
-        batch_size: 32,
-        seed: ctx.seed,
-        ..TrainConfig::default()
-    });
-    let mut bar = EpochBar::new(label, epochs, ctx.progress);
-    trainer.fit_with(net, &mut opt, train, None, &mut CrossEntropy, &mut bar)?;
-    bar.finish();
-    Ok(())
-}
-
 /// The stored value of every parameter.
 fn snapshot(net: &Sequential<f32>) -> Vec<ArrayD<f32>> {
     let mut out = Vec::new();
-    net.visit(&mut ParamPath::root(), &mut |_: &ParamPath, p: &Param<f32>| {
-        out.push(p.value().clone());
-    });
+    net.visit(
+        &mut ParamPath::root(),
+        &mut |_: &ParamPath, p: &Param<f32>| {
+            out.push(p.value().clone());
+        },
+    );
     out
 }
 
 /// Restores a snapshot, dropping masks and other parametrizations.
 fn restore(net: &mut Sequential<f32>, snap: &[ArrayD<f32>]) -> Result<()> {
     let mut it = snap.iter();
-    net.visit_mut(&mut ParamPath::root(), &mut |_: &ParamPath, p: &mut Param<f32>| {
-        if let Some(v) = it.next() {
-            p.reset(v.clone());
-        }
-        Ok(())
-    })?;
+    net.visit_mut(
+        &mut ParamPath::root(),
+        &mut |_: &ParamPath, p: &mut Param<f32>| {
+            if let Some(v) = it.next() {
+                p.reset(v.clone());
+            }
+            Ok(())
+        },
+    )?;
     Ok(())
 }
 
 fn sweep_prune(ctx: &Ctx, finetune: usize) -> Result<(f64, Vec<Point>)> {
     let (train, test) = ctx.load_flat()?;
-    let (mut net, base) = train_mlp(ctx, &train, &test)?;
+    let (mut net, base) = train_reference_mlp(ctx, &train, &test)?;
     let snap = snapshot(&net);
     let sparsities: &[f64] = if ctx.fast {
         &[0.0, 0.5, 0.8, 0.9, 0.95]
@@ -160,7 +136,7 @@ fn sweep_prune(ctx: &Ctx, finetune: usize) -> Result<(f64, Vec<Point>)> {
     let mut points = Vec::new();
     for &s in sparsities {
         restore(&mut net, &snap)?;
-        prune(&mut net, &PruneConfig::new(s).scope(Scope::Global)).map_err(|e| CliError::Usage(e.to_string()))?;
+        prune(&mut net, &PruneConfig::new(s).scope(Scope::Global))?;
         let acc = evaluate(&mut net, &test, 512)?;
         points.push(Point {
             series: "one-shot".into(),
@@ -168,11 +144,19 @@ fn sweep_prune(ctx: &Ctx, finetune: usize) -> Result<(f64, Vec<Point>)> {
             accuracy: acc,
         });
         if finetune > 0 {
-            fit(ctx, &format!("fine-tune {s}"), &mut net, &train, finetune, 0.01)?;
+            let accuracy = train_sgd(
+                ctx,
+                &format!("fine-tune {s}"),
+                &mut net,
+                &train,
+                &test,
+                finetune,
+                0.01,
+            )?;
             points.push(Point {
                 series: format!("fine-tuned {finetune} epochs"),
                 x: s,
-                accuracy: evaluate(&mut net, &test, 512)?,
+                accuracy,
             });
         }
     }
@@ -181,22 +165,33 @@ fn sweep_prune(ctx: &Ctx, finetune: usize) -> Result<(f64, Vec<Point>)> {
 
 fn sweep_quant(ctx: &Ctx) -> Result<(f64, Vec<Point>)> {
     let (train, test) = ctx.load_flat()?;
-    let (mut net, base) = train_mlp(ctx, &train, &test)?;
+    let (mut net, base) = train_reference_mlp(ctx, &train, &test)?;
     let snap = snapshot(&net);
-    let bits: &[u32] = if ctx.fast { &[8, 4, 3, 2] } else { &[8, 6, 5, 4, 3, 2] };
+    let bits: &[u32] = if ctx.fast {
+        &[8, 4, 3, 2]
+    } else {
+        &[8, 6, 5, 4, 3, 2]
+    };
     let mut points = Vec::new();
     for (series, per_channel) in [("per-channel", true), ("per-tensor", false)] {
         for &b in bits {
             restore(&mut net, &snap)?;
-            let scheme = if per_channel { IntScheme::new(b).per_channel(0) } else { IntScheme::new(b) };
-            net.visit_mut(&mut ParamPath::root(), &mut |_: &ParamPath, p: &mut Param<f32>| {
-                if p.shape().len() >= 2 {
-                    let q = QTensor::quantize(p.value(), scheme)
-                        .map_err(|e| compress_core::CoreError::config("bits", e.to_string()))?;
-                    p.set_value(q.dequantize::<f32>())?;
-                }
-                Ok(())
-            })?;
+            let scheme = if per_channel {
+                IntScheme::new(b).per_channel(0)
+            } else {
+                IntScheme::new(b)
+            };
+            net.visit_mut(
+                &mut ParamPath::root(),
+                &mut |_: &ParamPath, p: &mut Param<f32>| {
+                    if p.shape().len() >= 2 {
+                        let q = QTensor::quantize(p.value(), scheme)
+                            .map_err(|e| compress_core::CoreError::config("bits", e.to_string()))?;
+                        p.set_value(q.dequantize::<f32>())?;
+                    }
+                    Ok(())
+                },
+            )?;
             points.push(Point {
                 series: series.into(),
                 x: f64::from(b),
@@ -221,7 +216,9 @@ fn missing(name: &str, key: &str) -> CliError {
 fn sweep_distill(ctx: &Ctx) -> Result<(f64, Vec<Point>)> {
     let r = run_experiment(ctx, "distill-sweep")?;
     let extra = &r["extra"];
-    let curve = extra["curve"].as_array().ok_or_else(|| missing("distill-sweep", "curve"))?;
+    let curve = extra["curve"]
+        .as_array()
+        .ok_or_else(|| missing("distill-sweep", "curve"))?;
     let mut points = Vec::new();
     for p in curve {
         let (Some(t), Some(m)) = (p["temperature"].as_f64(), p["mean"].as_f64()) else {
@@ -253,7 +250,10 @@ fn sweep_early_exit(ctx: &Ctx) -> Result<(f64, Vec<Point>)> {
     let mut points = Vec::new();
     for p in curve {
         let (Some(m), Some(a)) = (p["avg_macs"].as_f64(), p["accuracy"].as_f64()) else {
-            return Err(missing("early-exit", "accuracy_vs_macs_curve[].avg_macs/accuracy"));
+            return Err(missing(
+                "early-exit",
+                "accuracy_vs_macs_curve[].avg_macs/accuracy",
+            ));
         };
         points.push(Point {
             series: "early exits".into(),
@@ -262,6 +262,7 @@ fn sweep_early_exit(ctx: &Ctx) -> Result<(f64, Vec<Point>)> {
         });
     }
     points.sort_by(|a, b| a.x.total_cmp(&b.x));
+    points.dedup_by(|a, b| a.x == b.x && a.accuracy == b.accuracy);
     let base = r["baseline"]["accuracy"].as_f64().unwrap_or(f64::NAN);
     Ok((base, points))
 }
@@ -286,7 +287,12 @@ pub(crate) fn run(a: &SweepArgs) -> Result<()> {
     };
     println!("{:<28} {:>12} {:>9}", "series", x, "accuracy");
     for p in &points {
-        println!("{:<28} {:>12.4} {:>8.2}%", p.series, p.x, 100.0 * p.accuracy);
+        println!(
+            "{:<28} {:>12.4} {:>8.2}%",
+            p.series,
+            p.x,
+            100.0 * p.accuracy
+        );
     }
     println!("baseline accuracy {:.2}%", 100.0 * base);
     if let Some(path) = &a.plot {

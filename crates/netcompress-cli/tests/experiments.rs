@@ -20,7 +20,11 @@ fn list_names_every_experiment() {
 #[test]
 fn baseline_json_contract() {
     let out = netcompress(&["experiment", "baseline", "--json", "--fast", "--seed", "3"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     let last = text.lines().last().expect("output");
     let v: serde_json::Value = serde_json::from_str(last).expect("last line is JSON");
@@ -34,9 +38,18 @@ fn baseline_json_contract() {
         let acc = v[side]["accuracy"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&acc));
     }
-    assert!(v["baseline"]["accuracy"].as_f64().unwrap() >= 0.96, "{last}");
-    assert!(v["extra"]["cnn"]["accuracy"].as_f64().unwrap() >= 0.96, "{last}");
-    assert_eq!(v["baseline"]["params"], 64 * 128 + 128 + 128 * 64 + 64 + 64 * 10 + 10);
+    assert!(
+        v["baseline"]["accuracy"].as_f64().unwrap() >= 0.96,
+        "{last}"
+    );
+    assert!(
+        v["extra"]["cnn"]["accuracy"].as_f64().unwrap() >= 0.96,
+        "{last}"
+    );
+    assert_eq!(
+        v["baseline"]["params"],
+        64 * 128 + 128 + 128 * 64 + 64 + 64 * 10 + 10
+    );
     assert!(v["extra"].is_object());
 }
 
@@ -80,10 +93,19 @@ fn baseline_trains_lenet_300_100_on_mnist_idx_files() {
     write_idx(&dir, "train", 60, 1);
     write_idx(&dir, "t10k", 20, 2);
     let out = netcompress(&[
-        "experiment", "baseline", "--json", "--fast", "--data", dir.to_str().unwrap(),
+        "experiment",
+        "baseline",
+        "--json",
+        "--fast",
+        "--data",
+        dir.to_str().unwrap(),
     ]);
     std::fs::remove_dir_all(&dir).ok();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     let v: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
     assert_eq!(v["data"], "mnist");

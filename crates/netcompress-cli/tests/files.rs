@@ -184,6 +184,15 @@ fn quantize_dequantize_diff_meets_the_targets() {
         assert_eq!(diff["totals"]["only_a"], 0);
         assert_eq!(diff["totals"]["mismatched"], 0);
     }
+    // MSE calibration clips outliers: never worse than min-max by more than noise.
+    let sqnr = |extra: &[&str], out: &str| {
+        let mut args = vec!["quantize", p(&input), out, "--json", "--bits", "4"];
+        args.extend_from_slice(extra);
+        nc_json(&args)["totals"]["mean_sqnr_db"].as_f64().unwrap()
+    };
+    let minmax = sqnr(&[], p(&dir.join("mm.safetensors")));
+    let mse = sqnr(&["--calibrate", "mse"], p(&dir.join("mse.safetensors")));
+    assert!(mse > minmax - 0.2, "mse {mse} dB vs min-max {minmax} dB");
     let leftovers: Vec<String> = dir
         .files()
         .into_iter()
@@ -235,7 +244,10 @@ fn sharded_checkpoints_give_sharded_outputs() {
         "--json",
     ]);
     assert!(inspect["totals"]["tensors"].as_u64().unwrap() > model_specs().len() as u64);
-    assert!(!inspect["compressed"].as_object().unwrap().is_empty(), "{inspect}");
+    assert!(
+        !inspect["compressed"].as_object().unwrap().is_empty(),
+        "{inspect}"
+    );
 }
 
 #[test]
@@ -434,4 +446,102 @@ fn include_exclude_and_pass_through_rules() {
         "--json",
     ]);
     assert_eq!(q["totals"]["transformed"], 1);
+}
+
+#[test]
+fn prune_cluster_lowrank_round_trip_through_dequantize() {
+    let dir = TempDir::new("others");
+    let input = dir.join("model.safetensors");
+    write_safetensors(&input, &model_specs(), 2);
+    let cases: [(&str, &[&str], f64); 6] = [
+        ("prune", &["--sparsity", "0.9", "--global"], 0.15),
+        ("prune", &["--sparsity", "0.5", "--method", "nm"], 0.40),
+        ("prune", &["--sparsity", "0.5", "--method", "rows"], 0.40),
+        ("cluster", &["--bits", "4", "--huffman"], 0.15),
+        ("cluster", &["--bits", "3", "--per-channel"], 0.20),
+        ("lowrank", &["--rank", "8"], 0.15),
+    ];
+    for (i, (cmd, extra, max_ratio)) in cases.into_iter().enumerate() {
+        let (out, back) = (
+            dir.join(&format!("o{i}.safetensors")),
+            dir.join(&format!("b{i}.safetensors")),
+        );
+        let mut args = vec![cmd, p(&input), p(&out), "--json"];
+        args.extend_from_slice(extra);
+        let s = nc_json(&args);
+        let ratio = s["totals"]["ratio_f32"].as_f64().unwrap();
+        assert!(ratio < max_ratio, "{cmd} {extra:?}: {ratio}");
+        if cmd == "prune" {
+            let sp = s["totals"]["sparsity"].as_f64().unwrap();
+            let want: f64 = extra[1].parse().unwrap();
+            assert!((sp - want).abs() < 0.02, "{cmd} {extra:?}: sparsity {sp}");
+        }
+        nc_json(&["dequantize", p(&out), p(&back), "--json"]);
+        let d = nc_json(&["diff", p(&input), p(&back), "--json"]);
+        assert_eq!(d["totals"]["only_a"], 0, "{d}");
+        assert_eq!(d["totals"]["only_b"], 0, "{d}");
+        assert_eq!(d["totals"]["mismatched"], 0, "{d}");
+        // The summary's SQNR is the SQNR of what dequantize restores (up to the rounding to
+        // the original 16-bit dtypes).
+        let (a, b) = (
+            s["totals"]["min_sqnr_db"].as_f64().unwrap(),
+            d["totals"]["min_sqnr_db"].as_f64().unwrap(),
+        );
+        assert!(
+            (a - b).abs() < 0.5,
+            "{cmd} {extra:?}: summary {a} vs diff {b}"
+        );
+        if cmd == "prune" {
+            let inspect = nc_json(&["inspect", p(&back), "--json"]);
+            let w = inspect["tensors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["name"] == "model.layers.0.mlp.up_proj.weight")
+                .unwrap()
+                .clone();
+            assert!(w["sparsity"].as_f64().unwrap() > 0.45, "{w}");
+        }
+    }
+    let e = nc_err(&[
+        "prune",
+        p(&input),
+        p(&dir.join("x.safetensors")),
+        "--sparsity",
+        "0.6",
+        "--method",
+        "nm",
+    ]);
+    assert!(e.contains("N:M"), "{e}");
+    nc_err(&[
+        "prune",
+        p(&input),
+        p(&dir.join("x.safetensors")),
+        "--sparsity",
+        "1.0",
+    ]);
+    nc_err(&[
+        "prune",
+        p(&input),
+        p(&dir.join("x.safetensors")),
+        "--sparsity",
+        "0.5",
+        "--method",
+        "rows",
+        "--global",
+    ]);
+    nc_err(&[
+        "lowrank",
+        p(&input),
+        p(&dir.join("x.safetensors")),
+        "--energy",
+        "1.5",
+    ]);
+    nc_err(&[
+        "cluster",
+        p(&input),
+        p(&dir.join("x.safetensors")),
+        "--bits",
+        "9",
+    ]);
 }

@@ -7,7 +7,14 @@ fn prune_and_quant_sweeps_report_points_and_plot() {
     let dir = TempDir::new("sweep");
     for (kind, x) in [("prune", "sparsity"), ("quant", "bits")] {
         let svg = dir.join(&format!("{kind}.svg"));
-        let r = nc_json(&["sweep", kind, "--fast", "--json", "--plot", svg.to_str().unwrap()]);
+        let r = nc_json(&[
+            "sweep",
+            kind,
+            "--fast",
+            "--json",
+            "--plot",
+            svg.to_str().unwrap(),
+        ]);
         assert_eq!(r["sweep"], kind);
         assert_eq!(r["x"], x);
         let base = r["baseline_accuracy"].as_f64().unwrap();
@@ -22,7 +29,16 @@ fn prune_and_quant_sweeps_report_points_and_plot() {
         let first = points[0]["accuracy"].as_f64().unwrap();
         assert!((first - base).abs() < 0.02, "{r}");
         let text = std::fs::read_to_string(&svg).unwrap();
-        assert!(text.starts_with("<svg") && text.contains(x), "{}", &text[..80.min(text.len())]);
+        assert!(
+            text.starts_with("<svg") && text.contains(x),
+            "{}",
+            &text[..80.min(text.len())]
+        );
     }
-    nc_err(&["sweep", "prune", "--data", dir.join("no-mnist-here").to_str().unwrap()]);
+    nc_err(&[
+        "sweep",
+        "prune",
+        "--data",
+        dir.join("no-mnist-here").to_str().unwrap(),
+    ]);
 }

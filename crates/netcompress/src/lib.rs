@@ -75,7 +75,7 @@ pub use compress_dynamic as dynamic;
 /// The traits and types most users need.
 pub mod prelude {
     pub use compress_core::{
-        Cost, Float, Layer, Mode, ModelStats, Module, Param, ParamFilter, ParamPath,
-        ParamVisitor, ParamVisitorMut, Parametrization, Precision, TensorExt,
+        Cost, Float, Layer, Mode, ModelStats, Module, Param, ParamFilter, ParamPath, ParamVisitor,
+        ParamVisitorMut, Parametrization, Precision, TensorExt,
     };
 }

@@ -85,56 +85,57 @@ impl<F: Float> Bn<F> {
         let beta = self.bias.effective().into_owned();
         let eps = F::lit(self.eps);
         let m = n * s;
-        let (mean, inv_std) = if mode == Mode::Train {
-            if m < 2 {
-                return Err(CoreError::InvalidState {
-                    layer: layer.to_string(),
-                    reason: format!(
-                        "training needs more than one value per channel, got input {:?}",
-                        x.shape()
-                    ),
-                });
+        if mode != Mode::Train {
+            // Eval: the running statistics fold into one multiply-add per element,
+            // `y = x * (gamma / std) + (beta - mean * gamma / std)`, in a single pass.
+            let rm = self.running_mean.value();
+            let rv = self.running_var.value();
+            let mut y = Vec::with_capacity(xs.len());
+            let (scale, shift): (Vec<F>, Vec<F>) = (0..c)
+                .map(|ch| {
+                    let sc = gamma[ch] / (rv[ch] + eps).sqrt();
+                    (sc, beta[ch] - rm[ch] * sc)
+                })
+                .unzip();
+            for (k, plane) in xs.chunks_exact(s.max(1)).take(n * c).enumerate() {
+                let (sc, sh) = (scale[k % c], shift[k % c]);
+                y.extend(plane.iter().map(|&v| v * sc + sh));
             }
-            let (mean, var) = channel_stats(xs, n, c, s);
-            let mom = F::lit(self.momentum);
-            let unbias = F::lit(m as f64 / (m - 1) as f64);
-            let rm = self.running_mean.value_mut();
-            for (r, &v) in rm.iter_mut().zip(&mean) {
-                *r = (F::one() - mom) * *r + mom * v;
-            }
-            let rv = self.running_var.value_mut();
-            for (r, &v) in rv.iter_mut().zip(&var) {
-                *r = (F::one() - mom) * *r + mom * v * unbias;
-            }
-            let inv: Vec<F> = var.iter().map(|&v| F::one() / (v + eps).sqrt()).collect();
-            (mean, inv)
-        } else {
-            let mean = self.running_mean.value().iter().copied().collect();
-            let inv = self
-                .running_var
-                .value()
-                .iter()
-                .map(|&v| F::one() / (v + eps).sqrt())
-                .collect();
-            (mean, inv)
-        };
-        let mut xhat = vec![F::zero(); xs.len()];
-        let mut y = vec![F::zero(); xs.len()];
-        for b in 0..n {
-            for ch in 0..c {
-                let k = (b * c + ch) * s;
-                let (mu, is, g, bt) = (mean[ch], inv_std[ch], gamma[ch], beta[ch]);
-                for ((xh, yv), &xv) in xhat[k..k + s]
-                    .iter_mut()
-                    .zip(&mut y[k..k + s])
-                    .zip(&xs[k..k + s])
-                {
-                    *xh = (xv - mu) * is;
-                    *yv = g * *xh + bt;
-                }
-            }
+            self.cache = None;
+            return Ok(ArrayD::from_shape_vec(IxDyn(x.shape()), y)?);
         }
-        self.cache = (mode == Mode::Train).then(|| Cache {
+        if m < 2 {
+            return Err(CoreError::InvalidState {
+                layer: layer.to_string(),
+                reason: format!(
+                    "training needs more than one value per channel, got input {:?}",
+                    x.shape()
+                ),
+            });
+        }
+        let (mean, var) = channel_stats(xs, n, c, s);
+        let mom = F::lit(self.momentum);
+        let unbias = F::lit(m as f64 / (m - 1) as f64);
+        let rm = self.running_mean.value_mut();
+        for (r, &v) in rm.iter_mut().zip(&mean) {
+            *r = (F::one() - mom) * *r + mom * v;
+        }
+        let rv = self.running_var.value_mut();
+        for (r, &v) in rv.iter_mut().zip(&var) {
+            *r = (F::one() - mom) * *r + mom * v * unbias;
+        }
+        let inv_std: Vec<F> = var.iter().map(|&v| F::one() / (v + eps).sqrt()).collect();
+        // One pass writes both the normalised input (kept for backward) and the output.
+        let mut xhat = Vec::with_capacity(xs.len());
+        let mut y = Vec::with_capacity(xs.len());
+        for (k, plane) in xs.chunks_exact(s.max(1)).take(n * c).enumerate() {
+            let ch = k % c;
+            let (mu, is, g, bt) = (mean[ch], inv_std[ch], gamma[ch], beta[ch]);
+            let start = xhat.len();
+            xhat.extend(plane.iter().map(|&v| (v - mu) * is));
+            y.extend(xhat[start..].iter().map(|&h| g * h + bt));
+        }
+        self.cache = Some(Cache {
             shape: x.shape().to_vec(),
             xhat,
             inv_std,

@@ -2,7 +2,9 @@
 
 use clap::{Args, ValueEnum};
 use compress_quant::pack::{pack_bits, packed_len};
-use compress_quant::{Granularity, IntScheme, QTensor, QuantScheme, ScaleDtype};
+use compress_quant::{
+    Calibration, Granularity, IntScheme, QTensor, QuantScheme, ScaleDtype, quantize_calibrated,
+};
 use serde_json::{Map, Value, json};
 
 use super::pipeline::{Encoder, Outcome, Streamed, print_summary, run_encode, tensor_err};
@@ -34,6 +36,19 @@ pub(crate) enum SchemeArg {
     Sym,
     /// Unsigned codes with a zero point (exact 0.0).
     Affine,
+}
+
+/// How each scale's clipping range is chosen from the weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum CalibrateArg {
+    /// The full min-max range (no clipping).
+    Minmax,
+    /// The clip range minimising the expected squared error at this bit width.
+    Mse,
+    /// The --percentile-th percentile of |w| (and its mirror).
+    Percentile,
+    /// TensorRT's KL-divergence threshold.
+    Entropy,
 }
 
 /// Storage of the scales.
@@ -71,6 +86,12 @@ pub(crate) struct QuantizeArgs {
     /// Channel axis for channel granularity.
     #[arg(long, default_value_t = 0)]
     pub(crate) axis: usize,
+    /// Calibration of each scale's clipping range from the weights.
+    #[arg(long, value_enum, default_value = "minmax")]
+    pub(crate) calibrate: CalibrateArg,
+    /// Percentile for --calibrate percentile, in (50, 100].
+    #[arg(long, default_value_t = 99.99)]
+    pub(crate) percentile: f64,
 }
 
 /// The quantize encoder: a validated base scheme applied per tensor.
@@ -84,6 +105,8 @@ pub(crate) struct QuantizeEncoder {
     axis: usize,
     /// Elements per chunk when streaming.
     chunk_elems: usize,
+    /// Range calibration.
+    method: Calibration,
 }
 
 impl QuantizeEncoder {
@@ -118,7 +141,19 @@ impl QuantizeEncoder {
             Some(d) => d == ScaleDtypeArg::F16,
             None => granularity == GranularityArg::Group,
         };
+        let method = match a.calibrate {
+            CalibrateArg::Minmax => Calibration::MinMax,
+            CalibrateArg::Mse => Calibration::Mse,
+            CalibrateArg::Percentile => Calibration::Percentile {
+                percentile: a.percentile,
+            },
+            CalibrateArg::Entropy => Calibration::Entropy,
+        };
+        method
+            .validate()
+            .map_err(|e| CliError::Usage(format!("--calibrate: {e}")))?;
         Ok(Self {
+            method,
             bits: a.bits,
             granularity,
             group_size,
@@ -213,7 +248,12 @@ impl QuantizeEncoder {
         w: &mut ShardWriter,
     ) -> Result<Option<Streamed>> {
         let (scheme, note) = self.scheme_for(&t.shape);
-        if matches!(scheme.granularity, Granularity::PerChannel { axis } if axis != 0) {
+        let per_tensor = scheme.granularity == Granularity::PerTensor;
+        if matches!(scheme.granularity, Granularity::PerChannel { axis } if axis != 0)
+            || (per_tensor && self.method != Calibration::MinMax)
+        {
+            // Parameters spanning rows need the whole tensor (a calibrated per-tensor range
+            // is computed from a histogram of all values).
             return Ok(None);
         }
         scheme.validate().map_err(|e| tensor_err(t, e))?;
@@ -260,7 +300,7 @@ impl QuantizeEncoder {
             shape[0] = cr;
             let q = match range {
                 Some(r) => QTensor::quantize_with_ranges(&chunk, &shape, scheme, &[r]),
-                None => QTensor::quantize_slice(&chunk, &shape, scheme),
+                None => quantize_calibrated(&chunk, &shape, scheme, self.method),
             }
             .map_err(|e| tensor_err(t, e))?;
             w.append(q.data())?;
@@ -290,13 +330,14 @@ impl QuantizeEncoder {
             encoding: int_encoding(&t.name, scheme),
             sums,
             bytes_out,
-            extra: extra_of(scheme, note),
+            extra: extra_of(scheme, note, self.method),
         }))
     }
 }
 
-fn extra_of(s: IntScheme, note: Option<String>) -> Map<String, Value> {
+fn extra_of(s: IntScheme, note: Option<String>, method: Calibration) -> Map<String, Value> {
     let mut extra = Map::new();
+    extra.insert("calibration".into(), json!(method.label()));
     if let Some(n) = note {
         extra.insert("note".into(), Value::String(n));
     }
@@ -320,8 +361,9 @@ impl Encoder for QuantizeEncoder {
 
     fn encode(&mut self, t: &TensorInfo, values: &[f32], _raw: &[u8]) -> Result<Outcome> {
         let (scheme, note) = self.scheme_for(&t.shape);
-        let q = QTensor::quantize_slice(values, &t.shape, scheme).map_err(|e| tensor_err(t, e))?;
-        Ok(qtensor_outcome(&t.name, &q, scheme, note))
+        let q = quantize_calibrated(values, &t.shape, scheme, self.method)
+            .map_err(|e| tensor_err(t, e))?;
+        Ok(qtensor_outcome(&t.name, &q, scheme, note, self.method))
     }
 }
 
@@ -331,6 +373,7 @@ pub(crate) fn qtensor_outcome(
     q: &QTensor,
     s: IntScheme,
     note: Option<String>,
+    method: Calibration,
 ) -> Outcome {
     let sd = scale_dtype(s);
     let u8d = Dtype::Other("U8", 1);
@@ -360,7 +403,7 @@ pub(crate) fn qtensor_outcome(
     Outcome::Encoded {
         encoding: int_encoding(name, s),
         parts,
-        extra: extra_of(s, note),
+        extra: extra_of(s, note, method),
     }
 }
 
@@ -405,6 +448,8 @@ mod tests {
             scheme,
             scale_dtype: None,
             axis: 0,
+            calibrate: CalibrateArg::Minmax,
+            percentile: 99.99,
         }
     }
 
@@ -419,12 +464,17 @@ mod tests {
             bits in prop::sample::select(vec![2u32, 3, 4, 8]),
             g in prop::sample::select(vec![GranularityArg::Tensor, GranularityArg::Channel, GranularityArg::Group]),
             affine in any::<bool>(),
+            mse in any::<bool>(),
         ) {
             let shape = [rows, 8];
             let x = &values[..rows * 8];
             let scheme = if affine { SchemeArg::Affine } else { SchemeArg::Sym };
             let gs = (g == GranularityArg::Group).then_some(4);
-            let mut enc = QuantizeEncoder::new(&args(bits, g, gs, scheme)).unwrap();
+            let mut a = args(bits, g, gs, scheme);
+            if mse {
+                a.calibrate = CalibrateArg::Mse;
+            }
+            let mut enc = QuantizeEncoder::new(&a).unwrap();
             enc.chunk_elems = 8 * 3; // chunks of 8 rows
             let dir = std::env::temp_dir().join(format!("nc-stream-{}", std::process::id()));
             std::fs::create_dir_all(&dir).unwrap();
@@ -435,7 +485,11 @@ mod tests {
             let mut f = SafetensorsFile::open(&inp).unwrap();
             let t = f.tensors[0].clone();
             let mut w = ShardWriter::with_reserve(&out, 256).unwrap();
-            let s = enc.encode_stream(&t, &mut f, &mut w).unwrap().unwrap();
+            let Some(s) = enc.encode_stream(&t, &mut f, &mut w).unwrap() else {
+                // Only a calibrated per-tensor range needs the whole tensor.
+                prop_assert!(mse && g == GranularityArg::Tensor);
+                return Ok(());
+            };
             commit(vec![w.assemble().unwrap()]).unwrap();
             let Outcome::Encoded { encoding, parts, .. } = enc.encode(&t, x, &[]).unwrap() else {
                 panic!("not encoded");

@@ -2,7 +2,6 @@
 //! MobileNet v1's cost ratio), `mobilenet` (width multiplier 1.0 / 0.5 and a Ghost variant)
 //! and `lowrank` (truncated-SVD factorization of the reference MLP, fine-tuned).
 
-use compress_arch::ArchError;
 use compress_arch::blocks::{DepthwiseSeparableConv, MobileNetConfig, Pointwise, SeparableConfig};
 use compress_arch::cost;
 use compress_arch::lowrank::{
@@ -23,16 +22,8 @@ use compress_nn::train::CrossEntropy;
 
 use super::baseline::mlp_widths;
 use super::{Ctx, Metrics, Report};
-use crate::error::{CliError, Result};
+use crate::error::Result;
 use crate::progress::EpochBar;
-
-/// Maps an architecture error to the CLI's error type.
-fn ae(e: ArchError) -> CliError {
-    match e {
-        ArchError::Core(c) => CliError::Core(c),
-        other => CliError::Core(CoreError::config("arch", other.to_string())),
-    }
-}
 
 /// Weight decay of the CNN runs.
 const CNN_WD: f64 = 1e-4;
@@ -276,12 +267,12 @@ pub(crate) fn run_lowrank(ctx: &Ctx) -> Result<Report> {
                 .view()
                 .into_dimensionality::<Ix2>()
                 .map_err(CoreError::from)?;
-            let s = singular_values(w, &format!("{i}.weight")).map_err(ae)?;
+            let s = singular_values(w, &format!("{i}.weight"))?;
             spectra.push(json!({"layer": i, "top10": &s[..s.len().min(10)]}));
         }
     }
     let cfg = LowRankConfig::new(RankRule::Energy(0.9));
-    let report = factorize_sequential(&mut net, &targets, &cfg).map_err(ae)?;
+    let report = factorize_sequential(&mut net, &targets, &cfg)?;
     let before_ft = super::accuracy_of(&mut net, &test)?;
     let ft_epochs = ctx.epochs(15, 8);
     let acc = train_cosine(

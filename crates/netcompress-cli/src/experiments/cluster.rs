@@ -7,12 +7,12 @@ use compress_nn::loss::argmax_rows;
 use compress_nn::models::mlp;
 use compress_nn::train::{CrossEntropy, evaluate};
 use compress_nn::{Adam, Dataset, Linear, Optimizer, Sequential, Sgd, TrainConfig, Trainer};
-use compress_prune::{PruneConfig, PruneError, prune, relative_index_encode};
+use compress_prune::{PruneConfig, prune, relative_index_encode};
 use compress_quant::binary::{BinaryConnect, BinaryMatrix, BinaryScale, binary_linear};
 use compress_quant::huffman::{HuffmanEncoded, entropy_bits, frequencies};
 use compress_quant::ternary::{TernaryTensor, TernaryWeights};
 use compress_quant::{
-    ClusterConfig, ClusterInit, ClusteredTensor, QuantError, cluster_weights, export_clustered,
+    ClusterConfig, ClusterInit, ClusteredTensor, cluster_weights, export_clustered,
 };
 use ndarray::{Array2, ArrayD, Ix2, IxDyn};
 use rand::{SeedableRng, rngs::StdRng};
@@ -22,22 +22,6 @@ use super::baseline::{mlp_widths, train_reference_mlp};
 use super::{Ctx, Metrics, Report};
 use crate::error::{CliError, Result};
 use crate::progress::EpochBar;
-
-fn qe(e: QuantError) -> CliError {
-    match e {
-        QuantError::Core(c) => CliError::Core(c),
-        QuantError::Nn(n) => CliError::Nn(n),
-        other => CliError::Usage(format!("compress-quant: {other}")),
-    }
-}
-
-fn pe(e: PruneError) -> CliError {
-    match e {
-        PruneError::Core(c) => CliError::Core(c),
-        PruneError::Nn(n) => CliError::Nn(n),
-        other => CliError::Usage(format!("compress-prune: {other}")),
-    }
-}
 
 /// Trains `net` for `epochs` with `opt` (batch 32, seeded), returns test accuracy.
 fn fit(
@@ -82,7 +66,7 @@ pub(crate) fn run_cluster(ctx: &Ctx) -> Result<Report> {
     let (mut net, base_acc) = train_reference_mlp(ctx, &train, &test)?;
     let baseline = Metrics::dense_f32(&net, &[ctx.input_dim()], base_acc)?;
     let cfg = ClusterConfig::new(16).init(ClusterInit::Linear);
-    let layers = cluster_weights(&mut net, &ParamFilter::new(), &cfg, 0.1f32).map_err(qe)?;
+    let layers = cluster_weights(&mut net, &ParamFilter::new(), &cfg, 0.1f32)?;
     let before_ft = evaluate(&mut net, &test, 512)?;
     let mut opt = Sgd::new(0.01f32).momentum(0.9);
     let acc = fit(
@@ -93,7 +77,7 @@ pub(crate) fn run_cluster(ctx: &Ctx) -> Result<Report> {
         (&train, &test),
         ctx.epochs(8, 4),
     )?;
-    let clustered = export_clustered(&net).map_err(qe)?;
+    let clustered = export_clustered(&net)?;
     let weight_bytes: usize = clustered.iter().map(|(_, c)| c.bytes()).sum();
     let bytes = weight_bytes + bias_bytes(&net);
     let extra = json!({
@@ -133,14 +117,14 @@ fn encode_layer(
     let as_f32: Vec<f32> = c.codes().iter().map(|&k| k as f32).collect();
     let k = c.clusters();
     let codebook = c.codebook().len() * 4;
-    let fixed = relative_index_encode(&as_f32, FIXED_GAP_BITS).map_err(pe)?;
+    let fixed = relative_index_encode(&as_f32, FIXED_GAP_BITS)?;
     // Huffman stage: the gap width (2..=8 bits) that gives the fewest coded bytes.
     let mut best: Option<(usize, u32, Vec<u32>, HuffmanEncoded, HuffmanEncoded)> = None;
     for bits in 2..=8 {
-        let rel = relative_index_encode(&as_f32, bits).map_err(pe)?;
+        let rel = relative_index_encode(&as_f32, bits)?;
         let codes: Vec<u32> = rel.values.iter().map(|&v| v as u32).collect();
-        let hc = HuffmanEncoded::encode(&codes, k).map_err(qe)?;
-        let hg = HuffmanEncoded::encode(&rel.gaps, 1 << bits).map_err(qe)?;
+        let hc = HuffmanEncoded::encode(&codes, k)?;
+        let hg = HuffmanEncoded::encode(&rel.gaps, 1 << bits)?;
         let total = hc.total_bytes() + hg.total_bytes();
         if best.as_ref().is_none_or(|b| total < b.0) {
             best = Some((total, bits, rel.gaps, hc, hg));
@@ -150,7 +134,7 @@ fn encode_layer(
         return Err(CliError::Usage("no gap width tried".into()));
     };
     // Decode both streams back and rebuild the dense weights from them.
-    let (dc, dg) = (hc.decode().map_err(qe)?, hg.decode().map_err(qe)?);
+    let (dc, dg) = (hc.decode()?, hg.decode()?);
     let mut dense = vec![0.0f32; n];
     let mut pos = 0usize;
     for (&g, &code) in dg.iter().zip(&dc) {
@@ -165,8 +149,8 @@ fn encode_layer(
     let (dense_b, pruned_b) = (n * 4, fixed.bytes(32));
     let clustered_b = fixed.bytes(c.index_bits()) + codebook;
     let huffman_b = coded + codebook;
-    let code_freq = frequencies(&dc, k).map_err(qe)?;
-    let gap_freq = frequencies(&gaps, 1 << gap_bits).map_err(qe)?;
+    let code_freq = frequencies(&dc, k)?;
+    let gap_freq = frequencies(&gaps, 1 << gap_bits)?;
     let row = json!({
         "layer": path,
         "weights": n,
@@ -205,7 +189,7 @@ pub(crate) fn run_deep_compression(ctx: &Ctx) -> Result<Report> {
     // Iterative magnitude pruning (global threshold) with retraining.
     let mut stages = Vec::new();
     for s in [0.5, 0.75, 0.88, 0.92] {
-        prune(&mut net, &PruneConfig::new(s)).map_err(pe)?;
+        prune(&mut net, &PruneConfig::new(s))?;
         let mut opt = Sgd::new(0.01f32).momentum(0.9);
         let acc = fit(
             ctx,
@@ -223,10 +207,10 @@ pub(crate) fn run_deep_compression(ctx: &Ctx) -> Result<Report> {
     let cfg = ClusterConfig::new(32)
         .init(ClusterInit::Linear)
         .preserve_sparsity(true);
-    cluster_weights(&mut net, &ParamFilter::new(), &cfg, 0.05f32).map_err(qe)?;
+    cluster_weights(&mut net, &ParamFilter::new(), &cfg, 0.05f32)?;
     // Biases (not pruned) share 16 values per layer (4-bit indices).
     let bias_filter = ParamFilter::new().with_bias(true).include("*.bias");
-    cluster_weights(&mut net, &bias_filter, &ClusterConfig::new(16), 0.05f32).map_err(qe)?;
+    cluster_weights(&mut net, &bias_filter, &ClusterConfig::new(16), 0.05f32)?;
     let quant_acc = evaluate(&mut net, &test, 512)?;
     let mut opt = Sgd::new(0.01f32).momentum(0.9);
     let ft_acc = fit(
@@ -237,12 +221,12 @@ pub(crate) fn run_deep_compression(ctx: &Ctx) -> Result<Report> {
         (&train, &test),
         ctx.epochs(8, 3),
     )?;
-    let clustered = export_clustered(&net).map_err(qe)?;
+    let clustered = export_clustered(&net)?;
     let (mut rows, mut weight_bytes, mut bias_b, mut decoded) = (Vec::new(), 0, 0, Vec::new());
     for (path, c) in &clustered {
         if path.ends_with("bias") {
             bias_b += c.bytes();
-            decoded.push((path.clone(), c.decode().map_err(qe)?));
+            decoded.push((path.clone(), c.decode()?));
             continue;
         }
         let pw = pruned.iter().find(|(p, _)| p == path).map(|(_, w)| w);
@@ -337,7 +321,7 @@ fn packed_eval(net: &Sequential<f32>, test: &Dataset<f32>) -> Result<(f64, usize
             .view()
             .into_dimensionality::<Ix2>()
             .map_err(compress_core::CoreError::from)?;
-        let bm = BinaryMatrix::from_weights(w, scale).map_err(qe)?;
+        let bm = BinaryMatrix::from_weights(w, scale)?;
         // A constant scale is stored once per layer; per-channel scales once per row.
         bytes += bm.words().len() * 8
             + if matches!(scale, BinaryScale::PerChannel) {
@@ -349,7 +333,7 @@ fn packed_eval(net: &Sequential<f32>, test: &Dataset<f32>) -> Result<(f64, usize
             .bias
             .as_ref()
             .map(|b| b.value().iter().copied().collect::<Vec<f32>>());
-        x = binary_linear(x.view(), &bm, bias.as_deref()).map_err(qe)?;
+        x = binary_linear(x.view(), &bm, bias.as_deref())?;
         if i + 1 < linears.len() {
             x.mapv_inplace(|v| v.max(0.0));
         }
@@ -483,12 +467,11 @@ pub(crate) fn run_ternary(ctx: &Ctx) -> Result<Report> {
         if !path.ends_with("weight") {
             continue;
         }
-        let t = TernaryTensor::ternarize(&w).map_err(qe)?;
+        let t = TernaryTensor::ternarize(&w)?;
         // The packed tensor must reproduce the effective weights used in evaluation.
         let eff = TernaryWeights::new().forward(&w);
         let same = t
-            .decode()
-            .map_err(qe)?
+            .decode()?
             .iter()
             .zip(eff.iter())
             .all(|(a, b)| (a - b).abs() <= 1e-6 * b.abs().max(1.0));

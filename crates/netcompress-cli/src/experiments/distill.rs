@@ -15,7 +15,7 @@ use compress_distill::{DistillConfig, DistillLoss, Distiller, KdConfig};
 use compress_nn::layers::Dropout;
 use compress_nn::models::mlp;
 use compress_nn::train::{CrossEntropy, evaluate};
-use compress_nn::{Dataset, Linear, NnError, ReLU, Sequential, Sgd, TrainConfig, Trainer};
+use compress_nn::{Dataset, Linear, ReLU, Sequential, Sgd, TrainConfig, Trainer};
 use rand::{SeedableRng, rngs::StdRng};
 use serde_json::{Value, json};
 
@@ -120,7 +120,7 @@ impl Setup {
         data: (&Dataset<f32>, &Dataset<f32>),
     ) -> Result<(Sequential<f32>, f64, f64)> {
         let (train, test) = data;
-        let kd = KdConfig::new(temperature, ALPHA).map_err(NnError::from)?;
+        let kd = KdConfig::new(temperature, ALPHA)?;
         let cfg = DistillConfig::new(
             DistillLoss::Kd(kd),
             self.train_config(self.student_epochs, seed),
@@ -131,12 +131,11 @@ impl Setup {
             self.student_epochs,
             ctx.progress,
         );
-        let mut d = Distiller::new(teacher, cfg).map_err(NnError::from)?;
+        let mut d = Distiller::new(teacher, cfg)?;
         let mut opt = Sgd::new(self.student_lr as f32).momentum(0.9);
-        d.fit_with_hooks(&mut net, &mut opt, train, None, &mut bar)
-            .map_err(NnError::from)?;
+        d.fit_with_hooks(&mut net, &mut opt, train, None, &mut bar)?;
         bar.finish();
-        let r = d.evaluate(&mut net, test).map_err(NnError::from)?;
+        let r = d.evaluate(&mut net, test)?;
         Ok((net, r.student_accuracy, r.agreement))
     }
 }

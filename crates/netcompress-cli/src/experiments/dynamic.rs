@@ -2,11 +2,11 @@
 //! thresholds), `slimmable` (one network at widths 0.25..1.0 vs individually trained twins)
 //! and `dynamic-budget` (accuracy and MACs at battery levels).
 
-use compress_core::{CoreError, Layer};
+use compress_core::Layer;
 use compress_dynamic::{
-    Budget, CalibrationTarget, DynamicError, DynamicOutput, EarlyExitNet, ExitDistill, ExitRule,
-    ExitTrainConfig, SandwichConfig, SlimmableNet, Thresholds, calibrate, recalibrate_bn,
-    tradeoff_curve, train_early_exit, train_sandwich,
+    Budget, CalibrationTarget, DynamicOutput, EarlyExitNet, ExitDistill, ExitRule, ExitTrainConfig,
+    SandwichConfig, SlimmableNet, Thresholds, calibrate, recalibrate_bn, tradeoff_curve,
+    train_early_exit, train_sandwich,
 };
 use compress_nn::train::evaluate;
 use compress_nn::{Adam, Dataset, Linear, LrSchedule, ReLU, Sequential};
@@ -15,14 +15,6 @@ use serde_json::{Value, json};
 
 use super::{Ctx, DataSource, Metrics, Report};
 use crate::error::{CliError, Result};
-
-fn de(e: DynamicError) -> CliError {
-    match e {
-        DynamicError::Core(c) => CliError::Core(c),
-        DynamicError::Nn(n) => CliError::Nn(n),
-        other => CliError::Core(CoreError::config("compress-dynamic", other.to_string())),
-    }
-}
 
 /// Hidden widths of the early-exit backbone's three stages.
 fn backbone(ctx: &Ctx) -> [usize; 3] {
@@ -88,7 +80,7 @@ fn train_exits(
         schedule: LrSchedule::Cosine { min_lr: 1e-5 },
         ..ExitTrainConfig::default()
     };
-    train_early_exit(net, &mut Adam::new(3e-3), train, &cfg).map_err(de)?;
+    train_early_exit(net, &mut Adam::new(3e-3), train, &cfg)?;
     Ok(())
 }
 
@@ -126,13 +118,10 @@ pub(crate) fn run_early_exit(ctx: &Ctx) -> Result<Report> {
         let (train, valid, test) = splits(ctx, seed)?;
         let mut net = exit_net(ctx, seed, true);
         train_exits(ctx, &mut net, &train, seed)?;
-        let profile = net.profile(&valid, ExitRule::MaxSoftmax, 512).map_err(de)?;
-        let cal =
-            calibrate(&profile, CalibrationTarget::AccuracyDrop { max_drop: 0.0 }).map_err(de)?;
-        let out = net.infer(&test.x, &cal.thresholds).map_err(de)?;
-        let last = net
-            .infer(&test.x, &Thresholds::disabled(ExitRule::MaxSoftmax, 3))
-            .map_err(de)?;
+        let profile = net.profile(&valid, ExitRule::MaxSoftmax, 512)?;
+        let cal = calibrate(&profile, CalibrationTarget::AccuracyDrop { max_drop: 0.0 })?;
+        let out = net.infer(&test.x, &cal.thresholds)?;
+        let last = net.infer(&test.x, &Thresholds::disabled(ExitRule::MaxSoftmax, 3))?;
         // The same architecture without exits, trained alone: the baseline.
         let mut alone = exit_net(ctx, seed, false);
         train_exits(ctx, &mut alone, &train, seed)?;
@@ -146,10 +135,9 @@ pub(crate) fn run_early_exit(ctx: &Ctx) -> Result<Report> {
             *f += x;
         }
         if curve.is_null() {
-            let test_profile = net.profile(&test, ExitRule::MaxSoftmax, 512).map_err(de)?;
+            let test_profile = net.profile(&test, ExitRule::MaxSoftmax, 512)?;
             curve = json!(
-                tradeoff_curve(&test_profile, 10, 11)
-                    .map_err(de)?
+                tradeoff_curve(&test_profile, 10, 11)?
                     .iter()
                     .map(|p| json!({
                         "tau": p.tau,
@@ -159,10 +147,9 @@ pub(crate) fn run_early_exit(ctx: &Ctx) -> Result<Report> {
                     }))
                     .collect::<Vec<_>>()
             );
-            let ep = net.profile(&valid, ExitRule::Entropy, 512).map_err(de)?;
-            let ec =
-                calibrate(&ep, CalibrationTarget::AccuracyDrop { max_drop: 0.0 }).map_err(de)?;
-            let eo = net.infer(&test.x, &ec.thresholds).map_err(de)?;
+            let ep = net.profile(&valid, ExitRule::Entropy, 512)?;
+            let ec = calibrate(&ep, CalibrationTarget::AccuracyDrop { max_drop: 0.0 })?;
+            let eo = net.infer(&test.x, &ec.thresholds)?;
             entropy = json!({"thresholds": ec.thresholds.taus, "test": outcome(&eo, &test.labels)});
             dyn_params = compress_core::Module::num_params(&net);
         }
@@ -226,7 +213,7 @@ fn sandwich(ctx: &Ctx, net: &mut SlimmableNet<f32>, train: &Dataset<f32>, seed: 
         schedule: LrSchedule::Cosine { min_lr: 1e-5 },
         ..SandwichConfig::default()
     };
-    train_sandwich(net, &mut Adam::new(3e-3), train, &cfg).map_err(de)?;
+    train_sandwich(net, &mut Adam::new(3e-3), train, &cfg)?;
     Ok(())
 }
 
@@ -248,36 +235,31 @@ pub(crate) fn run_slimmable(ctx: &Ctx) -> Result<Report> {
     for seed in (0..n_seeds).map(|i| ctx.seed + i) {
         let (train, valid, test) = splits(ctx, seed)?;
         let mut rng = StdRng::seed_from_u64(seed);
-        let mut net =
-            SlimmableNet::<f32>::mlp(&[d, h, h, 10], &WIDTHS, true, &mut rng).map_err(de)?;
+        let mut net = SlimmableNet::<f32>::mlp(&[d, h, h, 10], &WIDTHS, true, &mut rng)?;
         sandwich(ctx, &mut net, &train, seed)?;
         full_params = compress_core::Module::num_params(&net);
         for (i, &w) in WIDTHS.iter().enumerate() {
-            net.set_width(w).map_err(de)?;
+            net.set_width(w)?;
             acc[i].push(evaluate(&mut net, &test, 512)?);
             macs[i] = net.cost(&[d])?.macs;
             // The same width trained alone.
             let hw = compress_dynamic::active_channels(w, h);
-            let mut twin =
-                SlimmableNet::<f32>::mlp(&[d, hw, hw, 10], &[1.0], true, &mut rng).map_err(de)?;
+            let mut twin = SlimmableNet::<f32>::mlp(&[d, hw, hw, 10], &[1.0], true, &mut rng)?;
             sandwich(ctx, &mut twin, &train, seed)?;
             twin_acc[i].push(evaluate(&mut twin, &test, 512)?);
             twin_macs[i] = twin.cost(&[d])?.macs;
         }
         if recal.is_null() {
             // A width never trained: a fresh BN entry recalibrated on training data.
-            net.add_width(0.375).map_err(de)?;
-            recalibrate_bn(&mut net, 0.375, &train, 128, 100).map_err(de)?;
+            net.add_width(0.375)?;
+            recalibrate_bn(&mut net, 0.375, &train, 128, 100)?;
             recal = json!({"width": 0.375, "accuracy": evaluate(&mut net, &test, 512)?,
                            "macs": net.cost(&[d])?.macs});
             // Difficulty-based routing: width 0.25 first, the uncertain rerun at 1.0.
             let route_w = [0.25, 1.0];
-            let p = net
-                .profile_widths(&valid, &route_w, ExitRule::MaxSoftmax, 512)
-                .map_err(de)?;
-            let cal =
-                calibrate(&p, CalibrationTarget::AccuracyDrop { max_drop: 0.0 }).map_err(de)?;
-            let out = net.route(&test.x, &route_w, &cal.thresholds).map_err(de)?;
+            let p = net.profile_widths(&valid, &route_w, ExitRule::MaxSoftmax, 512)?;
+            let cal = calibrate(&p, CalibrationTarget::AccuracyDrop { max_drop: 0.0 })?;
+            let out = net.route(&test.x, &route_w, &cal.thresholds)?;
             routed = json!({"widths": route_w, "thresholds": cal.thresholds.taus,
                             "test": outcome(&out, &test.labels)});
         }
@@ -334,23 +316,20 @@ pub(crate) fn run_dynamic_budget(ctx: &Ctx) -> Result<Report> {
     let (train, valid, test) = splits(ctx, seed)?;
     let mut net = exit_net(ctx, seed, true);
     train_exits(ctx, &mut net, &train, seed)?;
-    let costs = net.exit_costs().map_err(de)?;
+    let costs = net.exit_costs()?;
     let forced: Vec<u64> = (0..net.num_exits()).map(|k| costs.forced(k)).collect();
-    let profile = net.profile(&valid, ExitRule::MaxSoftmax, 512).map_err(de)?;
-    let full = net
-        .infer(&test.x, &Thresholds::disabled(ExitRule::MaxSoftmax, 3))
-        .map_err(de)?;
+    let profile = net.profile(&valid, ExitRule::MaxSoftmax, 512)?;
+    let full = net.infer(&test.x, &Thresholds::disabled(ExitRule::MaxSoftmax, 3))?;
     let mut levels = Vec::new();
     let mut at_half = None;
     for level in [0.25, 0.5, 0.75, 1.0] {
         let budget = Budget::Battery(level);
-        let cap = budget.cap(&forced).map_err(de)?;
+        let cap = budget.cap(&forced)?;
         // Per sample cap: the deepest exit that fits, no other head computed.
-        let anytime = net.infer_budget(&test.x, budget).map_err(de)?;
+        let anytime = net.infer_budget(&test.x, budget)?;
         // Average-MAC budget: thresholds calibrated for the best accuracy within the cap.
-        let cal =
-            calibrate(&profile, CalibrationTarget::MacBudget { avg_macs: cap }).map_err(de)?;
-        let budgeted = net.infer(&test.x, &cal.thresholds).map_err(de)?;
+        let cal = calibrate(&profile, CalibrationTarget::MacBudget { avg_macs: cap })?;
+        let budgeted = net.infer(&test.x, &cal.thresholds)?;
         if level == 0.5 {
             at_half = Some((budgeted.accuracy(&test.labels), budgeted.avg_macs()));
         }
@@ -368,10 +347,8 @@ pub(crate) fn run_dynamic_budget(ctx: &Ctx) -> Result<Report> {
     let per: Vec<Budget> = (0..test.len())
         .map(|_| Budget::Battery([0.25, 0.5, 0.75, 1.0][rng.random_range(0..4)]))
         .collect();
-    let cal = calibrate(&profile, CalibrationTarget::AccuracyDrop { max_drop: 0.0 }).map_err(de)?;
-    let mixed = net
-        .infer_budgets(&test.x, &per, Some(&cal.thresholds))
-        .map_err(de)?;
+    let cal = calibrate(&profile, CalibrationTarget::AccuracyDrop { max_drop: 0.0 })?;
+    let mixed = net.infer_budgets(&test.x, &per, Some(&cal.thresholds))?;
     let within = per
         .iter()
         .zip(&mixed.macs)

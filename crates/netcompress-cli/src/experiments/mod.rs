@@ -4,7 +4,7 @@
 //! functions and registers them in [`REGISTRY`].
 
 mod arch;
-mod baseline;
+pub(crate) mod baseline;
 mod cluster;
 mod distill;
 mod dynamic;

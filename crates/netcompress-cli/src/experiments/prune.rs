@@ -18,15 +18,6 @@ use super::{Ctx, DataSource, Metrics, Report, accuracy_of};
 use crate::error::{CliError, Result};
 use crate::progress::EpochBar;
 
-/// Maps a pruning error to the CLI's error type.
-fn pe(e: PruneError) -> CliError {
-    match e {
-        PruneError::Core(c) => CliError::Core(c),
-        PruneError::Nn(n) => CliError::Nn(n),
-        other => CliError::Core(CoreError::config("prune", other.to_string())),
-    }
-}
-
 /// Fine-tunes `net` with SGD + momentum and a cosine-annealed rate; returns test accuracy.
 fn fine_tune(
     ctx: &Ctx,
@@ -75,11 +66,11 @@ fn to_csr(
         if let Some(l) = net.get::<Linear<f32>>(i) {
             let w = l.weight.value();
             let flat: Vec<f32> = w.iter().copied().collect();
-            rel_bytes += relative_index_encode(&flat, 5).map_err(pe)?.bytes(32);
+            rel_bytes += relative_index_encode(&flat, 5)?.bytes(32);
             rel_bytes += l.bias.as_ref().map_or(0, |b| 4 * b.len());
         }
     }
-    sparsify_linears(net, 0.0, IndexWidth::Auto).map_err(pe)?;
+    sparsify_linears(net, 0.0, IndexWidth::Auto)?;
     let mut csr_bytes = 0usize;
     for i in 0..net.len() {
         if let Some(s) = net.get::<SparseLinear<f32>>(i) {
@@ -125,8 +116,7 @@ pub(crate) fn run_magnitude(ctx: &Ctx) -> Result<Report> {
         .map_err(|e| PruneError::Core(CoreError::config("fine-tune", e.to_string())))?;
         rounds.push(json!({"round": r + 1, "sparsity": s, "accuracy": acc}));
         Ok(())
-    })
-    .map_err(pe)?;
+    })?;
     let masked_acc = accuracy_of(&mut net, &test)?;
     let per_layer = layer_sparsity(&net);
     let (m, sizes) = to_csr(&mut net, ctx.input_dim(), &test)?;
@@ -158,7 +148,7 @@ pub(crate) fn run_structured(ctx: &Ctx) -> Result<Report> {
         let cfg = ShrinkConfig::new(fraction)
             .criterion(UnitCriterion::Apoz)
             .round_to(8);
-        let rep = prune_structured(&mut net, &cfg, &input, Some(&train.x)).map_err(pe)?;
+        let rep = prune_structured(&mut net, &cfg, &input, Some(&train.x))?;
         let acc = fine_tune(
             ctx,
             &format!("fine-tune {}", r + 1),
@@ -226,8 +216,7 @@ pub(crate) fn run_lottery(ctx: &Ctx) -> Result<Report> {
                 Ok(())
             },
             |m| Ok(evaluate(m, &test, 512)?),
-        )
-        .map_err(pe)?;
+        )?;
         if ticket0.is_none() {
             ticket0 = Some(ticket);
         }
@@ -283,7 +272,7 @@ pub(crate) fn run_nm(ctx: &Ctx) -> Result<Report> {
     let (mut net, base_acc) = train_reference_mlp(ctx, &train, &test)?;
     let input = [ctx.input_dim()];
     let base = Metrics::dense_f32(&net, &input, base_acc)?;
-    nm_prune(&mut net, 2, 4, &ParamFilter::new()).map_err(pe)?;
+    nm_prune(&mut net, 2, 4, &ParamFilter::new())?;
     let one_shot = accuracy_of(&mut net, &test)?;
     let acc = fine_tune(
         ctx,

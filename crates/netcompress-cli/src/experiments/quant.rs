@@ -11,7 +11,7 @@ use compress_nn::{Conv2d, Dataset, Linear, Sequential};
 use compress_quant::calibrate::{attach_observers, calibrate, detach_observers};
 use compress_quant::{
     ActQuant, ActRange, Calibration, FakeQuant, FakeQuantAct, IntScheme, Observer, PtqConfig,
-    QConv2d, QLinear, QTensor, QuantError, attach_fake_quant, fake_quantize_model,
+    QConv2d, QLinear, QTensor, attach_fake_quant, fake_quantize_model,
 };
 use ndarray::ArrayD;
 use rand::{SeedableRng, rngs::StdRng};
@@ -19,15 +19,7 @@ use serde_json::{Value, json};
 
 use super::baseline::{mlp_widths, train_reference_mlp, train_sgd};
 use super::{Ctx, Metrics, Report};
-use crate::error::{CliError, Result};
-
-fn qe(e: QuantError) -> CliError {
-    match e {
-        QuantError::Core(c) => CliError::Core(c),
-        QuantError::Nn(n) => CliError::Nn(n),
-        other => CliError::Usage(format!("compress-quant: {other}")),
-    }
-}
+use crate::error::Result;
 
 /// Which reference model.
 #[derive(Clone, Copy, PartialEq)]
@@ -105,8 +97,7 @@ fn ptq_table(
     let mut int8pc = (0.0, 0);
     for (name, scheme, cal) in ptq_schemes() {
         let mut m = copy_of(ctx, arch, net)?;
-        let report =
-            fake_quantize_model(&mut m, &PtqConfig::new(scheme).calibration(cal)).map_err(qe)?;
+        let report = fake_quantize_model(&mut m, &PtqConfig::new(scheme).calibration(cal))?;
         let acc = evaluate(&mut m, test, 512)?;
         if name == "int8-per-channel" {
             int8pc = (acc, report.total_bytes());
@@ -139,7 +130,7 @@ fn w8a8_static(
     test: &Dataset<f32>,
 ) -> Result<f64> {
     let mut m = copy_of(ctx, Arch::Mlp, net)?;
-    fake_quantize_model(&mut m, &PtqConfig::default()).map_err(qe)?;
+    fake_quantize_model(&mut m, &PtqConfig::default())?;
     let act = IntScheme::new(8).affine();
     attach_observers(&mut m, |_, l| {
         (l.name() == "Linear").then(|| Observer::new(method, act))
@@ -148,8 +139,8 @@ fn w8a8_static(
     let observers = detach_observers(&mut m);
     // Insert from the back so earlier indices stay valid.
     for (i, obs) in observers.into_iter().rev() {
-        let (lo, hi) = obs.range().map_err(qe)?;
-        let fq = FakeQuantAct::new(act, ActRange::Fixed { lo, hi }).map_err(qe)?;
+        let (lo, hi) = obs.range()?;
+        let fq = FakeQuantAct::new(act, ActRange::Fixed { lo, hi })?;
         m.layers_mut().insert(i, Box::new(fq));
     }
     Ok(evaluate(&mut m, test, 512)?)
@@ -246,12 +237,12 @@ pub(crate) fn run_qat(ctx: &Ctx) -> Result<Report> {
         ("int2-per-channel", IntScheme::new(2).per_channel(0)),
     ] {
         let mut ptq = copy_of(ctx, Arch::Mlp, &net)?;
-        fake_quantize_model(&mut ptq, &PtqConfig::new(scheme)).map_err(qe)?;
+        fake_quantize_model(&mut ptq, &PtqConfig::new(scheme))?;
         let ptq_acc = evaluate(&mut ptq, &test, 512)?;
         let mut modes = Vec::new();
         for learnable in [true, false] {
             let mut m = copy_of(ctx, Arch::Mlp, &net)?;
-            attach_fake_quant(&mut m, &ParamFilter::new(), scheme, learnable).map_err(qe)?;
+            attach_fake_quant(&mut m, &ParamFilter::new(), scheme, learnable)?;
             let label = format!("QAT {name}{}", if learnable { " LSQ" } else { "" });
             let fq_acc = train_sgd(ctx, &label, &mut m, &train, &test, epochs, 0.01)?;
             let bytes = export_qat(&mut m)? + bias_bytes;
@@ -351,15 +342,14 @@ pub(crate) fn run_int8_inference(ctx: &Ctx) -> Result<Report> {
     for i in 0..int8.len() {
         let lin = int8.get::<Linear<f32>>(i).cloned();
         if let Some(lin) = lin {
-            let q = QLinear::from_linear(&lin, ActQuant::DynamicPerRow).map_err(qe)?;
+            let q = QLinear::from_linear(&lin, ActQuant::DynamicPerRow)?;
             int8_bytes += q.size_bytes();
-            let w = QTensor::quantize(&lin.weight.value().view(), IntScheme::int8_per_channel())
-                .map_err(qe)?;
+            let w = QTensor::quantize(&lin.weight.value().view(), IntScheme::int8_per_channel())?;
             let b = lin.bias.as_ref().map(|b| b.value().clone());
-            sim.push(
-                FakeQuantAct::new(IntScheme::new(8).per_channel(0), ActRange::Dynamic)
-                    .map_err(qe)?,
-            );
+            sim.push(FakeQuantAct::new(
+                IntScheme::new(8).per_channel(0),
+                ActRange::Dynamic,
+            )?);
             sim.push(Linear::from_arrays(w.dequantize(), b));
             int8.layers_mut()[i] = Box::new(q);
         } else {
@@ -380,10 +370,10 @@ pub(crate) fn run_int8_inference(ctx: &Ctx) -> Result<Report> {
     let mut qcnn = copy_of(ctx, Arch::Cnn, &cnn)?;
     for i in 0..qcnn.len() {
         if let Some(c) = qcnn.get::<Conv2d<f32>>(i) {
-            let q = QConv2d::from_conv(c).map_err(qe)?;
+            let q = QConv2d::from_conv(c)?;
             qcnn.layers_mut()[i] = Box::new(q);
         } else if let Some(l) = qcnn.get::<Linear<f32>>(i) {
-            let q = QLinear::from_linear(l, ActQuant::DynamicPerRow).map_err(qe)?;
+            let q = QLinear::from_linear(l, ActQuant::DynamicPerRow)?;
             qcnn.layers_mut()[i] = Box::new(q);
         }
     }

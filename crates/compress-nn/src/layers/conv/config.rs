@@ -105,6 +105,40 @@ impl Conv2dConfig {
         self
     }
 
+    /// The same configuration with new channel and group counts (builder style): what
+    /// structured pruning needs to rebuild a layer with fewer channels, including a
+    /// grouped or depthwise one, whose `groups` must shrink with its channels.
+    ///
+    /// Nothing is checked here; [`Conv2d::from_arrays`](super::Conv2d::from_arrays) (or
+    /// [`Conv2dConfig::validate`]) rejects counts that `groups` does not divide.
+    ///
+    /// ```
+    /// use compress_core::{Layer, Mode};
+    /// use compress_nn::{Conv2d, Conv2dConfig};
+    /// use ndarray::{ArrayD, Axis};
+    /// use rand::{SeedableRng, rngs::StdRng};
+    ///
+    /// // A depthwise 3x3 over 4 channels; keep channels 0, 2 and 3.
+    /// let mut rng = StdRng::seed_from_u64(0);
+    /// let dw = Conv2d::<f32>::new(Conv2dConfig::new(4, 4, 3).padding(1).groups(4), &mut rng)
+    ///     .unwrap();
+    /// let keep = [0, 2, 3];
+    /// let w = dw.weight.value().select(Axis(0), &keep);
+    /// let b = dw.bias.as_ref().map(|b| b.value().select(Axis(0), &keep));
+    /// let cfg = dw.config().with_channels(3, 3, 3);
+    /// let mut small = Conv2d::from_arrays(cfg, w, b).unwrap();
+    /// assert!(small.config().is_depthwise());
+    /// let y = small.forward(&ArrayD::zeros(vec![1, 3, 5, 5]), Mode::Eval).unwrap();
+    /// assert_eq!(y.shape(), &[1, 3, 5, 5]);
+    /// ```
+    #[must_use]
+    pub fn with_channels(mut self, in_channels: usize, out_channels: usize, groups: usize) -> Self {
+        self.in_channels = in_channels;
+        self.out_channels = out_channels;
+        self.groups = groups;
+        self
+    }
+
     /// Input channels per group.
     pub fn in_per_group(&self) -> usize {
         self.in_channels / self.groups.max(1)

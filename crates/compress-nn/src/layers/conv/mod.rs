@@ -10,6 +10,7 @@ mod config;
 mod depthwise;
 mod geom;
 mod im2col;
+mod kernels;
 
 pub use config::{Conv2dConfig, IntoHw};
 
@@ -131,10 +132,21 @@ impl<F: Float> Conv2d<F> {
 
     /// The configuration, with the channel counts read from the current weight shape (so
     /// it stays right after structured shrinking replaced the weight).
+    ///
+    /// A layer built depthwise (`groups == in_channels > 1`, channel multiplier
+    /// `m = out / in`) stays depthwise: when its weight is replaced by one of shape
+    /// `[k * m, 1, kh, kw]`, the configuration reads `k` input channels in `k` groups.
+    /// Other grouped layers keep their group count; to change it, rebuild the layer with
+    /// [`Conv2dConfig::with_channels`] and [`Conv2d::from_arrays`].
     pub fn config(&self) -> Conv2dConfig {
         let mut c = self.config;
         let s = self.weight.shape();
-        if s.len() == 4 {
+        if s.len() == 4 && s != c.weight_shape() {
+            let mult = c.out_per_group();
+            let depthwise = c.is_depthwise() && c.groups > 1;
+            if depthwise && s[1] == 1 && mult > 0 && s[0] % mult == 0 && s[0] > 0 {
+                c.groups = s[0] / mult;
+            }
             c.out_channels = s[0];
             c.in_channels = s[1] * c.groups;
         }
