@@ -6,7 +6,7 @@ use compress_benches::random_dataset;
 use compress_core::Float;
 use compress_core::{Layer, Mode};
 use compress_nn::models::mlp;
-use compress_nn::{Conv2d, Conv2dConfig, Sgd, TrainConfig, Trainer};
+use compress_nn::{BatchNorm2d, Conv2d, Conv2dConfig, ReLU, Sgd, TrainConfig, Trainer};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use ndarray::ArrayD;
 use rand::{SeedableRng, rngs::StdRng};
@@ -64,4 +64,48 @@ fn conv2d_depthwise(c: &mut Criterion) {
     conv_bench(c, "conv2d_depthwise", 64);
 }
 
-criterion_group!(benches, mlp_epoch, conv2d, conv2d_depthwise);
+/// `nn/conv2d_pointwise/32x64x32x32`: the 1x1, 64 -> 64 convolution (one GEMM per image).
+fn conv2d_pointwise(c: &mut Criterion) {
+    let mut group = c.benchmark_group("nn");
+    group.sample_size(10);
+    let mut rng = StdRng::seed_from_u64(0);
+    let mut conv = Conv2d::<f32>::new(Conv2dConfig::new(64, 64, 1), &mut rng).expect("valid");
+    let x = ArrayD::from_shape_fn(vec![32, 64, 32, 32], |d| {
+        ((d[0] * 7 + d[1] * 13 + d[2] * 3 + d[3]) % 17) as f32 / 17.0 - 0.5
+    });
+    let macs = conv.cost(&[64, 32, 32]).expect("fits").macs * 32;
+    group.throughput(Throughput::Elements(macs));
+    group.bench_function(BenchmarkId::new("conv2d_pointwise", "32x64x32x32"), |b| {
+        b.iter(|| conv.forward(black_box(&x), Mode::Eval).expect("forward"));
+    });
+    group.finish();
+}
+
+/// `nn/batchnorm2d_eval/32x64x32x32` and `nn/relu_eval/32x64x32x32`: the element-wise
+/// layers of a separable block, eval mode (one pass each).
+fn elementwise(c: &mut Criterion) {
+    let mut group = c.benchmark_group("nn");
+    group.sample_size(20);
+    let x = ArrayD::from_shape_fn(vec![32, 64, 32, 32], |d| {
+        ((d[0] * 7 + d[1] * 13 + d[2] * 3 + d[3]) % 17) as f32 / 17.0 - 0.5
+    });
+    group.throughput(Throughput::Elements(x.len() as u64));
+    let mut bn = BatchNorm2d::<f32>::new(64);
+    group.bench_function(BenchmarkId::new("batchnorm2d_eval", "32x64x32x32"), |b| {
+        b.iter(|| bn.forward(black_box(&x), Mode::Eval).expect("forward"));
+    });
+    let mut relu = ReLU::<f32>::new();
+    group.bench_function(BenchmarkId::new("relu_eval", "32x64x32x32"), |b| {
+        b.iter(|| relu.forward(black_box(&x), Mode::Eval).expect("forward"));
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    mlp_epoch,
+    conv2d,
+    conv2d_depthwise,
+    conv2d_pointwise,
+    elementwise
+);

@@ -3,9 +3,10 @@
 
 use compress_core::{CoreError, Float};
 use compress_nn::loss::accuracy;
-use ndarray::{Array2, ArrayRef, Ix2};
+use ndarray::{Array2, ArrayD, ArrayRef, Axis, Ix2, IxDyn};
 
-use crate::{ExitRule, Result};
+use crate::Result;
+use crate::rule::ExitTest;
 
 /// What dynamic inference produced for a batch: per sample, the logits of the exit it left
 /// at, that exit, and the MACs actually spent on it.
@@ -82,24 +83,26 @@ impl<F: Float> Survivors<F> {
         }
     }
 
-    /// Runs exit `k` on the running samples at local rows `rows` (whose `logits` are given,
-    /// one row per entry of `rows`), charging `head_macs` to each. A sample leaves when
-    /// `forced(original index)` or its score under `rule` reaches `threshold` (score units).
-    /// Returns the local rows that keep running, and drops the leavers from `alive`.
+    /// Runs exit `k` on the running samples at local rows `rows` (`None`: every running
+    /// sample, in order; the `logits` have one row per entry), charging `head_macs` to
+    /// each. A sample leaves when `max_exit[original index] <= k` or its logits pass `test`
+    /// (`None`: only forced samples leave). Returns the local rows that keep running, and
+    /// drops the leavers from `alive`.
     pub(crate) fn decide(
         &mut self,
         k: usize,
-        rows: &[usize],
+        rows: Option<&[usize]>,
         logits: &ArrayRef<F, Ix2>,
         head_macs: u64,
-        (rule, threshold): (ExitRule, Option<f64>),
-        forced: &dyn Fn(usize) -> bool,
+        test: Option<ExitTest>,
+        max_exit: Option<&[usize]>,
     ) -> Result<Vec<usize>> {
         let classes = logits.ncols();
-        if logits.nrows() != rows.len() {
+        let m = rows.map_or(self.alive.len(), <[usize]>::len);
+        if logits.nrows() != m {
             return Err(CoreError::shape(
                 format!("exit {k} logits"),
-                &[rows.len(), classes],
+                &[m, classes],
                 logits.shape(),
             )
             .into());
@@ -111,33 +114,59 @@ impl<F: Float> Survivors<F> {
         if out.ncols() != classes {
             return Err(CoreError::shape(
                 format!("exit {k} logits"),
-                &[rows.len(), out.ncols()],
+                &[m, out.ncols()],
                 logits.shape(),
             )
             .into());
         }
-        let mut leaving = vec![false; self.alive.len()];
-        let mut buf = Vec::new();
-        for (r, row) in rows.iter().zip(logits.rows()) {
-            let orig = self.alive[*r];
-            self.macs[orig] += head_macs;
-            let leave = forced(orig)
-                || threshold.is_some_and(|t| match row.as_slice() {
-                    Some(sl) => rule.passes(sl, t),
-                    None => {
-                        buf.clear();
-                        buf.extend(row.iter().copied());
-                        rule.passes(&buf, t)
-                    }
-                });
-            if leave {
-                leaving[*r] = true;
-                out.row_mut(orig).assign(&row);
-                self.exits[orig] = k;
+        // Heads produce standard-layout logits; anything else is copied once.
+        let owned;
+        let src: &[F] = match logits.as_slice() {
+            Some(sl) => sl,
+            None => {
+                owned = logits.as_standard_layout().into_owned();
+                owned.as_slice().unwrap_or_default()
+            }
+        };
+        let dst = out.as_slice_mut().ok_or_else(|| CoreError::InvalidState {
+            layer: "dynamic inference".into(),
+            reason: "output logits are not contiguous".into(),
+        })?;
+        let mut keep = Vec::with_capacity(self.alive.len());
+        let mut next_row = rows.map(|r| r.iter().copied().zip(0..).peekable());
+        let mut still = 0;
+        for r in 0..self.alive.len() {
+            let orig = self.alive[r];
+            // The logits row of local row `r`, when the head ran on it.
+            let j = match &mut next_row {
+                None => Some(r),
+                Some(it) => it.next_if(|&(rr, _)| rr == r).map(|(_, j)| j),
+            };
+            let leave = j.is_some_and(|j| {
+                self.macs[orig] += head_macs;
+                let row = &src[j * classes..(j + 1) * classes];
+                let go =
+                    max_exit.is_some_and(|me| me[orig] <= k) || test.is_some_and(|t| t.passes(row));
+                if go {
+                    dst[orig * classes..(orig + 1) * classes].copy_from_slice(row);
+                    self.exits[orig] = k;
+                }
+                go
+            });
+            if !leave {
+                keep.push(r);
+                self.alive[still] = orig;
+                still += 1;
             }
         }
-        let keep: Vec<usize> = (0..self.alive.len()).filter(|&r| !leaving[r]).collect();
-        self.alive = keep.iter().map(|&r| self.alive[r]).collect();
+        if next_row.is_some_and(|mut it| it.next().is_some()) {
+            return Err(CoreError::InvalidState {
+                layer: "dynamic inference".into(),
+                reason: format!("exit {k}: rows are not increasing local rows"),
+            }
+            .into());
+        }
+        self.alive.truncate(still);
         Ok(keep)
     }
 
@@ -167,7 +196,7 @@ impl<F: Float> Survivors<F> {
 /// Views a layer output as `[N, C]` logits.
 pub(crate) fn logits_2d<'a, F: Float>(
     y: &'a ndarray::ArrayD<F>,
-    what: &str,
+    what: &dyn std::fmt::Display,
 ) -> Result<ndarray::ArrayView2<'a, F>> {
     if y.ndim() != 2 {
         let n = y.shape().first().copied().unwrap_or(0);
@@ -176,4 +205,22 @@ pub(crate) fn logits_2d<'a, F: Float>(
     Ok(y.view()
         .into_dimensionality::<Ix2>()
         .map_err(CoreError::from)?)
+}
+
+/// The rows `rows` of `x` (along axis 0) as a new array: a row-by-row copy for standard
+/// layout (`select` walks element by element), `select` otherwise.
+pub(crate) fn take_rows<F: Float>(x: &ArrayRef<F, IxDyn>, rows: &[usize]) -> ArrayD<F> {
+    let mut shape = x.shape().to_vec();
+    match (x.as_slice(), shape.first().copied()) {
+        (Some(src), Some(n)) if rows.iter().all(|&r| r < n) => {
+            let w = shape[1..].iter().product::<usize>();
+            let mut v = Vec::with_capacity(rows.len() * w);
+            for &r in rows {
+                v.extend_from_slice(&src[r * w..(r + 1) * w]);
+            }
+            shape[0] = rows.len();
+            ArrayD::from_shape_vec(IxDyn(&shape), v).unwrap_or_else(|_| x.select(Axis(0), rows))
+        }
+        _ => x.select(Axis(0), rows),
+    }
 }

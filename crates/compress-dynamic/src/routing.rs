@@ -6,10 +6,11 @@ use compress_core::{
 };
 use compress_nn::Dataset;
 use compress_nn::loss::argmax_rows;
-use ndarray::{Array2, ArrayD, Axis};
+use ndarray::{Array2, ArrayD};
 
-use crate::output::{Survivors, logits_2d};
+use crate::output::{Survivors, logits_2d, take_rows};
 use crate::profile::{ExitCosts, ExitProfile, Thresholds};
+use crate::rule::ExitTest;
 use crate::{DynamicOutput, ExitRule, Result};
 
 /// Models ordered from cheap to expensive, each a full classifier of the same input. A
@@ -116,18 +117,14 @@ impl<F: Float> Cascade<F> {
             let Some(thr) = thresholds.score_threshold(k) else {
                 continue;
             };
-            let xs = x.select(Axis(0), &surv.alive);
-            let y = self.models[k].forward(&xs, Mode::Eval)?;
-            let logits = logits_2d(&y, &format!("model {k}"))?;
-            let rows: Vec<usize> = (0..surv.alive.len()).collect();
-            surv.decide(
-                k,
-                &rows,
-                &logits,
-                costs.own[k],
-                (thresholds.rule, Some(thr)),
-                &|_| false,
-            )?;
+            let y = if surv.alive.len() == n {
+                self.models[k].forward(x, Mode::Eval)?
+            } else {
+                self.models[k].forward(&take_rows(x, &surv.alive), Mode::Eval)?
+            };
+            let logits = logits_2d(&y, &format_args!("model {k}"))?;
+            let test = ExitTest::new(thresholds.rule, thr, logits.ncols());
+            surv.decide(k, None, &logits, costs.own[k], Some(test), None)?;
         }
         surv.finish()
     }
@@ -148,7 +145,7 @@ impl<F: Float> Cascade<F> {
         let mut correct = Vec::new();
         for m in &mut self.models {
             let y = compress_nn::train::predict_outputs(m.as_mut(), &data.x, batch)?;
-            let l: Array2<F> = logits_2d(&y, "model")?.to_owned();
+            let l: Array2<F> = logits_2d(&y, &"model")?.to_owned();
             scores.push(rule.scores(&l));
             correct.push(
                 argmax_rows(&l)

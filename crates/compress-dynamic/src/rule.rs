@@ -56,42 +56,6 @@ impl ExitRule {
         }
     }
 
-    /// Whether `score(logits) >= threshold` (score units), with a fast path for
-    /// [`ExitRule::MaxSoftmax`]: from the gap `g` between the two largest logits,
-    /// `1 / (1 + (C - 1) e^-g) <= max softmax <= 1 / (1 + e^-g)`, so one `exp` decides most
-    /// rows; rows near the threshold (within a relative `1e-4`) take the exact score.
-    pub(crate) fn passes<F: Float>(self, logits: &[F], threshold: f64) -> bool {
-        if threshold == f64::NEG_INFINITY {
-            return true;
-        }
-        if self == Self::MaxSoftmax && logits.len() >= 2 {
-            let (mut m1, mut m2) = (F::neg_infinity(), F::neg_infinity());
-            let mut finite = true;
-            for &v in logits {
-                finite &= v.is_finite();
-                if v > m1 {
-                    m2 = m1;
-                    m1 = v;
-                } else if v > m2 {
-                    m2 = v;
-                }
-            }
-            if finite {
-                let e = (-(m1 - m2).as_f64()).exp();
-                let lower = 1.0 / (1.0 + (logits.len() - 1) as f64 * e);
-                let upper = 1.0 / (1.0 + e);
-                let margin = 1e-4 * threshold.abs() + 1e-9;
-                if lower >= threshold + margin {
-                    return true;
-                }
-                if upper < threshold - margin {
-                    return false;
-                }
-            }
-        }
-        self.score(logits) >= threshold
-    }
-
     /// Scores of every row of `[N, C]` logits.
     pub fn scores<F: Float>(self, logits: &ArrayRef<F, Ix2>) -> Vec<f64> {
         logits
@@ -146,6 +110,83 @@ impl ExitRule {
             )
             .into())
         }
+    }
+}
+
+/// The test `score(logits) >= threshold` of one exit, prepared once for a batch.
+///
+/// For [`ExitRule::MaxSoftmax`] the gap `g` between the two largest of `C` logits bounds
+/// the score: `1 / (1 + (C - 1) e^-g) <= max softmax <= 1 / (1 + e^-g)`. Solving both
+/// bounds for `g` once gives two gap thresholds, so most rows are decided by one pass
+/// over their logits with no `exp`; rows near the threshold (within a relative `1e-4` in
+/// score units) and rows with non-finite logits take the exact score.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ExitTest {
+    rule: ExitRule,
+    threshold: f64,
+    /// A row whose top-2 gap is at least this passes without the exact score.
+    pass_gap: f64,
+    /// A row whose top-2 gap is below this fails without the exact score.
+    fail_gap: f64,
+}
+
+impl ExitTest {
+    /// The test for `threshold` (score units) on rows of `classes` logits.
+    pub(crate) fn new(rule: ExitRule, threshold: f64, classes: usize) -> Self {
+        let (mut pass_gap, mut fail_gap) = (f64::INFINITY, f64::NEG_INFINITY);
+        if rule == ExitRule::MaxSoftmax && classes >= 2 && threshold.is_finite() {
+            let margin = 1e-4 * threshold.abs() + 1e-9;
+            // lower(g) >= hi  <=>  g >= ln((C - 1) hi / (1 - hi)), for 0 < hi < 1.
+            let hi = threshold + margin;
+            if hi > 0.0 && hi < 1.0 {
+                pass_gap = ((classes - 1) as f64 * hi / (1.0 - hi)).ln();
+            }
+            // upper(g) < lo  <=>  g < ln(lo / (1 - lo)), for 0 < lo < 1.
+            let lo = threshold - margin;
+            if lo > 0.0 && lo < 1.0 {
+                fail_gap = (lo / (1.0 - lo)).ln();
+            } else if lo >= 1.0 {
+                // No row reaches a score above 1: every row fails.
+                fail_gap = f64::INFINITY;
+            }
+        }
+        Self {
+            rule,
+            threshold,
+            pass_gap,
+            fail_gap,
+        }
+    }
+
+    /// Whether the row `logits` passes, exactly as `rule.score(logits) >= threshold`.
+    #[inline]
+    pub(crate) fn passes<F: Float>(&self, logits: &[F]) -> bool {
+        if self.threshold == f64::NEG_INFINITY {
+            return true;
+        }
+        if self.pass_gap.is_finite() || self.fail_gap.is_finite() {
+            let (mut m1, mut m2) = (F::neg_infinity(), F::neg_infinity());
+            let mut finite = true;
+            for &v in logits {
+                finite &= v.is_finite();
+                if v > m1 {
+                    m2 = m1;
+                    m1 = v;
+                } else if v > m2 {
+                    m2 = v;
+                }
+            }
+            if finite {
+                let g = (m1 - m2).as_f64();
+                if g >= self.pass_gap {
+                    return true;
+                }
+                if g < self.fail_gap {
+                    return false;
+                }
+            }
+        }
+        self.rule.score(logits) >= self.threshold
     }
 }
 
@@ -205,7 +246,7 @@ pub fn distill_loss<F: Float>(
 
 #[cfg(test)]
 mod tests {
-    use super::ExitRule;
+    use super::{ExitRule, ExitTest};
     use proptest::prelude::*;
 
     proptest! {
@@ -215,10 +256,34 @@ mod tests {
             t in 0.0f64..=1.0,
         ) {
             let r = ExitRule::MaxSoftmax;
-            prop_assert_eq!(r.passes(&logits, t), r.score(&logits) >= t);
+            let c = logits.len();
+            prop_assert_eq!(ExitTest::new(r, t, c).passes(&logits), r.score(&logits) >= t);
+            // At the row's own score (a calibrated threshold sits on a sample's score).
             let s = r.score(&logits);
-            prop_assert_eq!(r.passes(&logits, s), true);
-            prop_assert_eq!(ExitRule::Entropy.passes(&logits, -t), ExitRule::Entropy.score(&logits) >= -t);
+            prop_assert!(ExitTest::new(r, s, c).passes(&logits));
+            for d in [1e-7, 1e-5, 1e-3] {
+                for u in [s - d, s + d] {
+                    prop_assert_eq!(ExitTest::new(r, u, c).passes(&logits), s >= u);
+                }
+            }
+            let e = ExitRule::Entropy;
+            prop_assert_eq!(ExitTest::new(e, -t, c).passes(&logits), e.score(&logits) >= -t);
+            prop_assert!(ExitTest::new(r, f64::NEG_INFINITY, c).passes(&logits));
+        }
+
+        #[test]
+        fn fast_decision_handles_ties_and_non_finite_logits(
+            v in -5.0f64..5.0,
+            c in 2usize..6,
+            t in 0.0f64..=1.0,
+            bad in prop::sample::select(vec![f64::NAN, f64::INFINITY, f64::NEG_INFINITY]),
+        ) {
+            let r = ExitRule::MaxSoftmax;
+            let tie = vec![v; c];
+            prop_assert_eq!(ExitTest::new(r, t, c).passes(&tie), r.score(&tie) >= t);
+            let mut odd = tie.clone();
+            odd[c - 1] = bad;
+            prop_assert_eq!(ExitTest::new(r, t, c).passes(&odd), r.score(&odd) >= t);
         }
     }
 }

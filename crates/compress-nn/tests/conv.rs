@@ -2,9 +2,10 @@
 
 use compress_core::{CoreError, Layer, Mode, Module};
 use compress_nn::{Conv2d, Conv2dConfig};
+use compress_testkit::uniform_tensor;
 use ndarray::{ArrayD, IxDyn};
 use proptest::prelude::*;
-use rand::{Rng, SeedableRng, rngs::StdRng};
+use rand::{SeedableRng, rngs::StdRng};
 
 /// Direct seven-loop convolution, the definition.
 fn reference(
@@ -45,14 +46,10 @@ fn reference(
     y
 }
 
-fn random(shape: &[usize], rng: &mut StdRng) -> ArrayD<f64> {
-    ArrayD::from_shape_simple_fn(IxDyn(shape), || rng.random_range(-1.0..1.0))
-}
-
 fn compare(cfg: Conv2dConfig, n: usize, h: usize, w: usize, seed: u64) {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut conv = Conv2d::<f64>::new(cfg, &mut rng).unwrap();
-    let x = random(&[n, cfg.in_channels, h, w], &mut rng);
+    let x = uniform_tensor::<f64, _>(&[n, cfg.in_channels, h, w], 1.0, &mut rng);
     let y = conv.forward(&x, Mode::Eval).unwrap();
     let expect = reference(
         &cfg,
@@ -205,7 +202,7 @@ fn non_standard_layouts_are_accepted() {
     ] {
         let mut conv = Conv2d::<f64>::new(cfg, &mut rng).unwrap();
         // A [2, 3, 5, 4] input stored as [4, 5, 3, 2] and viewed through reversed axes.
-        let base = random(&[4, 5, 3, 2], &mut rng);
+        let base = uniform_tensor::<f64, _>(&[4, 5, 3, 2], 1.0, &mut rng);
         let x = base.view().reversed_axes();
         let std_x = x.as_standard_layout().into_owned();
         let y = conv.forward(&x, Mode::Train).unwrap();

@@ -6,10 +6,9 @@ use compress_nn::{Adam, Optimizer, Sgd};
 use compress_prune::{
     Importance, Mask, PruneConfig, PruneError, Scope, mask_of, mask_report, prune, remove_masks,
 };
+use compress_testkit::seeded_tensor;
 use ndarray::{ArrayD, IxDyn};
 use rand::{SeedableRng, rngs::StdRng};
-
-use crate::common::data;
 
 fn net() -> compress_nn::Sequential<f64> {
     mlp::<f64, _>(&[20, 30, 17, 5], &mut StdRng::seed_from_u64(3))
@@ -97,7 +96,7 @@ fn masks_are_monotone_and_lower_targets_do_not_unprune() {
 }
 
 fn train_steps(m: &mut compress_nn::Sequential<f64>, opt: &mut dyn Optimizer<f64>, steps: usize) {
-    let x = data::<f64>(16, &[20], 9);
+    let x = seeded_tensor::<f64>(&[16, 20], 9);
     for _ in 0..steps {
         m.zero_grad();
         let y = m.forward(&x, Mode::Train).unwrap();

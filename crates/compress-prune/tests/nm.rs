@@ -3,6 +3,7 @@
 use compress_core::{Module, ParamFilter};
 use compress_nn::models::mlp;
 use compress_prune::{PruneConfig, PruneError, is_nm_sparse, nm_mask, nm_prune, prune};
+use compress_testkit::seeded_tensor;
 use ndarray::{ArrayD, IxDyn};
 use proptest::prelude::*;
 use rand::{SeedableRng, rngs::StdRng};
@@ -14,7 +15,7 @@ proptest! {
         seed in 0u64..1000,
     ) {
         let cols = groups * m;
-        let w = crate::common::data::<f32>(rows, &[cols], seed).into_dyn();
+        let w = seeded_tensor::<f32>(&[rows, cols], seed).into_dyn();
         let mask = nm_mask(&w, n, m, None, "w").unwrap();
         let a = mask.array();
         for r in 0..rows {
@@ -36,7 +37,7 @@ proptest! {
 
 #[test]
 fn conv_weights_group_along_input_channels() {
-    let w = crate::common::data::<f32>(2, &[8, 3, 3], 4);
+    let w = seeded_tensor::<f32>(&[2, 8, 3, 3], 4);
     let mask = nm_mask(&w, 2, 4, None, "conv.weight").unwrap();
     assert_eq!(mask.sparsity(), 0.5);
     assert!(is_nm_sparse(&(&w * mask.array()), 2, 4));

@@ -1,16 +1,17 @@
 //! CSR round trip, kernels against dense, SparseLinear gradients, relative indices.
 
-use compress_core::{Layer, Mode, Module, Param, ParamPath};
-use compress_nn::{Linear, ReLU, Sequential};
+use compress_core::{Layer, Mode};
+use compress_nn::models::mlp;
 use compress_prune::{
     ColIndices, Csr, IndexWidth, PruneConfig, PruneError, SparseLinear, prune,
     relative_index_encode, sparsify_linears,
 };
+use compress_testkit::{GradCheck, max_abs_diff, seeded_tensor};
 use ndarray::{Array2, ArrayD, Ix2, IxDyn};
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
-use crate::common::{data, max_diff, out};
+use crate::common::out;
 
 fn sparse_matrix(rows: usize, cols: usize, density: f64, seed: u64) -> Array2<f32> {
     let mut rng = StdRng::seed_from_u64(seed);
@@ -103,12 +104,9 @@ fn from_parts_rejects_broken_invariants() {
 #[test]
 fn sparse_linear_matches_masked_dense_model() {
     let mut rng = StdRng::seed_from_u64(1);
-    let mut net = Sequential::<f32>::new()
-        .with(Linear::new(30, 40, true, &mut rng))
-        .with(ReLU::new())
-        .with(Linear::new(40, 7, true, &mut rng));
+    let mut net = mlp::<f32, _>(&[30, 40, 7], &mut rng);
     prune(&mut net, &PruneConfig::new(0.85)).unwrap();
-    let x = data::<f32>(13, &[30], 2);
+    let x = seeded_tensor::<f32>(&[13, 30], 2);
     let dense = out(&mut net, &x);
     let before = net.cost(&[30]).unwrap();
     assert_eq!(
@@ -116,21 +114,12 @@ fn sparse_linear_matches_masked_dense_model() {
         vec![0, 2]
     );
     let sparse = out(&mut net, &x);
-    assert!(max_diff(&dense, &sparse) < 1e-5);
+    assert!(max_abs_diff(&dense, &sparse) < 1e-5);
     let l0 = net.get::<SparseLinear<f32>>(0).unwrap();
     assert_eq!(l0.storage_bytes(), l0.to_csr().storage_bytes() + 40 * 4);
     let after = net.cost(&[30]).unwrap();
     assert_eq!(after.macs as usize, before.nonzero_params - 40 - 7);
     assert!(after.macs < before.macs / 6);
-}
-
-fn loss_of(l: &mut SparseLinear<f64>, x: &ArrayD<f64>) -> f64 {
-    l.forward(x, Mode::Eval)
-        .unwrap()
-        .iter()
-        .map(|v| v * v)
-        .sum::<f64>()
-        / 2.0
 }
 
 #[test]
@@ -145,55 +134,11 @@ fn sparse_linear_gradients_match_finite_differences() {
     });
     let b = ArrayD::from_shape_vec(IxDyn(&[5]), (0..5).map(|i| i as f64 * 0.1).collect()).unwrap();
     let mut l = SparseLinear::new(Csr::from_dense(&w, IndexWidth::U16).unwrap(), Some(b)).unwrap();
-    let x = data::<f64>(3, &[7], 5);
-    let y = l.forward(&x, Mode::Train).unwrap();
-    let dx = l.backward(&y).unwrap();
-    let eps = 1e-6;
-    // Input gradient.
-    for i in 0..x.len() {
-        let mut xp = x.clone();
-        let mut xm = x.clone();
-        xp.as_slice_mut().unwrap()[i] += eps;
-        xm.as_slice_mut().unwrap()[i] -= eps;
-        let fd = (loss_of(&mut l, &xp) - loss_of(&mut l, &xm)) / (2.0 * eps);
-        assert!((fd - dx.as_slice().unwrap()[i]).abs() < 1e-6, "dx[{i}]");
-    }
-    // Parameter gradients (values and bias).
-    let mut grads = Vec::new();
-    l.visit(
-        &mut ParamPath::root(),
-        &mut |p: &ParamPath, v: &Param<f64>| {
-            grads.push((p.to_string(), v.grad().unwrap().clone()));
-        },
-    );
-    for (path, g) in grads {
-        for i in 0..g.len() {
-            let mut f = [0.0; 2];
-            for (s, sign) in [1.0, -1.0].iter().enumerate() {
-                let _ = l.visit_mut(
-                    &mut ParamPath::root(),
-                    &mut |p: &ParamPath, v: &mut Param<f64>| {
-                        if p.to_string() == path {
-                            v.value_mut().as_slice_mut().unwrap()[i] += sign * eps;
-                        }
-                        Ok(())
-                    },
-                );
-                f[s] = loss_of(&mut l, &x);
-                let _ = l.visit_mut(
-                    &mut ParamPath::root(),
-                    &mut |p: &ParamPath, v: &mut Param<f64>| {
-                        if p.to_string() == path {
-                            v.value_mut().as_slice_mut().unwrap()[i] -= sign * eps;
-                        }
-                        Ok(())
-                    },
-                );
-            }
-            let fd = (f[0] - f[1]) / (2.0 * eps);
-            assert!((fd - g.as_slice().unwrap()[i]).abs() < 1e-6, "{path}[{i}]");
-        }
-    }
+    let x = seeded_tensor::<f64>(&[3, 7], 5);
+    // Input, values and bias.
+    let report = GradCheck::new().layer(&mut l, &x);
+    assert_eq!(report.params, ["values", "bias"]);
+    report.assert_close(1e-6, 0.0);
 }
 
 #[test]

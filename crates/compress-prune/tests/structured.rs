@@ -9,11 +9,12 @@ use compress_nn::{
 use compress_prune::{
     PruneError, ShrinkConfig, UnitCriterion, apoz, prunable_layers, prune_structured, shrink_layer,
 };
+use compress_testkit::{max_abs_diff, seeded_tensor};
 use ndarray::{ArrayD, Axis};
 use proptest::prelude::*;
 use rand::{SeedableRng, rngs::StdRng};
 
-use crate::common::{data, max_diff, out};
+use crate::common::out;
 
 fn zero_rows<F: compress_core::Float>(p: &mut Param<F>, rows: &[usize]) {
     for &r in rows {
@@ -40,7 +41,7 @@ proptest! {
             }
             net.push(Linear::new(w[0], w[1], true, &mut rng));
         }
-        let x = data::<f64>(6, &[widths[0]], seed);
+        let x = seeded_tensor::<f64>(&[6, widths[0]], seed);
         let prunable = prunable_layers(&net, &[widths[0]]);
         prop_assert_eq!(prunable.len(), widths.len() - 2);
         let mut plans = Vec::new();
@@ -61,7 +62,7 @@ proptest! {
             shrink_layer(&mut net, i, &keep, &[widths[0]]).unwrap();
         }
         let after = out(&mut net, &x);
-        prop_assert!(max_diff(&before, &after) < 1e-10, "diff {}", max_diff(&before, &after));
+        prop_assert!(max_abs_diff(&before, &after) < 1e-10, "diff {}", max_abs_diff(&before, &after));
         prop_assert!(net.cost(&[widths[0]]).unwrap().params <= params_before);
     }
 }
@@ -85,7 +86,7 @@ fn cnn(rng: &mut StdRng) -> Sequential<f64> {
 fn conv_bn_flatten_chain_shrinks_exactly_when_units_are_dead() {
     let mut rng = StdRng::seed_from_u64(7);
     let mut net = cnn(&mut rng);
-    let x = data::<f64>(4, &[1, 8, 8], 3);
+    let x = seeded_tensor::<f64>(&[4, 1, 8, 8], 3);
     // Train-mode passes give the batch norms non-trivial running statistics.
     for _ in 0..3 {
         net.forward(&x, Mode::Train).unwrap();
@@ -114,9 +115,9 @@ fn conv_bn_flatten_chain_shrinks_exactly_when_units_are_dead() {
     shrink_layer(&mut net, 7, &[1, 2, 3, 4, 6, 7], &[1, 8, 8]).unwrap();
     let after = out(&mut net, &x);
     assert!(
-        max_diff(&before, &after) < 1e-10,
+        max_abs_diff(&before, &after) < 1e-10,
         "{}",
-        max_diff(&before, &after)
+        max_abs_diff(&before, &after)
     );
     assert_eq!(net.get::<Conv2d<f64>>(4).unwrap().in_channels(), 4);
     assert_eq!(net.get::<Linear<f64>>(7).unwrap().in_features(), 4 * 2 * 2);
@@ -132,7 +133,7 @@ fn conv_bn_flatten_chain_shrinks_exactly_when_units_are_dead() {
 fn prune_structured_halves_widths_with_rounding_and_apoz() {
     let mut rng = StdRng::seed_from_u64(1);
     let mut net = compress_nn::models::mlp::<f32, _>(&[16, 40, 24, 4], &mut rng);
-    let x = data::<f32>(50, &[16], 1);
+    let x = seeded_tensor::<f32>(&[50, 16], 1);
     let a = apoz(&mut net, &x, &[16], 16).unwrap();
     assert!(
         a[0].as_ref().unwrap().len() == 40 && a[2].as_ref().unwrap().len() == 24 && a[4].is_none()
@@ -173,14 +174,14 @@ fn prune_structured_halves_widths_with_rounding_and_apoz() {
 fn l2_criterion_removes_the_zeroed_units() {
     let mut rng = StdRng::seed_from_u64(2);
     let mut net = compress_nn::models::mlp::<f64, _>(&[8, 10, 3], &mut rng);
-    let x = data::<f64>(5, &[8], 0);
+    let x = seeded_tensor::<f64>(&[5, 8], 0);
     {
         let l = net.get_mut::<Linear<f64>>(0).unwrap();
         zero_rows(&mut l.weight, &[1, 3, 5, 7, 9]);
     }
     let before = out(&mut net, &x);
     prune_structured(&mut net, &ShrinkConfig::new(0.5), &[8], None).unwrap();
-    assert!(max_diff(&before, &out(&mut net, &x)) < 1e-10);
+    assert!(max_abs_diff(&before, &out(&mut net, &x)) < 1e-10);
 }
 
 #[test]

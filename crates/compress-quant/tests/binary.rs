@@ -5,15 +5,9 @@ use compress_quant::binary::{
     Binarization, BinaryConnect, BinaryMatrix, BinaryScale, XnorKernel, binary_linear, xnor_gemm,
     xnor_gemm_into, xnor_linear,
 };
-use compress_testkit::{assert_grad_close, fd_grad};
+use compress_testkit::{assert_grad_close, fd_grad, seeded_matrix};
 use ndarray::{Array2, ArrayD};
 use proptest::prelude::*;
-use rand::{Rng, SeedableRng, rngs::StdRng};
-
-fn rand_matrix(r: usize, c: usize, seed: u64) -> Array2<f32> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    Array2::from_shape_fn((r, c), |_| rng.random::<f32>() * 2.0 - 1.0)
-}
 
 #[test]
 fn shadow_weights_are_clipped_and_ste_is_clipped() {
@@ -69,7 +63,7 @@ fn stochastic_sample_is_fixed_between_steps_and_follows_hard_sigmoid() {
 
 #[test]
 fn packing_is_one_bit_per_weight() {
-    let w = rand_matrix(128, 64, 1);
+    let w = seeded_matrix::<f32>(128, 64, 1);
     let b = BinaryMatrix::from_weights(w.view(), BinaryScale::PerChannel).unwrap();
     assert_eq!(b.bytes(), 128 * 64 / 8 + 128 * 4);
     let d: Array2<f32> = b.to_dense();
@@ -84,8 +78,8 @@ fn packing_is_one_bit_per_weight() {
 
 #[test]
 fn binary_linear_matches_dense_and_checks_shapes() {
-    let w = rand_matrix(33, 130, 2);
-    let x = rand_matrix(7, 130, 3);
+    let w = seeded_matrix::<f32>(33, 130, 2);
+    let x = seeded_matrix::<f32>(7, 130, 3);
     let b = BinaryMatrix::from_weights(w.view(), BinaryScale::PerChannel).unwrap();
     let bias: Vec<f32> = (0..33).map(|i| i as f32 * 0.1).collect();
     let y = binary_linear(x.view(), &b, Some(&bias)).unwrap();
@@ -94,14 +88,14 @@ fn binary_linear_matches_dense_and_checks_shapes() {
     for (a, e) in y.iter().zip(expect.iter()) {
         assert!((a - e).abs() < 1e-4, "{a} vs {e}");
     }
-    assert!(binary_linear(rand_matrix(2, 5, 1).view(), &b, None).is_err());
+    assert!(binary_linear(seeded_matrix::<f32>(2, 5, 1).view(), &b, None).is_err());
     assert!(binary_linear(x.view(), &b, Some(&bias[..3])).is_err());
 }
 
 #[test]
 fn xnor_linear_is_scaled_sign_product() {
-    let x = rand_matrix(5, 70, 4);
-    let w = rand_matrix(6, 70, 5);
+    let x = seeded_matrix::<f32>(5, 70, 4);
+    let w = seeded_matrix::<f32>(6, 70, 5);
     let bx = BinaryMatrix::binarize_activations(x.view()).unwrap();
     let bw = BinaryMatrix::from_weights(w.view(), BinaryScale::PerChannel).unwrap();
     let y = xnor_linear(&bx, &bw).unwrap();
@@ -109,7 +103,7 @@ fn xnor_linear_is_scaled_sign_product() {
     for (a, e) in y.iter().zip(expect.iter()) {
         assert!((a - e).abs() < 1e-4, "{a} vs {e}");
     }
-    let other = BinaryMatrix::from_signs(rand_matrix(2, 9, 1).view(), vec![1.0; 2]);
+    let other = BinaryMatrix::from_signs(seeded_matrix::<f32>(2, 9, 1).view(), vec![1.0; 2]);
     assert!(xnor_gemm(&bx, &other).is_err());
     let mut small = vec![0; 3];
     assert!(xnor_gemm_into(&bx, &bw, &mut small, XnorKernel::Auto).is_err());
@@ -120,8 +114,8 @@ proptest! {
     fn every_xnor_kernel_equals_the_sign_product(
         m in 1usize..9, n in 1usize..11, k in 1usize..400, seed in 0u64..1000,
     ) {
-        let a = BinaryMatrix::from_signs(rand_matrix(m, k, seed).view(), vec![1.0; m]);
-        let b = BinaryMatrix::from_signs(rand_matrix(n, k, seed + 1).view(), vec![1.0; n]);
+        let a = BinaryMatrix::from_signs(seeded_matrix::<f32>(m, k, seed).view(), vec![1.0; m]);
+        let b = BinaryMatrix::from_signs(seeded_matrix::<f32>(n, k, seed + 1).view(), vec![1.0; n]);
         let mut reference = Array2::<i32>::zeros((m, n));
         for i in 0..m {
             for j in 0..n {
@@ -142,7 +136,7 @@ proptest! {
 #[test]
 fn long_rows_flush_byte_counters() {
     // 10_000 bits = 39 full AVX2 vectors: exercises the flush every 31 vectors and the tail.
-    let a = BinaryMatrix::from_signs(rand_matrix(3, 10_000, 8).view(), vec![1.0; 3]);
+    let a = BinaryMatrix::from_signs(seeded_matrix::<f32>(3, 10_000, 8).view(), vec![1.0; 3]);
     let b = BinaryMatrix::from_signs(Array2::from_elem((6, 10_000), -1.0f32).view(), vec![1.0; 6]);
     let mut p = vec![0; 18];
     xnor_gemm_into(&a, &b, &mut p, XnorKernel::Portable).unwrap();

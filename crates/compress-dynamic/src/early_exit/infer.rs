@@ -3,11 +3,12 @@
 use compress_core::{CoreError, Float, Mode};
 use compress_nn::Dataset;
 use compress_nn::loss::argmax_rows;
-use ndarray::{ArrayD, Axis, IxDyn};
+use ndarray::{ArrayD, ArrayRef, IxDyn};
 
 use super::EarlyExitNet;
-use crate::output::{Survivors, logits_2d};
+use crate::output::{Survivors, logits_2d, take_rows};
 use crate::profile::{ExitProfile, Thresholds};
+use crate::rule::ExitTest;
 use crate::{DynamicOutput, ExitRule, Result};
 
 impl<F: Float> EarlyExitNet<F> {
@@ -57,7 +58,8 @@ impl<F: Float> EarlyExitNet<F> {
         thresholds: &Thresholds,
         max_exit: Option<&[usize]>,
     ) -> Result<DynamicOutput<F>> {
-        let (stage_macs, costs) = self.cached_costs()?;
+        let cache = self.cached_costs()?;
+        let (stage_macs, costs) = &*cache;
         thresholds.check(self.num_exits())?;
         let n = x.shape().first().copied().unwrap_or(0);
         if let Some(m) = max_exit
@@ -67,56 +69,45 @@ impl<F: Float> EarlyExitNet<F> {
         }
         let k_last = self.num_exits() - 1;
         let mut surv = Survivors::new(n, self.num_exits());
-        let mut h = ArrayD::zeros(IxDyn(&[0]));
+        let mut h: Option<ArrayD<F>> = None;
         let mut next = 0;
         for (s, &macs) in stage_macs.iter().enumerate() {
             if surv.done() {
                 break;
             }
             // The first stage reads the caller's batch directly (no copy).
-            h = if s == 0 {
-                self.stages[s].forward(x, Mode::Eval)?
-            } else {
-                self.stages[s].forward(&h, Mode::Eval)?
-            };
+            let input: &ArrayRef<F, IxDyn> = h.as_deref().unwrap_or(x);
+            let out = self.stages[s].forward(input, Mode::Eval)?;
             surv.charge_all(macs);
+            let mut hs = out;
             while next < self.attach.len() && self.attach[next] == s {
                 let k = next;
                 next += 1;
-                let forced = |i: usize| max_exit.is_some_and(|m| m[i] <= k);
                 let thr = thresholds.score_threshold(k);
+                let active = thr.is_some() || k == k_last;
                 // Rows that need this head: all when the exit is active, else the forced ones.
-                let rows: Vec<usize> = if thr.is_some() || k == k_last {
-                    (0..surv.alive.len()).collect()
-                } else {
+                let rows: Option<Vec<usize>> = (!active).then(|| {
                     (0..surv.alive.len())
-                        .filter(|&r| forced(surv.alive[r]))
+                        .filter(|&r| max_exit.is_some_and(|m| m[surv.alive[r]] <= k))
                         .collect()
+                });
+                let y = match &rows {
+                    None => self.exits[k].forward(&hs, Mode::Eval)?,
+                    Some(r) if r.is_empty() => continue,
+                    Some(r) => self.exits[k].forward(&take_rows(&hs, r), Mode::Eval)?,
                 };
-                if rows.is_empty() {
-                    continue;
-                }
-                let y = if rows.len() == surv.alive.len() {
-                    self.exits[k].forward(&h, Mode::Eval)?
-                } else {
-                    self.exits[k].forward(&h.select(Axis(0), &rows), Mode::Eval)?
-                };
-                let logits = logits_2d(&y, &format!("exit {k}"))?;
-                let keep = surv.decide(
-                    k,
-                    &rows,
-                    &logits,
-                    costs.own[k],
-                    (thresholds.rule, thr),
-                    &forced,
-                )?;
+                let logits = logits_2d(&y, &format_args!("exit {k}"))?;
+                let test = thr.map(|t| ExitTest::new(thresholds.rule, t, logits.ncols()));
+                let keep =
+                    surv.decide(k, rows.as_deref(), &logits, costs.own[k], test, max_exit)?;
                 if surv.done() {
                     break;
                 }
-                if keep.len() < h.shape()[0] {
-                    h = h.select(Axis(0), &keep);
+                if keep.len() < hs.shape()[0] {
+                    hs = take_rows(&hs, &keep);
                 }
             }
+            h = Some(hs);
         }
         surv.finish()
     }
@@ -157,6 +148,6 @@ impl<F: Float> EarlyExitNet<F> {
     /// Any layer error.
     pub fn full_logits(&mut self, x: &ArrayD<F>) -> Result<ndarray::Array2<F>> {
         let y = compress_core::Layer::forward(self, x, Mode::Eval)?;
-        Ok(logits_2d(&y, "last exit")?.to_owned())
+        Ok(logits_2d(&y, &"last exit")?.to_owned())
     }
 }

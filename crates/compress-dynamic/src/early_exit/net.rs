@@ -3,6 +3,8 @@
 use compress_core::{
     CoreError, Cost, Float, Layer, Mode, Module, ParamPath, ParamVisitor, ParamVisitorMut,
 };
+use std::sync::Arc;
+
 use ndarray::{Array2, ArrayD, ArrayRef, Axis, IxDyn};
 
 use crate::output::logits_2d;
@@ -45,7 +47,7 @@ pub struct EarlyExitNet<F: Float> {
     input_shape: Vec<usize>,
     /// Per-stage MACs and exit costs, computed on first use by inference and dropped by
     /// every mutable parameter walk (which may reshape layers).
-    pub(super) cost_cache: Option<(Vec<u64>, ExitCosts)>,
+    pub(super) cost_cache: Option<Arc<(Vec<u64>, ExitCosts)>>,
 }
 
 impl<F: Float> EarlyExitNet<F> {
@@ -167,13 +169,13 @@ impl<F: Float> EarlyExitNet<F> {
     }
 
     /// Stage MACs and exit costs, cached until the next mutable parameter walk.
-    pub(super) fn cached_costs(&mut self) -> Result<(Vec<u64>, ExitCosts)> {
+    pub(super) fn cached_costs(&mut self) -> Result<Arc<(Vec<u64>, ExitCosts)>> {
         if let Some(c) = &self.cost_cache {
-            return Ok(c.clone());
+            return Ok(Arc::clone(c));
         }
         self.validate()?;
-        let c = (self.stage_macs()?, self.exit_costs()?);
-        self.cost_cache = Some(c.clone());
+        let c = Arc::new((self.stage_macs()?, self.exit_costs()?));
+        self.cost_cache = Some(Arc::clone(&c));
         Ok(c)
     }
 
@@ -264,13 +266,14 @@ impl<F: Float> EarlyExitNet<F> {
     pub fn forward_all(&mut self, x: &ArrayRef<F, IxDyn>, mode: Mode) -> Result<Vec<Array2<F>>> {
         self.check_structure()?;
         let mut out = Vec::with_capacity(self.exits.len());
-        let mut h = x.to_owned();
+        let mut h: Option<ArrayD<F>> = None;
         let mut next = 0;
         for (s, stage) in self.stages.iter_mut().enumerate() {
-            h = stage.forward(&h, mode)?;
+            let hs = stage.forward(h.as_deref().unwrap_or(x), mode)?;
+            let hs = &*h.insert(hs);
             while next < self.attach.len() && self.attach[next] == s {
-                let y = self.exits[next].forward(&h, mode)?;
-                out.push(logits_2d(&y, &format!("exit {next}"))?.to_owned());
+                let y = self.exits[next].forward(hs, mode)?;
+                out.push(logits_2d(&y, &format_args!("exit {next}"))?.to_owned());
                 next += 1;
             }
         }
@@ -391,12 +394,13 @@ impl<F: Float> Layer<F> for EarlyExitNet<F> {
 
     fn forward(&mut self, x: &ArrayRef<F, IxDyn>, mode: Mode) -> compress_core::Result<ArrayD<F>> {
         self.check_structure().map_err(core)?;
-        let mut h = x.to_owned();
+        // The first stage reads the caller's batch directly, as dynamic inference does.
+        let mut h: Option<ArrayD<F>> = None;
         for s in &mut self.stages {
-            h = s.forward(&h, mode)?;
+            h = Some(s.forward(h.as_deref().unwrap_or(x), mode)?);
         }
         let last = self.exits.len() - 1;
-        self.exits[last].forward(&h, mode)
+        self.exits[last].forward(h.as_deref().unwrap_or(x), mode)
     }
 
     fn backward(&mut self, grad: &ArrayRef<F, IxDyn>) -> compress_core::Result<ArrayD<F>> {

@@ -4,11 +4,12 @@
 use compress_core::{CoreError, Float, Layer, Mode};
 use compress_nn::Dataset;
 use compress_nn::loss::argmax_rows;
-use ndarray::{ArrayD, Axis};
+use ndarray::ArrayD;
 
 use super::SlimmableNet;
-use crate::output::{Survivors, logits_2d};
+use crate::output::{Survivors, logits_2d, take_rows};
 use crate::profile::{ExitCosts, ExitProfile, Thresholds};
+use crate::rule::ExitTest;
 use crate::{DynamicOutput, ExitRule, Result};
 
 impl<F: Float> SlimmableNet<F> {
@@ -56,7 +57,7 @@ impl<F: Float> SlimmableNet<F> {
         for &w in widths {
             self.set_width(w)?;
             let y = compress_nn::train::predict_outputs(self, &data.x, batch)?;
-            let l = logits_2d(&y, "width")?;
+            let l = logits_2d(&y, &"width")?;
             scores.push(rule.scores(&l));
             correct.push(
                 argmax_rows(&l)
@@ -102,18 +103,14 @@ impl<F: Float> SlimmableNet<F> {
                 continue;
             };
             self.set_width(w)?;
-            let xs = x.select(Axis(0), &surv.alive);
-            let y = self.forward(&xs, Mode::Eval)?;
-            let logits = logits_2d(&y, &format!("width {w}"))?;
-            let rows: Vec<usize> = (0..surv.alive.len()).collect();
-            surv.decide(
-                k,
-                &rows,
-                &logits,
-                costs.own[k],
-                (thresholds.rule, Some(thr)),
-                &|_| false,
-            )?;
+            let y = if surv.alive.len() == n {
+                self.forward(x, Mode::Eval)?
+            } else {
+                self.forward(&take_rows(x, &surv.alive), Mode::Eval)?
+            };
+            let logits = logits_2d(&y, &format_args!("width {w}"))?;
+            let test = ExitTest::new(thresholds.rule, thr, logits.ncols());
+            surv.decide(k, None, &logits, costs.own[k], Some(test), None)?;
         }
         self.set_width(before)?;
         surv.finish()

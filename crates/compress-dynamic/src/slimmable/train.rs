@@ -111,7 +111,7 @@ pub fn train_sandwich<F: Float>(
             // Largest width: label loss; its logits teach the others.
             net.set_width(w_max)?;
             let out = net.forward(&x, Mode::Train)?;
-            let teacher: Array2<F> = logits_2d(&out, "largest width")?.to_owned();
+            let teacher: Array2<F> = logits_2d(&out, &"largest width")?.to_owned();
             let (l, g) = softmax_cross_entropy(&teacher, &y)?;
             check_finite(l, epoch, report.steps)?;
             sum_max += l.as_f64() * idx.len() as f64;
@@ -126,7 +126,7 @@ pub fn train_sandwich<F: Float>(
                 }
                 net.set_width(w)?;
                 let out = net.forward(&x, Mode::Train)?;
-                let z = logits_2d(&out, "sub-network")?;
+                let z = logits_2d(&out, &"sub-network")?;
                 let (l, g) = if config.inplace_distill {
                     distill_loss(&z, &teacher, config.temperature)?
                 } else {

@@ -232,13 +232,31 @@ pub(crate) fn run_qat(ctx: &Ctx) -> Result<Report> {
         .filter(|p| p.path.ends_with("bias"))
         .map(|p| 4 * p.len)
         .sum();
+    // Control: the f32 model fine-tuned the same way (extra epochs help it too). PTQ is
+    // measured on both the trained and the fine-tuned f32 model, and the better one is the
+    // PTQ figure QAT must beat, so QAT gets no credit for merely training longer.
+    let mut control = copy_of(ctx, Arch::Mlp, &net)?;
+    let control_acc = train_sgd(
+        ctx,
+        "f32 control",
+        &mut control,
+        &train,
+        &test,
+        epochs,
+        0.01,
+    )?;
     for (name, scheme) in [
+        ("int4-per-tensor", IntScheme::new(4)),
         ("int4-per-channel", IntScheme::new(4).per_channel(0)),
         ("int2-per-channel", IntScheme::new(2).per_channel(0)),
     ] {
-        let mut ptq = copy_of(ctx, Arch::Mlp, &net)?;
-        fake_quantize_model(&mut ptq, &PtqConfig::new(scheme))?;
-        let ptq_acc = evaluate(&mut ptq, &test, 512)?;
+        let mut ptq_accs = Vec::new();
+        for source in [&net, &control] {
+            let mut ptq = copy_of(ctx, Arch::Mlp, source)?;
+            fake_quantize_model(&mut ptq, &PtqConfig::new(scheme))?;
+            ptq_accs.push(evaluate(&mut ptq, &test, 512)?);
+        }
+        let ptq_acc = ptq_accs.iter().copied().fold(0.0, f64::max);
         let mut modes = Vec::new();
         for learnable in [true, false] {
             let mut m = copy_of(ctx, Arch::Mlp, &net)?;
@@ -262,26 +280,24 @@ pub(crate) fn run_qat(ctx: &Ctx) -> Result<Report> {
             .iter()
             .filter_map(|m| m["exported_accuracy"].as_f64())
             .fold(0.0, f64::max);
+        let verdict = if best > ptq_acc {
+            "qat better"
+        } else if best == ptq_acc {
+            "tie"
+        } else {
+            "ptq better"
+        };
         rows.push(json!({
             "scheme": name,
             "ptq_accuracy": ptq_acc,
+            "ptq_accuracy_trained": ptq_accs[0],
+            "ptq_accuracy_fine_tuned": ptq_accs[1],
             "ptq_drop_points": 100.0 * (acc - ptq_acc),
             "qat": modes,
-            "qat_beats_ptq": best >= ptq_acc,
+            "qat_vs_ptq": verdict,
             "qat_gain_points": 100.0 * (best - ptq_acc),
         }));
     }
-    // Control: the f32 model fine-tuned the same way (extra epochs help it too).
-    let mut control = copy_of(ctx, Arch::Mlp, &net)?;
-    let control_acc = train_sgd(
-        ctx,
-        "f32 control",
-        &mut control,
-        &train,
-        &test,
-        epochs,
-        0.01,
-    )?;
     let baseline = Metrics::dense_f32(&net, &[ctx.input_dim()], acc)?;
     let mut compressed = baseline;
     compressed.accuracy = best4.0;
@@ -293,7 +309,7 @@ pub(crate) fn run_qat(ctx: &Ctx) -> Result<Report> {
         "schemes": rows,
         "targets": {
             "int4_qat_drop_le_0.5": 100.0 * (acc - best4.0) <= 0.5,
-            "qat_beats_ptq_all": rows.iter().all(|r| r["qat_beats_ptq"] == true),
+            "qat_never_worse_than_ptq": rows.iter().all(|r| r["qat_vs_ptq"] != "ptq better"),
         },
     });
     Ok(Report::new("quant-qat", ctx, baseline, compressed, extra))

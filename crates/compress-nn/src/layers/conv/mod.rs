@@ -1,7 +1,8 @@
 //! 2-D convolution (NCHW) with stride, padding, dilation and groups.
 //!
 //! Three paths, chosen from the configuration:
-//! - depthwise (`groups == in_channels`): a direct kernel, no im2col;
+//! - depthwise (`groups == in_channels`): a direct kernel, no im2col, vectorised and
+//!   dispatched at run time to the widest vector unit ([`kernels`]);
 //! - pointwise (1x1, stride 1, no padding): one GEMM per image and group on the input itself;
 //! - everything else: im2col into a reused buffer, then one GEMM per image and group,
 //!   `W[out/g, (in/g) kh kw] . cols[(in/g) kh kw, oh ow]`, written straight into the output.
@@ -22,7 +23,7 @@ use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayD, ArrayRef, ArrayView2, ArrayViewMut2, IxDyn};
 use rand::Rng;
 
-use self::depthwise::Depthwise;
+use self::depthwise::DwShape;
 use self::geom::Geom;
 use self::im2col::{col2im_add, im2col};
 use super::no_forward;
@@ -144,7 +145,7 @@ impl<F: Float> Conv2d<F> {
         if s.len() == 4 && s != c.weight_shape() {
             let mult = c.out_per_group();
             let depthwise = c.is_depthwise() && c.groups > 1;
-            if depthwise && s[1] == 1 && mult > 0 && s[0] % mult == 0 && s[0] > 0 {
+            if depthwise && s[1] == 1 && mult > 0 && s[0].is_multiple_of(mult) && s[0] > 0 {
                 c.groups = s[0] / mult;
             }
             c.out_channels = s[0];
@@ -245,8 +246,8 @@ impl<F: Float> Layer<F> for Conv2d<F> {
         let bs = bias.as_ref().map(|b| b.as_slice().expect("1-D owned"));
         let mut out = Vec::with_capacity(n * oc * g.out_len());
         if cfg.is_depthwise() {
-            let dw = Depthwise { n, c, mult: oc / c };
-            dw.forward(xs, ws, bs, &g, &mut out);
+            let s = DwShape { n, c, mult: oc / c };
+            kernels::depthwise_forward(s, xs, ws, bs, &g, &mut out);
         } else {
             gemm_forward(&cfg, &g, n, xs, ws, bs, &mut self.cols, &mut out)?;
         }
@@ -279,8 +280,8 @@ impl<F: Float> Layer<F> for Conv2d<F> {
         let mut dx = vec![F::zero(); xs.len()];
         let mut dw = vec![F::zero(); ws.len()];
         if cfg.is_depthwise() {
-            let d = Depthwise { n, c, mult: oc / c };
-            d.backward(xs, ws, gs, &g, &mut dx, &mut dw);
+            let s = DwShape { n, c, mult: oc / c };
+            kernels::depthwise_backward(s, xs, ws, gs, &g, &mut dx, &mut dw);
         } else {
             let bufs = (&mut self.cols, &mut self.dcols);
             gemm_backward(&cfg, &g, n, xs, ws, gs, bufs, &mut dx, &mut dw)?;
@@ -291,8 +292,8 @@ impl<F: Float> Layer<F> for Conv2d<F> {
         if let Some(b) = &mut self.bias {
             let l = g.out_len();
             let mut db = vec![F::zero(); oc];
-            for (k, chunk) in gs.chunks_exact(l).enumerate() {
-                db[k % oc] += chunk.iter().fold(F::zero(), |a, &v| a + v);
+            for (k, chunk) in gs.chunks_exact(l.max(1)).enumerate() {
+                db[k % oc] += lane_sum(chunk);
             }
             b.accumulate_grad(ArrayD::from_shape_vec(IxDyn(&[oc]), db)?)?;
         }
@@ -315,6 +316,20 @@ impl<F: Float> Layer<F> for Conv2d<F> {
             macs,
         })
     }
+}
+
+/// The sum of `xs` in eight interleaved lanes (vectorisable, unlike a sequential fold),
+/// then the lanes and the tail in order.
+fn lane_sum<F: Float>(xs: &[F]) -> F {
+    let mut lanes = [F::zero(); 8];
+    let mut chunks = xs.chunks_exact(8);
+    for c in &mut chunks {
+        for (a, &v) in lanes.iter_mut().zip(c) {
+            *a += v;
+        }
+    }
+    let head = lanes.iter().fold(F::zero(), |a, &v| a + v);
+    chunks.remainder().iter().fold(head, |a, &v| a + v)
 }
 
 /// Grows `buf` to at least `len` elements (reused across calls; contents are overwritten).
