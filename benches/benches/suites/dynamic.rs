@@ -108,7 +108,14 @@ fn diag(net: &mut EarlyExitNet<f32>, thr: &Thresholds, x: &ndarray::ArrayD<f32>)
     {
         use ndarray::{Array2, Ix2};
         let wt = |l: &Linear<f32>| -> Array2<f32> {
-            l.weight.value().view().into_dimensionality::<Ix2>().unwrap().t().as_standard_layout().into_owned()
+            l.weight
+                .value()
+                .view()
+                .into_dimensionality::<Ix2>()
+                .unwrap()
+                .t()
+                .as_standard_layout()
+                .into_owned()
         };
         let cases: Vec<(&str, &Linear<f32>, ndarray::ArrayD<f32>)> = vec![
             ("64x64@359", &l1, x.clone()),
@@ -122,22 +129,50 @@ fn diag(net: &mut EarlyExitNet<f32>, thr: &Thresholds, x: &ndarray::ArrayD<f32>)
             let w = wt(l);
             let mut lc = (*l).clone();
             let x2 = xin.view().into_dimensionality::<Ix2>().unwrap();
-            let b = l.bias.as_ref().unwrap().value().view().into_dimensionality::<ndarray::Ix1>().unwrap().to_owned();
-            let fast = || { let mut y = x2.dot(&w); y += &b; y };
+            let b = l
+                .bias
+                .as_ref()
+                .unwrap()
+                .value()
+                .view()
+                .into_dimensionality::<ndarray::Ix1>()
+                .unwrap()
+                .to_owned();
+            let fast = || {
+                let mut y = x2.dot(&w);
+                y += &b;
+                y
+            };
             let same = fast().into_dyn() == lc.forward(&xin, Mode::Eval).unwrap();
-            eprintln!("{name}: layer {:.2} wt-contig {:.2} bitwise-equal {same}",
-                med(|| { black_box(lc.forward(&xin, Mode::Eval).unwrap()); }),
-                med(|| { black_box(fast()); }));
+            eprintln!(
+                "{name}: layer {:.2} wt-contig {:.2} bitwise-equal {same}",
+                med(|| {
+                    black_box(lc.forward(&xin, Mode::Eval).unwrap());
+                }),
+                med(|| {
+                    black_box(fast());
+                })
+            );
         }
     }
     for _ in 0..2 {
         eprintln!(
             "small: lin64x128@20 {:.2} head128x10@20 {:.2} lin128x128@3 {:.2} head@3 {:.2} relu128@20 {:.2}",
-            med(|| { black_box(l2.forward(&h20, Mode::Eval).unwrap()); }),
-            med(|| { black_box(head3.forward(&h20b, Mode::Eval).unwrap()); }),
-            med(|| { black_box(l3.forward(&h3, Mode::Eval).unwrap()); }),
-            med(|| { black_box(head2.forward(&h3, Mode::Eval).unwrap()); }),
-            med(|| { black_box(relu.forward(&h20b, Mode::Eval).unwrap()); }),
+            med(|| {
+                black_box(l2.forward(&h20, Mode::Eval).unwrap());
+            }),
+            med(|| {
+                black_box(head3.forward(&h20b, Mode::Eval).unwrap());
+            }),
+            med(|| {
+                black_box(l3.forward(&h3, Mode::Eval).unwrap());
+            }),
+            med(|| {
+                black_box(head2.forward(&h3, Mode::Eval).unwrap());
+            }),
+            med(|| {
+                black_box(relu.forward(&h20b, Mode::Eval).unwrap());
+            }),
         );
     }
     for _ in 0..3 {

@@ -47,7 +47,7 @@ pub use error::{CoreError, Result};
 pub use layer::{AsAny, Cost, Layer, Mode};
 pub use module::{Module, ParamDict, ParamInfo, ParamVisitor, ParamVisitorMut};
 pub use param::{Param, ParamKind};
-pub use parametrize::Parametrization;
+pub use parametrize::{CloneParametrization, Parametrization};
 pub use path::{ParamFilter, ParamPath, glob_match};
 pub use stats::{ModelStats, Precision};
 pub use tensor::{Float, TensorExt};

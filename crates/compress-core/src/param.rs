@@ -197,14 +197,14 @@ impl<F: Float> Param<F> {
     pub fn find_parametrization<P: Parametrization<F>>(&self) -> Option<&P> {
         self.chain
             .iter()
-            .find_map(|p| p.as_any().downcast_ref::<P>())
+            .find_map(|p| (**p).as_any().downcast_ref::<P>())
     }
 
     /// Mutable access to the first attached parametrization of type `P`.
     pub fn find_parametrization_mut<P: Parametrization<F>>(&mut self) -> Option<&mut P> {
         self.chain
             .iter_mut()
-            .find_map(|p| p.as_any_mut().downcast_mut::<P>())
+            .find_map(|p| (**p).as_any_mut().downcast_mut::<P>())
     }
 
     /// Removes every parametrization named `name`, keeping the stored value as it is.

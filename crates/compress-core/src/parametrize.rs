@@ -1,11 +1,10 @@
 //! Parametrizations: the one mechanism behind every training-time technique.
 
-use std::any::Any;
 use std::fmt;
 
 use ndarray::ArrayD;
 
-use crate::{Float, Result};
+use crate::{AsAny, Float, Result};
 
 /// Maps a parameter's stored value to the effective value used in forward, and the gradient
 /// of the effective value back to the stored one (PyTorch's `parametrize`).
@@ -19,7 +18,12 @@ use crate::{Float, Result};
 /// Several may be stacked on one parameter; they apply in the order they were pushed
 /// (the first pushed sees the stored value, the last produces the effective value) and
 /// gradients flow back through them in reverse.
-pub trait Parametrization<F: Float>: fmt::Debug + Send + Sync + 'static {
+///
+/// Implementors derive (or implement) `Clone`; cloning into a box and downcasting
+/// ([`AsAny`]) come for free through blanket impls.
+pub trait Parametrization<F: Float>:
+    fmt::Debug + Send + Sync + AsAny + CloneParametrization<F> + 'static
+{
     /// A short name (`"mask"`, `"fake_quant"`, ...) used in reports and for lookups.
     fn name(&self) -> &'static str;
 
@@ -59,19 +63,22 @@ pub trait Parametrization<F: Float>: fmt::Debug + Send + Sync + 'static {
     fn project(&self, stored: &mut ArrayD<F>) {
         let _ = stored;
     }
-
-    /// A boxed clone (parametrizations are cloned with their parameter).
-    fn clone_box(&self) -> Box<dyn Parametrization<F>>;
-
-    /// Downcasting support, so a technique can find and update its own state.
-    fn as_any(&self) -> &dyn Any;
-
-    /// Mutable downcasting support.
-    fn as_any_mut(&mut self) -> &mut dyn Any;
 }
 
 impl<F: Float> Clone for Box<dyn Parametrization<F>> {
     fn clone(&self) -> Self {
         self.clone_box()
+    }
+}
+
+/// Boxed cloning of parametrizations (implemented for every `Parametrization + Clone`).
+pub trait CloneParametrization<F: Float> {
+    /// A boxed clone (parametrizations are cloned with their parameter).
+    fn clone_box(&self) -> Box<dyn Parametrization<F>>;
+}
+
+impl<F: Float, T: Parametrization<F> + Clone> CloneParametrization<F> for T {
+    fn clone_box(&self) -> Box<dyn Parametrization<F>> {
+        Box::new(self.clone())
     }
 }

@@ -1,7 +1,5 @@
 //! Stacked parametrizations: order of application, gradients, projection and baking.
 
-use std::any::Any;
-
 use compress_core::{CoreError, Param, Parametrization, Result, TensorExt};
 use ndarray::{ArrayD, IxDyn};
 use proptest::prelude::*;
@@ -29,15 +27,6 @@ impl Parametrization<f64> for Mask {
     fn project(&self, stored: &mut ArrayD<f64>) {
         *stored *= &self.0;
     }
-    fn clone_box(&self) -> Box<dyn Parametrization<f64>> {
-        Box::new(self.clone())
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-    fn as_any_mut(&mut self) -> &mut dyn Any {
-        self
-    }
 }
 
 /// Squares its input (a non-linear map, so the backward must see the right input).
@@ -53,15 +42,6 @@ impl Parametrization<f64> for Square {
     }
     fn backward(&self, input: &ArrayD<f64>, g: ArrayD<f64>) -> ArrayD<f64> {
         g * &input.mapv(|x| 2.0 * x)
-    }
-    fn clone_box(&self) -> Box<dyn Parametrization<f64>> {
-        Box::new(self.clone())
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-    fn as_any_mut(&mut self) -> &mut dyn Any {
-        self
     }
 }
 

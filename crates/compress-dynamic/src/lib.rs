@@ -58,6 +58,7 @@ mod budget;
 mod calibrate;
 mod early_exit;
 mod error;
+mod kernels;
 mod output;
 mod profile;
 mod routing;

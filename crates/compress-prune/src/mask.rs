@@ -1,7 +1,5 @@
 //! Pruning masks as a [`Parametrization`].
 
-use std::any::Any;
-
 use compress_core::{
     CoreError, Float, Module, Param, ParamFilter, ParamPath, Parametrization, Result as CoreResult,
 };
@@ -130,18 +128,6 @@ impl<F: Float> Parametrization<F> for Mask<F> {
                 *w = F::zero();
             }
         });
-    }
-
-    fn clone_box(&self) -> Box<dyn Parametrization<F>> {
-        Box::new(self.clone())
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
-    fn as_any_mut(&mut self) -> &mut dyn Any {
-        self
     }
 }
 

@@ -1,8 +1,6 @@
 //! Quantization-aware training: a fake-quant [`Parametrization`] for weights and a
 //! fake-quant layer for activations, both with the straight-through estimator (STE).
 
-use std::any::Any;
-
 use compress_core::{
     CoreError, Cost, Float, Layer, Mode, Module, Param, ParamFilter, ParamPath, ParamVisitor,
     ParamVisitorMut, Parametrization, Result,
@@ -276,18 +274,6 @@ impl<F: Float> Parametrization<F> for FakeQuant {
             *s = (*s - lr * *g).max(1e-12);
             *g = 0.0;
         }
-    }
-
-    fn clone_box(&self) -> Box<dyn Parametrization<F>> {
-        Box::new(self.clone())
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
-    fn as_any_mut(&mut self) -> &mut dyn Any {
-        self
     }
 }
 

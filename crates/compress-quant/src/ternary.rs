@@ -2,8 +2,6 @@
 //! `delta = 0.7 * mean |w|` and `alpha` = mean `|w|` of the weights above it (per layer);
 //! 2-bit packed storage and a training-time [`Parametrization`].
 
-use std::any::Any;
-
 use compress_core::{CoreError, Float, Parametrization, Result as CoreResult, TensorExt};
 use ndarray::{ArrayD, ArrayRef, IxDyn};
 
@@ -213,17 +211,5 @@ impl<F: Float> Parametrization<F> for TernaryWeights {
 
     fn backward(&self, _input: &ArrayD<F>, grad_output: ArrayD<F>) -> ArrayD<F> {
         grad_output
-    }
-
-    fn clone_box(&self) -> Box<dyn Parametrization<F>> {
-        Box::new(*self)
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
-    fn as_any_mut(&mut self) -> &mut dyn Any {
-        self
     }
 }

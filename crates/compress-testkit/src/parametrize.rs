@@ -1,7 +1,5 @@
 //! Simple parametrizations for tests: a fixed 0/1 mask and an affine map `k w + b`.
 
-use std::any::Any;
-
 use compress_core::{CoreError, Float, Parametrization, Result};
 use ndarray::ArrayD;
 
@@ -74,15 +72,6 @@ impl<F: Float> Parametrization<F> for FixedMask<F> {
     fn project(&self, stored: &mut ArrayD<F>) {
         *stored *= &self.mask;
     }
-    fn clone_box(&self) -> Box<dyn Parametrization<F>> {
-        Box::new(self.clone())
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-    fn as_any_mut(&mut self) -> &mut dyn Any {
-        self
-    }
 }
 
 /// The affine map `k w + b`: backward `k g`. [`Affine::scale`] (`b = 0`) and
@@ -131,14 +120,5 @@ impl<F: Float> Parametrization<F> for Affine<F> {
     }
     fn backward(&self, _input: &ArrayD<F>, grad_output: ArrayD<F>) -> ArrayD<F> {
         grad_output.mapv_into(|g| self.scale * g)
-    }
-    fn clone_box(&self) -> Box<dyn Parametrization<F>> {
-        Box::new(*self)
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-    fn as_any_mut(&mut self) -> &mut dyn Any {
-        self
     }
 }

@@ -3,6 +3,7 @@
 
 mod infer;
 mod net;
+mod plan;
 mod train;
 
 pub use net::EarlyExitNet;

@@ -2,7 +2,6 @@
 //! [`Parametrization`]: binary weights in forward, real-valued shadow weights kept (clipped to
 //! `[-1, 1]`) for the updates.
 
-use std::any::Any;
 use std::marker::PhantomData;
 
 use compress_core::{CoreError, Float, Parametrization, Result as CoreResult};
@@ -234,17 +233,5 @@ impl<F: Float> Parametrization<F> for BinaryConnect<F> {
     fn project(&self, stored: &mut ArrayD<F>) {
         let one = F::one();
         stored.mapv_inplace(|x| x.max(-one).min(one));
-    }
-
-    fn clone_box(&self) -> Box<dyn Parametrization<F>> {
-        Box::new(self.clone())
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
-    fn as_any_mut(&mut self) -> &mut dyn Any {
-        self
     }
 }

@@ -1,8 +1,6 @@
 //! Trained clustering (Han et al.'s trained quantization): a [`Parametrization`] whose forward
 //! uses shared centroids and whose backward sums each cluster's gradients into its centroid.
 
-use std::any::Any;
-
 use compress_core::{
     CoreError, Float, Module, Param, ParamFilter, ParamPath, Parametrization, Result as CoreResult,
 };
@@ -178,18 +176,6 @@ impl<F: Float> Parametrization<F> for ClusterParametrization<F> {
             *c -= step * *g;
             *g = F::zero();
         }
-    }
-
-    fn clone_box(&self) -> Box<dyn Parametrization<F>> {
-        Box::new(self.clone())
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
-    fn as_any_mut(&mut self) -> &mut dyn Any {
-        self
     }
 }
 

@@ -1,0 +1,485 @@
+//! Hot loop of eval-mode inference: `y = x Wt + b` for a dense layer whose weight is kept
+//! transposed (`Wt` is `[k, n_pad]`, each row zero-padded to a multiple of 16 columns), so
+//! no per-call packing or transposition is needed, whatever the number of rows.
+//!
+//! The x86-64 paths hold a tile of `R` rows by 16 or 32 (AVX-512) or 16 (AVX2) columns in
+//! registers and, for each `k`, broadcast `x[i, k]` and fuse-multiply-add it with a row of
+//! `Wt`. Every output is the same chain as in the portable [`dense_scalar`]:
+//! `acc = 0; acc = fma(x[i, p], Wt[p, j], acc)` for `p = 0..k`, then `y = acc + b[j]`
+//! (no add without bias), so all paths agree bit for bit (tested) and a row's result does
+//! not depend on the other rows of its batch.
+#![allow(unsafe_code)]
+
+use std::any::TypeId;
+
+use compress_core::Float;
+
+/// Column padding of the transposed weight (one AVX-512 vector of `f32`).
+pub(crate) const PAD: usize = 16;
+
+/// `n` rounded up to a multiple of [`PAD`].
+pub(crate) fn padded(n: usize) -> usize {
+    n.div_ceil(PAD) * PAD
+}
+
+/// Which implementation of [`dense`] runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Path {
+    /// The portable reference.
+    Scalar,
+    /// AVX2 + FMA, 6 x 16 tiles.
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    /// AVX-512F, 8 x 32 tiles.
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+impl Path {
+    /// The fastest SIMD path of this CPU; `None` when it has no vector FMA (the portable
+    /// loop would be slower than the layers' own GEMM there).
+    pub(crate) fn best() -> Option<Self> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return Some(Self::Avx512);
+            }
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                return Some(Self::Avx2);
+            }
+        }
+        None
+    }
+
+    /// Whether this CPU can run the path.
+    pub(crate) fn available(self) -> bool {
+        match self {
+            Self::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx2 => {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+            }
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+        }
+    }
+}
+
+/// Whether `F` is `f32`.
+pub(crate) fn is_f32<F: Float>() -> bool {
+    TypeId::of::<F>() == TypeId::of::<f32>()
+}
+
+/// `&[F]` as `&[f32]` when `F` is `f32`.
+pub(crate) fn as_f32<F: Float>(s: &[F]) -> Option<&[f32]> {
+    is_f32::<F>().then(|| {
+        // SAFETY: `F` is `f32` (same TypeId), so `[F]` and `[f32]` have the same layout and
+        // the cast only changes the static type; the lifetime is kept.
+        unsafe { &*(std::ptr::from_ref(s) as *const [f32]) }
+    })
+}
+
+/// `&mut [F]` as `&mut [f32]` when `F` is `f32`.
+pub(crate) fn as_f32_mut<F: Float>(s: &mut [F]) -> Option<&mut [f32]> {
+    is_f32::<F>().then(|| {
+        // SAFETY: as in `as_f32`; the exclusive borrow is carried over.
+        unsafe { &mut *(std::ptr::from_mut(s) as *mut [f32]) }
+    })
+}
+
+/// Checks the slice lengths of a product of `m = x.len() / k` rows; returns `m`.
+///
+/// # Panics
+///
+/// When the lengths do not fit (callers build them from one validated layer).
+#[track_caller]
+fn rows_of(x: &[f32], k: usize, wt: &[f32], n: usize, bias: Option<&[f32]>, y: &[f32]) -> usize {
+    assert!(k > 0 && x.len() % k == 0, "x is not [m, {k}]");
+    let m = x.len() / k;
+    assert_eq!(wt.len(), k * padded(n), "Wt is not [{k}, {}]", padded(n));
+    assert!(bias.is_none_or(|b| b.len() == padded(n)), "bias is not padded");
+    assert_eq!(y.len(), m * n, "y is not [{m}, {n}]");
+    m
+}
+
+/// The portable reference: `y[m, n] = x[m, k] Wt[k, n_pad] (+ b)`, all row-major.
+///
+/// # Panics
+///
+/// When `x` is not a whole number of rows of `k`, `wt` is not `k * padded(n)`, `bias` (if
+/// any) is not `padded(n)` long or `y` is not `m * n`.
+pub(crate) fn dense_scalar(
+    x: &[f32],
+    k: usize,
+    wt: &[f32],
+    n: usize,
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+) {
+    let m = rows_of(x, k, wt, n, bias, y);
+    let np = padded(n);
+    for i in 0..m {
+        let xr = &x[i * k..(i + 1) * k];
+        for j in 0..n {
+            let mut acc = 0.0f32;
+            for (p, &xv) in xr.iter().enumerate() {
+                acc = xv.mul_add(wt[p * np + j], acc);
+            }
+            y[i * n + j] = match bias {
+                Some(b) => acc + b[j],
+                None => acc,
+            };
+        }
+    }
+}
+
+/// The same product on `path`.
+///
+/// # Panics
+///
+/// As [`dense_scalar`], and when `path` is not available on this CPU.
+pub(crate) fn dense(
+    path: Path,
+    x: &[f32],
+    k: usize,
+    wt: &[f32],
+    n: usize,
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+) {
+    assert!(path.available(), "{path:?} is not available on this CPU");
+    match path {
+        Path::Scalar => dense_scalar(x, k, wt, n, bias, y),
+        #[cfg(target_arch = "x86_64")]
+        Path::Avx2 => {
+            let m = rows_of(x, k, wt, n, bias, y);
+            // SAFETY: AVX2 and FMA were detected (asserted above) and the lengths checked.
+            unsafe { avx2::dense(x, m, k, wt, n, bias, y) }
+        }
+        #[cfg(target_arch = "x86_64")]
+        Path::Avx512 => {
+            let m = rows_of(x, k, wt, n, bias, y);
+            // SAFETY: AVX-512F was detected (asserted above) and the lengths checked.
+            unsafe { avx512::dense(x, m, k, wt, n, bias, y) }
+        }
+    }
+}
+
+/// Dispatches a runtime row count `1..=MAX` to a const-generic tile.
+macro_rules! by_rows {
+    ($rows:expr, $tile:ident, $nv:literal, ($($arg:expr),*), [$($r:literal),*]) => {
+        match $rows {
+            $($r => $tile::<$r, $nv>($($arg),*),)*
+            _ => unreachable!("row count out of the tile range"),
+        }
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::{
+        __m512, _mm512_add_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_mask_storeu_ps,
+        _mm512_set1_ps, _mm512_setzero_ps, _mm512_storeu_ps,
+    };
+
+    use super::padded;
+
+    /// Rows per tile.
+    const MR: usize = 8;
+
+    /// Pointers and sizes shared by every tile of one product.
+    #[derive(Clone, Copy)]
+    struct Args {
+        x: *const f32,
+        k: usize,
+        wt: *const f32,
+        np: usize,
+        bias: Option<*const f32>,
+        y: *mut f32,
+        n: usize,
+    }
+
+    /// `y = x Wt (+ b)` over `8 x 32` tiles (16-column tiles at the right edge).
+    ///
+    /// # Safety
+    ///
+    /// AVX-512F must be available; `x` holds `m * k`, `wt` `k * padded(n)`, `bias` (if any)
+    /// `padded(n)` and `y` `m * n` elements.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn dense(
+        x: &[f32],
+        m: usize,
+        k: usize,
+        wt: &[f32],
+        n: usize,
+        bias: Option<&[f32]>,
+        y: &mut [f32],
+    ) {
+        let a = Args {
+            x: x.as_ptr(),
+            k,
+            wt: wt.as_ptr(),
+            np: padded(n),
+            bias: bias.map(<[f32]>::as_ptr),
+            y: y.as_mut_ptr(),
+            n,
+        };
+        let mut j0 = 0;
+        while j0 < a.np {
+            let wide = a.np - j0 >= 32;
+            let mut i0 = 0;
+            while i0 < m {
+                let rows = (m - i0).min(MR);
+                // SAFETY: `i0 + rows <= m` and `j0 + 16 (or 32) <= np`, the bounds `tile`
+                // needs, with the caller's lengths.
+                unsafe {
+                    if wide {
+                        by_rows!(rows, tile, 2, (a, i0, j0), [1, 2, 3, 4, 5, 6, 7, 8]);
+                    } else {
+                        by_rows!(rows, tile, 1, (a, i0, j0), [1, 2, 3, 4, 5, 6, 7, 8]);
+                    }
+                }
+                i0 += rows;
+            }
+            j0 += if wide { 32 } else { 16 };
+        }
+    }
+
+    /// Rows `i0..i0 + R`, columns `j0..j0 + 16 NV` (stores clipped to `n`).
+    ///
+    /// # Safety
+    ///
+    /// As [`dense`], with `i0 + R <= m` and `j0 + 16 NV <= padded(n)`.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn tile<const R: usize, const NV: usize>(a: Args, i0: usize, j0: usize) {
+        let mut acc: [[__m512; NV]; R] = [[_mm512_setzero_ps(); NV]; R];
+        for p in 0..a.k {
+            // SAFETY: row `p < k` of Wt, columns `j0 .. j0 + 16 NV <= np`: in bounds.
+            let w: [__m512; NV] =
+                std::array::from_fn(|v| unsafe { _mm512_loadu_ps(a.wt.add(p * a.np + j0 + 16 * v)) });
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                // SAFETY: row `i0 + r < m`, column `p < k` of x: in bounds.
+                let xb = _mm512_set1_ps(unsafe { *a.x.add((i0 + r) * a.k + p) });
+                for (acc_rv, &wv) in acc_r.iter_mut().zip(&w) {
+                    *acc_rv = _mm512_fmadd_ps(xb, wv, *acc_rv);
+                }
+            }
+        }
+        for (r, acc_r) in acc.iter().enumerate() {
+            for (v, &o) in acc_r.iter().enumerate() {
+                let col = j0 + 16 * v;
+                if col >= a.n {
+                    continue;
+                }
+                let o = match a.bias {
+                    // SAFETY: `col + 16 <= np`, the padded bias length.
+                    Some(b) => _mm512_add_ps(o, unsafe { _mm512_loadu_ps(b.add(col)) }),
+                    None => o,
+                };
+                // SAFETY: row `i0 + r < m`; the store covers columns `col .. min(col + 16, n)`
+                // of y, which has `m * n` elements.
+                unsafe {
+                    let dst = a.y.add((i0 + r) * a.n + col);
+                    if col + 16 <= a.n {
+                        _mm512_storeu_ps(dst, o);
+                    } else {
+                        let mask = (1u16 << (a.n - col)) - 1;
+                        _mm512_mask_storeu_ps(dst, mask, o);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::{
+        __m256, _mm256_add_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps,
+        _mm256_setzero_ps, _mm256_storeu_ps,
+    };
+
+    use super::padded;
+
+    /// Rows per tile.
+    const MR: usize = 6;
+
+    /// Pointers and sizes shared by every tile of one product.
+    #[derive(Clone, Copy)]
+    struct Args {
+        x: *const f32,
+        k: usize,
+        wt: *const f32,
+        np: usize,
+        bias: Option<*const f32>,
+        y: *mut f32,
+        n: usize,
+    }
+
+    /// `y = x Wt (+ b)` over `6 x 16` tiles.
+    ///
+    /// # Safety
+    ///
+    /// AVX2 and FMA must be available; lengths as in the AVX-512 `dense`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn dense(
+        x: &[f32],
+        m: usize,
+        k: usize,
+        wt: &[f32],
+        n: usize,
+        bias: Option<&[f32]>,
+        y: &mut [f32],
+    ) {
+        let a = Args {
+            x: x.as_ptr(),
+            k,
+            wt: wt.as_ptr(),
+            np: padded(n),
+            bias: bias.map(<[f32]>::as_ptr),
+            y: y.as_mut_ptr(),
+            n,
+        };
+        for j0 in (0..a.np).step_by(16) {
+            let mut i0 = 0;
+            while i0 < m {
+                let rows = (m - i0).min(MR);
+                // SAFETY: `i0 + rows <= m` and `j0 + 16 <= np`, the bounds `tile` needs.
+                unsafe { by_rows!(rows, tile, 2, (a, i0, j0), [1, 2, 3, 4, 5, 6]) };
+                i0 += rows;
+            }
+        }
+    }
+
+    /// Rows `i0..i0 + R`, columns `j0..j0 + 8 NV` (stores clipped to `n`).
+    ///
+    /// # Safety
+    ///
+    /// As [`dense`], with `i0 + R <= m` and `j0 + 8 NV <= padded(n)`.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn tile<const R: usize, const NV: usize>(a: Args, i0: usize, j0: usize) {
+        let mut acc: [[__m256; NV]; R] = [[_mm256_setzero_ps(); NV]; R];
+        for p in 0..a.k {
+            // SAFETY: row `p < k` of Wt, columns `j0 .. j0 + 8 NV <= np`: in bounds.
+            let w: [__m256; NV] =
+                std::array::from_fn(|v| unsafe { _mm256_loadu_ps(a.wt.add(p * a.np + j0 + 8 * v)) });
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                // SAFETY: row `i0 + r < m`, column `p < k` of x: in bounds.
+                let xb = _mm256_set1_ps(unsafe { *a.x.add((i0 + r) * a.k + p) });
+                for (acc_rv, &wv) in acc_r.iter_mut().zip(&w) {
+                    *acc_rv = _mm256_fmadd_ps(xb, wv, *acc_rv);
+                }
+            }
+        }
+        for (r, acc_r) in acc.iter().enumerate() {
+            for (v, &o) in acc_r.iter().enumerate() {
+                let col = j0 + 8 * v;
+                if col >= a.n {
+                    continue;
+                }
+                let o = match a.bias {
+                    // SAFETY: `col + 8 <= np`, the padded bias length.
+                    Some(b) => _mm256_add_ps(o, unsafe { _mm256_loadu_ps(b.add(col)) }),
+                    None => o,
+                };
+                let mut buf = [0.0f32; 8];
+                // SAFETY: `buf` holds 8 floats.
+                unsafe { _mm256_storeu_ps(buf.as_mut_ptr(), o) };
+                let len = (a.n - col).min(8);
+                // SAFETY: row `i0 + r < m`, columns `col .. col + len <= n` of y.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(buf.as_ptr(), a.y.add((i0 + r) * a.n + col), len);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Path, dense, dense_scalar, padded};
+    use proptest::prelude::*;
+
+    /// A random product: `(x, k, wt, n, bias)`.
+    fn product() -> impl Strategy<Value = (Vec<f32>, usize, Vec<f32>, usize, Option<Vec<f32>>)> {
+        (0usize..20, 1usize..40, 1usize..70, any::<bool>()).prop_flat_map(|(m, k, n, b)| {
+            let np = padded(n);
+            let val = prop_oneof![
+                8 => -4.0f32..4.0,
+                1 => Just(0.0f32),
+                1 => Just(-0.0f32),
+                1 => prop::sample::select(vec![f32::INFINITY, f32::NEG_INFINITY, 1e30, -1e-30]),
+            ];
+            (
+                prop::collection::vec(val.clone(), m * k),
+                Just(k),
+                prop::collection::vec(-2.0f32..2.0, k * n),
+                Just(n),
+                prop::collection::vec(-1.0f32..1.0, n),
+                Just(b),
+            )
+                .prop_map(move |(x, k, w, n, bias, b)| {
+                    // Wt padded with zeros, bias padded with zeros.
+                    let mut wt = vec![0.0f32; k * np];
+                    for p in 0..k {
+                        wt[p * np..p * np + n].copy_from_slice(&w[p * n..(p + 1) * n]);
+                    }
+                    let bias = b.then(|| {
+                        let mut v = bias.clone();
+                        v.resize(np, 0.0);
+                        v
+                    });
+                    (x, k, wt, n, bias)
+                })
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn simd_paths_equal_the_scalar_twin_bit_for_bit((x, k, wt, n, bias) in product()) {
+            let m = x.len() / k;
+            let mut want = vec![f32::NAN; m * n];
+            dense_scalar(&x, k, &wt, n, bias.as_deref(), &mut want);
+            #[cfg(target_arch = "x86_64")]
+            for path in [Path::Avx2, Path::Avx512] {
+                if !path.available() {
+                    continue;
+                }
+                let mut got = vec![f32::NAN; m * n];
+                dense(path, &x, k, &wt, n, bias.as_deref(), &mut got);
+                let same = want.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits());
+                prop_assert!(same, "{:?}: {:?} vs {:?}", path, got, want);
+            }
+            // The reference is the fused chain of the definition.
+            for i in 0..m {
+                for j in 0..n {
+                    let mut acc = 0.0f32;
+                    for p in 0..k {
+                        acc = x[i * k + p].mul_add(wt[p * padded(n) + j], acc);
+                    }
+                    let v = bias.as_ref().map_or(acc, |b| acc + b[j]);
+                    prop_assert_eq!(v.to_bits(), want[i * n + j].to_bits());
+                }
+            }
+        }
+
+        #[test]
+        fn a_row_does_not_depend_on_its_batch((x, k, wt, n, bias) in product()) {
+            let m = x.len() / k;
+            let Some(path) = Path::best() else { return Ok(()) };
+            let mut all = vec![0.0f32; m * n];
+            dense(path, &x, k, &wt, n, bias.as_deref(), &mut all);
+            for i in 0..m {
+                let mut one = vec![0.0f32; n];
+                dense(path, &x[i * k..(i + 1) * k], k, &wt, n, bias.as_deref(), &mut one);
+                let same = one.iter().zip(&all[i * n..(i + 1) * n]).all(|(a, b)| a.to_bits() == b.to_bits());
+                prop_assert!(same);
+            }
+        }
+    }
+}
