@@ -25,7 +25,8 @@ pub(crate) fn padded(n: usize) -> usize {
 /// Which implementation of [`dense`] runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Path {
-    /// The portable reference.
+    /// The portable reference (the path on aarch64, where FMA is part of the base ISA).
+    #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
     Scalar,
     /// AVX2 + FMA, 6 x 16 tiles.
     #[cfg(target_arch = "x86_64")]
@@ -50,6 +51,9 @@ impl Path {
                 return Some(Self::Avx2);
             }
         }
+        #[cfg(target_arch = "aarch64")]
+        return Some(Self::Scalar);
+        #[allow(unreachable_code)]
         None
     }
 
@@ -119,19 +123,21 @@ pub(crate) fn dense_scalar(
     bias: Option<&[f32]>,
     y: &mut [f32],
 ) {
-    let m = rows_of(x, k, wt, n, bias, y);
+    rows_of(x, k, wt, n, bias, y);
     let np = padded(n);
-    for i in 0..m {
-        let xr = &x[i * k..(i + 1) * k];
-        for j in 0..n {
-            let mut acc = 0.0f32;
-            for (p, &xv) in xr.iter().enumerate() {
-                acc = xv.mul_add(wt[p * np + j], acc);
+    // Row by row, with the output row as the accumulators (the chain of each element is
+    // still `p = 0..k` in order; this order streams Wt and vectorizes where FMA is native).
+    for (xr, yr) in x.chunks_exact(k).zip(y.chunks_exact_mut(n)) {
+        yr.fill(0.0);
+        for (p, &xv) in xr.iter().enumerate() {
+            for (acc, &w) in yr.iter_mut().zip(&wt[p * np..p * np + n]) {
+                *acc = xv.mul_add(w, *acc);
             }
-            y[i * n + j] = match bias {
-                Some(b) => acc + b[j],
-                None => acc,
-            };
+        }
+        if let Some(b) = bias {
+            for (acc, &bv) in yr.iter_mut().zip(b) {
+                *acc += bv;
+            }
         }
     }
 }
@@ -170,9 +176,9 @@ pub(crate) fn dense(
 
 /// Dispatches a runtime row count `1..=MAX` to a const-generic tile.
 macro_rules! by_rows {
-    ($rows:expr, $tile:ident, $nv:literal, ($($arg:expr),*), [$($r:literal),*]) => {
+    ($rows:expr, $tile:ident, $nv:literal, $args:tt, [$($r:literal),*]) => {
         match $rows {
-            $($r => $tile::<$r, $nv>($($arg),*),)*
+            $($r => $tile::<$r, $nv> $args,)*
             _ => unreachable!("row count out of the tile range"),
         }
     };

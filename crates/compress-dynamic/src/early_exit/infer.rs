@@ -68,6 +68,8 @@ impl<F: Float> EarlyExitNet<F> {
             return Err(CoreError::shape("max_exit", &[n], &[m.len()]).into());
         }
         let k_last = self.num_exits() - 1;
+        let plan = self.eval_plan();
+        let plan = Some(&*plan);
         let mut surv = Survivors::new(n, self.num_exits());
         let mut h: Option<ArrayD<F>> = None;
         let mut next = 0;
@@ -77,9 +79,8 @@ impl<F: Float> EarlyExitNet<F> {
             }
             // The first stage reads the caller's batch directly (no copy).
             let input: &ArrayRef<F, IxDyn> = h.as_deref().unwrap_or(x);
-            let out = self.stages[s].forward(input, Mode::Eval)?;
+            let mut hs = self.run_stage(plan, s, input, Mode::Eval)?;
             surv.charge_all(macs);
-            let mut hs = out;
             while next < self.attach.len() && self.attach[next] == s {
                 let k = next;
                 next += 1;
@@ -92,9 +93,9 @@ impl<F: Float> EarlyExitNet<F> {
                         .collect()
                 });
                 let y = match &rows {
-                    None => self.exits[k].forward(&hs, Mode::Eval)?,
+                    None => self.run_exit(plan, k, &hs, Mode::Eval)?,
                     Some(r) if r.is_empty() => continue,
-                    Some(r) => self.exits[k].forward(&take_rows(&hs, r), Mode::Eval)?,
+                    Some(r) => self.run_exit(plan, k, &take_rows(&hs, r), Mode::Eval)?,
                 };
                 let logits = logits_2d(&y, &format_args!("exit {k}"))?;
                 let test = thr.map(|t| ExitTest::new(thresholds.rule, t, logits.ncols()));

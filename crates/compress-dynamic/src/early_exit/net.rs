@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use ndarray::{Array2, ArrayD, ArrayRef, Axis, IxDyn};
 
+use super::plan::Plan;
 use crate::output::logits_2d;
 use crate::profile::ExitCosts;
 use crate::{DynamicError, Result};
@@ -48,6 +49,9 @@ pub struct EarlyExitNet<F: Float> {
     /// Per-stage MACs and exit costs, computed on first use by inference and dropped by
     /// every mutable parameter walk (which may reshape layers).
     pub(super) cost_cache: Option<Arc<(Vec<u64>, ExitCosts)>>,
+    /// The eval-mode plan (dense layers with transposed weights), built on first eval use
+    /// and dropped with `cost_cache`.
+    plan_cache: Option<Arc<Plan>>,
 }
 
 impl<F: Float> EarlyExitNet<F> {
@@ -59,6 +63,7 @@ impl<F: Float> EarlyExitNet<F> {
             attach: Vec::new(),
             input_shape: input_shape.to_vec(),
             cost_cache: None,
+            plan_cache: None,
         }
     }
 
@@ -78,13 +83,13 @@ impl<F: Float> EarlyExitNet<F> {
 
     /// Appends a backbone stage.
     pub fn push_stage(&mut self, stage: Box<dyn Layer<F>>) {
-        self.cost_cache = None;
+        self.invalidate();
         self.stages.push(stage);
     }
 
     /// Attaches an exit head after the last stage pushed so far.
     pub fn push_exit(&mut self, head: Box<dyn Layer<F>>) {
-        self.cost_cache = None;
+        self.invalidate();
         self.attach.push(self.stages.len().wrapping_sub(1));
         self.exits.push(head);
     }
@@ -179,6 +184,55 @@ impl<F: Float> EarlyExitNet<F> {
         Ok(c)
     }
 
+    /// Drops the cached costs and eval plan (the layers may change).
+    fn invalidate(&mut self) {
+        self.cost_cache = None;
+        self.plan_cache = None;
+    }
+
+    /// The eval-mode plan, built from the current effective weights until the next
+    /// mutable parameter walk.
+    pub(super) fn eval_plan(&mut self) -> Arc<Plan> {
+        Arc::clone(
+            self.plan_cache
+                .get_or_insert_with(|| Arc::new(Plan::build(&self.stages, &self.exits))),
+        )
+    }
+
+    /// Runs stage `s` on `x`: through the eval plan in [`Mode::Eval`], else the layer's own
+    /// `forward`.
+    pub(super) fn run_stage(
+        &mut self,
+        plan: Option<&Plan>,
+        s: usize,
+        x: &ArrayRef<F, IxDyn>,
+        mode: Mode,
+    ) -> compress_core::Result<ArrayD<F>> {
+        match plan {
+            Some(p) => p.stages[s].run(self.stages[s].as_mut(), x),
+            None => self.stages[s].forward(x, mode),
+        }
+    }
+
+    /// Runs exit head `k` on `h`, as [`EarlyExitNet::run_stage`].
+    pub(super) fn run_exit(
+        &mut self,
+        plan: Option<&Plan>,
+        k: usize,
+        h: &ArrayRef<F, IxDyn>,
+        mode: Mode,
+    ) -> compress_core::Result<ArrayD<F>> {
+        match plan {
+            Some(p) => p.exits[k].run(self.exits[k].as_mut(), h),
+            None => self.exits[k].forward(h, mode),
+        }
+    }
+
+    /// The plan for `mode`: `Some` in eval mode only.
+    fn plan_for(&mut self, mode: Mode) -> Option<Arc<Plan>> {
+        (mode == Mode::Eval).then(|| self.eval_plan())
+    }
+
     /// Per-stage costs for one sample, and each exit's head cost.
     fn layer_costs(&self) -> Result<(Vec<Cost>, Vec<Cost>)> {
         let mut shape = self.input_shape.clone();
@@ -265,14 +319,16 @@ impl<F: Float> EarlyExitNet<F> {
     /// Any layer error, or a head whose output is not `[N, classes]`.
     pub fn forward_all(&mut self, x: &ArrayRef<F, IxDyn>, mode: Mode) -> Result<Vec<Array2<F>>> {
         self.check_structure()?;
+        let plan = self.plan_for(mode);
+        let plan = plan.as_deref();
         let mut out = Vec::with_capacity(self.exits.len());
         let mut h: Option<ArrayD<F>> = None;
         let mut next = 0;
-        for (s, stage) in self.stages.iter_mut().enumerate() {
-            let hs = stage.forward(h.as_deref().unwrap_or(x), mode)?;
+        for s in 0..self.stages.len() {
+            let hs = self.run_stage(plan, s, h.as_deref().unwrap_or(x), mode)?;
             let hs = &*h.insert(hs);
             while next < self.attach.len() && self.attach[next] == s {
-                let y = self.exits[next].forward(hs, mode)?;
+                let y = self.run_exit(plan, next, hs, mode)?;
                 out.push(logits_2d(&y, &format_args!("exit {next}"))?.to_owned());
                 next += 1;
             }
@@ -360,7 +416,7 @@ impl<F: Float> Module<F> for EarlyExitNet<F> {
         path: &mut ParamPath,
         v: &mut dyn ParamVisitorMut<F>,
     ) -> compress_core::Result<()> {
-        self.cost_cache = None;
+        self.invalidate();
         path.scoped("stages", |p| -> compress_core::Result<()> {
             for (i, l) in self.stages.iter_mut().enumerate() {
                 p.scoped(&i.to_string(), |p| l.visit_mut(p, v))?;
@@ -395,12 +451,15 @@ impl<F: Float> Layer<F> for EarlyExitNet<F> {
     fn forward(&mut self, x: &ArrayRef<F, IxDyn>, mode: Mode) -> compress_core::Result<ArrayD<F>> {
         self.check_structure().map_err(core)?;
         // The first stage reads the caller's batch directly, as dynamic inference does.
+        // Eval mode runs the same plan as dynamic inference (same kernels, same results).
+        let plan = self.plan_for(mode);
+        let plan = plan.as_deref();
         let mut h: Option<ArrayD<F>> = None;
-        for s in &mut self.stages {
-            h = Some(s.forward(h.as_deref().unwrap_or(x), mode)?);
+        for s in 0..self.stages.len() {
+            h = Some(self.run_stage(plan, s, h.as_deref().unwrap_or(x), mode)?);
         }
         let last = self.exits.len() - 1;
-        self.exits[last].forward(h.as_deref().unwrap_or(x), mode)
+        self.run_exit(plan, last, h.as_deref().unwrap_or(x), mode)
     }
 
     fn backward(&mut self, grad: &ArrayRef<F, IxDyn>) -> compress_core::Result<ArrayD<F>> {
