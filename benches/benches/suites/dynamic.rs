@@ -89,6 +89,27 @@ fn diag(net: &mut EarlyExitNet<f32>, thr: &Thresholds, x: &ndarray::ArrayD<f32>)
         v.sort_by(f64::total_cmp);
         v[2]
     }
+    {
+        let ls = net.all_exit_logits(x, 512).unwrap();
+        eprintln!("thresholds {:?}", thr);
+        for (k, t) in thr.taus.iter().enumerate() {
+            let Some(t) = t else { continue };
+            let (lo, hi) = ((t / (1.0 - t)).ln(), (9.0 * t / (1.0 - t)).ln());
+            let mut band = 0;
+            for r in ls[k].rows() {
+                let mut v: Vec<f64> = r.iter().map(|&a| f64::from(a)).collect();
+                v.sort_by(|a, b| b.total_cmp(a));
+                let g = v[0] - v[1];
+                if g >= lo && g < hi {
+                    band += 1;
+                }
+            }
+            eprintln!(
+                "exit {k}: tau {t} gap band [{lo:.3}, {hi:.3}) rows in band {band} of {}",
+                ls[k].nrows()
+            );
+        }
+    }
     let mut rng = StdRng::seed_from_u64(9);
     let mut l1 = Linear::<f32>::new(64, 64, true, &mut rng);
     let mut relu = ReLU::<f32>::new();

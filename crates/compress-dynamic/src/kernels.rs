@@ -104,7 +104,10 @@ fn rows_of(x: &[f32], k: usize, wt: &[f32], n: usize, bias: Option<&[f32]>, y: &
     assert!(k > 0 && x.len() % k == 0, "x is not [m, {k}]");
     let m = x.len() / k;
     assert_eq!(wt.len(), k * padded(n), "Wt is not [{k}, {}]", padded(n));
-    assert!(bias.is_none_or(|b| b.len() == padded(n)), "bias is not padded");
+    assert!(
+        bias.is_none_or(|b| b.len() == padded(n)),
+        "bias is not padded"
+    );
     assert_eq!(y.len(), m * n, "y is not [{m}, {n}]");
     m
 }
@@ -265,8 +268,9 @@ mod avx512 {
         let mut acc: [[__m512; NV]; R] = [[_mm512_setzero_ps(); NV]; R];
         for p in 0..a.k {
             // SAFETY: row `p < k` of Wt, columns `j0 .. j0 + 16 NV <= np`: in bounds.
-            let w: [__m512; NV] =
-                std::array::from_fn(|v| unsafe { _mm512_loadu_ps(a.wt.add(p * a.np + j0 + 16 * v)) });
+            let w: [__m512; NV] = std::array::from_fn(|v| unsafe {
+                _mm512_loadu_ps(a.wt.add(p * a.np + j0 + 16 * v))
+            });
             for (r, acc_r) in acc.iter_mut().enumerate() {
                 // SAFETY: row `i0 + r < m`, column `p < k` of x: in bounds.
                 let xb = _mm512_set1_ps(unsafe { *a.x.add((i0 + r) * a.k + p) });
@@ -305,8 +309,8 @@ mod avx512 {
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::{
-        __m256, _mm256_add_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps,
-        _mm256_setzero_ps, _mm256_storeu_ps,
+        __m256, _mm256_add_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_setzero_ps,
+        _mm256_storeu_ps,
     };
 
     use super::padded;
@@ -372,8 +376,9 @@ mod avx2 {
         let mut acc: [[__m256; NV]; R] = [[_mm256_setzero_ps(); NV]; R];
         for p in 0..a.k {
             // SAFETY: row `p < k` of Wt, columns `j0 .. j0 + 8 NV <= np`: in bounds.
-            let w: [__m256; NV] =
-                std::array::from_fn(|v| unsafe { _mm256_loadu_ps(a.wt.add(p * a.np + j0 + 8 * v)) });
+            let w: [__m256; NV] = std::array::from_fn(|v| unsafe {
+                _mm256_loadu_ps(a.wt.add(p * a.np + j0 + 8 * v))
+            });
             for (r, acc_r) in acc.iter_mut().enumerate() {
                 // SAFETY: row `i0 + r < m`, column `p < k` of x: in bounds.
                 let xb = _mm256_set1_ps(unsafe { *a.x.add((i0 + r) * a.k + p) });

@@ -108,9 +108,16 @@ impl<F: Float> Survivors<F> {
             .into());
         }
         let n = self.exits.len();
-        let out = self
-            .logits
-            .get_or_insert_with(|| Array2::zeros((n, classes)));
+        // At the first exit with everyone still running in order, the head's logits are
+        // taken whole: the rows of samples that leave later are overwritten then.
+        let whole = self.logits.is_none() && rows.is_none() && m == n;
+        let out = self.logits.get_or_insert_with(|| {
+            if whole {
+                logits.to_owned()
+            } else {
+                Array2::zeros((n, classes))
+            }
+        });
         if out.ncols() != classes {
             return Err(CoreError::shape(
                 format!("exit {k} logits"),
@@ -148,7 +155,9 @@ impl<F: Float> Survivors<F> {
                 let go =
                     max_exit.is_some_and(|me| me[orig] <= k) || test.is_some_and(|t| t.passes(row));
                 if go {
-                    dst[orig * classes..(orig + 1) * classes].copy_from_slice(row);
+                    if !whole {
+                        dst[orig * classes..(orig + 1) * classes].copy_from_slice(row);
+                    }
                     self.exits[orig] = k;
                 }
                 go

@@ -51,9 +51,13 @@ pub(super) struct Plan {
 
 impl Plan {
     /// Prepares the plan of the given stages and heads (their current effective weights).
-    pub(super) fn build<F: Float>(stages: &[Box<dyn Layer<F>>], exits: &[Box<dyn Layer<F>>]) -> Self {
+    pub(super) fn build<F: Float>(
+        stages: &[Box<dyn Layer<F>>],
+        exits: &[Box<dyn Layer<F>>],
+    ) -> Self {
         let path = Path::best();
-        let ops = |ls: &[Box<dyn Layer<F>>]| ls.iter().map(|l| Op::build(l.as_ref(), path)).collect();
+        let ops =
+            |ls: &[Box<dyn Layer<F>>]| ls.iter().map(|l| Op::build(l.as_ref(), path)).collect();
         Self {
             stages: ops(stages),
             exits: ops(exits),
@@ -70,7 +74,11 @@ impl Op {
             return Dense::new(l, path).map_or(Self::Layer, Self::Dense);
         }
         if let Some(s) = layer.as_any().downcast_ref::<Sequential<F>>() {
-            let ops: Vec<Self> = s.layers().iter().map(|l| Self::build(l.as_ref(), Some(path))).collect();
+            let ops: Vec<Self> = s
+                .layers()
+                .iter()
+                .map(|l| Self::build(l.as_ref(), Some(path)))
+                .collect();
             if ops.iter().any(|o| !matches!(o, Self::Layer)) {
                 return Self::Seq(ops);
             }
@@ -167,7 +175,15 @@ impl Dense {
                     reason: "the dense kernel needs contiguous f32 inputs".into(),
                 });
             };
-            kernels::dense(self.path, xs, self.k, &self.wt, self.n, self.bias.as_deref(), ys);
+            kernels::dense(
+                self.path,
+                xs,
+                self.k,
+                &self.wt,
+                self.n,
+                self.bias.as_deref(),
+                ys,
+            );
         }
         Ok(ArrayD::from_shape_vec(IxDyn(&[m, self.n]), y)?)
     }
