@@ -79,3 +79,8 @@ pub mod prelude {
         ParamVisitorMut, Parametrization, Precision, TensorExt,
     };
 }
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(all(doctest, feature = "full"))]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
