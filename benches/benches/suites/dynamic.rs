@@ -196,6 +196,61 @@ fn diag(net: &mut EarlyExitNet<f32>, thr: &Thresholds, x: &ndarray::ArrayD<f32>)
             }),
         );
     }
+    {
+        let ls = net.all_exit_logits(x, 512).unwrap();
+        let l0 = ls[0].as_slice().unwrap().to_vec();
+        let top2 = || {
+            let mut cnt = 0usize;
+            for row in l0.chunks_exact(10) {
+                let (mut m1, mut m2, mut sum) = (f32::NEG_INFINITY, f32::NEG_INFINITY, 0.0f32);
+                for &v in row {
+                    let lo = if v > m1 { m1 } else { v };
+                    m1 = if v > m1 { v } else { m1 };
+                    m2 = if lo > m2 { lo } else { m2 };
+                    sum += v;
+                }
+                if sum.is_finite() && f64::from(m1 - m2) >= 3.0 {
+                    cnt += 1;
+                }
+            }
+            cnt
+        };
+        let scores = || ExitRule::MaxSoftmax.scores(&ls[0]);
+        eprintln!(
+            "top2 loop over exit-0 logits {:.2} us; exact scores {:.2} us",
+            med(|| {
+                black_box(top2());
+            }),
+            med(|| {
+                black_box(scores());
+            })
+        );
+    }
+    let t0v = thr.taus[0];
+    let ta = Thresholds {
+        rule: ExitRule::MaxSoftmax,
+        taus: vec![t0v, Some(0.0)],
+    };
+    let tb = Thresholds {
+        rule: ExitRule::MaxSoftmax,
+        taus: vec![t0v, None],
+    };
+    let tc = Thresholds {
+        rule: ExitRule::MaxSoftmax,
+        taus: vec![Some(0.0), None],
+    };
+    eprintln!(
+        "exit1-all-leave {:.1} exit1-disabled {:.1} tau0-exit0 {:.1}",
+        med(|| {
+            black_box(net.infer(x, &ta).unwrap());
+        }),
+        med(|| {
+            black_box(net.infer(x, &tb).unwrap());
+        }),
+        med(|| {
+            black_box(net.infer(x, &tc).unwrap());
+        })
+    );
     for _ in 0..3 {
         eprintln!(
             "full {:.1} infer {:.1} infer_tau0 {:.1} | lin64x64 {:.1} relu {:.1} head64x10 {:.1} lin64x128 {:.1} lin128x128 {:.1} head128x10 {:.1} scores {:.1} select20 {:.1}",

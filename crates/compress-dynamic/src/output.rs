@@ -107,6 +107,9 @@ impl<F: Float> Survivors<F> {
             )
             .into());
         }
+        if classes == 0 {
+            return Err(CoreError::shape(format!("exit {k} logits"), &[m, 1], logits.shape()).into());
+        }
         let n = self.exits.len();
         // At the first exit with everyone still running in order, the head's logits are
         // taken whole: the rows of samples that leave later are overwritten then.
@@ -139,41 +142,38 @@ impl<F: Float> Survivors<F> {
             layer: "dynamic inference".into(),
             reason: "output logits are not contiguous".into(),
         })?;
-        let mut keep = Vec::with_capacity(self.alive.len());
-        let mut next_row = rows.map(|r| r.iter().copied().zip(0..).peekable());
-        let mut still = 0;
-        for r in 0..self.alive.len() {
-            let orig = self.alive[r];
-            // The logits row of local row `r`, when the head ran on it.
-            let j = match &mut next_row {
-                None => Some(r),
-                Some(it) => it.next_if(|&(rr, _)| rr == r).map(|(_, j)| j),
-            };
-            let leave = j.is_some_and(|j| {
-                self.macs[orig] += head_macs;
-                let row = &src[j * classes..(j + 1) * classes];
-                let go =
-                    max_exit.is_some_and(|me| me[orig] <= k) || test.is_some_and(|t| t.passes(row));
-                if go {
-                    if !whole {
-                        dst[orig * classes..(orig + 1) * classes].copy_from_slice(row);
-                    }
-                    self.exits[orig] = k;
-                }
-                go
-            });
-            if !leave {
-                keep.push(r);
-                self.alive[still] = orig;
-                still += 1;
-            }
-        }
-        if next_row.is_some_and(|mut it| it.next().is_some()) {
+        if let Some(r) = rows
+            && (r.windows(2).any(|w| w[0] >= w[1]) || r.last() >= Some(&self.alive.len()))
+        {
             return Err(CoreError::InvalidState {
                 layer: "dynamic inference".into(),
-                reason: format!("exit {k}: rows are not increasing local rows"),
+                reason: format!("exit {k}: rows are not increasing running rows"),
             }
             .into());
+        }
+        // Decide every row the head ran on, then compact the running set.
+        let mut leaving = vec![false; self.alive.len()];
+        for (j, row) in src.chunks_exact(classes).enumerate() {
+            let r = rows.map_or(j, |rs| rs[j]);
+            let orig = self.alive[r];
+            self.macs[orig] += head_macs;
+            let go = max_exit.is_some_and(|me| me[orig] <= k) || test.is_some_and(|t| t.passes(row));
+            if go {
+                leaving[r] = true;
+                self.exits[orig] = k;
+                if !whole {
+                    dst[orig * classes..(orig + 1) * classes].copy_from_slice(row);
+                }
+            }
+        }
+        let mut keep = Vec::with_capacity(self.alive.len());
+        let mut still = 0;
+        for (r, &gone) in leaving.iter().enumerate() {
+            if !gone {
+                keep.push(r);
+                self.alive[still] = self.alive[r];
+                still += 1;
+            }
         }
         self.alive.truncate(still);
         Ok(keep)

@@ -22,22 +22,45 @@ pub(crate) enum Between {
     },
 }
 
+/// A depthwise `Conv2d` that removed channels pass through: removing its input channel `c`
+/// removes its filters `c * mult .. (c + 1) * mult` and so those output channels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PassThrough {
+    /// Index of the depthwise conv in the `Sequential`.
+    pub(crate) index: usize,
+    /// Its channel multiplier `out / in`.
+    pub(crate) mult: usize,
+    /// Layers after it up to the next weighted layer, with their role.
+    pub(crate) between: Vec<(usize, Between)>,
+}
+
 /// How removing output units of layer `producer` propagates.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Plan {
     pub(crate) producer: usize,
-    /// Layers strictly between producer and consumer, with their role.
+    /// Layers strictly between producer and the first weighted layer, with their role.
     pub(crate) between: Vec<(usize, Between)>,
-    /// The `Linear` or `Conv2d` that consumes the producer's outputs.
+    /// Depthwise convs the removal passes through, in order.
+    pub(crate) through: Vec<PassThrough>,
+    /// The `Linear` or `Conv2d` that consumes the (expanded) channels and ends the removal.
     pub(crate) consumer: usize,
-    /// Columns of the consumer per producer channel (1 unless a flatten is in between).
+    /// Columns of the consumer per channel (1 unless a flatten is in between).
     pub(crate) block: usize,
+    /// Groups of the consumer: 1 for a `Linear` or dense `Conv2d`, `g > 1` for a grouped
+    /// (not depthwise) `Conv2d`, which loses the same number of inputs in every group.
+    pub(crate) consumer_groups: usize,
 }
 
-pub(crate) fn is_conv_dense<F: Float>(l: &dyn Layer<F>) -> Option<bool> {
-    l.as_any()
-        .downcast_ref::<Conv2d<F>>()
-        .map(|c| c.config().groups == 1)
+impl Plan {
+    /// Factor by which one producer unit expands through the depthwise convs.
+    pub(crate) fn expansion(&self) -> usize {
+        self.through.iter().map(|t| t.mult).product()
+    }
+}
+
+/// The configuration of layer `l` if it is a `Conv2d`.
+pub(crate) fn conv_config<F: Float>(l: &dyn Layer<F>) -> Option<compress_nn::Conv2dConfig> {
+    l.as_any().downcast_ref::<Conv2d<F>>().map(Conv2d::config)
 }
 
 fn unsupported(index: usize, layer: &str, reason: impl Into<String>) -> PruneError {
@@ -81,18 +104,36 @@ pub(crate) fn plan<F: Float>(seq: &Sequential<F>, i: usize, input_shape: &[usize
     };
     match prod.name() {
         "Linear" => {}
-        "Conv2d" if is_conv_dense(prod.as_ref()) == Some(true) => {}
-        "Conv2d" => {
-            return Err(unsupported(
-                i,
-                "Conv2d",
-                "is grouped; only groups = 1 can be shrunk",
-            ));
-        }
+        "Conv2d" => match conv_config(prod.as_ref()) {
+            Some(c) if c.groups == 1 => {}
+            Some(c) if c.is_depthwise() => {
+                return Err(unsupported(
+                    i,
+                    "Conv2d",
+                    format!(
+                        "is depthwise ({} channels): its channel c is tied to input channel c; \
+                         prune the layer that feeds it and the removal passes through it",
+                        c.in_channels
+                    ),
+                ));
+            }
+            Some(c) => {
+                return Err(unsupported(
+                    i,
+                    "Conv2d",
+                    format!(
+                        "is grouped (groups = {}); only groups = 1 layers can be pruned",
+                        c.groups
+                    ),
+                ));
+            }
+            None => return Err(unsupported(i, "Conv2d", "is not a compress_nn::Conv2d")),
+        },
         other => return Err(unsupported(i, other, "is not a Linear or Conv2d")),
     }
     let shapes = seq.layer_costs(input_shape)?;
     let mut between = Vec::new();
+    let mut through: Vec<PassThrough> = Vec::new();
     let mut block = 1;
     for (j, l) in layers.iter().enumerate().skip(i + 1) {
         let role = match l.name() {
@@ -109,43 +150,71 @@ pub(crate) fn plan<F: Float>(seq: &Sequential<F>, i: usize, input_shape: &[usize
                 return Ok(Plan {
                     producer: i,
                     between,
+                    through,
                     consumer: j,
                     block,
+                    consumer_groups: 1,
                 });
             }
             "Conv2d" => {
                 if block != 1 {
                     return Err(unsupported(j, "Conv2d", "follows a Flatten"));
                 }
-                if is_conv_dense(l.as_ref()) != Some(true) {
+                let Some(cfg) = conv_config(l.as_ref()) else {
+                    return Err(unsupported(j, "Conv2d", "is not a compress_nn::Conv2d"));
+                };
+                if cfg.groups > 1 && cfg.is_depthwise() {
+                    // Removal passes through: channel c takes its `mult` outputs with it.
+                    through.push(PassThrough {
+                        index: j,
+                        mult: cfg.out_per_group(),
+                        between: Vec::new(),
+                    });
+                    continue;
+                }
+                if cfg.groups > 1 && !through.is_empty() {
                     return Err(unsupported(
                         j,
                         "Conv2d",
-                        "is grouped (depthwise); its input channels cannot be removed alone",
+                        format!(
+                            "is grouped (groups = {}) after a depthwise conv; only a Linear or \
+                             groups = 1 Conv2d can consume channels removed through a depthwise conv",
+                            cfg.groups
+                        ),
                     ));
                 }
                 return Ok(Plan {
                     producer: i,
                     between,
+                    through,
                     consumer: j,
                     block,
+                    consumer_groups: cfg.groups,
                 });
             }
             other => {
                 return Err(unsupported(j, other, "cannot carry removed channels"));
             }
         };
-        between.push((j, role));
+        match through.last_mut() {
+            Some(t) => t.between.push((j, role)),
+            None => between.push((j, role)),
+        }
     }
+    let (last, name) = through
+        .last()
+        .map_or((i, prod.name()), |t| (t.index, "Conv2d"));
     Err(unsupported(
-        i,
-        prod.name(),
+        last,
+        name,
         "is the last weighted layer: its outputs are the model's outputs",
     ))
 }
 
-/// Indices of the layers whose outputs can be removed (a `Linear` or dense `Conv2d` followed,
-/// through supported layers, by another one).
+/// Indices of the layers whose outputs can be removed: a `Linear` or `groups = 1` `Conv2d`
+/// followed, through supported layers (activations, dropout, pools, batch norms, flatten and
+/// depthwise convs, which removed channels pass through), by a `Linear` or `Conv2d`.
+/// Depthwise and grouped convs are never in the list themselves.
 pub fn prunable_layers<F: Float>(seq: &Sequential<F>, input_shape: &[usize]) -> Vec<usize> {
     (0..seq.len())
         .filter(|&i| plan(seq, i, input_shape).is_ok())

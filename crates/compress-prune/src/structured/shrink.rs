@@ -5,7 +5,7 @@ use compress_nn::{BatchNorm1d, BatchNorm2d, Conv2d, Linear, Sequential};
 use ndarray::{Array2, ArrayD, Axis, Ix2, IxDyn};
 
 use super::plan::{Between, Plan, plan};
-use crate::{Mask, Result, attach_mask, mask_of};
+use crate::{Mask, PruneError, Result, attach_mask, mask_of};
 
 /// Replaces `p` by its effective value restricted to `idx` along `axis`, keeping a mask
 /// (restricted the same way) if there was one. Other parametrizations are dropped.
@@ -72,6 +72,12 @@ pub fn shrink_layer<F: Float>(
         )
         .into());
     }
+    let expanded = expand(keep, plan.expansion() * plan.block);
+    let consumer_pos = if plan.consumer_groups > 1 {
+        Some(grouped_positions(seq, &plan, &expanded)?)
+    } else {
+        None
+    };
     let removed: Vec<usize> = (0..width)
         .filter(|u| keep.binary_search(u).is_err())
         .collect();
@@ -82,11 +88,92 @@ pub fn shrink_layer<F: Float>(
             shrink_bn(seq, j, keep)?;
         }
     }
-    let cols: Vec<usize> = keep
-        .iter()
-        .flat_map(|&c| c * plan.block..(c + 1) * plan.block)
-        .collect();
-    shrink_consumer(seq, plan.consumer, &cols)
+    let mut channels = keep.to_vec();
+    for t in &plan.through {
+        channels = expand(&channels, t.mult);
+        // A depthwise conv stays depthwise when its weight is replaced by `k * mult` filters
+        // (`Conv2d::config` reads `k` channels in `k` groups).
+        shrink_producer(seq, t.index, &channels)?;
+        for &(j, role) in &t.between {
+            if role == Between::BatchNorm {
+                shrink_bn(seq, j, &channels)?;
+            }
+        }
+    }
+    let cols = expand(&channels, plan.block);
+    match consumer_pos {
+        Some(pos) => shrink_grouped_consumer(seq, plan.consumer, &pos),
+        None => shrink_consumer(seq, plan.consumer, &cols),
+    }
+}
+
+/// Each index `c` replaced by `c * factor .. (c + 1) * factor`.
+fn expand(idx: &[usize], factor: usize) -> Vec<usize> {
+    idx.iter()
+        .flat_map(|&c| c * factor..(c + 1) * factor)
+        .collect()
+}
+
+/// For a grouped consumer, the kept input positions within each group; an error unless every
+/// group keeps the same (non-zero) number of its inputs.
+fn grouped_positions<F: Float>(
+    seq: &Sequential<F>,
+    plan: &Plan,
+    cols: &[usize],
+) -> Result<Vec<Vec<usize>>> {
+    let Some(cfg) = seq.get::<Conv2d<F>>(plan.consumer).map(Conv2d::config) else {
+        return Err(CoreError::config("consumer", "grouped consumer is not a Conv2d").into());
+    };
+    let ipg = cfg.in_per_group();
+    let mut pos = vec![Vec::new(); cfg.groups];
+    for &c in cols {
+        pos[c / ipg].push(c % ipg);
+    }
+    if pos.iter().any(|p| p.len() != pos[0].len()) {
+        let counts: Vec<usize> = pos.iter().map(Vec::len).collect();
+        return Err(PruneError::Unsupported {
+            index: plan.consumer,
+            layer: "Conv2d".to_string(),
+            reason: format!(
+                "is grouped (groups = {}, {ipg} inputs per group): the kept inputs per group \
+                 {counts:?} must all be equal",
+                cfg.groups
+            ),
+        });
+    }
+    Ok(pos)
+}
+
+/// `a[o, pos[o / out_per_group][t], ...]`: per output filter, the kept inputs of its group.
+fn select_grouped<F: Float>(a: &ArrayD<F>, out_per_group: usize, pos: &[Vec<usize>]) -> ArrayD<F> {
+    let mut shape = a.shape().to_vec();
+    shape[1] = pos[0].len();
+    let mut out = ArrayD::zeros(shape);
+    for (o, mut row) in out.axis_iter_mut(Axis(0)).enumerate() {
+        row.assign(&a.index_axis(Axis(0), o).select(Axis(0), &pos[o / out_per_group]));
+    }
+    out
+}
+
+/// Removes inputs of a grouped `Conv2d`: every group keeps `pos[g]` (same length for all),
+/// so the group count stays and each group gets narrower.
+fn shrink_grouped_consumer<F: Float>(
+    seq: &mut Sequential<F>,
+    j: usize,
+    pos: &[Vec<usize>],
+) -> Result<()> {
+    let Some(c) = seq.get_mut::<Conv2d<F>>(j) else {
+        return Ok(());
+    };
+    let opg = c.config().out_per_group();
+    let p = &mut c.weight;
+    let mask = mask_of(p).map(|m| select_grouped(m.array(), opg, pos));
+    let v = select_grouped(&p.effective(), opg, pos);
+    p.reset(v);
+    if let Some(m) = mask {
+        attach_mask(p, Mask::new(m))?;
+    }
+    Ok(())
 }
 
 fn shrink_producer<F: Float>(seq: &mut Sequential<F>, i: usize, keep: &[usize]) -> Result<()> {
@@ -145,6 +232,7 @@ fn fold_dead_units<F: Float>(
 ) -> Result<()> {
     if removed.is_empty()
         || plan.block != 1
+        || !plan.through.is_empty()
         || plan.between.iter().any(|(_, r)| *r != Between::Elementwise)
     {
         return Ok(());

@@ -11,19 +11,17 @@ use compress_core::{CoreError, Layer};
 use compress_nn::models::mlp;
 use compress_nn::{
     BatchNorm2d, Conv2d, Conv2dConfig, GlobalAvgPool, Linear, ReLU, Sequential, Sgd, TrainConfig,
-    Trainer,
 };
 use ndarray::Ix2;
 use rand::{SeedableRng, rngs::StdRng};
 use serde_json::{Value, json};
 
 use compress_nn::LrSchedule;
-use compress_nn::train::CrossEntropy;
 
 use super::baseline::mlp_widths;
+use super::baseline::{config, fit_eval};
 use super::{Ctx, Metrics, Report};
 use crate::error::Result;
-use crate::progress::EpochBar;
 
 /// Weight decay of the CNN runs.
 const CNN_WD: f64 = 1e-4;
@@ -223,17 +221,11 @@ fn train_cosine(
     wd: f64,
 ) -> Result<f64> {
     let mut opt = Sgd::new(lr).momentum(0.9).weight_decay(wd as f32);
-    let trainer = Trainer::new(TrainConfig {
-        epochs,
-        batch_size: 32,
-        seed: ctx.seed,
+    let cfg = TrainConfig {
         schedule: LrSchedule::Cosine { min_lr: 0.0 },
-        ..TrainConfig::default()
-    });
-    let mut bar = EpochBar::new(label, epochs, ctx.progress);
-    trainer.fit_with(net, &mut opt, train, None, &mut CrossEntropy, &mut bar)?;
-    bar.finish();
-    super::accuracy_of(net, test)
+        ..config(ctx, epochs)
+    };
+    fit_eval(ctx, label, net, &mut opt, cfg, (train, test))
 }
 
 /// `lowrank`: the reference MLP's two largest layers factorized by truncated SVD to keep 90%

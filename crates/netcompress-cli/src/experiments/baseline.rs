@@ -1,8 +1,9 @@
 //! `baseline`: the reference MLP (64-128-64-10 on digits, LeNet-300-100 on MNIST), dense f32.
 
 use compress_nn::models::{mlp, small_cnn};
+use compress_nn::train::CrossEntropy;
 use compress_nn::train::evaluate;
-use compress_nn::{Adam, Dataset, LrSchedule, Sequential, Sgd, TrainConfig, Trainer};
+use compress_nn::{Adam, Dataset, LrSchedule, Optimizer, Sequential, Sgd, TrainConfig, Trainer};
 use rand::{SeedableRng, rngs::StdRng};
 use serde_json::json;
 
@@ -18,7 +19,34 @@ pub(crate) fn mlp_widths(ctx: &Ctx) -> Vec<usize> {
     }
 }
 
-/// Trains `net` with SGD + momentum for `epochs`, showing a progress bar; returns test accuracy.
+/// Trains `net` with `opt` under `config` behind a progress bar labelled `label` (softmax
+/// cross-entropy); returns the test accuracy. Every experiment trains through this.
+pub(crate) fn fit_eval(
+    ctx: &Ctx,
+    label: &str,
+    net: &mut Sequential<f32>,
+    opt: &mut dyn Optimizer<f32>,
+    config: TrainConfig,
+    (train, test): (&Dataset<f32>, &Dataset<f32>),
+) -> Result<f64> {
+    let mut bar = EpochBar::new(label, config.epochs, ctx.progress);
+    let trainer = Trainer::new(config);
+    trainer.fit_with(net, opt, train, None, &mut CrossEntropy, &mut bar)?;
+    bar.finish();
+    Ok(evaluate(net, test, 512)?)
+}
+
+/// The usual configuration: `epochs` of batch-32 minibatches shuffled from the context's seed.
+pub(crate) fn config(ctx: &Ctx, epochs: usize) -> TrainConfig {
+    TrainConfig {
+        epochs,
+        batch_size: 32,
+        seed: ctx.seed,
+        ..TrainConfig::default()
+    }
+}
+
+/// Trains `net` with SGD + momentum 0.9 for `epochs`; returns the test accuracy.
 pub(crate) fn train_sgd(
     ctx: &Ctx,
     label: &str,
@@ -29,17 +57,14 @@ pub(crate) fn train_sgd(
     lr: f32,
 ) -> Result<f64> {
     let mut opt = Sgd::new(lr).momentum(0.9);
-    let trainer = Trainer::new(TrainConfig {
-        epochs,
-        batch_size: 32,
-        seed: ctx.seed,
-        ..TrainConfig::default()
-    });
-    let mut bar = EpochBar::new(label, epochs, ctx.progress);
-    let mut loss = compress_nn::train::CrossEntropy;
-    trainer.fit_with(net, &mut opt, train, None, &mut loss, &mut bar)?;
-    bar.finish();
-    Ok(evaluate(net, test, 512)?)
+    fit_eval(
+        ctx,
+        label,
+        net,
+        &mut opt,
+        config(ctx, epochs),
+        (train, test),
+    )
 }
 
 /// Trains the reference MLP on the context's data; returns the model and its test accuracy.
@@ -63,20 +88,18 @@ pub(crate) fn train_small_cnn(
 ) -> Result<(Sequential<f32>, f64)> {
     let mut rng = StdRng::seed_from_u64(ctx.seed);
     let mut net = small_cnn::<f32, _>(1, ctx.image_side(), 10, &mut rng);
-    let epochs = ctx.epochs(10, 6);
-    let mut opt = Adam::new(3e-3);
-    let trainer = Trainer::new(TrainConfig {
-        epochs,
-        batch_size: 32,
-        seed: ctx.seed,
+    let cfg = TrainConfig {
         schedule: LrSchedule::Cosine { min_lr: 1e-4 },
-        ..TrainConfig::default()
-    });
-    let mut bar = EpochBar::new("small CNN", epochs, ctx.progress);
-    let mut loss = compress_nn::train::CrossEntropy;
-    trainer.fit_with(&mut net, &mut opt, train, None, &mut loss, &mut bar)?;
-    bar.finish();
-    let acc = evaluate(&mut net, test, 512)?;
+        ..config(ctx, ctx.epochs(10, 6))
+    };
+    let acc = fit_eval(
+        ctx,
+        "small CNN",
+        &mut net,
+        &mut Adam::new(3e-3),
+        cfg,
+        (train, test),
+    )?;
     Ok((net, acc))
 }
 

@@ -5,8 +5,8 @@
 use compress_core::{Module, Param, ParamFilter, ParamPath, Parametrization};
 use compress_nn::loss::argmax_rows;
 use compress_nn::models::mlp;
-use compress_nn::train::{CrossEntropy, evaluate};
-use compress_nn::{Adam, Dataset, Linear, Optimizer, Sequential, Sgd, TrainConfig, Trainer};
+use compress_nn::train::evaluate;
+use compress_nn::{Adam, Dataset, Linear, Optimizer, Sequential, Sgd};
 use compress_prune::{PruneConfig, prune, relative_index_encode};
 use compress_quant::binary::{BinaryConnect, BinaryMatrix, BinaryScale, binary_linear};
 use compress_quant::huffman::{HuffmanEncoded, entropy_bits, frequencies};
@@ -18,10 +18,10 @@ use ndarray::{Array2, ArrayD, Ix2, IxDyn};
 use rand::{SeedableRng, rngs::StdRng};
 use serde_json::{Value, json};
 
+use super::baseline::{config, fit_eval};
 use super::baseline::{mlp_widths, train_reference_mlp};
 use super::{Ctx, Metrics, Report};
 use crate::error::{CliError, Result};
-use crate::progress::EpochBar;
 
 /// Trains `net` for `epochs` with `opt` (batch 32, seeded), returns test accuracy.
 fn fit(
@@ -29,19 +29,10 @@ fn fit(
     label: &str,
     net: &mut Sequential<f32>,
     opt: &mut dyn Optimizer<f32>,
-    (train, test): (&Dataset<f32>, &Dataset<f32>),
+    data: (&Dataset<f32>, &Dataset<f32>),
     epochs: usize,
 ) -> Result<f64> {
-    let trainer = Trainer::new(TrainConfig {
-        epochs,
-        batch_size: 32,
-        seed: ctx.seed,
-        ..TrainConfig::default()
-    });
-    let mut bar = EpochBar::new(label, epochs, ctx.progress);
-    trainer.fit_with(net, opt, train, None, &mut CrossEntropy, &mut bar)?;
-    bar.finish();
-    Ok(evaluate(net, test, 512)?)
+    fit_eval(ctx, label, net, opt, config(ctx, epochs), data)
 }
 
 /// Bytes of every bias at f32.

@@ -13,10 +13,10 @@ use compress_prune::{
 use rand::{SeedableRng, rngs::StdRng};
 use serde_json::{Value, json};
 
+use super::baseline::{config, fit_eval};
 use super::baseline::{mlp_widths, train_reference_mlp};
 use super::{Ctx, DataSource, Metrics, Report, accuracy_of};
 use crate::error::{CliError, Result};
-use crate::progress::EpochBar;
 
 /// Fine-tunes `net` with SGD + momentum and a cosine-annealed rate; returns test accuracy.
 fn fine_tune(
@@ -28,18 +28,19 @@ fn fine_tune(
     epochs: usize,
     lr: f32,
 ) -> Result<f64> {
-    let mut opt = Sgd::new(lr).momentum(0.9);
-    let trainer = Trainer::new(TrainConfig {
-        epochs,
-        batch_size: 32,
+    let cfg = TrainConfig {
         seed: ctx.seed + 17,
         schedule: LrSchedule::Cosine { min_lr: 0.0 },
-        ..TrainConfig::default()
-    });
-    let mut bar = EpochBar::new(label, epochs, ctx.progress);
-    trainer.fit_with(net, &mut opt, train, None, &mut CrossEntropy, &mut bar)?;
-    bar.finish();
-    Ok(evaluate(net, test, 512)?)
+        ..config(ctx, epochs)
+    };
+    fit_eval(
+        ctx,
+        label,
+        net,
+        &mut Sgd::new(lr).momentum(0.9),
+        cfg,
+        (train, test),
+    )
 }
 
 /// Per-parameter sparsity of the masks, for `extra`.
