@@ -101,7 +101,7 @@ pub(crate) fn as_f32_mut<F: Float>(s: &mut [F]) -> Option<&mut [f32]> {
 /// When the lengths do not fit (callers build them from one validated layer).
 #[track_caller]
 fn rows_of(x: &[f32], k: usize, wt: &[f32], n: usize, bias: Option<&[f32]>, y: &[f32]) -> usize {
-    assert!(k > 0 && x.len() % k == 0, "x is not [m, {k}]");
+    assert!(k > 0 && x.len().is_multiple_of(k), "x is not [m, {k}]");
     let m = x.len() / k;
     assert_eq!(wt.len(), k * padded(n), "Wt is not [{k}, {}]", padded(n));
     assert!(

@@ -108,7 +108,9 @@ impl<F: Float> Survivors<F> {
             .into());
         }
         if classes == 0 {
-            return Err(CoreError::shape(format!("exit {k} logits"), &[m, 1], logits.shape()).into());
+            return Err(
+                CoreError::shape(format!("exit {k} logits"), &[m, 1], logits.shape()).into(),
+            );
         }
         let n = self.exits.len();
         // At the first exit with everyone still running in order, the head's logits are
@@ -157,7 +159,8 @@ impl<F: Float> Survivors<F> {
             let r = rows.map_or(j, |rs| rs[j]);
             let orig = self.alive[r];
             self.macs[orig] += head_macs;
-            let go = max_exit.is_some_and(|me| me[orig] <= k) || test.is_some_and(|t| t.passes(row));
+            let go =
+                max_exit.is_some_and(|me| me[orig] <= k) || test.is_some_and(|t| t.passes(row));
             if go {
                 leaving[r] = true;
                 self.exits[orig] = k;

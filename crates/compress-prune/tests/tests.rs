@@ -7,3 +7,4 @@ mod schedule;
 mod select;
 mod sparse;
 mod structured;
+mod structured_grouped;

@@ -4,7 +4,7 @@ use compress_core::{CoreError, Float, Layer};
 use compress_nn::Sequential;
 use ndarray::ArrayD;
 
-use super::plan::{prunable_layers, width};
+use super::plan::{plan, prunable_layers, width};
 use super::score::{UnitCriterion, apoz, unit_scores};
 use super::shrink::shrink_layer;
 use crate::Result;
@@ -114,6 +114,15 @@ pub struct ShrinkReport {
     pub macs_after: u64,
 }
 
+/// The `k` highest-scoring indices of `range`, ascending (ties keep the lower index).
+fn top(scores: &[f64], range: std::ops::Range<usize>, k: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = range.collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+    order.truncate(k);
+    order.sort_unstable();
+    order
+}
+
 /// Removes the lowest-ranked units of every selected prunable layer physically (see
 /// [`shrink_layer`]). Scores are computed on the model as it is before any layer shrinks.
 /// `data` (inputs `[N, ...]`) is needed for [`UnitCriterion::Apoz`].
@@ -160,11 +169,17 @@ pub fn prune_structured<F: Float>(
         let scores = unit_scores(seq, i, config.criterion, apoz_scores.as_deref(), 0)?;
         let w = width(seq, i).unwrap_or(scores.len());
         let k = config.kept(w);
-        let mut order: Vec<usize> = (0..w).collect();
-        // Highest score first; ties keep the lower index.
-        order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
-        let mut keep = order[..k].to_vec();
-        keep.sort_unstable();
+        let groups = plan(seq, i, input_shape)?.consumer_groups;
+        let keep = if groups > 1 && w.is_multiple_of(groups) {
+            // A grouped consumer: the same number of units from every group.
+            let per = w / groups;
+            let k_per = k.div_ceil(groups).min(per);
+            (0..groups)
+                .flat_map(|g| top(&scores, g * per..(g + 1) * per, k_per))
+                .collect()
+        } else {
+            top(&scores, 0..w, k)
+        };
         plans.push((i, w, keep));
     }
     let mut report = ShrinkReport::default();

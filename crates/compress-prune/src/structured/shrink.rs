@@ -31,8 +31,21 @@ fn select_bn<F: Float>(
 }
 
 /// Removes every output unit of layer `index` that is not in `keep` (rows of a `Linear`,
-/// filters of a `Conv2d`), the matching channels of batch norms in between, and the matching
-/// inputs of the next `Linear`/`Conv2d` (whole column blocks after a `Flatten`).
+/// filters of a `groups = 1` `Conv2d`), the matching channels of batch norms in between, and
+/// the matching inputs of the next `Linear`/`Conv2d` (whole column blocks after a `Flatten`).
+///
+/// Grouped and depthwise convs after the layer:
+/// - a **depthwise** conv (`groups == in_channels`, channel multiplier `m`) is passed
+///   through, as in MobileNet's depthwise → pointwise pairs: removing channel `c` removes its
+///   filters and biases `c * m .. (c + 1) * m`, and those output channels go on to the batch
+///   norms after it and to the inputs of the next `Linear`/`Conv2d` (or the next depthwise
+///   conv, multipliers compounding). It stays depthwise with fewer channels.
+/// - a **grouped** conv (`1 < groups < in_channels`) consumes the removal only when every
+///   group keeps the same number of its inputs: each group gets narrower, the group count
+///   stays. Any other `keep` is an `Unsupported` error naming the per-group counts.
+///
+/// A depthwise or grouped conv cannot be the pruned layer itself: a depthwise channel is tied
+/// to its input channel, so prune the layer that feeds it instead.
 ///
 /// When a removed unit's incoming weights are all zero and only element-wise layers separate
 /// two `Linear`s, its constant output is folded into the next layer's bias, so removing
@@ -44,7 +57,8 @@ fn select_bn<F: Float>(
 /// # Errors
 ///
 /// [`PruneError::Unsupported`](crate::PruneError::Unsupported) when the layer cannot be
-/// shrunk (see [`prunable_layers`](crate::prunable_layers));
+/// shrunk (see [`prunable_layers`](crate::prunable_layers)) or a grouped consumer would get
+/// unequal groups;
 /// [`CoreError::InvalidConfig`] when `keep` is empty, not strictly increasing or out of range.
 ///
 /// ```
@@ -55,7 +69,19 @@ fn select_bn<F: Float>(
 ///
 /// let mut net = mlp::<f32, _>(&[64, 32, 10], &mut StdRng::seed_from_u64(0));
 /// shrink_layer(&mut net, 0, &(0..16).collect::<Vec<_>>(), &[64]).unwrap();
-/// assert_eq!(net.cost(&[64]).unwrap().macs, 64 * 16 + 16 * 10);
+/// assert_eq!(net.cost(&[64]).unwrap().macs, 64 * 16 + 16 * 10);///
+/// // Through a depthwise conv with multiplier 2: keeping 2 of 4 channels keeps 4 of its
+/// // 8 filters and 4 of the pointwise conv's 8 inputs.
+/// use compress_nn::{Conv2d, Conv2dConfig, Sequential};
+/// let rng = &mut StdRng::seed_from_u64(1);
+/// let mut mb = Sequential::<f32>::new()
+///     .with(Conv2d::new(Conv2dConfig::new(3, 4, 1), rng).unwrap())
+///     .with(Conv2d::new(Conv2dConfig::new(4, 8, 3).padding(1).groups(4), rng).unwrap())
+///     .with(Conv2d::new(Conv2dConfig::new(8, 5, 1), rng).unwrap());
+/// shrink_layer(&mut mb, 0, &[1, 3], &[3, 6, 6]).unwrap();
+/// let dw = mb.get::<Conv2d<f32>>(1).unwrap().config();
+/// assert!(dw.is_depthwise() && (dw.in_channels, dw.out_channels) == (2, 4));
+/// assert_eq!(mb.get::<Conv2d<f32>>(2).unwrap().in_channels(), 4);
 /// ```
 pub fn shrink_layer<F: Float>(
     seq: &mut Sequential<F>,
@@ -150,7 +176,10 @@ fn select_grouped<F: Float>(a: &ArrayD<F>, out_per_group: usize, pos: &[Vec<usiz
     shape[1] = pos[0].len();
     let mut out = ArrayD::zeros(shape);
     for (o, mut row) in out.axis_iter_mut(Axis(0)).enumerate() {
-        row.assign(&a.index_axis(Axis(0), o).select(Axis(0), &pos[o / out_per_group]));
+        row.assign(
+            &a.index_axis(Axis(0), o)
+                .select(Axis(0), &pos[o / out_per_group]),
+        );
     }
     out
 }
