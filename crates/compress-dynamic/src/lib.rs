@@ -19,6 +19,11 @@
 //!   rule with inplace distillation), [`recalibrate_bn`] for a new width.
 //! - **Routing**: [`Cascade`] of cheap-to-expensive models and
 //!   [`SlimmableNet::route`] (smallest width first) use the same profiles and calibration.
+//! - **Fast eval path**: in eval mode an [`EarlyExitNet`] runs its `f32` dense layers from
+//!   weights transposed once, with a packing-free AVX-512/AVX2 kernel (bit-identical to its
+//!   portable twin and independent of the batch), so the few samples that reach the deep
+//!   stages and the narrow exit heads cost what their MACs cost; exit tests decide most
+//!   rows from the gap of the top two logits without any `exp`.
 //!
 //! ```
 //! use compress_dynamic::{

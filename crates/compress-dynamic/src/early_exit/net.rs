@@ -20,6 +20,13 @@ use crate::{DynamicError, Result};
 /// [`EarlyExitNet::infer`] and joint training is
 /// [`train_early_exit`](crate::train_early_exit).
 ///
+/// In [`Mode::Eval`] (static forward, [`EarlyExitNet::forward_all`], profiling and dynamic
+/// inference alike) every `f32` [`compress_nn::Linear`] (a stage, a head, or inside a
+/// [`compress_nn::Sequential`]) runs from a transposed copy of its effective weight, made
+/// on first use and dropped by every mutable parameter walk and `push_*`, through a
+/// packing-free SIMD kernel whose result for a sample does not depend on its batch; other
+/// layers run their own `forward`. [`Mode::Train`] always runs the layers' own `forward`.
+///
 /// ```
 /// use compress_core::Layer;
 /// use compress_dynamic::EarlyExitNet;

@@ -31,7 +31,6 @@ pub(super) enum Op {
 }
 
 /// A `Linear<f32>` prepared for the dense kernel.
-#[derive(Debug)]
 pub(super) struct Dense {
     k: usize,
     n: usize,
@@ -115,6 +114,17 @@ impl Op {
                 Ok(h.unwrap_or_else(|| x.to_owned()))
             }
         }
+    }
+}
+
+impl std::fmt::Debug for Dense {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dense")
+            .field("in", &self.k)
+            .field("out", &self.n)
+            .field("bias", &self.bias.is_some())
+            .field("path", &self.path)
+            .finish()
     }
 }
 
