@@ -7,7 +7,7 @@ use std::time::Instant;
 use compress_core::{Module, Param, ParamFilter, ParamPath};
 use compress_nn::models::{mlp, small_cnn};
 use compress_nn::train::{evaluate, predict};
-use compress_nn::{Conv2d, Dataset, Linear, Sequential};
+use compress_nn::{Conv2d, Dataset, Linear, LrSchedule, Sequential, Sgd, TrainConfig};
 use compress_quant::calibrate::{attach_observers, calibrate, detach_observers};
 use compress_quant::{
     ActQuant, ActRange, Calibration, FakeQuant, FakeQuantAct, IntScheme, Observer, PtqConfig,
@@ -17,7 +17,7 @@ use ndarray::ArrayD;
 use rand::{SeedableRng, rngs::StdRng};
 use serde_json::{Value, json};
 
-use super::baseline::{mlp_widths, train_reference_mlp, train_sgd};
+use super::baseline::{config, fit_eval, mlp_widths, train_reference_mlp, train_sgd};
 use super::{Ctx, Metrics, Report};
 use crate::error::Result;
 
@@ -219,6 +219,29 @@ fn export_qat(net: &mut Sequential<f32>) -> Result<usize> {
     Ok(bytes)
 }
 
+/// Fine-tuning used for QAT and for its f32 control alike: SGD (lr 0.01, momentum 0.9) with a
+/// cosine-annealed rate.
+fn fine_tune(
+    ctx: &Ctx,
+    label: &str,
+    net: &mut Sequential<f32>,
+    data: (&Dataset<f32>, &Dataset<f32>),
+    epochs: usize,
+) -> Result<f64> {
+    let cfg = TrainConfig {
+        schedule: LrSchedule::Cosine { min_lr: 0.0 },
+        ..config(ctx, epochs)
+    };
+    fit_eval(
+        ctx,
+        label,
+        net,
+        &mut Sgd::new(0.01).momentum(0.9),
+        cfg,
+        data,
+    )
+}
+
 /// QAT schemes of `quant-qat`: (name, scheme).
 fn qat_schemes() -> [(&'static str, IntScheme); 4] {
     [
@@ -249,7 +272,7 @@ fn qat_seed(
     // measured on both the trained and the fine-tuned f32 model, and the better one is the
     // PTQ figure QAT must beat, so QAT gets no credit for merely training longer.
     let mut control = copy_of(ctx, Arch::Mlp, &net)?;
-    let control_acc = train_sgd(ctx, "f32 control", &mut control, train, test, epochs, 0.01)?;
+    let control_acc = fine_tune(ctx, "f32 control", &mut control, (train, test), epochs)?;
     let mut rows = Vec::new();
     for (name, scheme) in qat_schemes() {
         let mut ptq_acc: f64 = 0.0;
@@ -264,7 +287,7 @@ fn qat_seed(
             let mut m = copy_of(ctx, Arch::Mlp, &net)?;
             attach_fake_quant(&mut m, &ParamFilter::new(), scheme, learnable)?;
             let label = format!("QAT {name}{}", if learnable { " LSQ" } else { "" });
-            train_sgd(ctx, &label, &mut m, train, test, epochs, 0.01)?;
+            fine_tune(ctx, &label, &mut m, (train, test), epochs)?;
             bytes = export_qat(&mut m)? + bias_bytes;
             qat[k] = evaluate(&mut m, test, 512)?;
         }
