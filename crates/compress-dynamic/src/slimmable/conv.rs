@@ -1,11 +1,12 @@
 //! A 2-D convolution that runs on its first `ceil(w * C)` input and output channels
-//! (im2col + GEMM on the active slice of the kernel).
+//! (compress-nn's `Conv2d` run on the active slice of the kernel).
 
 use compress_core::{
     CoreError, Cost, Float, Layer, Mode, Module, Param, ParamKind, ParamPath, ParamVisitor,
     ParamVisitorMut, TensorExt,
 };
-use ndarray::{Array2, ArrayD, ArrayRef, Axis, Ix1, Ix4, IxDyn, s};
+use compress_nn::{Conv2d, Conv2dConfig};
+use ndarray::{ArrayD, ArrayRef, Ix1, Ix4, IxDyn, s};
 use rand::Rng;
 
 use super::linear::to_core;
@@ -32,83 +33,6 @@ impl Geometry {
             (wp - self.kw) / self.stride + 1,
         ))
     }
-}
-
-/// Unfolds `[n, c, h, w]` (row-major slice) into `[n * oh * ow, c * kh * kw]` patches.
-fn im2col<F: Float>(x: &[F], dims: [usize; 4], g: Geometry, oh: usize, ow: usize) -> Vec<F> {
-    let [n, c, h, w] = dims;
-    let k = c * g.kh * g.kw;
-    let mut out = vec![F::zero(); n * oh * ow * k];
-    for b in 0..n {
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let row = ((b * oh + oy) * ow + ox) * k;
-                for ci in 0..c {
-                    for ky in 0..g.kh {
-                        let Some(iy) = (oy * g.stride + ky)
-                            .checked_sub(g.padding)
-                            .filter(|&v| v < h)
-                        else {
-                            continue;
-                        };
-                        let src = ((b * c + ci) * h + iy) * w;
-                        let dst = row + (ci * g.kh + ky) * g.kw;
-                        for kx in 0..g.kw {
-                            if let Some(ix) = (ox * g.stride + kx)
-                                .checked_sub(g.padding)
-                                .filter(|&v| v < w)
-                            {
-                                out[dst + kx] = x[src + ix];
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-    out
-}
-
-/// Folds patch gradients back onto `[n, c, h, w]` (the adjoint of [`im2col`]).
-fn col2im<F: Float>(cols: &[F], dims: [usize; 4], g: Geometry, oh: usize, ow: usize) -> Vec<F> {
-    let [n, c, h, w] = dims;
-    let k = c * g.kh * g.kw;
-    let mut out = vec![F::zero(); n * c * h * w];
-    for b in 0..n {
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let row = ((b * oh + oy) * ow + ox) * k;
-                for ci in 0..c {
-                    for ky in 0..g.kh {
-                        let Some(iy) = (oy * g.stride + ky)
-                            .checked_sub(g.padding)
-                            .filter(|&v| v < h)
-                        else {
-                            continue;
-                        };
-                        let dst = ((b * c + ci) * h + iy) * w;
-                        let src = row + (ci * g.kh + ky) * g.kw;
-                        for kx in 0..g.kw {
-                            if let Some(ix) = (ox * g.stride + kx)
-                                .checked_sub(g.padding)
-                                .filter(|&v| v < w)
-                            {
-                                out[dst + ix] += cols[src + kx];
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-    out
-}
-
-#[derive(Debug, Clone)]
-struct ConvCache<F: Float> {
-    cols: Array2<F>,
-    dims: [usize; 4],
-    out: (usize, usize),
 }
 
 /// `Conv2d` (NCHW, one group) on the first `ceil(w * out)` filters and the first
@@ -141,7 +65,8 @@ pub struct SlimmableConv2d<F: Float> {
     slim_in: bool,
     slim_out: bool,
     width: f64,
-    cache: Option<ConvCache<F>>,
+    /// The active-slice convolution of the last training-mode forward.
+    cache: Option<Box<Conv2d<F>>>,
 }
 
 impl<F: Float> SlimmableConv2d<F> {
@@ -201,17 +126,34 @@ impl<F: Float> SlimmableConv2d<F> {
         }
     }
 
-    /// The active kernel as a `[o, i * kh * kw]` matrix.
-    fn active_kernel(&self) -> compress_core::Result<Array2<F>> {
+    /// A compress-nn convolution holding the active slice of the (effective) kernel and bias.
+    fn active_conv(&self) -> compress_core::Result<Conv2d<F>> {
         let (i, o) = (self.active_in(), self.active_out());
         let g = self.geometry;
         let w = self.weight.effective();
         let w4 = w.view().into_dimensionality::<Ix4>()?;
-        Ok(w4
+        let ws = w4
             .slice(s![..o, ..i, .., ..])
             .as_standard_layout()
-            .into_owned()
-            .into_shape_with_order((o, i * g.kh * g.kw))?)
+            .into_owned();
+        let bias = match &self.bias {
+            Some(b) => {
+                let e = b.effective();
+                Some(
+                    e.view()
+                        .into_dimensionality::<Ix1>()?
+                        .slice(s![..o])
+                        .to_owned()
+                        .into_dyn(),
+                )
+            }
+            None => None,
+        };
+        let cfg = Conv2dConfig::new(i, o, (g.kh, g.kw))
+            .stride(g.stride)
+            .padding(g.padding)
+            .bias(bias.is_some());
+        Conv2d::from_arrays(cfg, ws.into_dyn(), bias)
     }
 
     fn out_shape(&self, shape: &[usize]) -> Result<(usize, usize)> {
@@ -273,80 +215,31 @@ impl<F: Float> Layer<F> for SlimmableConv2d<F> {
                 x.shape(),
             ));
         }
-        let (oh, ow) = self.out_shape(&x.shape()[1..]).map_err(to_core)?;
-        let dims = [x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]];
-        let xs = x.as_standard_layout();
-        let flat = xs
-            .as_slice()
-            .ok_or_else(|| CoreError::config("input", "not contiguous"))?;
-        let g = self.geometry;
-        let k = dims[1] * g.kh * g.kw;
-        let cols = Array2::from_shape_vec((dims[0] * oh * ow, k), im2col(flat, dims, g, oh, ow))?;
-        let wk = self.active_kernel()?;
-        let o = wk.nrows();
-        let mut y2 = cols.dot(&wk.t());
-        if let Some(b) = &self.bias {
-            let b = b.effective();
-            y2 += &b.view().into_dimensionality::<Ix1>()?.slice(s![..o]);
-        }
-        let y = y2
-            .into_shape_with_order((dims[0], oh, ow, o))?
-            .permuted_axes([0, 3, 1, 2])
-            .as_standard_layout()
-            .into_owned();
-        self.cache = (mode == Mode::Train).then_some(ConvCache {
-            cols,
-            dims,
-            out: (oh, ow),
-        });
-        Ok(y.into_dyn())
+        self.out_shape(&x.shape()[1..]).map_err(to_core)?;
+        let mut conv = self.active_conv()?;
+        let y = conv.forward(x, mode)?;
+        self.cache = (mode == Mode::Train).then(|| Box::new(conv));
+        Ok(y)
     }
 
     fn backward(&mut self, grad: &ArrayRef<F, IxDyn>) -> compress_core::Result<ArrayD<F>> {
-        let wk = self.active_kernel()?;
-        let cache = self.cache.as_ref().ok_or_else(|| CoreError::InvalidState {
+        let conv = self.cache.as_mut().ok_or_else(|| CoreError::InvalidState {
             layer: "SlimmableConv2d".into(),
             reason: "backward called without a preceding forward in Mode::Train".into(),
         })?;
-        let (o, g) = (wk.nrows(), self.geometry);
-        let [n, i, _, _] = cache.dims;
-        let (oh, ow) = cache.out;
-        if grad.shape() != [n, o, oh, ow] {
-            return Err(CoreError::shape(
-                "SlimmableConv2d grad",
-                &[n, o, oh, ow],
-                grad.shape(),
-            ));
+        conv.zero_grad();
+        let dx = conv.backward(grad)?;
+        let (o, i) = (conv.out_channels(), conv.in_channels());
+        if let Some(dw) = conv.weight.grad() {
+            let mut gw = self.weight.zeros_like();
+            gw.slice_mut(s![..o, ..i, .., ..])
+                .assign(&dw.view().into_dimensionality::<Ix4>()?);
+            self.weight.accumulate_grad(gw)?;
         }
-        let g2 = grad
-            .view()
-            .into_dimensionality::<Ix4>()?
-            .permuted_axes([0, 2, 3, 1])
-            .as_standard_layout()
-            .into_owned()
-            .into_shape_with_order((n * oh * ow, o))?;
-        let dw = g2
-            .t()
-            .dot(&cache.cols)
-            .into_shape_with_order((o, i, g.kh, g.kw))?;
-        let dcols = g2.dot(&wk);
-        let dcols = dcols.as_standard_layout();
-        let dx = col2im(
-            dcols
-                .as_slice()
-                .ok_or_else(|| CoreError::config("grad", "not contiguous"))?,
-            cache.dims,
-            g,
-            oh,
-            ow,
-        );
-        let dx = ArrayD::from_shape_vec(IxDyn(&cache.dims), dx)?;
-        let mut gw = self.weight.zeros_like();
-        gw.slice_mut(s![..o, ..i, .., ..]).assign(&dw);
-        self.weight.accumulate_grad(gw)?;
-        if let Some(b) = &mut self.bias {
+        if let (Some(b), Some(db)) = (&mut self.bias, conv.bias.as_ref().and_then(|b| b.grad())) {
             let mut gb = b.zeros_like();
-            gb.slice_mut(s![..o]).assign(&g2.sum_axis(Axis(0)));
+            gb.slice_mut(s![..o])
+                .assign(&db.view().into_dimensionality::<Ix1>()?);
             b.accumulate_grad(gb)?;
         }
         Ok(dx)
