@@ -6,9 +6,9 @@ use compress_benches::random_dataset;
 use compress_core::Float;
 use compress_core::{Layer, Mode};
 use compress_nn::models::mlp;
-use compress_nn::{BatchNorm2d, Conv2d, Conv2dConfig, ReLU, Sgd, TrainConfig, Trainer};
+use compress_nn::{BatchNorm2d, Conv2d, Conv2dConfig, Linear, ReLU, Sgd, TrainConfig, Trainer};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
-use ndarray::ArrayD;
+use ndarray::{ArrayD, Ix1, Ix2};
 use rand::{SeedableRng, rngs::StdRng};
 
 fn mlp_epoch(c: &mut Criterion) {
@@ -101,8 +101,46 @@ fn elementwise(c: &mut Criterion) {
     group.finish();
 }
 
+/// `nn/linear_eval/MxKxN`: `Linear`'s eval forward (packed weight) on `M` rows, next to
+/// `nn/linear_gemm/MxKxN`, the general GEMM it replaces (`x W^T + b` through ndarray's `dot`,
+/// which packs the weight on every call).
+fn linear_eval(c: &mut Criterion) {
+    let mut group = c.benchmark_group("nn");
+    let mut rng = StdRng::seed_from_u64(0);
+    for (m, k, n) in [
+        (1, 128, 128),
+        (4, 128, 128),
+        (359, 64, 128),
+        (64, 784, 300),
+        (64, 512, 512),
+        (256, 1024, 1024),
+    ] {
+        let id = format!("{m}x{k}x{n}");
+        let mut l = Linear::<f32>::new(k, n, true, &mut rng);
+        let x = ArrayD::from_shape_fn(vec![m, k], |d| ((d[0] * 7 + d[1] * 3) % 11) as f32 / 11.0);
+        group.throughput(Throughput::Elements((m * k * n) as u64));
+        group.bench_function(BenchmarkId::new("linear_eval", &id), |b| {
+            b.iter(|| l.forward(black_box(&x), Mode::Eval).expect("forward"));
+        });
+        let w = l
+            .weight
+            .value()
+            .view()
+            .into_dimensionality::<Ix2>()
+            .expect("2-D");
+        let bias = l.bias.as_ref().expect("bias").value();
+        let bias = bias.view().into_dimensionality::<Ix1>().expect("1-D");
+        let x2 = x.view().into_dimensionality::<Ix2>().expect("2-D");
+        group.bench_function(BenchmarkId::new("linear_gemm", &id), |b| {
+            b.iter(|| black_box(&x2).dot(&w.t()) + bias);
+        });
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
+    linear_eval,
     mlp_epoch,
     conv2d,
     conv2d_depthwise,

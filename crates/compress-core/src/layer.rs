@@ -92,6 +92,18 @@ pub trait Layer<F: Float>: Module<F> + AsAny + Send + Sync + std::fmt::Debug {
     /// [`CoreError::ShapeMismatch`](crate::CoreError::ShapeMismatch) when `x` does not fit.
     fn forward(&mut self, x: &ArrayRef<F, IxDyn>, mode: Mode) -> Result<ArrayD<F>>;
 
+    /// [`Layer::forward`] on an input the caller gives away, so that element-wise layers
+    /// can write their output over it (no allocation) or keep it as their training cache
+    /// (no copy). Same result and contract as `forward`; containers such as `Sequential`
+    /// pass each intermediate output on this way. The default calls `forward`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Layer::forward`].
+    fn forward_owned(&mut self, x: ArrayD<F>, mode: Mode) -> Result<ArrayD<F>> {
+        self.forward(&x, mode)
+    }
+
     /// Back-propagates `grad` (gradient of the loss with respect to the last output).
     ///
     /// # Errors
@@ -115,6 +127,9 @@ impl<F: Float> Layer<F> for Box<dyn Layer<F>> {
     }
     fn forward(&mut self, x: &ArrayRef<F, IxDyn>, mode: Mode) -> Result<ArrayD<F>> {
         (**self).forward(x, mode)
+    }
+    fn forward_owned(&mut self, x: ArrayD<F>, mode: Mode) -> Result<ArrayD<F>> {
+        (**self).forward_owned(x, mode)
     }
     fn backward(&mut self, grad: &ArrayRef<F, IxDyn>) -> Result<ArrayD<F>> {
         (**self).backward(grad)

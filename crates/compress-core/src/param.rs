@@ -1,6 +1,7 @@
 //! Named trainable tensors.
 
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use ndarray::{ArrayD, IxDyn};
 
@@ -22,6 +23,13 @@ pub enum ParamKind {
     Buffer,
 }
 
+/// Source of [`Param::version`] stamps: unique across every parameter of the process.
+static NEXT_VERSION: AtomicU64 = AtomicU64::new(1);
+
+fn next_version() -> u64 {
+    NEXT_VERSION.fetch_add(1, Ordering::Relaxed)
+}
+
 /// A named, trainable tensor: stored value, accumulated gradient and a stack of
 /// [`Parametrization`]s that turn the stored value into the effective one.
 #[derive(Debug, Clone)]
@@ -30,6 +38,7 @@ pub struct Param<F: Float> {
     grad: Option<ArrayD<F>>,
     kind: ParamKind,
     chain: Vec<Box<dyn Parametrization<F>>>,
+    version: u64,
 }
 
 impl<F: Float> Param<F> {
@@ -45,7 +54,22 @@ impl<F: Float> Param<F> {
             grad: None,
             kind,
             chain: Vec::new(),
+            version: next_version(),
         }
+    }
+
+    /// A stamp of the effective value: it changes (to a value no parameter of this process
+    /// has had) whenever the stored value or the parametrizations may have changed, that is
+    /// on every `&mut self` method except [`zero_grad`](Self::zero_grad). A clone keeps the
+    /// stamp, being equal. Layers use it to cache data derived from the effective value
+    /// (e.g. a repacked weight) without ever reading a stale cache; it relies on
+    /// [`Parametrization::forward`] depending only on state behind `&mut` access.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    fn touch(&mut self) {
+        self.version = next_version();
     }
 
     /// The parameter's kind.
@@ -60,6 +84,7 @@ impl<F: Float> Param<F> {
 
     /// Mutable stored value.
     pub fn value_mut(&mut self) -> &mut ArrayD<F> {
+        self.touch();
         &mut self.value
     }
 
@@ -69,6 +94,7 @@ impl<F: Float> Param<F> {
     ///
     /// [`CoreError::ShapeMismatch`] if `value` has a different shape (path `"value"`).
     pub fn set_value(&mut self, value: ArrayD<F>) -> Result<()> {
+        self.touch();
         if value.shape() != self.value.shape() {
             return Err(CoreError::shape("value", self.value.shape(), value.shape()));
         }
@@ -79,6 +105,7 @@ impl<F: Float> Param<F> {
     /// Replaces the stored value with one of any shape, dropping gradient and
     /// parametrizations (used by structured shrinking and factorization).
     pub fn reset(&mut self, value: ArrayD<F>) {
+        self.touch();
         self.value = value;
         self.grad = None;
         self.chain.clear();
@@ -122,6 +149,7 @@ impl<F: Float> Param<F> {
     ///
     /// [`CoreError::ShapeMismatch`] if `grad` does not have the parameter's shape.
     pub fn accumulate_grad(&mut self, grad: ArrayD<F>) -> Result<()> {
+        self.touch();
         if grad.shape() != self.value.shape() {
             return Err(CoreError::shape("grad", self.value.shape(), grad.shape()));
         }
@@ -162,6 +190,7 @@ impl<F: Float> Param<F> {
     /// Applies an optimizer update `f(stored, grad)` when there is a gradient, then lets
     /// every parametrization project the stored value and step its own state with `lr`.
     pub fn update(&mut self, lr: F, f: impl FnOnce(&mut ArrayD<F>, &ArrayD<F>)) {
+        self.touch();
         if let Some(g) = &self.grad {
             f(&mut self.value, g);
         }
@@ -177,6 +206,7 @@ impl<F: Float> Param<F> {
     ///
     /// Whatever [`Parametrization::validate`] reports for this parameter's shape.
     pub fn push_parametrization(&mut self, p: Box<dyn Parametrization<F>>) -> Result<()> {
+        self.touch();
         p.validate(self.value.shape())?;
         p.project(&mut self.value);
         self.chain.push(p);
@@ -190,6 +220,7 @@ impl<F: Float> Param<F> {
 
     /// Mutable access to the attached parametrizations.
     pub fn parametrizations_mut(&mut self) -> &mut [Box<dyn Parametrization<F>>] {
+        self.touch();
         &mut self.chain
     }
 
@@ -202,6 +233,7 @@ impl<F: Float> Param<F> {
 
     /// Mutable access to the first attached parametrization of type `P`.
     pub fn find_parametrization_mut<P: Parametrization<F>>(&mut self) -> Option<&mut P> {
+        self.touch();
         self.chain
             .iter_mut()
             .find_map(|p| (**p).as_any_mut().downcast_mut::<P>())
@@ -210,6 +242,7 @@ impl<F: Float> Param<F> {
     /// Removes every parametrization named `name`, keeping the stored value as it is.
     /// Returns how many were removed.
     pub fn remove_parametrizations(&mut self, name: &str) -> usize {
+        self.touch();
         let before = self.chain.len();
         self.chain.retain(|p| p.name() != name);
         before - self.chain.len()
@@ -218,6 +251,7 @@ impl<F: Float> Param<F> {
     /// Makes the parametrizations permanent: the stored value becomes the effective value
     /// and the stack is cleared.
     pub fn bake(&mut self) {
+        self.touch();
         if !self.chain.is_empty() {
             self.value = self.effective().into_owned();
             self.chain.clear();

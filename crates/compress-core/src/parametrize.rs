@@ -37,7 +37,10 @@ pub trait Parametrization<F: Float>:
         Ok(())
     }
 
-    /// Input value -> output value.
+    /// Input value -> output value: a function of `input` and of this parametrization's own
+    /// state only, state that changes through `&mut self` (never interior mutability), so
+    /// that [`Param::version`](crate::Param::version) tracks every change of the effective
+    /// value.
     fn forward(&self, input: &ArrayD<F>) -> ArrayD<F>;
 
     /// Gradient with respect to the output -> gradient with respect to the input.

@@ -152,3 +152,46 @@ fn check_finite_names_path_and_index() {
     let err = a.check_finite("enc.weight").unwrap_err();
     assert!(matches!(err, CoreError::NonFinite { ref path, index: 1, .. } if path == "enc.weight"));
 }
+
+#[test]
+fn version_changes_on_every_mutation_and_only_then() {
+    let mut p = Param::new(ArrayD::<f64>::zeros(IxDyn(&[2, 2])));
+    let mut seen = vec![p.version()];
+    let mut check = |p: &Param<f64>, what: &str| {
+        assert!(!seen.contains(&p.version()), "{what} kept an old version");
+        seen.push(p.version());
+    };
+    p.value_mut()[[0, 0]] = 1.0;
+    check(&p, "value_mut");
+    p.set_value(ArrayD::ones(IxDyn(&[2, 2]))).unwrap();
+    check(&p, "set_value");
+    let mask = ArrayD::from_shape_vec(IxDyn(&[2, 2]), vec![1.0, 0.0, 1.0, 1.0]).unwrap();
+    p.push_parametrization(Box::new(Mask(mask))).unwrap();
+    check(&p, "push_parametrization");
+    p.accumulate_grad(ArrayD::ones(IxDyn(&[2, 2]))).unwrap();
+    check(&p, "accumulate_grad");
+    p.update(0.1, |w, g| *w -= &(g * 0.1));
+    check(&p, "update");
+    let _ = p.parametrizations_mut();
+    check(&p, "parametrizations_mut");
+    let _ = p.find_parametrization_mut::<Mask>();
+    check(&p, "find_parametrization_mut");
+    p.bake();
+    check(&p, "bake");
+    p.remove_parametrizations("mask");
+    check(&p, "remove_parametrizations");
+    p.reset(ArrayD::zeros(IxDyn(&[3])));
+    check(&p, "reset");
+    // Reading and clearing the gradient leave it alone; a clone shares it (same value), and
+    // a fresh parameter never reuses one.
+    let v = p.version();
+    let _ = (p.value(), p.effective(), p.grad());
+    p.zero_grad();
+    assert_eq!(p.version(), v);
+    let mut c = p.clone();
+    assert_eq!(c.version(), v);
+    c.value_mut().fill(2.0);
+    assert_ne!(c.version(), v);
+    assert_eq!(p.version(), v);
+    check(&Param::new(ArrayD::<f64>::zeros(IxDyn(&[1]))), "new");
+}

@@ -19,11 +19,12 @@
 //!   rule with inplace distillation), [`recalibrate_bn`] for a new width.
 //! - **Routing**: [`Cascade`] of cheap-to-expensive models and
 //!   [`SlimmableNet::route`] (smallest width first) use the same profiles and calibration.
-//! - **Fast eval path**: in eval mode an [`EarlyExitNet`] runs its `f32` dense layers from
-//!   weights transposed once, with a packing-free AVX-512/AVX2 kernel (bit-identical to its
-//!   portable twin and independent of the batch), so the few samples that reach the deep
-//!   stages and the narrow exit heads cost what their MACs cost; exit tests decide most
-//!   rows from the gap of the top two logits without any `exp`.
+//! - **Work really skipped**: inference sends only the running samples through each stage
+//!   (regrouped at every exit); compress-nn's `Linear` eval path (a weight transposed once,
+//!   no per-call packing) makes the few-row products of the deep stages and the narrow exit
+//!   heads cost what their MACs cost, with results independent of the batch; exit tests
+//!   decide most rows from the gap of the top two logits without any `exp`, eight rows at a
+//!   time.
 //!
 //! ```
 //! use compress_dynamic::{
@@ -63,7 +64,6 @@ mod budget;
 mod calibrate;
 mod early_exit;
 mod error;
-mod kernels;
 mod output;
 mod profile;
 mod routing;

@@ -154,13 +154,14 @@ impl<F: Float> Survivors<F> {
             .into());
         }
         // Decide every row the head ran on, then compact the running set.
+        let passed = test.map(|t| t.passes_rows(src, classes));
         let mut leaving = vec![false; self.alive.len()];
         for (j, row) in src.chunks_exact(classes).enumerate() {
             let r = rows.map_or(j, |rs| rs[j]);
             let orig = self.alive[r];
             self.macs[orig] += head_macs;
             let go =
-                max_exit.is_some_and(|me| me[orig] <= k) || test.is_some_and(|t| t.passes(row));
+                max_exit.is_some_and(|me| me[orig] <= k) || passed.as_ref().is_some_and(|p| p[j]);
             if go {
                 leaving[r] = true;
                 self.exits[orig] = k;

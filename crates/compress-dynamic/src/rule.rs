@@ -159,33 +159,79 @@ impl ExitTest {
     }
 
     /// Whether the row `logits` passes, exactly as `rule.score(logits) >= threshold`.
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn passes<F: Float>(&self, logits: &[F]) -> bool {
+        self.passes_rows(logits, logits.len().max(1))
+            .first()
+            .copied()
+            .unwrap_or(false)
+    }
+
+    /// [`ExitTest::passes`] for every row of the row-major `logits` (`classes > 0` per
+    /// row; a trailing partial row is ignored).
+    pub(crate) fn passes_rows<F: Float>(&self, logits: &[F], classes: usize) -> Vec<bool> {
+        let exact = |row: &[F]| self.rule.score(row) >= self.threshold;
         if self.threshold == f64::NEG_INFINITY {
-            return true;
+            return vec![true; logits.len() / classes.max(1)];
         }
-        if self.pass_gap.is_finite() || self.fail_gap.is_finite() {
-            // Top two by selects (plain `maxss`/`minss`, no branch to mispredict, no NaN
-            // fix-ups); the sum is finite only if every logit is, so NaN and infinities
-            // (and sums that overflow) take the exact path below.
-            let (mut m1, mut m2, mut sum) = (F::neg_infinity(), F::neg_infinity(), F::zero());
-            for &v in logits {
+        if classes < 2 || !(self.pass_gap.is_finite() || self.fail_gap.is_finite()) {
+            return logits.chunks_exact(classes.max(1)).map(exact).collect();
+        }
+        // Blocks of `LANES` rows are transposed into columns so that the top two and the
+        // finiteness of every row are element-wise selects over short arrays, which the
+        // compiler turns into vector `max`/`min`/`and` (one row alone is a serial chain of
+        // compare-select latencies). NaN never wins a compare, and a row with a NaN or an
+        // infinity takes the exact path.
+        const LANES: usize = 8;
+        let mut out = Vec::with_capacity(logits.len() / classes);
+        let mut blocks = logits.chunks_exact(classes * LANES);
+        let mut col = [F::zero(); LANES];
+        for block in &mut blocks {
+            let mut m1 = [F::neg_infinity(); LANES];
+            let mut m2 = [F::neg_infinity(); LANES];
+            let mut finite = [true; LANES];
+            for c in 0..classes {
+                for (r, v) in col.iter_mut().enumerate() {
+                    *v = block[r * classes + c];
+                }
+                for r in 0..LANES {
+                    let v = col[r];
+                    finite[r] &= v.abs() <= F::max_value();
+                    let lo = if v > m1[r] { m1[r] } else { v };
+                    m1[r] = if v > m1[r] { v } else { m1[r] };
+                    m2[r] = if lo > m2[r] { lo } else { m2[r] };
+                }
+            }
+            for (r, row) in block.chunks_exact(classes).enumerate() {
+                let by_gap = finite[r].then(|| self.by_gap(m1[r], m2[r])).flatten();
+                out.push(by_gap.unwrap_or_else(|| exact(row)));
+            }
+        }
+        for row in blocks.remainder().chunks_exact(classes) {
+            let (mut m1, mut m2, mut finite) = (F::neg_infinity(), F::neg_infinity(), true);
+            for &v in row {
+                finite &= v.abs() <= F::max_value();
                 let lo = if v > m1 { m1 } else { v };
                 m1 = if v > m1 { v } else { m1 };
                 m2 = if lo > m2 { lo } else { m2 };
-                sum += v;
             }
-            if sum.is_finite() && logits.len() >= 2 {
-                let g = (m1 - m2).as_f64();
-                if g >= self.pass_gap {
-                    return true;
-                }
-                if g < self.fail_gap {
-                    return false;
-                }
-            }
+            let by_gap = finite.then(|| self.by_gap(m1, m2)).flatten();
+            out.push(by_gap.unwrap_or_else(|| exact(row)));
         }
-        self.rule.score(logits) >= self.threshold
+        out
+    }
+
+    /// The decision from a finite row's top two logits when their gap settles it.
+    #[inline]
+    fn by_gap<F: Float>(&self, m1: F, m2: F) -> Option<bool> {
+        let g = (m1 - m2).as_f64();
+        if g >= self.pass_gap {
+            Some(true)
+        } else if g < self.fail_gap {
+            Some(false)
+        } else {
+            None
+        }
     }
 }
 
@@ -283,6 +329,29 @@ mod tests {
             let mut odd = tie.clone();
             odd[c - 1] = bad;
             prop_assert_eq!(ExitTest::new(r, t, c).passes(&odd), r.score(&odd) >= t);
+        }
+
+        #[test]
+        fn batched_decisions_equal_the_exact_score_row_by_row(
+            c in 2usize..13,
+            vals in prop::collection::vec(prop_oneof![
+                20 => -30.0f32..30.0,
+                1 => prop::sample::select(vec![f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 3e38, -3e38]),
+            ], 0..300),
+            q in 0.0f64..1.0,
+        ) {
+            let logits = &vals[..vals.len() / c * c];
+            for rule in [ExitRule::MaxSoftmax, ExitRule::Entropy] {
+                let scores: Vec<f64> = logits.chunks_exact(c).map(|row| rule.score(row)).collect();
+                // Thresholds at a row's own score (as calibrated ones are) and between.
+                let mut thresholds = vec![rule.score_threshold(q)];
+                thresholds.extend(scores.iter().filter(|s| s.is_finite()).take(3));
+                for t in thresholds {
+                    let got = ExitTest::new(rule, t, c).passes_rows(logits, c);
+                    let want: Vec<bool> = scores.iter().map(|&s| s >= t).collect();
+                    prop_assert_eq!(got, want);
+                }
+            }
         }
     }
 }

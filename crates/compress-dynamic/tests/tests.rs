@@ -4,6 +4,6 @@ mod budget_routing;
 mod calibration;
 mod common;
 mod early_exit;
-mod eval_plan;
+mod eval_path;
 mod gradients;
 mod slimmable;

@@ -233,3 +233,42 @@ mod visitor_contract {
         }
     }
 }
+
+#[test]
+fn forward_owned_equals_forward_and_keeps_the_training_cache() {
+    use compress_nn::{HardSwish, Linear, ReLU, ReLU6, Sequential, Sigmoid, Tanh};
+    let x = arr(&[3, 4], (0..12).map(|i| f64::from(i) * 0.7 - 4.0).collect());
+    let g = arr(&[3, 4], (0..12).map(|i| f64::from(i % 5) - 2.0).collect());
+    let mut layers: Vec<Box<dyn Layer<f64>>> = vec![
+        Box::new(ReLU::new()),
+        Box::new(ReLU6::new()),
+        Box::new(Sigmoid::new()),
+        Box::new(Tanh::new()),
+        Box::new(HardSwish::new()),
+        Box::new(
+            Sequential::new()
+                .with(Linear::from_arrays(
+                    arr(
+                        &[4, 4],
+                        (0..16).map(|i| f64::from(i % 7) * 0.1 - 0.3).collect(),
+                    ),
+                    Some(arr(&[4], vec![0.1, -0.2, 0.3, 0.0])),
+                ))
+                .with(ReLU::new())
+                .with(Tanh::new()),
+        ),
+    ];
+    for l in &mut layers {
+        for mode in [Mode::Eval, Mode::Train] {
+            let want = l.forward(&x, mode).unwrap();
+            let want_dx = (mode == Mode::Train).then(|| l.backward(&g).unwrap());
+            let got = l.forward_owned(x.clone(), mode).unwrap();
+            assert_eq!(got, want, "{} {mode:?}", l.name());
+            match want_dx {
+                Some(dx) => assert_eq!(l.backward(&g).unwrap(), dx, "{}", l.name()),
+                // Eval mode leaves nothing for backward.
+                None => assert!(l.backward(&g).is_err(), "{}", l.name()),
+            }
+        }
+    }
+}

@@ -5,6 +5,7 @@ mod conv_fast;
 mod gradcheck;
 mod io;
 mod layers;
+mod linear_eval;
 mod mnist;
 mod optim;
 mod parametrize;

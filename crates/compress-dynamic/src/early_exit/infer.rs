@@ -3,7 +3,7 @@
 use compress_core::{CoreError, Float, Mode};
 use compress_nn::Dataset;
 use compress_nn::loss::argmax_rows;
-use ndarray::{ArrayD, ArrayRef, IxDyn};
+use ndarray::ArrayD;
 
 use super::EarlyExitNet;
 use crate::output::{Survivors, logits_2d, take_rows};
@@ -68,8 +68,6 @@ impl<F: Float> EarlyExitNet<F> {
             return Err(CoreError::shape("max_exit", &[n], &[m.len()]).into());
         }
         let k_last = self.num_exits() - 1;
-        let plan = self.eval_plan();
-        let plan = Some(&*plan);
         let mut surv = Survivors::new(n, self.num_exits());
         let mut h: Option<ArrayD<F>> = None;
         let mut next = 0;
@@ -77,9 +75,12 @@ impl<F: Float> EarlyExitNet<F> {
             if surv.done() {
                 break;
             }
-            // The first stage reads the caller's batch directly (no copy).
-            let input: &ArrayRef<F, IxDyn> = h.as_deref().unwrap_or(x);
-            let mut hs = self.run_stage(plan, s, input, Mode::Eval)?;
+            // The first stage reads the caller's batch directly (no copy); later ones get
+            // the previous output to overwrite.
+            let mut hs = match h.take() {
+                Some(prev) => self.stages[s].forward_owned(prev, Mode::Eval)?,
+                None => self.stages[s].forward(x, Mode::Eval)?,
+            };
             surv.charge_all(macs);
             while next < self.attach.len() && self.attach[next] == s {
                 let k = next;
@@ -93,9 +94,9 @@ impl<F: Float> EarlyExitNet<F> {
                         .collect()
                 });
                 let y = match &rows {
-                    None => self.run_exit(plan, k, &hs, Mode::Eval)?,
+                    None => self.exits[k].forward(&hs, Mode::Eval)?,
                     Some(r) if r.is_empty() => continue,
-                    Some(r) => self.run_exit(plan, k, &take_rows(&hs, r), Mode::Eval)?,
+                    Some(r) => self.exits[k].forward(&take_rows(&hs, r), Mode::Eval)?,
                 };
                 let logits = logits_2d(&y, &format_args!("exit {k}"))?;
                 let test = thr.map(|t| ExitTest::new(thresholds.rule, t, logits.ncols()));

@@ -3,7 +3,6 @@
 
 mod infer;
 mod net;
-mod plan;
 mod train;
 
 pub use net::EarlyExitNet;

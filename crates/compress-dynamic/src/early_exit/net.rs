@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use ndarray::{Array2, ArrayD, ArrayRef, Axis, IxDyn};
 
-use super::plan::Plan;
 use crate::output::logits_2d;
 use crate::profile::ExitCosts;
 use crate::{DynamicError, Result};
@@ -20,12 +19,10 @@ use crate::{DynamicError, Result};
 /// [`EarlyExitNet::infer`] and joint training is
 /// [`train_early_exit`](crate::train_early_exit).
 ///
-/// In [`Mode::Eval`] (static forward, [`EarlyExitNet::forward_all`], profiling and dynamic
-/// inference alike) every `f32` [`compress_nn::Linear`] (a stage, a head, or inside a
-/// [`compress_nn::Sequential`]) runs from a transposed copy of its effective weight, made
-/// on first use and dropped by every mutable parameter walk and `push_*`, through a
-/// packing-free SIMD kernel whose result for a sample does not depend on its batch; other
-/// layers run their own `forward`. [`Mode::Train`] always runs the layers' own `forward`.
+/// Static forward, [`EarlyExitNet::forward_all`], profiling and dynamic inference run the
+/// same layers the same way, so a sample's logits agree between them whenever its layers'
+/// results do not depend on the batch (true of [`compress_nn::Linear`]'s eval path, which
+/// also makes the few-row products of the deep stages cheap).
 ///
 /// ```
 /// use compress_core::Layer;
@@ -56,9 +53,6 @@ pub struct EarlyExitNet<F: Float> {
     /// Per-stage MACs and exit costs, computed on first use by inference and dropped by
     /// every mutable parameter walk (which may reshape layers).
     pub(super) cost_cache: Option<Arc<(Vec<u64>, ExitCosts)>>,
-    /// The eval-mode plan (dense layers with transposed weights), built on first eval use
-    /// and dropped with `cost_cache`.
-    plan_cache: Option<Arc<Plan>>,
 }
 
 impl<F: Float> EarlyExitNet<F> {
@@ -70,7 +64,6 @@ impl<F: Float> EarlyExitNet<F> {
             attach: Vec::new(),
             input_shape: input_shape.to_vec(),
             cost_cache: None,
-            plan_cache: None,
         }
     }
 
@@ -191,53 +184,9 @@ impl<F: Float> EarlyExitNet<F> {
         Ok(c)
     }
 
-    /// Drops the cached costs and eval plan (the layers may change).
+    /// Drops the cached costs (the layers may change).
     fn invalidate(&mut self) {
         self.cost_cache = None;
-        self.plan_cache = None;
-    }
-
-    /// The eval-mode plan, built from the current effective weights until the next
-    /// mutable parameter walk.
-    pub(super) fn eval_plan(&mut self) -> Arc<Plan> {
-        Arc::clone(
-            self.plan_cache
-                .get_or_insert_with(|| Arc::new(Plan::build(&self.stages, &self.exits))),
-        )
-    }
-
-    /// Runs stage `s` on `x`: through the eval plan in [`Mode::Eval`], else the layer's own
-    /// `forward`.
-    pub(super) fn run_stage(
-        &mut self,
-        plan: Option<&Plan>,
-        s: usize,
-        x: &ArrayRef<F, IxDyn>,
-        mode: Mode,
-    ) -> compress_core::Result<ArrayD<F>> {
-        match plan {
-            Some(p) => p.stages[s].run(self.stages[s].as_mut(), x),
-            None => self.stages[s].forward(x, mode),
-        }
-    }
-
-    /// Runs exit head `k` on `h`, as [`EarlyExitNet::run_stage`].
-    pub(super) fn run_exit(
-        &mut self,
-        plan: Option<&Plan>,
-        k: usize,
-        h: &ArrayRef<F, IxDyn>,
-        mode: Mode,
-    ) -> compress_core::Result<ArrayD<F>> {
-        match plan {
-            Some(p) => p.exits[k].run(self.exits[k].as_mut(), h),
-            None => self.exits[k].forward(h, mode),
-        }
-    }
-
-    /// The plan for `mode`: `Some` in eval mode only.
-    fn plan_for(&mut self, mode: Mode) -> Option<Arc<Plan>> {
-        (mode == Mode::Eval).then(|| self.eval_plan())
     }
 
     /// Per-stage costs for one sample, and each exit's head cost.
@@ -326,16 +275,14 @@ impl<F: Float> EarlyExitNet<F> {
     /// Any layer error, or a head whose output is not `[N, classes]`.
     pub fn forward_all(&mut self, x: &ArrayRef<F, IxDyn>, mode: Mode) -> Result<Vec<Array2<F>>> {
         self.check_structure()?;
-        let plan = self.plan_for(mode);
-        let plan = plan.as_deref();
         let mut out = Vec::with_capacity(self.exits.len());
         let mut h: Option<ArrayD<F>> = None;
         let mut next = 0;
         for s in 0..self.stages.len() {
-            let hs = self.run_stage(plan, s, h.as_deref().unwrap_or(x), mode)?;
+            let hs = self.stages[s].forward(h.as_deref().unwrap_or(x), mode)?;
             let hs = &*h.insert(hs);
             while next < self.attach.len() && self.attach[next] == s {
-                let y = self.run_exit(plan, next, hs, mode)?;
+                let y = self.exits[next].forward(hs, mode)?;
                 out.push(logits_2d(&y, &format_args!("exit {next}"))?.to_owned());
                 next += 1;
             }
@@ -458,15 +405,15 @@ impl<F: Float> Layer<F> for EarlyExitNet<F> {
     fn forward(&mut self, x: &ArrayRef<F, IxDyn>, mode: Mode) -> compress_core::Result<ArrayD<F>> {
         self.check_structure().map_err(core)?;
         // The first stage reads the caller's batch directly, as dynamic inference does.
-        // Eval mode runs the same plan as dynamic inference (same kernels, same results).
-        let plan = self.plan_for(mode);
-        let plan = plan.as_deref();
         let mut h: Option<ArrayD<F>> = None;
         for s in 0..self.stages.len() {
-            h = Some(self.run_stage(plan, s, h.as_deref().unwrap_or(x), mode)?);
+            h = Some(match h.take() {
+                Some(prev) => self.stages[s].forward_owned(prev, mode)?,
+                None => self.stages[s].forward(x, mode)?,
+            });
         }
         let last = self.exits.len() - 1;
-        self.run_exit(plan, last, h.as_deref().unwrap_or(x), mode)
+        self.exits[last].forward(h.as_deref().unwrap_or(x), mode)
     }
 
     fn backward(&mut self, grad: &ArrayRef<F, IxDyn>) -> compress_core::Result<ArrayD<F>> {

@@ -40,6 +40,20 @@ macro_rules! activation {
                 Ok(y)
             }
 
+            /// In eval mode the output overwrites the input; in training mode the input
+            /// becomes the cache without a copy.
+            fn forward_owned(&mut self, x: ArrayD<F>, mode: Mode) -> Result<ArrayD<F>> {
+                if mode == Mode::Train {
+                    let y = x.mapv(|$x: F| $f);
+                    self.input = Some(x);
+                    return Ok(y);
+                }
+                self.input = None;
+                let mut x = x;
+                x.mapv_inplace(|$x: F| $f);
+                Ok(x)
+            }
+
             fn backward(&mut self, grad: &ArrayRef<F, IxDyn>) -> Result<ArrayD<F>> {
                 let x = self.input.as_ref().ok_or_else(|| no_forward($label))?;
                 if x.shape() != grad.shape() {

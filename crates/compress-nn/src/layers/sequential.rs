@@ -111,7 +111,15 @@ impl<F: Float> Layer<F> for Sequential<F> {
         };
         let mut h = first.forward(x, mode)?;
         for l in it {
-            h = l.forward(&h, mode)?;
+            h = l.forward_owned(h, mode)?;
+        }
+        Ok(h)
+    }
+
+    fn forward_owned(&mut self, x: ArrayD<F>, mode: Mode) -> Result<ArrayD<F>> {
+        let mut h = x;
+        for l in &mut self.layers {
+            h = l.forward_owned(h, mode)?;
         }
         Ok(h)
     }

@@ -1,5 +1,6 @@
-//! The eval-mode plan of `f32` early-exit nets (dense kernel on transposed weights): same
-//! results as the layers, bit-identical across batchings and paths, rebuilt after updates.
+//! Eval-mode inference of `f32` early-exit nets (`Linear`'s packed-weight eval path): same
+//! results as training mode, bit-identical across batchings and between the static forward,
+//! the profile and dynamic inference, and following parameter updates.
 
 use compress_core::{Layer, Mode, Module, Param, ParamPath};
 use compress_dynamic::{CalibrationTarget, EarlyExitNet, ExitRule, Thresholds, calibrate};
@@ -7,7 +8,7 @@ use compress_nn::{Dataset, Linear, ReLU, Sequential, Tanh};
 use ndarray::{Array2, ArrayD, Axis, IxDyn};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
-/// A 3-exit `f32` net covering every plan case: `Linear + ReLU` stages, a bare `Linear`
+/// A 3-exit `f32` net covering every case: `Linear + ReLU` stages, a bare `Linear`
 /// stage, a nested `Sequential` with a non-dense layer, a head without bias, widths that
 /// are not multiples of 16 and one wider than 32.
 fn net(seed: u64) -> EarlyExitNet<f32> {
@@ -140,7 +141,7 @@ fn dynamic_inference_is_bit_identical_across_batchings_and_to_the_profile() {
 }
 
 #[test]
-fn the_plan_follows_parameter_updates() {
+fn eval_results_follow_parameter_updates() {
     let mut net = net(5);
     let x = inputs(19, 6);
     let before = net.forward(&x, Mode::Eval).unwrap();
@@ -160,7 +161,7 @@ fn the_plan_follows_parameter_updates() {
         "{}",
         max_abs_diff(&reference, &after)
     );
-    // Pushing a stage and exit also rebuilds it.
+    // A pushed stage and exit take part at once.
     let mut rng = StdRng::seed_from_u64(7);
     net.push_stage(Box::new(Linear::new(20, 9, true, &mut rng)));
     net.push_exit(Box::new(Linear::new(9, 7, true, &mut rng)));

@@ -1,14 +1,18 @@
 //! Fully connected layer.
 
+mod dense;
+mod packed;
+
 use compress_core::{
     Cost, Float, Layer, Mode, Module, Param, ParamKind, ParamPath, ParamVisitor, ParamVisitorMut,
     Result, TensorExt,
 };
-use ndarray::{Array2, ArrayD, ArrayRef, Axis, Ix1, Ix2, IxDyn};
+use ndarray::{Array2, ArrayD, ArrayRef, ArrayView2, Axis, Ix1, Ix2, IxDyn};
 use rand::Rng;
 
 use super::{as_2d, no_forward};
 use crate::init::kaiming_uniform;
+use packed::Packed;
 
 /// `y = x W^T + b`.
 ///
@@ -17,6 +21,18 @@ use crate::init::kaiming_uniform;
 /// - input: `[batch, in_features]`
 /// - output: `[batch, out_features]`
 /// - `weight`: `[out_features, in_features]`, `bias`: `[out_features]`
+///
+/// # Eval-mode fast path
+///
+/// In [`Mode::Eval`] an `f32` layer of at most 2^18 `in x out` weights (`out` rounded up
+/// to a multiple of 16) on a CPU with vector FMA (AVX2, AVX-512 or aarch64) keeps a
+/// transposed copy of its effective weight and multiplies with a kernel that needs no
+/// per-call packing: small batches (a few rows, as in early-exit inference or serving) no
+/// longer pay for repacking the weight on every call (8x faster on one row of 128 x 128,
+/// 1.5-1.7x on full batches). The copy is rebuilt when [`Param::version`] says the weight,
+/// bias or their parametrizations may have changed, so it is never stale. Each output is
+/// one fused multiply-add chain over the inputs in order, so a sample's result does not
+/// depend on the batch it is in. Other layers, element types and CPUs run the general GEMM.
 #[derive(Debug, Clone)]
 pub struct Linear<F: Float> {
     /// Weight `[out, in]`.
@@ -24,6 +40,7 @@ pub struct Linear<F: Float> {
     /// Optional bias `[out]`.
     pub bias: Option<Param<F>>,
     input: Option<Array2<F>>,
+    packed: Option<Packed>,
 }
 
 impl<F: Float> Linear<F> {
@@ -54,6 +71,7 @@ impl<F: Float> Linear<F> {
             weight: Param::new(weight),
             bias: bias.map(|b| Param::with_kind(b, ParamKind::Bias)),
             input: None,
+            packed: None,
         }
     }
 
@@ -65,6 +83,34 @@ impl<F: Float> Linear<F> {
     /// Number of output features.
     pub fn out_features(&self) -> usize {
         self.weight.shape()[0]
+    }
+
+    /// The eval-mode product through the packed weight, `None` when the layer does not
+    /// qualify (see the type's docs). `x` is `[m, in]`.
+    fn packed_forward(&mut self, x: &ArrayView2<'_, F>) -> Result<Option<ArrayD<F>>> {
+        let (n, k) = (self.out_features(), self.in_features());
+        let Some(path) = packed::eligible::<F>(n, k) else {
+            return Ok(None);
+        };
+        let current = self
+            .packed
+            .as_ref()
+            .is_some_and(|p| p.is_current(&self.weight, self.bias.as_ref()));
+        if !current {
+            self.packed = None;
+        }
+        let packed = self
+            .packed
+            .get_or_insert_with(|| Packed::new(&self.weight, self.bias.as_ref(), path));
+        let xs = x.as_standard_layout();
+        let Some(y) = xs
+            .as_slice()
+            .and_then(dense::as_f32)
+            .and_then(|xs| packed.forward::<F>(xs))
+        else {
+            return Ok(None);
+        };
+        Ok(Some(ArrayD::from_shape_vec(IxDyn(&[x.nrows(), n]), y)?))
     }
 }
 
@@ -91,6 +137,12 @@ impl<F: Float> Layer<F> for Linear<F> {
 
     fn forward(&mut self, x: &ArrayRef<F, IxDyn>, mode: Mode) -> Result<ArrayD<F>> {
         let x2 = as_2d(x, "Linear", self.in_features())?;
+        if mode == Mode::Eval {
+            self.input = None;
+            if let Some(y) = self.packed_forward(&x2)? {
+                return Ok(y);
+            }
+        }
         let w = self.weight.effective();
         let w = w.view().into_dimensionality::<Ix2>()?;
         let mut y = x2.dot(&w.t());

@@ -1,6 +1,6 @@
-//! Hot loop of eval-mode inference: `y = x Wt + b` for a dense layer whose weight is kept
-//! transposed (`Wt` is `[k, n_pad]`, each row zero-padded to a multiple of 16 columns), so
-//! no per-call packing or transposition is needed, whatever the number of rows.
+//! Hot loop of [`super::Linear`]'s eval path: `y = x Wt + b` for a weight kept transposed
+//! (`Wt` is `[k, n_pad]`, each row zero-padded to a multiple of 16 columns), so no per-call
+//! packing or transposition is needed, whatever the number of rows.
 //!
 //! The x86-64 paths hold a tile of `R` rows by 16 or 32 (AVX-512) or 16 (AVX2) columns in
 //! registers and, for each `k`, broadcast `x[i, k]` and fuse-multiply-add it with a row of
@@ -94,13 +94,14 @@ pub(crate) fn as_f32_mut<F: Float>(s: &mut [F]) -> Option<&mut [f32]> {
     })
 }
 
-/// Checks the slice lengths of a product of `m = x.len() / k` rows; returns `m`.
+/// Checks the slice lengths of a product of `m = x.len() / k` rows writing `y_len`
+/// outputs; returns `m`.
 ///
 /// # Panics
 ///
 /// When the lengths do not fit (callers build them from one validated layer).
 #[track_caller]
-fn rows_of(x: &[f32], k: usize, wt: &[f32], n: usize, bias: Option<&[f32]>, y: &[f32]) -> usize {
+fn rows_of(x: &[f32], k: usize, wt: &[f32], n: usize, bias: Option<&[f32]>, y_len: usize) -> usize {
     assert!(k > 0 && x.len().is_multiple_of(k), "x is not [m, {k}]");
     let m = x.len() / k;
     assert_eq!(wt.len(), k * padded(n), "Wt is not [{k}, {}]", padded(n));
@@ -108,7 +109,7 @@ fn rows_of(x: &[f32], k: usize, wt: &[f32], n: usize, bias: Option<&[f32]>, y: &
         bias.is_none_or(|b| b.len() == padded(n)),
         "bias is not padded"
     );
-    assert_eq!(y.len(), m * n, "y is not [{m}, {n}]");
+    assert_eq!(y_len, m * n, "y is not [{m}, {n}]");
     m
 }
 
@@ -126,7 +127,7 @@ pub(crate) fn dense_scalar(
     bias: Option<&[f32]>,
     y: &mut [f32],
 ) {
-    rows_of(x, k, wt, n, bias, y);
+    rows_of(x, k, wt, n, bias, y.len());
     let np = padded(n);
     // Row by row, with the output row as the accumulators (the chain of each element is
     // still `p = 0..k` in order; this order streams Wt and vectorizes where FMA is native).
@@ -145,36 +146,53 @@ pub(crate) fn dense_scalar(
     }
 }
 
-/// The same product on `path`.
+/// The product on `path` into a new vector, written once (the SIMD paths store every
+/// output, so the buffer is not zero-filled first). `None` unless `F` is `f32`.
 ///
 /// # Panics
 ///
 /// As [`dense_scalar`], and when `path` is not available on this CPU.
-pub(crate) fn dense(
+pub(crate) fn dense_new<F: Float>(
     path: Path,
     x: &[f32],
     k: usize,
     wt: &[f32],
     n: usize,
     bias: Option<&[f32]>,
-    y: &mut [f32],
-) {
+) -> Option<Vec<F>> {
+    if !is_f32::<F>() {
+        return None;
+    }
     assert!(path.available(), "{path:?} is not available on this CPU");
+    let m = rows_of(x, k, wt, n, bias, x.len() / k.max(1) * n);
+    let len = m * n;
+    let mut y: Vec<F> = Vec::with_capacity(len);
+    let ptr = y.as_mut_ptr().cast::<f32>();
     match path {
-        Path::Scalar => dense_scalar(x, k, wt, n, bias, y),
+        Path::Scalar => {
+            y.resize(len, F::zero());
+            dense_scalar(x, k, wt, n, bias, as_f32_mut(&mut y)?);
+        }
         #[cfg(target_arch = "x86_64")]
         Path::Avx2 => {
-            let m = rows_of(x, k, wt, n, bias, y);
-            // SAFETY: AVX2 and FMA were detected (asserted above) and the lengths checked.
-            unsafe { avx2::dense(x, m, k, wt, n, bias, y) }
+            // SAFETY: `F` is `f32`, so the capacity holds `len` `f32`s; AVX2 and FMA were
+            // detected, the lengths checked, and the kernel writes all `len` outputs before
+            // the length is set.
+            unsafe {
+                avx2::dense(x, m, k, wt, n, bias, ptr);
+                y.set_len(len);
+            }
         }
         #[cfg(target_arch = "x86_64")]
         Path::Avx512 => {
-            let m = rows_of(x, k, wt, n, bias, y);
-            // SAFETY: AVX-512F was detected (asserted above) and the lengths checked.
-            unsafe { avx512::dense(x, m, k, wt, n, bias, y) }
+            // SAFETY: as above, with AVX-512F.
+            unsafe {
+                avx512::dense(x, m, k, wt, n, bias, ptr);
+                y.set_len(len);
+            }
         }
     }
+    Some(y)
 }
 
 /// Dispatches a runtime row count `1..=MAX` to a const-generic tile.
@@ -215,8 +233,9 @@ mod avx512 {
     ///
     /// # Safety
     ///
-    /// AVX-512F must be available; `x` holds `m * k`, `wt` `k * padded(n)`, `bias` (if any)
-    /// `padded(n)` and `y` `m * n` elements.
+    /// AVX-512F must be available; `x` holds `m * k`, `wt` `k * padded(n)` and `bias` (if
+    /// any) `padded(n)` elements, and `y` is valid for writes of `m * n` (every one of which
+    /// is written, so `y` may start uninitialised).
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn dense(
         x: &[f32],
@@ -225,7 +244,7 @@ mod avx512 {
         wt: &[f32],
         n: usize,
         bias: Option<&[f32]>,
-        y: &mut [f32],
+        y: *mut f32,
     ) {
         let a = Args {
             x: x.as_ptr(),
@@ -233,7 +252,7 @@ mod avx512 {
             wt: wt.as_ptr(),
             np: padded(n),
             bias: bias.map(<[f32]>::as_ptr),
-            y: y.as_mut_ptr(),
+            y,
             n,
         };
         let mut j0 = 0;
@@ -343,7 +362,7 @@ mod avx2 {
         wt: &[f32],
         n: usize,
         bias: Option<&[f32]>,
-        y: &mut [f32],
+        y: *mut f32,
     ) {
         let a = Args {
             x: x.as_ptr(),
@@ -351,7 +370,7 @@ mod avx2 {
             wt: wt.as_ptr(),
             np: padded(n),
             bias: bias.map(<[f32]>::as_ptr),
-            y: y.as_mut_ptr(),
+            y,
             n,
         };
         for j0 in (0..a.np).step_by(16) {
@@ -413,7 +432,7 @@ mod avx2 {
 
 #[cfg(test)]
 mod tests {
-    use super::{Path, dense, dense_scalar, padded};
+    use super::{Path, dense_new, dense_scalar, padded};
     use proptest::prelude::*;
 
     /// A random product: `(x, k, wt, n, bias)`.
@@ -461,8 +480,7 @@ mod tests {
                 if !path.available() {
                     continue;
                 }
-                let mut got = vec![f32::NAN; m * n];
-                dense(path, &x, k, &wt, n, bias.as_deref(), &mut got);
+                let got: Vec<f32> = dense_new(path, &x, k, &wt, n, bias.as_deref()).unwrap();
                 let same = want.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits());
                 prop_assert!(same, "{:?}: {:?} vs {:?}", path, got, want);
             }
@@ -483,11 +501,10 @@ mod tests {
         fn a_row_does_not_depend_on_its_batch((x, k, wt, n, bias) in product()) {
             let m = x.len() / k;
             let Some(path) = Path::best() else { return Ok(()) };
-            let mut all = vec![0.0f32; m * n];
-            dense(path, &x, k, &wt, n, bias.as_deref(), &mut all);
+            let all: Vec<f32> = dense_new(path, &x, k, &wt, n, bias.as_deref()).unwrap();
             for i in 0..m {
-                let mut one = vec![0.0f32; n];
-                dense(path, &x[i * k..(i + 1) * k], k, &wt, n, bias.as_deref(), &mut one);
+                let one: Vec<f32> =
+                    dense_new(path, &x[i * k..(i + 1) * k], k, &wt, n, bias.as_deref()).unwrap();
                 let same = one.iter().zip(&all[i * n..(i + 1) * n]).all(|(a, b)| a.to_bits() == b.to_bits());
                 prop_assert!(same);
             }
