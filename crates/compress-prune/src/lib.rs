@@ -43,8 +43,9 @@ pub use error::{PruneError, Result};
 pub struct GuideDoctests;
 pub use lottery::{LotteryConfig, LotteryReport, LotteryRound, Rewind, lottery_ticket};
 pub use magnitude::{
-    Importance, ParamReport, PruneConfig, PruneReport, Scope, Threshold, magnitude_mask,
-    magnitude_mask_into, magnitude_prune_inplace, magnitude_threshold, mask_report, prune,
+    Importance, ParamReport, PruneConfig, PruneReport, Scope, StreamingThreshold, Threshold,
+    magnitude_mask, magnitude_mask_into, magnitude_prune_inplace, magnitude_threshold, mask_report,
+    prune,
 };
 pub use mask::{Mask, attach_mask, copy_masks, mask_of, reapply_masks, remove_masks};
 pub use nm::{is_nm_sparse, nm_mask, nm_prune, nm_storage_bytes};

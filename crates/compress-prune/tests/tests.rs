@@ -6,5 +6,6 @@ mod nm;
 mod schedule;
 mod select;
 mod sparse;
+mod stream;
 mod structured;
 mod structured_grouped;

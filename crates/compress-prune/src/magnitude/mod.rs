@@ -4,6 +4,7 @@
 mod algorithm;
 mod array;
 mod config;
+mod stream;
 
 pub(crate) use algorithm::apply_masks;
 pub use algorithm::{ParamReport, PruneReport, mask_report, prune};
@@ -11,3 +12,4 @@ pub use array::{
     Threshold, magnitude_mask, magnitude_mask_into, magnitude_prune_inplace, magnitude_threshold,
 };
 pub use config::{Importance, PruneConfig, Scope};
+pub use stream::StreamingThreshold;

@@ -2,7 +2,7 @@
 //! sparse tensors (keep bitmask + kept values, or kept rows) so the file really shrinks.
 
 use clap::{Args, ValueEnum};
-use compress_prune::{magnitude_mask_into, nm_mask, unit_norms};
+use compress_prune::{StreamingThreshold, magnitude_mask_into, nm_mask, unit_norms};
 use ndarray::{ArrayD, IxDyn};
 use serde_json::{Map, json};
 
@@ -48,87 +48,13 @@ pub(crate) struct PruneArgs {
     pub(crate) dense: bool,
 }
 
-/// `|x|` as an order-preserving integer key (the bits of a non-negative f32 sort like the
-/// values).
-#[inline]
-fn key(x: f32) -> u32 {
-    x.to_bits() & 0x7fff_ffff
-}
-
-/// The exact global magnitude cut over a stream of tensors, in O(total) time and 2 x 256 KiB
-/// of memory: two radix-histogram passes (high then low 16 bits of the key) find the key of
-/// the k-th smallest |w| and how many entries equal to it are pruned (the first ones in file
-/// order, as [`compress_prune::Threshold`] does within one slice). compress-prune's
-/// threshold works on one slice in memory; a checkpoint larger than memory needs this
-/// streaming form.
-#[derive(Debug, Clone)]
-struct GlobalCut {
-    sparsity: f64,
-    round: usize,
-    total: u64,
-    hist: Vec<u64>,
-    high: u32,
-    below: u64,
-    cut: Option<(u32, u64)>,
-}
-
-impl GlobalCut {
-    fn new(sparsity: f64) -> Self {
-        Self {
-            sparsity,
-            round: 0,
-            total: 0,
-            hist: vec![0; 1 << 16],
-            high: 0,
-            below: 0,
-            cut: None,
-        }
-    }
-
-    fn observe(&mut self, values: &[f32]) {
-        for &v in values {
-            let k = key(v);
-            if self.round == 0 {
-                self.hist[(k >> 16) as usize] += 1;
-                self.total += 1;
-            } else if k >> 16 == self.high {
-                self.hist[(k & 0xffff) as usize] += 1;
-            }
-        }
-    }
-
-    /// Ends a round; after round 1 the cut is known.
-    fn finish_round(&mut self) {
-        let k = ((self.sparsity * self.total as f64).ceil() as u64).min(self.total);
-        if k == 0 {
-            self.cut = Some((0, 0));
-            self.round = 2;
-            return;
-        }
-        let mut below = self.below;
-        let mut bin = 0usize;
-        while bin + 1 < self.hist.len() && below + self.hist[bin] < k {
-            below += self.hist[bin];
-            bin += 1;
-        }
-        if self.round == 0 {
-            self.high = bin as u32;
-            self.below = below;
-            self.hist.iter_mut().for_each(|h| *h = 0);
-            self.round = 1;
-        } else {
-            self.cut = Some(((self.high << 16) | bin as u32, k - below));
-            self.round = 2;
-        }
-    }
-}
-
 /// The prune encoder.
 #[derive(Debug, Clone)]
 pub(crate) struct PruneEncoder {
     args: PruneArgs,
-    global: Option<GlobalCut>,
-    ties_left: u64,
+    /// The exact global cut, streamed over the selected tensors in two passes (a
+    /// checkpoint larger than memory is never held whole).
+    global: Option<StreamingThreshold>,
 }
 
 impl PruneEncoder {
@@ -159,10 +85,14 @@ impl PruneEncoder {
                 )));
             }
         }
+        let global = if a.global {
+            Some(StreamingThreshold::new(a.sparsity)?)
+        } else {
+            None
+        };
         Ok(Self {
             args: a.clone(),
-            global: a.global.then(|| GlobalCut::new(a.sparsity)),
-            ties_left: 0,
+            global,
         })
     }
 
@@ -174,24 +104,8 @@ impl PruneEncoder {
             ));
         }
         Ok(match self.args.method {
-            MethodArg::Magnitude => match &self.global {
-                Some(g) => {
-                    let (cut, _) = g.cut.unwrap_or((0, 0));
-                    values
-                        .iter()
-                        .map(|&v| {
-                            let k = key(v);
-                            if k < cut {
-                                false
-                            } else if k == cut && self.ties_left > 0 {
-                                self.ties_left -= 1;
-                                false
-                            } else {
-                                true
-                            }
-                        })
-                        .collect()
-                }
+            MethodArg::Magnitude => match &mut self.global {
+                Some(g) => g.keep_mask(values).map_err(|e| tensor_err(t, e))?,
                 None => {
                     let mut mask = vec![0.0f32; values.len()];
                     magnitude_mask_into(values, self.args.sparsity, &mut mask)
@@ -238,7 +152,11 @@ fn zeroed(raw: &[u8], keep: &[bool], size: usize) -> Vec<u8> {
 
 impl Encoder for PruneEncoder {
     fn prepass_rounds(&self) -> usize {
-        if self.global.is_some() { 2 } else { 0 }
+        if self.global.is_some() {
+            StreamingThreshold::PASSES
+        } else {
+            0
+        }
     }
 
     fn observe(&mut self, t: &TensorInfo, values: &[f32]) -> Result<()> {
@@ -249,17 +167,14 @@ impl Encoder for PruneEncoder {
             ));
         }
         if let Some(g) = &mut self.global {
-            g.observe(values);
+            g.observe(values).map_err(|e| tensor_err(t, e))?;
         }
         Ok(())
     }
 
     fn finish_prepass(&mut self) -> Result<()> {
         if let Some(g) = &mut self.global {
-            g.finish_round();
-            if let Some((_, ties)) = g.cut {
-                self.ties_left = ties;
-            }
+            g.finish_pass()?;
         }
         Ok(())
     }
@@ -367,43 +282,4 @@ pub(crate) fn run(a: &PruneArgs) -> Result<()> {
     let mut enc = PruneEncoder::new(a)?;
     let summary = run_encode("prune", &a.io, &a.select.selector()?, &mut enc)?;
     print_summary(&summary, a.io.json)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    proptest! {
-        #[test]
-        fn global_cut_prunes_exactly_the_smallest(
-            chunks in proptest::collection::vec(proptest::collection::vec(-4.0f32..4.0, 1..60), 1..5),
-            sparsity in 0.0f64..0.99,
-        ) {
-            let mut g = GlobalCut::new(sparsity);
-            for _ in 0..2 {
-                for c in &chunks {
-                    g.observe(c);
-                }
-                g.finish_round();
-            }
-            let (cut, mut ties) = g.cut.unwrap();
-            let all: Vec<f32> = chunks.concat();
-            let k = ((sparsity * all.len() as f64).ceil() as usize).min(all.len());
-            let pruned: Vec<f32> = all
-                .iter()
-                .copied()
-                .filter(|&v| {
-                    let kv = key(v);
-                    kv < cut || (kv == cut && ties > 0 && { ties -= 1; true })
-                })
-                .collect();
-            prop_assert_eq!(pruned.len(), k);
-            let mut sorted: Vec<f32> = all.iter().map(|v| v.abs()).collect();
-            sorted.sort_by(f32::total_cmp);
-            let mut got: Vec<f32> = pruned.iter().map(|v| v.abs()).collect();
-            got.sort_by(f32::total_cmp);
-            prop_assert_eq!(&got[..], &sorted[..k]);
-        }
-    }
 }
