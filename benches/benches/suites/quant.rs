@@ -90,6 +90,15 @@ fn linear(c: &mut Criterion) {
     group.bench_function(BenchmarkId::new("linear_int4_g32", "64x4096x4096"), |b| {
         b.iter(|| q4.forward(black_box(&x), Mode::Eval).expect("shapes fit"));
     });
+    // One row (decoding a token, serving one request): the weights dominate the traffic.
+    let x1: ArrayD<f32> = random_matrix(1, k, 6).into_dyn();
+    group.throughput(Throughput::Elements((n * k) as u64));
+    group.bench_function(BenchmarkId::new("linear_f32", "1x4096x4096"), |b| {
+        b.iter(|| lin.forward(black_box(&x1), Mode::Eval).expect("shapes fit"));
+    });
+    group.bench_function(BenchmarkId::new("linear_int4_g32", "1x4096x4096"), |b| {
+        b.iter(|| q4.forward(black_box(&x1), Mode::Eval).expect("shapes fit"));
+    });
     group.finish();
 }
 

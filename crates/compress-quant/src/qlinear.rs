@@ -307,9 +307,10 @@ impl<F: Float> Layer<F> for QLinear {
 }
 
 /// Weight-only int4 linear layer: group-wise 4-bit weights (symmetric or affine, groups along
-/// the input dimension) and f32 activations. The kernel dequantizes one small tile of
-/// weights at a time into a cache-resident buffer and multiplies it with a float GEMM, so the
-/// f32 weight matrix is never materialised. Inference only.
+/// the input dimension) and f32 activations; the f32 weight matrix is never materialised. Up
+/// to 4 input rows, each output is one fused dequantize-and-dot over its packed weight row
+/// ([`kernels::int4_row_dot`]); on more rows the kernel dequantizes one small tile of weights
+/// at a time into a cache-resident buffer and multiplies it with a float GEMM. Inference only.
 ///
 /// # Shapes
 ///
@@ -323,6 +324,9 @@ pub struct Int4Linear {
 
 /// Output features per dequantized tile.
 const TILE_N: usize = 128;
+/// Up to this many input rows, [`Int4Linear`] runs dequantize-and-dot (GEMV) instead of
+/// tiles through a GEMM.
+const GEMV_ROWS: usize = 4;
 /// Input features per dequantized tile (rounded to a multiple of the group size).
 const TILE_K: usize = 256;
 
@@ -422,6 +426,10 @@ impl Int4Linear {
         let (n, k) = (self.weight.shape()[0], self.weight.shape()[1]);
         assert_eq!(x.len(), m * k, "Int4Linear input length");
         assert_eq!(out.len(), m * n, "Int4Linear output length");
+        if m <= GEMV_ROWS {
+            self.forward_few_rows(x, m, out);
+            return;
+        }
         let tile_k = TILE_K.div_ceil(self.group) * self.group;
         let mut scratch = vec![0.0f32; TILE_N * tile_k];
         let xv = ndarray::ArrayView2::from_shape((m, k), x).expect("length checked above");
@@ -458,6 +466,38 @@ impl Int4Linear {
                 for (o, &bv) in row.iter_mut().zip(b) {
                     *o += bv;
                 }
+            }
+        }
+    }
+}
+
+impl Int4Linear {
+    /// [`Int4Linear::forward_f32`] for at most [`GEMV_ROWS`] rows: one fused
+    /// dequantize-and-dot per output ([`kernels::int4_row_dot`]), so the packed 4-bit
+    /// weights are streamed once and never expanded to `f32`, and nothing is packed for a
+    /// GEMM.
+    fn forward_few_rows(&self, x: &[f32], m: usize, out: &mut [f32]) {
+        let (n, k) = (self.weight.shape()[0], self.weight.shape()[1]);
+        let groups_per_row = k / self.group;
+        let zps = self.weight.zero_points();
+        let (data, scales) = (self.weight.data(), self.weight.scales());
+        // Each input row split into its even and odd elements.
+        let split: Vec<(Vec<f32>, Vec<f32>)> = x
+            .chunks_exact(k)
+            .map(|r| {
+                (
+                    r.iter().step_by(2).copied().collect(),
+                    r.iter().skip(1).step_by(2).copied().collect(),
+                )
+            })
+            .collect();
+        for j in 0..n {
+            let groups = j * groups_per_row..(j + 1) * groups_per_row;
+            let bytes = &data[j * k / 2..(j + 1) * k / 2];
+            let (s, z) = (&scales[groups.clone()], zps.get(groups).unwrap_or_default());
+            let b = self.bias.as_ref().map_or(0.0, |b| b[j]);
+            for (i, (xe, xo)) in split.iter().enumerate().take(m) {
+                out[i * n + j] = kernels::int4_row_dot(bytes, self.group, s, z, xe, xo) + b;
             }
         }
     }

@@ -2,7 +2,9 @@
 
 use compress_core::{Layer, Mode};
 use compress_nn::{Conv2d, Conv2dConfig, Linear};
-use compress_quant::kernels::{dequantize_nibbles, dequantize_nibbles_portable};
+use compress_quant::kernels::{
+    dequantize_nibbles, dequantize_nibbles_portable, int4_row_dot, int4_row_dot_portable,
+};
 use compress_quant::{ActQuant, Int4Linear, IntScheme, QConv2d, QLinear, QTensor};
 use compress_testkit::max_abs_diff;
 use ndarray::{ArrayD, Dimension, Ix2};
@@ -93,11 +95,16 @@ fn int4_linear_equals_dequantized_float_linear() {
         let deq: ArrayD<f32> = q.weight().dequantize();
         let mut reference =
             Linear::from_arrays(deq, Some(lin.bias.as_ref().unwrap().value().clone()));
+        // 1 to 4 rows take the fused dequantize-and-dot path, more rows the tiled GEMM.
+        for m in [1, 2, 3, 4, 5, 9] {
+            let x = input(&[m, 320], 1.1);
+            let y = q.forward(&x, Mode::Eval).unwrap();
+            let yr = reference.forward(&x, Mode::Eval).unwrap();
+            let err = max_abs_diff(&y, &yr);
+            assert!(err < 1e-4, "{m} rows: {err}");
+        }
         let x = input(&[5, 320], 1.1);
         let y = q.forward(&x, Mode::Eval).unwrap();
-        let yr = reference.forward(&x, Mode::Eval).unwrap();
-        let err = max_abs_diff(&y, &yr);
-        assert!(err < 1e-4, "{err}");
         assert_eq!(
             q.size_bytes(),
             320 * 150 / 2 + 150 * 10 * 4 + if affine { 150 * 10 / 2 } else { 0 } + 150 * 4
@@ -142,5 +149,42 @@ proptest! {
         dequantize_nibbles(&bytes, 0.37, zp, &mut a);
         dequantize_nibbles_portable(&bytes, 0.37, zp, &mut b);
         prop_assert_eq!(a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), b.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+    }
+}
+
+proptest! {
+    #[test]
+    fn int4_row_dot_equals_dequantize_then_dot(
+        groups in 1usize..9,
+        half in prop::sample::select(vec![1usize, 4, 8, 11, 16]),
+        seed in any::<u64>(),
+        affine: bool,
+    ) {
+        use rand::Rng;
+        let mut rng = StdRng::seed_from_u64(seed);
+        let group = 2 * half;
+        let nbytes = groups * half;
+        let bytes: Vec<u8> = (0..nbytes).map(|_| rng.random()).collect();
+        let scales: Vec<f32> = (0..groups).map(|_| rng.random_range(0.01f32..2.0)).collect();
+        let zps: Vec<i32> = if affine { (0..groups).map(|_| rng.random_range(0..16)).collect() } else { vec![] };
+        let x: Vec<f32> = (0..2 * nbytes).map(|_| rng.random_range(-3.0f32..3.0)).collect();
+        let xe: Vec<f32> = x.iter().step_by(2).copied().collect();
+        let xo: Vec<f32> = x.iter().skip(1).step_by(2).copied().collect();
+        let got = int4_row_dot(&bytes, group, &scales, &zps, &xe, &xo);
+        let portable = int4_row_dot_portable(&bytes, group, &scales, &zps, &xe, &xo);
+        prop_assert_eq!(got.to_bits(), portable.to_bits());
+        // Reference: dequantize each group, then an f64 dot.
+        let mut w = vec![0.0f32; 2 * nbytes];
+        for g in 0..groups {
+            dequantize_nibbles(
+                &bytes[g * half..(g + 1) * half],
+                scales[g],
+                zps.get(g).copied(),
+                &mut w[g * group..(g + 1) * group],
+            );
+        }
+        let want: f64 = w.iter().zip(&x).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum();
+        let mag: f64 = w.iter().zip(&x).map(|(&a, &b)| (f64::from(a) * f64::from(b)).abs()).sum();
+        prop_assert!((f64::from(got) - want).abs() <= 1e-5 * (1.0 + mag), "{} vs {}", got, want);
     }
 }

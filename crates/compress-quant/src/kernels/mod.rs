@@ -244,6 +244,126 @@ pub fn dequantize_nibbles(bytes: &[u8], scale: f32, zero_point: Option<i32>, out
     nibbles_body(bytes, scale, zero_point, out);
 }
 
+/// One output of a weight-only int4 product: `sum_g scales[g] * sum_{i in g} x[i] * w[i]`
+/// over a packed row of 4-bit codes (low nibble first; signed codes, or `code - zero_point`
+/// when `zero_points` is not empty), without dequantizing the row. `x` comes split into its
+/// even and odd elements (`x_even[t] = x[2t]`, `x_odd[t] = x[2t + 1]`), so that each byte's
+/// two codes meet their inputs without shuffles; each lane accumulates
+/// `scale * (lo * x_even + hi * x_odd)`.
+///
+/// ```
+/// use compress_quant::kernels::int4_row_dot;
+/// // Codes 1, -1 (group 0, scale 0.5) and 7, 0 (group 1, scale 2).
+/// let y = int4_row_dot(&[0xF1, 0x07], 2, &[0.5, 2.0], &[], &[1.0, 3.0], &[2.0, 4.0]);
+/// assert_eq!(y, 0.5 * (1.0 * 1.0 - 1.0 * 2.0) + 2.0 * (7.0 * 3.0 + 0.0 * 4.0));
+/// ```
+///
+/// # Panics
+///
+/// If `group` is odd or zero, `x_even`/`x_odd` do not have one entry per byte, the row is
+/// not a whole number of groups, or `scales` (and a non-empty `zero_points`) do not have one
+/// entry per group.
+#[track_caller]
+pub fn int4_row_dot(
+    bytes: &[u8],
+    group: usize,
+    scales: &[f32],
+    zero_points: &[i32],
+    x_even: &[f32],
+    x_odd: &[f32],
+) -> f32 {
+    check_row_dot(bytes, group, scales, zero_points, x_even, x_odd);
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: AVX2 is available (runtime check); only safe slice accesses inside.
+        return unsafe { row_dot_avx2(bytes, group, scales, zero_points, x_even, x_odd) };
+    }
+    row_dot_body(bytes, group, scales, zero_points, x_even, x_odd)
+}
+
+/// Portable twin of [`int4_row_dot`] (same operations in the same order: equal bits).
+///
+/// # Panics
+///
+/// As [`int4_row_dot`].
+#[track_caller]
+pub fn int4_row_dot_portable(
+    bytes: &[u8],
+    group: usize,
+    scales: &[f32],
+    zero_points: &[i32],
+    x_even: &[f32],
+    x_odd: &[f32],
+) -> f32 {
+    check_row_dot(bytes, group, scales, zero_points, x_even, x_odd);
+    row_dot_body(bytes, group, scales, zero_points, x_even, x_odd)
+}
+
+#[track_caller]
+fn check_row_dot(b: &[u8], group: usize, s: &[f32], z: &[i32], xe: &[f32], xo: &[f32]) {
+    assert!(
+        group > 0 && group.is_multiple_of(2),
+        "group {group} must be even and positive"
+    );
+    assert!(xe.len() == b.len() && xo.len() == b.len(), "x per byte");
+    assert!((2 * b.len()).is_multiple_of(group), "whole groups");
+    let groups = 2 * b.len() / group;
+    assert_eq!(s.len(), groups, "one scale per group");
+    assert!(
+        z.is_empty() || z.len() == groups,
+        "one zero point per group"
+    );
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn row_dot_avx2(b: &[u8], group: usize, s: &[f32], z: &[i32], xe: &[f32], xo: &[f32]) -> f32 {
+    row_dot_body(b, group, s, z, xe, xo)
+}
+
+#[inline(always)]
+fn row_dot_body(b: &[u8], group: usize, s: &[f32], z: &[i32], xe: &[f32], xo: &[f32]) -> f32 {
+    /// Lanes of the accumulator (one AVX2 vector).
+    const L: usize = 8;
+    let half = group / 2;
+    let mut acc = [0.0f32; L];
+    let mut tail = 0.0f32;
+    let groups = b
+        .chunks_exact(half)
+        .zip(xe.chunks_exact(half))
+        .zip(xo.chunks_exact(half));
+    for (g, ((gb, ge), go)) in groups.enumerate() {
+        let scale = s[g];
+        // Codes as (low, high) pairs of i32, signed or shifted by the zero point.
+        let codes = |byte: u8| -> (i32, i32) {
+            match z.get(g) {
+                None => (
+                    i32::from(((byte << 4) as i8) >> 4),
+                    i32::from((byte as i8) >> 4),
+                ),
+                Some(&zp) => (i32::from(byte & 0x0F) - zp, i32::from(byte >> 4) - zp),
+            }
+        };
+        let (cb, ce, co) = (gb.chunks_exact(L), ge.chunks_exact(L), go.chunks_exact(L));
+        for ((&byte, &e), &o) in cb
+            .remainder()
+            .iter()
+            .zip(ce.remainder())
+            .zip(co.remainder())
+        {
+            let (lo, hi) = codes(byte);
+            tail += scale * (lo as f32 * e + hi as f32 * o);
+        }
+        for ((b8, e8), o8) in cb.zip(ce).zip(co) {
+            for t in 0..L {
+                let (lo, hi) = codes(b8[t]);
+                acc[t] += scale * (lo as f32 * e8[t] + hi as f32 * o8[t]);
+            }
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
 /// Portable twin of [`dequantize_nibbles`].
 ///
 /// # Panics
