@@ -119,11 +119,20 @@ fn eval_forward_keeps_no_training_cache_and_rejects_bad_shapes() {
 }
 
 #[test]
-fn large_layers_and_f64_run_the_general_gemm_correctly() {
-    // 1100 x 1024 exceeds the packed size limit.
+fn large_layers_and_f64_compute_the_product() {
+    // 1100 x 1024 exceeds the packed size limit: up to 4 rows take dot products straight
+    // from the weight, more rows the general GEMM.
     let mut big = layer(1024, 1100, true, 4);
-    let x = seeded_tensor::<f32>(&[2, 1024], 3);
-    assert_matches(&mut big, &x, "large");
+    for m in [1, 4, 5, 9] {
+        let x = seeded_tensor::<f32>(&[m, 1024], 3);
+        assert_matches(&mut big, &x, &format!("large, {m} rows"));
+    }
+    big.weight.value_mut()[[7, 9]] += 1.0;
+    assert_matches(
+        &mut big,
+        &seeded_tensor::<f32>(&[2, 1024], 5),
+        "large, updated",
+    );
     let mut l64 =
         Linear::<f64>::from_arrays(seeded_tensor(&[3, 2], 1), Some(seeded_tensor(&[3], 2)));
     let x64 = seeded_tensor::<f64>(&[2, 2], 3);

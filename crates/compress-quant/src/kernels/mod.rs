@@ -273,6 +273,12 @@ pub fn int4_row_dot(
     x_odd: &[f32],
 ) -> f32 {
     check_row_dot(bytes, group, scales, zero_points, x_even, x_odd);
+    // The same loop compiled for the widest vectors this CPU has (equal bits).
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: AVX-512F is available (runtime check); only safe slice accesses inside.
+        return unsafe { row_dot_avx512(bytes, group, scales, zero_points, x_even, x_odd) };
+    }
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         // SAFETY: AVX2 is available (runtime check); only safe slice accesses inside.
@@ -316,6 +322,12 @@ fn check_row_dot(b: &[u8], group: usize, s: &[f32], z: &[i32], xe: &[f32], xo: &
 }
 
 #[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn row_dot_avx512(b: &[u8], group: usize, s: &[f32], z: &[i32], xe: &[f32], xo: &[f32]) -> f32 {
+    row_dot_body(b, group, s, z, xe, xo)
+}
+
+#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 fn row_dot_avx2(b: &[u8], group: usize, s: &[f32], z: &[i32], xe: &[f32], xo: &[f32]) -> f32 {
     row_dot_body(b, group, s, z, xe, xo)
@@ -323,8 +335,8 @@ fn row_dot_avx2(b: &[u8], group: usize, s: &[f32], z: &[i32], xe: &[f32], xo: &[
 
 #[inline(always)]
 fn row_dot_body(b: &[u8], group: usize, s: &[f32], z: &[i32], xe: &[f32], xo: &[f32]) -> f32 {
-    /// Lanes of the accumulator (one AVX2 vector).
-    const L: usize = 8;
+    /// Lanes of the accumulator (one AVX-512 vector, two AVX2 vectors).
+    const L: usize = 16;
     let half = group / 2;
     let mut acc = [0.0f32; L];
     let mut tail = 0.0f32;
