@@ -73,6 +73,34 @@ fn early_exit(c: &mut Criterion) {
     group.bench_function(BenchmarkId::new("full_forward", "digits-test"), |b| {
         b.iter(|| net.forward(black_box(&x), Mode::Eval).expect("forward"));
     });
+    // Wall time against average MACs over operating points: the same thresholds at every
+    // exit, from lax to never (all samples to the last exit through dynamic inference).
+    let k = net.num_exits();
+    let mut points: Vec<(String, Thresholds)> = [0.5, 0.9, 0.99, 0.999, 0.9999]
+        .iter()
+        .map(|&t| {
+            (
+                format!("tau-{t}"),
+                Thresholds::uniform(ExitRule::MaxSoftmax, k, t),
+            )
+        })
+        .collect();
+    points.push((
+        "disabled".into(),
+        Thresholds::disabled(ExitRule::MaxSoftmax, k),
+    ));
+    for (id, t) in &points {
+        let out = net.infer(&x, t).expect("inference");
+        eprintln!(
+            "dynamic/early_exit_sweep/{id}: avg MACs {:.0} ({:.2}x fewer), exit fractions {:?}",
+            out.avg_macs(),
+            full / out.avg_macs(),
+            out.exit_fractions()
+        );
+        group.bench_function(BenchmarkId::new("early_exit_sweep", id), |b| {
+            b.iter(|| net.infer(black_box(&x), t).expect("inference"));
+        });
+    }
     group.finish();
 }
 
