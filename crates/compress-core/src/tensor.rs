@@ -11,6 +11,12 @@ pub trait Float: NdFloat + FromPrimitive + Default + TotalOrder {
     fn lit(x: f64) -> Self;
     /// Widens to `f64` for statistics and reporting.
     fn as_f64(self) -> f64;
+    /// Whether this is `f32`: kernels written for `f32` (SIMD paths) dispatch on it.
+    const IS_F32: bool;
+    /// `s` itself as `&[f32]` when `Self` is `f32`, `None` otherwise (no copy, no cast).
+    fn as_f32_slice(s: &[Self]) -> Option<&[f32]>;
+    /// `s` itself as `&mut [f32]` when `Self` is `f32`, `None` otherwise.
+    fn as_f32_slice_mut(s: &mut [Self]) -> Option<&mut [f32]>;
 }
 
 impl Float for f32 {
@@ -22,6 +28,15 @@ impl Float for f32 {
     fn as_f64(self) -> f64 {
         f64::from(self)
     }
+    const IS_F32: bool = true;
+    #[inline]
+    fn as_f32_slice(s: &[Self]) -> Option<&[f32]> {
+        Some(s)
+    }
+    #[inline]
+    fn as_f32_slice_mut(s: &mut [Self]) -> Option<&mut [f32]> {
+        Some(s)
+    }
 }
 
 impl Float for f64 {
@@ -32,6 +47,15 @@ impl Float for f64 {
     #[inline]
     fn as_f64(self) -> f64 {
         self
+    }
+    const IS_F32: bool = false;
+    #[inline]
+    fn as_f32_slice(_: &[Self]) -> Option<&[f32]> {
+        None
+    }
+    #[inline]
+    fn as_f32_slice_mut(_: &mut [Self]) -> Option<&mut [f32]> {
+        None
     }
 }
 

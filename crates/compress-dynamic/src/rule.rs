@@ -195,11 +195,7 @@ impl ExitTest {
                     *v = block[r * classes + c];
                 }
                 for r in 0..LANES {
-                    let v = col[r];
-                    finite[r] &= v.abs() <= F::max_value();
-                    let lo = if v > m1[r] { m1[r] } else { v };
-                    m1[r] = if v > m1[r] { v } else { m1[r] };
-                    m2[r] = if lo > m2[r] { lo } else { m2[r] };
+                    top2_step(col[r], &mut m1[r], &mut m2[r], &mut finite[r]);
                 }
             }
             for (r, row) in block.chunks_exact(classes).enumerate() {
@@ -210,10 +206,7 @@ impl ExitTest {
         for row in blocks.remainder().chunks_exact(classes) {
             let (mut m1, mut m2, mut finite) = (F::neg_infinity(), F::neg_infinity(), true);
             for &v in row {
-                finite &= v.abs() <= F::max_value();
-                let lo = if v > m1 { m1 } else { v };
-                m1 = if v > m1 { v } else { m1 };
-                m2 = if lo > m2 { lo } else { m2 };
+                top2_step(v, &mut m1, &mut m2, &mut finite);
             }
             let by_gap = finite.then(|| self.by_gap(m1, m2)).flatten();
             out.push(by_gap.unwrap_or_else(|| exact(row)));
@@ -233,6 +226,16 @@ impl ExitTest {
             None
         }
     }
+}
+
+/// Folds `v` into a row's top two (`m1 >= m2`) and its finiteness with plain selects
+/// (`maxss`/`minss`, no branch; NaN never wins a compare).
+#[inline(always)]
+fn top2_step<F: Float>(v: F, m1: &mut F, m2: &mut F, finite: &mut bool) {
+    *finite &= v.abs() <= F::max_value();
+    let lo = if v > *m1 { *m1 } else { v };
+    *m1 = if v > *m1 { v } else { *m1 };
+    *m2 = if lo > *m2 { lo } else { *m2 };
 }
 
 /// Hinton's distillation loss with its gradient with respect to the student logits:

@@ -20,7 +20,6 @@
 //! # }
 //! ```
 
-use std::any::TypeId;
 use std::collections::HashSet;
 use std::path::Path;
 
@@ -37,10 +36,6 @@ fn format_err(path: &str, reason: impl Into<String>) -> NnError {
     }
 }
 
-fn is_f32<F: Float>() -> bool {
-    TypeId::of::<F>() == TypeId::of::<f32>()
-}
-
 /// Serializes the effective value of every parameter of `model` to safetensors bytes.
 ///
 /// # Errors
@@ -48,7 +43,7 @@ fn is_f32<F: Float>() -> bool {
 /// [`NnError::Format`] (path `"<memory>"`) if the safetensors encoder rejects the data.
 pub fn to_safetensors_bytes<F: Float>(model: &dyn Module<F>) -> Result<Vec<u8>> {
     let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
-    let single = is_f32::<F>();
+    let single = F::IS_F32;
     model.visit(
         &mut ParamPath::root(),
         &mut |path: &ParamPath, p: &Param<F>| {

@@ -4,8 +4,6 @@
 //! portable [`spmm_scalar`], so the two agree bit for bit (tested).
 #![allow(unsafe_code)]
 
-use std::any::TypeId;
-
 use compress_core::Float;
 
 /// Column indices of a CSR matrix: `u16` (up to 65,536 columns) or `u32`.
@@ -66,16 +64,13 @@ pub(crate) fn spmm<F: Float, I: ColIndex>(
     out: &mut [F],
 ) {
     #[cfg(target_arch = "x86_64")]
-    if TypeId::of::<F>() == TypeId::of::<f32>() && std::is_x86_feature_detected!("avx") {
-        // SAFETY: `F` is `f32` (same TypeId), so `[F]` and `[f32]` have the same layout and
-        // the casts only change the static type. The AVX feature was detected at run time,
-        // which `spmm_avx` requires; its index preconditions are this function's.
-        unsafe {
-            let val = &*(std::ptr::from_ref(val) as *const [f32]);
-            let b = &*(std::ptr::from_ref(b) as *const [f32]);
-            let out = &mut *(std::ptr::from_mut(out) as *mut [f32]);
-            spmm_avx(row_ptr, col, val, b, n, out);
-        }
+    if std::is_x86_feature_detected!("avx")
+        && let (Some(val), Some(b)) = (F::as_f32_slice(val), F::as_f32_slice(b))
+        && let Some(out) = F::as_f32_slice_mut(out)
+    {
+        // SAFETY: the AVX feature was detected at run time, which `spmm_avx` requires; its
+        // index preconditions are this function's.
+        unsafe { spmm_avx(row_ptr, col, val, b, n, out) };
         return;
     }
     spmm_scalar(row_ptr, col, val, b, n, out);

@@ -184,9 +184,7 @@ impl<F: Float> Slimmable for SlimmableConv2d<F> {
 impl<F: Float> Module<F> for SlimmableConv2d<F> {
     fn visit(&self, path: &mut ParamPath, v: &mut dyn ParamVisitor<F>) {
         path.scoped("weight", |p| v.visit(p, &self.weight));
-        if let Some(b) = &self.bias {
-            path.scoped("bias", |p| v.visit(p, b));
-        }
+        path.scoped("bias", |p| self.bias.visit(p, v));
     }
 
     fn visit_mut(
@@ -195,9 +193,7 @@ impl<F: Float> Module<F> for SlimmableConv2d<F> {
         v: &mut dyn ParamVisitorMut<F>,
     ) -> compress_core::Result<()> {
         path.scoped("weight", |p| v.visit_mut(p, &mut self.weight))?;
-        if let Some(b) = &mut self.bias {
-            path.scoped("bias", |p| v.visit_mut(p, b))?;
-        }
+        path.scoped("bias", |p| self.bias.visit_mut(p, v))?;
         Ok(())
     }
 }

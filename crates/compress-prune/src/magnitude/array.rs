@@ -70,7 +70,7 @@ struct Below<F> {
 
 impl<F: Float> Below<F> {
     fn new(bucket: usize) -> Self {
-        let exact = std::any::TypeId::of::<F>() == std::any::TypeId::of::<f32>();
+        let exact = F::IS_F32;
         let bound = |b: usize| {
             F::lit(f64::from(f32::from_bits(
                 ((b as u32) << 15).min(0x7F80_0000),

@@ -205,15 +205,11 @@ impl<F: Float> Conv2d<F> {
 impl<F: Float> Module<F> for Conv2d<F> {
     fn visit(&self, path: &mut ParamPath, v: &mut dyn ParamVisitor<F>) {
         path.scoped("weight", |p| v.visit(p, &self.weight));
-        if let Some(b) = &self.bias {
-            path.scoped("bias", |p| v.visit(p, b));
-        }
+        path.scoped("bias", |p| self.bias.visit(p, v));
     }
     fn visit_mut(&mut self, path: &mut ParamPath, v: &mut dyn ParamVisitorMut<F>) -> Result<()> {
         path.scoped("weight", |p| v.visit_mut(p, &mut self.weight))?;
-        if let Some(b) = &mut self.bias {
-            path.scoped("bias", |p| v.visit_mut(p, b))?;
-        }
+        path.scoped("bias", |p| self.bias.visit_mut(p, v))?;
         Ok(())
     }
 }

@@ -10,8 +10,6 @@
 //! not depend on the other rows of its batch.
 #![allow(unsafe_code)]
 
-use std::any::TypeId;
-
 use compress_core::Float;
 
 /// Column padding of the transposed weight (one AVX-512 vector of `f32`).
@@ -70,28 +68,6 @@ impl Path {
             Self::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
         }
     }
-}
-
-/// Whether `F` is `f32`.
-pub(crate) fn is_f32<F: Float>() -> bool {
-    TypeId::of::<F>() == TypeId::of::<f32>()
-}
-
-/// `&[F]` as `&[f32]` when `F` is `f32`.
-pub(crate) fn as_f32<F: Float>(s: &[F]) -> Option<&[f32]> {
-    is_f32::<F>().then(|| {
-        // SAFETY: `F` is `f32` (same TypeId), so `[F]` and `[f32]` have the same layout and
-        // the cast only changes the static type; the lifetime is kept.
-        unsafe { &*(std::ptr::from_ref(s) as *const [f32]) }
-    })
-}
-
-/// `&mut [F]` as `&mut [f32]` when `F` is `f32`.
-pub(crate) fn as_f32_mut<F: Float>(s: &mut [F]) -> Option<&mut [f32]> {
-    is_f32::<F>().then(|| {
-        // SAFETY: as in `as_f32`; the exclusive borrow is carried over.
-        unsafe { &mut *(std::ptr::from_mut(s) as *mut [f32]) }
-    })
 }
 
 /// Checks the slice lengths of a product of `m = x.len() / k` rows writing `y_len`
@@ -160,7 +136,7 @@ pub(crate) fn dense_new<F: Float>(
     n: usize,
     bias: Option<&[f32]>,
 ) -> Option<Vec<F>> {
-    if !is_f32::<F>() {
+    if !F::IS_F32 {
         return None;
     }
     assert!(path.available(), "{path:?} is not available on this CPU");
@@ -171,7 +147,7 @@ pub(crate) fn dense_new<F: Float>(
     match path {
         Path::Scalar => {
             y.resize(len, F::zero());
-            dense_scalar(x, k, wt, n, bias, as_f32_mut(&mut y)?);
+            dense_scalar(x, k, wt, n, bias, F::as_f32_slice_mut(&mut y)?);
         }
         #[cfg(target_arch = "x86_64")]
         Path::Avx2 => {

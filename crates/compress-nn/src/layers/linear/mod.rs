@@ -114,15 +114,19 @@ impl<F: Float> Linear<F> {
     fn few_rows_forward(&self, x: &ArrayView2<'_, F>) -> Result<ArrayD<F>> {
         let w = self.weight.effective();
         let w = w.view().into_dimensionality::<Ix2>()?;
-        let w = w.as_standard_layout();
+        let (w, x) = (w.as_standard_layout(), x.as_standard_layout());
+        let (n, k) = (w.nrows(), w.ncols());
+        let (Some(ws), Some(xs)) = (w.as_slice(), x.as_slice()) else {
+            return Err(compress_core::CoreError::InvalidState {
+                layer: "Linear".into(),
+                reason: "standard-layout arrays are not contiguous".into(),
+            });
+        };
         let b = self.bias.as_ref().map(Param::effective);
-        let n = w.nrows();
-        let xs: Vec<_> = x.rows().into_iter().map(|r| r.to_vec()).collect();
         let mut y = Array2::zeros((x.nrows(), n));
-        for (j, wr) in w.rows().into_iter().enumerate() {
-            let wr = wr.to_slice().unwrap_or_default();
+        for (j, wr) in ws.chunks_exact(k).enumerate() {
             let bj = b.as_ref().map_or(F::zero(), |b| b[[j]]);
-            for (i, xr) in xs.iter().enumerate() {
+            for (i, xr) in xs.chunks_exact(k).enumerate() {
                 y[[i, j]] = dot(xr, wr) + bj;
             }
         }
@@ -149,7 +153,7 @@ impl<F: Float> Linear<F> {
         let xs = x.as_standard_layout();
         let Some(y) = xs
             .as_slice()
-            .and_then(dense::as_f32)
+            .and_then(F::as_f32_slice)
             .and_then(|xs| packed.forward::<F>(xs))
         else {
             return Ok(None);
@@ -161,15 +165,11 @@ impl<F: Float> Linear<F> {
 impl<F: Float> Module<F> for Linear<F> {
     fn visit(&self, path: &mut ParamPath, v: &mut dyn ParamVisitor<F>) {
         path.scoped("weight", |p| v.visit(p, &self.weight));
-        if let Some(b) = &self.bias {
-            path.scoped("bias", |p| v.visit(p, b));
-        }
+        path.scoped("bias", |p| self.bias.visit(p, v));
     }
     fn visit_mut(&mut self, path: &mut ParamPath, v: &mut dyn ParamVisitorMut<F>) -> Result<()> {
         path.scoped("weight", |p| v.visit_mut(p, &mut self.weight))?;
-        if let Some(b) = &mut self.bias {
-            path.scoped("bias", |p| v.visit_mut(p, b))?;
-        }
+        path.scoped("bias", |p| self.bias.visit_mut(p, v))?;
         Ok(())
     }
 }
@@ -186,7 +186,7 @@ impl<F: Float> Layer<F> for Linear<F> {
             if let Some(y) = self.packed_forward(&x2)? {
                 return Ok(y);
             }
-            if x2.nrows() <= GEMV_ROWS {
+            if x2.nrows() <= GEMV_ROWS && self.in_features() > 0 {
                 return self.few_rows_forward(&x2);
             }
         }

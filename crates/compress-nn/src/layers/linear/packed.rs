@@ -45,7 +45,7 @@ impl std::fmt::Debug for Packed {
 /// the weight is not `f32`, is too large or empty, or the CPU has no vector FMA (the
 /// portable loop would be slower than the general GEMM there).
 pub(super) fn eligible<F: Float>(n: usize, k: usize) -> Option<Path> {
-    if !dense::is_f32::<F>() || k == 0 || n == 0 || k * padded(n) > MAX_PACKED {
+    if !F::IS_F32 || k == 0 || n == 0 || k * padded(n) > MAX_PACKED {
         return None;
     }
     Path::best()
