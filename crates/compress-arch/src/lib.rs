@@ -27,10 +27,3 @@ mod error;
 pub mod lowrank;
 
 pub use error::{ArchError, Result};
-
-/// The guides `docs/guide/architecture.md` and `docs/guide/lowrank.md`, compiled so that
-/// their examples run as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../../../docs/guide/architecture.md")]
-#[doc = include_str!("../../../docs/guide/lowrank.md")]
-pub struct GuideDoctests;

@@ -77,6 +77,12 @@ impl<F: Float> Param<F> {
         self.kind
     }
 
+    /// Changes the parameter's kind (e.g. marks a parameter made with [`Param::new`] as a
+    /// bias, so that default filters skip it).
+    pub fn set_kind(&mut self, kind: ParamKind) {
+        self.kind = kind;
+    }
+
     /// The stored value (before parametrizations).
     pub fn value(&self) -> &ArrayD<F> {
         &self.value

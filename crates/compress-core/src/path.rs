@@ -98,18 +98,33 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
     pi == p.len()
 }
 
-/// Chooses which parameters a technique applies to, by path globs and parameter kind.
+/// Chooses which parameters a technique applies to, by path globs, parameter kind and rank.
 ///
-/// Defaults: every [`ParamKind::Weight`](crate::ParamKind::Weight) parameter is included;
-/// biases and normalisation parameters are excluded unless [`ParamFilter::with_bias`] or
-/// [`ParamFilter::with_norm`] is set.
+/// How a parameter is selected (every technique that takes a filter uses [`ParamFilter::selects`]):
+/// 1. its kind: [`ParamKind::Weight`](crate::ParamKind::Weight) is selected;
+///    [`Bias`](crate::ParamKind::Bias) only with [`ParamFilter::with_bias`],
+///    [`Norm`](crate::ParamKind::Norm) only with [`ParamFilter::with_norm`], and
+///    [`Buffer`](crate::ParamKind::Buffer) never;
+/// 2. a weight whose last path segment is `bias` counts as a bias (a user's `Param::new` makes
+///    weights), and a weight with fewer than two dimensions (a vector: a bias, a scale, a
+///    gate) is skipped unless [`ParamFilter::with_vectors`] is set;
+/// 3. the path must match one of the [`include`](ParamFilter::include) globs (when there are
+///    any) and none of the [`exclude`](ParamFilter::exclude) globs.
 ///
 /// ```
-/// use compress_core::{ParamFilter, ParamKind};
+/// use compress_core::{Param, ParamFilter, ParamKind};
+/// use ndarray::ArrayD;
+///
 /// let f = ParamFilter::new().exclude("head.*");
 /// assert!(f.matches("body.0.weight", ParamKind::Weight));
 /// assert!(!f.matches("head.weight", ParamKind::Weight));
 /// assert!(!f.matches("body.0.bias", ParamKind::Bias));
+/// // Named `bias`, or one-dimensional: skipped by default even when made with `Param::new`.
+/// let vector = Param::<f32>::new(ArrayD::zeros(vec![4]));
+/// assert!(!f.selects("body.0.bias", &vector));
+/// assert!(!f.selects("body.0.gate", &vector));
+/// assert!(f.clone().with_vectors(true).selects("body.0.gate", &vector));
+/// assert!(f.with_bias(true).selects("body.0.bias", &vector));
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ParamFilter {
@@ -117,10 +132,11 @@ pub struct ParamFilter {
     exclude: Vec<String>,
     bias: bool,
     norm: bool,
+    vectors: bool,
 }
 
 impl ParamFilter {
-    /// All weights, no biases, no normalisation parameters.
+    /// All weights of rank 2 or more, no biases, no normalisation parameters.
     pub fn new() -> Self {
         Self::default()
     }
@@ -139,10 +155,18 @@ impl ParamFilter {
         self
     }
 
-    /// Also selects biases.
+    /// Also selects biases: parameters of kind [`Bias`](crate::ParamKind::Bias) and
+    /// parameters whose last path segment is `bias` (of any rank).
     #[must_use]
     pub fn with_bias(mut self, yes: bool) -> Self {
         self.bias = yes;
+        self
+    }
+
+    /// Also selects one-dimensional weights (not named `bias`), which are skipped by default.
+    #[must_use]
+    pub fn with_vectors(mut self, yes: bool) -> Self {
+        self.vectors = yes;
         self
     }
 
@@ -153,11 +177,23 @@ impl ParamFilter {
         self
     }
 
-    /// Whether a parameter at `path` of `kind` is selected.
+    /// Whether the parameter `param` at `path` is selected: by kind, name, rank and globs
+    /// (see the type's documentation). Techniques call this.
+    pub fn selects<F: crate::Float>(&self, path: &str, param: &crate::Param<F>) -> bool {
+        let is_vector = param.shape().len() < 2;
+        let rank_ok = !is_vector
+            || param.kind() != crate::ParamKind::Weight
+            || self.vectors
+            || (self.bias && is_bias_name(path));
+        rank_ok && self.matches(path, param.kind())
+    }
+
+    /// Whether a parameter at `path` of `kind` is selected by kind, name and globs (not by
+    /// rank: that needs the parameter, see [`ParamFilter::selects`]).
     pub fn matches(&self, path: &str, kind: crate::ParamKind) -> bool {
         use crate::ParamKind;
         let kind_ok = match kind {
-            ParamKind::Weight => true,
+            ParamKind::Weight => !is_bias_name(path) || self.bias,
             ParamKind::Bias => self.bias,
             ParamKind::Norm => self.norm,
             ParamKind::Buffer => false,
@@ -166,4 +202,9 @@ impl ParamFilter {
             && (self.include.is_empty() || self.include.iter().any(|g| glob_match(g, path)))
             && !self.exclude.iter().any(|g| glob_match(g, path))
     }
+}
+
+/// Whether the last segment of a dotted path is `bias`.
+fn is_bias_name(path: &str) -> bool {
+    path.rsplit('.').next() == Some("bias")
 }

@@ -51,8 +51,3 @@ pub use error::{DistillError, Result};
 pub use feature::HintLoss;
 pub use kd::{KdConfig, KdOutput, kd_loss};
 pub use softmax::{kl_div, log_softmax_with_temperature, soft_targets, softmax_with_temperature};
-
-/// The code of `docs/guide/distillation.md`, compiled and run as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../../../docs/guide/distillation.md")]
-pub struct GuideDoctests;

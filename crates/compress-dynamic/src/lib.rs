@@ -70,11 +70,6 @@ mod routing;
 mod rule;
 mod slimmable;
 
-/// The examples of `docs/guide/dynamic.md`, run as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../../../docs/guide/dynamic.md")]
-pub struct GuideDoctests;
-
 pub use budget::Budget;
 pub use calibrate::{
     Calibration, CalibrationConfig, CalibrationTarget, CurvePoint, calibrate, calibrate_with,

@@ -45,6 +45,21 @@ pub enum NnError {
         /// The non-finite loss.
         loss: f64,
     },
+    /// Training diverged: a parameter holds a NaN or infinite value at the end of an epoch
+    /// (checked even when the loss stayed finite, e.g. behind a mask or a saturated unit).
+    #[error("training diverged at epoch {epoch}, step {step}: `{path}`[{index}] = {value}")]
+    DivergedParam {
+        /// Epoch index.
+        epoch: usize,
+        /// Steps taken so far.
+        step: usize,
+        /// Parameter path.
+        path: String,
+        /// Flat index of the first non-finite value in the stored value.
+        index: usize,
+        /// That value.
+        value: f64,
+    },
 }
 
 /// `Result` with [`NnError`] as the default error.

@@ -49,8 +49,3 @@ pub use layers::{
 };
 pub use optim::{Adam, LrSchedule, Optimizer, Sgd};
 pub use train::{TrainConfig, TrainReport, Trainer};
-
-/// The getting-started guide (`docs/guide/getting-started.md`), compiled and run as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../../../docs/guide/getting-started.md")]
-pub struct GettingStartedGuide;

@@ -1,6 +1,6 @@
 //! The training loop.
 
-use compress_core::{CoreError, Float, Layer, Mode};
+use compress_core::{CoreError, Float, Layer, Mode, Param, ParamPath};
 use ndarray::{ArrayD, ArrayRef, Ix2, IxDyn};
 use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
 
@@ -175,7 +175,8 @@ impl Trainer {
     /// # Errors
     ///
     /// [`CoreError::InvalidConfig`] for a zero batch size, [`NnError::Diverged`] when the
-    /// loss stops being finite, and any layer, loss or hook error.
+    /// loss stops being finite, [`NnError::DivergedParam`] when a parameter holds a NaN or
+    /// infinity at the end of an epoch, and any layer, loss or hook error.
     pub fn fit_with<F: Float>(
         &self,
         model: &mut dyn Layer<F>,
@@ -220,6 +221,7 @@ impl Trainer {
                 hooks.on_step(report.steps, model)?;
                 report.steps += 1;
             }
+            check_params_finite(&*model, epoch, report.steps)?;
             let n = train.len().max(1) as f64;
             let valid_accuracy = match valid {
                 Some(v) => Some(evaluate(model, v, cfg.batch_size.max(256))?),
@@ -311,4 +313,30 @@ pub fn evaluate<F: Float>(
     batch: usize,
 ) -> Result<f64> {
     Ok(accuracy(&predict(model, &data.x, batch)?, &data.labels))
+}
+
+/// [`NnError::DivergedParam`] for the first parameter holding a NaN or infinity.
+fn check_params_finite<F: Float>(model: &dyn Layer<F>, epoch: usize, step: usize) -> Result<()> {
+    let mut bad = None;
+    model.visit(
+        &mut ParamPath::root(),
+        &mut |path: &ParamPath, p: &Param<F>| {
+            if bad.is_none()
+                && let Some(index) = p.value().iter().position(|x| !x.is_finite())
+            {
+                let value = p.value().iter().nth(index).map_or(f64::NAN, |v| v.as_f64());
+                bad = Some((path.to_string(), index, value));
+            }
+        },
+    );
+    match bad {
+        None => Ok(()),
+        Some((path, index, value)) => Err(NnError::DivergedParam {
+            epoch,
+            step,
+            path,
+            index,
+            value,
+        }),
+    }
 }

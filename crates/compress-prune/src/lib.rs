@@ -36,16 +36,11 @@ pub mod sparse;
 pub mod structured;
 
 pub use error::{PruneError, Result};
-
-/// The guide `docs/guide/pruning.md`, compiled so that its examples run as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../../../docs/guide/pruning.md")]
-pub struct GuideDoctests;
 pub use lottery::{LotteryConfig, LotteryReport, LotteryRound, Rewind, lottery_ticket};
 pub use magnitude::{
     Importance, ParamReport, PruneConfig, PruneReport, Scope, StreamingThreshold, Threshold,
-    magnitude_mask, magnitude_mask_into, magnitude_prune_inplace, magnitude_threshold, mask_report,
-    prune,
+    magnitude_mask, magnitude_mask_array, magnitude_mask_into, magnitude_prune_array,
+    magnitude_prune_inplace, magnitude_threshold, mask_report, prune,
 };
 pub use mask::{Mask, attach_mask, copy_masks, mask_of, reapply_masks, remove_masks};
 pub use nm::{is_nm_sparse, nm_mask, nm_prune, nm_storage_bytes};

@@ -174,7 +174,7 @@ pub fn remove_masks<F: Float, M: Module<F> + ?Sized>(
     model.visit_mut(
         &mut ParamPath::root(),
         &mut |path: &ParamPath, p: &mut Param<F>| {
-            if filter.matches(&path.to_string(), p.kind()) {
+            if filter.selects(&path.to_string(), p) {
                 n += p.remove_parametrizations("mask");
             }
             Ok(())

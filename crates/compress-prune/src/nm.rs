@@ -119,7 +119,7 @@ pub fn nm_prune<F: Float, M: Module<F> + ?Sized>(
         &mut ParamPath::root(),
         &mut |path: &ParamPath, p: &Param<F>| {
             let key = path.to_string();
-            if err.is_some() || !filter.matches(&key, p.kind()) {
+            if err.is_some() || !filter.selects(&key, p) {
                 return;
             }
             match nm_mask(&p.effective(), n, m, mask_of(p), &key) {

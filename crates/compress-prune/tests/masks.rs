@@ -203,7 +203,7 @@ fn bad_inputs_are_typed_errors() {
     let mut d = ParamDict::<f32>::new();
     d.insert(
         "a.weight",
-        Param::new(ArrayD::from_shape_vec(IxDyn(&[3]), vec![1.0, f32::NAN, 0.0]).unwrap()),
+        Param::new(ArrayD::from_shape_vec(IxDyn(&[1, 3]), vec![1.0, f32::NAN, 0.0]).unwrap()),
     );
     match prune(&mut d, &PruneConfig::new(0.5)) {
         Err(PruneError::Core(compress_core::CoreError::NonFinite { path, index, .. })) => {

@@ -53,3 +53,31 @@ pub enum QuantError {
         source: std::io::Error,
     },
 }
+
+impl QuantError {
+    /// The same error with `path` as the tensor's name where it names one (non-finite
+    /// values, group sizes), for a function that quantized an anonymous slice on behalf of
+    /// a named parameter or argument.
+    pub(crate) fn at_path(self, path: &str) -> Self {
+        match self {
+            QuantError::GroupSize {
+                group_size,
+                dim,
+                len,
+                ..
+            } => QuantError::GroupSize {
+                path: path.to_string(),
+                group_size,
+                dim,
+                len,
+            },
+            QuantError::Core(CoreError::NonFinite { index, value, .. }) => CoreError::NonFinite {
+                path: path.to_string(),
+                index,
+                value,
+            }
+            .into(),
+            other => other,
+        }
+    }
+}

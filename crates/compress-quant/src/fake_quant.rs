@@ -295,7 +295,7 @@ pub fn attach_fake_quant<F: Float>(
         &mut ParamPath::root(),
         &mut |path: &ParamPath, p: &mut Param<F>| {
             let key = path.to_string();
-            if !filter.matches(&key, p.kind()) {
+            if !filter.selects(&key, p) {
                 return Ok(());
             }
             let fqz = if learnable {

@@ -5,8 +5,10 @@
 //! **MSRV:** 1.89
 #![doc(test(attr(deny(warnings))))]
 
+mod arrays;
 mod error;
 
+pub use arrays::{Int8Rows, matmul_i8, matmul_i8_t};
 pub use error::QuantError;
 
 // --- quantization: QTensor, calibration, QAT, int8 kernels (issue 4) ---
@@ -32,10 +34,6 @@ pub use qlinear::{ActQuant, Int4Linear, QLinear};
 pub use qtensor::{QTensor, qparams_from_range, sqnr_db};
 pub use scheme::{Granularity, IntScheme, QuantScheme, ScaleDtype};
 
-#[cfg(doctest)]
-#[doc = include_str!("../../../docs/guide/quantization.md")]
-mod guide_quantization {}
-
 // --- clustering, Huffman, binary, ternary (issue 5) ---
 pub mod binary;
 pub mod cluster;
@@ -47,11 +45,3 @@ pub use cluster::{
     ClusterParametrization, ClusteredTensor, KMeans1d, KMeansConfig, PackedIndices, cluster_tensor,
     cluster_weights, export_clustered, kmeans_1d,
 };
-
-#[cfg(doctest)]
-#[doc = include_str!("../../../docs/guide/clustering.md")]
-mod guide_clustering {}
-
-#[cfg(doctest)]
-#[doc = include_str!("../../../docs/guide/binary.md")]
-mod guide_binary {}

@@ -156,26 +156,7 @@ fn quantize_one(
             qshape = shape.to_vec();
         }
     }
-    quantize_calibrated(x, &qshape, s, config.calibration).map_err(|e| match e {
-        QuantError::GroupSize {
-            group_size,
-            dim,
-            len,
-            ..
-        } => QuantError::GroupSize {
-            path: path.to_string(),
-            group_size,
-            dim,
-            len,
-        },
-        QuantError::Core(CoreError::NonFinite { index, value, .. }) => CoreError::NonFinite {
-            path: path.to_string(),
-            index,
-            value,
-        }
-        .into(),
-        other => other,
-    })
+    quantize_calibrated(x, &qshape, s, config.calibration).map_err(|e| e.at_path(path))
 }
 
 /// Quantizes every parameter of `model` selected by `config.filter` (reading effective
@@ -216,7 +197,7 @@ pub fn quantize_model<F: Float>(
             }
             let key = path.to_string();
             let x: Vec<f32> = p.effective().iter().map(|v| v.as_f64() as f32).collect();
-            if !config.filter.matches(&key, p.kind()) {
+            if !config.filter.selects(&key, p) {
                 report.float_bytes += 4 * x.len();
                 out.float.push((key, p.shape().to_vec(), x));
                 return;

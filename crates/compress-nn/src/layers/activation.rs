@@ -1,8 +1,7 @@
 //! Element-wise activations.
 
-use compress_core::{
-    Cost, Float, Layer, Mode, Module, ParamPath, ParamVisitor, ParamVisitorMut, Result,
-};
+use compress_core::derive::Module;
+use compress_core::{Cost, Float, Layer, Mode, Result};
 use ndarray::{ArrayD, ArrayRef, IxDyn, Zip};
 
 use super::no_forward;
@@ -10,8 +9,9 @@ use super::no_forward;
 macro_rules! activation {
     ($(#[$doc:meta])* $name:ident, $label:literal, |$x:ident| $f:expr, |$xi:ident| $df:expr) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, Default)]
+        #[derive(Debug, Clone, Default, Module)]
         pub struct $name<F: Float> {
+            #[module(skip)]
             input: Option<ArrayD<F>>,
         }
 
@@ -19,13 +19,6 @@ macro_rules! activation {
             /// A new activation.
             pub fn new() -> Self {
                 Self { input: None }
-            }
-        }
-
-        impl<F: Float> Module<F> for $name<F> {
-            fn visit(&self, _: &mut ParamPath, _: &mut dyn ParamVisitor<F>) {}
-            fn visit_mut(&mut self, _: &mut ParamPath, _: &mut dyn ParamVisitorMut<F>) -> Result<()> {
-                Ok(())
             }
         }
 
@@ -76,16 +69,16 @@ macro_rules! activation {
 }
 
 activation!(
-    /// `max(0, x)`.
+    /// `max(0, x)`; NaN stays NaN (as in PyTorch), so a diverged input is not hidden.
     ReLU, "ReLU",
-    |x| if x > F::zero() { x } else { F::zero() },
+    |x| if x > F::zero() || x.is_nan() { x } else { F::zero() },
     |x| if x > F::zero() { F::one() } else { F::zero() }
 );
 
 activation!(
-    /// `min(max(0, x), 6)` (MobileNet).
+    /// `min(max(0, x), 6)` (MobileNet); NaN stays NaN.
     ReLU6, "ReLU6",
-    |x| x.max(F::zero()).min(F::lit(6.0)),
+    |x| if x.is_nan() { x } else { x.max(F::zero()).min(F::lit(6.0)) },
     |x| if x > F::zero() && x < F::lit(6.0) { F::one() } else { F::zero() }
 );
 
@@ -104,7 +97,7 @@ activation!(
 );
 
 activation!(
-    /// `x * relu6(x + 3) / 6` (MobileNetV3).
+    /// `x * relu6(x + 3) / 6` (MobileNetV3); NaN stays NaN.
     HardSwish, "HardSwish",
     |x| x * (x + F::lit(3.0)).max(F::zero()).min(F::lit(6.0)) / F::lit(6.0),
     |x| if x <= F::lit(-3.0) {

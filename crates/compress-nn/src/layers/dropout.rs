@@ -1,8 +1,7 @@
 //! Inverted dropout.
 
-use compress_core::{
-    CoreError, Cost, Float, Layer, Mode, Module, ParamPath, ParamVisitor, ParamVisitorMut, Result,
-};
+use compress_core::derive::Module;
+use compress_core::{CoreError, Cost, Float, Layer, Mode, Result};
 use ndarray::{ArrayD, ArrayRef, IxDyn, Zip};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
@@ -24,10 +23,13 @@ use super::no_forward;
 /// let y = d.forward(&x, Mode::Train).unwrap();
 /// assert!(y.iter().all(|&v| v == 0.0 || v == 2.0));
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Module)]
 pub struct Dropout<F: Float> {
+    #[module(skip)]
     p: f64,
+    #[module(skip)]
     rng: StdRng,
+    #[module(skip)]
     mask: Option<ArrayD<F>>,
 }
 
@@ -57,13 +59,6 @@ impl<F: Float> Dropout<F> {
     /// mask as right after construction with that seed).
     pub fn reseed(&mut self, seed: u64) {
         self.rng = StdRng::seed_from_u64(seed);
-    }
-}
-
-impl<F: Float> Module<F> for Dropout<F> {
-    fn visit(&self, _: &mut ParamPath, _: &mut dyn ParamVisitor<F>) {}
-    fn visit_mut(&mut self, _: &mut ParamPath, _: &mut dyn ParamVisitorMut<F>) -> Result<()> {
-        Ok(())
     }
 }
 

@@ -1,15 +1,15 @@
 //! Flattens every sample to one dimension.
 
-use compress_core::{
-    CoreError, Cost, Float, Layer, Mode, Module, ParamPath, ParamVisitor, ParamVisitorMut, Result,
-};
+use compress_core::derive::Module;
+use compress_core::{CoreError, Cost, Float, Layer, Mode, Result};
 use ndarray::{ArrayD, ArrayRef, IxDyn};
 
 use super::no_forward;
 
 /// `[N, d1, d2, ...] -> [N, d1 * d2 * ...]`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Module)]
 pub struct Flatten {
+    #[module(skip)]
     shape: Option<Vec<usize>>,
 }
 
@@ -17,13 +17,6 @@ impl Flatten {
     /// A new flatten layer.
     pub fn new() -> Self {
         Self::default()
-    }
-}
-
-impl<F: Float> Module<F> for Flatten {
-    fn visit(&self, _: &mut ParamPath, _: &mut dyn ParamVisitor<F>) {}
-    fn visit_mut(&mut self, _: &mut ParamPath, _: &mut dyn ParamVisitorMut<F>) -> Result<()> {
-        Ok(())
     }
 }
 

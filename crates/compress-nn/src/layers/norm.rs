@@ -1,9 +1,7 @@
 //! Batch normalisation with running statistics.
 
-use compress_core::{
-    CoreError, Cost, Float, Layer, Mode, Module, Param, ParamKind, ParamPath, ParamVisitor,
-    ParamVisitorMut, Result, TensorExt,
-};
+use compress_core::derive::Module;
+use compress_core::{CoreError, Cost, Float, Layer, Mode, Param, ParamKind, Result, TensorExt};
 use ndarray::{ArrayD, ArrayRef, IxDyn};
 
 use super::no_forward;
@@ -18,14 +16,17 @@ struct Cache<F> {
 
 /// The shared state and arithmetic of [`BatchNorm1d`] and [`BatchNorm2d`]: inputs are
 /// viewed as `[N, C, S]` with statistics per channel over `N * S` values.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Module)]
 struct Bn<F: Float> {
     weight: Param<F>,
     bias: Param<F>,
     running_mean: Param<F>,
     running_var: Param<F>,
+    #[module(skip)]
     momentum: f64,
+    #[module(skip)]
     eps: f64,
+    #[module(skip)]
     cache: Option<Cache<F>>,
 }
 
@@ -203,20 +204,6 @@ impl<F: Float> Bn<F> {
             macs: input_shape.iter().product::<usize>() as u64,
         })
     }
-
-    fn visit(&self, path: &mut ParamPath, v: &mut dyn ParamVisitor<F>) {
-        path.scoped("weight", |p| v.visit(p, &self.weight));
-        path.scoped("bias", |p| v.visit(p, &self.bias));
-        path.scoped("running_mean", |p| v.visit(p, &self.running_mean));
-        path.scoped("running_var", |p| v.visit(p, &self.running_var));
-    }
-
-    fn visit_mut(&mut self, path: &mut ParamPath, v: &mut dyn ParamVisitorMut<F>) -> Result<()> {
-        path.scoped("weight", |p| v.visit_mut(p, &mut self.weight))?;
-        path.scoped("bias", |p| v.visit_mut(p, &mut self.bias))?;
-        path.scoped("running_mean", |p| v.visit_mut(p, &mut self.running_mean))?;
-        path.scoped("running_var", |p| v.visit_mut(p, &mut self.running_var))
-    }
 }
 
 /// Per-channel mean and biased variance of `[n, c, s]` data (two passes).
@@ -262,8 +249,9 @@ macro_rules! batch_norm {
         /// Training mode normalises with the batch statistics (biased variance) and updates
         /// the running ones with `momentum` (0.1; unbiased variance, as PyTorch); eval mode
         /// uses the running statistics. `eps` is 1e-5.
-        #[derive(Debug, Clone)]
+        #[derive(Debug, Clone, Module)]
         pub struct $name<F: Float> {
+            #[module(flatten)]
             inner: Bn<F>,
         }
 
@@ -377,19 +365,6 @@ macro_rules! batch_norm {
                 self.inner.running_var.reset(running_var);
                 self.inner.cache = None;
                 Ok(())
-            }
-        }
-
-        impl<F: Float> Module<F> for $name<F> {
-            fn visit(&self, path: &mut ParamPath, v: &mut dyn ParamVisitor<F>) {
-                self.inner.visit(path, v);
-            }
-            fn visit_mut(
-                &mut self,
-                path: &mut ParamPath,
-                v: &mut dyn ParamVisitorMut<F>,
-            ) -> Result<()> {
-                self.inner.visit_mut(path, v)
             }
         }
 

@@ -1,8 +1,7 @@
 //! Pooling over NCHW batches: max, average and global average.
 
-use compress_core::{
-    CoreError, Cost, Float, Layer, Mode, Module, ParamPath, ParamVisitor, ParamVisitorMut, Result,
-};
+use compress_core::derive::Module;
+use compress_core::{CoreError, Cost, Float, Layer, Mode, Result};
 use ndarray::{ArrayD, ArrayRef, IxDyn};
 
 use super::conv::IntoHw;
@@ -101,10 +100,12 @@ fn as_nchw<F: Float>(x: &ArrayRef<F, IxDyn>) -> (usize, &[usize]) {
 /// let x = ArrayD::from_shape_vec(vec![1, 1, 2, 2], vec![1.0f32, 4.0, 3.0, 2.0]).unwrap();
 /// assert_eq!(p.forward(&x, Mode::Eval).unwrap().into_raw_vec_and_offset().0, vec![4.0]);
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Module)]
 pub struct MaxPool2d {
+    #[module(skip)]
     window: Window,
     /// Input shape and, per output element, the flat input index of its maximum.
+    #[module(skip)]
     cache: Option<(Vec<usize>, Vec<usize>)>,
 }
 
@@ -136,9 +137,11 @@ impl MaxPool2d {
 /// (PyTorch's `count_include_pad = True`).
 ///
 /// Defaults: stride = kernel, no padding.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Module)]
 pub struct AvgPool2d {
+    #[module(skip)]
     window: Window,
+    #[module(skip)]
     shape: Option<Vec<usize>>,
 }
 
@@ -167,8 +170,9 @@ impl AvgPool2d {
 }
 
 /// Mean over each channel's whole plane: `[N, C, H, W] -> [N, C]`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Module)]
 pub struct GlobalAvgPool {
+    #[module(skip)]
     shape: Option<Vec<usize>>,
 }
 
@@ -178,18 +182,6 @@ impl GlobalAvgPool {
         Self::default()
     }
 }
-
-macro_rules! no_params {
-    ($($t:ty),*) => {$(
-        impl<F: Float> Module<F> for $t {
-            fn visit(&self, _: &mut ParamPath, _: &mut dyn ParamVisitor<F>) {}
-            fn visit_mut(&mut self, _: &mut ParamPath, _: &mut dyn ParamVisitorMut<F>) -> Result<()> {
-                Ok(())
-            }
-        }
-    )*};
-}
-no_params!(MaxPool2d, AvgPool2d, GlobalAvgPool);
 
 impl<F: Float> Layer<F> for MaxPool2d {
     fn name(&self) -> &'static str {

@@ -87,6 +87,15 @@ fn scores_of<F: Float>(
 /// masked, and previously pruned entries stay pruned, so the sparsity reached is
 /// `max(previous, ceil(target * n) / n)` per group. Runs in O(n) per step.
 ///
+/// The pruned entries of each parameter's *stored* value are zeroed at once, when the mask
+/// is attached (unlike `torch.nn.utils.prune`, which keeps the original as `weight_orig`):
+/// [`Param::value`], `stored_dict` and a saved file show the zeros immediately, and
+/// [`remove_masks`](crate::remove_masks) does not restore the old values. Keep a copy of
+/// `stored_dict()` to rewind (as [`lottery_ticket`](crate::lottery_ticket) does).
+///
+/// Which parameters are pruned: [`ParamFilter::selects`](compress_core::ParamFilter::selects)
+/// (by default weights of two or more dimensions, not biases, not vectors, not norms).
+///
 /// # Errors
 ///
 /// [`PruneError::Sparsity`] for a target outside `[0, 1)`, [`PruneError::NoGradient`] for
@@ -121,7 +130,7 @@ pub fn prune<F: Float, M: Module<F> + ?Sized>(
         &mut ParamPath::root(),
         &mut |path: &ParamPath, p: &Param<F>| {
             let key = path.to_string();
-            if err.is_some() || !config.filter.matches(&key, p.kind()) {
+            if err.is_some() || !config.filter.selects(&key, p) {
                 return;
             }
             match scores_of(&key, p, config.importance, &mut rng) {
@@ -258,7 +267,7 @@ pub fn mask_report<F: Float, M: Module<F> + ?Sized>(
         &mut ParamPath::root(),
         &mut |path: &ParamPath, p: &Param<F>| {
             let key = path.to_string();
-            if filter.matches(&key, p.kind()) {
+            if filter.selects(&key, p) {
                 report.params.push(ParamReport {
                     path: key,
                     len: p.len(),

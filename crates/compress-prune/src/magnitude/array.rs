@@ -260,3 +260,58 @@ pub fn magnitude_mask<F: Float, D: Dimension>(
     let arr = Array::from_shape_vec(w.shape().to_vec(), mask).map_err(CoreError::from)?;
     Ok(Mask::new(arr))
 }
+
+/// The magnitude mask of an array as a plain 0/1 array of the same shape and dimension
+/// type (`1` = kept), for code that multiplies by it rather than attaching a [`Mask`].
+///
+/// # Errors
+///
+/// As [`magnitude_threshold`].
+///
+/// ```
+/// use compress_prune::magnitude_mask_array;
+/// use ndarray::array;
+/// let m = magnitude_mask_array(&array![[1.0f32, -0.2], [0.1, 3.0]], 0.5).unwrap();
+/// assert_eq!(m, array![[1.0, 0.0], [0.0, 1.0]]);
+/// ```
+pub fn magnitude_mask_array<F: Float, D: Dimension>(
+    w: &ArrayRef<F, D>,
+    sparsity: f64,
+) -> Result<Array<F, D>> {
+    let flat = w.as_standard_layout();
+    let values = flat.as_slice().unwrap_or(&[]);
+    let mut mask = vec![F::zero(); values.len()];
+    magnitude_mask_into(values, sparsity, &mut mask)?;
+    Ok(Array::from_shape_vec(w.raw_dim(), mask).map_err(CoreError::from)?)
+}
+
+/// Zeroes the `ceil(sparsity * n)` smallest-magnitude entries of any array or view in place
+/// (row-major order breaks ties), contiguous or not. Returns the number pruned.
+///
+/// # Errors
+///
+/// As [`magnitude_threshold`].
+///
+/// ```
+/// use compress_prune::magnitude_prune_array;
+/// use ndarray::array;
+/// let mut w = array![[0.5f32, -0.1, 7.0], [0.3, -0.9, 0.05]];
+/// // A strided view: the first two columns.
+/// let pruned = magnitude_prune_array(&mut w.slice_mut(ndarray::s![.., ..2]), 0.5).unwrap();
+/// assert_eq!(pruned, 2);
+/// assert_eq!(w, array![[0.5, 0.0, 7.0], [0.0, -0.9, 0.05]]);
+/// ```
+pub fn magnitude_prune_array<F: Float, D: Dimension>(
+    w: &mut ArrayRef<F, D>,
+    sparsity: f64,
+) -> Result<usize> {
+    if let Some(values) = w.as_slice_mut() {
+        return magnitude_prune_inplace(values, sparsity);
+    }
+    let mut flat: Vec<F> = w.iter().copied().collect();
+    let pruned = magnitude_prune_inplace(&mut flat, sparsity)?;
+    for (dst, src) in w.iter_mut().zip(flat) {
+        *dst = src;
+    }
+    Ok(pruned)
+}

@@ -9,7 +9,8 @@ mod stream;
 pub(crate) use algorithm::apply_masks;
 pub use algorithm::{ParamReport, PruneReport, mask_report, prune};
 pub use array::{
-    Threshold, magnitude_mask, magnitude_mask_into, magnitude_prune_inplace, magnitude_threshold,
+    Threshold, magnitude_mask, magnitude_mask_array, magnitude_mask_into, magnitude_prune_array,
+    magnitude_prune_inplace, magnitude_threshold,
 };
 pub use config::{Importance, PruneConfig, Scope};
 pub use stream::StreamingThreshold;

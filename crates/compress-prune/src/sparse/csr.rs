@@ -93,7 +93,9 @@ impl<F: Float> Csr<F> {
     /// # Errors
     ///
     /// [`PruneError::IndexOverflow`] when `U16` is asked for more than 65,536 columns, or
-    /// the matrix has more than `u32::MAX` columns or non-zeros.
+    /// the matrix has more than `u32::MAX` columns or non-zeros; [`CoreError::NonFinite`]
+    /// (path `w`, the flat index and the value) for a NaN or infinite entry, as the
+    /// magnitude functions report it.
     pub fn from_dense(w: &ArrayRef<F, Ix2>, width: IndexWidth) -> Result<Self> {
         let (rows, cols) = w.dim();
         let width = match width {
@@ -116,8 +118,16 @@ impl<F: Float> Csr<F> {
         row_ptr.push(0u32);
         let mut cols_v: Vec<u32> = Vec::new();
         let mut values = Vec::new();
-        for row in w.rows() {
+        for (r, row) in w.rows().into_iter().enumerate() {
             for (c, &v) in row.iter().enumerate() {
+                if !v.is_finite() {
+                    return Err(CoreError::NonFinite {
+                        path: "w".to_string(),
+                        index: r * cols + c,
+                        value: v.as_f64(),
+                    }
+                    .into());
+                }
                 if v != F::zero() {
                     cols_v.push(c as u32);
                     values.push(v);

@@ -217,7 +217,7 @@ pub fn cluster_weights<F: Float>(
         &mut ParamPath::root(),
         &mut |path: &ParamPath, p: &mut Param<F>| {
             let name = path.to_string();
-            if !filter.matches(&name, p.kind()) || p.is_empty() {
+            if !filter.selects(&name, p) || p.is_empty() {
                 return Ok(());
             }
             let eff = p.effective().into_owned();
