@@ -5,6 +5,7 @@ use std::hint::black_box;
 use compress_benches::random_dataset;
 use compress_core::Float;
 use compress_core::{Layer, Mode};
+use compress_nn::gemm::matmul_into;
 use compress_nn::models::mlp;
 use compress_nn::{BatchNorm2d, Conv2d, Conv2dConfig, Linear, ReLU, Sgd, TrainConfig, Trainer};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
@@ -102,8 +103,8 @@ fn elementwise(c: &mut Criterion) {
 }
 
 /// `nn/linear_eval/MxKxN`: `Linear`'s eval forward (packed weight) on `M` rows, next to
-/// `nn/linear_gemm/MxKxN`, the general GEMM it replaces (`x W^T + b` through ndarray's `dot`,
-/// which packs the weight on every call).
+/// `nn/linear_gemm/MxKxN`, the general GEMM it replaces (`x W^T + b` through
+/// `compress_nn::gemm`, which packs the weight on every call).
 fn linear_eval(c: &mut Criterion) {
     let mut group = c.benchmark_group("nn");
     let mut rng = StdRng::seed_from_u64(0);
@@ -114,6 +115,9 @@ fn linear_eval(c: &mut Criterion) {
         (64, 784, 300),
         (64, 512, 512),
         (256, 1024, 1024),
+        (128, 384, 384),
+        (4096, 384, 384),
+        (128, 384, 1536),
     ] {
         let id = format!("{m}x{k}x{n}");
         let mut l = Linear::<f32>::new(k, n, true, &mut rng);
@@ -132,7 +136,11 @@ fn linear_eval(c: &mut Criterion) {
         let bias = bias.view().into_dimensionality::<Ix1>().expect("1-D");
         let x2 = x.view().into_dimensionality::<Ix2>().expect("2-D");
         group.bench_function(BenchmarkId::new("linear_gemm", &id), |b| {
-            b.iter(|| black_box(&x2).dot(&w.t()) + bias);
+            b.iter(|| {
+                let mut y = bias.broadcast((m, n)).expect("[n] to [m, n]").to_owned();
+                matmul_into(1.0, black_box(&x2), &w.t(), 1.0, &mut y.view_mut());
+                y
+            });
         });
     }
     group.finish();

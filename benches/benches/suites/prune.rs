@@ -3,9 +3,10 @@
 use std::hint::black_box;
 
 use compress_benches::{random_matrix, random_weights};
+use compress_nn::gemm::matmul_into;
 use compress_prune::{Csr, IndexWidth, magnitude_mask_into, magnitude_prune_inplace};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
-use ndarray::{Array2, linalg::general_mat_mul};
+use ndarray::Array2;
 
 fn magnitude_global(c: &mut Criterion) {
     let mut group = c.benchmark_group("prune");
@@ -43,7 +44,15 @@ fn csr_spmm(c: &mut Criterion) {
     let w = random_matrix(4096, 4096, 3);
     group.throughput(Throughput::Elements(4096 * 4096 * 64));
     group.bench_function(BenchmarkId::new("dense_gemm", "4096x4096x64"), |bch| {
-        bch.iter(|| general_mat_mul(1.0, black_box(&w), &b, 0.0, &mut out));
+        bch.iter(|| {
+            matmul_into(
+                1.0,
+                &black_box(&w).view(),
+                &b.view(),
+                0.0,
+                &mut out.view_mut(),
+            )
+        });
     });
     group.finish();
 }

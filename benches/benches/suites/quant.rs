@@ -67,7 +67,15 @@ fn gemm(c: &mut Criterion) {
     let bf = random_matrix(n, n, 3);
     let mut cf = Array2::<f32>::zeros((n, n));
     group.bench_function(BenchmarkId::new("gemm_f32", "1024x1024x1024"), |b| {
-        b.iter(|| ndarray::linalg::general_mat_mul(1.0, black_box(&af), &bf, 0.0, &mut cf));
+        b.iter(|| {
+            compress_nn::gemm::matmul_into(
+                1.0,
+                &black_box(&af).view(),
+                &bf.view(),
+                0.0,
+                &mut cf.view_mut(),
+            );
+        });
     });
     group.finish();
 }

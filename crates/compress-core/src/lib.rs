@@ -33,6 +33,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod error;
+mod isa;
 mod layer;
 mod module;
 mod param;
@@ -124,6 +125,7 @@ pub mod __private {
         }
     }
 }
+pub use isa::{ISA_ENV, Isa};
 pub use layer::{AsAny, Cost, Layer, Mode};
 pub use module::{Module, ParamDict, ParamInfo, ParamVisitor, ParamVisitorMut};
 pub use param::{Param, ParamKind};

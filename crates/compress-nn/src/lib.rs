@@ -33,6 +33,7 @@
 
 pub mod data;
 mod error;
+pub mod gemm;
 pub mod init;
 pub mod io;
 pub mod layers;

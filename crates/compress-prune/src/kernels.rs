@@ -64,11 +64,11 @@ pub(crate) fn spmm<F: Float, I: ColIndex>(
     out: &mut [F],
 ) {
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx")
+    if compress_core::Isa::Avx2.enabled()
         && let (Some(val), Some(b)) = (F::as_f32_slice(val), F::as_f32_slice(b))
         && let Some(out) = F::as_f32_slice_mut(out)
     {
-        // SAFETY: the AVX feature was detected at run time, which `spmm_avx` requires; its
+        // SAFETY: AVX (part of the AVX2 level `Isa` detected at run time) is available, which `spmm_avx` requires; its
         // index preconditions are this function's.
         unsafe { spmm_avx(row_ptr, col, val, b, n, out) };
         return;

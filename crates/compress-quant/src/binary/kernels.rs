@@ -39,7 +39,7 @@ impl XnorKernel {
     pub fn resolve(self) -> Self {
         match self {
             Self::Auto => {
-                if Self::Avx2.is_available() {
+                if compress_core::Isa::Avx2.enabled() && Self::Avx2.is_available() {
                     Self::Avx2
                 } else if Self::Popcnt.is_available() {
                     Self::Popcnt

@@ -278,10 +278,10 @@ enum Path {
 fn best_path() -> Path {
     #[cfg(target_arch = "x86_64")]
     {
-        if GemmKernel::Avx512Vnni.is_available() {
+        if compress_core::Isa::Avx512.enabled() && GemmKernel::Avx512Vnni.is_available() {
             return Path::Avx512Vnni;
         }
-        if GemmKernel::AvxVnni.is_available() {
+        if compress_core::Isa::uncapped() && GemmKernel::AvxVnni.is_available() {
             return Path::AvxVnni;
         }
     }

@@ -20,17 +20,11 @@ use compress_core::CoreError;
 
 use crate::QuantError;
 
-/// Whether the running CPU has AVX2 (cached by the standard library after the first call).
+/// Whether the AVX2 kernels may run: the CPU has AVX2 and FMA and `NETCOMPRESS_ISA` does
+/// not cap the kernels below it (see [`compress_core::Isa`]).
 #[inline]
 pub fn has_avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    compress_core::Isa::Avx2.enabled()
 }
 
 fn check_scale(scale: f32) -> Result<f32, QuantError> {
@@ -275,8 +269,8 @@ pub fn int4_row_dot(
     check_row_dot(bytes, group, scales, zero_points, x_even, x_odd);
     // The same loop compiled for the widest vectors this CPU has (equal bits).
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: AVX-512F is available (runtime check); only safe slice accesses inside.
+    if compress_core::Isa::Avx512.enabled() {
+        // SAFETY: AVX-512F is available (runtime check, in `Isa::detected`); only safe slice accesses inside.
         return unsafe { row_dot_avx512(bytes, group, scales, zero_points, x_even, x_odd) };
     }
     #[cfg(target_arch = "x86_64")]

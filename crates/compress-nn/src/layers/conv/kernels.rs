@@ -29,10 +29,11 @@ enum Isa {
 fn detect() -> Isa {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::is_x86_feature_detected!("avx512f") {
+        // The level `NETCOMPRESS_ISA` allows, within what the CPU has.
+        if compress_core::Isa::Avx512.enabled() {
             return Isa::Avx512;
         }
-        if std::is_x86_feature_detected!("avx2") {
+        if compress_core::Isa::Avx2.enabled() {
             return Isa::Avx2;
         }
     }

@@ -19,7 +19,6 @@ use compress_core::{
     CoreError, Cost, Float, Layer, Mode, Module, Param, ParamKind, ParamPath, ParamVisitor,
     ParamVisitorMut, Result, TensorExt,
 };
-use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayD, ArrayRef, ArrayView2, ArrayViewMut2, IxDyn};
 use rand::Rng;
 
@@ -27,6 +26,7 @@ use self::depthwise::DwShape;
 use self::geom::Geom;
 use self::im2col::{col2im_add, im2col};
 use super::no_forward;
+use crate::gemm::matmul_into;
 use crate::init::kaiming_uniform;
 
 /// A 2-D convolution over NCHW batches.
@@ -376,11 +376,11 @@ fn gemm_forward<F: Float>(
                 ArrayViewMut2::from_shape((og, l), &mut out_img[grp * og * l..][..og * l])?;
             if pointwise {
                 let xv = ArrayView2::from_shape((cg, l), x_grp)?;
-                general_mat_mul(F::one(), &wg, &xv, beta, &mut yg);
+                matmul_into(F::one(), &wg, &xv, beta, &mut yg);
             } else {
                 im2col(x_grp, cg, g, cols);
                 let cv = ArrayView2::from_shape((ckk, l), &*cols)?;
-                general_mat_mul(F::one(), &wg, &cv, beta, &mut yg);
+                matmul_into(F::one(), &wg, &cv, beta, &mut yg);
             }
         }
     }
@@ -421,15 +421,15 @@ fn gemm_backward<F: Float>(
             let dx_grp = &mut dx[x_off..][..cg * plane];
             if pointwise {
                 let xv = ArrayView2::from_shape((cg, l), x_grp)?;
-                general_mat_mul(F::one(), &gg, &xv.t(), F::one(), &mut dwg);
+                matmul_into(F::one(), &gg, &xv.t(), F::one(), &mut dwg);
                 let mut dxv = ArrayViewMut2::from_shape((cg, l), dx_grp)?;
-                general_mat_mul(F::one(), &wg.t(), &gg, F::one(), &mut dxv);
+                matmul_into(F::one(), &wg.t(), &gg, F::one(), &mut dxv);
             } else {
                 im2col(x_grp, cg, g, cols);
                 let cv = ArrayView2::from_shape((ckk, l), &*cols)?;
-                general_mat_mul(F::one(), &gg, &cv.t(), F::one(), &mut dwg);
+                matmul_into(F::one(), &gg, &cv.t(), F::one(), &mut dwg);
                 let mut dcv = ArrayViewMut2::from_shape((ckk, l), &mut *dcols)?;
-                general_mat_mul(F::one(), &wg.t(), &gg, F::zero(), &mut dcv);
+                matmul_into(F::one(), &wg.t(), &gg, F::zero(), &mut dcv);
                 col2im_add(dcols, cg, g, dx_grp);
             }
         }

@@ -40,12 +40,11 @@ impl Path {
     pub(crate) fn best() -> Option<Self> {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx512f") {
+            // The level `NETCOMPRESS_ISA` allows, within what the CPU has.
+            if compress_core::Isa::Avx512.enabled() {
                 return Some(Self::Avx512);
             }
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
+            if compress_core::Isa::Avx2.enabled() {
                 return Some(Self::Avx2);
             }
         }
@@ -143,7 +142,6 @@ pub(crate) fn dense_new<F: Float>(
     let m = rows_of(x, k, wt, n, bias, x.len() / k.max(1) * n);
     let len = m * n;
     let mut y: Vec<F> = Vec::with_capacity(len);
-    let ptr = y.as_mut_ptr().cast::<f32>();
     match path {
         Path::Scalar => {
             y.resize(len, F::zero());
@@ -151,24 +149,70 @@ pub(crate) fn dense_new<F: Float>(
         }
         #[cfg(target_arch = "x86_64")]
         Path::Avx2 => {
-            // SAFETY: `F` is `f32`, so the capacity holds `len` `f32`s; AVX2 and FMA were
-            // detected, the lengths checked, and the kernel writes all `len` outputs before
-            // the length is set.
-            unsafe {
-                avx2::dense(x, m, k, wt, n, bias, ptr);
-                y.set_len(len);
-            }
+            by_row_blocks(
+                x,
+                m,
+                k,
+                n,
+                &mut y.spare_capacity_mut()[..len],
+                |xb, rows, yb| {
+                    // SAFETY: `F` is `f32`, so `yb` points to `rows * n` (uninitialised) `f32`s
+                    // of the capacity; AVX2 and FMA were detected, the lengths checked by
+                    // `rows_of`, and the kernel writes every one of those outputs.
+                    unsafe { avx2::dense(xb, rows, k, wt, n, bias, yb) }
+                },
+            );
+            // SAFETY: every block of the `len` elements was written above.
+            unsafe { y.set_len(len) };
         }
         #[cfg(target_arch = "x86_64")]
         Path::Avx512 => {
-            // SAFETY: as above, with AVX-512F.
-            unsafe {
-                avx512::dense(x, m, k, wt, n, bias, ptr);
-                y.set_len(len);
-            }
+            by_row_blocks(
+                x,
+                m,
+                k,
+                n,
+                &mut y.spare_capacity_mut()[..len],
+                |xb, rows, yb| {
+                    // SAFETY: as above, with AVX-512F.
+                    unsafe { avx512::dense(xb, rows, k, wt, n, bias, yb) }
+                },
+            );
+            // SAFETY: every block of the `len` elements was written above.
+            unsafe { y.set_len(len) };
         }
     }
     Some(y)
+}
+
+/// Products of at least this many multiply-adds are split into row blocks across the
+/// rayon pool (as `crate::gemm` does).
+const PAR_MIN_MACS: usize = 1 << 21;
+
+/// Runs `kernel(x_block, rows, y_block)` over blocks of rows of `x` (`[m, k]`) and `y`
+/// (`[m, n]`), in parallel on the current rayon pool when the product is large. Rows are
+/// independent and each is computed the same way in any block, so the result does not
+/// depend on the split.
+#[cfg(target_arch = "x86_64")]
+fn by_row_blocks<F: Float>(
+    x: &[f32],
+    m: usize,
+    k: usize,
+    n: usize,
+    y: &mut [std::mem::MaybeUninit<F>],
+    kernel: impl Fn(&[f32], usize, *mut f32) + Sync,
+) {
+    use rayon::prelude::*;
+
+    let threads = rayon::current_num_threads();
+    if threads < 2 || m * n * k < PAR_MIN_MACS || m < 16 || n == 0 {
+        kernel(x, m, y.as_mut_ptr().cast());
+        return;
+    }
+    let rows = m.div_ceil(threads).next_multiple_of(8);
+    y.par_chunks_mut(rows * n)
+        .zip(x.par_chunks(rows * k))
+        .for_each(|(yb, xb)| kernel(xb, xb.len() / k, yb.as_mut_ptr().cast()));
 }
 
 /// Dispatches a runtime row count `1..=MAX` to a const-generic tile.

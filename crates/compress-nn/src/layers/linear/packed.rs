@@ -11,12 +11,21 @@ use compress_core::{Float, Param};
 
 use super::dense::{self, Path, padded};
 
-/// Largest `in * padded(out)` kept packed (1 MiB of `f32`, e.g. 512 x 512). Up to it the
-/// packed kernel beats the general GEMM at every batch size measured (`nn/linear_eval` vs
-/// `nn/linear_gemm`: 8x on one row of 128 x 128, 1.7x on 64 rows of 512 x 512); at
-/// 1024 x 1024 on 256 rows the GEMM's cache blocking wins (2.9 ms vs 3.5 ms), and a second
-/// copy of a large weight costs real memory.
-pub(super) const MAX_PACKED: usize = 1 << 18;
+/// Largest `in * padded(out)` kept packed (4 MiB of `f32`, e.g. 1024 x 1024 or a
+/// transformer's 384 x 1536). Up to it the packed kernel, which never repacks the weight,
+/// beats the general GEMM (`crate::gemm`, which packs it on every call) on one thread:
+/// 1 x 128 x 128 0.8 us vs 4.2 us, 128 x 384 x 384 146 vs 160 us, 128 x 384 x 1536 592 vs
+/// 836 us, 4096 x 384 x 1536 18.7 vs 22.0 ms (CPU time, AVX-512). Beyond it a second copy
+/// of the weight costs too much memory.
+pub(super) const MAX_PACKED: usize = 1 << 20;
+
+/// With more than this many inputs and at least [`MANY_ROWS`] rows, the general GEMM's
+/// cache blocking over `in` wins (4096 x 1536 x 384: 22.1 ms vs 29.0 ms; 256 x 1024 x 1024:
+/// 2.8 ms vs 3.4 ms), so such products take it.
+const DEEP: usize = 512;
+
+/// See [`DEEP`].
+const MANY_ROWS: usize = 256;
 
 /// `W^T` `[k, padded(n)]` and the bias padded to `padded(n)`.
 #[derive(Clone)]
@@ -41,11 +50,15 @@ impl std::fmt::Debug for Packed {
     }
 }
 
-/// The path packed products run on for element type `F` and a `[n, k]` weight; `None` when
-/// the weight is not `f32`, is too large or empty, or the CPU has no vector FMA (the
-/// portable loop would be slower than the general GEMM there).
-pub(super) fn eligible<F: Float>(n: usize, k: usize) -> Option<Path> {
+/// The path a packed product of `m` rows runs on for element type `F` and a `[n, k]`
+/// weight; `None` when the weight is not `f32`, is too large or empty, the product is deep
+/// and tall enough for the general GEMM to win ([`DEEP`]), or the CPU has no vector FMA
+/// (the portable loop would be slower than the general GEMM there).
+pub(super) fn eligible<F: Float>(m: usize, n: usize, k: usize) -> Option<Path> {
     if !F::IS_F32 || k == 0 || n == 0 || k * padded(n) > MAX_PACKED {
+        return None;
+    }
+    if k > DEEP && m >= MANY_ROWS {
         return None;
     }
     Path::best()
