@@ -29,6 +29,16 @@ pub enum ArchError {
         /// The layer's [`Layer::name`](compress_core::Layer::name).
         found: &'static str,
     },
+    /// The layer at a path was not of the expected type.
+    #[error("layer `{path}` is a {found}, expected {expected}")]
+    WrongLayerAt {
+        /// The layer's path in the model.
+        path: String,
+        /// The type that was required.
+        expected: &'static str,
+        /// The layer's [`Layer::name`](compress_core::Layer::name).
+        found: &'static str,
+    },
     /// A layer index past the end of a `Sequential`.
     #[error("layer index {index} is out of range for a model of {len} layers")]
     LayerIndex {

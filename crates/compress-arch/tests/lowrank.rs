@@ -3,8 +3,8 @@
 use compress_arch::ArchError;
 use compress_arch::lowrank::{
     LowRankConfig, LowRankConv2d, LowRankLinear, RankRule, SvdMethod, factorize_conv2d,
-    factorize_linear, factorize_sequential, largest_linears, randomized_svd, singular_values,
-    svd_exact, truncated_svd,
+    factorize_layers, factorize_linear, factorize_sequential, largest_linears, randomized_svd,
+    singular_values, svd_exact, truncated_svd,
 };
 use compress_core::{CoreError, Layer, Mode, Module};
 use compress_nn::models::mlp;
@@ -305,4 +305,46 @@ fn conv_factorization() {
     assert_eq!((rep[0].kind, rep[0].rows, rep[0].cols), ("Conv2d", 16, 36));
     assert!(rep[0].kept_energy >= 0.8);
     assert!(net.get::<LowRankConv2d<f64>>(0).is_some());
+}
+
+#[test]
+fn factorize_layers_reaches_linears_of_a_residual_model_by_path() {
+    let mut net = compress_nn::models::ResidualMlp::<f64>::new(
+        8,
+        12,
+        24,
+        1,
+        3,
+        &mut StdRng::seed_from_u64(2),
+    );
+    let x = seeded_tensor::<f64>(&[5, 8], 3);
+    let before = net.forward(&x, Mode::Eval).unwrap();
+    // Full rank of a 24 x 12 weight: the factors reproduce it.
+    let mut cfg = LowRankConfig::new(RankRule::Fixed(12));
+    cfg.only_if_smaller = false;
+    let r = factorize_layers(&mut net, &["blocks.0.fc1"], &cfg).unwrap();
+    assert_eq!(
+        (r[0].path.as_str(), r[0].rank, r[0].kind),
+        ("blocks.0.fc1", 12, "Linear")
+    );
+    assert!(
+        net.blocks[0]
+            .fc1
+            .as_ref()
+            .as_any()
+            .is::<LowRankLinear<f64>>()
+    );
+    let after = net.forward(&x, Mode::Eval).unwrap();
+    assert!(before.iter().zip(&after).all(|(a, b)| (a - b).abs() < 1e-9));
+    let names: Vec<String> = net.named_params().into_iter().map(|p| p.path).collect();
+    assert!(names.contains(&"blocks.0.fc1.down.weight".to_string()));
+    // A fixed field cannot change type; nothing is replaced then.
+    assert!(matches!(
+        factorize_layers(&mut net, &["blocks.0.act"], &cfg),
+        Err(ArchError::WrongLayerAt { .. })
+    ));
+    assert!(matches!(
+        factorize_layers(&mut net, &["nope"], &cfg),
+        Err(ArchError::Core(CoreError::MissingParam { .. }))
+    ));
 }

@@ -58,6 +58,16 @@ pub enum CoreError {
         /// What went wrong.
         reason: String,
     },
+    /// A technique's own error (a `PruneError`, a `QuantError`, ...) raised inside a
+    /// visitor or a layer, kept with its type: [`CoreError::technique_error`] downcasts it,
+    /// and each technique crate's `From<CoreError>` unwraps its own errors back.
+    #[error("at `{path}`: {source}")]
+    Technique {
+        /// Parameter or layer path where it happened.
+        path: String,
+        /// The technique's error.
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
     /// An ndarray reshape or broadcast failed.
     #[error(transparent)]
     Shape(#[from] ndarray::ShapeError),
@@ -69,6 +79,47 @@ impl CoreError {
         Self::InvalidConfig {
             name: name.into(),
             reason: reason.into(),
+        }
+    }
+
+    /// Wraps a technique's error raised at `path` so that it can pass through a visitor.
+    /// A [`CoreError`] is returned as it is (it needs no wrapping).
+    pub fn technique<E: std::error::Error + Send + Sync + 'static>(
+        path: impl Into<String>,
+        error: E,
+    ) -> Self {
+        let boxed: Box<dyn std::error::Error + Send + Sync> = Box::new(error);
+        match boxed.downcast::<CoreError>() {
+            Ok(core) => *core,
+            Err(source) => Self::Technique {
+                path: path.into(),
+                source,
+            },
+        }
+    }
+
+    /// The technique error of type `E` inside a [`CoreError::Technique`], if that is what
+    /// this is.
+    pub fn technique_error<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        match self {
+            Self::Technique { source, .. } => source.downcast_ref::<E>(),
+            _ => None,
+        }
+    }
+
+    /// Takes the technique error of type `E` out of a [`CoreError::Technique`]; any other
+    /// error is handed back unchanged.
+    ///
+    /// # Errors
+    ///
+    /// `self` when it does not hold an `E`.
+    pub fn into_technique<E: std::error::Error + 'static>(self) -> Result<E, Self> {
+        match self {
+            Self::Technique { path, source } => match source.downcast::<E>() {
+                Ok(e) => Ok(*e),
+                Err(source) => Err(Self::Technique { path, source }),
+            },
+            other => Err(other),
         }
     }
 

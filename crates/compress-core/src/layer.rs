@@ -4,6 +4,7 @@ use std::any::Any;
 
 use ndarray::{ArrayD, ArrayRef, IxDyn};
 
+use crate::surgery::{CouplingGroup, LayerSlot};
 use crate::{Float, Module, Result};
 
 /// Training or inference behaviour (dropout, batch-norm statistics).
@@ -119,6 +120,32 @@ pub trait Layer<F: Float>: Module<F> + AsAny + Send + Sync + std::fmt::Debug {
     ///
     /// A shape mismatch when the layer cannot take `input_shape`.
     fn cost(&self, input_shape: &[usize]) -> Result<Cost>;
+
+    /// The direct child layers with their path segments, for layer surgery
+    /// ([`crate::surgery`]). A child named `n` must visit its parameters under `n.`
+    /// (the segment `Module::visit` pushes for it). Leaves return nothing (the default).
+    fn children(&self) -> Vec<(String, &dyn Layer<F>)> {
+        Vec::new()
+    }
+
+    /// The direct child layers, mutably, in the order and with the names of
+    /// [`Layer::children`]: [`LayerSlot::Boxed`] for children stored as
+    /// `Box<dyn Layer<F>>` (replaceable), [`LayerSlot::Fixed`] for concrete fields.
+    fn children_mut(&mut self) -> Vec<(String, LayerSlot<'_, F>)> {
+        Vec::new()
+    }
+
+    /// The groups of parameter axes that must shrink together for structured pruning,
+    /// declared by the layer (paths relative to it) for one sample of `input_shape`.
+    /// The default declares none: nothing in the layer can shrink.
+    ///
+    /// # Errors
+    ///
+    /// A shape error when the layer cannot take `input_shape`.
+    fn coupling_groups(&self, input_shape: &[usize]) -> Result<Vec<CouplingGroup>> {
+        let _ = input_shape;
+        Ok(Vec::new())
+    }
 }
 
 impl<F: Float> Layer<F> for Box<dyn Layer<F>> {
@@ -136,5 +163,14 @@ impl<F: Float> Layer<F> for Box<dyn Layer<F>> {
     }
     fn cost(&self, input_shape: &[usize]) -> Result<Cost> {
         (**self).cost(input_shape)
+    }
+    fn children(&self) -> Vec<(String, &dyn Layer<F>)> {
+        (**self).children()
+    }
+    fn children_mut(&mut self) -> Vec<(String, LayerSlot<'_, F>)> {
+        (**self).children_mut()
+    }
+    fn coupling_groups(&self, input_shape: &[usize]) -> Result<Vec<CouplingGroup>> {
+        (**self).coupling_groups(input_shape)
     }
 }

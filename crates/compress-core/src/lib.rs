@@ -6,6 +6,8 @@
 //! - [`Module`]: anything with named parameters, walked by [`ParamVisitor`] /
 //!   [`ParamVisitorMut`] with the path supplied by the traversal ([`ParamPath`]).
 //! - [`Layer`]: a module with `forward`, `backward` and an exact per-sample [`Cost`].
+//! - [`surgery`]: reaching and replacing layers by path in any model, and the coupling
+//!   groups a model declares for structured shrinking.
 //! - [`ModelStats`], [`Precision`]: parameters, non-zeros, sparsity and bytes.
 //! - [`CoreError`], [`Result`]: structured errors naming the path and the values.
 //!
@@ -41,6 +43,7 @@ mod param_view;
 mod parametrize;
 mod path;
 mod stats;
+pub mod surgery;
 mod tensor;
 
 #[cfg(feature = "proptest")]
@@ -132,4 +135,5 @@ pub use param::{Param, ParamKind};
 pub use parametrize::{CloneParametrization, Parametrization};
 pub use path::{ParamFilter, ParamPath, glob_match};
 pub use stats::{ModelStats, Precision};
+pub use surgery::{Coupled, CouplingGroup, CouplingRole, LayerSlot, Walk};
 pub use tensor::{Float, TensorExt};

@@ -1,4 +1,5 @@
 //! Integration tests for compress-core.
 
 mod parametrize;
+mod surgery;
 mod visitor;

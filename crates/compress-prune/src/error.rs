@@ -9,10 +9,10 @@ use compress_nn::NnError;
 pub enum PruneError {
     /// A core error (shapes, configuration, non-finite values).
     #[error(transparent)]
-    Core(#[from] CoreError),
+    Core(CoreError),
     /// An error from training or evaluation (lottery tickets, fine-tuning).
     #[error(transparent)]
-    Nn(#[from] NnError),
+    Nn(NnError),
     /// A target sparsity outside `[0, 1)`.
     #[error("invalid sparsity {value} for `{name}`: must be in [0, 1)")]
     Sparsity {
@@ -59,6 +59,28 @@ pub enum PruneError {
         /// Why.
         reason: String,
     },
+}
+
+/// A [`CoreError::Technique`] holding a `PruneError` (raised inside a visitor) becomes that
+/// `PruneError` again; every other core error is wrapped in [`PruneError::Core`].
+impl From<CoreError> for PruneError {
+    fn from(e: CoreError) -> Self {
+        match e.into_technique::<PruneError>() {
+            Ok(p) => p,
+            Err(core) => PruneError::Core(core),
+        }
+    }
+}
+
+/// A `PruneError` that travelled through training code inside
+/// [`NnError::Core`]`(`[`CoreError::Technique`]`)` comes back as itself.
+impl From<NnError> for PruneError {
+    fn from(e: NnError) -> Self {
+        match e {
+            NnError::Core(core) => core.into(),
+            other => PruneError::Nn(other),
+        }
+    }
 }
 
 /// `Result` with [`PruneError`] as the default error.

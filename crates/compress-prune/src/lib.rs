@@ -52,6 +52,6 @@ pub use sparse::{
     sparsify_linears,
 };
 pub use structured::{
-    LayerShrink, ShrinkConfig, ShrinkReport, UnitCriterion, apoz, prunable_layers,
-    prune_structured, shrink_layer, unit_norms,
+    CoupledShrinkReport, GroupShrink, LayerShrink, ShrinkConfig, ShrinkReport, UnitCriterion, apoz,
+    prunable_layers, prune_coupled, prune_structured, shrink_group, shrink_layer, unit_norms,
 };

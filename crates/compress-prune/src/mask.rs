@@ -233,7 +233,7 @@ pub fn copy_masks<F: Float, A: Module<F> + ?Sized, B: Module<F> + ?Sized>(
                 }
                 attach_mask(p, m).map_err(|e| match e {
                     crate::PruneError::Core(c) => c,
-                    other => CoreError::config("mask", other.to_string()),
+                    other => CoreError::technique(key.clone(), other),
                 })?;
                 n += 1;
             }

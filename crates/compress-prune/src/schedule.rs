@@ -233,7 +233,7 @@ pub(crate) fn to_nn(e: PruneError) -> NnError {
     match e {
         PruneError::Core(c) => NnError::Core(c),
         PruneError::Nn(n) => n,
-        other => NnError::Core(CoreError::config("pruning", other.to_string())),
+        other => NnError::Core(CoreError::technique("pruning", other)),
     }
 }
 

@@ -8,4 +8,5 @@ mod select;
 mod sparse;
 mod stream;
 mod structured;
+mod structured_coupled;
 mod structured_grouped;

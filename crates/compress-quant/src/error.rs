@@ -8,7 +8,7 @@ use compress_core::CoreError;
 pub enum QuantError {
     /// A core error (shapes, configuration, non-finite values).
     #[error(transparent)]
-    Core(#[from] CoreError),
+    Core(CoreError),
     /// A layer error from compress-nn.
     #[error(transparent)]
     Nn(#[from] compress_nn::NnError),
@@ -54,11 +54,23 @@ pub enum QuantError {
     },
 }
 
+/// A [`CoreError::Technique`] holding a `QuantError` (raised inside a visitor or a layer)
+/// becomes that `QuantError` again; every other core error is wrapped in [`QuantError::Core`].
+impl From<CoreError> for QuantError {
+    fn from(e: CoreError) -> Self {
+        match e.into_technique::<QuantError>() {
+            Ok(q) => q,
+            Err(core) => QuantError::Core(core),
+        }
+    }
+}
+
 impl QuantError {
     /// The same error with `path` as the tensor's name where it names one (non-finite
     /// values, group sizes), for a function that quantized an anonymous slice on behalf of
     /// a named parameter or argument.
-    pub(crate) fn at_path(self, path: &str) -> Self {
+    #[must_use]
+    pub fn at_path(self, path: &str) -> Self {
         match self {
             QuantError::GroupSize {
                 group_size,
@@ -78,6 +90,15 @@ impl QuantError {
             }
             .into(),
             other => other,
+        }
+    }
+
+    /// This error as a [`CoreError`] raised at `path`: a core error as it is, any other kept
+    /// with its type in [`CoreError::Technique`] (so it can pass through a visitor).
+    pub fn into_core(self, path: &str) -> CoreError {
+        match self {
+            QuantError::Core(c) => c,
+            other => CoreError::technique(path, other),
         }
     }
 }

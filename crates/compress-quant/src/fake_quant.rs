@@ -175,7 +175,7 @@ impl<F: Float> Parametrization<F> for FakeQuant {
         let lay =
             BlockLayout::new(shape, self.scheme.granularity, "weight").map_err(|e| match e {
                 QuantError::Core(c) => c,
-                other => CoreError::config("granularity", other.to_string()),
+                other => CoreError::technique("granularity", other),
             })?;
         if self.learnable && lay.params != self.scales.len() {
             return Err(CoreError::config(
@@ -303,8 +303,9 @@ pub fn attach_fake_quant<F: Float>(
             } else {
                 FakeQuant::observer(scheme)
             }
-            .map_err(|e| CoreError::config(key.clone(), e.to_string()))?;
-            p.push_parametrization(Box::new(fqz))?;
+            .map_err(|e| e.at_path(&key).into_core(&key))?;
+            p.push_parametrization(Box::new(fqz))
+                .map_err(|e| QuantError::from(e).at_path(&key).into_core(&key))?;
             paths.push(key);
             Ok(())
         },
@@ -409,7 +410,7 @@ impl<F: Float> Layer<F> for FakeQuantAct {
         }
         let to_core = |e: QuantError| match e {
             QuantError::Core(c) => c,
-            other => CoreError::config("FakeQuantAct", other.to_string()),
+            other => CoreError::technique("FakeQuantAct", other),
         };
         let lay = BlockLayout::new(x.shape(), self.scheme.granularity, "FakeQuantAct input")
             .map_err(to_core)?;

@@ -22,6 +22,7 @@ mod qconv;
 mod qlinear;
 mod qtensor;
 mod scheme;
+mod swap;
 
 pub use calibrate::{Calibration, Observer, calibrate_range, quantize_calibrated};
 pub use fake_quant::{ActRange, FakeQuant, FakeQuantAct, attach_fake_quant};
@@ -33,6 +34,7 @@ pub use qconv::QConv2d;
 pub use qlinear::{ActQuant, Int4Linear, QLinear};
 pub use qtensor::{QTensor, qparams_from_range, sqnr_db};
 pub use scheme::{Granularity, IntScheme, QuantScheme, ScaleDtype};
+pub use swap::quantize_layers;
 
 // --- clustering, Huffman, binary, ternary (issue 5) ---
 pub mod binary;

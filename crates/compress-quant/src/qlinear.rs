@@ -28,7 +28,7 @@ pub enum ActQuant {
 pub(crate) fn as_core(e: QuantError) -> CoreError {
     match e {
         QuantError::Core(c) => c,
-        other => CoreError::config("quantized layer", other.to_string()),
+        other => CoreError::technique("quantized layer", other),
     }
 }
 

@@ -108,7 +108,10 @@ fn observer_layers_record_activation_ranges() {
     assert_eq!(compress_core::Module::named_params(&net), names_before);
     calibrate(&mut net, &x, 10).unwrap();
     let obs = detach_observers(&mut net);
-    assert_eq!(obs.iter().map(|o| o.0).collect::<Vec<_>>(), vec![0, 2]);
+    assert_eq!(
+        obs.iter().map(|o| o.0.as_str()).collect::<Vec<_>>(),
+        ["0", "2"]
+    );
     assert_eq!(obs[0].1.batches(), 4);
     let (lo, hi) = obs[0].1.range().unwrap();
     let xmin = x.iter().cloned().fold(f32::INFINITY, f32::min);

@@ -16,5 +16,7 @@ mod svd;
 pub use config::{LowRankConfig, RankRule, SvdMethod};
 pub use conv::{LowRankConv2d, factorize_conv2d};
 pub use linear::{LowRankLinear, factorize_linear};
-pub use model::{FactorizedLayer, factorize_sequential, largest_linears, linear_indices};
+pub use model::{
+    FactorizedLayer, factorize_layers, factorize_sequential, largest_linears, linear_indices,
+};
 pub use svd::{TruncatedSvd, randomized_svd, singular_values, svd_exact, truncated_svd};

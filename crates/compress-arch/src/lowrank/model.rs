@@ -1,6 +1,7 @@
-//! Model-level factorization over a `Sequential`.
+//! Model-level factorization: by path in any model, or by index in a `Sequential`.
 
-use compress_core::{Float, Layer};
+use compress_core::surgery::{find_layer, replace_layer, with_layer_mut};
+use compress_core::{CoreError, Float, Layer};
 use compress_nn::{Conv2d, Linear, Sequential};
 
 use super::config::LowRankConfig;
@@ -11,8 +12,11 @@ use crate::{ArchError, Result};
 /// What happened to one layer of a model-level factorization.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FactorizedLayer {
-    /// Index in the `Sequential`.
+    /// Index in the `Sequential` ([`factorize_sequential`]) or position in the list of paths
+    /// ([`factorize_layers`]).
     pub index: usize,
+    /// Path of the layer in the model (`"2"` in a `Sequential`, `"block.fc1"` in a struct).
+    pub path: String,
     /// Layer type before (`"Linear"`, `"Conv2d"`).
     pub kind: &'static str,
     /// Rows of the factorized matrix (output features or channels).
@@ -91,58 +95,146 @@ pub fn factorize_sequential<F: Float>(
     config: &LowRankConfig,
 ) -> Result<Vec<FactorizedLayer>> {
     config.rule.validate()?;
-    type Planned<F> = (usize, Option<Box<dyn Layer<F>>>, FactorizedLayer);
-    let mut planned: Vec<Planned<F>> = Vec::new();
+    let mut paths = Vec::with_capacity(indices.len());
     for &index in indices {
         let layer = model.layers().get(index).ok_or(ArchError::LayerIndex {
             index,
             len: model.len(),
         })?;
-        let any = layer.as_ref().as_any();
-        let path = format!("{index}.weight");
-        let (kind, rows, cols, replacement, svd): (_, _, _, Box<dyn Layer<F>>, _) =
-            if let Some(lin) = any.downcast_ref::<Linear<F>>() {
-                let (lr, svd) = factorize_linear(lin, config, &path)?;
-                (
-                    "Linear",
-                    lin.out_features(),
-                    lin.in_features(),
-                    Box::new(lr),
-                    svd,
-                )
-            } else if let Some(conv) = any.downcast_ref::<Conv2d<F>>() {
-                let (lr, svd) = factorize_conv2d(conv, config, &path)?;
-                let rows = conv.out_channels();
-                ("Conv2d", rows, conv.weight.len() / rows, Box::new(lr), svd)
-            } else {
-                return Err(ArchError::WrongLayer {
-                    index,
-                    expected: "Linear or Conv2d",
-                    found: layer.name(),
-                });
-            };
-        let rank = svd.rank();
-        let before = rows * cols;
-        let after = rank * (rows + cols);
-        let skipped = config.only_if_smaller && after >= before;
-        let info = FactorizedLayer {
-            index,
-            kind,
-            rows,
-            cols,
-            rank,
-            weights_before: before,
-            weights_after: if skipped { before } else { after },
-            kept_energy: svd.kept_energy_fraction(),
-            relative_error: svd.relative_error(),
-            skipped,
+        if factorizable(layer.as_ref()).is_none() {
+            return Err(ArchError::WrongLayer {
+                index,
+                expected: "Linear or Conv2d",
+                found: layer.name(),
+            });
+        }
+        paths.push(index.to_string());
+    }
+    let mut out = factorize_layers(model, &paths, config)?;
+    for (info, &index) in out.iter_mut().zip(indices) {
+        info.index = index;
+    }
+    Ok(out)
+}
+
+/// `"Linear"` or `"Conv2d"` when `layer` is one that can be factorized.
+fn factorizable<F: Float>(layer: &dyn Layer<F>) -> Option<&'static str> {
+    let any = layer.as_any();
+    if any.is::<Linear<F>>() {
+        Some("Linear")
+    } else if any.is::<Conv2d<F>>() {
+        Some("Conv2d")
+    } else {
+        None
+    }
+}
+
+/// The factorization of one layer: the replacement (`None` when skipped) and its report.
+fn factorize_one<F: Float>(
+    layer: &dyn Layer<F>,
+    path: &str,
+    index: usize,
+    config: &LowRankConfig,
+) -> Result<(Option<Box<dyn Layer<F>>>, FactorizedLayer)> {
+    let any = layer.as_any();
+    let wpath = format!("{path}.weight");
+    let (kind, rows, cols, replacement, svd): (_, _, _, Box<dyn Layer<F>>, _) =
+        if let Some(lin) = any.downcast_ref::<Linear<F>>() {
+            let (lr, svd) = factorize_linear(lin, config, &wpath)?;
+            (
+                "Linear",
+                lin.out_features(),
+                lin.in_features(),
+                Box::new(lr),
+                svd,
+            )
+        } else if let Some(conv) = any.downcast_ref::<Conv2d<F>>() {
+            let (lr, svd) = factorize_conv2d(conv, config, &wpath)?;
+            let rows = conv.out_channels();
+            ("Conv2d", rows, conv.weight.len() / rows, Box::new(lr), svd)
+        } else {
+            return Err(ArchError::WrongLayerAt {
+                path: path.to_string(),
+                expected: "Linear or Conv2d",
+                found: layer.name(),
+            });
         };
-        planned.push((index, (!skipped).then_some(replacement), info));
+    let rank = svd.rank();
+    let before = rows * cols;
+    let after = rank * (rows + cols);
+    let skipped = config.only_if_smaller && after >= before;
+    let info = FactorizedLayer {
+        index,
+        path: path.to_string(),
+        kind,
+        rows,
+        cols,
+        rank,
+        weights_before: before,
+        weights_after: if skipped { before } else { after },
+        kept_energy: svd.kept_energy_fraction(),
+        relative_error: svd.relative_error(),
+        skipped,
+    };
+    Ok(((!skipped).then_some(replacement), info))
+}
+
+/// Replaces the [`Linear`] or [`Conv2d`] (groups 1) at each of `paths` below `model` (any
+/// model that lists its children, see [`compress_core::surgery`]) by its low-rank pair,
+/// as [`factorize_sequential`] does by index. The reports' `index` is the position in
+/// `paths`.
+///
+/// Every layer is factorized before any is replaced, so on error the model is unchanged.
+///
+/// # Errors
+///
+/// [`CoreError::MissingParam`](compress_core::CoreError::MissingParam) for a path with no
+/// layer; [`ArchError::WrongLayerAt`] for a layer that is neither a `Linear` nor a
+/// `Conv2d`; [`CoreError::InvalidState`](compress_core::CoreError::InvalidState) for a layer
+/// stored as a concrete field (it cannot change type); SVD errors as in
+/// [`factorize_sequential`].
+///
+/// ```
+/// use compress_arch::lowrank::{LowRankConfig, RankRule, factorize_layers};
+/// use compress_core::Module;
+/// use compress_nn::models::mlp;
+/// use rand::{SeedableRng, rngs::StdRng};
+///
+/// let mut net = mlp::<f32, _>(&[64, 128, 10], &mut StdRng::seed_from_u64(0));
+/// let r = factorize_layers(&mut net, &["0"], &LowRankConfig::new(RankRule::Fixed(8))).unwrap();
+/// assert_eq!((r[0].path.as_str(), r[0].rank), ("0", 8));
+/// assert_eq!(net.named_params()[0].path, "0.down.weight");
+/// ```
+pub fn factorize_layers<F: Float, S: AsRef<str>>(
+    model: &mut dyn Layer<F>,
+    paths: &[S],
+    config: &LowRankConfig,
+) -> Result<Vec<FactorizedLayer>> {
+    config.rule.validate()?;
+    let mut planned = Vec::with_capacity(paths.len());
+    for (index, path) in paths.iter().enumerate() {
+        let path = path.as_ref();
+        let layer = find_layer(&*model, path).ok_or_else(|| CoreError::MissingParam {
+            path: path.to_string(),
+        })?;
+        planned.push(factorize_one(layer, path, index, config)?);
+        with_layer_mut(&mut *model, path, |slot| {
+            if slot.is_replaceable() {
+                Ok(())
+            } else {
+                Err(CoreError::InvalidState {
+                    layer: path.to_string(),
+                    reason: "is stored as a concrete type and cannot be replaced by its \
+                             low-rank factors"
+                        .to_string(),
+                })
+            }
+        })?;
     }
     let mut out = Vec::with_capacity(planned.len());
-    for (index, lr, info) in planned {
+    for (lr, info) in planned {
         if let Some(lr) = lr {
-            model.layers_mut()[index] = lr;
+            replace_layer(&mut *model, &info.path, lr)?;
         }
         out.push(info);
     }

@@ -2,6 +2,7 @@
 
 mod activation;
 mod conv;
+mod coupling;
 mod dropout;
 mod flatten;
 mod linear;

@@ -1,7 +1,8 @@
 //! A chain of layers.
 
 use compress_core::{
-    Cost, Float, Layer, Mode, Module, ParamPath, ParamVisitor, ParamVisitorMut, Result,
+    Cost, CouplingGroup, Float, Layer, LayerSlot, Mode, Module, ParamPath, ParamVisitor,
+    ParamVisitorMut, Result,
 };
 use ndarray::{ArrayD, ArrayRef, IxDyn};
 
@@ -137,5 +138,29 @@ impl<F: Float> Layer<F> for Sequential<F> {
             .layer_costs(input_shape)?
             .into_iter()
             .fold(Cost::passthrough(input_shape), Cost::then))
+    }
+
+    /// One group per `Linear` or dense `Conv2d` whose output units reach a later `Linear`
+    /// or dense `Conv2d` through activations, dropout, pools, batch norms (which follow),
+    /// a flatten (a channel becomes a block of columns) and depthwise convs (a channel
+    /// becomes its `mult` filters). The group is named by the producer's index.
+    fn coupling_groups(&self, input_shape: &[usize]) -> Result<Vec<CouplingGroup>> {
+        super::coupling::sequential_groups(self, input_shape)
+    }
+
+    fn children(&self) -> Vec<(String, &dyn Layer<F>)> {
+        self.layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (i.to_string(), l.as_ref()))
+            .collect()
+    }
+
+    fn children_mut(&mut self) -> Vec<(String, LayerSlot<'_, F>)> {
+        self.layers
+            .iter_mut()
+            .enumerate()
+            .map(|(i, l)| (i.to_string(), LayerSlot::Boxed(l)))
+            .collect()
     }
 }

@@ -242,7 +242,7 @@ pub(crate) fn apply_masks<F: Float, M: Module<F> + ?Sized>(
             if let Some(m) = masks.remove(&key) {
                 let pruned = attach_mask(p, m).map_err(|e| match e {
                     PruneError::Core(c) => c,
-                    other => CoreError::config(key.clone(), other.to_string()),
+                    other => CoreError::technique(key.clone(), other),
                 })?;
                 report.params.push(ParamReport {
                     path: key,

@@ -1,10 +1,11 @@
 //! A fully connected layer whose weight is stored in CSR form.
 
+use compress_core::surgery::{walk_layers, with_layer_mut};
 use compress_core::{
     CoreError, Cost, Float, Layer, Mode, Module, Param, ParamKind, ParamPath, ParamVisitor,
     ParamVisitorMut, Result as CoreResult, TensorExt,
 };
-use compress_nn::{Linear, Sequential};
+use compress_nn::Linear;
 use ndarray::{Array2, ArrayD, ArrayRef, Axis, Ix1, Ix2, IxDyn};
 
 use super::csr::{ColIndices, Csr, IndexWidth};
@@ -251,28 +252,51 @@ impl<F: Float> Layer<F> for SparseLinear<F> {
     }
 }
 
-/// Replaces every [`Linear`] of `model` whose effective weight has at least `min_sparsity`
-/// zeros by a [`SparseLinear`]. Returns the indices of the replaced layers.
+/// Replaces every [`Linear`] below `model` (any model that lists its children, see
+/// [`compress_core::surgery`]) whose effective weight has at least `min_sparsity` zeros by a
+/// [`SparseLinear`], and returns their paths (`"0"`, `"2"` in a `Sequential`;
+/// `"block.fc1"` in a user's struct). A `Linear` stored as a concrete field (a
+/// [`LayerSlot::Fixed`](compress_core::LayerSlot::Fixed)) cannot change type and stays
+/// dense. Every replacement is built before the first one is made, so on error the model
+/// is unchanged.
 ///
 /// # Errors
 ///
-/// As [`Csr::from_dense`].
+/// As [`Csr::from_dense`], with the layer's path.
 pub fn sparsify_linears<F: Float>(
-    model: &mut Sequential<F>,
+    model: &mut dyn Layer<F>,
     min_sparsity: f64,
     width: IndexWidth,
-) -> Result<Vec<usize>> {
-    let mut replaced = Vec::new();
-    for i in 0..model.len() {
-        let Some(lin) = model.get::<Linear<F>>(i) else {
-            continue;
+) -> Result<Vec<String>> {
+    let mut built = Vec::new();
+    let mut failed = None;
+    walk_layers(&*model, &mut |path, l| {
+        let Some(lin) = l.as_any().downcast_ref::<Linear<F>>() else {
+            return;
         };
-        if lin.weight.effective().sparsity() < min_sparsity {
-            continue;
+        if failed.is_some() || lin.weight.effective().sparsity() < min_sparsity {
+            return;
         }
-        let sparse = SparseLinear::from_linear(lin, width)?;
-        model.layers_mut()[i] = Box::new(sparse);
-        replaced.push(i);
+        match SparseLinear::from_linear(lin, width) {
+            Ok(sparse) => built.push((path.to_string(), sparse)),
+            Err(e) => failed = Some(CoreError::technique(path.to_string(), e)),
+        }
+    });
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    let mut replaced = Vec::new();
+    for (path, sparse) in built {
+        let done = with_layer_mut(&mut *model, &path, |slot| {
+            if !slot.is_replaceable() {
+                return Ok(false);
+            }
+            slot.replace(Box::new(sparse))?;
+            Ok(true)
+        })?;
+        if done {
+            replaced.push(path);
+        }
     }
     Ok(replaced)
 }

@@ -115,7 +115,7 @@ pub struct ShrinkReport {
 }
 
 /// The `k` highest-scoring indices of `range`, ascending (ties keep the lower index).
-fn top(scores: &[f64], range: std::ops::Range<usize>, k: usize) -> Vec<usize> {
+pub(crate) fn top(scores: &[f64], range: std::ops::Range<usize>, k: usize) -> Vec<usize> {
     let mut order: Vec<usize> = range.collect();
     order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
     order.truncate(k);

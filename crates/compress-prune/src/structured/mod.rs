@@ -5,11 +5,13 @@
 //! end in a grouped conv when every group keeps the same number of inputs.
 
 mod algorithm;
+mod coupled;
 mod plan;
 mod score;
 mod shrink;
 
 pub use algorithm::{LayerShrink, ShrinkConfig, ShrinkReport, prune_structured};
+pub use coupled::{CoupledShrinkReport, GroupShrink, prune_coupled, shrink_group};
 pub use plan::prunable_layers;
 pub use score::{UnitCriterion, apoz, unit_norms};
 pub use shrink::shrink_layer;

@@ -4,20 +4,9 @@ use compress_core::{CoreError, Float, Layer, Mode, Param};
 use compress_nn::{BatchNorm1d, BatchNorm2d, Conv2d, Linear, Sequential};
 use ndarray::{Array2, ArrayD, Axis, Ix2, IxDyn};
 
+use super::coupled::{expand, select_param};
 use super::plan::{Between, Plan, plan};
 use crate::{Mask, PruneError, Result, attach_mask, mask_of};
-
-/// Replaces `p` by its effective value restricted to `idx` along `axis`, keeping a mask
-/// (restricted the same way) if there was one. Other parametrizations are dropped.
-fn select_param<F: Float>(p: &mut Param<F>, axis: usize, idx: &[usize]) -> Result<()> {
-    let mask = mask_of(p).map(|m| m.array().select(Axis(axis), idx));
-    let v = p.effective().select(Axis(axis), idx);
-    p.reset(v);
-    if let Some(m) = mask {
-        attach_mask(p, Mask::new(m))?;
-    }
-    Ok(())
-}
 
 fn select_bn<F: Float>(
     weight: &Param<F>,
@@ -131,13 +120,6 @@ pub fn shrink_layer<F: Float>(
         Some(pos) => shrink_grouped_consumer(seq, plan.consumer, &pos),
         None => shrink_consumer(seq, plan.consumer, &cols),
     }
-}
-
-/// Each index `c` replaced by `c * factor .. (c + 1) * factor`.
-fn expand(idx: &[usize], factor: usize) -> Vec<usize> {
-    idx.iter()
-        .flat_map(|&c| c * factor..(c + 1) * factor)
-        .collect()
 }
 
 /// For a grouped consumer, the kept input positions within each group; an error unless every

@@ -1,13 +1,13 @@
 //! Observing activations while a model runs over calibration data.
 
+use compress_core::Walk;
+use compress_core::surgery::walk_layers_mut;
 use compress_core::{
     Cost, Float, Layer, Mode, Module, ParamPath, ParamVisitor, ParamVisitorMut, Result,
 };
-use compress_nn::Sequential;
 use ndarray::{ArrayD, ArrayRef, Axis, IxDyn};
 
 use super::Observer;
-use crate::QuantError;
 
 /// Wraps a layer and records the range of its inputs with an [`Observer`] on every forward
 /// pass (in both modes). Parameter paths are unchanged (the wrapper adds no segment).
@@ -51,13 +51,9 @@ impl<F: Float> Layer<F> for ObserverLayer<F> {
 
     fn forward(&mut self, x: &ArrayRef<F, IxDyn>, mode: Mode) -> Result<ArrayD<F>> {
         let v: Vec<f32> = x.iter().map(|a| a.as_f64() as f32).collect();
-        self.observer.observe(&v).map_err(|e| match e {
-            QuantError::Core(c) => c,
-            other => compress_core::CoreError::InvalidState {
-                layer: "ObserverLayer".into(),
-                reason: other.to_string(),
-            },
-        })?;
+        self.observer
+            .observe(&v)
+            .map_err(|e| e.into_core("ObserverLayer"))?;
         self.inner.forward(x, mode)
     }
 
@@ -70,41 +66,54 @@ impl<F: Float> Layer<F> for ObserverLayer<F> {
     }
 }
 
-/// Wraps every layer `i` of `model` for which `select(i, layer)` returns an observer.
-/// Returns how many were wrapped. Nested [`Sequential`]s are not entered.
+/// Wraps every layer below `model` for which `select(path, layer)` returns an observer
+/// (any model that lists its children, see [`compress_core::surgery`]; in a `Sequential`
+/// the paths are `"0"`, `"1"`, ...). A wrapped layer is not entered; layers stored as
+/// concrete fields cannot be wrapped and are not offered to `select`. Returns how many
+/// were wrapped.
 pub fn attach_observers<F: Float>(
-    model: &mut Sequential<F>,
-    mut select: impl FnMut(usize, &dyn Layer<F>) -> Option<Observer>,
+    model: &mut dyn Layer<F>,
+    mut select: impl FnMut(&str, &dyn Layer<F>) -> Option<Observer>,
 ) -> usize {
     let mut count = 0;
-    let layers = model.layers_mut();
-    for (i, slot) in layers.iter_mut().enumerate() {
-        if let Some(obs) = select(i, slot.as_ref()) {
-            let placeholder: Box<dyn Layer<F>> = Box::new(Sequential::<F>::new());
-            let inner = std::mem::replace(slot, placeholder);
-            *slot = Box::new(ObserverLayer::new(inner, obs));
-            count += 1;
+    // The callback never fails: only replaceable slots are mapped.
+    let _ = walk_layers_mut(model, &mut |path, slot| {
+        if !slot.is_replaceable() {
+            return Ok(Walk::Descend);
         }
-    }
+        let Some(obs) = select(&path.to_string(), slot.layer()) else {
+            return Ok(Walk::Descend);
+        };
+        slot.map(|inner| Box::new(ObserverLayer::new(inner, obs)))?;
+        count += 1;
+        Ok(Walk::Skip)
+    });
     count
 }
 
-/// Removes the wrappers added by [`attach_observers`], returning `(layer index, observer)`.
-pub fn detach_observers<F: Float>(model: &mut Sequential<F>) -> Vec<(usize, Observer)> {
+/// Removes the wrappers added by [`attach_observers`], returning `(layer path, observer)`
+/// in walk order.
+pub fn detach_observers<F: Float>(model: &mut dyn Layer<F>) -> Vec<(String, Observer)> {
     let mut out = Vec::new();
-    let layers = model.layers_mut();
-    for (i, slot) in layers.iter_mut().enumerate() {
-        if (**slot).as_any().is::<ObserverLayer<F>>() {
-            let placeholder: Box<dyn Layer<F>> = Box::new(Sequential::<F>::new());
-            let boxed = std::mem::replace(slot, placeholder);
-            // Checked with `is` just above.
-            if let Ok(wrapper) = (boxed as Box<dyn std::any::Any>).downcast::<ObserverLayer<F>>() {
-                let (inner, obs) = wrapper.into_parts();
-                *slot = inner;
-                out.push((i, obs));
-            }
+    let _ = walk_layers_mut(model, &mut |path, slot| {
+        if !slot.layer().as_any().is::<ObserverLayer<F>>() {
+            return Ok(Walk::Descend);
         }
-    }
+        let mut observer = None;
+        slot.map(|boxed| {
+            match (boxed as Box<dyn std::any::Any>).downcast::<ObserverLayer<F>>() {
+                Ok(wrapper) => {
+                    let (inner, obs) = wrapper.into_parts();
+                    observer = Some(obs);
+                    inner
+                }
+                // Checked with `is` just above.
+                Err(_) => unreachable!("an ObserverLayer"),
+            }
+        })?;
+        out.extend(observer.map(|o| (path.to_string(), o)));
+        Ok(Walk::Skip)
+    });
     out
 }
 

@@ -278,6 +278,6 @@ fn at_path(path: &str, e: QuantError) -> CoreError {
             shape,
         },
         QuantError::Core(c) => c,
-        other => CoreError::config(path, other.to_string()),
+        other => CoreError::technique(path, other),
     }
 }

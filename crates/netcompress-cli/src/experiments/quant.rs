@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use compress_core::{Module, Param, ParamFilter, ParamPath};
+use compress_core::{CoreError, Module, Param, ParamFilter, ParamPath};
 use compress_nn::models::{mlp, small_cnn};
 use compress_nn::train::{evaluate, predict};
 use compress_nn::{Conv2d, Dataset, Linear, LrSchedule, Sequential, Sgd, TrainConfig};
@@ -146,9 +146,12 @@ fn w8a8_static(
     calibrate(&mut m, calib, 128)?;
     let observers = detach_observers(&mut m);
     // Insert from the back so earlier indices stay valid.
-    for (i, obs) in observers.into_iter().rev() {
+    for (path, obs) in observers.into_iter().rev() {
         let (lo, hi) = obs.range()?;
         let fq = FakeQuantAct::new(act, ActRange::Fixed { lo, hi })?;
+        let i: usize = path
+            .parse()
+            .map_err(|_| CoreError::config("observer path", path.clone()))?;
         m.layers_mut().insert(i, Box::new(fq));
     }
     Ok(evaluate(&mut m, test, 512)?)
@@ -217,7 +220,7 @@ fn export_qat(net: &mut Sequential<f32>) -> Result<usize> {
             if let Some(fq) = p.find_parametrization::<FakeQuant>() {
                 let q: QTensor = fq
                     .to_qtensor(p.value())
-                    .map_err(|e| compress_core::CoreError::config("qat export", e.to_string()))?;
+                    .map_err(|e| CoreError::config("qat export", e.to_string()))?;
                 bytes += q.size_bytes();
                 let v: ArrayD<f32> = q.dequantize();
                 p.reset(v);

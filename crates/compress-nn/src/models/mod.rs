@@ -1,5 +1,9 @@
 //! Reference models used by the experiments, tests and benchmarks.
 
+mod residual;
+
+pub use residual::{ResidualBlock, ResidualMlp};
+
 use compress_core::Float;
 use rand::Rng;
 
