@@ -323,10 +323,11 @@ pub fn with_param_mut<F: Float, M: Module<F> + ?Sized, R>(
     root.visit_mut(
         &mut ParamPath::root(),
         &mut |p: &ParamPath, param: &mut Param<F>| {
-            if out.is_none() && p.to_string() == path {
-                if let Some(f) = f.take() {
-                    out = Some(f(param));
-                }
+            if out.is_none()
+                && p.to_string() == path
+                && let Some(f) = f.take()
+            {
+                out = Some(f(param));
             }
             Ok(())
         },

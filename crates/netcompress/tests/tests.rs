@@ -1,5 +1,7 @@
 //! Facade tests: every feature's module is reachable and the documented feature list matches
-//! Cargo.toml.
+//! Cargo.toml; a user-defined model through the whole pipeline.
+
+mod pipeline;
 
 #[test]
 fn every_cargo_feature_is_documented_in_lib_rs() {

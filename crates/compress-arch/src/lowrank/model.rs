@@ -129,13 +129,16 @@ fn factorizable<F: Float>(layer: &dyn Layer<F>) -> Option<&'static str> {
     }
 }
 
-/// The factorization of one layer: the replacement (`None` when skipped) and its report.
+/// A layer's replacement (`None` when skipped) and its report.
+type Planned<F> = (Option<Box<dyn Layer<F>>>, FactorizedLayer);
+
+/// The factorization of one layer.
 fn factorize_one<F: Float>(
     layer: &dyn Layer<F>,
     path: &str,
     index: usize,
     config: &LowRankConfig,
-) -> Result<(Option<Box<dyn Layer<F>>>, FactorizedLayer)> {
+) -> Result<Planned<F>> {
     let any = layer.as_any();
     let wpath = format!("{path}.weight");
     let (kind, rows, cols, replacement, svd): (_, _, _, Box<dyn Layer<F>>, _) =
