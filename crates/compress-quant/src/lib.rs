@@ -11,7 +11,7 @@ mod error;
 pub use arrays::{Int8Rows, matmul_i8, matmul_i8_t};
 pub use error::QuantError;
 
-// --- quantization: QTensor, calibration, QAT, int8 kernels (issue 4) ---
+// --- quantization: QTensor, calibration, QAT, int8 kernels ---
 pub mod calibrate;
 mod fake_quant;
 pub mod format;
@@ -36,7 +36,7 @@ pub use qtensor::{QTensor, qparams_from_range, sqnr_db};
 pub use scheme::{Granularity, IntScheme, QuantScheme, ScaleDtype};
 pub use swap::quantize_layers;
 
-// --- clustering, Huffman, binary, ternary (issue 5) ---
+// --- clustering, Huffman, binary, ternary ---
 pub mod binary;
 pub mod cluster;
 pub mod huffman;
