@@ -28,14 +28,21 @@ PEERS = Path(__file__).resolve().with_name("peers.py")
 
 
 def cpu_model():
+    """lscpu's model name, with the family and model numbers (virtual machines often report
+    only a brand such as "AMD EPYC")."""
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
     except (OSError, subprocess.CalledProcessError):
-        pass
-    return "unknown CPU"
+        return "unknown CPU"
+    fields = {}
+    for line in out.splitlines():
+        if ":" in line:
+            key, value = line.split(":", 1)
+            fields[key.strip()] = value.strip()
+    name = fields.get("Model name", "unknown CPU")
+    if "CPU family" in fields:
+        name += f" (family {fields['CPU family']}, model {fields.get('Model', '?')})"
+    return name
 
 
 def cpu_flags():
@@ -98,13 +105,20 @@ def run_ours(ids, isa, args):
         sys.exit(f"cargo bench failed with exit code {out.returncode}")
     path_line = [l for l in out.stderr.splitlines() if l.startswith("kernels:")]
     result = {}
-    for cid in ids:
-        est = criterion_dir().joinpath(*cid.split("/"), "new", "estimates.json")
-        if est.exists():
+    # Criterion turns some characters of an id into `_` in its directory names: find each
+    # id through the `full_id` its benchmark.json records.
+    for bench in criterion_dir().glob("**/new/benchmark.json"):
+        try:
+            with open(bench) as f:
+                full_id = json.load(f).get("full_id")
+        except (OSError, ValueError):
+            continue  # a file another run is writing, or left half-written
+        est = bench.with_name("estimates.json")
+        if full_id in ids and est.exists():
             with open(est) as f:
-                result[cid] = json.load(f)["median"]["point_estimate"] / 1e6
+                result[full_id] = json.load(f)["median"]["point_estimate"] / 1e6
             # Consumed: a later run that skips this id must not read it again.
-            shutil.rmtree(est.parent)
+            shutil.rmtree(bench.parent)
     return result, (path_line[0] if path_line else "kernels: unknown")
 
 
