@@ -20,15 +20,21 @@ pub trait ParamVisitorMut<F: Float> {
     fn visit_mut(&mut self, path: &ParamPath, param: &mut Param<F>) -> Result<()>;
 }
 
+/// A closure visits each parameter, then the parameter's nested parametrization tensors
+/// ([`Param::visit_nested`]).
 impl<F: Float, T: FnMut(&ParamPath, &Param<F>)> ParamVisitor<F> for T {
     fn visit(&mut self, path: &ParamPath, param: &Param<F>) {
         self(path, param);
+        param.visit_nested(path, self);
     }
 }
 
+/// A closure visits each parameter, then the parameter's nested parametrization tensors
+/// ([`Param::visit_nested_mut`]).
 impl<F: Float, T: FnMut(&ParamPath, &mut Param<F>) -> Result<()>> ParamVisitorMut<F> for T {
     fn visit_mut(&mut self, path: &ParamPath, param: &mut Param<F>) -> Result<()> {
-        self(path, param)
+        self(path, param)?;
+        param.visit_nested_mut(path, self)
     }
 }
 

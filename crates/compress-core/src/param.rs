@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use ndarray::{ArrayD, IxDyn};
 
-use crate::{CoreError, Float, Parametrization, Result};
+use crate::{CoreError, Float, ParamPath, ParamVisitor, ParamVisitorMut, Parametrization, Result};
 
 /// What role a parameter plays; techniques use it to choose defaults
 /// (biases and normalisation parameters are skipped unless asked for).
@@ -21,6 +21,9 @@ pub enum ParamKind {
     Norm,
     /// Non-trainable state that is saved with the model (running statistics).
     Buffer,
+    /// A parametrization's own trainable tensor (an LSQ scale, cluster centroids), nested
+    /// under the parameter it is attached to.
+    Parametrization,
 }
 
 /// Source of [`Param::version`] stamps: unique across every parameter of the process.
@@ -194,16 +197,65 @@ impl<F: Float> Param<F> {
     }
 
     /// Applies an optimizer update `f(stored, grad)` when there is a gradient, then lets
-    /// every parametrization project the stored value and step its own state with `lr`.
-    pub fn update(&mut self, lr: F, f: impl FnOnce(&mut ArrayD<F>, &ArrayD<F>)) {
+    /// every parametrization know ([`Parametrization::after_update`]) and project the
+    /// stored value. A parametrization's own tensors are nested parameters, updated by the
+    /// optimizer on their own (see [`Param::visit_nested`]).
+    pub fn update(&mut self, f: impl FnOnce(&mut ArrayD<F>, &ArrayD<F>)) {
         self.touch();
         if let Some(g) = &self.grad {
             f(&mut self.value, g);
         }
         for p in &mut self.chain {
-            p.step_own(lr);
+            p.after_update();
             p.project(&mut self.value);
         }
+    }
+
+    /// Whether an attached parametrization has tensors of its own.
+    fn has_nested(&self) -> bool {
+        self.chain.iter().any(|p| !p.params().is_empty())
+    }
+
+    /// Visits the attached parametrizations' own tensors as parameters at
+    /// `path.<parametrization name>.<tensor name>` (`0.weight.fake_quant.scale`).
+    /// The closure visitors of [`Module::visit`](crate::Module::visit) call it after the
+    /// parameter itself, so every walk sees them.
+    pub fn visit_nested(&self, path: &ParamPath, v: &mut dyn ParamVisitor<F>) {
+        if !self.has_nested() {
+            return;
+        }
+        let mut path = path.clone();
+        for pz in &self.chain {
+            for (name, p) in pz.params() {
+                path.scoped(pz.name(), |path| path.scoped(name, |path| v.visit(path, p)));
+            }
+        }
+    }
+
+    /// Mutable [`Param::visit_nested`]; stops at the first error.
+    ///
+    /// # Errors
+    ///
+    /// The first error the visitor returns.
+    pub fn visit_nested_mut(
+        &mut self,
+        path: &ParamPath,
+        v: &mut dyn ParamVisitorMut<F>,
+    ) -> Result<()> {
+        if !self.has_nested() {
+            return Ok(());
+        }
+        self.touch();
+        let mut path = path.clone();
+        for pz in &mut self.chain {
+            let name = pz.name();
+            for (tensor, p) in pz.params_mut() {
+                path.scoped(name, |path| {
+                    path.scoped(tensor, |path| v.visit_mut(path, p))
+                })?;
+            }
+        }
+        Ok(())
     }
 
     /// Attaches a parametrization on top of the existing ones.
@@ -245,12 +297,12 @@ impl<F: Float> Param<F> {
             .find_map(|p| (**p).as_any_mut().downcast_mut::<P>())
     }
 
-    /// Removes every parametrization named `name`, keeping the stored value as it is.
+    /// Removes every parametrization of type `P`, keeping the stored value as it is.
     /// Returns how many were removed.
-    pub fn remove_parametrizations(&mut self, name: &str) -> usize {
+    pub fn remove_parametrizations<P: Parametrization<F>>(&mut self) -> usize {
         self.touch();
         let before = self.chain.len();
-        self.chain.retain(|p| p.name() != name);
+        self.chain.retain(|p| !(**p).as_any().is::<P>());
         before - self.chain.len()
     }
 

@@ -4,7 +4,7 @@ use std::fmt;
 
 use ndarray::ArrayD;
 
-use crate::{AsAny, Float, Result};
+use crate::{AsAny, Float, Param, Result};
 
 /// Maps a parameter's stored value to the effective value used in forward, and the gradient
 /// of the effective value back to the stored one (PyTorch's `parametrize`).
@@ -48,18 +48,31 @@ pub trait Parametrization<F: Float>:
     /// `input` is the value this parametrization saw in forward.
     fn backward(&self, input: &ArrayD<F>, grad_output: ArrayD<F>) -> ArrayD<F>;
 
-    /// Accumulates whatever state this parametrization trains from its own gradient
-    /// (e.g. a learnable quantization range or cluster centroids). Called by
-    /// [`Param::accumulate_grad`](crate::Param::accumulate_grad) before `backward`.
+    /// Adds the gradient of this parametrization's own trainable tensors (see
+    /// [`Parametrization::params`]) with [`Param::accumulate_grad`] on them. Called by
+    /// [`Param::accumulate_grad`] before `backward`.
     fn accumulate_own_grad(&mut self, input: &ArrayD<F>, grad_output: &ArrayD<F>) {
         let _ = (input, grad_output);
     }
 
-    /// Applies an optimizer step to this parametrization's own trainable state
-    /// (`lr`-scaled plain gradient descent), then clears its gradient.
-    fn step_own(&mut self, lr: F) {
-        let _ = lr;
+    /// This parametrization's own trainable tensors by name (LSQ scales, cluster
+    /// centroids). They are nested parameters of the parameter it is attached to, visited
+    /// at `<param path>.<Parametrization::name>.<tensor name>` (`0.weight.fake_quant.scale`)
+    /// with kind [`ParamKind::Parametrization`](crate::ParamKind::Parametrization), so every
+    /// optimizer, statistic and checkpoint handles them like any parameter.
+    fn params(&self) -> Vec<(&'static str, &Param<F>)> {
+        Vec::new()
     }
+
+    /// Mutable access to the tensors of [`Parametrization::params`], same order and names.
+    fn params_mut(&mut self) -> Vec<(&'static str, &mut Param<F>)> {
+        Vec::new()
+    }
+
+    /// Called after each optimizer update of the parameter (e.g. to advance the step of a
+    /// stochastic binarization). Trainable state is not stepped here: it is a nested
+    /// [`Param`] the optimizer updates.
+    fn after_update(&mut self) {}
 
     /// Projects the stored value after an optimizer step (e.g. BinaryConnect clips the
     /// real-valued shadow weights to `[-1, 1]`; a mask may re-zero pruned entries).

@@ -196,7 +196,7 @@ impl ParamFilter {
             ParamKind::Weight => !is_bias_name(path) || self.bias,
             ParamKind::Bias => self.bias,
             ParamKind::Norm => self.norm,
-            ParamKind::Buffer => false,
+            ParamKind::Buffer | ParamKind::Parametrization => false,
         };
         kind_ok
             && (self.include.is_empty() || self.include.iter().any(|g| glob_match(g, path)))

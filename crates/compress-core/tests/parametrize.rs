@@ -82,7 +82,7 @@ fn update_projects_after_the_step() {
     );
     p.accumulate_grad(arr(&[1.0, 1.0])).unwrap();
     // A step that would move the masked weight (e.g. weight decay or stale momentum).
-    p.update(0.1, |w, _| w.mapv_inplace(|x| x + 5.0));
+    p.update(|w, _| w.mapv_inplace(|x| x + 5.0));
     assert_eq!(p.value(), &arr(&[6.0, 0.0]));
     assert_eq!(p.effective().count_nonzero(), 1);
 }
@@ -170,7 +170,7 @@ fn version_changes_on_every_mutation_and_only_then() {
     check(&p, "push_parametrization");
     p.accumulate_grad(ArrayD::ones(IxDyn(&[2, 2]))).unwrap();
     check(&p, "accumulate_grad");
-    p.update(0.1, |w, g| *w -= &(g * 0.1));
+    p.update(|w, g| *w -= &(g * 0.1));
     check(&p, "update");
     let _ = p.parametrizations_mut();
     check(&p, "parametrizations_mut");
@@ -178,7 +178,7 @@ fn version_changes_on_every_mutation_and_only_then() {
     check(&p, "find_parametrization_mut");
     p.bake();
     check(&p, "bake");
-    p.remove_parametrizations("mask");
+    p.remove_parametrizations::<Mask>();
     check(&p, "remove_parametrizations");
     p.reset(ArrayD::zeros(IxDyn(&[3])));
     check(&p, "reset");

@@ -84,7 +84,7 @@ fn eval_path_follows_every_change_of_the_weights() {
         .push_parametrization(Box::new(FixedMask::new(mask)))
         .unwrap();
     assert_matches(&mut l, &x, "mask attached");
-    l.weight.remove_parametrizations("mask");
+    l.weight.remove_parametrizations::<FixedMask<f32>>();
     assert_matches(&mut l, &x, "mask removed");
     // Whole parameters replaced through the public fields.
     l.weight = Param::new(seeded_tensor::<f32>(&[40, 24], 99));
@@ -96,7 +96,7 @@ fn eval_path_follows_every_change_of_the_weights() {
     // A training step in between.
     l.forward(&x, Mode::Train).unwrap();
     l.backward(&ArrayD::ones(IxDyn(&[5, 40]))).unwrap();
-    l.weight.update(0.1, |w, g| *w -= &(g * 0.1));
+    l.weight.update(|w, g| *w -= &(g * 0.1));
     assert_matches(&mut l, &x, "after an update");
     // A clone keeps working after the original changes.
     let mut c = l.clone();

@@ -175,7 +175,7 @@ pub fn remove_masks<F: Float, M: Module<F> + ?Sized>(
         &mut ParamPath::root(),
         &mut |path: &ParamPath, p: &mut Param<F>| {
             if filter.selects(&path.to_string(), p) {
-                n += p.remove_parametrizations("mask");
+                n += p.remove_parametrizations::<Mask<F>>();
             }
             Ok(())
         },

@@ -2,8 +2,8 @@
 //! fake-quant layer for activations, both with the straight-through estimator (STE).
 
 use compress_core::{
-    CoreError, Cost, Float, Layer, Mode, Module, Param, ParamFilter, ParamPath, ParamVisitor,
-    ParamVisitorMut, Parametrization, Result,
+    CoreError, Cost, Float, Layer, Mode, Module, Param, ParamFilter, ParamKind, ParamPath,
+    ParamVisitor, ParamVisitorMut, Parametrization, Result,
 };
 use ndarray::{ArrayD, ArrayRef, IxDyn};
 
@@ -53,8 +53,10 @@ fn rebuild<F: Float>(shape: &[usize], v: Vec<F>) -> ArrayD<F> {
 ///   or group, recomputed on every forward (so the clip range never clips; STE = identity);
 /// - **learnable** ([`FakeQuant::learnable`], symmetric schemes): LSQ (Esser et al. 2020):
 ///   trainable scales, gradient `sum g * (round(w/s) - w/s)` inside the range and `g * qmin`
-///   / `g * qmax` where clipped, scaled by `1 / sqrt(n * qmax)`; updated in
-///   [`Parametrization::step_own`].
+///   / `g * qmax` where clipped, scaled by `1 / sqrt(n * qmax)`. The scales are a nested
+///   parameter `<weight path>.fake_quant.scale` (kind
+///   [`ParamKind::Parametrization`]), so the model's optimizer (Adam moments included),
+///   statistics and checkpoints handle them.
 ///
 /// ```
 /// use compress_core::Param;
@@ -67,15 +69,17 @@ fn rebuild<F: Float>(shape: &[usize], v: Vec<F>) -> ArrayD<F> {
 /// assert_eq!(p.effective().as_slice().unwrap(), &[0.0, 0.0, 0.0, 1.0]);
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone, PartialEq)]
-pub struct FakeQuant {
+#[derive(Debug, Clone)]
+pub struct FakeQuant<F: Float = f32> {
     scheme: IntScheme,
-    learnable: bool,
-    scales: Vec<f64>,
-    scale_grad: Vec<f64>,
+    /// LSQ scales, one per parameter set (learnable mode only).
+    scale: Option<Param<F>>,
 }
 
-impl FakeQuant {
+/// Scales never fall to zero or below (a trained scale is clamped where it is read).
+const MIN_SCALE: f64 = 1e-12;
+
+impl<F: Float> FakeQuant<F> {
     /// Observer-driven ranges (min-max of the current weight).
     ///
     /// # Errors
@@ -85,9 +89,7 @@ impl FakeQuant {
         scheme.validate()?;
         Ok(Self {
             scheme,
-            learnable: false,
-            scales: Vec::new(),
-            scale_grad: Vec::new(),
+            scale: None,
         })
     }
 
@@ -98,7 +100,7 @@ impl FakeQuant {
     ///
     /// An invalid scheme, an affine scheme (LSQ here is symmetric), or a layout error for
     /// `init`'s shape.
-    pub fn learnable<F: Float>(scheme: IntScheme, init: &ArrayD<F>) -> Result<Self, QuantError> {
+    pub fn learnable(scheme: IntScheme, init: &ArrayD<F>) -> Result<Self, QuantError> {
         scheme.validate()?;
         if scheme.affine {
             return Err(CoreError::config(
@@ -111,13 +113,14 @@ impl FakeQuant {
         let x = contiguous(init);
         let scales = block_ranges(&x, &lay)
             .into_iter()
-            .map(|(lo, hi)| qparams_from_range(lo, hi, scheme).map(|(s, _)| f64::from(s)))
+            .map(|(lo, hi)| qparams_from_range(lo, hi, scheme).map(|(s, _)| F::lit(f64::from(s))))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             scheme,
-            learnable: true,
-            scale_grad: vec![0.0; scales.len()],
-            scales,
+            scale: Some(Param::with_kind(
+                ArrayD::from_shape_vec(IxDyn(&[scales.len()]), scales).map_err(CoreError::from)?,
+                ParamKind::Parametrization,
+            )),
         })
     }
 
@@ -127,8 +130,15 @@ impl FakeQuant {
     }
 
     /// The learnable scales (empty in observer mode).
-    pub fn scales(&self) -> &[f64] {
-        &self.scales
+    pub fn scales(&self) -> Vec<f64> {
+        self.scale
+            .as_ref()
+            .map_or_else(Vec::new, |s| s.value().iter().map(|v| v.as_f64()).collect())
+    }
+
+    /// The learnable scales as a parameter (`None` in observer mode).
+    pub fn scale_param(&self) -> Option<&Param<F>> {
+        self.scale.as_ref()
     }
 
     /// The quantized tensor this fake quantization simulates for `input` (the value it sees
@@ -138,10 +148,10 @@ impl FakeQuant {
     /// # Errors
     ///
     /// A layout error for `input`'s shape, non-finite values, or a scale that f32 cannot hold.
-    pub fn to_qtensor<F: Float>(&self, input: &ArrayD<F>) -> Result<QTensor, QuantError> {
+    pub fn to_qtensor(&self, input: &ArrayD<F>) -> Result<QTensor, QuantError> {
         let lay = BlockLayout::new(input.shape(), self.scheme.granularity, "weight")?;
         let x = contiguous(input);
-        let params = self.params(&x, &lay);
+        let params = self.qparams(&x, &lay);
         let xs: Vec<f32> = x.iter().map(|v| v.as_f64() as f32).collect();
         let scales: Vec<f32> = params.iter().map(|p| p.0 as f32).collect();
         let zps: Vec<i32> = params.iter().map(|p| p.1).collect();
@@ -149,9 +159,13 @@ impl FakeQuant {
     }
 
     /// Scales and zero points used for `x` (shape `shape`).
-    fn params<F: Float>(&self, x: &[F], lay: &BlockLayout) -> Vec<(f64, i32)> {
-        if self.learnable {
-            return self.scales.iter().map(|&s| (s, 0)).collect();
+    fn qparams(&self, x: &[F], lay: &BlockLayout) -> Vec<(f64, i32)> {
+        if let Some(s) = &self.scale {
+            return s
+                .value()
+                .iter()
+                .map(|v| (v.as_f64().max(MIN_SCALE), 0))
+                .collect();
         }
         block_ranges(x, lay)
             .into_iter()
@@ -166,7 +180,7 @@ impl FakeQuant {
     }
 }
 
-impl<F: Float> Parametrization<F> for FakeQuant {
+impl<F: Float> Parametrization<F> for FakeQuant<F> {
     fn name(&self) -> &'static str {
         "fake_quant"
     }
@@ -177,12 +191,14 @@ impl<F: Float> Parametrization<F> for FakeQuant {
                 QuantError::Core(c) => c,
                 other => CoreError::technique("granularity", other),
             })?;
-        if self.learnable && lay.params != self.scales.len() {
+        if let Some(s) = &self.scale
+            && lay.params != s.len()
+        {
             return Err(CoreError::config(
                 "scales",
                 format!(
                     "{} learnable scales for {} parameter sets",
-                    self.scales.len(),
+                    s.len(),
                     lay.params
                 ),
             ));
@@ -195,7 +211,7 @@ impl<F: Float> Parametrization<F> for FakeQuant {
             return input.clone();
         };
         let x = contiguous(input);
-        let params = self.params(&x, &lay);
+        let params = self.qparams(&x, &lay);
         let (qlo, qhi) = self.scheme.code_range();
         let mut out = Vec::with_capacity(x.len());
         for (b, block) in x.chunks_exact(lay.block_len).enumerate() {
@@ -210,7 +226,7 @@ impl<F: Float> Parametrization<F> for FakeQuant {
             return grad_output;
         };
         let x = contiguous(input);
-        let params = self.params(&x, &lay);
+        let params = self.qparams(&x, &lay);
         let (qlo, qhi) = self.scheme.code_range();
         let g = contiguous(&grad_output);
         let mut out = Vec::with_capacity(x.len());
@@ -231,12 +247,18 @@ impl<F: Float> Parametrization<F> for FakeQuant {
     }
 
     fn accumulate_own_grad(&mut self, input: &ArrayD<F>, grad_output: &ArrayD<F>) {
-        if !self.learnable {
-            return;
-        }
         let Some(lay) = self.layout(input.shape()) else {
             return;
         };
+        let Some(scale) = &mut self.scale else {
+            return;
+        };
+        let scales: Vec<f64> = scale
+            .value()
+            .iter()
+            .map(|v| v.as_f64().max(MIN_SCALE))
+            .collect();
+        let mut grad = vec![0f64; scales.len()];
         let (qlo, qhi) = self.scheme.code_range();
         let x = contiguous(input);
         let g = contiguous(grad_output);
@@ -248,7 +270,7 @@ impl<F: Float> Parametrization<F> for FakeQuant {
             .enumerate()
         {
             let p = lay.param(b);
-            let s = self.scales[p];
+            let s = scales[p];
             let mut acc = 0.0;
             for (&v, &gv) in block.iter().zip(gb) {
                 let r = v.as_f64() / s;
@@ -261,19 +283,19 @@ impl<F: Float> Parametrization<F> for FakeQuant {
                 };
                 acc += gv.as_f64() * d;
             }
-            self.scale_grad[p] += acc * gscale;
+            grad[p] += acc * gscale;
         }
+        let g = ArrayD::from_shape_fn(IxDyn(&[grad.len()]), |ix| F::lit(grad[ix[0]]));
+        // The shape is the scale's own, so this cannot fail.
+        let _ = scale.accumulate_grad(g);
     }
 
-    fn step_own(&mut self, lr: F) {
-        if !self.learnable {
-            return;
-        }
-        let lr = lr.as_f64();
-        for (s, g) in self.scales.iter_mut().zip(self.scale_grad.iter_mut()) {
-            *s = (*s - lr * *g).max(1e-12);
-            *g = 0.0;
-        }
+    fn params(&self) -> Vec<(&'static str, &Param<F>)> {
+        self.scale.iter().map(|s| ("scale", s)).collect()
+    }
+
+    fn params_mut(&mut self) -> Vec<(&'static str, &mut Param<F>)> {
+        self.scale.iter_mut().map(|s| ("scale", s)).collect()
     }
 }
 

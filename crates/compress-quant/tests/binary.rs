@@ -27,7 +27,7 @@ fn shadow_weights_are_clipped_and_ste_is_clipped() {
     // An update that pushes past 1 is clipped back.
     p.accumulate_grad(ArrayD::from_elem(vec![1, 3], -10.0))
         .unwrap();
-    p.update(1.0, |v, g| *v -= g);
+    p.update(|v, g| *v -= g);
     assert!(p.value().iter().all(|&v| v.abs() <= 1.0));
 }
 
@@ -55,7 +55,7 @@ fn stochastic_sample_is_fixed_between_steps_and_follows_hard_sigmoid() {
     assert_eq!(a, bc.forward(&w));
     let frac = a.iter().filter(|&&v| v > 0.0).count() as f64 / n as f64;
     assert!((frac - 0.75).abs() < 0.02, "{frac}");
-    bc.step_own(0.1);
+    bc.after_update();
     assert_ne!(a, bc.forward(&w));
     bc.set_deterministic(true);
     assert!(bc.forward(&w).iter().all(|&v| v == 1.0));

@@ -32,10 +32,10 @@ fn ste_passes_inside_and_blocks_outside_the_clip_range() {
     // learnable scale initialised at absmax / 1 (2-bit: codes -1..=1), then shrunk so 2.0 clips
     let w = arr(&[0.1, -0.5, 2.0], &[3]);
     let mut fq = FakeQuant::learnable(IntScheme::new(2), &w).unwrap();
-    assert_eq!(fq.scales(), &[2.0]);
+    assert_eq!(fq.scales(), [2.0]);
     // push the scale down with a fake gradient step: grad_s = sum g * d(w_hat)/ds
     Parametrization::<f64>::accumulate_own_grad(&mut fq, &w, &arr(&[0.0, 1.0, 0.0], &[3]));
-    Parametrization::<f64>::step_own(&mut fq, 10.0);
+    sgd_own(&mut fq, 10.0);
     let s = fq.scales()[0];
     assert!(s < 1.0, "scale {s}");
     let g = Parametrization::<f64>::backward(&fq, &w, arr(&[1.0, 1.0, 1.0], &[3]));
@@ -60,7 +60,7 @@ fn lsq_gradient_formula() {
         }
     };
     let expect = (d(0.8 / s0) + d(10.0 / s0)) / (2.0f64 * 7.0).sqrt();
-    Parametrization::<f64>::step_own(&mut fq, 1.0);
+    sgd_own(&mut fq, 1.0);
     assert!((s0 - fq.scales()[0] - expect).abs() < 1e-12);
 }
 
@@ -116,7 +116,7 @@ fn attach_to_a_model_and_train_a_step() {
     assert_eq!(dx.shape(), &[5, 4]);
     // effective weights lie on the 4-bit grid of their (learnable) scales
     let lin = net.get::<Linear<f64>>(0).unwrap();
-    let fq = lin.weight.find_parametrization::<FakeQuant>().unwrap();
+    let fq = lin.weight.find_parametrization::<FakeQuant<f64>>().unwrap();
     let eff = lin.weight.effective();
     for (r, row) in eff.outer_iter().enumerate() {
         for &v in row {
@@ -149,4 +149,58 @@ fn fake_quant_act_ste_and_errors() {
     assert!((yy[[0, 1]] - 0.5).abs() < 1.0 / 254.0 + 1e-12); // per-row scale 1/127
     assert!(FakeQuant::learnable(IntScheme::new(4).affine(), &xx).is_err());
     let _ = Module::<f64>::num_params(&dynamic);
+}
+
+/// One plain SGD step on a parametrization's own (nested) tensors.
+fn sgd_own(p: &mut dyn Parametrization<f64>, lr: f64) {
+    for (_, t) in p.params_mut() {
+        t.update(|v, g| v.scaled_add(-lr, g));
+        t.zero_grad();
+    }
+}
+
+#[test]
+fn lsq_scales_are_nested_params_that_adam_and_checkpoints_see() {
+    use compress_core::{Module, ParamKind};
+    use compress_nn::{Adam, Optimizer};
+    let w = arr(&[0.8, -0.3, 0.5, 0.1], &[2, 2]);
+    let mut p = compress_core::Param::new(w.clone());
+    p.push_parametrization(Box::new(
+        FakeQuant::learnable(IntScheme::new(4).per_channel(0), &w).unwrap(),
+    ))
+    .unwrap();
+    let names: Vec<(String, ParamKind)> = p
+        .named_params()
+        .into_iter()
+        .map(|i| (i.path, i.kind))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            (String::new(), ParamKind::Weight),
+            ("fake_quant.scale".to_string(), ParamKind::Parametrization)
+        ]
+    );
+    assert_eq!(p.state_dict()[1].1.shape(), &[2]);
+    p.accumulate_grad(arr(&[1.0, -1.0, 0.5, 2.0], &[2, 2]))
+        .unwrap();
+    let before = p.find_parametrization::<FakeQuant<f64>>().unwrap().scales();
+    let mut adam = Adam::new(0.01);
+    adam.step(&mut p).unwrap();
+    let after = p.find_parametrization::<FakeQuant<f64>>().unwrap().scales();
+    // Adam's first step moves every parameter with a gradient by about lr.
+    for (a, b) in before.iter().zip(&after) {
+        assert!(((a - b).abs() - 0.01).abs() < 1e-6, "{a} -> {b}");
+    }
+    // Saved and loaded like any parameter.
+    let mut state = p.state_dict();
+    state[1].1.fill(0.25);
+    p.load_state(&state).unwrap();
+    assert_eq!(
+        p.find_parametrization::<FakeQuant<f64>>().unwrap().scales(),
+        [0.25, 0.25]
+    );
+    // Removed by type.
+    assert_eq!(p.remove_parametrizations::<FakeQuant<f64>>(), 1);
+    assert_eq!(p.named_params().len(), 1);
 }

@@ -23,7 +23,7 @@ fn mask_survives_an_update_and_composes_with_affine() {
         &array![[2.0, 0.0], [0.0, 2.0]].into_dyn()
     );
     // The update writes the masked entries; project re-zeroes them.
-    p.update(0.5, |v, _| *v += 1.0);
+    p.update(|v, _| *v += 1.0);
     assert_eq!(p.value(), &array![[2.0, 0.0], [0.0, 5.0]].into_dyn());
     p.bake();
     assert_eq!(p.value(), &array![[5.0, 1.0], [1.0, 11.0]].into_dyn());

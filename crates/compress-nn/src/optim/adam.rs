@@ -87,7 +87,7 @@ impl<F: Float> Optimizer<F> for Adam<F> {
                 if m.shape() != p.shape() {
                     return Err(CoreError::shape(key, p.shape(), m.shape()));
                 }
-                p.update(lr, |w, g| {
+                p.update(|w, g| {
                     Zip::from(w)
                         .and(g)
                         .and(&mut *m)

@@ -72,7 +72,7 @@ impl<F: Float> Optimizer<F> for Sgd<F> {
                 };
                 let key = path.to_string();
                 if mu == F::zero() {
-                    p.update(lr, |w, g| {
+                    p.update(|w, g| {
                         Zip::from(w)
                             .and(g)
                             .for_each(|w, &g| *w = *w - lr * (g + wd * *w));
@@ -85,7 +85,7 @@ impl<F: Float> Optimizer<F> for Sgd<F> {
                 if v.shape() != p.shape() {
                     return Err(CoreError::shape(key, p.shape(), v.shape()));
                 }
-                p.update(lr, |w, g| {
+                p.update(|w, g| {
                     Zip::from(w).and(g).and(&mut *v).for_each(|w, &g, v| {
                         let d = g + wd * *w;
                         *v = mu * *v + d;

@@ -226,7 +226,7 @@ impl<F: Float> Parametrization<F> for BinaryConnect<F> {
         g
     }
 
-    fn step_own(&mut self, _lr: F) {
+    fn after_update(&mut self) {
         self.step = self.step.wrapping_add(1);
     }
 

@@ -2,7 +2,8 @@
 //! uses shared centroids and whose backward sums each cluster's gradients into its centroid.
 
 use compress_core::{
-    CoreError, Float, Module, Param, ParamFilter, ParamPath, Parametrization, Result as CoreResult,
+    CoreError, Float, Module, Param, ParamFilter, ParamKind, ParamPath, Parametrization,
+    Result as CoreResult,
 };
 use ndarray::{ArrayD, IxDyn};
 
@@ -26,13 +27,16 @@ pub enum ClusterGradient {
 /// `centroids[group(i)][code[i]]`; the stored value is ignored in forward.
 ///
 /// Backward (Han et al. eq. 3): `dL/dc_k = sum of dL/dW_i over the elements with code k`,
-/// accumulated in [`Parametrization::accumulate_own_grad`] and applied by
-/// [`Parametrization::step_own`] as `c -= lr * centroid_lr_scale * dL/dc`. With sparsity
-/// preserved, code 0 is pinned at exactly zero and never moves. What the stored weights
+/// times `centroid_lr_scale`, accumulated in [`Parametrization::accumulate_own_grad`] into
+/// the centroids, a nested parameter `<weight path>.cluster.centroids` (kind
+/// [`ParamKind::Parametrization`](compress_core::ParamKind::Parametrization)) that the
+/// model's optimizer updates like any other. With sparsity preserved, code 0 is pinned at
+/// exactly zero: its gradient is always zero, so it never moves. What the stored weights
 /// receive is chosen by [`ClusterGradient`].
 ///
 /// ```
-/// use compress_core::Param;
+/// use compress_core::{Module, Param};
+/// use compress_nn::{Optimizer, Sgd};
 /// use compress_quant::{ClusterConfig, ClusterParametrization};
 /// use ndarray::ArrayD;
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -42,7 +46,9 @@ pub enum ClusterGradient {
 /// assert_eq!(p.effective().as_slice().unwrap(), &[1.1, 1.1, 3.1, 3.1]);
 /// // Gradient 1 on every element: each centroid gets the sum over its 2 members.
 /// p.accumulate_grad(ArrayD::from_elem(vec![4], 1.0))?;
-/// p.update(0.1, |_, _| {});
+/// assert_eq!(p.named_params()[1].path, "cluster.centroids");
+/// // Any optimizer steps the centroids (here plain SGD, lr 0.1).
+/// Optimizer::step(&mut Sgd::new(0.1), &mut p)?;
 /// let e = p.effective();
 /// assert!((e[0] - 0.9).abs() < 1e-12 && (e[3] - 2.9).abs() < 1e-12);
 /// # Ok(()) }
@@ -54,8 +60,7 @@ pub struct ClusterParametrization<F: Float> {
     clusters: usize,
     pinned_zero: bool,
     codes: Vec<u32>,
-    centroids: Vec<F>,
-    grad: Vec<F>,
+    centroids: Param<F>,
     gradient: ClusterGradient,
     centroid_lr_scale: F,
 }
@@ -78,8 +83,11 @@ impl<F: Float> ClusterParametrization<F> {
             clusters: c.clusters(),
             pinned_zero: c.preserves_sparsity(),
             codes: c.codes(),
-            centroids: c.codebook().to_vec(),
-            grad: vec![F::zero(); c.codebook().len()],
+            centroids: Param::with_kind(
+                ArrayD::from_shape_vec(IxDyn(&[c.codebook().len()]), c.codebook().to_vec())
+                    .unwrap_or_else(|_| ArrayD::zeros(IxDyn(&[0]))),
+                ParamKind::Parametrization,
+            ),
             gradient: ClusterGradient::CentroidsOnly,
             centroid_lr_scale: F::one(),
         }
@@ -92,8 +100,9 @@ impl<F: Float> ClusterParametrization<F> {
         self
     }
 
-    /// Multiplies the optimizer's learning rate for the centroid step (default 1; a cluster's
-    /// gradient is a sum over its members, so large clusters may want a smaller scale).
+    /// Multiplies the centroids' gradient (default 1; a cluster's gradient is a sum over its
+    /// members, so large clusters may want a smaller scale). With plain SGD this scales the
+    /// centroids' learning rate.
     #[must_use]
     pub fn centroid_lr_scale(mut self, scale: F) -> Self {
         self.centroid_lr_scale = scale;
@@ -102,7 +111,7 @@ impl<F: Float> ClusterParametrization<F> {
 
     /// The current centroids, group-major.
     pub fn centroids(&self) -> &[F] {
-        &self.centroids
+        self.centroids.value().as_slice().unwrap_or(&[])
     }
 
     /// The code of every element.
@@ -121,7 +130,7 @@ impl<F: Float> ClusterParametrization<F> {
             self.granularity,
             self.clusters,
             self.pinned_zero,
-            self.centroids.clone(),
+            self.centroids().to_vec(),
             &self.codes,
         )
     }
@@ -145,8 +154,9 @@ impl<F: Float> Parametrization<F> for ClusterParametrization<F> {
 
     fn forward(&self, _input: &ArrayD<F>) -> ArrayD<F> {
         let (_, glen) = groups_of(&self.shape, self.granularity);
+        let c = self.centroids();
         let v: Vec<F> = (0..self.codes.len())
-            .map(|i| self.centroids[self.slot(i, glen)])
+            .map(|i| c[self.slot(i, glen)])
             .collect();
         ArrayD::from_shape_vec(IxDyn(&self.shape), v)
             .unwrap_or_else(|_| ArrayD::zeros(IxDyn(&self.shape)))
@@ -161,21 +171,23 @@ impl<F: Float> Parametrization<F> for ClusterParametrization<F> {
 
     fn accumulate_own_grad(&mut self, _input: &ArrayD<F>, grad_output: &ArrayD<F>) {
         let (_, glen) = groups_of(&self.shape, self.granularity);
+        let mut grad = ArrayD::<F>::zeros(IxDyn(&[self.centroids.len()]));
         for (i, &g) in grad_output.iter().enumerate().take(self.codes.len()) {
             if self.pinned_zero && self.codes[i] == 0 {
                 continue;
             }
-            let s = self.slot(i, glen);
-            self.grad[s] += g;
+            grad[self.slot(i, glen)] += g * self.centroid_lr_scale;
         }
+        // The shape is the centroids' own, so this cannot fail.
+        let _ = self.centroids.accumulate_grad(grad);
     }
 
-    fn step_own(&mut self, lr: F) {
-        let step = lr * self.centroid_lr_scale;
-        for (c, g) in self.centroids.iter_mut().zip(self.grad.iter_mut()) {
-            *c -= step * *g;
-            *g = F::zero();
-        }
+    fn params(&self) -> Vec<(&'static str, &Param<F>)> {
+        vec![("centroids", &self.centroids)]
+    }
+
+    fn params_mut(&mut self) -> Vec<(&'static str, &mut Param<F>)> {
+        vec![("centroids", &mut self.centroids)]
     }
 }
 
