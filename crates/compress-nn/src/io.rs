@@ -99,8 +99,13 @@ pub fn save_safetensors<F: Float>(model: &dyn Module<F>, path: impl AsRef<Path>)
     })
 }
 
-/// Decodes one tensor's little-endian bytes to `F`.
-fn decode<F: Float>(file: &str, name: &str, view: &TensorView<'_>) -> Result<Vec<F>> {
+/// Decodes one tensor's little-endian bytes (F64, F32, F16 or BF16) to `F`; `file` and
+/// `name` only label errors.
+///
+/// # Errors
+///
+/// [`NnError::Format`] naming the file and tensor for any other dtype.
+pub fn decode_tensor<F: Float>(file: &str, name: &str, view: &TensorView<'_>) -> Result<Vec<F>> {
     let d = view.data();
     let out = match view.dtype() {
         Dtype::F64 => d
@@ -168,7 +173,7 @@ pub fn load_safetensors_bytes<F: Float>(
                 if view.shape() != p.shape() {
                     return Err(CoreError::shape(key, p.shape(), view.shape()));
                 }
-                match decode::<F>(source, &key, &view) {
+                match decode_tensor::<F>(source, &key, &view) {
                     Ok(values) => {
                         let a = ArrayD::from_shape_vec(IxDyn(view.shape()), values)?;
                         p.value_mut().assign(&a);

@@ -7,7 +7,9 @@
 //! - [`layers`]: [`Linear`], [`Conv2d`] (stride, padding, dilation, groups; im2col + GEMM,
 //!   a direct depthwise kernel, a pointwise fast path), activations, [`MaxPool2d`],
 //!   [`AvgPool2d`], [`GlobalAvgPool`], [`BatchNorm1d`], [`BatchNorm2d`], [`Dropout`],
-//!   [`Flatten`], [`Sequential`].
+//!   [`Flatten`], [`Sequential`]; transformer layers ([`Embedding`], [`LayerNorm`], [`Gelu`],
+//!   [`MultiHeadAttention`], [`TransformerEncoderLayer`], [`TransformerEncoder`],
+//!   [`Pooling`]; see [`layers::transformer`] for how padding masks flow).
 //! - [`loss`], [`optim`] ([`Sgd`], [`Adam`], [`LrSchedule`]), [`train`] ([`Trainer`]).
 //! - [`data`]: the embedded UCI digits and an MNIST IDX loader; [`io`]: safetensors
 //!   save/load of any [`compress_core::Module`]; [`models`]: reference builders.
@@ -45,8 +47,10 @@ pub mod train;
 pub use data::Dataset;
 pub use error::{NnError, Result};
 pub use layers::{
-    AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Conv2dConfig, Dropout, Flatten, GlobalAvgPool,
-    HardSwish, Linear, MaxPool2d, ReLU, ReLU6, Sequential, Sigmoid, Tanh,
+    AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Conv2dConfig, Dropout, Embedding, Flatten, Gelu,
+    GeluKind, GlobalAvgPool, HardSwish, LayerNorm, Linear, MaxPool2d, MultiHeadAttention,
+    PaddingMask, Pooling, PoolingKind, ReLU, ReLU6, Sequential, Sigmoid, Tanh, TransformerConfig,
+    TransformerEncoder, TransformerEncoderLayer,
 };
 pub use optim::{Adam, LrSchedule, Optimizer, Sgd};
 pub use train::{TrainConfig, TrainReport, Trainer};

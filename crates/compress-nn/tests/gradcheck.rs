@@ -6,7 +6,7 @@ use compress_nn::{
     AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Conv2dConfig, Dropout, Flatten, GlobalAvgPool,
     HardSwish, Linear, MaxPool2d, ReLU, ReLU6, Sequential, Sigmoid, Tanh,
 };
-use compress_testkit::{GradCheck, assert_grad_close, fd_grad, uniform_tensor};
+use compress_testkit::{GradCheck, assert_grad_close, fd_grad, randomize_params, uniform_tensor};
 use ndarray::{Array2, ArrayD};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
@@ -41,21 +41,6 @@ fn check_shape<L: Layer<f64> + ?Sized>(layer: &mut L, shape: &[usize], seed: u64
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);
     let x = uniform_tensor::<f64, _>(shape, 2.0, &mut rng);
     check(layer, &x, seed);
-}
-
-/// Randomizes every parameter (so BN scales/shifts are not the trivial 1/0).
-fn randomize<M: Module<f64> + ?Sized>(m: &mut M, seed: u64) {
-    let mut rng = StdRng::seed_from_u64(seed);
-    m.visit_mut(
-        &mut ParamPath::root(),
-        &mut |_: &ParamPath, p: &mut Param<f64>| {
-            if p.kind() != ParamKind::Buffer {
-                p.value_mut().mapv_inplace(|_| rng.random_range(-1.0..1.0));
-            }
-            Ok(())
-        },
-    )
-    .unwrap();
 }
 
 #[test]
@@ -169,13 +154,13 @@ fn pools() {
 #[test]
 fn batch_norm_train_mode() {
     let mut bn1 = BatchNorm1d::new(4);
-    randomize(&mut bn1, 50);
+    randomize_params(&mut bn1, 50, 1.0);
     check_shape(&mut bn1, &[6, 4], 51);
     let mut bn1l = BatchNorm1d::new(3);
-    randomize(&mut bn1l, 52);
+    randomize_params(&mut bn1l, 52, 1.0);
     check_shape(&mut bn1l, &[4, 3, 5], 53);
     let mut bn2 = BatchNorm2d::new(2);
-    randomize(&mut bn2, 54);
+    randomize_params(&mut bn2, 54, 1.0);
     check_shape(&mut bn2, &[3, 2, 4, 3], 55);
 }
 
@@ -208,7 +193,7 @@ fn flatten_and_sequential() {
         .with(Linear::new(3 * 2 * 2, 4, true, &mut rng))
         .with(Sigmoid::new())
         .with(Linear::new(4, 3, true, &mut rng));
-    randomize(&mut net, 72);
+    randomize_params(&mut net, 72, 1.0);
     check_shape(&mut net, &[3, 2, 4, 4], 73);
 }
 

@@ -10,3 +10,4 @@ mod mnist;
 mod optim;
 mod parametrize;
 mod training;
+mod transformer;

@@ -89,3 +89,22 @@ pub fn max_abs_diff<F: Float, D: Dimension>(a: &ArrayRef<F, D>, b: &ArrayRef<F, 
             }
         })
 }
+
+/// Sets every non-buffer parameter of `m` to seeded uniform values in `[-scale, scale)`,
+/// so that gradient checks do not run at trivial values (LayerNorm/BatchNorm scales of 1
+/// and shifts of 0, zero biases).
+pub fn randomize_params<M: compress_core::Module<f64> + ?Sized>(m: &mut M, seed: u64, scale: f64) {
+    use compress_core::{Param, ParamKind, ParamPath};
+    let mut rng = StdRng::seed_from_u64(seed);
+    // The closure never fails.
+    let _ = m.visit_mut(
+        &mut ParamPath::root(),
+        &mut |_: &ParamPath, p: &mut Param<f64>| {
+            if p.kind() != ParamKind::Buffer {
+                p.value_mut()
+                    .mapv_inplace(|_| rng.random_range(-scale..scale));
+            }
+            Ok(())
+        },
+    );
+}

@@ -1,7 +1,7 @@
 //! Shared test fixtures for the netcompress crates (not published).
 //!
 //! - Seeded arrays: [`seeded_tensor`], [`seeded_matrix`], [`uniform_tensor`], and
-//!   [`max_abs_diff`] to compare outputs.
+//!   [`max_abs_diff`] to compare outputs, [`randomize_params`] for non-trivial parameters.
 //! - Gradient checks by central finite differences (`f64`): [`GradCheck`] for layers (input
 //!   and every parameter, via the `Module` visitor) and module objectives, [`fd_grad`] and
 //!   [`assert_grad_close`] for plain functions of arrays (losses).
@@ -16,6 +16,6 @@ mod parametrize;
 
 pub use compress_core::strategies;
 
-pub use arrays::{max_abs_diff, seeded_matrix, seeded_tensor, uniform_tensor};
+pub use arrays::{max_abs_diff, randomize_params, seeded_matrix, seeded_tensor, uniform_tensor};
 pub use gradcheck::{GradCheck, GradReport, GradSample, Wrt, assert_grad_close, fd_grad};
 pub use parametrize::{Affine, FixedMask};

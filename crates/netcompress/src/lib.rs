@@ -37,6 +37,8 @@
 //! - `distill`: knowledge distillation (module `distill`; implies `nn`).
 //! - `arch`: efficient blocks and low-rank factorization (module `arch`; implies `nn`).
 //! - `dynamic`: early exits, budgets, slimmable widths (module `dynamic`; implies `nn`).
+//! - `transformer`: BERT encoders from Hugging Face model directories, tokenization,
+//!   sentence embeddings and fidelity metrics (module `transformer`; implies `nn`).
 //! - `full`: all of the above.
 //! - `proptest`: public proptest strategies for tensors and small models
 //!   (`netcompress::core::strategies`), for property tests of a user's own code.
@@ -151,6 +153,11 @@ pub use compress_arch as arch;
 #[cfg(feature = "dynamic")]
 #[cfg_attr(docsrs, doc(cfg(feature = "dynamic")))]
 pub use compress_dynamic as dynamic;
+
+/// BERT encoders, tokenization and sentence embeddings (feature `transformer`).
+#[cfg(feature = "transformer")]
+#[cfg_attr(docsrs, doc(cfg(feature = "transformer")))]
+pub use compress_transformer as transformer;
 
 /// The traits and types most users need.
 pub mod prelude {

@@ -9,6 +9,7 @@ mod linear;
 mod norm;
 mod pool;
 mod sequential;
+pub mod transformer;
 
 pub use activation::{HardSwish, ReLU, ReLU6, Sigmoid, Tanh};
 pub use conv::{Conv2d, Conv2dConfig, IntoHw};
@@ -18,6 +19,10 @@ pub use linear::Linear;
 pub use norm::{BatchNorm1d, BatchNorm2d};
 pub use pool::{AvgPool2d, GlobalAvgPool, MaxPool2d};
 pub use sequential::Sequential;
+pub use transformer::{
+    Embedding, Gelu, GeluKind, LayerNorm, MultiHeadAttention, PaddingMask, Pooling, PoolingKind,
+    TransformerConfig, TransformerEncoder, TransformerEncoderLayer,
+};
 
 use compress_core::{CoreError, Float};
 use ndarray::{ArrayRef, ArrayView2, Ix2, IxDyn};

@@ -1,0 +1,4 @@
+//! Integration tests for compress-transformer (one binary).
+
+mod common;
+mod fixture;
