@@ -110,15 +110,15 @@ pub fn decode_tensor<F: Float>(file: &str, name: &str, view: &TensorView<'_>) ->
     let out = match view.dtype() {
         Dtype::F64 => d
             .chunks_exact(8)
-            .map(|c| F::lit(f64::from_le_bytes(c.try_into().expect("8 bytes"))))
+            .map(|c| {
+                F::lit(f64::from_le_bytes([
+                    c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],
+                ]))
+            })
             .collect(),
         Dtype::F32 => d
             .chunks_exact(4)
-            .map(|c| {
-                F::lit(f64::from(f32::from_le_bytes(
-                    c.try_into().expect("4 bytes"),
-                )))
-            })
+            .map(|c| F::lit(f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]]))))
             .collect(),
         Dtype::F16 => d
             .chunks_exact(2)

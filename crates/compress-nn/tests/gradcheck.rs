@@ -1,6 +1,6 @@
 //! Finite-difference gradient checks (f64) for every layer and loss.
 
-use compress_core::{Layer, Mode, Module, Param, ParamKind, ParamPath};
+use compress_core::{Layer, Mode};
 use compress_nn::loss::{mse, softmax_cross_entropy};
 use compress_nn::{
     AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Conv2dConfig, Dropout, Flatten, GlobalAvgPool,
@@ -8,7 +8,7 @@ use compress_nn::{
 };
 use compress_testkit::{GradCheck, assert_grad_close, fd_grad, randomize_params, uniform_tensor};
 use ndarray::{Array2, ArrayD};
-use rand::{Rng, SeedableRng, rngs::StdRng};
+use rand::{SeedableRng, rngs::StdRng};
 
 const EPS: f64 = 1e-6;
 /// At most this many elements of each tensor are checked (chosen at random).

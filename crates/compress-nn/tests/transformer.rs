@@ -1,6 +1,6 @@
 //! Transformer layers: gradient checks, masking invariants, reference values.
 
-use compress_core::{Layer, Mode, Module, Param, ParamKind, ParamPath};
+use compress_core::{Layer, Mode, Module};
 use compress_nn::layers::transformer::{cls_pool, erf, l2_normalize, mean_pool};
 use compress_nn::{
     Embedding, Gelu, GeluKind, LayerNorm, MultiHeadAttention, PaddingMask, Pooling, PoolingKind,
@@ -9,7 +9,7 @@ use compress_nn::{
 use compress_testkit::{GradCheck, randomize_params, uniform_tensor};
 use ndarray::{Array2, Array3, ArrayD, Axis, IxDyn, s};
 use proptest::prelude::*;
-use rand::{Rng, SeedableRng, rngs::StdRng};
+use rand::{SeedableRng, rngs::StdRng};
 
 const ATOL: f64 = 1e-6;
 const RTOL: f64 = 1e-5;

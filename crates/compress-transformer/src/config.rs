@@ -196,7 +196,7 @@ impl BertConfig {
                 return Err(unsupported(key, "= 0; must be at least 1"));
             }
         }
-        if self.hidden_size % self.num_attention_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err(unsupported(
                 "num_attention_heads",
                 format!(

@@ -9,6 +9,7 @@
 //! - [`SentenceEncoder`]: tokenizer + model + pooling + normalisation, as
 //!   sentence-transformers; [`SentenceEncoder::embed`] batches texts by length.
 //! - [`metrics`]: cosine, nearest-neighbour agreement and Spearman of two embedding sets.
+//! - [`SENTENCES`]: the project's sentence file for evaluation and calibration.
 //!
 //! **MSRV:** 1.89
 #![doc(test(attr(deny(warnings))))]
@@ -29,3 +30,20 @@ pub use metrics::{Fidelity, fidelity};
 pub use model::BertModel;
 pub use sentence::SentenceEncoder;
 pub use tokenize::{BertTokenizer, pad};
+
+/// The project's sentence file (`data/sentences.txt`): 300 English sentences from the CIA
+/// World Factbook (public domain), one per line; see `data/README.md`.
+pub const SENTENCES: &str = include_str!("../data/sentences.txt");
+
+/// The non-empty lines of `text`, trimmed (how `--file` and [`SENTENCES`] are read).
+pub fn lines(text: &str) -> Vec<&str> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// The transformer guide (`docs/guide/transformers.md`), compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/guide/transformers.md")]
+pub struct TransformersGuide;

@@ -120,6 +120,9 @@ pub fn ranks(x: &[f64]) -> Vec<f64> {
 }
 
 fn pearson(x: &[f64], y: &[f64]) -> f64 {
+    if x == y {
+        return 1.0;
+    }
     let n = x.len() as f64;
     let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
     let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
@@ -129,10 +132,10 @@ fn pearson(x: &[f64], y: &[f64]) -> f64 {
         syy += (b - my) * (b - my);
     }
     if sxx == 0.0 || syy == 0.0 {
-        // One side is constant: no rank information; identical inputs still agree.
-        return if x == y { 1.0 } else { 0.0 };
+        // One side is constant: no rank information.
+        return 0.0;
     }
-    sxy / (sxx.sqrt() * syy.sqrt())
+    (sxy / (sxx.sqrt() * syy.sqrt())).clamp(-1.0, 1.0)
 }
 
 /// Spearman's rank correlation of `x` and `y` (equal lengths, at least 2).

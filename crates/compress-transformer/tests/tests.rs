@@ -1,4 +1,7 @@
 //! Integration tests for compress-transformer (one binary).
 
 mod common;
+mod errors;
 mod fixture;
+mod metrics;
+mod minilm;

@@ -65,6 +65,12 @@ enum Command {
     Sweep(crate::sweep::SweepArgs),
     /// Compares two checkpoints tensor by tensor: SQNR, relative error, cosine similarity.
     Diff(crate::commands::diff::DiffArgs),
+    /// Sentence embeddings of a BERT model directory; with two or more texts, their
+    /// cosine-similarity matrix.
+    Embed(crate::commands::embed::EmbedArgs),
+    /// Fidelity of a (compressed) model directory to its original on sentences: cosine,
+    /// nearest-neighbour agreement, Spearman, size and time per sentence.
+    Eval(crate::commands::eval::EvalArgs),
     /// Runs every experiment on the embedded digits (fast settings) and prints one table.
     Demo {
         /// Seed.
@@ -120,6 +126,8 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
         Command::Lowrank(a) => crate::commands::lowrank::run(&a),
         Command::Sweep(a) => crate::sweep::run(&a),
         Command::Diff(a) => crate::commands::diff::run(&a),
+        Command::Embed(a) => crate::commands::embed::run(&a),
+        Command::Eval(a) => crate::commands::eval::run(&a),
         Command::Demo { seed, only, json } => crate::demo::run(seed, only.as_deref(), json),
     }
 }

@@ -44,6 +44,9 @@ pub(crate) enum CliError {
     /// A dynamic-computation error.
     #[error(transparent)]
     Dynamic(#[from] compress_dynamic::DynamicError),
+    /// A transformer loading, tokenizing or metrics error.
+    #[error(transparent)]
+    Transformer(#[from] compress_transformer::TransformerError),
     /// JSON output failed.
     #[error("JSON: {0}")]
     Json(#[from] serde_json::Error),

@@ -4,3 +4,4 @@ mod experiments;
 mod files;
 mod fixtures;
 mod sweep;
+mod transformer;

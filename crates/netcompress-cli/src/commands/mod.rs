@@ -6,6 +6,8 @@
 pub(crate) mod cluster;
 pub(crate) mod dequantize;
 pub(crate) mod diff;
+pub(crate) mod embed;
+pub(crate) mod eval;
 pub(crate) mod lowrank;
 mod metrics;
 pub(crate) mod pipeline;

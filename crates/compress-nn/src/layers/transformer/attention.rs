@@ -141,7 +141,7 @@ impl<F: Float> MultiHeadAttention<F> {
 }
 
 fn check_heads(hidden: usize, heads: usize) -> Result<()> {
-    if heads == 0 || hidden % heads != 0 {
+    if heads == 0 || !hidden.is_multiple_of(heads) {
         return Err(CoreError::config(
             "num_attention_heads",
             format!("{heads} heads do not divide hidden size {hidden}"),

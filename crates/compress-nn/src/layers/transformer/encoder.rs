@@ -50,7 +50,7 @@ impl TransformerConfig {
                 return Err(CoreError::config(name, "must be at least 1, got 0"));
             }
         }
-        if self.hidden % self.heads != 0 {
+        if !self.hidden.is_multiple_of(self.heads) {
             return Err(CoreError::config(
                 "num_attention_heads",
                 format!(

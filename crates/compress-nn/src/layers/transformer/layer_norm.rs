@@ -198,8 +198,8 @@ impl<F: Float> Layer<F> for LayerNorm<F> {
                 m1 += dh;
                 m2 += dh * hv;
             }
-            m1 = m1 * inv_d;
-            m2 = m2 * inv_d;
+            m1 *= inv_d;
+            m2 *= inv_d;
             for (j, (&gv, &hv)) in gr.iter().zip(hr).enumerate() {
                 dx.push((gv * ws[j] - m1 - hv * m2) * r);
             }
