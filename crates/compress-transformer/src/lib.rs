@@ -42,8 +42,3 @@ pub fn lines(text: &str) -> Vec<&str> {
         .filter(|l| !l.is_empty())
         .collect()
 }
-
-/// The transformer guide (`docs/guide/transformers.md`), compiled and run as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../../../docs/guide/transformers.md")]
-pub struct TransformersGuide;

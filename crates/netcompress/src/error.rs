@@ -49,6 +49,10 @@ pub enum Error {
     #[cfg(feature = "dynamic")]
     #[error(transparent)]
     Dynamic(#[from] compress_dynamic::DynamicError),
+    /// From transformer loading, tokenization and metrics (feature `transformer`).
+    #[cfg(feature = "transformer")]
+    #[error(transparent)]
+    Transformer(#[from] compress_transformer::TransformerError),
 }
 
 /// `Result` with [`Error`] as the default error type.

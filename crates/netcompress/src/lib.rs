@@ -195,4 +195,6 @@ pub mod guides {
     pub struct LowRank;
     #[doc = include_str!("../../../docs/guide/dynamic.md")]
     pub struct Dynamic;
+    #[doc = include_str!("../../../docs/guide/transformers.md")]
+    pub struct Transformers;
 }
