@@ -29,6 +29,7 @@ fn main() {
     suites::distill::benches();
     suites::dynamic::benches();
     suites::nn::benches();
+    suites::nn_bert::benches();
     suites::nn_gemm::benches();
     suites::prune::benches();
     suites::quant::benches();
