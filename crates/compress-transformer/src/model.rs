@@ -1,7 +1,8 @@
 //! `BertModel`: embeddings, encoder stack and optional pooler.
 
 use compress_core::{
-    CoreError, Cost, Float, Layer, Mode, Module, ParamPath, ParamVisitor, ParamVisitorMut,
+    CoreError, Cost, Float, Layer, LayerSlot, Mode, Module, ParamPath, ParamVisitor,
+    ParamVisitorMut,
 };
 use compress_nn::{Linear, PaddingMask, TransformerEncoder};
 use ndarray::{Array2, Array3, ArrayD, ArrayRef, Ix3, IxDyn};
@@ -220,6 +221,48 @@ fn core(e: crate::TransformerError) -> CoreError {
 impl<F: Float> Layer<F> for BertModel<F> {
     fn name(&self) -> &'static str {
         "BertModel"
+    }
+
+    /// The embedding tables and LayerNorm (`embeddings.word_embeddings`, ...,
+    /// `embeddings.LayerNorm`), `encoder` and, if present, `pooler.dense`, named as their
+    /// parameter paths ([`LayerSlot::Fixed`]).
+    fn children(&self) -> Vec<(String, &dyn Layer<F>)> {
+        let e = &self.embeddings;
+        let mut v: Vec<(String, &dyn Layer<F>)> = vec![
+            ("embeddings.word_embeddings".into(), &e.word),
+            ("embeddings.position_embeddings".into(), &e.position),
+            ("embeddings.token_type_embeddings".into(), &e.token_type),
+            ("embeddings.LayerNorm".into(), &e.norm),
+            ("encoder".into(), &self.encoder),
+        ];
+        if let Some(p) = &self.pooler {
+            v.push(("pooler.dense".into(), p));
+        }
+        v
+    }
+
+    fn children_mut(&mut self) -> Vec<(String, LayerSlot<'_, F>)> {
+        let e = &mut self.embeddings;
+        let mut v = vec![
+            (
+                "embeddings.word_embeddings".into(),
+                LayerSlot::Fixed(&mut e.word),
+            ),
+            (
+                "embeddings.position_embeddings".into(),
+                LayerSlot::Fixed(&mut e.position),
+            ),
+            (
+                "embeddings.token_type_embeddings".into(),
+                LayerSlot::Fixed(&mut e.token_type),
+            ),
+            ("embeddings.LayerNorm".into(), LayerSlot::Fixed(&mut e.norm)),
+            ("encoder".into(), LayerSlot::Fixed(&mut self.encoder)),
+        ];
+        if let Some(p) = &mut self.pooler {
+            v.push(("pooler.dense".into(), LayerSlot::Fixed(p)));
+        }
+        v
     }
 
     /// `[batch, seq]` float ids, negative for padding -> `[batch, seq, hidden]`.

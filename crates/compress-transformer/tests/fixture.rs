@@ -113,3 +113,21 @@ fn state_dict_round_trips_with_the_file() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn every_linear_is_reachable_by_its_checkpoint_path() {
+    use compress_core::surgery::layer_paths;
+    let model = BertModel::<f32>::from_dir(fixture_dir()).unwrap();
+    let params: Vec<String> = model.named_params().into_iter().map(|p| p.path).collect();
+    let linears: Vec<String> = layer_paths(&model)
+        .into_iter()
+        .filter(|(_, name)| *name == "Linear")
+        .map(|(p, _)| p)
+        .collect();
+    // 6 per layer, 2 layers, and the pooler.
+    assert_eq!(linears.len(), 13, "{linears:?}");
+    assert!(linears.contains(&"encoder.layer.1.attention.self.value".to_string()));
+    for l in &linears {
+        assert!(params.contains(&format!("{l}.weight")), "{l}");
+    }
+}

@@ -1,7 +1,8 @@
 //! Multi-head self-attention with a key padding mask.
 
 use compress_core::{
-    CoreError, Cost, Float, Layer, Mode, Module, ParamPath, ParamVisitor, ParamVisitorMut, Result,
+    CoreError, Cost, Float, Layer, LayerSlot, Mode, Module, ParamPath, ParamVisitor,
+    ParamVisitorMut, Result,
 };
 use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, Array4, ArrayD, ArrayRef, ArrayView2, ArrayViewMut2, Ix2, IxDyn, s};
@@ -203,6 +204,26 @@ impl<F: Float> Module<F> for MultiHeadAttention<F> {
 impl<F: Float> Layer<F> for MultiHeadAttention<F> {
     fn name(&self) -> &'static str {
         "MultiHeadAttention"
+    }
+
+    /// The four projections, named as their parameter paths (`self.query`, `self.key`,
+    /// `self.value`, `output.dense`); concrete fields, so [`LayerSlot::Fixed`].
+    fn children(&self) -> Vec<(String, &dyn Layer<F>)> {
+        vec![
+            ("self.query".into(), &self.query as &dyn Layer<F>),
+            ("self.key".into(), &self.key),
+            ("self.value".into(), &self.value),
+            ("output.dense".into(), &self.output),
+        ]
+    }
+
+    fn children_mut(&mut self) -> Vec<(String, LayerSlot<'_, F>)> {
+        vec![
+            ("self.query".into(), LayerSlot::Fixed(&mut self.query)),
+            ("self.key".into(), LayerSlot::Fixed(&mut self.key)),
+            ("self.value".into(), LayerSlot::Fixed(&mut self.value)),
+            ("output.dense".into(), LayerSlot::Fixed(&mut self.output)),
+        ]
     }
 
     fn forward(&mut self, x: &ArrayRef<F, IxDyn>, mode: Mode) -> Result<ArrayD<F>> {

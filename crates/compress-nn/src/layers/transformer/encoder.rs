@@ -1,7 +1,8 @@
 //! Transformer encoder layer (post-LN as BERT, or pre-LN) and a stack of them.
 
 use compress_core::{
-    CoreError, Cost, Float, Layer, Mode, Module, ParamPath, ParamVisitor, ParamVisitorMut, Result,
+    CoreError, Cost, Float, Layer, LayerSlot, Mode, Module, ParamPath, ParamVisitor,
+    ParamVisitorMut, Result,
 };
 use ndarray::{ArrayD, ArrayRef, IxDyn};
 use rand::Rng;
@@ -208,6 +209,43 @@ impl<F: Float> Layer<F> for TransformerEncoderLayer<F> {
         "TransformerEncoderLayer"
     }
 
+    /// The sub-layers, named as their parameter paths (`attention`,
+    /// `attention.output.LayerNorm`, `intermediate.dense`, `intermediate.act` (the GELU),
+    /// `output.dense`, `output.LayerNorm`); concrete fields, so [`LayerSlot::Fixed`].
+    fn children(&self) -> Vec<(String, &dyn Layer<F>)> {
+        vec![
+            ("attention".into(), &self.attention as &dyn Layer<F>),
+            ("attention.output.LayerNorm".into(), &self.attention_norm),
+            ("intermediate.dense".into(), &self.intermediate),
+            ("intermediate.act".into(), &self.activation),
+            ("output.dense".into(), &self.output),
+            ("output.LayerNorm".into(), &self.output_norm),
+        ]
+    }
+
+    fn children_mut(&mut self) -> Vec<(String, LayerSlot<'_, F>)> {
+        vec![
+            ("attention".into(), LayerSlot::Fixed(&mut self.attention)),
+            (
+                "attention.output.LayerNorm".into(),
+                LayerSlot::Fixed(&mut self.attention_norm),
+            ),
+            (
+                "intermediate.dense".into(),
+                LayerSlot::Fixed(&mut self.intermediate),
+            ),
+            (
+                "intermediate.act".into(),
+                LayerSlot::Fixed(&mut self.activation),
+            ),
+            ("output.dense".into(), LayerSlot::Fixed(&mut self.output)),
+            (
+                "output.LayerNorm".into(),
+                LayerSlot::Fixed(&mut self.output_norm),
+            ),
+        ]
+    }
+
     fn forward(&mut self, x: &ArrayRef<F, IxDyn>, mode: Mode) -> Result<ArrayD<F>> {
         let h = self.hidden();
         let (batch, seq, x2) = to_tokens(x, h, "TransformerEncoderLayer input")?;
@@ -334,6 +372,23 @@ impl<F: Float> Module<F> for TransformerEncoder<F> {
 impl<F: Float> Layer<F> for TransformerEncoder<F> {
     fn name(&self) -> &'static str {
         "TransformerEncoder"
+    }
+
+    /// `layer.0`, `layer.1`, ... ([`LayerSlot::Fixed`]).
+    fn children(&self) -> Vec<(String, &dyn Layer<F>)> {
+        self.layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (format!("layer.{i}"), l as &dyn Layer<F>))
+            .collect()
+    }
+
+    fn children_mut(&mut self) -> Vec<(String, LayerSlot<'_, F>)> {
+        self.layers
+            .iter_mut()
+            .enumerate()
+            .map(|(i, l)| (format!("layer.{i}"), LayerSlot::Fixed(l)))
+            .collect()
     }
 
     fn forward(&mut self, x: &ArrayRef<F, IxDyn>, mode: Mode) -> Result<ArrayD<F>> {
