@@ -178,7 +178,13 @@ impl<F: Float> Param<F> {
             }
         }
         match &mut self.grad {
-            Some(acc) => *acc += &g,
+            Some(acc) => {
+                if let (Some(a), Some(x)) = (acc.as_slice_mut(), g.as_slice()) {
+                    crate::concrete::add_assign(a, x);
+                } else {
+                    *acc += &g;
+                }
+            }
             None => self.grad = Some(g),
         }
         Ok(())

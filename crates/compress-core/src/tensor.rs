@@ -17,6 +17,10 @@ pub trait Float: NdFloat + FromPrimitive + Default + TotalOrder {
     fn as_f32_slice(s: &[Self]) -> Option<&[f32]>;
     /// `s` itself as `&mut [f32]` when `Self` is `f32`, `None` otherwise.
     fn as_f32_slice_mut(s: &mut [Self]) -> Option<&mut [f32]>;
+    /// `s` itself as `&[f64]` when `Self` is `f64`, `None` otherwise.
+    fn as_f64_slice(s: &[Self]) -> Option<&[f64]>;
+    /// `s` itself as `&mut [f64]` when `Self` is `f64`, `None` otherwise.
+    fn as_f64_slice_mut(s: &mut [Self]) -> Option<&mut [f64]>;
 }
 
 impl Float for f32 {
@@ -37,6 +41,14 @@ impl Float for f32 {
     fn as_f32_slice_mut(s: &mut [Self]) -> Option<&mut [f32]> {
         Some(s)
     }
+    #[inline]
+    fn as_f64_slice(_: &[Self]) -> Option<&[f64]> {
+        None
+    }
+    #[inline]
+    fn as_f64_slice_mut(_: &mut [Self]) -> Option<&mut [f64]> {
+        None
+    }
 }
 
 impl Float for f64 {
@@ -56,6 +68,14 @@ impl Float for f64 {
     #[inline]
     fn as_f32_slice_mut(_: &mut [Self]) -> Option<&mut [f32]> {
         None
+    }
+    #[inline]
+    fn as_f64_slice(s: &[Self]) -> Option<&[f64]> {
+        Some(s)
+    }
+    #[inline]
+    fn as_f64_slice_mut(s: &mut [Self]) -> Option<&mut [f64]> {
+        Some(s)
     }
 }
 

@@ -1,6 +1,6 @@
 //! Hinton et al. (2015) knowledge distillation loss.
 
-use compress_core::Float;
+use compress_core::{Float, concrete};
 use ndarray::{Array2, ArrayRef, Ix2};
 
 use crate::Result;
@@ -140,32 +140,56 @@ pub fn kd_loss<F: Float>(
     let inv_n = 1.0 / n as f64;
     let soft = F::lit(config.soft_weight() / t * inv_n);
     let hard = F::lit((1.0 - config.alpha) * inv_n);
-    let (mut ss, mut ts, mut s1) = (RowSoftmax::new(c), RowSoftmax::new(c), RowSoftmax::new(c));
-    let (mut kl_sum, mut ce_sum) = (F::zero(), F::zero());
-    for (((srow, trow), mut g), &y) in student
-        .rows()
-        .into_iter()
-        .zip(teacher.rows())
-        .zip(grad.rows_mut())
-        .zip(labels)
-    {
-        ss.compute(srow.iter(), inv_t);
-        ts.compute(trow.iter(), inv_t);
-        let hard_sm = if t == 1.0 {
-            &ss
-        } else {
-            s1.compute(srow.iter(), F::one());
-            &s1
-        };
-        kl_sum += kl_row(&ts, &ss);
-        ce_sum -= hard_sm.logp(y);
-        for (j, gv) in g.iter_mut().enumerate() {
-            *gv = soft * (ss.p(j) - ts.p(j)) + hard * hard_sm.p(j);
-        }
-        g[y] -= hard;
-    }
+    let (student, teacher) = (student.as_standard_layout(), teacher.as_standard_layout());
+    // Standard-layout arrays are contiguous: the slices are whole.
+    let (s, tc) = (
+        student.as_slice().unwrap_or(&[]),
+        teacher.as_slice().unwrap_or(&[]),
+    );
+    let g = grad.as_slice_mut().unwrap_or(&mut []);
+    let mut sums = [F::zero(); 2];
+    kd_rows(g, &mut sums, s, tc, inv_t, soft, hard, labels, c, t == 1.0);
+    let [kl_sum, ce_sum] = sums;
     let kl = kl_sum * F::lit(inv_n);
     let ce = ce_sum * F::lit(inv_n);
     let loss = F::lit(config.soft_weight()) * kl + F::lit(1.0 - config.alpha) * ce;
     Ok(KdOutput { loss, kl, ce, grad })
+}
+
+concrete! {
+    /// The rows of [`kd_loss`]: gradient rows into `grad`, the KL and cross-entropy sums into
+    /// `sums`. Compiled here for `f32` and `f64` (see `compress_core::concrete`).
+    fn kd_rows(
+        grad: mut, sums: mut; student: slice, teacher: slice; inv_t: scalar, soft: scalar, hard: scalar;
+        labels: &[usize], c: usize, unit_temperature: bool
+    ) {
+        if c == 0 {
+            return;
+        }
+        let (mut ss, mut ts, mut s1) = (RowSoftmax::new(c), RowSoftmax::new(c), RowSoftmax::new(c));
+        let (mut kl_sum, mut ce_sum) = (F::zero(), F::zero());
+        for (((srow, trow), g), &y) in student
+            .chunks_exact(c)
+            .zip(teacher.chunks_exact(c))
+            .zip(grad.chunks_exact_mut(c))
+            .zip(labels)
+        {
+            ss.compute(srow.iter(), inv_t);
+            ts.compute(trow.iter(), inv_t);
+            let hard_sm = if unit_temperature {
+                &ss
+            } else {
+                s1.compute(srow.iter(), F::one());
+                &s1
+            };
+            kl_sum += kl_row(&ts, &ss);
+            ce_sum -= hard_sm.logp(y);
+            for (j, gv) in g.iter_mut().enumerate() {
+                *gv = soft * (ss.p(j) - ts.p(j)) + hard * hard_sm.p(j);
+            }
+            g[y] -= hard;
+        }
+        sums[0] = kl_sum;
+        sums[1] = ce_sum;
+    }
 }

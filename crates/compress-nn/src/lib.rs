@@ -38,6 +38,7 @@ mod error;
 pub mod gemm;
 pub mod init;
 pub mod io;
+mod kernels;
 pub mod layers;
 pub mod loss;
 pub mod models;

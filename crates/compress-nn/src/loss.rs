@@ -3,7 +3,7 @@
 use compress_core::{CoreError, Float};
 use ndarray::{Array2, ArrayRef, Axis, Ix2};
 
-use crate::{NnError, Result};
+use crate::{NnError, Result, kernels};
 
 /// Row-wise softmax of `[N, C]` logits (max-subtracted, so any finite logits are safe).
 pub fn softmax<F: Float>(logits: &ArrayRef<F, Ix2>) -> Array2<F> {
@@ -20,6 +20,13 @@ pub fn softmax<F: Float>(logits: &ArrayRef<F, Ix2>) -> Array2<F> {
 /// Row-wise log-softmax of `[N, C]` logits (log-sum-exp with the maximum subtracted).
 pub fn log_softmax<F: Float>(logits: &ArrayRef<F, Ix2>) -> Array2<F> {
     let mut out = logits.to_owned();
+    let cols = out.ncols();
+    if cols > 0
+        && let (Some(x), Some(o)) = (logits.as_slice(), out.as_slice_mut())
+    {
+        kernels::log_softmax_rows(o, x, cols);
+        return out;
+    }
     for mut row in out.rows_mut() {
         let m = row.iter().fold(F::neg_infinity(), |a, &b| a.max(b));
         let lse = row.iter().fold(F::zero(), |a, &v| a + (v - m).exp()).ln() + m;
@@ -66,8 +73,19 @@ pub fn softmax_cross_entropy<F: Float>(
     if n == 0 {
         return Ok((F::zero(), logits.to_owned()));
     }
-    let logp = log_softmax(logits);
     let inv_n = F::one() / F::lit(n as f64);
+    if logits.ncols() > 0
+        && let Some(x) = logits.as_slice()
+    {
+        let mut grad = Array2::zeros(logits.raw_dim());
+        let mut logp_label = vec![F::zero(); n];
+        if let Some(g) = grad.as_slice_mut() {
+            kernels::softmax_xent_rows(g, &mut logp_label, x, inv_n, labels);
+            let loss = logp_label.iter().fold(F::zero(), |l, &v| l - v);
+            return Ok((loss * inv_n, grad));
+        }
+    }
+    let logp = log_softmax(logits);
     let mut loss = F::zero();
     let mut grad = logp.mapv(|v| v.exp());
     for (i, &y) in labels.iter().enumerate() {

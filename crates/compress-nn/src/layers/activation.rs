@@ -1,7 +1,7 @@
 //! Element-wise activations.
 
 use compress_core::derive::Module;
-use compress_core::{Cost, Float, Layer, Mode, Result};
+use compress_core::{Cost, Float, Layer, Mode, Result, concrete};
 use ndarray::{ArrayD, ArrayRef, IxDyn, Zip};
 
 use super::no_forward;
@@ -20,6 +20,24 @@ macro_rules! activation {
             pub fn new() -> Self {
                 Self { input: None }
             }
+
+            /// Applies the function in place (through the `f32`/`f64` kernel compiled in
+            /// this crate when the array is contiguous).
+            fn apply(x: &mut ArrayD<F>) {
+                if let Some(s) = x.as_slice_mut() {
+                    concrete! {
+                        fn forward_kernel(x: mut; ;) {
+                            for v in x.iter_mut() {
+                                let $x = *v;
+                                *v = $f;
+                            }
+                        }
+                    }
+                    forward_kernel(s);
+                    return;
+                }
+                x.mapv_inplace(|$x: F| $f);
+            }
         }
 
         impl<F: Float> Layer<F> for $name<F> {
@@ -28,7 +46,8 @@ macro_rules! activation {
             }
 
             fn forward(&mut self, x: &ArrayRef<F, IxDyn>, mode: Mode) -> Result<ArrayD<F>> {
-                let y = x.mapv(|$x: F| $f);
+                let mut y = x.to_owned();
+                Self::apply(&mut y);
                 self.input = (mode == Mode::Train).then(|| x.to_owned());
                 Ok(y)
             }
@@ -37,13 +56,14 @@ macro_rules! activation {
             /// becomes the cache without a copy.
             fn forward_owned(&mut self, x: ArrayD<F>, mode: Mode) -> Result<ArrayD<F>> {
                 if mode == Mode::Train {
-                    let y = x.mapv(|$x: F| $f);
+                    let mut y = x.clone();
+                    Self::apply(&mut y);
                     self.input = Some(x);
                     return Ok(y);
                 }
                 self.input = None;
                 let mut x = x;
-                x.mapv_inplace(|$x: F| $f);
+                Self::apply(&mut x);
                 Ok(x)
             }
 
@@ -57,6 +77,17 @@ macro_rules! activation {
                     ));
                 }
                 let mut out = grad.to_owned();
+                if let (Some(g), Some(xs)) = (out.as_slice_mut(), x.as_slice()) {
+                    concrete! {
+                        fn backward_kernel(g: mut; x: slice;) {
+                            for (g, &$xi) in g.iter_mut().zip(x) {
+                                *g *= $df;
+                            }
+                        }
+                    }
+                    backward_kernel(g, xs);
+                    return Ok(out);
+                }
                 Zip::from(&mut out).and(x).for_each(|g, &$xi| *g *= $df);
                 Ok(out)
             }

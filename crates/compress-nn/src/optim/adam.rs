@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use crate::kernels;
 use compress_core::{CoreError, Float, Module, Param, ParamKind, ParamPath, Result};
 use ndarray::{ArrayD, Zip};
 
@@ -88,6 +89,16 @@ impl<F: Float> Optimizer<F> for Adam<F> {
                     return Err(CoreError::shape(key, p.shape(), m.shape()));
                 }
                 p.update(|w, g| {
+                    if let (Some(ws), Some(ms), Some(vs), Some(gs)) = (
+                        w.as_slice_mut(),
+                        m.as_slice_mut(),
+                        v.as_slice_mut(),
+                        g.as_slice(),
+                    ) {
+                        return kernels::adam(
+                            ws, ms, vs, gs, lr, b1, b2, c1, c2, eps, wd, decoupled,
+                        );
+                    }
                     Zip::from(w)
                         .and(g)
                         .and(&mut *m)

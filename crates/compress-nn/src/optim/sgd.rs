@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use crate::kernels;
 use compress_core::{CoreError, Float, Module, Param, ParamKind, ParamPath, Result};
 use ndarray::{ArrayD, Zip};
 
@@ -73,6 +74,9 @@ impl<F: Float> Optimizer<F> for Sgd<F> {
                 let key = path.to_string();
                 if mu == F::zero() {
                     p.update(|w, g| {
+                        if let (Some(ws), Some(gs)) = (w.as_slice_mut(), g.as_slice()) {
+                            return kernels::sgd(ws, gs, lr, wd);
+                        }
                         Zip::from(w)
                             .and(g)
                             .for_each(|w, &g| *w = *w - lr * (g + wd * *w));
@@ -86,6 +90,11 @@ impl<F: Float> Optimizer<F> for Sgd<F> {
                     return Err(CoreError::shape(key, p.shape(), v.shape()));
                 }
                 p.update(|w, g| {
+                    if let (Some(ws), Some(vs), Some(gs)) =
+                        (w.as_slice_mut(), v.as_slice_mut(), g.as_slice())
+                    {
+                        return kernels::sgd_momentum(ws, vs, gs, lr, wd, mu, nesterov);
+                    }
                     Zip::from(w).and(g).and(&mut *v).for_each(|w, &g, v| {
                         let d = g + wd * *w;
                         *v = mu * *v + d;
