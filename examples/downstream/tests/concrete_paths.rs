@@ -54,7 +54,8 @@ fn activations_match_the_generic_path_bit_for_bit() {
     let strided = t.t().into_dyn();
     assert!(strided.as_slice().is_none());
     let grad = Array2::from_elem((6, 9), 0.5f64).into_dyn();
-    let layers: Vec<(Box<dyn Layer<f64>>, Box<dyn Layer<f64>>)> = vec![
+    type Pair = (Box<dyn Layer<f64>>, Box<dyn Layer<f64>>);
+    let layers: Vec<Pair> = vec![
         (Box::new(ReLU::new()), Box::new(ReLU::new())),
         (Box::new(ReLU6::new()), Box::new(ReLU6::new())),
         (Box::new(Tanh::new()), Box::new(Tanh::new())),
