@@ -134,7 +134,7 @@ pub use layer::{AsAny, Cost, Layer, Mode};
 pub use module::{Module, ParamDict, ParamInfo, ParamVisitor, ParamVisitorMut};
 pub use param::{Param, ParamKind};
 pub use parametrize::{CloneParametrization, Parametrization};
-pub use path::{ParamFilter, ParamPath, glob_match};
+pub use path::{ParamFilter, ParamPath, glob_is_valid, glob_match};
 pub use stats::{ModelStats, Precision};
 pub use surgery::{Coupled, CouplingGroup, CouplingRole, LayerSlot, Walk};
 pub use tensor::{Float, TensorExt};

@@ -62,40 +62,121 @@ impl fmt::Display for ParamPath {
     }
 }
 
-/// Matches `text` against a glob `pattern` where `*` matches any run of characters
-/// (dots included) and `?` matches exactly one character.
+/// One element of a glob pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum GlobToken {
+    Char(char),
+    Any,
+    Star,
+    Set {
+        negated: bool,
+        ranges: Vec<(char, char)>,
+    },
+}
+
+/// Tokenizes a glob; an unclosed `[` is a literal character.
+fn glob_tokens(pattern: &str) -> Vec<GlobToken> {
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut tokens = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        match chars[i] {
+            '*' => {
+                if tokens.last() != Some(&GlobToken::Star) {
+                    tokens.push(GlobToken::Star);
+                }
+            }
+            '?' => tokens.push(GlobToken::Any),
+            '[' if (i + 2..chars.len()).any(|j| chars[j] == ']') => {
+                let close = (i + 2..chars.len())
+                    .find(|&j| chars[j] == ']')
+                    .unwrap_or(chars.len());
+                let mut body = &chars[i + 1..close];
+                let negated = matches!(body.first(), Some('!' | '^'));
+                if negated {
+                    body = &body[1..];
+                }
+                let mut ranges = Vec::new();
+                let mut k = 0;
+                while k < body.len() {
+                    if k + 2 < body.len() && body[k + 1] == '-' {
+                        ranges.push((body[k], body[k + 2]));
+                        k += 3;
+                    } else {
+                        ranges.push((body[k], body[k]));
+                        k += 1;
+                    }
+                }
+                tokens.push(GlobToken::Set { negated, ranges });
+                i = close;
+            }
+            c => tokens.push(GlobToken::Char(c)),
+        }
+        i += 1;
+    }
+    tokens
+}
+
+/// Whether `pattern` is a well-formed glob: not empty, every `[` closed by a later `]`.
+///
+/// ```
+/// use compress_core::glob_is_valid;
+/// assert!(glob_is_valid("layers.[0-3].*"));
+/// assert!(!glob_is_valid("layers.[0-3.*") && !glob_is_valid(""));
+/// ```
+pub fn glob_is_valid(pattern: &str) -> bool {
+    let chars: Vec<char> = pattern.chars().collect();
+    !chars.is_empty()
+        && chars
+            .iter()
+            .enumerate()
+            .filter(|&(_, &c)| c == '[')
+            .all(|(i, _)| (i + 2..chars.len()).any(|j| chars[j] == ']'))
+}
+
+/// Matches the whole `text` against a glob `pattern`: `*` matches any run of characters
+/// (dots included), `?` exactly one character, and `[abc]`, `[a-z]`, `[!a-z]` one character
+/// of (or not of) a set. An unclosed `[` matches itself.
 ///
 /// ```
 /// use compress_core::glob_match;
 /// assert!(glob_match("*.bias", "encoder.0.bias"));
 /// assert!(glob_match("head.*", "head.weight"));
 /// assert!(!glob_match("head.*", "encoder.head"));
+/// assert!(glob_match("layers.[0-2].*", "layers.1.w") && !glob_match("layers.[!0-2].*", "layers.1.w"));
 /// ```
 pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
+    let tokens = glob_tokens(pattern);
+    let s: Vec<char> = text.chars().collect();
     // Iterative matcher with single-star backtracking: O(|p| * |t|) worst case.
-    let (mut pi, mut ti) = (0usize, 0usize);
+    let (mut p, mut i) = (0usize, 0usize);
     let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some((pi, ti));
-            pi += 1;
-        } else if let Some((sp, st)) = star {
-            pi = sp + 1;
-            ti = st + 1;
-            star = Some((sp, st + 1));
+    while i < s.len() {
+        let step = match tokens.get(p) {
+            Some(GlobToken::Char(c)) => *c == s[i],
+            Some(GlobToken::Any) => true,
+            Some(GlobToken::Set { negated, ranges }) => {
+                ranges.iter().any(|&(a, b)| a <= s[i] && s[i] <= b) != *negated
+            }
+            Some(GlobToken::Star) => {
+                star = Some((p, i));
+                p += 1;
+                continue;
+            }
+            None => false,
+        };
+        if step {
+            p += 1;
+            i += 1;
+        } else if let Some((sp, si)) = star {
+            p = sp + 1;
+            i = si + 1;
+            star = Some((sp, si + 1));
         } else {
             return false;
         }
     }
-    while pi < p.len() && p[pi] == '*' {
-        pi += 1;
-    }
-    pi == p.len()
+    tokens[p..].iter().all(|t| *t == GlobToken::Star)
 }
 
 /// Chooses which parameters a technique applies to, by path globs, parameter kind and rank.

@@ -14,7 +14,6 @@ pub use error::QuantError;
 // --- quantization: QTensor, calibration, QAT, int8 kernels ---
 pub mod calibrate;
 mod fake_quant;
-pub mod format;
 pub mod kernels;
 pub mod pack;
 mod ptq;

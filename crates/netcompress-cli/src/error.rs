@@ -7,22 +7,9 @@ pub(crate) enum CliError {
     /// Bad command-line usage or an impossible option combination.
     #[error("{0}")]
     Usage(String),
-    /// A file could not be read or written.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: String,
-        /// The error.
-        source: std::io::Error,
-    },
-    /// A malformed input file.
-    #[error("{path}: {reason}")]
-    Format {
-        /// The file.
-        path: String,
-        /// What is wrong.
-        reason: String,
-    },
+    /// A checkpoint reading, encoding or writing error.
+    #[error(transparent)]
+    Checkpoint(#[from] compress_checkpoint::CheckpointError),
     /// A core error.
     #[error(transparent)]
     Core(#[from] compress_core::CoreError),
@@ -54,21 +41,3 @@ pub(crate) enum CliError {
 
 /// `Result` with [`CliError`].
 pub(crate) type Result<T, E = CliError> = std::result::Result<T, E>;
-
-impl CliError {
-    /// An I/O error on `path`.
-    pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {
-        Self::Io {
-            path: path.display().to_string(),
-            source,
-        }
-    }
-
-    /// A format error on `path`.
-    pub(crate) fn format(path: &std::path::Path, reason: impl Into<String>) -> Self {
-        Self::Format {
-            path: path.display().to_string(),
-            reason: reason.into(),
-        }
-    }
-}

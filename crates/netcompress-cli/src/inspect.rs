@@ -5,9 +5,10 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::error::{CliError, Result};
-use crate::format::tensor_metas;
-use crate::safetensors_io::{SafetensorsFile, shard_paths};
+use compress_checkpoint::format::tensor_metas;
+use compress_checkpoint::{CheckpointError, open_checkpoint};
+
+use crate::error::Result;
 
 /// Statistics of one tensor.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -55,9 +56,9 @@ pub(crate) struct Totals {
 pub(crate) fn collect(path: &Path) -> Result<(Vec<TensorStats>, Totals)> {
     let mut out = Vec::new();
     let mut totals = Totals::default();
-    for shard in shard_paths(path)? {
-        let mut f = SafetensorsFile::open(&shard)?;
-        let file = shard
+    for mut f in open_checkpoint(path)? {
+        let file = f
+            .path()
             .file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
         let (mut scratch, mut chunk) = (Vec::new(), Vec::new());
@@ -179,9 +180,9 @@ pub(crate) fn run(path: &Path, json: bool) -> Result<()> {
 /// The netcompress-compressed tensors of a checkpoint and their encoding labels.
 fn compressed_tensors(path: &Path) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
-    for shard in shard_paths(path)? {
-        let f = SafetensorsFile::open(&shard)?;
-        let metas = tensor_metas(&f.metadata).map_err(|r| CliError::format(&shard, r))?;
+    for f in open_checkpoint(path)? {
+        let metas = tensor_metas(&f.metadata)
+            .map_err(|(field, r)| CheckpointError::format(f.path(), field, r))?;
         out.extend(metas.into_iter().map(|(k, m)| (k, m.encoding.label())));
     }
     Ok(out)

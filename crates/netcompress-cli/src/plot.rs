@@ -5,7 +5,7 @@ use std::path::Path;
 use plotters::prelude::*;
 
 use crate::error::{CliError, Result};
-use crate::writer::{Pending, commit};
+use compress_checkpoint::{Pending, commit};
 
 /// One line of a plot.
 #[derive(Debug, Clone, PartialEq)]
@@ -122,7 +122,8 @@ pub(crate) fn render_svg(plot: &Plot) -> Result<String> {
 /// Drawing or I/O errors.
 pub(crate) fn write_svg(plot: &Plot, path: &Path) -> Result<()> {
     let svg = render_svg(plot)?;
-    commit(vec![Pending::from_bytes(path, svg.as_bytes())?])
+    commit(vec![Pending::from_bytes(path, svg.as_bytes())?])?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -3,5 +3,6 @@
 mod experiments;
 mod files;
 mod fixtures;
+mod interrupt;
 mod sweep;
 mod transformer;

@@ -53,6 +53,10 @@ pub enum Error {
     #[cfg(feature = "transformer")]
     #[error(transparent)]
     Transformer(#[from] compress_transformer::TransformerError),
+    /// From checkpoint reading, encoding and writing (feature `checkpoint`).
+    #[cfg(feature = "checkpoint")]
+    #[error(transparent)]
+    Checkpoint(#[from] compress_checkpoint::CheckpointError),
 }
 
 /// `Result` with [`Error`] as the default error type.

@@ -39,6 +39,8 @@
 //! - `dynamic`: early exits, budgets, slimmable widths (module `dynamic`; implies `nn`).
 //! - `transformer`: BERT encoders from Hugging Face model directories, tokenization,
 //!   sentence embeddings and fidelity metrics (module `transformer`; implies `nn`).
+//! - `checkpoint`: streaming, sharded, atomic safetensors checkpoints, the compressed-tensor
+//!   format and `QuantizedModel` files (module `checkpoint`; implies `quant`).
 //! - `full`: all of the above.
 //! - `proptest`: public proptest strategies for tensors and small models
 //!   (`netcompress::core::strategies`), for property tests of a user's own code.
@@ -158,6 +160,11 @@ pub use compress_dynamic as dynamic;
 #[cfg(feature = "transformer")]
 #[cfg_attr(docsrs, doc(cfg(feature = "transformer")))]
 pub use compress_transformer as transformer;
+/// Checkpoint files: streaming safetensors, the compressed-tensor format, `QuantizedModel`
+/// save/load (feature `checkpoint`).
+#[cfg(feature = "checkpoint")]
+#[cfg_attr(docsrs, doc(cfg(feature = "checkpoint")))]
+pub use compress_checkpoint as checkpoint;
 
 /// The traits and types most users need.
 pub mod prelude {

@@ -2,17 +2,11 @@
 //! centroids per tensor (or per output channel) and packed indices, optionally Huffman-coded.
 
 use clap::Args;
-use compress_quant::huffman::{HuffmanEncoded, entropy_bits, frequencies};
-use compress_quant::{ClusterConfig, ClusterGranularity, cluster_tensor};
-use ndarray::{ArrayViewD, IxDyn};
-use serde_json::{Map, json};
+use compress_checkpoint::{ClusterEncoder, ClusterOptions};
 
-use super::pipeline::{Encoder, Outcome, print_summary, run_encode, tensor_err};
+use super::pipeline::run_and_print;
 use super::{IoArgs, SelectArgs};
-use crate::decode::Part;
-use crate::error::{CliError, Result};
-use crate::format::{Encoding, encode_values, part_name};
-use crate::safetensors_io::{Dtype, TensorInfo};
+use crate::error::Result;
 
 /// Arguments of `cluster`.
 #[derive(Debug, Clone, Args)]
@@ -21,131 +15,8 @@ pub(crate) struct ClusterArgs {
     pub(crate) io: IoArgs,
     #[command(flatten)]
     pub(crate) select: SelectArgs,
-    /// Bits per index: 2^bits shared values per codebook (1..=8).
-    #[arg(long)]
-    pub(crate) bits: u32,
-    /// Huffman-code the indices (stored when smaller than the packed indices; the summary
-    /// reports both sizes).
-    #[arg(long)]
-    pub(crate) huffman: bool,
-    /// One codebook per output channel (axis 0) instead of one per tensor.
-    #[arg(long)]
-    pub(crate) per_channel: bool,
-    /// Keep exact zeros exactly zero (for pruned checkpoints).
-    #[arg(long)]
-    pub(crate) preserve_zeros: bool,
-    /// Maximum k-means iterations.
-    #[arg(long, default_value_t = 50)]
-    pub(crate) max_iter: usize,
-}
-
-/// The cluster encoder.
-#[derive(Debug, Clone)]
-pub(crate) struct ClusterEncoder {
-    args: ClusterArgs,
-    config: ClusterConfig,
-}
-
-impl ClusterEncoder {
-    /// Validates the options.
-    ///
-    /// # Errors
-    ///
-    /// [`CliError::Usage`] for bits outside 1..=8 or an invalid k-means configuration.
-    pub(crate) fn new(a: &ClusterArgs) -> Result<Self> {
-        if !(1..=8).contains(&a.bits) {
-            return Err(CliError::Usage(format!(
-                "--bits {} is not supported: use 1..=8",
-                a.bits
-            )));
-        }
-        let g = if a.per_channel {
-            ClusterGranularity::PerChannel
-        } else {
-            ClusterGranularity::PerTensor
-        };
-        let config = ClusterConfig::new(1 << a.bits)
-            .granularity(g)
-            .preserve_sparsity(a.preserve_zeros)
-            .max_iter(a.max_iter);
-        config
-            .validate()
-            .map_err(|e| CliError::Usage(e.to_string()))?;
-        Ok(Self {
-            args: a.clone(),
-            config,
-        })
-    }
-}
-
-impl Encoder for ClusterEncoder {
-    fn encode(&mut self, t: &TensorInfo, values: &[f32], _raw: &[u8]) -> Result<Outcome> {
-        let view = ArrayViewD::from_shape(IxDyn(&t.shape), values).map_err(|e| tensor_err(t, e))?;
-        let c = cluster_tensor(&view, &self.config).map_err(|e| tensor_err(t, e))?;
-        let k = c.clusters();
-        let bits = c.index_bits();
-        let u8d = Dtype::Other("U8", 1);
-        let mut extra = Map::new();
-        let packed = c.indices().as_bytes().to_vec();
-        extra.insert("packed_index_bytes".into(), json!(packed.len()));
-        let mut parts = vec![Part {
-            name: part_name(&t.name, "codebook"),
-            dtype: Dtype::F32,
-            shape: vec![c.codebook().len()],
-            bytes: encode_values(c.codebook(), Dtype::F32),
-        }];
-        let (mut lengths_part, mut hbits) = (None, None);
-        let codes_bytes = if self.args.huffman {
-            let codes = c.codes();
-            let freqs = frequencies(&codes, k).map_err(|e| tensor_err(t, e))?;
-            extra.insert(
-                "entropy_bytes".into(),
-                json!((entropy_bits(&freqs) / 8.0).ceil()),
-            );
-            let h = HuffmanEncoded::encode(&codes, k).map_err(|e| tensor_err(t, e))?;
-            let hbytes = h.as_bytes().len() + k;
-            extra.insert("huffman_bytes".into(), json!(hbytes));
-            if hbytes < packed.len() {
-                parts.push(Part {
-                    name: part_name(&t.name, "huffman_lengths"),
-                    dtype: u8d,
-                    shape: vec![k],
-                    bytes: h.code().lengths().to_vec(),
-                });
-                lengths_part = Some(part_name(&t.name, "huffman_lengths"));
-                hbits = Some(h.bit_len());
-                h.as_bytes().to_vec()
-            } else {
-                extra.insert(
-                    "note".into(),
-                    json!("Huffman stream is not smaller; indices stored packed"),
-                );
-                packed
-            }
-        } else {
-            packed
-        };
-        parts.push(Part {
-            name: part_name(&t.name, "codes"),
-            dtype: u8d,
-            shape: vec![codes_bytes.len()],
-            bytes: codes_bytes,
-        });
-        let encoding = Encoding::Cluster {
-            bits,
-            clusters: k,
-            per_channel: self.args.per_channel,
-            codebook: part_name(&t.name, "codebook"),
-            codes: part_name(&t.name, "codes"),
-            huffman_lengths: lengths_part,
-            huffman_bits: hbits,
-        };
-        Ok(Outcome::Encoded {
-            encoding,
-            parts,
-            extra,
-        })
-    }
+    #[command(flatten)]
+    pub(crate) options: ClusterOptions,
 }
 
 /// Runs `cluster`.
@@ -154,7 +25,6 @@ impl Encoder for ClusterEncoder {
 ///
 /// Option, input, clustering and output errors.
 pub(crate) fn run(a: &ClusterArgs) -> Result<()> {
-    let mut enc = ClusterEncoder::new(a)?;
-    let summary = run_encode("cluster", &a.io, &a.select.selector()?, &mut enc)?;
-    print_summary(&summary, a.io.json)
+    let mut enc = ClusterEncoder::new(&a.options)?;
+    run_and_print("cluster", &a.io, &a.select, &mut enc)
 }

@@ -9,11 +9,13 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde::Serialize;
 
-use super::{ErrMetrics, ErrSums};
-use crate::decode::decode;
-use crate::error::{CliError, Result};
-use crate::format::{TensorMeta, tensor_metas};
-use crate::safetensors_io::{SafetensorsFile, TensorInfo, shard_paths};
+use compress_checkpoint::decode::decode;
+use compress_checkpoint::format::{TensorMeta, tensor_metas};
+use compress_checkpoint::{
+    CheckpointError, ErrMetrics, ErrSums, SafetensorsFile, TensorInfo, open_checkpoint,
+};
+
+use crate::error::Result;
 
 /// Arguments of `diff`.
 #[derive(Debug, Clone, Args)]
@@ -86,9 +88,9 @@ impl Logical {
     pub(crate) fn open(path: &Path) -> Result<Self> {
         let mut files = Vec::new();
         let mut entries = Vec::new();
-        for (i, shard) in shard_paths(path)?.into_iter().enumerate() {
-            let f = SafetensorsFile::open(&shard)?;
-            let metas = tensor_metas(&f.metadata).map_err(|r| CliError::format(&shard, r))?;
+        for (i, f) in open_checkpoint(path)?.into_iter().enumerate() {
+            let metas = tensor_metas(&f.metadata)
+                .map_err(|(field, r)| CheckpointError::format(f.path(), field, r))?;
             let parts: HashMap<&str, &str> = metas
                 .iter()
                 .flat_map(|(n, m)| m.encoding.parts().into_iter().map(move |p| (p, n.as_str())))
@@ -122,9 +124,9 @@ impl Logical {
                 Some(v) => Data::Float(v),
                 None => Data::Raw(f.read_raw(t)?),
             }),
-            Kind::Encoded(m) => decode(m, f)
-                .map(Data::Float)
-                .map_err(|r| CliError::format(f.path(), format!("tensor `{}`: {r}", e.name))),
+            Kind::Encoded(m) => decode(m, f).map(Data::Float).map_err(|r| {
+                CheckpointError::format(f.path(), format!("tensor `{}`", e.name), r).into()
+            }),
         }
     }
 }
@@ -359,6 +361,10 @@ pub(crate) fn run(args: &DiffArgs) -> Result<()> {
             ),
         };
         let cols = match (d.status, d.error, d.equal) {
+            ("compared", Some(e), _) if e.nonfinite > 0 => format!(
+                "{:>9} {:>10} {:>9} {:>10}  ({} NaN/inf positions differ)",
+                "-", "inf", "-", "-", e.nonfinite
+            ),
             ("compared", Some(e), _) if e.identical => {
                 format!("{:>9} {:>10} {:>9} {:>10}", "exact", "0", "1", "0")
             }

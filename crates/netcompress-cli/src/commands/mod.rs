@@ -1,7 +1,8 @@
 //! The file commands: `quantize`, `dequantize`, `prune`, `cluster`, `lowrank`, `diff`.
 //!
 //! Each works on a `.safetensors` file or a sharded checkpoint (`*.safetensors.index.json`),
-//! streams one tensor at a time, and writes its output atomically (see [`crate::writer`]).
+//! streams one tensor at a time, and writes its output atomically; the work is done by the
+//! `compress-checkpoint` library, these modules parse arguments and print.
 
 pub(crate) mod cluster;
 pub(crate) mod dequantize;
@@ -9,9 +10,7 @@ pub(crate) mod diff;
 pub(crate) mod embed;
 pub(crate) mod eval;
 pub(crate) mod lowrank;
-mod metrics;
 pub(crate) mod pipeline;
-mod plan;
 pub(crate) mod prune;
 pub(crate) mod quantize;
 
@@ -20,8 +19,6 @@ use std::path::PathBuf;
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-
-pub(crate) use metrics::{ErrMetrics, ErrSums};
 
 /// Input, output and overwrite options shared by the commands that write a checkpoint.
 #[derive(Debug, Clone, Args)]
@@ -56,8 +53,11 @@ impl SelectArgs {
     /// # Errors
     ///
     /// A malformed glob.
-    pub(crate) fn selector(&self) -> crate::error::Result<crate::select::Selector> {
-        crate::select::Selector::new(&self.include, &self.exclude)
+    pub(crate) fn selector(&self) -> crate::error::Result<compress_checkpoint::Selector> {
+        Ok(compress_checkpoint::Selector::new(
+            &self.include,
+            &self.exclude,
+        )?)
     }
 }
 

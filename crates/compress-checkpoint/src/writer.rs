@@ -17,23 +17,12 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value, json};
 
-use crate::error::{CliError, Result};
+use crate::error::{CheckpointError, Result};
 
 /// Bytes of the write buffers.
 const BUF: usize = 1 << 20;
 
-/// `dir/.name.suffix-<pid>`-style sibling path of `path`.
-fn sibling(path: &Path, suffix: &str) -> PathBuf {
-    let name = path
-        .file_name()
-        .map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned());
-    path.with_file_name(format!("{name}.{suffix}-{}", std::process::id()))
-}
-
-/// Removes a file, ignoring errors (used on cleanup paths only).
-fn remove_quietly(path: &Path) {
-    let _ = std::fs::remove_file(path);
-}
+use crate::tempfiles::{self, remove_quietly, sibling};
 
 /// One header entry.
 #[derive(Debug, Clone)]
@@ -47,7 +36,7 @@ struct Entry {
 
 /// Writes one safetensors file, tensor by tensor.
 #[derive(Debug)]
-pub(crate) struct ShardWriter {
+pub struct ShardWriter {
     /// Bytes reserved for the header after the 8-byte length (a multiple of 8).
     reserve: u64,
     final_path: PathBuf,
@@ -68,19 +57,21 @@ impl ShardWriter {
     ///
     /// # Errors
     ///
-    /// [`CliError::Io`] if the temporary file cannot be created.
-    pub(crate) fn with_reserve(final_path: &Path, reserve: u64) -> Result<Self> {
+    /// [`CheckpointError::Io`] if the temporary file cannot be created.
+    pub fn with_reserve(final_path: &Path, reserve: u64) -> Result<Self> {
         let reserve = reserve.next_multiple_of(8);
+        tempfiles::sweep_stale(final_path);
         let data_path = sibling(final_path, "tmp");
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&data_path)
-            .map_err(|e| CliError::io(&data_path, e))?;
+        let mut file = tempfiles::create(
+            &data_path,
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true),
+        )?;
         file.seek(SeekFrom::Start(8 + reserve))
-            .map_err(|e| CliError::io(&data_path, e))?;
+            .map_err(|e| CheckpointError::io(&data_path, e))?;
         Ok(Self {
             reserve,
             final_path: final_path.to_path_buf(),
@@ -95,26 +86,27 @@ impl ShardWriter {
     }
 
     /// Bytes of tensor data written so far.
-    pub(crate) fn data_bytes(&self) -> u64 {
+    pub fn data_bytes(&self) -> u64 {
         self.offset
     }
 
     /// Names written so far.
-    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
+    pub fn names(&self) -> impl Iterator<Item = &str> {
         self.entries.iter().map(|e| e.name.as_str())
     }
 
     /// Sets one `__metadata__` entry.
-    pub(crate) fn set_metadata(&mut self, key: impl Into<String>, value: impl Into<String>) {
+    pub fn set_metadata(&mut self, key: impl Into<String>, value: impl Into<String>) {
         self.metadata.insert(key.into(), value.into());
     }
 
     fn check_complete(&self) -> Result<()> {
         if self.owed != 0 {
             let name = self.entries.last().map_or("", |e| e.name.as_str());
-            return Err(CliError::format(
+            return Err(CheckpointError::format(
                 &self.final_path,
-                format!("tensor `{name}` is missing {} bytes", self.owed),
+                format!("tensor `{name}`"),
+                format!("missing {} bytes", self.owed),
             ));
         }
         Ok(())
@@ -123,21 +115,24 @@ impl ShardWriter {
     fn begin_entry(&mut self, name: &str, dtype: &str, shape: &[usize], len: u64) -> Result<()> {
         self.check_complete()?;
         let elem = dtype_size(dtype).ok_or_else(|| {
-            CliError::format(
+            CheckpointError::format(
                 &self.final_path,
-                format!("tensor `{name}`: cannot write dtype `{dtype}`"),
+                format!("tensor `{name}`.dtype"),
+                format!("cannot write dtype `{dtype}`"),
             )
         })?;
         let numel = shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d as u64));
         if numel.and_then(|n| n.checked_mul(elem as u64)) != Some(len) {
-            return Err(CliError::format(
+            return Err(CheckpointError::format(
                 &self.final_path,
-                format!("tensor `{name}`: {len} bytes do not match shape {shape:?} of {dtype}"),
+                format!("tensor `{name}`.shape"),
+                format!("{len} bytes do not match shape {shape:?} of {dtype}"),
             ));
         }
         if name == "__metadata__" || !self.names.insert(name.to_string()) {
-            return Err(CliError::format(
+            return Err(CheckpointError::format(
                 &self.final_path,
+                format!("tensor `{name}`"),
                 format!(
                     "tensor name `{name}` is written twice (it collides with a generated name)"
                 ),
@@ -166,13 +161,7 @@ impl ShardWriter {
     /// # Errors
     ///
     /// As [`ShardWriter::add`].
-    pub(crate) fn begin(
-        &mut self,
-        name: &str,
-        dtype: &str,
-        shape: &[usize],
-        len: u64,
-    ) -> Result<()> {
+    pub fn begin(&mut self, name: &str, dtype: &str, shape: &[usize], len: u64) -> Result<()> {
         self.begin_entry(name, dtype, shape, len)?;
         self.owed = len;
         Ok(())
@@ -182,12 +171,14 @@ impl ShardWriter {
     ///
     /// # Errors
     ///
-    /// [`CliError::Format`] when more bytes are given than the tensor holds; I/O errors.
-    pub(crate) fn append(&mut self, bytes: &[u8]) -> Result<()> {
+    /// [`CheckpointError::Format`] when more bytes are given than the tensor holds; I/O errors.
+    pub fn append(&mut self, bytes: &[u8]) -> Result<()> {
         let n = bytes.len() as u64;
         if n > self.owed {
-            return Err(CliError::format(
+            let name = self.entries.last().map_or("", |e| e.name.as_str());
+            return Err(CheckpointError::format(
                 &self.final_path,
+                format!("tensor `{name}`"),
                 "streamed tensor data overflows its entry",
             ));
         }
@@ -195,27 +186,21 @@ impl ShardWriter {
         let path = self.data_path.clone();
         self.sink()
             .write_all(bytes)
-            .map_err(|e| CliError::io(&path, e))
+            .map_err(|e| CheckpointError::io(&path, e))
     }
 
     /// Appends a tensor from bytes.
     ///
     /// # Errors
     ///
-    /// [`CliError::Format`] if `bytes` does not hold `shape` of `dtype` or the name is taken;
-    /// [`CliError::Io`] on write failure.
-    pub(crate) fn add(
-        &mut self,
-        name: &str,
-        dtype: &str,
-        shape: &[usize],
-        bytes: &[u8],
-    ) -> Result<()> {
+    /// [`CheckpointError::Format`] if `bytes` does not hold `shape` of `dtype` or the name is taken;
+    /// [`CheckpointError::Io`] on write failure.
+    pub fn add(&mut self, name: &str, dtype: &str, shape: &[usize], bytes: &[u8]) -> Result<()> {
         self.begin_entry(name, dtype, shape, bytes.len() as u64)?;
         let path = self.data_path.clone();
         self.sink()
             .write_all(bytes)
-            .map_err(|e| CliError::io(&path, e))
+            .map_err(|e| CheckpointError::io(&path, e))
     }
 
     /// Appends a tensor of `len` bytes copied from `src` in chunks (pass-through tensors).
@@ -223,7 +208,7 @@ impl ShardWriter {
     /// # Errors
     ///
     /// As [`ShardWriter::add`]; also a short read from `src`.
-    pub(crate) fn add_from(
+    pub fn add_from(
         &mut self,
         name: &str,
         dtype: &str,
@@ -234,12 +219,13 @@ impl ShardWriter {
     ) -> Result<()> {
         self.begin_entry(name, dtype, shape, len)?;
         let path = self.data_path.clone();
-        let copied =
-            std::io::copy(&mut src.take(len), self.sink()).map_err(|e| CliError::io(&path, e))?;
+        let copied = std::io::copy(&mut src.take(len), self.sink())
+            .map_err(|e| CheckpointError::io(&path, e))?;
         if copied != len {
-            return Err(CliError::format(
+            return Err(CheckpointError::format(
                 src_path,
-                format!("tensor `{name}`: file ended early"),
+                format!("tensor `{name}`"),
+                "file ended early",
             ));
         }
         Ok(())
@@ -269,12 +255,12 @@ impl ShardWriter {
     ///
     /// # Errors
     ///
-    /// [`CliError::Io`] on any write failure (the temporary files are removed).
-    pub(crate) fn assemble(mut self) -> Result<Pending> {
+    /// [`CheckpointError::Io`] on any write failure (the temporary files are removed).
+    pub fn assemble(mut self) -> Result<Pending> {
         self.check_complete()?;
         let mut header = self.header()?;
         let data_path = self.data_path.clone();
-        let io_data = |e| CliError::io(&data_path, e);
+        let io_data = |e| CheckpointError::io(&data_path, e);
         let mut data = self
             .data
             .take()
@@ -301,8 +287,14 @@ impl ShardWriter {
             target: self.final_path.clone(),
             bytes: 8 + header.len() as u64 + self.offset,
         };
-        let io = |e| CliError::io(&pending.tmp, e);
-        let out = File::create(&pending.tmp).map_err(io)?;
+        let io = |e| CheckpointError::io(&pending.tmp, e);
+        let out = tempfiles::create(
+            &pending.tmp,
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true),
+        )?;
         let mut out = BufWriter::with_capacity(BUF, out);
         out.write_all(&(header.len() as u64).to_le_bytes())
             .map_err(io)?;
@@ -312,8 +304,9 @@ impl ShardWriter {
             .map_err(io_data)?;
         let copied = std::io::copy(&mut data, &mut out).map_err(io)?;
         if copied != self.offset {
-            return Err(CliError::format(
+            return Err(CheckpointError::format(
                 &pending.tmp,
+                "data",
                 "temporary data file is short",
             ));
         }
@@ -325,14 +318,14 @@ impl Drop for ShardWriter {
     fn drop(&mut self) {
         self.data = None;
         if !self.data_path.as_os_str().is_empty() {
-            remove_quietly(&self.data_path);
+            tempfiles::remove(&self.data_path);
         }
     }
 }
 
 /// A finished temporary file waiting to be renamed to its target.
 #[derive(Debug)]
-pub(crate) struct Pending {
+pub struct Pending {
     tmp: PathBuf,
     target: PathBuf,
     bytes: u64,
@@ -343,62 +336,82 @@ impl Pending {
     ///
     /// # Errors
     ///
-    /// [`CliError::Io`] on write failure.
-    pub(crate) fn from_bytes(target: &Path, contents: &[u8]) -> Result<Self> {
+    /// [`CheckpointError::Io`] on write failure.
+    pub fn from_bytes(target: &Path, contents: &[u8]) -> Result<Self> {
         let pending = Self {
             tmp: sibling(target, "tmp"),
             target: target.to_path_buf(),
             bytes: contents.len() as u64,
         };
-        std::fs::write(&pending.tmp, contents).map_err(|e| CliError::io(&pending.tmp, e))?;
+        let mut f = tempfiles::create(
+            &pending.tmp,
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true),
+        )?;
+        f.write_all(contents)
+            .map_err(|e| CheckpointError::io(&pending.tmp, e))?;
         Ok(pending)
     }
 
     /// Size of the file in bytes.
-    pub(crate) fn bytes(&self) -> u64 {
+    pub fn bytes(&self) -> u64 {
         self.bytes
     }
 
     /// The final path.
-    pub(crate) fn target(&self) -> &Path {
+    pub fn target(&self) -> &Path {
         &self.target
     }
 }
 
 impl Drop for Pending {
     fn drop(&mut self) {
-        remove_quietly(&self.tmp);
+        tempfiles::remove(&self.tmp);
     }
 }
 
 /// Renames every pending file into place. If one rename fails, the files already renamed by
-/// this call are removed again, so the command leaves either all outputs or none.
+/// this call are removed again, so the command leaves either all outputs or none. An output
+/// path that exists and is not a regular file (a directory, FIFO, device or symlink) is never
+/// replaced. The renames run under the temporary-file lock, so a SIGINT/SIGTERM handler calling
+/// [`crate::interrupt_writes`] waits for them (the outputs are then complete) or prevents them.
 ///
 /// # Errors
 ///
-/// [`CliError::Io`] naming the file that could not be renamed.
-pub(crate) fn commit(files: Vec<Pending>) -> Result<()> {
-    let mut done: Vec<PathBuf> = Vec::new();
-    for p in files {
-        if let Err(e) = std::fs::rename(&p.tmp, &p.target) {
-            for d in &done {
-                remove_quietly(d);
-            }
-            return Err(CliError::io(&p.target, e));
+/// [`CheckpointError::Io`] naming the file that could not be renamed;
+/// [`CheckpointError::Output`] for an output that is not a regular file;
+/// [`CheckpointError::Interrupted`] after a signal.
+pub fn commit(files: Vec<Pending>) -> Result<()> {
+    tempfiles::while_locked(|live| {
+        for p in &files {
+            tempfiles::check_replaceable(&p.target)?;
         }
-        done.push(p.target.clone());
-    }
+        let mut done: Vec<PathBuf> = Vec::new();
+        for p in &files {
+            if let Err(e) = std::fs::rename(&p.tmp, &p.target) {
+                for d in &done {
+                    remove_quietly(d);
+                }
+                return Err(CheckpointError::io(&p.target, e));
+            }
+            live.retain(|t| t != &p.tmp);
+            done.push(p.target.clone());
+        }
+        Ok(())
+    })?;
+    drop(files);
     Ok(())
 }
 
 /// Element size of a dtype name the writer accepts.
 pub(crate) fn dtype_size(dtype: &str) -> Option<usize> {
-    crate::safetensors_io::Dtype::parse(dtype).map(crate::safetensors_io::Dtype::size)
+    crate::reader::Dtype::parse(dtype).map(crate::reader::Dtype::size)
 }
 
 /// Little-endian bytes of f32 values.
-#[cfg(test)]
-pub(crate) fn f32_bytes(values: &[f32]) -> Vec<u8> {
+pub fn f32_bytes(values: &[f32]) -> Vec<u8> {
     let mut out = Vec::with_capacity(values.len() * 4);
     for v in values {
         out.extend_from_slice(&v.to_le_bytes());
@@ -418,7 +431,7 @@ pub(crate) fn u32_bytes(values: &[u32]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::safetensors_io::SafetensorsFile;
+    use crate::reader::SafetensorsFile;
 
     #[test]
     fn writes_a_valid_file_and_cleans_up() {

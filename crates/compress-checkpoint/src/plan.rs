@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value, json};
 
-use crate::error::{CliError, Result};
-use crate::safetensors_io::shard_paths;
+use crate::error::{CheckpointError, Result};
+use crate::shards::{is_index, shard_paths};
+use crate::tempfiles::check_replaceable;
 use crate::writer::Pending;
 
 /// Input shards paired with their output files.
@@ -19,16 +20,12 @@ pub(crate) struct Plan {
     pub(crate) index: Option<(PathBuf, PathBuf)>,
 }
 
-fn is_index(path: &Path) -> bool {
-    path.file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(|n| n.ends_with(".index.json"))
-}
-
 /// The canonical form of a path that may not exist yet (its directory must).
 fn canonical(path: &Path) -> Result<PathBuf> {
     if path.exists() {
-        return path.canonicalize().map_err(|e| CliError::io(path, e));
+        return path
+            .canonicalize()
+            .map_err(|e| CheckpointError::io(path, e));
     }
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -36,10 +33,10 @@ fn canonical(path: &Path) -> Result<PathBuf> {
     };
     let name = path
         .file_name()
-        .ok_or_else(|| CliError::Usage(format!("{}: not a file name", path.display())))?;
+        .ok_or_else(|| CheckpointError::output(path, "not a file name"))?;
     Ok(parent
         .canonicalize()
-        .map_err(|e| CliError::io(parent, e))?
+        .map_err(|e| CheckpointError::io(parent, e))?
         .join(name))
 }
 
@@ -62,9 +59,9 @@ impl Plan {
     ///
     /// # Errors
     ///
-    /// [`CliError::Usage`] when a sharded input is not written to an `*.index.json` (or the
+    /// [`CheckpointError::Output`] when a sharded input is not written to an `*.index.json` (or the
     /// reverse), an output would overwrite an input file, or an output exists without
-    /// `force`; [`CliError::Io`] / [`CliError::Format`] when the input index cannot be read.
+    /// `force`; [`CheckpointError::Io`] / [`CheckpointError::Format`] when the input index cannot be read.
     pub(crate) fn new(input: &Path, output: &Path, force: bool) -> Result<Self> {
         let inputs = shard_paths(input)?;
         let (outputs, index) = match (is_index(input), is_index(output)) {
@@ -74,18 +71,22 @@ impl Plan {
             ),
             (false, false) => (vec![output.to_path_buf()], None),
             (true, false) => {
-                return Err(CliError::Usage(format!(
-                    "{} is sharded: give an output ending in .safetensors.index.json (got {})",
-                    input.display(),
-                    output.display()
-                )));
+                return Err(CheckpointError::output(
+                    output,
+                    format!(
+                        "{} is sharded: give an output ending in .safetensors.index.json",
+                        input.display()
+                    ),
+                ));
             }
             (false, true) => {
-                return Err(CliError::Usage(format!(
-                    "{} is a single file: give an output ending in .safetensors (got {})",
-                    input.display(),
-                    output.display()
-                )));
+                return Err(CheckpointError::output(
+                    output,
+                    format!(
+                        "{} is a single file: give an output ending in .safetensors",
+                        input.display()
+                    ),
+                ));
             }
         };
         let mut taken: Vec<PathBuf> = Vec::new();
@@ -95,16 +96,17 @@ impl Plan {
         for p in outputs.iter().chain(index.as_ref().map(|(_, o)| o)) {
             let c = canonical(p)?;
             if taken.contains(&c) {
-                return Err(CliError::Usage(format!(
-                    "refusing to overwrite the input: output {} is an input file",
-                    p.display()
-                )));
+                return Err(CheckpointError::output(
+                    p,
+                    "refusing to overwrite the input: the output is an input file",
+                ));
             }
-            if p.exists() && !force {
-                return Err(CliError::Usage(format!(
-                    "{} exists (use --force to replace it)",
-                    p.display()
-                )));
+            check_replaceable(p)?;
+            if p.symlink_metadata().is_ok() && !force {
+                return Err(CheckpointError::output(
+                    p,
+                    "exists (use --force to replace it)",
+                ));
             }
             taken.push(c);
         }
@@ -119,7 +121,7 @@ impl Plan {
     ///
     /// # Errors
     ///
-    /// [`CliError::Format`] when a tensor name appears in two shards; I/O errors.
+    /// [`CheckpointError::Format`] when a tensor name appears in two shards; I/O errors.
     pub(crate) fn write_index(
         &self,
         written: &[(PathBuf, Vec<String>, u64)],
@@ -127,9 +129,10 @@ impl Plan {
         let Some((in_index, out_index)) = &self.index else {
             return Ok(None);
         };
-        let text = std::fs::read_to_string(in_index).map_err(|e| CliError::io(in_index, e))?;
+        let text =
+            std::fs::read_to_string(in_index).map_err(|e| CheckpointError::io(in_index, e))?;
         let old: Value = serde_json::from_str(&text)
-            .map_err(|e| CliError::format(in_index, format!("index is not JSON: {e}")))?;
+            .map_err(|e| CheckpointError::format(in_index, "index", format!("not JSON: {e}")))?;
         let mut metadata = old
             .get("metadata")
             .and_then(Value::as_object)
@@ -144,9 +147,10 @@ impl Plan {
             total += data_bytes;
             for n in names {
                 if weight_map.insert(n.clone(), json!(file)).is_some() {
-                    return Err(CliError::format(
+                    return Err(CheckpointError::format(
                         in_index,
-                        format!("tensor `{n}` appears in two shards"),
+                        format!("tensor `{n}`"),
+                        "appears in two shards",
                     ));
                 }
             }

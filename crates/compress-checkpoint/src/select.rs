@@ -8,137 +8,61 @@
 //! - its name matches one of the `--include` globs (when any are given) and none of the
 //!   `--exclude` globs (embeddings, for example: `--exclude '*embed*'`).
 //!
-//! Globs match the whole tensor name; `*` matches any run of characters (dots included), `?`
-//! matches one character (as [`compress_core::glob_match`], which a property test checks this
-//! against), and `[abc]` / `[a-z]` / `[!abc]` match one character of a set.
+//! Globs match the whole tensor name with [`compress_core::glob_match`]: `*` matches any run
+//! of characters (dots included), `?` one character, and `[abc]` / `[a-z]` / `[!abc]` one
+//! character of a set.
 
-use crate::error::{CliError, Result};
-use crate::safetensors_io::TensorInfo;
+use compress_core::{glob_is_valid, glob_match};
 
-/// A compiled glob pattern over tensor names.
+use crate::error::{CheckpointError, Result};
+use crate::reader::TensorInfo;
+
+/// A checked glob pattern over tensor names, matched with [`compress_core::glob_match`] (the
+/// one glob matcher of the workspace, shared with `ParamFilter`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Glob {
+pub struct Glob {
     pattern: String,
-    tokens: Vec<Token>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Token {
-    Char(char),
-    Any,
-    Star,
-    Set {
-        negated: bool,
-        ranges: Vec<(char, char)>,
-    },
 }
 
 impl Glob {
-    /// Compiles `pattern`.
+    /// Checks `pattern`.
     ///
     /// # Errors
     ///
-    /// [`CliError::Usage`] for an unclosed `[` set or an empty pattern.
-    pub(crate) fn new(pattern: &str) -> Result<Self> {
-        if pattern.is_empty() {
-            return Err(CliError::Usage("empty glob pattern".to_string()));
-        }
-        let chars: Vec<char> = pattern.chars().collect();
-        let mut tokens = Vec::new();
-        let mut i = 0;
-        while i < chars.len() {
-            match chars[i] {
-                '*' => {
-                    if tokens.last() != Some(&Token::Star) {
-                        tokens.push(Token::Star);
-                    }
-                }
-                '?' => tokens.push(Token::Any),
-                '[' => {
-                    let close =
-                        (i + 2..chars.len())
-                            .find(|&j| chars[j] == ']')
-                            .ok_or_else(|| {
-                                CliError::Usage(format!("glob `{pattern}`: unclosed `[`"))
-                            })?;
-                    let mut body = &chars[i + 1..close];
-                    let negated = matches!(body.first(), Some('!' | '^'));
-                    if negated {
-                        body = &body[1..];
-                    }
-                    let mut ranges = Vec::new();
-                    let mut k = 0;
-                    while k < body.len() {
-                        if k + 2 < body.len() && body[k + 1] == '-' {
-                            ranges.push((body[k], body[k + 2]));
-                            k += 3;
-                        } else {
-                            ranges.push((body[k], body[k]));
-                            k += 1;
-                        }
-                    }
-                    tokens.push(Token::Set { negated, ranges });
-                    i = close;
-                }
-                c => tokens.push(Token::Char(c)),
-            }
-            i += 1;
+    /// [`CheckpointError::InvalidOption`] for an empty pattern or an unclosed `[` set.
+    pub fn new(pattern: &str) -> Result<Self> {
+        if !glob_is_valid(pattern) {
+            return Err(CheckpointError::option(
+                "--include/--exclude",
+                format!("glob `{pattern}` is empty or has an unclosed `[`"),
+            ));
         }
         Ok(Self {
             pattern: pattern.to_string(),
-            tokens,
         })
     }
 
     /// The source pattern.
-    pub(crate) fn pattern(&self) -> &str {
+    pub fn pattern(&self) -> &str {
         &self.pattern
     }
 
-    /// Whether `name` matches the whole pattern (iterative, linear-time backtracking on `*`).
-    pub(crate) fn matches(&self, name: &str) -> bool {
-        let s: Vec<char> = name.chars().collect();
-        let (mut p, mut i) = (0usize, 0usize);
-        let mut star: Option<(usize, usize)> = None;
-        while i < s.len() {
-            let step = match self.tokens.get(p) {
-                Some(Token::Char(c)) => *c == s[i],
-                Some(Token::Any) => true,
-                Some(Token::Set { negated, ranges }) => {
-                    ranges.iter().any(|&(a, b)| a <= s[i] && s[i] <= b) != *negated
-                }
-                Some(Token::Star) => {
-                    star = Some((p, i));
-                    p += 1;
-                    continue;
-                }
-                None => false,
-            };
-            if step {
-                p += 1;
-                i += 1;
-            } else if let Some((sp, si)) = star {
-                p = sp + 1;
-                i = si + 1;
-                star = Some((sp, si + 1));
-            } else {
-                return false;
-            }
-        }
-        self.tokens[p..].iter().all(|t| *t == Token::Star)
+    /// Whether `name` matches the whole pattern.
+    pub fn matches(&self, name: &str) -> bool {
+        glob_match(&self.pattern, name)
     }
 }
 
 /// The include/exclude rules of one command.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Selector {
+pub struct Selector {
     include: Vec<Glob>,
     exclude: Vec<Glob>,
 }
 
 /// Why a tensor is not transformed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Skip {
+pub enum Skip {
     /// Integer, boolean or 8-bit float dtype.
     NotFloat,
     /// Fewer than two dimensions (bias, norm, scalar).
@@ -153,7 +77,7 @@ pub(crate) enum Skip {
 
 impl Skip {
     /// A short reason for the summary table.
-    pub(crate) fn reason(self) -> &'static str {
+    pub fn reason(self) -> &'static str {
         match self {
             Self::NotFloat => "non-float",
             Self::OneDim => "1-D",
@@ -170,7 +94,7 @@ impl Selector {
     /// # Errors
     ///
     /// As [`Glob::new`].
-    pub(crate) fn new(include: &[String], exclude: &[String]) -> Result<Self> {
+    pub fn new(include: &[String], exclude: &[String]) -> Result<Self> {
         Ok(Self {
             include: include
                 .iter()
@@ -184,7 +108,7 @@ impl Selector {
     }
 
     /// `Ok(())` when `t` should be transformed, otherwise why it passes through.
-    pub(crate) fn check(&self, t: &TensorInfo) -> std::result::Result<(), Skip> {
+    pub fn check(&self, t: &TensorInfo) -> std::result::Result<(), Skip> {
         if !t.dtype.is_float() {
             return Err(Skip::NotFloat);
         }
@@ -204,7 +128,7 @@ impl Selector {
     }
 
     /// Patterns that matched none of `names` (to warn about typos).
-    pub(crate) fn unmatched<'a>(&'a self, names: &[&str]) -> Vec<&'a str> {
+    pub fn unmatched<'a>(&'a self, names: &[&str]) -> Vec<&'a str> {
         self.include
             .iter()
             .chain(&self.exclude)
@@ -217,7 +141,7 @@ impl Selector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::safetensors_io::Dtype;
+    use crate::reader::Dtype;
     use proptest::prelude::*;
 
     fn g(p: &str) -> Glob {
@@ -270,11 +194,6 @@ mod tests {
     }
 
     proptest! {
-        #[test]
-        fn agrees_with_the_core_glob_without_sets(pat in "[ab.*?]{1,8}", name in "[ab.]{0,10}") {
-            prop_assert_eq!(g(&pat).matches(&name), compress_core::glob_match(&pat, &name));
-        }
-
         #[test]
         fn literal_and_star_globs_agree_with_string_ops(
             a in "[a-c.]{0,6}", b in "[a-c.]{0,6}", name in "[a-c.]{0,12}"

@@ -8,38 +8,38 @@ use std::collections::BTreeMap;
 use half::{bf16, f16};
 use serde::{Deserialize, Serialize};
 
-use crate::safetensors_io::Dtype;
+use crate::reader::Dtype;
 
 /// `__metadata__` key holding the format version.
-pub(crate) const FORMAT_KEY: &str = "netcompress.format";
+pub const FORMAT_KEY: &str = "netcompress.format";
 /// The format version written.
-pub(crate) const FORMAT_VERSION: &str = "1";
+pub const FORMAT_VERSION: &str = "1";
 /// `__metadata__` key holding the command line that produced the file (informational).
-pub(crate) const COMMAND_KEY: &str = "netcompress.command";
+pub const COMMAND_KEY: &str = "netcompress.command";
 /// Prefix of the per-tensor `__metadata__` keys.
-pub(crate) const TENSOR_KEY_PREFIX: &str = "netcompress.tensor.";
+pub const TENSOR_KEY_PREFIX: &str = "netcompress.tensor.";
 
 /// The name of part `suffix` of tensor `name`: `name.__suffix`.
-pub(crate) fn part_name(name: &str, suffix: &str) -> String {
+pub fn part_name(name: &str, suffix: &str) -> String {
     format!("{name}.__{suffix}")
 }
 
 /// How a compressed tensor is described in the header.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct TensorMeta {
+pub struct TensorMeta {
     /// The original dtype (`F32`, `F16`, `BF16`, `F64`): what `dequantize` restores by default.
-    pub(crate) dtype: String,
+    pub dtype: String,
     /// The original shape.
-    pub(crate) shape: Vec<usize>,
+    pub shape: Vec<usize>,
     /// The encoding and its parts.
     #[serde(flatten)]
-    pub(crate) encoding: Encoding,
+    pub encoding: Encoding,
 }
 
 /// Integer quantization schemes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub(crate) enum SchemeName {
+pub enum SchemeName {
     /// Signed codes, zero point 0.
     Sym,
     /// Unsigned codes with a zero point.
@@ -49,7 +49,7 @@ pub(crate) enum SchemeName {
 /// Granularities of integer quantization.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub(crate) enum GranularityName {
+pub enum GranularityName {
     /// One scale.
     Tensor,
     /// One scale per index along `axis`.
@@ -61,7 +61,7 @@ pub(crate) enum GranularityName {
 /// The encodings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "encoding", rename_all = "lowercase")]
-pub(crate) enum Encoding {
+pub enum Encoding {
     /// Integer codes with scales (and zero points): `x = (q - z) * s`.
     Int {
         /// Bits per code (2..=8).
@@ -83,6 +83,15 @@ pub(crate) enum Encoding {
         /// Part (affine only): `U8 [ceil(params * bits / 8)]` packed zero points.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         zeros: Option<String>,
+        /// The shape the codes were quantized in, when it differs from `shape` (same element
+        /// count; e.g. a conv weight grouped as `[out, in * kh * kw]`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        qshape: Option<Vec<usize>>,
+    },
+    /// A cast to a narrower float type: `x = values` (F16 or BF16, in `shape`).
+    Cast {
+        /// Part: `F16` or `BF16` in the original shape.
+        values: String,
     },
     /// k-means clustering: `x = codebook[group * clusters + index]`.
     Cluster {
@@ -133,7 +142,7 @@ pub(crate) enum Encoding {
 
 impl Encoding {
     /// Every part name this encoding refers to.
-    pub(crate) fn parts(&self) -> Vec<&str> {
+    pub fn parts(&self) -> Vec<&str> {
         match self {
             Self::Int {
                 codes,
@@ -155,6 +164,7 @@ impl Encoding {
                 .flatten()
                 .map(String::as_str)
                 .collect(),
+            Self::Cast { values } => vec![values],
             Self::Sparse { mask, values, .. } => vec![mask, values],
             Self::Rows { rows, values } => vec![rows, values],
             Self::Lowrank { u, v, .. } => vec![u, v],
@@ -162,7 +172,7 @@ impl Encoding {
     }
 
     /// A short label such as `int4-affine-group32`, `cluster16`, `sparse`, `rows`, `rank12`.
-    pub(crate) fn label(&self) -> String {
+    pub fn label(&self) -> String {
         match self {
             Self::Int {
                 bits,
@@ -195,6 +205,7 @@ impl Encoding {
                 };
                 format!("cluster{clusters}{h}")
             }
+            Self::Cast { .. } => "cast".to_string(),
             Self::Sparse { .. } => "sparse".to_string(),
             Self::Rows { .. } => "rows".to_string(),
             Self::Lowrank { rank, .. } => format!("rank{rank}"),
@@ -206,31 +217,32 @@ impl Encoding {
 ///
 /// # Errors
 ///
-/// A reason string when an entry is not valid JSON for [`TensorMeta`], names a non-float
-/// dtype, or the format version is unknown.
-pub(crate) fn tensor_metas(
+/// The metadata key at fault and the reason when an entry is not valid JSON for
+/// [`TensorMeta`], names a non-float dtype, or the format version is unknown.
+pub fn tensor_metas(
     metadata: &BTreeMap<String, String>,
-) -> Result<BTreeMap<String, TensorMeta>, String> {
+) -> Result<BTreeMap<String, TensorMeta>, (String, String)> {
     let mut out = BTreeMap::new();
     let Some(version) = metadata.get(FORMAT_KEY) else {
         return Ok(out);
     };
     if version != FORMAT_VERSION {
-        return Err(format!(
-            "netcompress format version `{version}` is not supported (this tool reads {FORMAT_VERSION})"
+        return Err((
+            format!("__metadata__.{FORMAT_KEY}"),
+            format!(
+                "format version `{version}` is not supported (this library reads {FORMAT_VERSION})"
+            ),
         ));
     }
     for (key, value) in metadata {
         let Some(name) = key.strip_prefix(TENSOR_KEY_PREFIX) else {
             continue;
         };
+        let field = || format!("__metadata__.{key}");
         let meta: TensorMeta = serde_json::from_str(value)
-            .map_err(|e| format!("metadata for `{name}` is malformed: {e}"))?;
+            .map_err(|e| (field(), format!("malformed description: {e}")))?;
         if !Dtype::parse(&meta.dtype).is_some_and(Dtype::is_float) {
-            return Err(format!(
-                "metadata for `{name}`: `{}` is not a float dtype",
-                meta.dtype
-            ));
+            return Err((field(), format!("`{}` is not a float dtype", meta.dtype)));
         }
         out.insert(name.to_string(), meta);
     }
@@ -239,7 +251,7 @@ pub(crate) fn tensor_metas(
 
 /// f32 values encoded as little-endian bytes of `dtype` (F32, F16, BF16 or F64; round to nearest
 /// even for the 16-bit types).
-pub(crate) fn encode_values(values: &[f32], dtype: Dtype) -> Vec<u8> {
+pub fn encode_values(values: &[f32], dtype: Dtype) -> Vec<u8> {
     let mut out = Vec::with_capacity(values.len() * dtype.size());
     match dtype {
         Dtype::F16 => values
@@ -276,6 +288,7 @@ mod tests {
                 codes: part_name("w", "codes"),
                 scales: part_name("w", "scales"),
                 zeros: Some(part_name("w", "zeros")),
+                qshape: None,
             },
         };
         let s = serde_json::to_string(&m).unwrap();
@@ -306,7 +319,7 @@ mod tests {
         for d in [Dtype::F32, Dtype::F16, Dtype::BF16, Dtype::F64] {
             let b = encode_values(&v, d);
             assert_eq!(b.len(), 2 * d.size());
-            assert_eq!(crate::safetensors_io::bytes_to_f32(&b, d), v.to_vec());
+            assert_eq!(crate::reader::bytes_to_f32(&b, d), v.to_vec());
         }
     }
 }

@@ -10,38 +10,38 @@ use std::borrow::Cow;
 
 use compress_quant::huffman::HuffmanCode;
 use compress_quant::pack::{packed_len, unpack_bits};
-use compress_quant::{ClusterGranularity, ClusteredTensor, IntScheme, QTensor};
+use compress_quant::{ClusterGranularity, ClusteredTensor, IntScheme, QTensor, QuantScheme};
 use ndarray::ArrayView2;
 
 use crate::format::{Encoding, GranularityName, SchemeName, TensorMeta};
-use crate::safetensors_io::{Dtype, SafetensorsFile, bytes_to_f32};
+use crate::reader::{Dtype, SafetensorsFile, bytes_to_f32};
 
 /// One stored tensor: dtype, shape and little-endian bytes.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Part {
+pub struct Part {
     /// Tensor name.
-    pub(crate) name: String,
+    pub name: String,
     /// dtype.
-    pub(crate) dtype: Dtype,
+    pub dtype: Dtype,
     /// Shape.
-    pub(crate) shape: Vec<usize>,
+    pub shape: Vec<usize>,
     /// Data.
-    pub(crate) bytes: Vec<u8>,
+    pub bytes: Vec<u8>,
 }
 
 /// Borrowed or owned part data.
 #[derive(Debug)]
-pub(crate) struct PartData<'a> {
+pub struct PartData<'a> {
     /// dtype.
-    pub(crate) dtype: Dtype,
+    pub dtype: Dtype,
     /// Shape.
-    pub(crate) shape: Vec<usize>,
+    pub shape: Vec<usize>,
     /// Data.
-    pub(crate) bytes: Cow<'a, [u8]>,
+    pub bytes: Cow<'a, [u8]>,
 }
 
 /// Where parts come from: memory (just encoded) or a file.
-pub(crate) trait PartSource {
+pub trait PartSource {
     /// The part called `name`.
     ///
     /// # Errors
@@ -128,18 +128,18 @@ fn zeroed_buf(n: usize) -> Result<Vec<f32>, String> {
     Ok(v)
 }
 
-/// Decodes tensor `name` described by `meta` to row-major f32 values.
+/// The quantized tensor of an `int` or `cast` description (`None` for other encodings),
+/// with every part checked.
 ///
 /// # Errors
 ///
 /// A reason string for any inconsistency between the metadata and the parts.
-pub(crate) fn decode(meta: &TensorMeta, src: &mut dyn PartSource) -> Result<Vec<f32>, String> {
+pub(crate) fn decode_qtensor(
+    meta: &TensorMeta,
+    src: &mut dyn PartSource,
+) -> Result<Option<QTensor>, String> {
     let shape = &meta.shape;
-    let n = shape
-        .iter()
-        .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .filter(|&n| n > 0)
-        .ok_or_else(|| format!("shape {shape:?} is empty or overflows"))?;
+    let n = numel(shape)?;
     match &meta.encoding {
         Encoding::Int {
             bits,
@@ -150,8 +150,20 @@ pub(crate) fn decode(meta: &TensorMeta, src: &mut dyn PartSource) -> Result<Vec<
             codes,
             scales,
             zeros,
+            qshape,
         } => {
             let bits = *bits;
+            let qshape = match qshape {
+                Some(q) if q.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) == Some(n) => {
+                    q.clone()
+                }
+                Some(q) => {
+                    return Err(format!(
+                        "qshape {q:?} does not hold the {n} elements of shape {shape:?}"
+                    ));
+                }
+                None => shape.clone(),
+            };
             if !(2..=8).contains(&bits) {
                 return Err(format!("int bits {bits} outside 2..=8"));
             }
@@ -191,12 +203,50 @@ pub(crate) fn decode(meta: &TensorMeta, src: &mut dyn PartSource) -> Result<Vec<
                 (None, SchemeName::Sym) => Vec::new(),
                 _ => return Err("zero points must be present exactly for the affine scheme".into()),
             };
-            let q = QTensor::from_parts(shape.clone(), s.into(), codes_b, scale_v, zp)
+            let q = QTensor::from_parts(qshape, s.into(), codes_b, scale_v, zp)
                 .map_err(|e| e.to_string())?;
-            let mut out = zeroed_buf(n)?;
-            q.dequantize_into(&mut out);
-            Ok(out)
+            Ok(Some(q))
         }
+        Encoding::Cast { values } => {
+            let v = fetch(src, values, &[Dtype::F16, Dtype::BF16], shape)?;
+            let scheme = if v.dtype == Dtype::F16 {
+                QuantScheme::F16
+            } else {
+                QuantScheme::Bf16
+            };
+            let q =
+                QTensor::from_parts(shape.clone(), scheme, v.bytes.into_owned(), vec![], vec![])
+                    .map_err(|e| e.to_string())?;
+            Ok(Some(q))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The element count of a description's shape (at least 1, no overflow).
+fn numel(shape: &[usize]) -> Result<usize, String> {
+    shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("shape {shape:?} is empty or overflows"))
+}
+
+/// Decodes the tensor described by `meta` to row-major f32 values.
+///
+/// # Errors
+///
+/// A reason string for any inconsistency between the metadata and the parts.
+pub fn decode(meta: &TensorMeta, src: &mut dyn PartSource) -> Result<Vec<f32>, String> {
+    let shape = &meta.shape;
+    let n = numel(shape)?;
+    if let Some(q) = decode_qtensor(meta, src)? {
+        let mut out = zeroed_buf(n)?;
+        q.dequantize_into(&mut out);
+        return Ok(out);
+    }
+    match &meta.encoding {
+        Encoding::Int { .. } | Encoding::Cast { .. } => Err("unreachable encoding".into()),
         Encoding::Cluster {
             bits,
             clusters,
@@ -212,7 +262,13 @@ pub(crate) fn decode(meta: &TensorMeta, src: &mut dyn PartSource) -> Result<Vec<
                     "cluster bits {bits} / clusters {k} are inconsistent"
                 ));
             }
-            let groups = if *per_channel { shape[0] } else { 1 };
+            let groups = if *per_channel {
+                *shape
+                    .first()
+                    .ok_or("per-channel clustering needs at least one dimension")?
+            } else {
+                1
+            };
             let entries = groups.checked_mul(k).ok_or("codebook size overflows")?;
             let cb = fetch(src, codebook, &[Dtype::F32], &[entries])?;
             let cb = bytes_to_f32(&cb.bytes, Dtype::F32);
@@ -271,6 +327,9 @@ pub(crate) fn decode(meta: &TensorMeta, src: &mut dyn PartSource) -> Result<Vec<
             Ok(out)
         }
         Encoding::Rows { rows, values } => {
+            let Some(&rows0) = shape.first() else {
+                return Err("row pruning needs at least one dimension (shape is [])".into());
+            };
             let r = src.part(rows)?;
             if r.dtype != U32 || r.shape.len() != 1 {
                 return Err(format!("part `{rows}` must be a 1-D U32 tensor"));
@@ -280,13 +339,12 @@ pub(crate) fn decode(meta: &TensorMeta, src: &mut dyn PartSource) -> Result<Vec<
                 .chunks_exact(4)
                 .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as usize)
                 .collect();
-            if idx.windows(2).any(|w| w[0] >= w[1]) || idx.last().is_some_and(|&l| l >= shape[0]) {
+            if idx.windows(2).any(|w| w[0] >= w[1]) || idx.last().is_some_and(|&l| l >= rows0) {
                 return Err(format!(
-                    "part `{rows}` is not strictly increasing below {}",
-                    shape[0]
+                    "part `{rows}` is not strictly increasing below {rows0}"
                 ));
             }
-            let inner = n / shape[0];
+            let inner = n / rows0;
             let mut vshape = shape.clone();
             vshape[0] = idx.len();
             let v = fetch(src, values, &FLOATS, &vshape)?;
@@ -303,8 +361,16 @@ pub(crate) fn decode(meta: &TensorMeta, src: &mut dyn PartSource) -> Result<Vec<
                 return Err("low-rank tensors need >= 2 dimensions and rank >= 1".into());
             }
             let (m, cols) = (shape[0], n / shape[0]);
-            if m.checked_mul(*rank).is_none() || cols.checked_mul(*rank).is_none() {
-                return Err(format!("rank {rank} overflows"));
+            let factors = m
+                .checked_add(cols)
+                .and_then(|s| s.checked_mul(*rank))
+                .ok_or_else(|| format!("rank {rank} overflows"))?;
+            if factors >= n {
+                // The writer only stores factors smaller than the tensor; anything else is a
+                // tampered file expanding tiny parts into a huge output.
+                return Err(format!(
+                    "rank {rank} factors of {m} x {cols} ({factors} values) are not smaller than the tensor ({n} values)"
+                ));
             }
             Vec::<f32>::new()
                 .try_reserve_exact(n)
@@ -394,33 +460,65 @@ mod tests {
         );
     }
 
+    #[test]
+    fn zero_dimensional_shapes_are_errors_not_panics() {
+        let parts = vec![
+            part("w.__rows", U32, &[1], crate::writer::u32_bytes(&[0])),
+            part(
+                "w.__values",
+                Dtype::F32,
+                &[1],
+                crate::writer::f32_bytes(&[1.0]),
+            ),
+            part(
+                "w.__codebook",
+                Dtype::F32,
+                &[2],
+                crate::writer::f32_bytes(&[1.0, 2.0]),
+            ),
+            part("w.__codes", U8, &[1], vec![1]),
+        ];
+        let encodings = [
+            Encoding::Rows {
+                rows: part_name("w", "rows"),
+                values: part_name("w", "values"),
+            },
+            Encoding::Cluster {
+                bits: 1,
+                clusters: 2,
+                per_channel: true,
+                codebook: part_name("w", "codebook"),
+                codes: part_name("w", "codes"),
+                huffman_lengths: None,
+                huffman_bits: None,
+            },
+            Encoding::Lowrank {
+                rank: 1,
+                u: part_name("w", "values"),
+                v: part_name("w", "values"),
+            },
+        ];
+        for encoding in encodings {
+            let meta = TensorMeta {
+                dtype: "F32".into(),
+                shape: vec![],
+                encoding,
+            };
+            let e = decode(&meta, &mut parts.as_slice()).unwrap_err();
+            assert!(e.contains("dimension"), "{e}");
+        }
+    }
+
     mod fuzz {
         use super::super::*;
-        use crate::commands::cluster::{ClusterArgs, ClusterEncoder};
-        use crate::commands::lowrank::{LowrankArgs, LowrankEncoder};
-        use crate::commands::pipeline::{Encoder, Outcome};
-        use crate::commands::prune::{MethodArg, PruneArgs, PruneEncoder};
-        use crate::commands::quantize::{GranularityArg, QuantizeArgs, QuantizeEncoder, SchemeArg};
-        use crate::commands::{IoArgs, SelectArgs};
+        use crate::encode::{
+            ClusterEncoder, ClusterOptions, GranularityArg, LowrankEncoder, LowrankOptions,
+            MethodArg, PruneEncoder, PruneOptions, QuantizeEncoder, QuantizeOptions, SchemeArg,
+        };
         use crate::format::encode_values;
-        use crate::safetensors_io::TensorInfo;
+        use crate::pipeline::{Encoder, Outcome};
+        use crate::reader::TensorInfo;
         use proptest::prelude::*;
-
-        fn io() -> IoArgs {
-            IoArgs {
-                input: "in".into(),
-                output: "out".into(),
-                force: false,
-                json: true,
-            }
-        }
-
-        fn sel() -> SelectArgs {
-            SelectArgs {
-                include: vec![],
-                exclude: vec![],
-            }
-        }
 
         /// Every encoder's output for one tensor.
         fn encodings(values: &[f32], shape: &[usize]) -> Vec<(TensorMeta, Vec<Part>)> {
@@ -432,26 +530,15 @@ mod tests {
                 end: 4 * values.len() as u64,
             };
             let raw = encode_values(values, Dtype::F32);
-            let q = |bits, g, group_size, scheme| QuantizeArgs {
-                io: io(),
-                select: sel(),
-                bits,
+            let q = |bits, g, group_size, scheme| QuantizeOptions {
                 granularity: Some(g),
                 group_size,
                 scheme,
-                scale_dtype: None,
-                axis: 0,
-                calibrate: crate::commands::quantize::CalibrateArg::Minmax,
-                percentile: 99.99,
+                ..QuantizeOptions::new(bits)
             };
-            let p = |method, sparsity| PruneArgs {
-                io: io(),
-                select: sel(),
-                sparsity,
+            let p = |method, sparsity| PruneOptions {
                 method,
-                global: false,
-                m: 4,
-                dense: false,
+                ..PruneOptions::new(sparsity)
             };
             let mut encs: Vec<Box<dyn Encoder>> = vec![
                 Box::new(
@@ -470,21 +557,16 @@ mod tests {
                 Box::new(PruneEncoder::new(&p(MethodArg::Rows, 0.5)).unwrap()),
                 Box::new(PruneEncoder::new(&p(MethodArg::Nm, 0.5)).unwrap()),
                 Box::new(
-                    ClusterEncoder::new(&ClusterArgs {
-                        io: io(),
-                        select: sel(),
-                        bits: 3,
+                    ClusterEncoder::new(&ClusterOptions {
                         huffman: true,
                         per_channel: true,
-                        preserve_zeros: false,
                         max_iter: 20,
+                        ..ClusterOptions::new(3)
                     })
                     .unwrap(),
                 ),
                 Box::new(
-                    LowrankEncoder::new(&LowrankArgs {
-                        io: io(),
-                        select: sel(),
+                    LowrankEncoder::new(&LowrankOptions {
                         energy: None,
                         rank: Some(1),
                         exact: true,
@@ -533,9 +615,11 @@ mod tests {
                 },
                 Encoding::Sparse { nnz, .. } => *nnz = v,
                 Encoding::Lowrank { rank, .. } => *rank = v % 9,
-                Encoding::Rows { .. } => {}
+                Encoding::Rows { .. } | Encoding::Cast { .. } => {}
             }
-            if v.is_multiple_of(5) {
+            if v.is_multiple_of(11) {
+                m.shape = vec![];
+            } else if v.is_multiple_of(5) {
                 m.shape = vec![v % 9, 1 << 40];
             } else if v.is_multiple_of(7) {
                 m.shape.reverse();

@@ -1,0 +1,4 @@
+//! Integration tests of compress-checkpoint: model files read both ways, bad input.
+
+mod bad_input;
+mod model;
