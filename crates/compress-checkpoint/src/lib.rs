@@ -19,7 +19,7 @@
 //! let options = QuantizeOptions { group_size: Some(32), ..QuantizeOptions::new(4) };
 //! let summary = quantize_file(&input, &output, &options)?;
 //! assert_eq!(summary.totals.transformed, 1); // the bias (1-D) passes through
-//! assert!(summary.totals.ratio < 0.2);
+//! assert!(summary.totals.ratio < 0.3); // headers included
 //! assert!(summary.totals.min_sqnr_db.is_some_and(|db| db > 20.0));
 //! # std::fs::remove_dir_all(&dir).ok();
 //! # Ok(()) }

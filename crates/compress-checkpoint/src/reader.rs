@@ -123,6 +123,11 @@ pub struct SafetensorsFile {
 
 impl SafetensorsFile {
     /// Opens `path` and validates its header against the file size.
+    ///
+    /// # Errors
+    ///
+    /// [`CheckpointError::Io`] if the file cannot be read; [`CheckpointError::Format`]
+    /// naming the field for anything malformed (see the module docs).
     pub fn open(path: &Path) -> Result<Self> {
         let mut file = File::open(path).map_err(|e| CheckpointError::io(path, e))?;
         let len = file
@@ -170,7 +175,13 @@ impl SafetensorsFile {
     }
 
     /// Reads one tensor's raw bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`CheckpointError::Format`] when `t` does not lie in this file's data section;
+    /// [`CheckpointError::Io`] on a read failure.
     pub fn read_raw(&mut self, t: &TensorInfo) -> Result<Vec<u8>> {
+        self.check_range(t)?;
         let mut buf = vec![0u8; t.nbytes() as usize];
         self.file
             .seek(SeekFrom::Start(self.data_start + t.begin))
@@ -181,11 +192,34 @@ impl SafetensorsFile {
 
     /// Positions the file at the start of tensor `t`'s data and returns it, for chunked
     /// copies of pass-through tensors (memory stays at the copy buffer, not the tensor).
+    ///
+    /// # Errors
+    ///
+    /// As [`SafetensorsFile::read_raw`].
     pub fn seek_to(&mut self, t: &TensorInfo) -> Result<&mut File> {
+        self.check_range(t)?;
         self.file
             .seek(SeekFrom::Start(self.data_start + t.begin))
             .map_err(|e| CheckpointError::io(&self.path, e))?;
         Ok(&mut self.file)
+    }
+
+    /// Refuses a tensor entry that is not inside this file's data section (an entry built by
+    /// hand or taken from another file), so no read allocates more than the file holds.
+    fn check_range(&self, t: &TensorInfo) -> Result<()> {
+        if t.begin > t.end || t.end > self.data_bytes() {
+            return Err(CheckpointError::format(
+                &self.path,
+                format!("tensor `{}`.data_offsets", t.name),
+                format!(
+                    "[{}, {}] is outside the {}-byte data section",
+                    t.begin,
+                    t.end,
+                    self.data_bytes()
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Bytes of the data section (sum of every tensor's bytes).
@@ -259,6 +293,10 @@ impl SafetensorsFile {
     }
 
     /// Reads one float tensor converted to f32 (`None` for non-float dtypes).
+    ///
+    /// # Errors
+    ///
+    /// As [`SafetensorsFile::read_raw`].
     pub fn read_f32(&mut self, t: &TensorInfo) -> Result<Option<Vec<f32>>> {
         if !t.dtype.is_float() {
             return Ok(None);

@@ -107,7 +107,11 @@ impl Selector {
         })
     }
 
-    /// `Ok(())` when `t` should be transformed, otherwise why it passes through.
+    /// Whether `t` should be transformed.
+    ///
+    /// # Errors
+    ///
+    /// The [`Skip`] reason when it passes through untouched.
     pub fn check(&self, t: &TensorInfo) -> std::result::Result<(), Skip> {
         if !t.dtype.is_float() {
             return Err(Skip::NotFloat);

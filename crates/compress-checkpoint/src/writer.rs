@@ -264,7 +264,9 @@ impl ShardWriter {
         let mut data = self
             .data
             .take()
-            .expect("data writer present until assemble")
+            .ok_or_else(|| {
+                CheckpointError::format(&self.final_path, "data", "the writer was assembled")
+            })?
             .into_inner()
             .map_err(|e| io_data(e.into_error()))?;
         let slack = (header.len() as u64).abs_diff(self.reserve);

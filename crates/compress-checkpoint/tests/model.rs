@@ -66,10 +66,25 @@ fn models() -> Vec<QuantizedModel> {
         QuantScheme::F16,
         QuantScheme::Bf16,
     ];
-    schemes
+    let cnn = compress_nn::models::small_cnn::<f32, _>(1, 8, 10, &mut rng);
+    let mut out: Vec<QuantizedModel> = schemes
         .into_iter()
         .map(|s| quantize_model(&net, &PtqConfig::new(s)).unwrap().0)
-        .collect()
+        .collect();
+    // Conv kernels grouped along their flattened inputs: the codes' shape differs (qshape).
+    for s in [
+        IntScheme::new(2).per_group(16),
+        IntScheme::new(4).per_group(16).affine(),
+    ] {
+        let (q, _) = quantize_model(&cnn, &PtqConfig::new(QuantScheme::Int(s))).unwrap();
+        assert!(
+            q.quantized
+                .iter()
+                .any(|p| p.tensor.shape() != p.shape.as_slice())
+        );
+        out.push(q);
+    }
+    out
 }
 
 #[test]

@@ -73,6 +73,91 @@ fn lenet_trains_on_tiny_mnist_files() {
 }
 
 #[test]
+fn empty_bombs_and_wrong_sizes_are_named_errors() {
+    use std::io::Write;
+    let dir = temp_dir("mnist-more");
+    // Zero images.
+    let img = dir.join(FILES[0]);
+    mnist::write_idx_images(&img, &[], 0, 28, 28).unwrap();
+    let r = format_reason(read_idx_images::<f32>(&img).unwrap_err(), FILES[0]);
+    assert!(r.contains("0 items"), "{r}");
+    // A small .gz inflating far beyond what its header promises (one 2x2 image): refused
+    // after reading one byte past the promise.
+    let gz = dir.join("bomb-idx3-ubyte.gz");
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let mut header = 2051u32.to_be_bytes().to_vec();
+    for d in [1u32, 2, 2] {
+        header.extend_from_slice(&d.to_be_bytes());
+    }
+    enc.write_all(&header).unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..64 {
+        enc.write_all(&zeros).unwrap();
+    }
+    let packed = enc.finish().unwrap();
+    assert!(packed.len() < 1 << 20, "{} bytes", packed.len());
+    std::fs::write(&gz, packed).unwrap();
+    let r = format_reason(read_idx_images::<f32>(&gz).unwrap_err(), "bomb");
+    assert!(r.contains("more than 4"), "{r}");
+    // Images of the wrong size for a 28x28 model.
+    write_set(&dir, false, 4, 2, 8, 8);
+    let r = format_reason(
+        mnist::load_sized::<f32>(&dir, 28, 28).unwrap_err(),
+        FILES[0],
+    );
+    assert!(r.contains("8x8") && r.contains("28x28"), "{r}");
+    write_set(&dir, false, 4, 2, 28, 28);
+    assert!(mnist::load_sized::<f32>(&dir, 28, 28).is_ok());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Corrupted or truncated IDX files (plain and gzip) never panic and every error names
+    /// the file.
+    #[test]
+    fn corrupt_idx_files_never_panic(
+        flips in proptest::collection::vec((0usize..64, proptest::prelude::any::<u8>()), 0..6),
+        cut in 0usize..64,
+        gz in proptest::prelude::any::<bool>(),
+    ) {
+        let dir = temp_dir("mnist-fuzz");
+        let ext = if gz { ".gz" } else { "" };
+        let plain = dir.join("x-idx3-ubyte");
+        mnist::write_idx_images(&plain, &[7u8; 3 * 4 * 4], 3, 4, 4).unwrap();
+        let mut bytes = std::fs::read(&plain).unwrap();
+        for (i, b) in flips {
+            let i = i % bytes.len();
+            bytes[i] = b;
+        }
+        bytes.truncate(bytes.len() - cut.min(bytes.len()));
+        let path = dir.join(format!("f-idx3-ubyte{ext}"));
+        if gz {
+            use std::io::Write;
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            enc.write_all(&bytes).unwrap();
+            std::fs::write(&path, enc.finish().unwrap()).unwrap();
+        } else {
+            std::fs::write(&path, &bytes).unwrap();
+        }
+        match read_idx_images::<f32>(&path) {
+            Ok(x) => proptest::prop_assert_eq!(x.len() + 16, bytes.len()),
+            Err(e) => {
+                let msg = e.to_string();
+                proptest::prop_assert!(msg.contains("f-idx3-ubyte"), "{}", msg);
+            }
+        }
+        let labels = dir.join(format!("l-idx1-ubyte{ext}"));
+        std::fs::write(&labels, &bytes).unwrap();
+        if let Err(e) = read_idx_labels(&labels) {
+            proptest::prop_assert!(e.to_string().contains("l-idx1-ubyte"));
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+#[test]
 fn bad_files_are_named_errors() {
     let dir = temp_dir("mnist-bad");
     write_set(&dir, false, 6, 2, 2, 2);

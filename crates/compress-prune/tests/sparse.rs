@@ -74,6 +74,13 @@ fn from_parts_rejects_broken_invariants() {
     };
     let (rp, ci, v) = ok();
     assert!(Csr::from_parts(2, 2, rp, ci, v).is_ok());
+    // `rows + 1` must not wrap: an absurd row count is an error, never a panic.
+    for rows in [usize::MAX, usize::MAX - 1] {
+        let (_, ci, v) = ok();
+        assert!(Csr::<f32>::from_parts(rows, 2, vec![], ci, v).is_err());
+        let (rp, ci, v) = ok();
+        assert!(Csr::from_parts(rows, 2, rp, ci, v).is_err());
+    }
     let (_, ci, v) = ok();
     assert!(Csr::from_parts(2, 2, vec![0, 2, 1], ci, v).is_err());
     let (rp, _, v) = ok();

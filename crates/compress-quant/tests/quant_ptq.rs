@@ -1,10 +1,7 @@
 //! Model-level PTQ, reports and the saved format.
 
 use compress_core::{CoreError, Layer, Mode, Module, Param, ParamDict, ParamFilter};
-use compress_quant::{
-    Calibration, IntScheme, PtqConfig, QuantError, QuantScheme, QuantizedModel,
-    fake_quantize_model, quantize_model,
-};
+use compress_quant::{IntScheme, PtqConfig, QuantError, fake_quantize_model, quantize_model};
 use compress_testkit::max_abs_diff;
 use ndarray::{ArrayD, IxDyn};
 use rand::{SeedableRng, rngs::StdRng};

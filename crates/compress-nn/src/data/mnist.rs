@@ -41,23 +41,58 @@ fn io_err(path: &Path, source: std::io::Error) -> NnError {
     }
 }
 
-/// Reads a whole file, gunzipping it when its name ends in `.gz`.
-fn read_bytes(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path).map_err(|e| io_err(path, e))?;
-    if path.extension().is_some_and(|e| e == "gz") {
-        let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(raw.as_slice())
-            .read_to_end(&mut out)
-            .map_err(|e| format_err(path, format!("corrupt or truncated gzip data: {e}")))?;
-        Ok(out)
+/// Reads an IDX file with `dims` dimensions and the expected `magic` (gunzipping it when its
+/// name ends in `.gz`): the dimensions, and the whole file (header included). The payload is
+/// read only up to the size the header promises, so a decompression bomb (a small `.gz`
+/// inflating far beyond its header) is refused without inflating it.
+fn read_idx(path: &Path, magic: u32, dims: usize) -> Result<(Vec<usize>, Vec<u8>)> {
+    let file = std::fs::File::open(path).map_err(|e| io_err(path, e))?;
+    let gz = path.extension().is_some_and(|e| e == "gz");
+    let mut reader: Box<dyn Read> = if gz {
+        Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(
+            file,
+        )))
     } else {
-        Ok(raw)
-    }
+        Box::new(std::io::BufReader::new(file))
+    };
+    let gz_err = |e: std::io::Error| {
+        if gz {
+            format_err(path, format!("corrupt or truncated gzip data: {e}"))
+        } else {
+            io_err(path, e)
+        }
+    };
+    let header_len = 4 + 4 * dims;
+    let mut bytes = Vec::with_capacity(header_len);
+    (&mut reader)
+        .take(header_len as u64)
+        .read_to_end(&mut bytes)
+        .map_err(gz_err)?;
+    let payload = parse_header(path, &bytes, magic, dims, None)?;
+    let promised: usize = payload.iter().product();
+    // At most one byte more than promised is read: enough to tell that the data is longer.
+    let mut data = Vec::new();
+    data.try_reserve_exact(header_len + promised.min(1 << 26))
+        .map_err(|_| format_err(path, format!("cannot allocate {promised} bytes")))?;
+    data.extend_from_slice(&bytes);
+    reader
+        .take(promised as u64 + 1)
+        .read_to_end(&mut data)
+        .map_err(gz_err)?;
+    parse_header(path, &data, magic, dims, Some(data.len() - header_len))?;
+    Ok((payload, data))
 }
 
 /// Parses an IDX header with `dims` dimensions and the expected `magic`; returns the
-/// dimensions after checking that the payload has exactly their product in bytes.
-fn parse_header(path: &Path, bytes: &[u8], magic: u32, dims: usize) -> Result<Vec<usize>> {
+/// dimensions after checking, when `payload` is given, that the data after the header has
+/// exactly their product in bytes.
+fn parse_header(
+    path: &Path,
+    bytes: &[u8],
+    magic: u32,
+    dims: usize,
+    payload: Option<usize>,
+) -> Result<Vec<usize>> {
     let header = 4 + 4 * dims;
     if bytes.len() < header {
         return Err(format_err(
@@ -77,18 +112,25 @@ fn parse_header(path: &Path, bytes: &[u8], magic: u32, dims: usize) -> Result<Ve
         ));
     }
     let shape: Vec<usize> = (0..dims).map(|d| word(4 + 4 * d) as usize).collect();
-    let payload = shape
+    let need = shape
         .iter()
         .try_fold(1usize, |a, &d| a.checked_mul(d))
         .ok_or_else(|| format_err(path, format!("dimensions {shape:?} overflow")))?;
-    let actual = bytes.len() - header;
-    if actual != payload {
+    if let Some(actual) = payload
+        && actual != need
+    {
+        let has = if actual > need {
+            format!("more than {need} (stopped reading there)")
+        } else {
+            actual.to_string()
+        };
         return Err(format_err(
             path,
-            format!(
-                "dimensions {shape:?} need {payload} data bytes after the header, file has {actual}"
-            ),
+            format!("dimensions {shape:?} need {need} data bytes after the header, file has {has}"),
         ));
+    }
+    if shape[0] == 0 {
+        return Err(format_err(path, "the header says 0 items: no data"));
     }
     Ok(shape)
 }
@@ -99,11 +141,10 @@ fn parse_header(path: &Path, bytes: &[u8], magic: u32, dims: usize) -> Result<Ve
 /// # Errors
 ///
 /// [`NnError::Io`] naming the file when it cannot be read, [`NnError::Format`] naming it
-/// for a wrong magic number, zero-sized image dimensions, a size that does not match the
-/// header, or corrupt gzip data.
+/// for a wrong magic number, zero images or zero-sized image dimensions, a size that does
+/// not match the header (a `.gz` is never inflated beyond it), or corrupt gzip data.
 pub fn read_idx_images<F: Float>(path: &Path) -> Result<ArrayD<F>> {
-    let bytes = read_bytes(path)?;
-    let shape = parse_header(path, &bytes, IMAGES_MAGIC, 3)?;
+    let (shape, bytes) = read_idx(path, IMAGES_MAGIC, 3)?;
     if shape[1] == 0 || shape[2] == 0 {
         return Err(format_err(
             path,
@@ -122,8 +163,7 @@ pub fn read_idx_images<F: Float>(path: &Path) -> Result<ArrayD<F>> {
 ///
 /// As [`read_idx_images`], and [`NnError::Format`] for a label above 9.
 pub fn read_idx_labels(path: &Path) -> Result<Vec<usize>> {
-    let bytes = read_bytes(path)?;
-    parse_header(path, &bytes, LABELS_MAGIC, 1)?;
+    let (_, bytes) = read_idx(path, LABELS_MAGIC, 1)?;
     let labels: Vec<usize> = bytes[8..].iter().map(|&v| usize::from(v)).collect();
     if let Some((i, l)) = labels.iter().enumerate().find(|(_, l)| **l >= 10) {
         return Err(format_err(
@@ -153,10 +193,27 @@ fn locate(dir: &Path, name: &str) -> Result<PathBuf> {
     ))
 }
 
-fn load_pair<F: Float>(dir: &Path, images: &str, labels: &str) -> Result<Dataset<F>> {
+fn load_pair<F: Float>(
+    dir: &Path,
+    images: &str,
+    labels: &str,
+    size: Option<(usize, usize)>,
+) -> Result<Dataset<F>> {
     let ip = locate(dir, images)?;
     let lp = locate(dir, labels)?;
     let x = read_idx_images::<F>(&ip)?;
+    if let Some((rows, cols)) = size
+        && (x.shape()[1], x.shape()[2]) != (rows, cols)
+    {
+        return Err(format_err(
+            &ip,
+            format!(
+                "images are {}x{}, expected {rows}x{cols}",
+                x.shape()[1],
+                x.shape()[2]
+            ),
+        ));
+    }
     let y = read_idx_labels(&lp)?;
     if x.shape()[0] != y.len() {
         return Err(format_err(
@@ -203,8 +260,24 @@ fn load_pair<F: Float>(dir: &Path, images: &str, labels: &str) -> Result<Dataset
 /// # }
 /// ```
 pub fn load<F: Float>(dir: &Path) -> Result<(Dataset<F>, Dataset<F>)> {
-    let train = load_pair(dir, FILES[0], FILES[1])?;
-    let test = load_pair(dir, FILES[2], FILES[3])?;
+    let train = load_pair(dir, FILES[0], FILES[1], None)?;
+    let test = load_pair(dir, FILES[2], FILES[3], None)?;
+    Ok((train, test))
+}
+
+/// As [`load`], requiring images of `rows x cols` pixels (28 x 28 for MNIST).
+///
+/// # Errors
+///
+/// As [`load`], and [`NnError::Format`] naming the image file and both sizes when the
+/// images are of another size.
+pub fn load_sized<F: Float>(
+    dir: &Path,
+    rows: usize,
+    cols: usize,
+) -> Result<(Dataset<F>, Dataset<F>)> {
+    let train = load_pair(dir, FILES[0], FILES[1], Some((rows, cols)))?;
+    let test = load_pair(dir, FILES[2], FILES[3], Some((rows, cols)))?;
     Ok((train, test))
 }
 

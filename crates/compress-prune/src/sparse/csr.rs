@@ -167,12 +167,12 @@ impl<F: Float> Csr<F> {
         values: Vec<F>,
     ) -> Result<Self> {
         let bad = |reason: String| -> PruneError { CoreError::config("csr", reason).into() };
-        if row_ptr.len() != rows + 1 || row_ptr[0] != 0 {
+        // `rows + 1` is checked: `rows = usize::MAX` must be an error, not a wrap to 0.
+        if rows.checked_add(1) != Some(row_ptr.len()) || row_ptr.first() != Some(&0) {
             return Err(bad(format!(
-                "row_ptr has {} entries starting at {:?}, expected {} starting at 0",
+                "row_ptr has {} entries starting at {:?}, expected {rows} + 1 starting at 0",
                 row_ptr.len(),
                 row_ptr.first(),
-                rows + 1
             )));
         }
         let nnz = row_ptr[rows] as usize;

@@ -1,4 +1,4 @@
-//! Issue 5 experiments: `cluster` (k-means weight sharing with centroid fine-tuning),
+//! Experiments: `cluster` (k-means weight sharing with centroid fine-tuning),
 //! `deep-compression` (prune -> trained quantization -> Huffman, Han et al. 2016),
 //! `binaryconnect` (deterministic and stochastic binary weights) and `ternary` (TWN).
 

@@ -55,7 +55,7 @@ impl Ctx {
     pub(crate) fn load_flat(&self) -> Result<(Dataset<f32>, Dataset<f32>)> {
         match &self.data {
             DataSource::Digits => Ok(compress_nn::data::digits::<f32>()?),
-            DataSource::Mnist(dir) => Ok(compress_nn::data::mnist::load::<f32>(dir)?),
+            DataSource::Mnist(dir) => Ok(compress_nn::data::mnist::load_sized::<f32>(dir, 28, 28)?),
         }
     }
 

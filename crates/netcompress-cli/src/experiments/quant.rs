@@ -1,4 +1,4 @@
-//! Issue 4 experiments: `quant-ptq` (post-training quantization of the reference MLP and
+//! Experiments: `quant-ptq` (post-training quantization of the reference MLP and
 //! CNN under int8/int4/int2 schemes), `quant-qat` (quantization-aware fine-tuning at 4 and 2
 //! bits vs PTQ) and `quant-int8-inference` (the MLP end to end through `QLinear`).
 
