@@ -2,6 +2,7 @@
 //! prune -> shrink -> quantize -> save -> load and gives the same outputs after loading.
 
 use ndarray::{ArrayD, ArrayRef, IxDyn};
+use netcompress::checkpoint::QuantizedModelFile;
 use netcompress::core::surgery::layer_paths;
 use netcompress::core::{
     Cost, Coupled, CouplingGroup, CouplingRole, Layer, LayerSlot, Mode, Module, ParamPath,
