@@ -156,15 +156,15 @@ pub use compress_arch as arch;
 #[cfg_attr(docsrs, doc(cfg(feature = "dynamic")))]
 pub use compress_dynamic as dynamic;
 
-/// BERT encoders, tokenization and sentence embeddings (feature `transformer`).
-#[cfg(feature = "transformer")]
-#[cfg_attr(docsrs, doc(cfg(feature = "transformer")))]
-pub use compress_transformer as transformer;
 /// Checkpoint files: streaming safetensors, the compressed-tensor format, `QuantizedModel`
 /// save/load (feature `checkpoint`).
 #[cfg(feature = "checkpoint")]
 #[cfg_attr(docsrs, doc(cfg(feature = "checkpoint")))]
 pub use compress_checkpoint as checkpoint;
+/// BERT encoders, tokenization and sentence embeddings (feature `transformer`).
+#[cfg(feature = "transformer")]
+#[cfg_attr(docsrs, doc(cfg(feature = "transformer")))]
+pub use compress_transformer as transformer;
 
 /// The traits and types most users need.
 pub mod prelude {

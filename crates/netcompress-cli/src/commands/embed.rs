@@ -41,7 +41,8 @@ struct Out<'a> {
 pub(crate) fn read_texts(text: &[String], file: Option<&Path>) -> Result<Vec<String>> {
     let texts: Vec<String> = match file {
         Some(f) => {
-            let s = std::fs::read_to_string(f).map_err(|e| CliError::io(f, e))?;
+            let s = std::fs::read_to_string(f)
+                .map_err(|e| compress_checkpoint::CheckpointError::io(f, e))?;
             lines(&s).into_iter().map(str::to_string).collect()
         }
         None => text.to_vec(),

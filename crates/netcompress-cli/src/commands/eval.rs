@@ -63,7 +63,8 @@ pub(crate) fn run(a: &EvalArgs) -> Result<()> {
         return Err(CliError::Usage("--batch-size must be at least 1".into()));
     }
     let text = match &a.file {
-        Some(f) => std::fs::read_to_string(f).map_err(|e| CliError::io(f, e))?,
+        Some(f) => std::fs::read_to_string(f)
+            .map_err(|e| compress_checkpoint::CheckpointError::io(f, e))?,
         None => SENTENCES.to_string(),
     };
     let texts = lines(&text);
