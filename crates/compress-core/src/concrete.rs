@@ -4,7 +4,7 @@
 //! Generic code is compiled in the crate that names the type: a user's crate, at the user's
 //! opt-level. A debug build would then run every element-wise loop of a generic library
 //! unoptimised (about 100x slower), even with `[profile.dev.package."*"] opt-level = 3`.
-//! [`concrete!`](crate::concrete) writes a loop once as a generic body and instantiates it
+//! [`concrete!`](crate::concrete!) writes a loop once as a generic body and instantiates it
 //! for `f32` and `f64` in non-generic `#[inline(never)]` functions of the defining crate;
 //! the generic entry point only picks one through
 //! [`Float::as_f32_slice`](crate::Float::as_f32_slice) /
@@ -13,7 +13,7 @@
 
 /// Declares a generic slice kernel `$name<F: Float>(outputs.., inputs.., scalars.., extras..)`
 /// whose body runs through an `f32` or `f64` instance compiled in the crate that declares it
-/// (see the [module documentation](crate::concrete)). Sections are separated by `;`:
+/// (see the [module documentation](mod@crate::concrete)). Sections are separated by `;`:
 /// mutable slices (`name: mut`), read-only slices (`name: slice`), scalars of type `F`
 /// (`name: scalar`) and, optionally, other arguments with their types (`name: usize`).
 ///
