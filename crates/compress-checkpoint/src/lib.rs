@@ -33,7 +33,7 @@
 //! - [`ShardWriter`] + [`commit`]: tensors streamed to a temporary file beside the output, the
 //!   header written last, every output renamed into place only when all are complete.
 //!   [`interrupt_writes`] (for a SIGINT/SIGTERM handler) removes the temporary files.
-//! - [`format`] and [`decode`]: the compressed-tensor descriptions and their decoder.
+//! - [`format`](mod@format) and [`decode`]: the compressed-tensor descriptions and their decoder.
 //! - [`encode`]: the per-tensor [`Encoder`]s and their options; [`encode_checkpoint`] drives
 //!   one over a checkpoint; [`quantize_file`], [`prune_file`], [`cluster_file`],
 //!   [`lowrank_file`] and [`dequantize_file`] are the one-call versions.
