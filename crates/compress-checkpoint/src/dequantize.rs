@@ -11,7 +11,7 @@ use crate::pipeline::{Progress, Summary, TensorReport, Totals, WriteOptions};
 use crate::plan::Plan;
 use crate::reader::{Dtype, SafetensorsFile, bytes_to_f32};
 use crate::shards::open_checkpoint;
-use crate::writer::{ShardWriter, commit};
+use crate::writer::ShardWriter;
 
 /// Maps each part name to the tensor that owns it.
 fn owners(
@@ -175,15 +175,8 @@ pub fn dequantize_checkpoint(
         pendings.push(w.assemble()?);
     }
     totals.tensors = reports.len();
-    totals.file_bytes_out = pendings.iter().map(|p| p.bytes()).sum();
-    if let Some(p) = plan.write_index(&written)? {
-        pendings.push(p);
-    }
-    let outputs = pendings
-        .iter()
-        .map(|p| p.target().display().to_string())
-        .collect();
-    commit(pendings)?;
+    let (outputs, shard_bytes) = plan.commit_outputs(pendings, &written)?;
+    totals.file_bytes_out = shard_bytes;
     progress.finish();
     if totals.file_bytes_in > 0 {
         totals.ratio = totals.file_bytes_out as f64 / totals.file_bytes_in as f64;

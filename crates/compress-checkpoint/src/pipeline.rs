@@ -21,7 +21,7 @@ use crate::plan::Plan;
 use crate::reader::{SafetensorsFile, TensorInfo, bytes_to_f32};
 use crate::select::Selector;
 use crate::shards::open_checkpoint;
-use crate::writer::{ShardWriter, commit};
+use crate::writer::ShardWriter;
 
 /// Progress of a long operation, reported in bytes of tensor data (the CLI draws a bar).
 pub trait Progress {
@@ -316,15 +316,8 @@ pub fn encode_checkpoint(
         ));
         pendings.push(w.assemble()?);
     }
-    totals.file_bytes_out = pendings.iter().map(|p| p.bytes()).sum();
-    if let Some(p) = plan.write_index(&written)? {
-        pendings.push(p);
-    }
-    let outputs = pendings
-        .iter()
-        .map(|p| p.target().display().to_string())
-        .collect();
-    commit(pendings)?;
+    let (outputs, shard_bytes) = plan.commit_outputs(pendings, &written)?;
+    totals.file_bytes_out = shard_bytes;
     progress.finish();
     finish_totals(&mut totals, &reports, &all);
     Ok(Summary {

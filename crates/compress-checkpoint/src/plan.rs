@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 use crate::error::{CheckpointError, Result};
 use crate::shards::{is_index, shard_paths};
 use crate::tempfiles::check_replaceable;
-use crate::writer::Pending;
+use crate::writer::{Pending, commit};
 
 /// Input shards paired with their output files.
 #[derive(Debug, Clone)]
@@ -114,6 +114,29 @@ impl Plan {
             shards: inputs.into_iter().zip(outputs).collect(),
             index,
         })
+    }
+
+    /// Adds the index (when the output is sharded) to the assembled shards and commits them
+    /// all atomically. Returns the output paths and the bytes of the shards (index excluded).
+    ///
+    /// # Errors
+    ///
+    /// Writing the index or committing any file.
+    pub(crate) fn commit_outputs(
+        &self,
+        mut pendings: Vec<Pending>,
+        written: &[(PathBuf, Vec<String>, u64)],
+    ) -> Result<(Vec<String>, u64)> {
+        let shard_bytes = pendings.iter().map(Pending::bytes).sum();
+        if let Some(p) = self.write_index(written)? {
+            pendings.push(p);
+        }
+        let outputs = pendings
+            .iter()
+            .map(|p| p.target().display().to_string())
+            .collect();
+        commit(pendings)?;
+        Ok((outputs, shard_bytes))
     }
 
     /// The new index for the written shards: the input index's `metadata` object with
