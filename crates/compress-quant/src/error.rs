@@ -36,6 +36,19 @@ pub enum QuantError {
         /// Its length.
         len: usize,
     },
+    /// A layer's Hessian that is not positive definite even after dampening (GPTQ).
+    #[error(
+        "the Hessian of `{path}` is not positive definite after dampening {damp:e} \
+         (pivot {pivot}); raise percdamp or calibrate on more data"
+    )]
+    SingularHessian {
+        /// The layer.
+        path: String,
+        /// The dampening that was added to the diagonal.
+        damp: f64,
+        /// The first non-positive pivot of the Cholesky factorisation.
+        pivot: usize,
+    },
     /// A quantized-model file that cannot be read back.
     #[error("bad quantized model file `{path}`: {reason}")]
     Format {

@@ -13,6 +13,7 @@ pub use error::QuantError;
 
 // --- quantization: QTensor, calibration, QAT, int8 kernels ---
 pub mod calibrate;
+pub mod calibrated;
 mod fake_quant;
 pub mod kernels;
 pub mod pack;

@@ -7,6 +7,7 @@ mod huffman;
 mod ternary;
 
 // quantization, calibration, QAT, integer kernels, layer swaps
+mod calibrated;
 mod quant_calibrate;
 mod quant_layers;
 mod quant_ptq;
