@@ -174,3 +174,21 @@ impl<F: Float> Layer<F> for Box<dyn Layer<F>> {
         (**self).coupling_groups(input_shape)
     }
 }
+
+impl<F: Float> dyn Layer<F> {
+    /// The layer as concrete type `T`, if it is one (`model.query.downcast_ref::<Linear<f32>>()`
+    /// on a `Box<dyn Layer<F>>` field looks through the box).
+    pub fn downcast_ref<T: Layer<F>>(&self) -> Option<&T> {
+        self.as_any().downcast_ref::<T>()
+    }
+
+    /// The layer as concrete type `T`, mutably, if it is one.
+    pub fn downcast_mut<T: Layer<F>>(&mut self) -> Option<&mut T> {
+        self.as_any_mut().downcast_mut::<T>()
+    }
+
+    /// Whether the layer is of concrete type `T`.
+    pub fn is<T: Layer<F>>(&self) -> bool {
+        self.as_any().is::<T>()
+    }
+}

@@ -11,3 +11,4 @@ mod optim;
 mod parametrize;
 mod training;
 mod transformer;
+mod transformer_surgery;

@@ -3,8 +3,8 @@
 use compress_core::{Layer, Mode, Module};
 use compress_nn::layers::transformer::{cls_pool, erf, l2_normalize, mean_pool};
 use compress_nn::{
-    Embedding, Gelu, GeluKind, LayerNorm, MultiHeadAttention, PaddingMask, Pooling, PoolingKind,
-    TransformerConfig, TransformerEncoder, TransformerEncoderLayer,
+    Embedding, Gelu, GeluKind, LayerNorm, Linear, MultiHeadAttention, PaddingMask, Pooling,
+    PoolingKind, TransformerConfig, TransformerEncoder, TransformerEncoderLayer,
 };
 use compress_testkit::{GradCheck, randomize_params, uniform_tensor};
 use ndarray::{Array2, Array3, ArrayD, Axis, IxDyn, s};
@@ -195,7 +195,12 @@ fn naive_attention(att: &MultiHeadAttention<f64>, x: &Array2<f64>, valid: &[bool
             .unwrap();
         x.dot(&w.t()) + &b
     };
-    let (q, k, v) = (lin(&att.query, x), lin(&att.key, x), lin(&att.value, x));
+    let dense = |l: &dyn Layer<f64>| l.downcast_ref::<Linear<f64>>().unwrap().clone();
+    let (q, k, v) = (
+        lin(&dense(att.query.as_ref()), x),
+        lin(&dense(att.key.as_ref()), x),
+        lin(&dense(att.value.as_ref()), x),
+    );
     let (n, dh) = (x.nrows(), att.head_dim());
     let mut ctx = Array2::zeros((n, att.hidden()));
     for h in 0..att.heads() {
@@ -216,7 +221,7 @@ fn naive_attention(att: &MultiHeadAttention<f64>, x: &Array2<f64>, valid: &[bool
             }
         }
     }
-    lin(&att.output, &ctx)
+    lin(&dense(att.output.as_ref()), &ctx)
 }
 
 #[test]
@@ -325,7 +330,8 @@ fn encoder_uses_checkpoint_parameter_names() {
     ]
     .map(|n| format!("layer.0.{n}"));
     assert_eq!(names, want);
-    assert_eq!(enc.layers[0].intermediate.weight.shape(), &[11, 8]);
+    let w1 = enc.layers[0].intermediate.downcast_ref::<Linear<f32>>();
+    assert_eq!(w1.unwrap().weight.shape(), &[11, 8]);
 }
 
 #[test]

@@ -26,7 +26,7 @@ use crate::{BertConfig, BertEmbeddings, Result};
 /// [`Layer`] (for code that only knows that trait), the input is `[batch, seq]` token ids
 /// stored as floats with **negative values marking padding** (id 0, mask 0): the mask is
 /// derived from the input, so nothing has to be set beforehand.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct BertModel<F: Float> {
     /// The configuration (kept in sync with the layers by the constructors).
     pub config: BertConfig,
@@ -137,20 +137,30 @@ impl<F: Float> BertModel<F> {
         self.embeddings.backward(&g.into_dimensionality::<Ix3>()?)
     }
 
-    /// Keeps only the encoder layers at `indices` (in that order), e.g. every other
+    /// Keeps only the encoder layers at `indices` (strictly increasing), e.g. every other
     /// layer for a DistilBERT-style student; updates the configuration.
     ///
     /// # Errors
     ///
-    /// [`CoreError::InvalidConfig`] for an index out of range.
+    /// [`CoreError::InvalidConfig`] for an index out of range or indices that are not
+    /// strictly increasing.
     pub fn keep_layers(&mut self, indices: &[usize]) -> Result<()> {
         let n = self.encoder.layers.len();
         if let Some(&i) = indices.iter().find(|&&i| i >= n) {
             return Err(CoreError::config("layers", format!("index {i} >= {n} layers")).into());
         }
-        self.encoder.layers = indices
-            .iter()
-            .map(|&i| self.encoder.layers[i].clone())
+        if indices.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(CoreError::config(
+                "layers",
+                format!("indices {indices:?} must be strictly increasing"),
+            )
+            .into());
+        }
+        let mut keep = indices.iter().copied().peekable();
+        self.encoder.layers = std::mem::take(&mut self.encoder.layers)
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, l)| keep.next_if_eq(&i).map(|_| l))
             .collect();
         self.config.num_hidden_layers = indices.len();
         Ok(())

@@ -18,7 +18,7 @@ use crate::{BertModel, BertTokenizer, Result, TransformerError};
 /// (`pooling_mode_cls_token` / `pooling_mode_mean_tokens`) and `modules.json` (a
 /// `Normalize` module). Without those files: mean pooling, normalised, `max_seq_length`
 /// = `min(512, max_position_embeddings)`.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct SentenceEncoder {
     /// The tokenizer.
     pub tokenizer: BertTokenizer,

@@ -225,3 +225,17 @@ fn layer_interface_uses_negative_ids_as_padding() {
     let got = Layer::forward(&mut m, &x, Mode::Eval).unwrap();
     assert_eq!(got, want.into_dyn());
 }
+
+#[test]
+fn keep_layers_rejects_out_of_range_and_unordered_indices() {
+    let cfg = compress_transformer::BertConfig::new(50, 8, 3, 2, 12);
+    let mut m = compress_transformer::BertModel::<f32>::random(&cfg, 1).unwrap();
+    for bad in [&[0, 3][..], &[1, 1], &[2, 0]] {
+        let e = m.keep_layers(bad).unwrap_err();
+        assert!(e.to_string().contains("layers"), "{bad:?}: {e}");
+    }
+    assert_eq!(m.encoder.layers.len(), 3);
+    m.keep_layers(&[0, 2]).unwrap();
+    assert_eq!(m.encoder.layers.len(), 2);
+    assert_eq!(m.config.num_hidden_layers, 2);
+}

@@ -43,16 +43,23 @@ struct Cache<F> {
 ///
 /// Parameter paths follow Hugging Face's BERT: `self.query`, `self.key`, `self.value`,
 /// `output.dense` (each `weight` and `bias`).
-#[derive(Debug, Clone)]
+///
+/// The four projections are boxed layers ([`LayerSlot::Boxed`]): they start as
+/// [`Linear`]s, and any layer mapping `[tokens, hidden]` to `[tokens, hidden]` (a
+/// quantized, int4 or 2:4-sparse linear) can take a projection's place through
+/// [`compress_core::replace_layer`] with the path `self.query`, ... . A replacement with
+/// the wrong output width is a typed error at `forward`, not a panic.
+#[derive(Debug)]
 pub struct MultiHeadAttention<F: Float> {
     /// Query projection (`self.query`).
-    pub query: Linear<F>,
+    pub query: Box<dyn Layer<F>>,
     /// Key projection (`self.key`).
-    pub key: Linear<F>,
+    pub key: Box<dyn Layer<F>>,
     /// Value projection (`self.value`).
-    pub value: Linear<F>,
+    pub value: Box<dyn Layer<F>>,
     /// Output projection (`output.dense`).
-    pub output: Linear<F>,
+    pub output: Box<dyn Layer<F>>,
+    hidden: usize,
     heads: usize,
     mask: Option<PaddingMask>,
     cache: Option<Cache<F>>,
@@ -101,10 +108,11 @@ impl<F: Float> MultiHeadAttention<F> {
             }
         }
         Ok(Self {
-            query,
-            key,
-            value,
-            output,
+            query: Box::new(query),
+            key: Box::new(key),
+            value: Box::new(value),
+            output: Box::new(output),
+            hidden: h,
             heads,
             mask: None,
             cache: None,
@@ -113,7 +121,7 @@ impl<F: Float> MultiHeadAttention<F> {
 
     /// Model width.
     pub fn hidden(&self) -> usize {
-        self.query.in_features()
+        self.hidden
     }
 
     /// Number of heads.
@@ -136,8 +144,20 @@ impl<F: Float> MultiHeadAttention<F> {
         self.mask.as_ref()
     }
 
-    fn project(lin: &mut Linear<F>, x: &ArrayD<F>, mode: Mode) -> Result<Array2<F>> {
-        Ok(lin.forward(x, mode)?.into_dimensionality::<Ix2>()?)
+    /// `x` `[tokens, hidden]` through projection `name`, checked to give `[tokens, hidden]`.
+    fn project(
+        lin: &mut dyn Layer<F>,
+        name: &str,
+        x: &ArrayD<F>,
+        hidden: usize,
+        mode: Mode,
+    ) -> Result<Array2<F>> {
+        let y = lin.forward(x, mode)?;
+        let want = [x.shape()[0], hidden];
+        if y.shape() != want {
+            return Err(CoreError::shape(format!("{name} output"), &want, y.shape()));
+        }
+        Ok(y.into_dimensionality::<Ix2>()?)
     }
 }
 
@@ -207,32 +227,32 @@ impl<F: Float> Layer<F> for MultiHeadAttention<F> {
     }
 
     /// The four projections, named as their parameter paths (`self.query`, `self.key`,
-    /// `self.value`, `output.dense`); concrete fields, so [`LayerSlot::Fixed`].
+    /// `self.value`, `output.dense`); boxed, so [`LayerSlot::Boxed`] (replaceable).
     fn children(&self) -> Vec<(String, &dyn Layer<F>)> {
         vec![
-            ("self.query".into(), &self.query as &dyn Layer<F>),
-            ("self.key".into(), &self.key),
-            ("self.value".into(), &self.value),
-            ("output.dense".into(), &self.output),
+            ("self.query".into(), self.query.as_ref()),
+            ("self.key".into(), self.key.as_ref()),
+            ("self.value".into(), self.value.as_ref()),
+            ("output.dense".into(), self.output.as_ref()),
         ]
     }
 
     fn children_mut(&mut self) -> Vec<(String, LayerSlot<'_, F>)> {
         vec![
-            ("self.query".into(), LayerSlot::Fixed(&mut self.query)),
-            ("self.key".into(), LayerSlot::Fixed(&mut self.key)),
-            ("self.value".into(), LayerSlot::Fixed(&mut self.value)),
-            ("output.dense".into(), LayerSlot::Fixed(&mut self.output)),
+            ("self.query".into(), LayerSlot::Boxed(&mut self.query)),
+            ("self.key".into(), LayerSlot::Boxed(&mut self.key)),
+            ("self.value".into(), LayerSlot::Boxed(&mut self.value)),
+            ("output.dense".into(), LayerSlot::Boxed(&mut self.output)),
         ]
     }
 
     fn forward(&mut self, x: &ArrayRef<F, IxDyn>, mode: Mode) -> Result<ArrayD<F>> {
         let (batch, seq, x2) = to_tokens(x, self.hidden(), "MultiHeadAttention input")?;
         check_mask(self.mask.as_ref(), batch, seq)?;
-        let q = Self::project(&mut self.query, &x2, mode)?;
-        let k = Self::project(&mut self.key, &x2, mode)?;
-        let v = Self::project(&mut self.value, &x2, mode)?;
         let (nh, dh, h) = (self.heads, self.head_dim(), self.hidden());
+        let q = Self::project(self.query.as_mut(), "self.query", &x2, h, mode)?;
+        let k = Self::project(self.key.as_mut(), "self.key", &x2, h, mode)?;
+        let v = Self::project(self.value.as_mut(), "self.value", &x2, h, mode)?;
         let scale = F::lit(1.0 / (dh as f64).sqrt());
         let train = mode == Mode::Train;
         let mut probs = Array4::<F>::zeros(if train {
@@ -262,7 +282,8 @@ impl<F: Float> Layer<F> for MultiHeadAttention<F> {
                 general_mat_mul(F::one(), &p, &vh, F::zero(), &mut ch);
             }
         }
-        let y = self.output.forward(&ctx.into_dyn(), mode)?;
+        let ctx = ctx.into_dyn();
+        let y = Self::project(self.output.as_mut(), "output.dense", &ctx, h, mode)?;
         self.cache = train.then(|| Cache {
             batch,
             seq,

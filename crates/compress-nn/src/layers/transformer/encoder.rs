@@ -99,20 +99,26 @@ fn normal_linear<F: Float, R: Rng + ?Sized>(
 /// `BertLayer`: `attention.self.{query,key,value}`, `attention.output.dense`,
 /// `attention.output.LayerNorm` (LN1), `intermediate.dense` (W1), `output.dense` (W2),
 /// `output.LayerNorm` (LN2).
-#[derive(Debug, Clone)]
+///
+/// W1 and W2 are boxed layers ([`LayerSlot::Boxed`], as the attention's projections):
+/// they start as [`Linear`]s and any layer with the same input and output widths can take
+/// their place through [`compress_core::replace_layer`] (`intermediate.dense`,
+/// `output.dense`).
+#[derive(Debug)]
 pub struct TransformerEncoderLayer<F: Float> {
     /// Self-attention with its output projection.
     pub attention: MultiHeadAttention<F>,
     /// LN1 (`attention.output.LayerNorm`).
     pub attention_norm: LayerNorm<F>,
     /// W1 (`intermediate.dense`).
-    pub intermediate: Linear<F>,
+    pub intermediate: Box<dyn Layer<F>>,
     /// The feed-forward activation.
     pub activation: Gelu<F>,
     /// W2 (`output.dense`).
-    pub output: Linear<F>,
+    pub output: Box<dyn Layer<F>>,
     /// LN2 (`output.LayerNorm`).
     pub output_norm: LayerNorm<F>,
+    intermediate_size: usize,
     norm_first: bool,
     batch_seq: Option<(usize, usize)>,
 }
@@ -133,13 +139,19 @@ impl<F: Float> TransformerEncoderLayer<F> {
         Ok(Self {
             attention: MultiHeadAttention::from_linears(q, k, v, o, cfg.heads)?,
             attention_norm: LayerNorm::new(h, cfg.layer_norm_eps),
-            intermediate: normal_linear(h, i, std, rng)?,
+            intermediate: Box::new(normal_linear::<F, _>(h, i, std, rng)?),
             activation: Gelu::new(cfg.activation),
-            output: normal_linear(i, h, std, rng)?,
+            output: Box::new(normal_linear::<F, _>(i, h, std, rng)?),
             output_norm: LayerNorm::new(h, cfg.layer_norm_eps),
+            intermediate_size: i,
             norm_first: cfg.norm_first,
             batch_seq: None,
         })
+    }
+
+    /// Width of the feed-forward block (W1's outputs).
+    pub fn intermediate_size(&self) -> usize {
+        self.intermediate_size
     }
 
     /// Model width.
@@ -159,9 +171,13 @@ impl<F: Float> TransformerEncoderLayer<F> {
 
     /// The feed-forward block `W2 act(W1 x)` on tokens `[n, hidden]`.
     fn ffn(&mut self, x: &ArrayD<F>, mode: Mode) -> Result<ArrayD<F>> {
+        let n = x.shape()[0];
         let i = self.intermediate.forward(x, mode)?;
+        check_width("intermediate.dense", &i, n, self.intermediate_size)?;
         let a = self.activation.forward_owned(i, mode)?;
-        self.output.forward(&a, mode)
+        let y = self.output.forward(&a, mode)?;
+        check_width("output.dense", &y, n, self.hidden())?;
+        Ok(y)
     }
 
     fn ffn_backward(&mut self, g: &ArrayD<F>) -> Result<ArrayD<F>> {
@@ -211,14 +227,15 @@ impl<F: Float> Layer<F> for TransformerEncoderLayer<F> {
 
     /// The sub-layers, named as their parameter paths (`attention`,
     /// `attention.output.LayerNorm`, `intermediate.dense`, `intermediate.act` (the GELU),
-    /// `output.dense`, `output.LayerNorm`); concrete fields, so [`LayerSlot::Fixed`].
+    /// `output.dense`, `output.LayerNorm`); the two dense layers are [`LayerSlot::Boxed`]
+    /// (replaceable), the others [`LayerSlot::Fixed`].
     fn children(&self) -> Vec<(String, &dyn Layer<F>)> {
         vec![
             ("attention".into(), &self.attention as &dyn Layer<F>),
             ("attention.output.LayerNorm".into(), &self.attention_norm),
-            ("intermediate.dense".into(), &self.intermediate),
+            ("intermediate.dense".into(), self.intermediate.as_ref()),
             ("intermediate.act".into(), &self.activation),
-            ("output.dense".into(), &self.output),
+            ("output.dense".into(), self.output.as_ref()),
             ("output.LayerNorm".into(), &self.output_norm),
         ]
     }
@@ -232,13 +249,13 @@ impl<F: Float> Layer<F> for TransformerEncoderLayer<F> {
             ),
             (
                 "intermediate.dense".into(),
-                LayerSlot::Fixed(&mut self.intermediate),
+                LayerSlot::Boxed(&mut self.intermediate),
             ),
             (
                 "intermediate.act".into(),
                 LayerSlot::Fixed(&mut self.activation),
             ),
-            ("output.dense".into(), LayerSlot::Fixed(&mut self.output)),
+            ("output.dense".into(), LayerSlot::Boxed(&mut self.output)),
             (
                 "output.LayerNorm".into(),
                 LayerSlot::Fixed(&mut self.output_norm),
@@ -322,7 +339,7 @@ impl<F: Float> Layer<F> for TransformerEncoderLayer<F> {
         let ffn = self
             .intermediate
             .cost(&[self.hidden()])?
-            .then(self.output.cost(&[self.intermediate.out_features()])?);
+            .then(self.output.cost(&[self.intermediate_size])?);
         let n2 = self.output_norm.cost(input_shape)?;
         cost.params += n1.params + ffn.params + n2.params;
         cost.nonzero_params += n1.nonzero_params + ffn.nonzero_params + n2.nonzero_params;
@@ -331,9 +348,21 @@ impl<F: Float> Layer<F> for TransformerEncoderLayer<F> {
     }
 }
 
+/// `y` must be `[n, width]`: a replaced projection with other widths is a typed error.
+fn check_width<F: Float>(name: &str, y: &ArrayD<F>, n: usize, width: usize) -> Result<()> {
+    if y.shape() != [n, width] {
+        return Err(CoreError::shape(
+            format!("{name} output"),
+            &[n, width],
+            y.shape(),
+        ));
+    }
+    Ok(())
+}
+
 /// A stack of [`TransformerEncoderLayer`]s, visited as `layer.0`, `layer.1`, ... (Hugging
 /// Face's `BertEncoder`).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct TransformerEncoder<F: Float> {
     /// The layers, first to last.
     pub layers: Vec<TransformerEncoderLayer<F>>,
