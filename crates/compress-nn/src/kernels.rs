@@ -90,3 +90,31 @@ concrete! {
         }
     }
 }
+
+concrete! {
+    /// Every row of `y` (rows of `b.len()` columns) set to `b`: a Linear's output before
+    /// the product is added to it.
+    pub(crate) fn fill_rows(y: mut; b: slice;) {
+        if b.is_empty() {
+            return;
+        }
+        for row in y.chunks_exact_mut(b.len()) {
+            row.copy_from_slice(b);
+        }
+    }
+}
+
+concrete! {
+    /// `acc[j] += sum_r g[r, j]` over the rows of `g` (rows of `acc.len()` columns): a
+    /// bias gradient.
+    pub(crate) fn add_column_sums(acc: mut; g: slice;) {
+        if acc.is_empty() {
+            return;
+        }
+        for row in g.chunks_exact(acc.len()) {
+            for (a, &v) in acc.iter_mut().zip(row) {
+                *a += v;
+            }
+        }
+    }
+}

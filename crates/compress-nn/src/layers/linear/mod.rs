@@ -7,7 +7,7 @@ use compress_core::{
     Cost, Float, Layer, Mode, Module, Param, ParamKind, ParamPath, ParamVisitor, ParamVisitorMut,
     Result, TensorExt,
 };
-use ndarray::{Array2, ArrayD, ArrayRef, ArrayView2, Axis, Ix1, Ix2, IxDyn};
+use ndarray::{Array2, ArrayD, ArrayRef, ArrayView2, Ix1, Ix2, IxDyn};
 use rand::Rng;
 
 use super::{as_2d, no_forward};
@@ -201,16 +201,21 @@ impl<F: Float> Layer<F> for Linear<F> {
             Some(b) => {
                 let b = b.effective();
                 let b = b.view().into_dimensionality::<Ix1>()?;
-                let y = b
-                    .broadcast((x2.nrows(), b.len()))
-                    .ok_or_else(|| {
-                        compress_core::CoreError::shape(
-                            "Linear bias",
-                            &[self.out_features()],
-                            b.shape(),
-                        )
-                    })?
-                    .to_owned();
+                let n = self.out_features();
+                if b.len() != n {
+                    return Err(compress_core::CoreError::shape(
+                        "Linear bias",
+                        &[n],
+                        b.shape(),
+                    ));
+                }
+                let b = b.as_standard_layout();
+                let mut y = Array2::zeros((x2.nrows(), n));
+                if let (Some(ys), Some(bs)) = (y.as_slice_mut(), b.as_slice()) {
+                    crate::kernels::fill_rows(ys, bs);
+                } else {
+                    y.assign(&b);
+                }
                 (y, F::one())
             }
             None => (Array2::zeros((x2.nrows(), self.out_features())), F::zero()),
@@ -237,7 +242,14 @@ impl<F: Float> Layer<F> for Linear<F> {
         self.weight
             .accumulate_grad(gemm::matmul(&g.t(), &x.view()).into_dyn())?;
         if let Some(b) = &mut self.bias {
-            b.accumulate_grad(g.sum_axis(Axis(0)).into_dyn())?;
+            let g = g.as_standard_layout();
+            let mut db = ndarray::Array1::<F>::zeros(g.ncols());
+            if let (Some(acc), Some(gs)) = (db.as_slice_mut(), g.as_slice()) {
+                crate::kernels::add_column_sums(acc, gs);
+            } else {
+                db = g.sum_axis(ndarray::Axis(0));
+            }
+            b.accumulate_grad(db.into_dyn())?;
         }
         Ok(dx.into_dyn())
     }

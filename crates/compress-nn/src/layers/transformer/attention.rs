@@ -4,13 +4,14 @@ use compress_core::{
     CoreError, Cost, Float, Layer, LayerSlot, Mode, Module, ParamPath, ParamVisitor,
     ParamVisitorMut, Result,
 };
-use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, Array4, ArrayD, ArrayRef, ArrayView2, ArrayViewMut2, Ix2, IxDyn, s};
 use rand::Rng;
+use rayon::prelude::*;
 
 use super::super::no_forward;
-use super::{PaddingMask, check_mask, to_tokens};
+use super::{PaddingMask, check_mask, to_tokens, vmath};
 use crate::Linear;
+use crate::gemm::matmul_into;
 
 /// What a training-mode forward keeps for backward.
 #[derive(Debug, Clone)]
@@ -171,6 +172,38 @@ fn check_heads(hidden: usize, heads: usize) -> Result<()> {
     Ok(())
 }
 
+/// One (sequence, head) pair: `p = softmax(scale q k^T + mask)` (`[seq, seq]`, row-major in
+/// `p`) and `c = p v` (`[seq, d_head]`, row-major in `c`).
+fn attend<F: Float>(
+    q: &ArrayView2<'_, F>,
+    k: &ArrayView2<'_, F>,
+    v: &ArrayView2<'_, F>,
+    scale: F,
+    valid: Option<&[bool]>,
+    p: &mut [F],
+    c: &mut [F],
+) {
+    let (seq, dh) = v.dim();
+    let mut pm = ArrayViewMut2::from_shape((seq, seq), p).expect("seq * seq scratch");
+    matmul_into(scale, q, &k.t(), F::zero(), &mut pm);
+    if let Some(ps) = pm.as_slice_mut().and_then(F::as_f32_slice_mut) {
+        if let Some(m) = valid {
+            for row in ps.chunks_exact_mut(seq) {
+                for (x, &ok) in row.iter_mut().zip(m) {
+                    if !ok {
+                        *x = f32::NEG_INFINITY;
+                    }
+                }
+            }
+        }
+        vmath::softmax_rows(ps, seq);
+    } else {
+        masked_softmax(&mut pm, valid);
+    }
+    let mut cm = ArrayViewMut2::from_shape((seq, dh), c).expect("seq * d_head block");
+    matmul_into(F::one(), &pm.view(), v, F::zero(), &mut cm);
+}
+
 /// Masked, numerically stable softmax of each row of `scores` in place; `valid[j]` says
 /// whether key `j` may be attended to. Rows with no valid key become uniform.
 fn masked_softmax<F: Float>(scores: &mut ArrayViewMut2<'_, F>, valid: Option<&[bool]>) {
@@ -255,35 +288,51 @@ impl<F: Float> Layer<F> for MultiHeadAttention<F> {
         let v = Self::project(self.value.as_mut(), "self.value", &x2, h, mode)?;
         let scale = F::lit(1.0 / (dh as f64).sqrt());
         let train = mode == Mode::Train;
-        let mut probs = Array4::<F>::zeros(if train {
-            (batch, nh, seq, seq)
-        } else {
-            (1, 1, seq, seq)
-        });
-        let mut ctx = Array2::<F>::zeros((batch * seq, h));
-        let mut any_valid = Vec::with_capacity(batch);
-        for b in 0..batch {
-            let valid = self.mask.as_ref().map(|m| m.row(b));
-            any_valid.push(valid.is_none_or(|m| m.iter().any(|&x| x)));
+        let any_valid: Vec<bool> = (0..batch)
+            .map(|b| {
+                let valid = self.mask.as_ref().map(|m| m.row(b));
+                valid.is_none_or(|m| m.iter().any(|&x| x))
+            })
+            .collect();
+        // Each (sequence, head) pair writes its own contiguous blocks: the probabilities
+        // `[seq, seq]` (kept for backward in training) and the context `[seq, d_head]` in a
+        // head-major buffer, so the pairs run in parallel on the current rayon pool.
+        let (ss, sd) = (seq * seq, seq * dh);
+        let mut ctx4 = vec![F::zero(); batch * nh * sd];
+        let mut probs_buf = vec![F::zero(); if train { batch * nh * ss } else { 0 }];
+        let mask = self.mask.as_ref();
+        let work = |t: usize, p: &mut [F], c: &mut [F]| {
+            let (b, head) = (t / nh, t % nh);
             let rows = b * seq..(b + 1) * seq;
-            for head in 0..nh {
-                let cols = head * dh..(head + 1) * dh;
-                let qh = q.slice(s![rows.clone(), cols.clone()]);
-                let kh = k.slice(s![rows.clone(), cols.clone()]);
-                let vh = v.slice(s![rows.clone(), cols.clone()]);
-                let mut p = if train {
-                    probs.slice_mut(s![b, head, .., ..])
-                } else {
-                    probs.slice_mut(s![0, 0, .., ..])
-                };
-                general_mat_mul(scale, &qh, &kh.t(), F::zero(), &mut p);
-                masked_softmax(&mut p, valid);
-                let mut ch = ctx.slice_mut(s![rows.clone(), cols]);
-                general_mat_mul(F::one(), &p, &vh, F::zero(), &mut ch);
-            }
+            let cols = head * dh..(head + 1) * dh;
+            let qh = q.slice(s![rows.clone(), cols.clone()]);
+            let kh = k.slice(s![rows.clone(), cols.clone()]);
+            let vh = v.slice(s![rows, cols]);
+            let valid = mask.map(|m| m.row(b));
+            attend(&qh, &kh, &vh, scale, valid, p, c);
+        };
+        if train {
+            probs_buf
+                .par_chunks_mut(ss)
+                .zip(ctx4.par_chunks_mut(sd))
+                .enumerate()
+                .for_each(|(t, (p, c))| work(t, p, c));
+        } else {
+            ctx4.par_chunks_mut(sd)
+                .enumerate()
+                .for_each_init(|| vec![F::zero(); ss], |p, (t, c)| work(t, p, c));
         }
-        let ctx = ctx.into_dyn();
+        let ctx = Array4::from_shape_vec((batch, nh, seq, dh), ctx4)?
+            .permuted_axes([0, 2, 1, 3])
+            .as_standard_layout()
+            .into_owned()
+            .into_shape_with_order(IxDyn(&[batch * seq, h]))?;
         let y = Self::project(self.output.as_mut(), "output.dense", &ctx, h, mode)?;
+        let probs = if train {
+            Array4::from_shape_vec((batch, nh, seq, seq), probs_buf)?
+        } else {
+            Array4::zeros((0, 0, 0, 0))
+        };
         self.cache = train.then(|| Cache {
             batch,
             seq,
@@ -330,17 +379,17 @@ impl<F: Float> Layer<F> for MultiHeadAttention<F> {
                 let kh = cache.k.slice(s![rows.clone(), cols.clone()]);
                 let vh = cache.v.slice(s![rows.clone(), cols.clone()]);
                 let mut dvh = dv.slice_mut(s![rows.clone(), cols.clone()]);
-                general_mat_mul(F::one(), &p.t(), &dc, F::zero(), &mut dvh);
+                matmul_into(F::one(), &p.t(), &dc, F::zero(), &mut dvh);
                 if !cache.any_valid[b] {
                     // Uniform rows do not depend on the scores.
                     continue;
                 }
-                general_mat_mul(F::one(), &dc, &vh.t(), F::zero(), &mut ds);
+                matmul_into(F::one(), &dc, &vh.t(), F::zero(), &mut ds.view_mut());
                 softmax_backward(&p, &mut ds.view_mut(), scale);
                 let mut dqh = dq.slice_mut(s![rows.clone(), cols.clone()]);
-                general_mat_mul(F::one(), &ds, &kh, F::zero(), &mut dqh);
+                matmul_into(F::one(), &ds.view(), &kh, F::zero(), &mut dqh);
                 let mut dkh = dk.slice_mut(s![rows.clone(), cols]);
-                general_mat_mul(F::one(), &ds.t(), &qh, F::zero(), &mut dkh);
+                matmul_into(F::one(), &ds.t(), &qh, F::zero(), &mut dkh);
             }
         }
         let mut dx = self.query.backward(&dq.into_dyn())?;

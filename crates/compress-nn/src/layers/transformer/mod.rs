@@ -24,6 +24,7 @@ mod encoder;
 mod gelu;
 mod layer_norm;
 mod pooling;
+mod vmath;
 
 use std::sync::Arc;
 
