@@ -39,6 +39,47 @@ pub enum PruneError {
         /// The parameter's shape.
         shape: Vec<usize>,
     },
+    /// A group of a matrix has more non-zeros than its N:M pattern allows.
+    #[error("`{path}` is not {n}:{m} sparse: row {row}, group {group} has {nonzeros} non-zeros")]
+    NotNmSparse {
+        /// Parameter path.
+        path: String,
+        /// The row.
+        row: usize,
+        /// The group within the row (inputs `group * m ..`).
+        group: usize,
+        /// Non-zeros found in the group.
+        nonzeros: usize,
+        /// Kept values per group.
+        n: usize,
+        /// Group size.
+        m: usize,
+    },
+    /// The dampened Hessian of a layer is not positive definite.
+    #[error(
+        "the Hessian of `{path}` is singular even with dampening {damp:e} on its diagonal \
+         (Cholesky pivot {pivot}); raise the dampening or add calibration data"
+    )]
+    SingularHessian {
+        /// Layer path.
+        path: String,
+        /// Dampening added to the diagonal.
+        damp: f64,
+        /// The first non-positive pivot.
+        pivot: usize,
+    },
+    /// A layer saw no calibration input.
+    #[error("layer `{path}` saw no calibration input (empty calibration data?)")]
+    NoCalibration {
+        /// Layer path.
+        path: String,
+    },
+    /// Running the model on the calibration data failed.
+    #[error("calibration run failed: {source}")]
+    Calibration {
+        /// The caller's error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A column index does not fit the chosen CSR index type.
     #[error("CSR column index {index} does not fit in {bits} bits (matrix has {cols} columns)")]
     IndexOverflow {

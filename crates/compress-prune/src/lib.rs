@@ -5,6 +5,10 @@
 //! - [`prune`] with [`PruneConfig`]: magnitude, random or Taylor scores, per-parameter,
 //!   per-layer or global scope, parameters chosen by [`compress_core::ParamFilter`] globs.
 //!   The threshold is found in O(n) ([`magnitude_threshold`]).
+//! - Calibrated pruning of the linear layers of any model ([`prune_calibrated`]): Wanda
+//!   ([`wanda_prune`]) and SparseGPT ([`sparsegpt_prune`]), unstructured or N:M, on inputs
+//!   captured while the model runs ([`attach_capture`]).
+//! - 2:4 storage ([`NmMatrix`]) and [`Sparse24Linear`], faster than the dense layer.
 //!
 //! ```
 //! use compress_core::{Layer, Mode, Module};
@@ -24,6 +28,8 @@
 //! **MSRV:** 1.89
 #![doc(test(attr(deny(warnings))))]
 
+mod calibrated;
+mod capture;
 mod error;
 mod kernels;
 mod lottery;
@@ -33,8 +39,15 @@ mod nm;
 mod schedule;
 mod select;
 pub mod sparse;
+mod sparsegpt;
 pub mod structured;
+mod wanda;
 
+pub use calibrated::{
+    CalibratedMethod, CalibratedPruneConfig, CalibrationRun, LayerPruneReport, Stage,
+    prune_calibrated,
+};
+pub use capture::{CaptureLayer, InputStats, attach_capture, detach_capture};
 pub use error::{PruneError, Result};
 pub use lottery::{LotteryConfig, LotteryReport, LotteryRound, Rewind, lottery_ticket};
 pub use magnitude::{
@@ -48,10 +61,12 @@ pub use schedule::{
     GradualPruning, PolynomialSchedule, iterative_sparsities, prune_iteratively, prune_remaining,
 };
 pub use sparse::{
-    ColIndices, Csr, IndexWidth, RelativeIndex, SparseLinear, relative_index_encode,
-    sparsify_linears,
+    ColIndices, Csr, IndexWidth, NmMatrix, RelativeIndex, Sparse24Linear, SparseLinear,
+    relative_index_encode, sparsify_24, sparsify_linears,
 };
+pub use sparsegpt::{SparseGptConfig, sparsegpt_prune};
 pub use structured::{
     CoupledShrinkReport, GroupShrink, LayerShrink, ShrinkConfig, ShrinkReport, UnitCriterion, apoz,
     prunable_layers, prune_coupled, prune_structured, shrink_group, shrink_layer, unit_norms,
 };
+pub use wanda::{SparsityPattern, row_mask, wanda_prune, wanda_scores};

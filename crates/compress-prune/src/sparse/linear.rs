@@ -1,6 +1,6 @@
 //! A fully connected layer whose weight is stored in CSR form.
 
-use compress_core::surgery::{walk_layers, with_layer_mut};
+use compress_core::surgery::walk_layers;
 use compress_core::{
     CoreError, Cost, Float, Layer, Mode, Module, Param, ParamKind, ParamPath, ParamVisitor,
     ParamVisitorMut, Result as CoreResult, TensorExt,
@@ -124,34 +124,18 @@ impl<F: Float> SparseLinear<F> {
     }
 }
 
-impl<F: Float> Module<F> for SparseLinear<F> {
-    fn visit(&self, path: &mut ParamPath, v: &mut dyn ParamVisitor<F>) {
-        path.scoped("values", |p| v.visit(p, &self.values));
-        if let Some(b) = &self.bias {
-            path.scoped("bias", |p| v.visit(p, b));
-        }
-    }
-    fn visit_mut(
-        &mut self,
-        path: &mut ParamPath,
-        v: &mut dyn ParamVisitorMut<F>,
-    ) -> CoreResult<()> {
-        path.scoped("values", |p| v.visit_mut(p, &mut self.values))?;
-        if let Some(b) = &mut self.bias {
-            path.scoped("bias", |p| v.visit_mut(p, b))?;
-        }
-        Ok(())
-    }
-}
+values_bias_module!(SparseLinear);
 
-fn check_input<F: Float>(
-    x: &ArrayRef<F, IxDyn>,
+/// `x` as `[rows, features]`, or a shape error naming `layer`'s input.
+pub(super) fn check_input<'a, F: Float>(
+    x: &'a ArrayRef<F, IxDyn>,
     features: usize,
-) -> CoreResult<ndarray::ArrayView2<'_, F>> {
+    layer: &str,
+) -> CoreResult<ndarray::ArrayView2<'a, F>> {
     if x.ndim() != 2 || x.shape()[1] != features {
         let n = x.shape().first().copied().unwrap_or(0);
         return Err(CoreError::shape(
-            "SparseLinear input",
+            format!("{layer} input"),
             &[n, features],
             x.shape(),
         ));
@@ -165,7 +149,7 @@ impl<F: Float> Layer<F> for SparseLinear<F> {
     }
 
     fn forward(&mut self, x: &ArrayRef<F, IxDyn>, mode: Mode) -> CoreResult<ArrayD<F>> {
-        let x2 = check_input(x, self.in_features)?;
+        let x2 = check_input(x, self.in_features, "SparseLinear")?;
         let vals = self.values.effective();
         let vals = vals
             .as_slice()
@@ -285,18 +269,5 @@ pub fn sparsify_linears<F: Float>(
     if let Some(e) = failed {
         return Err(e.into());
     }
-    let mut replaced = Vec::new();
-    for (path, sparse) in built {
-        let done = with_layer_mut(&mut *model, &path, |slot| {
-            if !slot.is_replaceable() {
-                return Ok(false);
-            }
-            slot.replace(Box::new(sparse))?;
-            Ok(true)
-        })?;
-        if done {
-            replaced.push(path);
-        }
-    }
-    Ok(replaced)
+    super::replace_built(model, built)
 }

@@ -1,8 +1,7 @@
-//! Hot loops: CSR x dense SpMM. The x86-64 AVX path keeps a 64-column tile of the output row
+//! CSR x dense SpMM. The x86-64 AVX path keeps a 64-column tile of the output row
 //! in eight registers while it streams the row's non-zeros, each one an axpy of a contiguous
 //! row of the dense matrix. It performs the same multiplies and adds in the same order as the
 //! portable [`spmm_scalar`], so the two agree bit for bit (tested).
-#![allow(unsafe_code)]
 
 use compress_core::Float;
 
