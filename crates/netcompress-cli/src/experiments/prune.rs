@@ -274,7 +274,8 @@ fn time_forward(net: &mut Sequential<f32>, x: &ndarray::ArrayD<f32>, reps: usize
     let mut t: Vec<f64> = (0..reps)
         .map(|_| {
             let s = std::time::Instant::now();
-            net.forward(x, Mode::Eval).map(|_| s.elapsed().as_secs_f64() * 1e3)
+            net.forward(x, Mode::Eval)
+                .map(|_| s.elapsed().as_secs_f64() * 1e3)
         })
         .collect::<std::result::Result<_, _>>()?;
     t.sort_by(f64::total_cmp);
@@ -330,7 +331,10 @@ pub(crate) fn run_nm(ctx: &Ctx) -> Result<Report> {
     let reps = ctx.epochs(30, 5);
     let mut speed = Vec::new();
     for rows in [test.len().min(64), test.len()] {
-        let x = test.x.slice_axis(ndarray::Axis(0), (0..rows).into()).to_owned();
+        let x = test
+            .x
+            .slice_axis(ndarray::Axis(0), (0..rows).into())
+            .to_owned();
         let d = time_forward(&mut dense, &x, reps)?;
         let s = time_forward(&mut net, &x, reps)?;
         speed.push(json!({"batch": rows, "dense_ms": d, "sparse24_ms": s, "speedup": d / s}));
