@@ -67,6 +67,9 @@ pub enum CheckpointError {
     /// A factorization error.
     #[error(transparent)]
     Arch(#[from] compress_arch::ArchError),
+    /// A transformer model directory error (config, tokenizer, parameters).
+    #[error(transparent)]
+    Transformer(#[from] compress_transformer::TransformerError),
     /// JSON serialization failed.
     #[error("JSON: {0}")]
     Json(#[from] serde_json::Error),

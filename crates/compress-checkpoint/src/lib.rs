@@ -58,6 +58,7 @@ pub mod format;
 mod header;
 pub mod metrics;
 mod model;
+pub mod model_dir;
 mod pipeline;
 mod plan;
 pub mod reader;

@@ -31,7 +31,7 @@ use crate::writer::{ShardWriter, commit, f32_bytes};
 const OLD_KEY: &str = "netcompress.quant";
 
 /// The parts and description of one quantized parameter.
-fn describe(q: &QuantizedParam) -> Result<(TensorMeta, Vec<Part>)> {
+pub(crate) fn describe(q: &QuantizedParam) -> Result<(TensorMeta, Vec<Part>)> {
     let t = &q.tensor;
     let name = &q.path;
     let (encoding, parts) = match t.scheme() {

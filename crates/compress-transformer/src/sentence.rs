@@ -51,7 +51,19 @@ impl SentenceEncoder {
     /// [`TransformerError::Format`] for a settings file that is not valid JSON.
     pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref();
-        let model = BertModel::<f32>::from_dir(dir)?;
+        Self::with_model(dir, BertModel::<f32>::from_dir(dir)?)
+    }
+
+    /// A sentence encoder of `model` with the tokenizer and sentence-transformers settings
+    /// of `dir` (as [`SentenceEncoder::from_dir`]), for a model loaded another way (e.g. a
+    /// compressed model directory whose layers run quantized kernels).
+    ///
+    /// # Errors
+    ///
+    /// The errors of [`BertTokenizer::from_file`]; a [`TransformerError::Format`] for a
+    /// settings file that is not valid JSON.
+    pub fn with_model(dir: impl AsRef<Path>, model: BertModel<f32>) -> Result<Self> {
+        let dir = dir.as_ref();
         let max_pos = model.config.max_position_embeddings;
         let max_len = read_json(&dir.join("sentence_bert_config.json"))?
             .and_then(|v| v.get("max_seq_length").and_then(Value::as_u64))

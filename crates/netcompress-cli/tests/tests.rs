@@ -4,5 +4,6 @@ mod experiments;
 mod files;
 mod fixtures;
 mod interrupt;
+mod quantize_dir;
 mod sweep;
 mod transformer;

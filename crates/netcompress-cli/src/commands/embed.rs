@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use clap::Args;
+use compress_transformer::lines;
 use compress_transformer::metrics::similarity_matrix;
-use compress_transformer::{SentenceEncoder, lines};
 use serde::Serialize;
 
 use crate::error::{CliError, Result};
@@ -60,7 +60,7 @@ pub(crate) fn read_texts(text: &[String], file: Option<&Path>) -> Result<Vec<Str
 pub(crate) fn run(a: &EmbedArgs) -> Result<()> {
     let texts = read_texts(&a.text, a.file.as_deref())?;
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let mut enc = SentenceEncoder::from_dir(&a.model)?;
+    let mut enc = compress_checkpoint::model_dir::load_sentence_encoder(&a.model)?;
     let e = enc.embed(&refs)?;
     let cos = (e.nrows() >= 2).then(|| similarity_matrix(&e.view()));
     let model = a.model.display().to_string();

@@ -74,8 +74,8 @@ pub(crate) fn run(a: &EvalArgs) -> Result<()> {
             texts.len()
         )));
     }
-    let mut original = SentenceEncoder::from_dir(&a.against)?;
-    let mut compressed = SentenceEncoder::from_dir(&a.model)?;
+    let mut original = compress_checkpoint::model_dir::load_sentence_encoder(&a.against)?;
+    let mut compressed = compress_checkpoint::model_dir::load_sentence_encoder(&a.model)?;
     original.batch_size = a.batch_size;
     compressed.batch_size = a.batch_size;
     let (eo, to) = timed(&mut original, &texts)?;

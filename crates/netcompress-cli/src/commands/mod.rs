@@ -13,6 +13,7 @@ pub(crate) mod lowrank;
 pub(crate) mod pipeline;
 pub(crate) mod prune;
 pub(crate) mod quantize;
+pub(crate) mod quantize_dir;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;

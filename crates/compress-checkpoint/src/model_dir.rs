@@ -1,0 +1,351 @@
+//! Compressed transformer model directories: a Hugging Face BERT directory whose linear
+//! layers are stored in the checkpoint [format](crate::format) and run, once loaded, on
+//! their compressed kernels (int8 with dynamic activations, int4 / intN weight-only), not
+//! dequantized back to f32.
+//!
+//! A directory holds `config.json`, the tokenizer and sentence-transformers files of the
+//! original, and `model.safetensors` in the netcompress format: each compressed layer's
+//! `weight` as a described tensor (`netcompress.tensor.PATH.weight`), its bias and every
+//! other parameter as F32, and one kernel marker per compressed layer,
+//! `netcompress.kernel.PATH` = the kernel's name (`int8-dynamic`, `int4-weight-only`,
+//! `intn-weight-only`). A directory without `netcompress.format` in its weights' metadata is
+//! an ordinary model directory and loads as one.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use compress_core::surgery::replace_layer;
+use compress_core::{Layer, Module, Param, ParamPath};
+use compress_quant::calibrated::{QuantizedLinear, kernel_name, quantized_layer};
+use compress_quant::{QuantScheme, QuantizedParam};
+use compress_transformer::io::copy_tokenizer_files;
+use compress_transformer::{BertConfig, BertModel, SentenceEncoder};
+use ndarray::{ArrayD, IxDyn};
+use rand::{SeedableRng, rngs::StdRng};
+
+use crate::decode::decode_qtensor;
+use crate::error::{CheckpointError, Result};
+use crate::format::{
+    COMMAND_KEY, Encoding, FORMAT_KEY, FORMAT_VERSION, TENSOR_KEY_PREFIX, TensorMeta, tensor_metas,
+};
+use crate::model::describe;
+use crate::reader::{SafetensorsFile, bytes_to_f32};
+use crate::writer::{ShardWriter, commit, f32_bytes};
+
+/// Metadata key prefix of the kernel markers (`netcompress.kernel.LAYER_PATH`).
+pub const KERNEL_KEY_PREFIX: &str = "netcompress.kernel.";
+
+/// The weights file of a model directory.
+const WEIGHTS: &str = "model.safetensors";
+
+/// Writes `model` with its `layers` compressed as a model directory `out`, copying the
+/// tokenizer and sentence-transformers files of `source` (the original directory).
+/// `command` is recorded in the metadata.
+///
+/// The directory is built beside `out` under a temporary name and renamed into place when
+/// complete; on any error it is removed, so nothing is left behind. An existing `out` is
+/// refused unless `force` (then it is replaced only after the new one is complete).
+///
+/// # Errors
+///
+/// [`CheckpointError::Output`] when `out` exists (without `force`) or is `source`;
+/// [`CheckpointError::Io`] naming the file that could not be written.
+pub fn save_compressed_dir(
+    source: &Path,
+    out: &Path,
+    model: &BertModel<f32>,
+    layers: &[QuantizedLinear],
+    command: &str,
+    force: bool,
+) -> Result<()> {
+    if out.exists() {
+        if !force {
+            return Err(CheckpointError::output(
+                out,
+                "exists (use --force to replace it)",
+            ));
+        }
+        if same_path(source, out) {
+            return Err(CheckpointError::output(out, "is the input model directory"));
+        }
+    }
+    let name = out
+        .file_name()
+        .map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = out.with_file_name(format!(".{name}.partial-{}", std::process::id()));
+    let res = write_dir(source, &tmp, model, layers, command).and_then(|()| {
+        if out.exists() {
+            std::fs::remove_dir_all(out).map_err(|e| CheckpointError::io(out, e))?;
+        }
+        std::fs::rename(&tmp, out).map_err(|e| CheckpointError::io(out, e))
+    });
+    if res.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    res
+}
+
+fn same_path(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+fn write_dir(
+    source: &Path,
+    dir: &Path,
+    model: &BertModel<f32>,
+    layers: &[QuantizedLinear],
+    command: &str,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| CheckpointError::io(dir, e))?;
+    let cfg = serde_json::to_string_pretty(&model.config.to_json())?;
+    let cfg_path = dir.join("config.json");
+    std::fs::write(&cfg_path, cfg).map_err(|e| CheckpointError::io(&cfg_path, e))?;
+    copy_tokenizer_files(source, dir)?;
+    let by_weight: BTreeMap<String, &QuantizedLinear> = layers
+        .iter()
+        .map(|l| (format!("{}.weight", l.path), l))
+        .collect();
+    let mut w = ShardWriter::with_reserve(&dir.join(WEIGHTS), 0)?;
+    w.set_metadata(FORMAT_KEY, FORMAT_VERSION);
+    w.set_metadata(COMMAND_KEY, command);
+    let mut failure = None;
+    model.visit(
+        &mut ParamPath::root(),
+        &mut |p: &ParamPath, param: &Param<f32>| {
+            if failure.is_some() {
+                return;
+            }
+            let path = p.to_string();
+            let res = match by_weight.get(&path) {
+                Some(l) => add_compressed(&mut w, &path, l),
+                None => {
+                    let v = param.effective();
+                    let values: Vec<f32> = v.iter().copied().collect();
+                    w.add(&path, "F32", v.shape(), &f32_bytes(&values))
+                }
+            };
+            failure = res.err();
+        },
+    );
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    commit(vec![w.assemble()?])
+}
+
+fn add_compressed(w: &mut ShardWriter, path: &str, l: &QuantizedLinear) -> Result<()> {
+    let q = QuantizedParam {
+        path: path.to_string(),
+        shape: l.weight.shape().to_vec(),
+        tensor: l.weight.clone(),
+    };
+    let (meta, parts) = describe(&q)?;
+    for p in &parts {
+        w.add(&p.name, p.dtype.name(), &p.shape, &p.bytes)?;
+    }
+    w.set_metadata(
+        format!("{TENSOR_KEY_PREFIX}{path}"),
+        serde_json::to_string(&meta)?,
+    );
+    w.set_metadata(
+        format!("{KERNEL_KEY_PREFIX}{}", l.path),
+        kernel_name(&l.weight),
+    );
+    Ok(())
+}
+
+/// Whether `dir` holds a compressed model directory (its weights carry the netcompress
+/// format key).
+///
+/// # Errors
+///
+/// A weights file that exists but cannot be read.
+pub fn is_compressed_dir(dir: &Path) -> Result<bool> {
+    let path = dir.join(WEIGHTS);
+    if !path.is_file() {
+        return Ok(false);
+    }
+    Ok(SafetensorsFile::open(&path)?
+        .metadata
+        .contains_key(FORMAT_KEY))
+}
+
+/// The inference layer of one compressed linear layer: one match on the stored encoding of
+/// its weight. `path` names the layer in errors.
+fn compressed_linear(
+    file: &mut SafetensorsFile,
+    path: &str,
+    meta: &TensorMeta,
+    bias: Option<Vec<f32>>,
+) -> Result<Box<dyn Layer<f32>>> {
+    let field = || format!("tensor `{path}.weight`");
+    match &meta.encoding {
+        Encoding::Int { .. } => {
+            let q = decode_qtensor(meta, file)
+                .map_err(|r| CheckpointError::format(file.path(), field(), r))?
+                .ok_or_else(|| {
+                    CheckpointError::format(file.path(), field(), "not an int tensor")
+                })?;
+            if !matches!(q.scheme(), QuantScheme::Int(_)) || q.shape().len() != 2 {
+                return Err(CheckpointError::format(
+                    file.path(),
+                    field(),
+                    "not a 2-D int weight",
+                ));
+            }
+            Ok(quantized_layer(q, bias)?)
+        }
+        other => Err(CheckpointError::format(
+            file.path(),
+            field(),
+            format!("no inference kernel for the `{}` encoding", other.label()),
+        )),
+    }
+}
+
+/// Reads the F32 (or other float) tensor `name` stored as it is.
+fn plain_tensor(file: &mut SafetensorsFile, name: &str) -> Result<Option<ArrayD<f32>>> {
+    let Some(t) = file.tensors.iter().find(|t| t.name == name).cloned() else {
+        return Ok(None);
+    };
+    if !t.dtype.is_float() {
+        return Err(CheckpointError::format(
+            file.path(),
+            format!("tensor `{name}`.dtype"),
+            format!("{} is not a float dtype", t.dtype.name()),
+        ));
+    }
+    let raw = file.read_raw(&t)?;
+    let a = ArrayD::from_shape_vec(IxDyn(&t.shape), bytes_to_f32(&raw, t.dtype)).map_err(|e| {
+        CheckpointError::format(file.path(), format!("tensor `{name}`"), e.to_string())
+    })?;
+    Ok(Some(a))
+}
+
+/// Loads a compressed model directory's BERT model with every marked layer on its compressed
+/// kernel.
+///
+/// # Errors
+///
+/// [`CheckpointError::Format`] naming the file and tensor for a missing, extra or malformed
+/// tensor or marker; the config's errors.
+pub fn load_compressed_bert(dir: &Path) -> Result<BertModel<f32>> {
+    let cfg = BertConfig::from_file(&dir.join("config.json"))?;
+    let path: PathBuf = dir.join(WEIGHTS);
+    let mut file = SafetensorsFile::open(&path)?;
+    let metas = tensor_metas(&file.metadata)
+        .map_err(|(field, r)| CheckpointError::format(&path, field, r))?;
+    let kernels: Vec<String> = file
+        .metadata
+        .keys()
+        .filter_map(|k| k.strip_prefix(KERNEL_KEY_PREFIX).map(str::to_string))
+        .collect();
+    let pooler = file.tensors.iter().any(|t| t.name == "pooler.dense.weight");
+    let mut model = BertModel::<f32>::new(&cfg, pooler, &mut StdRng::seed_from_u64(0))?;
+    let mut used: HashSet<String> = HashSet::new();
+    for layer in &kernels {
+        let wname = format!("{layer}.weight");
+        let meta = metas.get(&wname).ok_or_else(|| {
+            CheckpointError::format(
+                &path,
+                format!("__metadata__.{KERNEL_KEY_PREFIX}{layer}"),
+                format!("marks a layer whose weight `{wname}` is not described"),
+            )
+        })?;
+        let bias_name = format!("{layer}.bias");
+        let bias = plain_tensor(&mut file, &bias_name)?.map(|b| b.iter().copied().collect());
+        let l = compressed_linear(&mut file, layer, meta, bias)?;
+        replace_layer(&mut model, layer, l).map_err(|e| {
+            CheckpointError::format(
+                &path,
+                format!("__metadata__.{KERNEL_KEY_PREFIX}{layer}"),
+                e.to_string(),
+            )
+        })?;
+        used.insert(wname);
+        used.insert(bias_name);
+    }
+    let mut failure = None;
+    let res = model.visit_mut(
+        &mut ParamPath::root(),
+        &mut |p: &ParamPath, param: &mut Param<f32>| {
+            let name = p.to_string();
+            match plain_tensor(&mut file, &name) {
+                Ok(Some(a)) if a.shape() == param.shape() => {
+                    param.reset(a);
+                    used.insert(name);
+                    Ok(())
+                }
+                Ok(found) => {
+                    let reason = match found {
+                        Some(a) => format!("shape {:?}, expected {:?}", a.shape(), param.shape()),
+                        None => "missing".to_string(),
+                    };
+                    failure = Some(CheckpointError::format(
+                        &path,
+                        format!("tensor `{name}`"),
+                        reason,
+                    ));
+                    Err(compress_core::CoreError::MissingParam { path: name })
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    Err(compress_core::CoreError::MissingParam { path: name })
+                }
+            }
+        },
+    );
+    if let Err(e) = res {
+        return Err(failure.unwrap_or(CheckpointError::Core(e)));
+    }
+    let parts: HashSet<&str> = metas.values().flat_map(|m| m.encoding.parts()).collect();
+    if let Some(extra) = file
+        .tensors
+        .iter()
+        .find(|t| !used.contains(&t.name) && !parts.contains(t.name.as_str()))
+    {
+        return Err(CheckpointError::format(
+            &path,
+            format!("tensor `{}`", extra.name),
+            "is not a parameter of the model",
+        ));
+    }
+    Ok(model)
+}
+
+/// A sentence encoder for `dir`: a compressed model directory on its compressed kernels
+/// ([`load_compressed_bert`]), any other model directory as
+/// [`SentenceEncoder::from_dir`] loads it.
+///
+/// # Errors
+///
+/// As [`load_compressed_bert`] and [`SentenceEncoder::from_dir`].
+pub fn load_sentence_encoder(dir: &Path) -> Result<SentenceEncoder> {
+    if is_compressed_dir(dir)? {
+        Ok(SentenceEncoder::with_model(
+            dir,
+            load_compressed_bert(dir)?,
+        )?)
+    } else {
+        Ok(SentenceEncoder::from_dir(dir)?)
+    }
+}
+
+/// The kernel name of every compressed layer of a directory, by layer path.
+///
+/// # Errors
+///
+/// A weights file that cannot be read.
+pub fn kernels(dir: &Path) -> Result<BTreeMap<String, String>> {
+    let f = SafetensorsFile::open(&dir.join(WEIGHTS))?;
+    Ok(f.metadata
+        .iter()
+        .filter_map(|(k, v)| {
+            k.strip_prefix(KERNEL_KEY_PREFIX)
+                .map(|p| (p.to_string(), v.clone()))
+        })
+        .collect())
+}

@@ -1,0 +1,129 @@
+//! [`IntNLinear`]: a weight-only linear layer for any code width (2..=8 bits, e.g. int3
+//! from GPTQ), where [`Int4Linear`](crate::Int4Linear) covers 4 bits with its fused kernel.
+
+use compress_core::{
+    CoreError, Cost, Float, Layer, Mode, Module, ParamPath, ParamVisitor, ParamVisitorMut, Result,
+};
+use ndarray::{ArrayD, ArrayRef, ArrayView2, ArrayViewMut2, IxDyn};
+
+use crate::{QTensor, QuantError, QuantScheme};
+
+/// Weight-only integer linear layer: the packed codes (any scheme and width of
+/// [`QTensor`], usually affine per group) stay packed in memory; each forward call
+/// dequantizes the weight once into a scratch buffer and multiplies with compress-nn's float
+/// GEMM. Inference only.
+///
+/// # Shapes
+///
+/// - input: `[batch, in_features]`; output: `[batch, out_features]`.
+#[derive(Debug, Clone)]
+pub struct IntNLinear {
+    weight: QTensor,
+    bias: Option<Vec<f32>>,
+}
+
+impl IntNLinear {
+    /// Builds from a 2-D integer tensor `[out, in]` and an optional bias `[out]`.
+    ///
+    /// # Errors
+    ///
+    /// An invalid-config error for a float cast or a tensor that is not 2-D; a bias of the
+    /// wrong length.
+    pub fn from_qtensor(weight: QTensor, bias: Option<Vec<f32>>) -> Result<Self, QuantError> {
+        if !matches!(weight.scheme(), QuantScheme::Int(_)) || weight.shape().len() != 2 {
+            return Err(CoreError::config(
+                "weight",
+                format!(
+                    "IntNLinear needs a 2-D integer weight, got {} {:?}",
+                    weight.scheme().label(),
+                    weight.shape()
+                ),
+            )
+            .into());
+        }
+        if let Some(b) = &bias
+            && b.len() != weight.shape()[0]
+        {
+            return Err(CoreError::shape("bias", &[weight.shape()[0]], &[b.len()]).into());
+        }
+        Ok(Self { weight, bias })
+    }
+
+    /// The quantized weight.
+    pub fn weight(&self) -> &QTensor {
+        &self.weight
+    }
+
+    /// The bias.
+    pub fn bias(&self) -> Option<&[f32]> {
+        self.bias.as_deref()
+    }
+
+    /// Bytes of packed codes, scales, zero points and bias.
+    pub fn size_bytes(&self) -> usize {
+        self.weight.size_bytes() + 4 * self.bias.as_ref().map_or(0, Vec::len)
+    }
+}
+
+impl<F: Float> Module<F> for IntNLinear {
+    fn visit(&self, _: &mut ParamPath, _: &mut dyn ParamVisitor<F>) {}
+    fn visit_mut(&mut self, _: &mut ParamPath, _: &mut dyn ParamVisitorMut<F>) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl<F: Float> Layer<F> for IntNLinear {
+    fn name(&self) -> &'static str {
+        "IntNLinear"
+    }
+
+    fn forward(&mut self, x: &ArrayRef<F, IxDyn>, _mode: Mode) -> Result<ArrayD<F>> {
+        let (n, k) = (self.weight.shape()[0], self.weight.shape()[1]);
+        if x.ndim() != 2 || x.shape()[1] != k {
+            return Err(CoreError::shape("IntNLinear input", &[0, k], x.shape()));
+        }
+        let m = x.shape()[0];
+        let xs: Vec<f32> = x.iter().map(|v| v.as_f64() as f32).collect();
+        let mut w = vec![0.0f32; n * k];
+        self.weight.dequantize_into(&mut w);
+        let xv = ArrayView2::from_shape((m, k), &xs).map_err(CoreError::from)?;
+        let wv = ArrayView2::from_shape((n, k), &w).map_err(CoreError::from)?;
+        let mut y = vec![0.0f32; m * n];
+        {
+            let mut yv = ArrayViewMut2::from_shape((m, n), &mut y).map_err(CoreError::from)?;
+            compress_nn::gemm::matmul_into(1.0, &xv, &wv.t(), 0.0, &mut yv);
+        }
+        if let Some(b) = &self.bias {
+            for row in y.chunks_exact_mut(n) {
+                for (o, bv) in row.iter_mut().zip(b) {
+                    *o += bv;
+                }
+            }
+        }
+        Ok(ArrayD::from_shape_vec(
+            IxDyn(&[m, n]),
+            y.into_iter().map(|v| F::lit(f64::from(v))).collect(),
+        )?)
+    }
+
+    fn backward(&mut self, _grad: &ArrayRef<F, IxDyn>) -> Result<ArrayD<F>> {
+        Err(CoreError::InvalidState {
+            layer: "IntNLinear".into(),
+            reason: "is inference only (no backward)".into(),
+        })
+    }
+
+    fn cost(&self, input_shape: &[usize]) -> Result<Cost> {
+        let (n, k) = (self.weight.shape()[0], self.weight.shape()[1]);
+        if input_shape != [k] {
+            return Err(CoreError::shape("IntNLinear input", &[k], input_shape));
+        }
+        let p = n * k + self.bias.as_ref().map_or(0, Vec::len);
+        Ok(Cost {
+            output_shape: vec![n],
+            params: p,
+            nonzero_params: p,
+            macs: (n * k) as u64,
+        })
+    }
+}

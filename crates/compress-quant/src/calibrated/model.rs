@@ -1,0 +1,257 @@
+//! Model-level calibrated quantization: each selected linear layer of any model quantized by
+//! one [`Method`], with the scales of AWQ / SmoothQuant folded into the layers that produce
+//! their inputs, and the quantized layers built for inference.
+
+use std::collections::BTreeMap;
+
+use compress_core::surgery::{replace_layer, with_param_mut};
+use compress_core::{CoreError, Layer};
+use ndarray::{Array2, Ix2};
+
+use super::capture::InputStats;
+use super::gptq::{GptqConfig, gptq_quantize};
+use super::grid::{WeightQuant, quantize_rtn};
+use super::intn::IntNLinear;
+use super::scaling::{ScaleSource, awq_search, fold_scales, smoothquant_scales};
+use crate::{
+    ActQuant, Granularity, Int4Linear, IntScheme, QLinear, QTensor, QuantError, QuantScheme,
+};
+
+/// How the weights are quantized.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Method {
+    /// Round to nearest on the min-max grid of each row group (no calibration).
+    Rtn,
+    /// GPTQ with these settings (its `quant` is replaced by the call's).
+    Gptq(GptqConfig),
+    /// AWQ scale search over `grid` exponents, then round to nearest.
+    Awq {
+        /// Exponents tried in `[0, 1)`.
+        grid: usize,
+    },
+    /// SmoothQuant migration with exponent `alpha`, then int8 symmetric per-channel
+    /// weights for per-token dynamic int8 activations (W8A8).
+    SmoothQuant {
+        /// Migration strength (0.5 in the paper).
+        alpha: f32,
+    },
+}
+
+impl Method {
+    /// Whether the method needs captured inputs, and with the Hessian.
+    pub fn needs(&self) -> Option<bool> {
+        match self {
+            Self::Rtn => None,
+            Self::Gptq(_) | Self::Awq { .. } => Some(true),
+            Self::SmoothQuant { .. } => Some(false),
+        }
+    }
+}
+
+/// Linear layers that read the same activation, and what produced it (`None`: nothing the
+/// scales can be folded into, e.g. the FFN's second projection after GELU; AWQ and
+/// SmoothQuant then leave the group unscaled).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScaleGroup {
+    /// The producer of the shared input.
+    pub source: Option<ScaleSource>,
+    /// Layer paths.
+    pub linears: Vec<String>,
+}
+
+/// One quantized linear layer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantizedLinear {
+    /// Layer path.
+    pub path: String,
+    /// The quantized weight `[out, in]`.
+    pub weight: QTensor,
+    /// The bias (kept in f32).
+    pub bias: Option<Vec<f32>>,
+    /// AWQ's winning exponent, when AWQ ran on the layer's group.
+    pub alpha: Option<f32>,
+}
+
+impl QuantizedLinear {
+    /// Bytes of the weight (codes, scales, zero points) and bias.
+    pub fn size_bytes(&self) -> usize {
+        self.weight.size_bytes() + 4 * self.bias.as_ref().map_or(0, Vec::len)
+    }
+}
+
+/// The inference layer for a quantized weight: [`QLinear`] with per-token dynamic int8
+/// activations for int8 symmetric per-channel weights (W8A8), [`Int4Linear`] for 4-bit
+/// per-group weights, [`IntNLinear`] for every other width.
+///
+/// # Errors
+///
+/// The constructors' errors (a bias of the wrong length, a float cast).
+pub fn quantized_layer(
+    weight: QTensor,
+    bias: Option<Vec<f32>>,
+) -> Result<Box<dyn Layer<f32>>, QuantError> {
+    match weight.scheme() {
+        QuantScheme::Int(IntScheme {
+            bits: 8,
+            affine: false,
+            granularity: Granularity::PerChannel { axis: 0 } | Granularity::PerTensor,
+            ..
+        }) => Ok(Box::new(QLinear::from_qtensor(
+            &weight,
+            bias,
+            ActQuant::DynamicPerRow,
+        )?)),
+        QuantScheme::Int(IntScheme {
+            bits: 4,
+            granularity: Granularity::PerGroup { group_size },
+            ..
+        }) if group_size % 2 == 0 => Ok(Box::new(Int4Linear::from_qtensor(weight, bias)?)),
+        _ => Ok(Box::new(IntNLinear::from_qtensor(weight, bias)?)),
+    }
+}
+
+/// The name of the kernel [`quantized_layer`] picks for `weight` (stored as each layer's
+/// kernel marker in compressed model directories).
+pub fn kernel_name(weight: &QTensor) -> &'static str {
+    match weight.scheme() {
+        QuantScheme::Int(IntScheme {
+            bits: 8,
+            affine: false,
+            granularity: Granularity::PerChannel { axis: 0 } | Granularity::PerTensor,
+            ..
+        }) => "int8-dynamic",
+        QuantScheme::Int(IntScheme {
+            bits: 4,
+            granularity: Granularity::PerGroup { group_size },
+            ..
+        }) if group_size % 2 == 0 => "int4-weight-only",
+        _ => "intn-weight-only",
+    }
+}
+
+fn weight_of(model: &mut dyn Layer<f32>, path: &str) -> Result<Array2<f32>, QuantError> {
+    Ok(with_param_mut(model, &format!("{path}.weight"), |p| {
+        let w = p.effective().into_owned();
+        w.into_dimensionality::<Ix2>().map_err(CoreError::from)
+    })?)
+}
+
+fn group_weights(
+    model: &mut dyn Layer<f32>,
+    g: &ScaleGroup,
+) -> Result<Vec<Array2<f32>>, QuantError> {
+    g.linears.iter().map(|l| weight_of(model, l)).collect()
+}
+
+fn bias_of(model: &mut dyn Layer<f32>, path: &str) -> Result<Option<Vec<f32>>, QuantError> {
+    match with_param_mut(model, &format!("{path}.bias"), |p| {
+        Ok(p.effective().iter().copied().collect::<Vec<f32>>())
+    }) {
+        Ok(b) => Ok(Some(b)),
+        Err(CoreError::MissingParam { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn stats_for<'a>(
+    stats: &'a BTreeMap<String, InputStats>,
+    path: &str,
+) -> Result<&'a InputStats, QuantError> {
+    stats.get(path).ok_or_else(|| {
+        CoreError::config(
+            format!("calibration of `{path}`"),
+            "no captured inputs for this layer",
+        )
+        .into()
+    })
+}
+
+/// Quantizes every linear of `groups` in `model` with `method` at `quant` (SmoothQuant
+/// always uses int8 per channel). AWQ and SmoothQuant first fold their scales into the
+/// model's float weights (so `model` changes, computing the same function); the returned
+/// layers are not swapped in (see [`swap_in`]).
+///
+/// # Errors
+///
+/// [`QuantError::UnsupportedBits`] and [`QuantError::GroupSize`] for the settings; missing
+/// statistics or parameters; the errors of the methods (a singular Hessian).
+pub fn quantize_linears(
+    model: &mut dyn Layer<f32>,
+    groups: &[ScaleGroup],
+    stats: &BTreeMap<String, InputStats>,
+    method: &Method,
+    quant: WeightQuant,
+) -> Result<Vec<QuantizedLinear>, QuantError> {
+    let mut alphas: BTreeMap<String, f32> = BTreeMap::new();
+    // Scale search and folding first, group by group (each group's input is rescaled only
+    // by its own fold, so the captured statistics stay valid).
+    for g in groups {
+        let Some(source) = &g.source else { continue };
+        let s = match method {
+            Method::Awq { grid } => {
+                let (st, ws) = (stats_for(stats, &g.linears[0])?, group_weights(model, g)?);
+                let views: Vec<_> = ws.iter().map(|w| w.view()).collect();
+                let a = awq_search(&g.linears[0], st, &views, quant, *grid)?;
+                for l in &g.linears {
+                    alphas.insert(l.clone(), a.alpha);
+                }
+                a.scales
+            }
+            Method::SmoothQuant { alpha } => {
+                let (st, ws) = (stats_for(stats, &g.linears[0])?, group_weights(model, g)?);
+                let views: Vec<_> = ws.iter().map(|w| w.view()).collect();
+                smoothquant_scales(st, &views, *alpha)?
+            }
+            Method::Rtn | Method::Gptq(_) => continue,
+        };
+        fold_scales(model, source, &g.linears, &s)?;
+    }
+    let mut out = Vec::new();
+    for l in groups.iter().flat_map(|g| &g.linears) {
+        let w = weight_of(model, l)?;
+        let weight = match method {
+            Method::Rtn | Method::Awq { .. } => quantize_rtn(l, &w.view(), quant)?.to_qtensor()?,
+            Method::Gptq(cfg) => {
+                let st = stats_for(stats, l)?;
+                let h = st.hessian().ok_or_else(|| {
+                    QuantError::from(CoreError::config(
+                        format!("gptq `{l}`"),
+                        "needs statistics captured with the Hessian",
+                    ))
+                })?;
+                let cfg = GptqConfig { quant, ..*cfg };
+                gptq_quantize(l, &w.view(), &h, &cfg)?.to_qtensor()?
+            }
+            Method::SmoothQuant { .. } => {
+                let flat: Vec<f32> = w.iter().copied().collect();
+                QTensor::quantize_slice(
+                    &flat,
+                    &[w.nrows(), w.ncols()],
+                    IntScheme::int8_per_channel(),
+                )
+                .map_err(|e| e.at_path(l))?
+            }
+        };
+        out.push(QuantizedLinear {
+            path: l.clone(),
+            weight,
+            bias: bias_of(model, l)?,
+            alpha: alphas.get(l).copied(),
+        });
+    }
+    Ok(out)
+}
+
+/// Replaces each quantized layer's linear in `model` by its inference layer
+/// ([`quantized_layer`]).
+///
+/// # Errors
+///
+/// A path with no replaceable layer; the constructors' errors.
+pub fn swap_in(model: &mut dyn Layer<f32>, layers: &[QuantizedLinear]) -> Result<(), QuantError> {
+    for l in layers {
+        let layer = quantized_layer(l.weight.clone(), l.bias.clone())?;
+        replace_layer(model, &l.path, layer)?;
+    }
+    Ok(())
+}

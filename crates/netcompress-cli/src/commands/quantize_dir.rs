@@ -1,0 +1,267 @@
+//! `netcompress quantize MODEL_DIR OUT_DIR --method rtn|gptq|awq|smoothquant --bits ..
+//! [--group-size ..] [--calib SENTENCES]`: calibrated quantization of a BERT model
+//! directory's encoder linears, written as a compressed model directory that `embed` and
+//! `eval` run on its integer kernels.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::Path;
+
+use clap::ValueEnum;
+use compress_checkpoint::model_dir::save_compressed_dir;
+use compress_quant::calibrated::{
+    Capture, CaptureSpec, GptqConfig, InputStats, Method, QuantizedLinear, ScaleGroup, ScaleSource,
+    WeightQuant, quantize_linears,
+};
+use compress_transformer::{SENTENCES, SentenceEncoder, lines};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use super::command_line;
+use crate::error::{CliError, Result};
+
+/// The quantization method for a model directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum MethodArg {
+    /// Round to nearest (no calibration).
+    Rtn,
+    /// GPTQ (Hessian-based error compensation).
+    Gptq,
+    /// AWQ activation-aware scaling, then round to nearest.
+    Awq,
+    /// SmoothQuant scaling, int8 weights and per-token dynamic int8 activations (W8A8).
+    Smoothquant,
+}
+
+/// The six projections of encoder layer `i`, grouped by the activation they read.
+pub(crate) fn bert_groups(layers: usize) -> Vec<ScaleGroup> {
+    let mut out = Vec::new();
+    for i in 0..layers {
+        let p = format!("encoder.layer.{i}");
+        let input_norm = if i == 0 {
+            "embeddings.LayerNorm".to_string()
+        } else {
+            format!("encoder.layer.{}.output.LayerNorm", i - 1)
+        };
+        out.push(ScaleGroup {
+            source: Some(ScaleSource::Norm(input_norm)),
+            linears: ["query", "key", "value"]
+                .iter()
+                .map(|n| format!("{p}.attention.self.{n}"))
+                .collect(),
+        });
+        out.push(ScaleGroup {
+            source: Some(ScaleSource::Linear(format!("{p}.attention.self.value"))),
+            linears: vec![format!("{p}.attention.output.dense")],
+        });
+        out.push(ScaleGroup {
+            source: Some(ScaleSource::Norm(format!("{p}.attention.output.LayerNorm"))),
+            linears: vec![format!("{p}.intermediate.dense")],
+        });
+        // After GELU: nothing to fold into, so AWQ / SmoothQuant leave it unscaled.
+        out.push(ScaleGroup {
+            source: None,
+            linears: vec![format!("{p}.output.dense")],
+        });
+    }
+    out
+}
+
+/// Calibration sentences: the file's non-empty lines, or the shipped sentence file.
+pub(crate) fn calibration_texts(calib: Option<&Path>) -> Result<Vec<String>> {
+    let text = match calib {
+        Some(f) => std::fs::read_to_string(f)
+            .map_err(|e| compress_checkpoint::CheckpointError::io(f, e))?,
+        None => SENTENCES.to_string(),
+    };
+    let texts: Vec<String> = lines(&text).into_iter().map(str::to_string).collect();
+    if texts.is_empty() {
+        return Err(CliError::Usage(format!(
+            "--calib {}: no non-empty line to calibrate on",
+            calib.map_or_else(|| "(default)".into(), |p| p.display().to_string())
+        )));
+    }
+    Ok(texts)
+}
+
+/// Runs the encoder over `texts` with the capture attached, with a progress bar.
+pub(crate) fn calibrate(
+    enc: &mut SentenceEncoder,
+    texts: &[String],
+    spec: &CaptureSpec,
+    quiet: bool,
+) -> Result<BTreeMap<String, InputStats>> {
+    let cap = Capture::attach(&mut enc.model, spec)?;
+    let bar = if quiet || !std::io::stderr().is_terminal() {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(texts.len() as u64)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("calibrating [{bar:30}] {pos}/{len} sentences {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let chunk = enc.batch_size.max(1) * 4;
+    let mut res = Ok(());
+    for part in texts.chunks(chunk) {
+        let refs: Vec<&str> = part.iter().map(String::as_str).collect();
+        if let Err(e) = enc.embed(&refs) {
+            res = Err(e);
+            break;
+        }
+        bar.inc(part.len() as u64);
+    }
+    bar.finish_and_clear();
+    let stats = cap.detach(&mut enc.model)?;
+    res?;
+    Ok(stats)
+}
+
+#[derive(Serialize)]
+struct LayerOut {
+    path: String,
+    kernel: &'static str,
+    bytes: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    alpha: Option<f32>,
+}
+
+#[derive(Serialize)]
+struct Out {
+    model: String,
+    output: String,
+    method: String,
+    bits: u32,
+    group_size: Option<usize>,
+    calibration_sentences: usize,
+    layers: Vec<LayerOut>,
+    linear_bytes: usize,
+    linear_f32_bytes: usize,
+}
+
+/// Options of a directory quantization.
+#[derive(Debug, Clone)]
+pub(crate) struct DirJob<'a> {
+    pub(crate) input: &'a Path,
+    pub(crate) output: &'a Path,
+    pub(crate) method: MethodArg,
+    pub(crate) bits: u32,
+    pub(crate) group_size: Option<usize>,
+    pub(crate) calib: Option<&'a Path>,
+    pub(crate) act_order: bool,
+    pub(crate) force: bool,
+    pub(crate) json: bool,
+}
+
+/// Quantizes the encoder linears of the model directory `job.input`.
+pub(crate) fn run_dir(job: &DirJob<'_>) -> Result<()> {
+    if job.method == MethodArg::Smoothquant && job.bits != 8 {
+        return Err(CliError::Usage(format!(
+            "--method smoothquant is W8A8: it needs --bits 8, got {}",
+            job.bits
+        )));
+    }
+    let quant = WeightQuant::new(job.bits, job.group_size);
+    let method = match job.method {
+        MethodArg::Rtn => Method::Rtn,
+        MethodArg::Gptq => Method::Gptq(GptqConfig {
+            act_order: job.act_order,
+            ..GptqConfig::new(quant)
+        }),
+        MethodArg::Awq => Method::Awq { grid: 20 },
+        MethodArg::Smoothquant => Method::SmoothQuant { alpha: 0.5 },
+    };
+    let mut enc = SentenceEncoder::from_dir(job.input)?;
+    let groups = bert_groups(enc.model.config.num_hidden_layers);
+    // Settings are checked on every layer before any calibration runs.
+    if job.method != MethodArg::Smoothquant {
+        for g in &groups {
+            for l in &g.linears {
+                quant.group_for(l, in_features(&enc, l)?)?;
+            }
+        }
+    }
+    let (stats, n_calib) = match method.needs() {
+        None => (BTreeMap::new(), 0),
+        Some(hessian) => {
+            let texts = calibration_texts(job.calib)?;
+            let spec = CaptureSpec {
+                patterns: groups.iter().flat_map(|g| g.linears.clone()).collect(),
+                hessian,
+            };
+            (calibrate(&mut enc, &texts, &spec, job.json)?, texts.len())
+        }
+    };
+    let layers = quantize_linears(&mut enc.model, &groups, &stats, &method, quant)?;
+    save_compressed_dir(
+        job.input,
+        job.output,
+        &enc.model,
+        &layers,
+        &command_line(),
+        job.force,
+    )?;
+    report(job, &layers, n_calib)
+}
+
+fn in_features(enc: &SentenceEncoder, path: &str) -> Result<usize> {
+    let mut k = None;
+    compress_core::Module::visit(
+        &enc.model,
+        &mut compress_core::ParamPath::root(),
+        &mut |p: &compress_core::ParamPath, param: &compress_core::Param<f32>| {
+            if p.to_string() == format!("{path}.weight") {
+                k = param.shape().get(1).copied();
+            }
+        },
+    );
+    k.ok_or_else(|| CliError::Usage(format!("the model has no linear layer `{path}`")))
+}
+
+fn report(job: &DirJob<'_>, layers: &[QuantizedLinear], calib: usize) -> Result<()> {
+    let outs: Vec<LayerOut> = layers
+        .iter()
+        .map(|l| LayerOut {
+            path: l.path.clone(),
+            kernel: compress_quant::calibrated::kernel_name(&l.weight),
+            bytes: l.size_bytes(),
+            alpha: l.alpha,
+        })
+        .collect();
+    let f32_bytes: usize = layers
+        .iter()
+        .map(|l| 4 * (l.weight.len() + l.bias.as_ref().map_or(0, Vec::len)))
+        .sum();
+    let out = Out {
+        model: job.input.display().to_string(),
+        output: job.output.display().to_string(),
+        method: format!("{:?}", job.method).to_lowercase(),
+        bits: job.bits,
+        group_size: job.group_size,
+        calibration_sentences: calib,
+        linear_bytes: outs.iter().map(|l| l.bytes).sum(),
+        linear_f32_bytes: f32_bytes,
+        layers: outs,
+    };
+    println!(
+        "{} -> {}: {} linear layers, method {}, int{}{}, {} calibration sentences",
+        out.model,
+        out.output,
+        out.layers.len(),
+        out.method,
+        out.bits,
+        out.group_size.map_or(String::new(), |g| format!(" g{g}")),
+        out.calibration_sentences
+    );
+    println!(
+        "  linear weights {} B (f32 {} B, {:.1}%)",
+        out.linear_bytes,
+        out.linear_f32_bytes,
+        100.0 * out.linear_bytes as f64 / out.linear_f32_bytes.max(1) as f64
+    );
+    if job.json {
+        println!("{}", serde_json::to_string(&out)?);
+    }
+    Ok(())
+}
