@@ -11,7 +11,7 @@ use compress_nn::Linear;
 use compress_quant::kernels::{
     PackedB, dequantize_i8_into, gemm_i8, quantize_i8_into, quantize_rows_i8_into,
 };
-use compress_quant::{ActQuant, Int4Linear, QLinear};
+use compress_quant::{ActQuant, DynamicQLinear, Int4Linear, QLinear};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use ndarray::{Array2, ArrayD};
 use rand::{SeedableRng, rngs::StdRng};
@@ -91,6 +91,13 @@ fn linear(c: &mut Criterion) {
     group.bench_function(BenchmarkId::new("qlinear_i8", "64x4096x4096"), |b| {
         b.iter(|| q.forward(black_box(&x), Mode::Eval).expect("shapes fit"));
     });
+    let mut dq = DynamicQLinear::from_linear(&lin).expect("finite weights");
+    group.bench_function(
+        BenchmarkId::new("dynamic_qlinear_i8", "64x4096x4096"),
+        |b| {
+            b.iter(|| dq.forward(black_box(&x), Mode::Eval).expect("shapes fit"));
+        },
+    );
     group.bench_function(BenchmarkId::new("linear_f32", "64x4096x4096"), |b| {
         b.iter(|| lin.forward(black_box(&x), Mode::Eval).expect("shapes fit"));
     });

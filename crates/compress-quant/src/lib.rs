@@ -14,6 +14,7 @@ pub use error::QuantError;
 // --- quantization: QTensor, calibration, QAT, int8 kernels ---
 pub mod calibrate;
 pub mod calibrated;
+mod dynamic;
 mod fake_quant;
 pub mod kernels;
 pub mod pack;
@@ -25,6 +26,7 @@ mod scheme;
 mod swap;
 
 pub use calibrate::{Calibration, Observer, calibrate_range, quantize_calibrated};
+pub use dynamic::{DynamicQLinear, TokenQuant, quantize_dynamic};
 pub use fake_quant::{ActRange, FakeQuant, FakeQuantAct, attach_fake_quant};
 pub use ptq::{
     ParamReport, PtqConfig, PtqReport, QuantizedModel, QuantizedParam, fake_quantize_model,

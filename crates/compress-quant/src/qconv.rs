@@ -6,7 +6,9 @@ use compress_core::{
 use compress_nn::{Conv2d, Conv2dConfig};
 use ndarray::{ArrayD, ArrayRef, IxDyn};
 
-use crate::kernels::{PackedB, gemm_i8, quantize_rows_i8_into};
+use crate::TokenQuant;
+use crate::dynamic::rows::Scratch;
+use crate::kernels::{PackedB, gemm_u8i8_par};
 use crate::qlinear::{as_core, forward_only};
 use crate::{IntScheme, QTensor, QuantError};
 
@@ -39,6 +41,10 @@ pub struct QConv2d {
     packed: Vec<PackedB>,
     w_scales: Vec<f32>,
     bias: Option<Vec<f32>>,
+    /// Image codes, scales and accumulators reused across calls.
+    scratch: Scratch,
+    /// im2col rows of one group of one image (`u8` codes, row stride `PackedB::lda`).
+    cols: Vec<u8>,
 }
 
 impl QConv2d {
@@ -78,6 +84,8 @@ impl QConv2d {
                 .bias
                 .as_ref()
                 .map(|b| b.effective().iter().map(|v| v.as_f64() as f32).collect()),
+            scratch: Scratch::default(),
+            cols: Vec::new(),
         })
     }
 
@@ -95,21 +103,21 @@ impl QConv2d {
     }
 }
 
-/// im2col of one group of one image of int8 codes: rows are output positions, columns are
-/// `(c, i, j)` kernel taps; padding is 0 (exact for symmetric codes).
-fn im2col_i8(
-    img: &[i8],
+/// im2col of one group of one image of symmetric codes stored `+ 128`: rows (stride `lda`)
+/// are output positions, columns are `(c, i, j)` kernel taps; padding is code 128 (zero).
+fn im2col_u8(
+    img: &[u8],
     (c0, cn, h, w): (usize, usize, usize, usize),
     cfg: &Conv2dConfig,
     (oh, ow): (usize, usize),
-    out: &mut [i8],
+    lda: usize,
+    out: &mut [u8],
 ) {
     let (kh, kw) = cfg.kernel;
-    let cols = cn * kh * kw;
-    out.fill(0);
+    out.fill(128);
     for y in 0..oh {
         for x in 0..ow {
-            let row = &mut out[(y * ow + x) * cols..(y * ow + x + 1) * cols];
+            let row = &mut out[(y * ow + x) * lda..(y * ow + x + 1) * lda];
             for c in 0..cn {
                 let plane = &img[(c0 + c) * h * w..(c0 + c + 1) * h * w];
                 for i in 0..kh {
@@ -155,38 +163,75 @@ impl<F: Float> Layer<F> for QConv2d {
         }
         let (n, c, h, w) = (x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]);
         let (oh, ow) = cfg.output_hw(h, w)?;
-        let xs: Vec<f32> = x.iter().map(|v| v.as_f64() as f32).collect();
+        let xs = x.as_standard_layout();
+        let xs = xs.as_slice().expect("standard layout is contiguous");
+        let converted: Vec<f32>;
+        let xs = match F::as_f32_slice(xs) {
+            Some(xf) => xf,
+            None => {
+                converted = xs.iter().map(|v| v.as_f64() as f32).collect();
+                &converted
+            }
+        };
         let chw = c * h * w;
-        let mut codes = vec![0i8; xs.len()];
-        let mut img_scales = vec![0.0f32; n];
-        if chw > 0 && n > 0 {
-            quantize_rows_i8_into(&xs, chw, &mut codes, &mut img_scales).map_err(as_core)?;
-        }
         let (cpg, opg) = (cfg.in_per_group(), cfg.out_per_group());
-        let kk = cpg * cfg.kernel.0 * cfg.kernel.1;
         let p = oh * ow;
-        let mut cols = vec![0i8; p * kk];
-        let mut acc = vec![0i32; p * opg];
-        let mut y = vec![0.0f32; n * cfg.out_channels * p];
+        let total = n * cfg.out_channels * p;
+        let mut out = vec![F::zero(); total];
+        if chw == 0 || n == 0 || p == 0 {
+            return Ok(ArrayD::from_shape_vec(
+                IxDyn(&[n, cfg.out_channels, oh, ow]),
+                out,
+            )?);
+        }
+        let mut converted_out = Vec::new();
+        let y: &mut [f32] = if let Some(yf) = F::as_f32_slice_mut(&mut out) {
+            yf
+        } else {
+            converted_out.resize(total, 0.0f32);
+            &mut converted_out
+        };
+        // Each image with its own symmetric scale (codes stored + 128).
+        let s = &mut self.scratch;
+        s.quantize("QConv2d input", xs, n, chw, chw, TokenQuant::Symmetric)
+            .map_err(as_core)?;
+        let lda = self.packed[0].lda();
+        self.cols.resize(p * lda, 128);
+        if s.acc.len() < p * opg {
+            s.acc.resize(p * opg, 0);
+        }
         for b in 0..n {
-            let img = &codes[b * chw..(b + 1) * chw];
+            let img = &s.codes[b * chw..(b + 1) * chw];
             for g in 0..cfg.groups {
-                im2col_i8(img, (g * cpg, cpg, h, w), &cfg, (oh, ow), &mut cols);
-                gemm_i8(&cols, p, &self.packed[g], &mut acc);
+                im2col_u8(
+                    img,
+                    (g * cpg, cpg, h, w),
+                    &cfg,
+                    (oh, ow),
+                    lda,
+                    &mut self.cols,
+                );
+                let packed = &self.packed[g];
+                let acc = &mut s.acc[..p * opg];
+                gemm_u8i8_par(&self.cols, lda, p, packed, acc);
                 for o in 0..opg {
                     let oc = g * opg + o;
-                    let s = img_scales[b] * self.w_scales[oc];
+                    let scale = s.row_scales[b] * self.w_scales[oc];
                     let bias = self.bias.as_ref().map_or(0.0, |bv| bv[oc]);
+                    let zero = packed.col_sums()[o].wrapping_mul(128);
                     let dst = &mut y[(b * cfg.out_channels + oc) * p..][..p];
                     for (q, d) in dst.iter_mut().enumerate() {
-                        *d = acc[q * opg + o] as f32 * s + bias;
+                        *d = acc[q * opg + o].wrapping_sub(zero) as f32 * scale + bias;
                     }
                 }
             }
         }
+        for (d, &v) in out.iter_mut().zip(&converted_out) {
+            *d = F::lit(f64::from(v));
+        }
         Ok(ArrayD::from_shape_vec(
             IxDyn(&[n, cfg.out_channels, oh, ow]),
-            y.into_iter().map(|v| F::lit(f64::from(v))).collect(),
+            out,
         )?)
     }
 

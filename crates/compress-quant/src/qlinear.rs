@@ -7,7 +7,9 @@ use compress_core::{
 use compress_nn::Linear;
 use ndarray::{ArrayD, ArrayRef, IxDyn};
 
-use crate::kernels::{self, PackedB, gemm_i8, quantize_rows_i8_into};
+use crate::TokenQuant;
+use crate::dynamic::rows::{Scratch, dequantize};
+use crate::kernels::{self, PackedB, gemm_u8i8_par};
 use crate::{Granularity, IntScheme, QTensor, QuantError, QuantScheme};
 
 /// How [`QLinear`] quantizes its input activations (symmetric int8, codes in `-127..=127`).
@@ -41,43 +43,54 @@ pub(crate) fn forward_only(layer: &str) -> CoreError {
     }
 }
 
-/// Quantizes a row-major `[m, k]` activation matrix to int8; returns one scale per row.
-pub(crate) fn quantize_activations(
+/// Quantizes a row-major `[m, k]` activation matrix into `scratch` as symmetric int8 codes
+/// (stored `+ 128` for the `u8 x i8` kernel), one scale per row.
+fn quantize_activations(
     x: &[f32],
     m: usize,
     k: usize,
+    lda: usize,
     act: ActQuant,
-    codes: &mut [i8],
-) -> std::result::Result<Vec<f32>, QuantError> {
-    match act {
+    scratch: &mut Scratch,
+) -> std::result::Result<(), QuantError> {
+    let scale = match act {
         ActQuant::DynamicPerRow => {
-            let mut s = vec![0.0f32; m];
-            quantize_rows_i8_into(x, k, codes, &mut s)?;
-            Ok(s)
+            return scratch.quantize("x", x, m, k, lda, TokenQuant::Symmetric);
         }
         ActQuant::DynamicPerTensor => {
-            let mut s = vec![0.0f32; 1];
-            quantize_rows_i8_into(x, m * k, codes, &mut s)?;
-            Ok(vec![s[0]; m])
+            check_finite(x)?;
+            let (lo, hi, _) = kernels::quantize::min_max(x);
+            let amax = lo.abs().max(hi.abs());
+            if amax > 0.0 && (127.0 / amax).is_finite() {
+                amax / 127.0
+            } else {
+                1.0
+            }
         }
         ActQuant::Static { scale } => {
-            let (_, _, finite) = kernels::quantize::min_max(x);
-            if !finite {
-                let index = x.iter().position(|v| !v.is_finite()).unwrap_or(0);
-                return Err(CoreError::NonFinite {
-                    path: "x".into(),
-                    index,
-                    value: f64::from(x[index]),
-                }
-                .into());
-            }
-            if !(scale > 0.0 && scale.is_finite()) {
+            check_finite(x)?;
+            if !(scale > 0.0 && scale.is_finite() && (1.0 / scale).is_finite()) {
                 return Err(CoreError::config("scale", format!("bad static scale {scale}")).into());
             }
-            kernels::quantize::quantize(x, 1.0 / scale, 0.0, -127.0, 127.0, codes);
-            Ok(vec![scale; m])
+            scale
         }
+    };
+    scratch.quantize_shared(x, m, k, lda, scale);
+    Ok(())
+}
+
+fn check_finite(x: &[f32]) -> std::result::Result<(), QuantError> {
+    let (_, _, finite) = kernels::quantize::min_max(x);
+    if !finite {
+        let index = x.iter().position(|v| !v.is_finite()).unwrap_or(0);
+        return Err(CoreError::NonFinite {
+            path: "x".into(),
+            index,
+            value: f64::from(x[index]),
+        }
+        .into());
     }
+    Ok(())
 }
 
 fn input_matrix<F: Float>(x: &ArrayRef<F, IxDyn>, layer: &str, k: usize) -> Result<Vec<f32>> {
@@ -131,7 +144,10 @@ pub struct QLinear {
     packed: PackedB,
     w_scales: Vec<f32>,
     bias: Option<Vec<f32>>,
+    /// The bias, or zeros.
+    bias_or_zero: Vec<f32>,
     act: ActQuant,
+    scratch: Scratch,
 }
 
 impl QLinear {
@@ -204,8 +220,10 @@ impl QLinear {
             out_features: n,
             packed: PackedB::from_nk(&codes, n, k),
             w_scales,
+            bias_or_zero: bias.clone().unwrap_or_else(|| vec![0.0; n]),
             bias,
             act,
+            scratch: Scratch::default(),
         })
     }
 
@@ -232,6 +250,7 @@ impl QLinear {
     }
 
     /// `y = x W^T + b` for a row-major `[m, in]` input into a row-major `[m, out]` output.
+    /// Reuses the layer's buffers: only the caller's output is written.
     ///
     /// # Errors
     ///
@@ -241,25 +260,32 @@ impl QLinear {
     ///
     /// If `x.len() != m * in_features` or `out.len() != m * out_features`.
     #[track_caller]
-    pub fn forward_f32(&self, x: &[f32], m: usize, out: &mut [f32]) -> Result<(), QuantError> {
+    pub fn forward_f32(&mut self, x: &[f32], m: usize, out: &mut [f32]) -> Result<(), QuantError> {
         let (k, n) = (self.in_features, self.out_features);
         assert_eq!(x.len(), m * k, "QLinear input length");
         assert_eq!(out.len(), m * n, "QLinear output length");
-        let mut codes = vec![0i8; m * k];
-        let row_scales = quantize_activations(x, m, k, self.act, &mut codes)?;
-        let mut acc = vec![0i32; m * n];
-        gemm_i8(&codes, m, &self.packed, &mut acc);
-        for (i, (orow, arow)) in out.chunks_exact_mut(n).zip(acc.chunks_exact(n)).enumerate() {
-            let sx = row_scales[i];
-            for (j, (o, &a)) in orow.iter_mut().zip(arow).enumerate() {
-                *o = a as f32 * (sx * self.w_scales[j]);
-            }
-            if let Some(b) = &self.bias {
-                for (o, &bv) in orow.iter_mut().zip(b) {
-                    *o += bv;
-                }
-            }
+        let lda = self.packed.lda();
+        let s = &mut self.scratch;
+        quantize_activations(x, m, k, lda, self.act, s)?;
+        if s.acc.len() < m * n {
+            s.acc.resize(m * n, 0);
         }
+        gemm_u8i8_par(
+            &s.codes[..m * lda],
+            lda,
+            m,
+            &self.packed,
+            &mut s.acc[..m * n],
+        );
+        dequantize(
+            &s.acc[..m * n],
+            &s.row_scales[..m],
+            &s.row_zps[..m],
+            self.packed.col_sums(),
+            &self.w_scales,
+            &self.bias_or_zero,
+            out,
+        );
         Ok(())
     }
 }
@@ -277,11 +303,10 @@ impl<F: Float> Layer<F> for QLinear {
     }
 
     fn forward(&mut self, x: &ArrayRef<F, IxDyn>, _mode: Mode) -> Result<ArrayD<F>> {
-        let xs = input_matrix(x, "QLinear", self.in_features)?;
-        let m = x.shape()[0];
-        let mut y = vec![0.0f32; m * self.out_features];
-        self.forward_f32(&xs, m, &mut y).map_err(as_core)?;
-        output(y, m, self.out_features)
+        let (k, n) = (self.in_features, self.out_features);
+        crate::dynamic::forward_rows(x, "QLinear input", k, n, |xf, m, yf| {
+            self.forward_f32(xf, m, yf)
+        })
     }
 
     fn backward(&mut self, _grad: &ArrayRef<F, IxDyn>) -> Result<ArrayD<F>> {

@@ -39,26 +39,39 @@ pub fn quantize_layers<F: Float>(
     convs: bool,
     mut select: impl FnMut(&str) -> bool,
 ) -> Result<Vec<String>, QuantError> {
+    replace_layers(model, |path, l| {
+        let any = l.as_any();
+        let lin = any.downcast_ref::<Linear<F>>();
+        let conv = any.downcast_ref::<Conv2d<F>>().filter(|_| convs);
+        if (lin.is_none() && conv.is_none()) || !select(path) {
+            return None;
+        }
+        Some(match (lin, conv) {
+            (Some(lin), _) => QLinear::from_linear(lin, act).map(|q| Box::new(q) as _),
+            (None, Some(conv)) => QConv2d::from_conv(conv).map(|q| Box::new(q) as _),
+            (None, None) => return None,
+        })
+    })
+}
+
+/// Replaces every layer below `model` for which `build(path, layer)` returns a new layer,
+/// in replaceable slots only. Every replacement is built before the first one is made, so
+/// on error the model is unchanged. Returns the replaced paths in walk order.
+pub(crate) fn replace_layers<F: Float>(
+    model: &mut dyn Layer<F>,
+    mut build: impl FnMut(&str, &dyn Layer<F>) -> Option<Result<Box<dyn Layer<F>>, QuantError>>,
+) -> Result<Vec<String>, QuantError> {
     let mut built: Vec<(String, Box<dyn Layer<F>>)> = Vec::new();
     let mut failed = None;
     walk_layers(&*model, &mut |path, l| {
         if failed.is_some() {
             return;
         }
-        let any = l.as_any();
-        let lin = any.downcast_ref::<Linear<F>>();
-        let conv = any.downcast_ref::<Conv2d<F>>().filter(|_| convs);
-        if (lin.is_none() && conv.is_none()) || !select(&path.to_string()) {
-            return;
-        }
-        let q: Result<Box<dyn Layer<F>>, QuantError> = match (lin, conv) {
-            (Some(lin), _) => QLinear::from_linear(lin, act).map(|q| Box::new(q) as _),
-            (None, Some(conv)) => QConv2d::from_conv(conv).map(|q| Box::new(q) as _),
-            (None, None) => return,
-        };
-        match q {
-            Ok(q) => built.push((path.to_string(), q)),
-            Err(e) => failed = Some(e),
+        let path = path.to_string();
+        match build(&path, l) {
+            None => {}
+            Some(Ok(q)) => built.push((path, q)),
+            Some(Err(e)) => failed = Some(e),
         }
     });
     if let Some(e) = failed {

@@ -1,26 +1,29 @@
-//! Exact int8 GEMM: `C[m, n] (i32) = A[m, k] (i8) x B[k, n] (i8)`.
+//! Exact int8 GEMM: `C[m, n] (i32) = A[m, k] x B[k, n]` with B (the weights) `i8` and A either
+//! `i8` ([`gemm_i8`]) or `u8` ([`gemm_u8i8`]).
 //!
-//! B (the weights) is packed once into panels of [`NR`] columns in which each pair of
-//! consecutive `k` rows is interleaved per column (`B[2p][j], B[2p+1][j]`), so one 32-byte
-//! load gives 16 column pairs. A is packed per call into blocks of [`MR`] rows as sign-extended
-//! `i16` pairs. The AVX2 micro-kernel broadcasts one `(A[r][2p], A[r][2p+1])` pair, sign-extends
-//! 16 B bytes to `i16` (`vpmovsxbw`) and multiplies with `vpmaddwd`, whose `i16 x i16` products
-//! and pair sums are exact in `i32` (no `vpmaddubsw` saturation), then adds with wrapping `i32`
-//! adds. The portable path does the same arithmetic with `wrapping_add`, so both are equal bit
-//! for bit (a property test checks it). Sums are exact while `k * 128 * 128 < 2^31`, i.e. for
-//! `k <= 131_071`.
+//! B is packed once ([`PackedB`]) into panels of [`NR`] columns; within a panel, each group of
+//! four consecutive `k` (a *quad*) stores the four bytes of every column side by side, so that
+//! one 64-byte load feeds `vpdpbusd` 16 columns x 4 `k` and the four A bytes of a quad are one
+//! broadcast `i32`. `vpdpbusd` multiplies unsigned by signed bytes: signed activations are
+//! shifted by +128 (`a ^ 0x80`) and `128 x` the column sums of B, stored with the packing, are
+//! subtracted at the end. The products `(a + 128) b` are at most `255 x 128` in magnitude and
+//! the `i32` sums wrap (`vpdpbusd`, not `vpdpbusds`), so the result is exact modulo `2^32`,
+//! hence exact whenever the true `A B` fits `i32`: always for `k <= 131_071`.
+//!
+//! Blocking: `k` runs in blocks of [`KC_QUADS`] quads (a panel's block, 24 KiB, stays in L1
+//! while every row block of A streams past it), rows in blocks of [`MC`] (A's block stays in
+//! L2 while every panel passes). The micro-kernels are in `micro.rs`.
 
-/// Rows of A per micro-tile (12 accumulators with [`NR`] = 16 keep the AVX2 register file full
-/// and enough independent dot-product chains in flight).
-pub const MR: usize = 6;
-/// Columns of B per panel / micro-tile.
-pub const NR: usize = 16;
-/// `k` pairs per cache block (1024 values of `k`).
-const KC_PAIRS: usize = 512;
-/// Row blocks of A per cache block (96 rows).
-const MC_BLOCKS: usize = 16;
+pub use super::micro::{MR, NR};
+use super::micro::{QUAD_BYTES, Tile, tile_portable};
 
-/// B packed for [`gemm_i8`]: `ceil(n / NR)` panels of `ceil(k / 2)` interleaved column pairs.
+/// Quads of `k` per cache block (512 values of `k`).
+const KC_QUADS: usize = 128;
+/// Rows of A per cache block.
+const MC: usize = 384;
+
+/// B packed for [`gemm_i8`] / [`gemm_u8i8`]: `ceil(n / NR)` panels of `ceil(k / 4)` quads,
+/// zero-padded, and the column sums of B.
 ///
 /// ```
 /// use compress_quant::kernels::{PackedB, gemm_i8};
@@ -31,12 +34,13 @@ const MC_BLOCKS: usize = 16;
 /// let mut c = vec![0i32; 4];
 /// gemm_i8(&a, 2, &b, &mut c);
 /// assert_eq!(c, vec![6, 0, -1, -3]);
+/// assert_eq!(b.to_nk(), w);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PackedB {
     n: usize,
     k: usize,
-    kpairs: usize,
+    quads: usize,
     data: Vec<i8>,
     col_sums: Vec<i32>,
 }
@@ -51,7 +55,16 @@ impl PackedB {
     #[track_caller]
     pub fn from_nk(w: &[i8], n: usize, k: usize) -> Self {
         assert_eq!(w.len(), n * k, "weight length must be n * k");
-        Self::build(n, k, |kk, j| w[j * k + kk])
+        let mut p = Self::empty(n, k);
+        for (j, row) in w.chunks_exact(k.max(1)).enumerate().take(n) {
+            let (panel, jj) = (j / NR, j % NR);
+            let base = panel * p.quads * QUAD_BYTES + 4 * jj;
+            for (kk, &v) in row.iter().enumerate() {
+                p.data[base + (kk / 4) * QUAD_BYTES + kk % 4] = v;
+            }
+            p.col_sums[j] = row.iter().map(|&v| i32::from(v)).sum();
+        }
+        p
     }
 
     /// Packs `b` given as `[k, n]` row-major (a plain right-hand matrix).
@@ -62,40 +75,38 @@ impl PackedB {
     #[track_caller]
     pub fn from_kn(b: &[i8], k: usize, n: usize) -> Self {
         assert_eq!(b.len(), k * n, "matrix length must be k * n");
-        Self::build(n, k, |kk, j| b[kk * n + j])
-    }
-
-    fn build(n: usize, k: usize, at: impl Fn(usize, usize) -> i8) -> Self {
-        let kpairs = k.div_ceil(2);
-        let panels = n.div_ceil(NR);
-        let mut data = vec![0i8; panels * kpairs * 2 * NR];
-        let mut col_sums = vec![0i32; n];
-        for p in 0..panels {
-            for kp in 0..kpairs {
-                let base = (p * kpairs + kp) * 2 * NR;
-                for jj in 0..NR {
-                    let j = p * NR + jj;
-                    if j >= n {
-                        continue;
-                    }
-                    for h in 0..2 {
-                        let kk = 2 * kp + h;
-                        if kk < k {
-                            let v = at(kk, j);
-                            data[base + 2 * jj + h] = v;
-                            col_sums[j] += i32::from(v);
-                        }
-                    }
-                }
+        let mut p = Self::empty(n, k);
+        for (kk, row) in b.chunks_exact(n.max(1)).enumerate().take(k) {
+            let off = (kk / 4) * QUAD_BYTES + kk % 4;
+            for (j, &v) in row.iter().enumerate() {
+                p.data[(j / NR) * p.quads * QUAD_BYTES + off + 4 * (j % NR)] = v;
+                p.col_sums[j] += i32::from(v);
             }
         }
+        p
+    }
+
+    fn empty(n: usize, k: usize) -> Self {
+        let quads = k.div_ceil(4);
         Self {
             n,
             k,
-            kpairs,
-            data,
-            col_sums,
+            quads,
+            data: vec![0; n.div_ceil(NR) * quads * QUAD_BYTES],
+            col_sums: vec![0; n],
         }
+    }
+
+    /// The packed matrix back in `[n, k]` row-major order (the Linear weight layout).
+    pub fn to_nk(&self) -> Vec<i8> {
+        let mut w = vec![0i8; self.n * self.k];
+        for (j, row) in w.chunks_exact_mut(self.k.max(1)).enumerate().take(self.n) {
+            let base = (j / NR) * self.quads * QUAD_BYTES + 4 * (j % NR);
+            for (kk, v) in row.iter_mut().enumerate() {
+                *v = self.data[base + (kk / 4) * QUAD_BYTES + kk % 4];
+            }
+        }
+        w
     }
 
     /// Number of columns `n` (output features).
@@ -108,157 +119,19 @@ impl PackedB {
         self.k
     }
 
+    /// The row stride a `u8` A needs for [`gemm_u8i8`]: `k` rounded up to a multiple of 4.
+    pub fn lda(&self) -> usize {
+        4 * self.quads
+    }
+
     /// Sum of each column of B (for zero-point corrections).
     pub fn col_sums(&self) -> &[i32] {
         &self.col_sums
     }
 
-    /// Bytes of packed storage (padding included).
+    /// Bytes of packed storage (padding included) and column sums.
     pub fn size_bytes(&self) -> usize {
-        self.data.len()
-    }
-}
-
-/// A packed into `ceil(m / MR)` blocks of `kpairs` x `MR` little-endian `i16` pairs.
-fn pack_a(a: &[i8], m: usize, k: usize, kpairs: usize) -> Vec<i32> {
-    let blocks = m.div_ceil(MR);
-    let mut out = vec![0i32; blocks * kpairs * MR];
-    for rb in 0..blocks {
-        for r in 0..MR {
-            let row = rb * MR + r;
-            if row >= m {
-                continue;
-            }
-            let src = &a[row * k..(row + 1) * k];
-            for kp in 0..kpairs {
-                let lo = src[2 * kp];
-                let hi = src.get(2 * kp + 1).copied().unwrap_or(0);
-                let v = u32::from(i16::from(lo) as u16) | (u32::from(i16::from(hi) as u16) << 16);
-                out[(rb * kpairs + kp) * MR + r] = v as i32;
-            }
-        }
-    }
-    out
-}
-
-/// Portable micro-kernel: `tile[r][j] = sum_p a_pair[p][r] . b_pair[p][j]`.
-fn tile_portable(a: &[i32], b: &[i8], kp: usize, tile: &mut [i32; MR * NR]) {
-    tile.fill(0);
-    for p in 0..kp {
-        let bp = &b[p * 2 * NR..(p + 1) * 2 * NR];
-        for r in 0..MR {
-            let pair = a[p * MR + r] as u32;
-            let a0 = i32::from(pair as u16 as i16);
-            let a1 = i32::from((pair >> 16) as u16 as i16);
-            for j in 0..NR {
-                let s = a0 * i32::from(bp[2 * j]) + a1 * i32::from(bp[2 * j + 1]);
-                tile[r * NR + j] = tile[r * NR + j].wrapping_add(s);
-            }
-        }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn tile_avx2(a: &[i32], b: &[i8], kp: usize, tile: &mut [i32; MR * NR]) {
-    use std::arch::x86_64::{
-        __m128i, __m256i, _mm_loadu_si128, _mm256_add_epi32, _mm256_cvtepi8_epi16,
-        _mm256_madd_epi16, _mm256_set1_epi32, _mm256_setzero_si256, _mm256_storeu_si256,
-    };
-    assert!(a.len() >= kp * MR && b.len() >= kp * 2 * NR);
-    let mut acc: [__m256i; 2 * MR] = [_mm256_setzero_si256(); 2 * MR];
-    let ap = a.as_ptr();
-    let bp = b.as_ptr();
-    for p in 0..kp {
-        // SAFETY: `p < kp` and the lengths were asserted above, so the 32 bytes at
-        // `bp + 32 p` and the 4 `i32` at `ap + 4 p` are in bounds; unaligned loads are used.
-        let (b0, b1, a_pairs) = unsafe {
-            let b0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(bp.add(p * 32).cast::<__m128i>()));
-            let b1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(bp.add(p * 32 + 16).cast::<__m128i>()));
-            let a_pairs: [i32; MR] = std::array::from_fn(|r| *ap.add(p * MR + r));
-            (b0, b1, a_pairs)
-        };
-        for r in 0..MR {
-            let av = _mm256_set1_epi32(a_pairs[r]);
-            acc[2 * r] = _mm256_add_epi32(acc[2 * r], _mm256_madd_epi16(av, b0));
-            acc[2 * r + 1] = _mm256_add_epi32(acc[2 * r + 1], _mm256_madd_epi16(av, b1));
-        }
-    }
-    for (i, v) in acc.iter().enumerate() {
-        // SAFETY: `tile` holds MR * NR = 16 MR i32 and `i < 2 MR`, so `8 i .. 8 i + 8` is in
-        // bounds.
-        unsafe { _mm256_storeu_si256(tile.as_mut_ptr().add(8 * i).cast::<__m256i>(), *v) };
-    }
-}
-
-/// The AVX-VNNI micro-kernel: as [`tile_avx2`] with `vpdpwssd` (the fused, wrapping —
-/// not saturating — form of `vpmaddwd` + `vpaddd`), so the results are identical.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,avxvnni")]
-fn tile_vnni(a: &[i32], b: &[i8], kp: usize, tile: &mut [i32; MR * NR]) {
-    use std::arch::x86_64::{
-        __m128i, __m256i, _mm_loadu_si128, _mm256_cvtepi8_epi16, _mm256_dpwssd_avx_epi32,
-        _mm256_set1_epi32, _mm256_setzero_si256, _mm256_storeu_si256,
-    };
-    assert!(a.len() >= kp * MR && b.len() >= kp * 2 * NR);
-    let mut acc: [__m256i; 2 * MR] = [_mm256_setzero_si256(); 2 * MR];
-    let ap = a.as_ptr();
-    let bp = b.as_ptr();
-    for p in 0..kp {
-        // SAFETY: `p < kp` and the lengths were asserted above, so the 32 bytes at
-        // `bp + 32 p` and the 4 `i32` at `ap + 4 p` are in bounds; unaligned loads are used.
-        let (b0, b1, a_pairs) = unsafe {
-            let b0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(bp.add(p * 32).cast::<__m128i>()));
-            let b1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(bp.add(p * 32 + 16).cast::<__m128i>()));
-            let a_pairs: [i32; MR] = std::array::from_fn(|r| *ap.add(p * MR + r));
-            (b0, b1, a_pairs)
-        };
-        for r in 0..MR {
-            let av = _mm256_set1_epi32(a_pairs[r]);
-            acc[2 * r] = _mm256_dpwssd_avx_epi32(acc[2 * r], av, b0);
-            acc[2 * r + 1] = _mm256_dpwssd_avx_epi32(acc[2 * r + 1], av, b1);
-        }
-    }
-    for (i, v) in acc.iter().enumerate() {
-        // SAFETY: `tile` holds MR * NR = 16 MR i32 and `i < 2 MR`, so `8 i .. 8 i + 8` is in
-        // bounds.
-        unsafe { _mm256_storeu_si256(tile.as_mut_ptr().add(8 * i).cast::<__m256i>(), *v) };
-    }
-}
-
-/// The AVX-512 VNNI micro-kernel: an `MR x 2 NR` tile over two adjacent B panels, 16 `i16`
-/// pairs per `zmm` (`vpmovsxbw` of 32 bytes) and `vpdpwssd` (wrapping, exact) per row and
-/// panel, so again identical to the portable arithmetic.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-fn tile_avx512(a: &[i32], b0: &[i8], b1: &[i8], kp: usize, tile: &mut [i32; 2 * MR * NR]) {
-    use std::arch::x86_64::{
-        __m256i, __m512i, _mm256_loadu_si256, _mm512_cvtepi8_epi16, _mm512_dpwssd_epi32,
-        _mm512_set1_epi32, _mm512_setzero_si512, _mm512_storeu_si512,
-    };
-    assert!(a.len() >= kp * MR && b0.len() >= kp * 2 * NR && b1.len() >= kp * 2 * NR);
-    let mut acc: [__m512i; 2 * MR] = [_mm512_setzero_si512(); 2 * MR];
-    let (ap, p0, p1) = (a.as_ptr(), b0.as_ptr(), b1.as_ptr());
-    for p in 0..kp {
-        // SAFETY: `p < kp` and the lengths were asserted above, so the 32 bytes at
-        // `p0 + 32 p` and `p1 + 32 p` and the MR `i32` at `ap + MR p` are in bounds;
-        // unaligned loads are used.
-        let (v0, v1, a_pairs) = unsafe {
-            let v0 = _mm512_cvtepi8_epi16(_mm256_loadu_si256(p0.add(p * 32).cast::<__m256i>()));
-            let v1 = _mm512_cvtepi8_epi16(_mm256_loadu_si256(p1.add(p * 32).cast::<__m256i>()));
-            let a_pairs: [i32; MR] = std::array::from_fn(|r| *ap.add(p * MR + r));
-            (v0, v1, a_pairs)
-        };
-        for r in 0..MR {
-            let av = _mm512_set1_epi32(a_pairs[r]);
-            acc[2 * r] = _mm512_dpwssd_epi32(acc[2 * r], av, v0);
-            acc[2 * r + 1] = _mm512_dpwssd_epi32(acc[2 * r + 1], av, v1);
-        }
-    }
-    for (i, v) in acc.iter().enumerate() {
-        // SAFETY: `tile` holds 2 MR NR = 32 MR i32 and `i < 2 MR`, so `16 i .. 16 i + 16` is
-        // in bounds.
-        unsafe { _mm512_storeu_si512(tile.as_mut_ptr().add(16 * i).cast::<__m512i>(), *v) };
+        self.data.len() + 4 * self.col_sums.len()
     }
 }
 
@@ -274,7 +147,7 @@ enum Path {
     Avx512Vnni,
 }
 
-/// The fastest path this CPU supports.
+/// The fastest path this CPU supports under the `NETCOMPRESS_ISA` cap.
 fn best_path() -> Path {
     #[cfg(target_arch = "x86_64")]
     {
@@ -284,9 +157,6 @@ fn best_path() -> Path {
         if compress_core::Isa::uncapped() && GemmKernel::AvxVnni.is_available() {
             return Path::AvxVnni;
         }
-    }
-    #[cfg(target_arch = "x86_64")]
-    {
         if super::has_avx2() {
             return Path::Avx2;
         }
@@ -308,85 +178,136 @@ pub fn gemm_i8_kernel() -> &'static str {
     }
 }
 
-fn run(a: &[i8], m: usize, b: &PackedB, c: &mut [i32], path: Path) {
-    let (n, k, kpairs) = (b.n, b.k, b.kpairs);
-    assert_eq!(a.len(), m * k, "A must be m * k");
-    assert_eq!(c.len(), m * n, "C must be m * n");
-    c.fill(0);
-    if m == 0 || n == 0 || k == 0 {
+fn tile(path: Path, t: Tile<'_>) {
+    match path {
+        Path::Portable => tile_portable(t),
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Path::Avx2` is only chosen after a runtime AVX2 check.
+        Path::Avx2 => unsafe { super::micro::tile_avx2(t) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Path::AvxVnni` is only chosen after runtime AVX2 and AVX-VNNI checks.
+        Path::AvxVnni => unsafe { super::micro::tile_avxvnni(t) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Path::Avx512Vnni` is only chosen after runtime AVX-512F/BW/VNNI checks.
+        Path::Avx512Vnni => unsafe { super::micro::tile_avx512(t) },
+    }
+}
+
+/// `c = a b` in wrapping `i32`, `a` `u8` `[m, lda]`, `c` `[m, ldc]`, over rows `0..m`.
+fn run_u8(path: Path, a: &[u8], lda: usize, m: usize, b: &PackedB, c: &mut [i32], ldc: usize) {
+    let (n, quads) = (b.n, b.quads);
+    if m == 0 || n == 0 {
         return;
     }
-    let ap = pack_a(a, m, k, kpairs);
-    let rblocks = m.div_ceil(MR);
+    if quads == 0 {
+        for row in c.chunks_mut(ldc).take(m) {
+            row[..n].fill(0);
+        }
+        return;
+    }
     let panels = n.div_ceil(NR);
-    let mut tile = [0i32; MR * NR];
-    #[cfg(target_arch = "x86_64")]
-    let mut wide = [0i32; 2 * MR * NR];
-    for k0 in (0..kpairs).step_by(KC_PAIRS) {
-        let kc = KC_PAIRS.min(kpairs - k0);
-        for m0 in (0..rblocks).step_by(MC_BLOCKS) {
-            let m1 = (m0 + MC_BLOCKS).min(rblocks);
-            let mut p = 0;
-            while p < panels {
-                let panel =
-                    |q: usize| &b.data[(q * kpairs + k0) * 2 * NR..(q * kpairs + k0 + kc) * 2 * NR];
-                #[cfg(target_arch = "x86_64")]
-                if path == Path::Avx512Vnni && p + 1 < panels {
-                    let (b0, b1) = (panel(p), panel(p + 1));
-                    for rb in m0..m1 {
-                        let as_ = &ap[(rb * kpairs + k0) * MR..(rb * kpairs + k0 + kc) * MR];
-                        // SAFETY: `Path::Avx512Vnni` is only chosen after runtime AVX-512F,
-                        // AVX-512BW and AVX-512 VNNI checks.
-                        unsafe { tile_avx512(as_, b0, b1, kc, &mut wide) };
-                        let rows = MR.min(m - rb * MR);
-                        let cols = (2 * NR).min(n - p * NR);
-                        for r in 0..rows {
-                            let crow = &mut c[(rb * MR + r) * n + p * NR..][..cols];
-                            // tile row r: NR columns of panel p, then NR of panel p + 1
-                            let t = &wide[2 * r * NR..2 * (r + 1) * NR];
-                            for (cv, tv) in crow.iter_mut().zip(t) {
-                                *cv = cv.wrapping_add(*tv);
-                            }
-                        }
-                    }
-                    p += 2;
-                    continue;
+    for k0 in (0..quads).step_by(KC_QUADS) {
+        let kc = KC_QUADS.min(quads - k0);
+        for m0 in (0..m).step_by(MC) {
+            let m1 = (m0 + MC).min(m);
+            for p in 0..panels {
+                let start = (p * quads + k0) * QUAD_BYTES;
+                let bs = &b.data[start..start + kc * QUAD_BYTES];
+                let cols = NR.min(n - p * NR);
+                for r0 in (m0..m1).step_by(MR) {
+                    let rows = MR.min(m1 - r0);
+                    tile(
+                        path,
+                        Tile {
+                            a: &a[r0 * lda + 4 * k0..],
+                            lda,
+                            rows,
+                            b: bs,
+                            quads: kc,
+                            c: &mut c[r0 * ldc + p * NR..],
+                            ldc,
+                            cols,
+                            accumulate: k0 > 0,
+                        },
+                    );
                 }
-                let bs = panel(p);
-                for rb in m0..m1 {
-                    let as_ = &ap[(rb * kpairs + k0) * MR..(rb * kpairs + k0 + kc) * MR];
-                    match path {
-                        Path::Portable => tile_portable(as_, bs, kc, &mut tile),
-                        #[cfg(target_arch = "x86_64")]
-                        // SAFETY: `Path::Avx2` is only chosen after a runtime AVX2 check.
-                        Path::Avx2 => unsafe { tile_avx2(as_, bs, kc, &mut tile) },
-                        #[cfg(target_arch = "x86_64")]
-                        // SAFETY: `Path::AvxVnni` is only chosen after runtime AVX2 and
-                        // AVX-VNNI checks.
-                        Path::AvxVnni => unsafe { tile_vnni(as_, bs, kc, &mut tile) },
-                        #[cfg(target_arch = "x86_64")]
-                        // SAFETY: `Path::Avx512Vnni` is only chosen after a runtime AVX2 check
-                        // (the last odd panel takes the AVX2 kernel).
-                        Path::Avx512Vnni => unsafe { tile_avx2(as_, bs, kc, &mut tile) },
-                    }
-                    let rows = MR.min(m - rb * MR);
-                    let cols = NR.min(n - p * NR);
-                    for r in 0..rows {
-                        let crow = &mut c[(rb * MR + r) * n + p * NR..][..cols];
-                        for (cv, tv) in crow.iter_mut().zip(&tile[r * NR..r * NR + cols]) {
-                            *cv = cv.wrapping_add(*tv);
-                        }
-                    }
-                }
-                p += 1;
             }
         }
     }
 }
 
-/// `C = A B` with `A` `[m, k]` row-major, `B` packed, `C` `[m, n]` row-major (overwritten).
-/// Uses AVX-VNNI or AVX2 when the CPU has them (see [`gemm_i8_kernel`]), else the portable
-/// kernel; all give identical results.
+/// `C = A B` in wrapping `i32` arithmetic with `A` unsigned: `a` is `[m, lda]` row-major `u8`
+/// (`lda >= b.lda()`; the bytes of each row beyond `k` are ignored), `c` is `[m, n]`
+/// row-major (overwritten). For a zero point `z`, `sum_k (a - z) b = C - z * col_sums`.
+///
+/// ```
+/// use compress_quant::kernels::{PackedB, gemm_u8i8};
+/// let b = PackedB::from_nk(&[1, -2, 3], 1, 3); // one column
+/// let a = [200u8, 100, 0, 0]; // one row, k = 3, lda = 4
+/// let mut c = [0i32; 1];
+/// gemm_u8i8(&a, 4, 1, &b, &mut c);
+/// assert_eq!(c, [0]);
+/// ```
+///
+/// # Panics
+///
+/// If `lda < b.lda()`, `a.len() < m * lda` or `c.len() != m * n`.
+#[track_caller]
+pub fn gemm_u8i8(a: &[u8], lda: usize, m: usize, b: &PackedB, c: &mut [i32]) {
+    check_u8(a, lda, m, b, c);
+    run_u8(best_path(), a, lda, m, b, c, b.n);
+}
+
+#[track_caller]
+fn check_u8(a: &[u8], lda: usize, m: usize, b: &PackedB, c: &[i32]) {
+    assert!(lda >= b.lda(), "lda {lda} must be at least {}", b.lda());
+    assert!(a.len() >= m * lda, "A must hold m * lda bytes");
+    assert_eq!(c.len(), m * b.n, "C must be m * n");
+}
+
+/// `gemm_u8i8` over row blocks in parallel when rayon has more than one thread and the work
+/// is large enough to pay for it.
+pub(crate) fn gemm_u8i8_par(a: &[u8], lda: usize, m: usize, b: &PackedB, c: &mut [i32]) {
+    use rayon::prelude::*;
+    check_u8(a, lda, m, b, c);
+    let path = best_path();
+    let threads = rayon::current_num_threads();
+    let work = m * b.n * b.k;
+    if threads < 2 || m < 2 * MR || work < (1 << 22) {
+        run_u8(path, a, lda, m, b, c, b.n);
+        return;
+    }
+    let rows = m.div_ceil(threads).div_ceil(MR) * MR;
+    c.par_chunks_mut(rows * b.n)
+        .zip(a.par_chunks(rows * lda))
+        .for_each(|(cc, aa)| run_u8(path, aa, lda, cc.len() / b.n, b, cc, b.n));
+}
+
+fn run(a: &[i8], m: usize, b: &PackedB, c: &mut [i32], path: Path) {
+    let (n, k) = (b.n, b.k);
+    assert_eq!(a.len(), m * k, "A must be m * k");
+    assert_eq!(c.len(), m * n, "C must be m * n");
+    let lda = b.lda();
+    let mut au = vec![0u8; m * lda];
+    for (dst, src) in au
+        .chunks_exact_mut(lda.max(1))
+        .zip(a.chunks_exact(k.max(1)))
+    {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = (s as u8) ^ 0x80;
+        }
+    }
+    run_u8(path, &au, lda, m, b, c, n);
+    for row in c.chunks_exact_mut(n.max(1)) {
+        for (v, &s) in row.iter_mut().zip(&b.col_sums) {
+            *v = v.wrapping_sub(s.wrapping_mul(128));
+        }
+    }
+}
+
+/// `C = A B` with `A` `[m, k]` row-major `i8`, `B` packed, `C` `[m, n]` row-major
+/// (overwritten). Uses the widest kernel the CPU has (see [`gemm_i8_kernel`]); all give
+/// identical results.
 ///
 /// # Panics
 ///
@@ -402,11 +323,11 @@ pub fn gemm_i8(a: &[i8], m: usize, b: &PackedB, c: &mut [i32]) {
 pub enum GemmKernel {
     /// Scalar Rust.
     Portable,
-    /// AVX2 `vpmovsxbw` + `vpmaddwd` + `vpaddd`.
+    /// AVX2: `vpdpbusd` emulated exactly with `vpmaddwd` on widened bytes.
     Avx2,
-    /// AVX-VNNI `vpdpwssd` on `ymm`.
+    /// AVX-VNNI `vpdpbusd` on `ymm`.
     AvxVnni,
-    /// AVX-512 VNNI `vpdpwssd` on `zmm` (two panels per tile).
+    /// AVX-512 VNNI `vpdpbusd` on `zmm`.
     Avx512Vnni,
 }
 
@@ -420,9 +341,7 @@ impl GemmKernel {
                 Self::Portable => true,
                 Self::Avx2 => has!("avx2"),
                 Self::AvxVnni => has!("avx2") && has!("avxvnni"),
-                Self::Avx512Vnni => {
-                    has!("avx2") && has!("avx512f") && has!("avx512bw") && has!("avx512vnni")
-                }
+                Self::Avx512Vnni => has!("avx512f") && has!("avx512bw") && has!("avx512vnni"),
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -487,57 +406,105 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn naive(a: &[i8], m: usize, k: usize, w: &[i8], n: usize) -> Vec<i32> {
+    /// `A W^T` with `A` `[m, lda]` (first `k` columns used) and `W` `[n, k]`.
+    fn naive_strided<T: Copy + Into<i32>>(
+        a: &[T],
+        lda: usize,
+        (m, k): (usize, usize),
+        w: &[i8],
+        n: usize,
+    ) -> Vec<i32> {
         let mut c = vec![0i32; m * n];
         for i in 0..m {
             for j in 0..n {
                 c[i * n + j] = (0..k)
-                    .map(|kk| i32::from(a[i * k + kk]) * i32::from(w[j * k + kk]))
+                    .map(|t| a[i * lda + t].into() * i32::from(w[j * k + t]))
                     .sum();
             }
         }
         c
     }
 
+    fn naive(a: &[i8], m: usize, k: usize, w: &[i8], n: usize) -> Vec<i32> {
+        naive_strided(a, k, (m, k), w, n)
+    }
+
+    const ALL: [GemmKernel; 4] = [
+        GemmKernel::Portable,
+        GemmKernel::Avx2,
+        GemmKernel::AvxVnni,
+        GemmKernel::Avx512Vnni,
+    ];
+
     proptest! {
         #[test]
-        fn avx2_equals_portable_and_naive(
-            (m, n, k, a, w) in (1usize..11, 1usize..37, 1usize..40).prop_flat_map(|(m, n, k)| (
+        fn every_kernel_equals_naive(
+            (m, n, k, a, w) in (1usize..20, 1usize..110, 1usize..40).prop_flat_map(|(m, n, k)| (
                 Just(m), Just(n), Just(k),
                 prop::collection::vec(any::<i8>(), m * k),
                 prop::collection::vec(any::<i8>(), n * k),
             ))
         ) {
             let b = PackedB::from_nk(&w, n, k);
-            let mut c1 = vec![0; m * n];
-            let mut c2 = vec![0; m * n];
-            gemm_i8(&a, m, &b, &mut c1);
-            gemm_i8_portable(&a, m, &b, &mut c2);
-            prop_assert_eq!(&c1, &c2);
-            prop_assert_eq!(&c1, &naive(&a, m, k, &w, n));
-            // every available SIMD path, not only the best one
-            for kernel in [GemmKernel::Avx2, GemmKernel::AvxVnni, GemmKernel::Avx512Vnni] {
-                let mut c3 = vec![0; m * n];
+            let want = naive(&a, m, k, &w, n);
+            let mut c = vec![0; m * n];
+            gemm_i8(&a, m, &b, &mut c);
+            prop_assert_eq!(&c, &want);
+            for kernel in ALL {
+                let mut c3 = vec![7; m * n];
                 if gemm_i8_with(kernel, &a, m, &b, &mut c3).is_ok() {
-                    prop_assert_eq!(&c3, &c2, "{:?}", kernel);
+                    prop_assert_eq!(&c3, &want, "{:?}", kernel);
                 }
+            }
+            prop_assert_eq!(b.to_nk(), w);
+        }
+
+        #[test]
+        fn from_kn_equals_from_nk(
+            (n, k, w) in (1usize..60, 1usize..20).prop_flat_map(|(n, k)| (
+                Just(n), Just(k), prop::collection::vec(any::<i8>(), n * k)))
+        ) {
+            let kn: Vec<i8> = (0..k * n).map(|i| w[(i % n) * k + i / n]).collect();
+            prop_assert_eq!(PackedB::from_kn(&kn, k, n), PackedB::from_nk(&w, n, k));
+        }
+    }
+
+    #[test]
+    fn long_k_crosses_cache_blocks_exactly() {
+        // k spans several KC blocks and m several MC blocks; extreme values everywhere.
+        let (m, n, k) = (MC + 9, 50, 4 * KC_QUADS * 2 + 7);
+        let a: Vec<i8> = (0..m * k)
+            .map(|i| if i % 3 == 0 { -128 } else { 127 })
+            .collect();
+        let w: Vec<i8> = (0..n * k)
+            .map(|i| if i % 5 == 0 { 127 } else { -128 })
+            .collect();
+        let b = PackedB::from_nk(&w, n, k);
+        let want = naive(&a, m, k, &w, n);
+        for kernel in ALL {
+            let mut c = vec![0; m * n];
+            if gemm_i8_with(kernel, &a, m, &b, &mut c).is_ok() {
+                assert_eq!(c, want, "{kernel:?}");
             }
         }
     }
 
     #[test]
-    fn extreme_values_are_exact() {
-        // -128 * -128 pairs: vpmaddubsw would saturate here; vpmaddwd does not.
-        let (m, n, k) = (5, 17, 1100);
-        let a = vec![-128i8; m * k];
-        let w = vec![-128i8; n * k];
+    fn u8_gemm_with_wide_lda_and_parallel_rows() {
+        let (m, n, k, lda) = (203, 130, 157, 164);
+        let a: Vec<u8> = (0..m * lda).map(|i| (i * 7 % 256) as u8).collect();
+        let w: Vec<i8> = (0..n * k).map(|i| (i * 13 % 256) as u8 as i8).collect();
         let b = PackedB::from_nk(&w, n, k);
+        let want = naive_strided(&a, lda, (m, k), &w, n);
         let mut c = vec![0; m * n];
-        gemm_i8(&a, m, &b, &mut c);
-        assert!(c.iter().all(|&v| v == 16384 * k as i32));
+        gemm_u8i8(&a, lda, m, &b, &mut c);
+        assert_eq!(c, want);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
         let mut c2 = vec![0; m * n];
-        gemm_i8_portable(&a, m, &b, &mut c2);
-        assert_eq!(c, c2);
-        assert_eq!(b.col_sums()[0], -128 * k as i32);
+        pool.install(|| gemm_u8i8_par(&a, lda, m, &b, &mut c2));
+        assert_eq!(c2, want);
     }
 }

@@ -10,10 +10,12 @@
 #![allow(unsafe_code)]
 
 mod gemm;
+mod micro;
 pub(crate) mod quantize;
 
+pub(crate) use gemm::gemm_u8i8_par;
 pub use gemm::{
-    GemmKernel, MR, NR, PackedB, gemm_i8, gemm_i8_kernel, gemm_i8_portable, gemm_i8_with,
+    GemmKernel, MR, NR, PackedB, gemm_i8, gemm_i8_kernel, gemm_i8_portable, gemm_i8_with, gemm_u8i8,
 };
 
 use compress_core::CoreError;

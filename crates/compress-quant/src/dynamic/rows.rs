@@ -1,0 +1,221 @@
+//! Per-token activation quantization and the fused dequantize + bias pass of
+//! [`super::DynamicQLinear`].
+#![allow(unsafe_code)]
+
+use compress_core::CoreError;
+
+use crate::QuantError;
+use crate::kernels::quantize;
+
+/// How [`super::DynamicQLinear`] quantizes each input row (token) at inference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum TokenQuant {
+    /// Codes `0..=255` over the row's `[min(lo, 0), max(hi, 0)]` with a zero point (zero is
+    /// exact): `scale = (hi - lo) / 255`. Uses the whole code range on one-sided rows (after
+    /// GELU or ReLU).
+    #[default]
+    Asymmetric,
+    /// Codes `-127..=127`, `scale = absmax / 127`, no zero point.
+    Symmetric,
+}
+
+/// The scale, zero point (in `u8` code space) and lowest code of a row with range
+/// `[lo, hi]`. Rows with no usable range (all zeros, or too small to invert) get scale 1
+/// and quantize to zero.
+pub(crate) fn row_params(lo: f32, hi: f32, act: TokenQuant) -> (f32, i32, f32) {
+    let usable = |scale: f32| scale > 0.0 && (1.0 / scale).is_finite();
+    match act {
+        TokenQuant::Asymmetric => {
+            let (lo, hi) = (lo.min(0.0), hi.max(0.0));
+            let scale = (hi - lo) / 255.0;
+            if !usable(scale) {
+                return (1.0, 0, 0.0);
+            }
+            let zp = (-lo * (1.0 / scale)).round_ties_even().clamp(0.0, 255.0);
+            (scale, zp as i32, 0.0)
+        }
+        TokenQuant::Symmetric => {
+            let scale = lo.abs().max(hi.abs()) / 127.0;
+            if !usable(scale) {
+                return (1.0, 128, 1.0);
+            }
+            (scale, 128, 1.0)
+        }
+    }
+}
+
+/// Buffers reused across calls (grown, never shrunk), so that a forward pass allocates only
+/// its output.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Scratch {
+    /// Activation codes, `[m, lda]` `u8`.
+    pub(crate) codes: Vec<u8>,
+    /// Integer accumulators, `[m, n]`.
+    pub(crate) acc: Vec<i32>,
+    /// Per-row activation scales.
+    pub(crate) row_scales: Vec<f32>,
+    /// Per-row zero points (`u8` code space).
+    pub(crate) row_zps: Vec<i32>,
+}
+
+impl Scratch {
+    /// Quantizes the `[m, k]` rows of `x` into `codes` (row stride `lda`), with one scale and
+    /// zero point per row; a non-finite value is reported under the path `what`.
+    pub(crate) fn quantize(
+        &mut self,
+        what: &str,
+        x: &[f32],
+        m: usize,
+        k: usize,
+        lda: usize,
+        act: TokenQuant,
+    ) -> Result<(), QuantError> {
+        grow(&mut self.codes, m * lda, 0);
+        grow(&mut self.row_scales, m, 0.0);
+        grow(&mut self.row_zps, m, 0);
+        let rows = x.chunks_exact(k).zip(self.codes.chunks_exact_mut(lda));
+        for (r, (row, codes)) in rows.enumerate().take(m) {
+            let (lo, hi, finite) = quantize::min_max(row);
+            if !finite {
+                let index = row.iter().position(|v| !v.is_finite()).unwrap_or(0);
+                return Err(CoreError::NonFinite {
+                    path: what.to_string(),
+                    index: r * k + index,
+                    value: f64::from(row[index]),
+                }
+                .into());
+            }
+            let (scale, zp, qmin) = row_params(lo, hi, act);
+            quantize::quantize(row, 1.0 / scale, zp as f32, qmin, 255.0, &mut codes[..k]);
+            self.row_scales[r] = scale;
+            self.row_zps[r] = zp;
+        }
+        Ok(())
+    }
+}
+
+impl Scratch {
+    /// Quantizes the `[m, k]` rows of `x` symmetrically (codes `-127..=127` stored `+ 128`)
+    /// with one given scale for every row. The caller checked `x` for non-finite values and
+    /// `scale` for a usable value.
+    pub(crate) fn quantize_shared(
+        &mut self,
+        x: &[f32],
+        m: usize,
+        k: usize,
+        lda: usize,
+        scale: f32,
+    ) {
+        grow(&mut self.codes, m * lda, 0);
+        grow(&mut self.row_scales, m, 0.0);
+        grow(&mut self.row_zps, m, 0);
+        let inv = 1.0 / scale;
+        let rows = x.chunks_exact(k).zip(self.codes.chunks_exact_mut(lda));
+        for (row, codes) in rows.take(m) {
+            quantize::quantize(row, inv, 128.0, 1.0, 255.0, &mut codes[..k]);
+        }
+        self.row_scales[..m].fill(scale);
+        self.row_zps[..m].fill(128);
+    }
+}
+
+fn grow<T: Copy>(v: &mut Vec<T>, len: usize, fill: T) {
+    if v.len() < len {
+        v.resize(len, fill);
+    }
+}
+
+#[inline(always)]
+fn dequantize_body(
+    acc: &[i32],
+    row_scales: &[f32],
+    row_zps: &[i32],
+    col_sums: &[i32],
+    w_scales: &[f32],
+    bias: &[f32],
+    out: &mut [f32],
+) {
+    let n = col_sums.len();
+    let rows = out
+        .chunks_exact_mut(n)
+        .zip(acc.chunks_exact(n))
+        .zip(row_scales.iter().zip(row_zps));
+    for ((orow, arow), (&s, &z)) in rows {
+        let cols = orow
+            .iter_mut()
+            .zip(arow)
+            .zip(col_sums.iter().zip(w_scales).zip(bias));
+        for ((o, &a), ((&cs, &ws), &b)) in cols {
+            *o = a.wrapping_sub(z.wrapping_mul(cs)) as f32 * (s * ws) + b;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn dequantize_avx512(
+    acc: &[i32],
+    rs: &[f32],
+    rz: &[i32],
+    cs: &[i32],
+    ws: &[f32],
+    b: &[f32],
+    out: &mut [f32],
+) {
+    dequantize_body(acc, rs, rz, cs, ws, b, out);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn dequantize_avx2(
+    acc: &[i32],
+    rs: &[f32],
+    rz: &[i32],
+    cs: &[i32],
+    ws: &[f32],
+    b: &[f32],
+    out: &mut [f32],
+) {
+    dequantize_body(acc, rs, rz, cs, ws, b, out);
+}
+
+/// `out[r][j] = (acc[r][j] - zp[r] colsum[j]) * (s[r] w_scale[j]) + bias[j]`, the same body
+/// compiled for the widest vectors available (no FMA contraction: equal bits on every path).
+pub(crate) fn dequantize(
+    acc: &[i32],
+    row_scales: &[f32],
+    row_zps: &[i32],
+    col_sums: &[i32],
+    w_scales: &[f32],
+    bias: &[f32],
+    out: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if compress_core::Isa::Avx512.enabled() {
+        // SAFETY: AVX-512F is available (runtime check); only safe slice accesses inside.
+        unsafe { dequantize_avx512(acc, row_scales, row_zps, col_sums, w_scales, bias, out) };
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if crate::kernels::has_avx2() {
+        // SAFETY: AVX2 is available (runtime check); only safe slice accesses inside.
+        unsafe { dequantize_avx2(acc, row_scales, row_zps, col_sums, w_scales, bias, out) };
+        return;
+    }
+    dequantize_body(acc, row_scales, row_zps, col_sums, w_scales, bias, out);
+}
+
+/// Portable twin of [`dequantize`].
+#[cfg(test)]
+pub(crate) fn dequantize_portable(
+    acc: &[i32],
+    row_scales: &[f32],
+    row_zps: &[i32],
+    col_sums: &[i32],
+    w_scales: &[f32],
+    bias: &[f32],
+    out: &mut [f32],
+) {
+    dequantize_body(acc, row_scales, row_zps, col_sums, w_scales, bias, out);
+}

@@ -1,0 +1,239 @@
+//! Micro-kernels of the `u8 x i8` GEMM: one [`MR`] x [`NR`] tile of `C += A B` over a run of
+//! `k` quads (groups of four consecutive `k`).
+//!
+//! Layouts (see [`super::gemm`]): A is row-major `u8` with a row stride `lda >= 4 * quads`;
+//! a B panel holds, for each quad, [`NR`] columns of four consecutive `i8` (one `i32` lane of
+//! `vpdpbusd` per column). Every path computes `sum_t a[r][4q + t] * b[q][j][t]` in wrapping
+//! `i32` arithmetic, so all are equal bit for bit:
+//!
+//! - AVX-512 VNNI: `vpdpbusd` on `zmm`, the whole `MR x NR` tile in 24 accumulators;
+//! - AVX-VNNI: `vpdpbusd` on `ymm`, the tile as six `4 x 16` sub-tiles;
+//! - AVX2: the same sub-tiles, `vpdpbusd` emulated exactly by splitting the bytes of each lane
+//!   into their even and odd halves widened to `i16` (`vpmaddwd` of `u8 x i8` products is
+//!   exact; `vpmaddubsw` would saturate);
+//! - portable: scalar.
+
+/// Rows of A per micro-tile.
+pub const MR: usize = 8;
+/// Columns of B per panel and micro-tile (three `zmm` of 16 `i32` lanes).
+pub const NR: usize = 48;
+/// Bytes of one quad of a B panel.
+pub(crate) const QUAD_BYTES: usize = 4 * NR;
+
+/// One micro-tile's operands: `c[r * ldc + j] (+)= sum_q sum_t a[r * lda + 4q + t] *
+/// b[q * QUAD_BYTES + 4j + t]` for `r < rows`, `j < cols`.
+pub(crate) struct Tile<'a> {
+    /// A from the tile's first row (`rows` rows of stride `lda`).
+    pub(crate) a: &'a [u8],
+    /// Row stride of A.
+    pub(crate) lda: usize,
+    /// Valid rows (`1..=MR`); the missing ones repeat the last row and are not stored.
+    pub(crate) rows: usize,
+    /// The B panel's quads for this tile (`quads * QUAD_BYTES` bytes, `i8` bit patterns).
+    pub(crate) b: &'a [i8],
+    /// Number of quads.
+    pub(crate) quads: usize,
+    /// C from the tile's first element.
+    pub(crate) c: &'a mut [i32],
+    /// Row stride of C.
+    pub(crate) ldc: usize,
+    /// Valid columns (`1..=NR`).
+    pub(crate) cols: usize,
+    /// Add to C instead of overwriting it.
+    pub(crate) accumulate: bool,
+}
+
+impl Tile<'_> {
+    /// Checks every bound the SIMD kernels rely on.
+    #[track_caller]
+    fn check(&self) {
+        assert!((1..=MR).contains(&self.rows) && (1..=NR).contains(&self.cols));
+        assert!(self.lda >= 4 * self.quads);
+        assert!(self.a.len() >= (self.rows - 1) * self.lda + 4 * self.quads);
+        assert!(self.b.len() >= self.quads * QUAD_BYTES);
+        assert!(self.c.len() >= (self.rows - 1) * self.ldc + self.cols);
+    }
+
+    /// Offsets of the MR rows of A (missing rows repeat the last valid one).
+    fn row_offsets(&self) -> [usize; MR] {
+        std::array::from_fn(|r| r.min(self.rows - 1) * self.lda)
+    }
+
+    /// Writes (or adds) a full `MR x NR` result into C, valid rows and columns only.
+    fn store(&mut self, tile: &[[i32; NR]; MR]) {
+        for (r, t) in tile.iter().enumerate().take(self.rows) {
+            let crow = &mut self.c[r * self.ldc..r * self.ldc + self.cols];
+            if self.accumulate {
+                for (cv, tv) in crow.iter_mut().zip(t) {
+                    *cv = cv.wrapping_add(*tv);
+                }
+            } else {
+                crow.copy_from_slice(&t[..self.cols]);
+            }
+        }
+    }
+}
+
+/// Portable micro-kernel.
+pub(crate) fn tile_portable(mut t: Tile<'_>) {
+    t.check();
+    let offs = t.row_offsets();
+    let mut acc = [[0i32; NR]; MR];
+    for q in 0..t.quads {
+        let bq = &t.b[q * QUAD_BYTES..(q + 1) * QUAD_BYTES];
+        for (r, row) in acc.iter_mut().enumerate() {
+            let a = &t.a[offs[r] + 4 * q..offs[r] + 4 * q + 4];
+            for (j, v) in row.iter_mut().enumerate() {
+                let b = &bq[4 * j..4 * j + 4];
+                let s: i32 = (0..4).map(|i| i32::from(a[i]) * i32::from(b[i])).sum();
+                *v = v.wrapping_add(s);
+            }
+        }
+    }
+    t.store(&acc);
+}
+
+/// AVX-512 VNNI micro-kernel: 8 rows x 3 `zmm`, one `vpdpbusd` per row and vector per quad
+/// with the four A bytes broadcast.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+pub(crate) fn tile_avx512(t: Tile<'_>) {
+    use std::arch::x86_64::{
+        __m512i, _mm512_add_epi32, _mm512_dpbusd_epi32, _mm512_loadu_si512,
+        _mm512_mask_loadu_epi32, _mm512_mask_storeu_epi32, _mm512_set1_epi32, _mm512_setzero_si512,
+    };
+    t.check();
+    let offs = t.row_offsets();
+    let (ap, bp) = (t.a.as_ptr(), t.b.as_ptr());
+    let mut acc = [[_mm512_setzero_si512(); 3]; MR];
+    for q in 0..t.quads {
+        // SAFETY: `check` asserted `b.len() >= quads * QUAD_BYTES` and every row offset
+        // plus `4 quads` within `a`; `q < quads`, so the three 64-byte loads and the 4-byte
+        // reads are in bounds (all unaligned).
+        unsafe {
+            let bq = bp.add(q * QUAD_BYTES);
+            let b0 = _mm512_loadu_si512(bq.cast::<__m512i>());
+            let b1 = _mm512_loadu_si512(bq.add(64).cast::<__m512i>());
+            let b2 = _mm512_loadu_si512(bq.add(128).cast::<__m512i>());
+            for r in 0..MR {
+                let quad = ap.add(offs[r] + 4 * q).cast::<i32>().read_unaligned();
+                let av = _mm512_set1_epi32(quad);
+                acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], av, b0);
+                acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], av, b1);
+                acc[r][2] = _mm512_dpbusd_epi32(acc[r][2], av, b2);
+            }
+        }
+    }
+    let masks: [u16; 3] = std::array::from_fn(|v| {
+        let lanes = t.cols.saturating_sub(16 * v).min(16);
+        ((1u32 << lanes) - 1) as u16
+    });
+    for (r, row) in acc.iter().enumerate().take(t.rows) {
+        for (v, &val) in row.iter().enumerate() {
+            if masks[v] == 0 {
+                continue;
+            }
+            // SAFETY: lanes `16 v + l` with mask bit `l` set satisfy `16 v + l < cols`, and
+            // `check` asserted `(rows - 1) ldc + cols <= c.len()`; masked lanes are not
+            // touched.
+            unsafe {
+                let dst = t.c.as_mut_ptr().add(r * t.ldc + 16 * v);
+                let val = if t.accumulate {
+                    _mm512_add_epi32(val, _mm512_mask_loadu_epi32(val, masks[v], dst))
+                } else {
+                    val
+                };
+                _mm512_mask_storeu_epi32(dst, masks[v], val);
+            }
+        }
+    }
+}
+
+/// The `ymm` kernels: the tile as `MR / 4` x `NR / 16` sub-tiles of 4 rows x 2 `ymm`
+/// (8 accumulators), `$dp(acc, a, b)` being one exact `vpdpbusd` (native or emulated).
+#[cfg(target_arch = "x86_64")]
+macro_rules! ymm_tile {
+    ($t:ident, $dp:expr) => {{
+        use std::arch::x86_64::{
+            __m256i, _mm256_loadu_si256, _mm256_set1_epi32, _mm256_setzero_si256,
+            _mm256_storeu_si256,
+        };
+        $t.check();
+        let offs = $t.row_offsets();
+        let (ap, bp) = ($t.a.as_ptr(), $t.b.as_ptr());
+        let mut out = [[0i32; NR]; MR];
+        for r0 in (0..MR).step_by(4) {
+            if r0 >= $t.rows {
+                break;
+            }
+            for s in 0..NR / 16 {
+                if 16 * s >= $t.cols {
+                    break;
+                }
+                let mut acc = [[_mm256_setzero_si256(); 2]; 4];
+                for q in 0..$t.quads {
+                    // SAFETY: as in the AVX-512 kernel: `check` bounds every B quad
+                    // (`s * 64 + 64 <= QUAD_BYTES`) and every A row's `4 quads` bytes.
+                    unsafe {
+                        let bq = bp.add(q * QUAD_BYTES + 64 * s);
+                        let b0 = _mm256_loadu_si256(bq.cast::<__m256i>());
+                        let b1 = _mm256_loadu_si256(bq.add(32).cast::<__m256i>());
+                        for (i, a) in acc.iter_mut().enumerate() {
+                            let quad = ap.add(offs[r0 + i] + 4 * q).cast::<i32>().read_unaligned();
+                            let av = _mm256_set1_epi32(quad);
+                            a[0] = $dp(a[0], av, b0);
+                            a[1] = $dp(a[1], av, b1);
+                        }
+                    }
+                }
+                for (i, a) in acc.iter().enumerate() {
+                    for (h, v) in a.iter().enumerate() {
+                        let dst = &mut out[r0 + i][16 * s + 8 * h..16 * s + 8 * h + 8];
+                        // SAFETY: `dst` holds exactly 8 `i32`.
+                        unsafe { _mm256_storeu_si256(dst.as_mut_ptr().cast::<__m256i>(), *v) };
+                    }
+                }
+            }
+        }
+        let mut t = $t;
+        t.store(&out);
+    }};
+}
+
+/// AVX-VNNI micro-kernel (`vpdpbusd` on `ymm`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,avxvnni")]
+pub(crate) fn tile_avxvnni(t: Tile<'_>) {
+    use std::arch::x86_64::_mm256_dpbusd_avx_epi32;
+    ymm_tile!(t, _mm256_dpbusd_avx_epi32);
+}
+
+/// Exact AVX2 emulation of one `vpdpbusd` lane group: the even and odd bytes of each 16-bit
+/// half, widened (A as unsigned, B as signed), multiplied and pair-summed by `vpmaddwd`
+/// (`|u8 x i8| <= 32640`, so no `i16` overflow), then added with wrapping `i32` adds.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn dpbusd_avx2(
+    acc: std::arch::x86_64::__m256i,
+    a: std::arch::x86_64::__m256i,
+    b: std::arch::x86_64::__m256i,
+) -> std::arch::x86_64::__m256i {
+    use std::arch::x86_64::{
+        _mm256_add_epi32, _mm256_and_si256, _mm256_madd_epi16, _mm256_set1_epi16,
+        _mm256_slli_epi16, _mm256_srai_epi16, _mm256_srli_epi16,
+    };
+    let a_even = _mm256_and_si256(a, _mm256_set1_epi16(0x00FF));
+    let a_odd = _mm256_srli_epi16::<8>(a);
+    let b_even = _mm256_srai_epi16::<8>(_mm256_slli_epi16::<8>(b));
+    let b_odd = _mm256_srai_epi16::<8>(b);
+    let lo = _mm256_madd_epi16(a_even, b_even);
+    let hi = _mm256_madd_epi16(a_odd, b_odd);
+    _mm256_add_epi32(acc, _mm256_add_epi32(lo, hi))
+}
+
+/// AVX2 micro-kernel (exact emulated `vpdpbusd`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+pub(crate) fn tile_avx2(t: Tile<'_>) {
+    ymm_tile!(t, dpbusd_avx2);
+}
