@@ -33,6 +33,7 @@ fn main() {
     suites::nn_gemm::benches();
     suites::prune::benches();
     suites::quant::benches();
+    suites::quant_bert::benches();
     suites::quant_cluster::benches();
     criterion::Criterion::default()
         .configure_from_args()

@@ -8,4 +8,5 @@ pub(crate) mod nn_bert;
 pub(crate) mod nn_gemm;
 pub(crate) mod prune;
 pub(crate) mod quant;
+pub(crate) mod quant_bert;
 pub(crate) mod quant_cluster;

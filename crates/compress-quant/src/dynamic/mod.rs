@@ -2,6 +2,8 @@
 //! once per output channel, activations quantized per token (per row) at inference, exact
 //! integer accumulation and one fused dequantize + bias pass.
 
+#[cfg(test)]
+mod encoder_tests;
 pub(crate) mod rows;
 mod swap;
 #[cfg(test)]

@@ -10,17 +10,20 @@
 //! the `i32` sums wrap (`vpdpbusd`, not `vpdpbusds`), so the result is exact modulo `2^32`,
 //! hence exact whenever the true `A B` fits `i32`: always for `k <= 131_071`.
 //!
-//! Blocking: `k` runs in blocks of [`KC_QUADS`] quads (a panel's block, 24 KiB, stays in L1
-//! while every row block of A streams past it), rows in blocks of [`MC`] (A's block stays in
-//! L2 while every panel passes). The micro-kernels are in `micro.rs`.
+//! Blocking: rows run in blocks whose A (over all of `k`) fits [`A_BLOCK_BYTES`] of L2; for
+//! each row block and panel, `k` runs in blocks of [`KC_QUADS`] quads (the panel's block,
+//! 24 KiB, stays in L1 while the row tiles pass) and the panel's strip of C stays in cache
+//! across them. The micro-kernels are in `micro.rs`.
 
 pub use super::micro::{MR, NR};
 use super::micro::{QUAD_BYTES, Tile, tile_portable};
 
 /// Quads of `k` per cache block (512 values of `k`).
 const KC_QUADS: usize = 128;
-/// Rows of A per cache block.
-const MC: usize = 384;
+/// Bytes of A per row block (kept in L2 across all panels).
+const A_BLOCK_BYTES: usize = 384 << 10;
+/// Most rows per row block.
+const MC_MAX: usize = 1024;
 
 /// B packed for [`gemm_i8`] / [`gemm_u8i8`]: `ceil(n / NR)` panels of `ceil(k / 4)` quads,
 /// zero-padded, and the column sums of B.
@@ -206,14 +209,17 @@ fn run_u8(path: Path, a: &[u8], lda: usize, m: usize, b: &PackedB, c: &mut [i32]
         return;
     }
     let panels = n.div_ceil(NR);
-    for k0 in (0..quads).step_by(KC_QUADS) {
-        let kc = KC_QUADS.min(quads - k0);
-        for m0 in (0..m).step_by(MC) {
-            let m1 = (m0 + MC).min(m);
-            for p in 0..panels {
+    // Rows per block: the block of A over the whole of `k` stays in L2 while every panel
+    // passes, and each panel's column strip of C stays in cache across the `k` blocks.
+    let mc = ((A_BLOCK_BYTES / lda.max(1)) / MR * MR).clamp(MR, MC_MAX);
+    for m0 in (0..m).step_by(mc) {
+        let m1 = (m0 + mc).min(m);
+        for p in 0..panels {
+            let cols = NR.min(n - p * NR);
+            for k0 in (0..quads).step_by(KC_QUADS) {
+                let kc = KC_QUADS.min(quads - k0);
                 let start = (p * quads + k0) * QUAD_BYTES;
                 let bs = &b.data[start..start + kc * QUAD_BYTES];
-                let cols = NR.min(n - p * NR);
                 for r0 in (m0..m1).step_by(MR) {
                     let rows = MR.min(m1 - r0);
                     tile(
@@ -472,7 +478,7 @@ mod tests {
     #[test]
     fn long_k_crosses_cache_blocks_exactly() {
         // k spans several KC blocks and m several MC blocks; extreme values everywhere.
-        let (m, n, k) = (MC + 9, 50, 4 * KC_QUADS * 2 + 7);
+        let (m, n, k) = (MC_MAX + 9, 50, 4 * KC_QUADS * 2 + 7);
         let a: Vec<i8> = (0..m * k)
             .map(|i| if i % 3 == 0 { -128 } else { 127 })
             .collect();

@@ -1,0 +1,49 @@
+//! compress-quant in the transformer: the MiniLM-L6 encoder (6 layers, hidden 384, 12 heads,
+//! intermediate 1536; random weights, seed 0) with all six projections of every layer as
+//! `DynamicQLinear` (W8A8: int8 per-channel weights, per-token int8 activations quantized on
+//! the fly), attention matmuls, softmax, GELU and LayerNorm in f32, on `b` sequences of 128
+//! random token ids (seed 0): `quant/bert_encode_int8/b1s128` and `.../b32s128`, beside the
+//! f32 encoder's `nn/bert_encode/...` (same model and ids). One thread. Throughput in tokens.
+
+use std::hint::black_box;
+
+use compress_core::Mode;
+use compress_quant::quantize_dynamic;
+use compress_transformer::{BertConfig, BertModel};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
+use ndarray::Array2;
+use rand::{Rng, SeedableRng, rngs::StdRng};
+
+/// Sequence length of every bench input.
+const SEQ: usize = 128;
+
+fn bert_encode_int8(c: &mut Criterion) {
+    let mut group = c.benchmark_group("quant");
+    group.sample_size(10);
+    let cfg = BertConfig::minilm_l6();
+    let mut model = BertModel::<f32>::random(&cfg, 0).expect("MiniLM's shapes fit");
+    let swapped =
+        quantize_dynamic(&mut model, |p| p.starts_with("encoder.")).expect("finite weights");
+    assert_eq!(
+        swapped.len(),
+        6 * 6,
+        "six projections per layer: {swapped:?}"
+    );
+    for batch in [1usize, 32] {
+        let mut rng = StdRng::seed_from_u64(0);
+        let ids =
+            Array2::from_shape_simple_fn((batch, SEQ), || rng.random_range(0..cfg.vocab_size));
+        group.throughput(Throughput::Elements((batch * SEQ) as u64));
+        let id = format!("b{batch}s{SEQ}");
+        group.bench_function(BenchmarkId::new("bert_encode_int8", &id), |b| {
+            b.iter(|| {
+                model
+                    .forward(black_box(&ids), None, Mode::Eval)
+                    .expect("valid ids")
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bert_encode_int8);
