@@ -93,34 +93,53 @@ pub(crate) fn tile_portable(mut t: Tile<'_>) {
     t.store(&acc);
 }
 
-/// AVX-512 VNNI micro-kernel: 8 rows x 3 `zmm`, one `vpdpbusd` per row and vector per quad
-/// with the four A bytes broadcast.
+/// AVX-512 VNNI micro-kernel: up to 8 rows x 3 `zmm`, dispatched to a kernel compiled for
+/// exactly the tile's rows (a 1-row tile does one eighth of the work of a full one).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 pub(crate) fn tile_avx512(t: Tile<'_>) {
+    t.check();
+    match t.rows {
+        1 => tile_avx512_rows::<1>(t),
+        2 => tile_avx512_rows::<2>(t),
+        3 => tile_avx512_rows::<3>(t),
+        4 => tile_avx512_rows::<4>(t),
+        5 => tile_avx512_rows::<5>(t),
+        6 => tile_avx512_rows::<6>(t),
+        7 => tile_avx512_rows::<7>(t),
+        _ => tile_avx512_rows::<MR>(t),
+    }
+}
+
+/// [`tile_avx512`] for `R == t.rows` rows: one `vpdpbusd` per row and vector per quad with
+/// the four A bytes broadcast.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+fn tile_avx512_rows<const R: usize>(t: Tile<'_>) {
     use std::arch::x86_64::{
         __m512i, _mm512_add_epi32, _mm512_dpbusd_epi32, _mm512_loadu_si512,
         _mm512_mask_loadu_epi32, _mm512_mask_storeu_epi32, _mm512_set1_epi32, _mm512_setzero_si512,
     };
     t.check();
+    assert_eq!(t.rows, R);
     let offs = t.row_offsets();
     let (ap, bp) = (t.a.as_ptr(), t.b.as_ptr());
-    let mut acc = [[_mm512_setzero_si512(); 3]; MR];
+    let mut acc = [[_mm512_setzero_si512(); 3]; R];
     for q in 0..t.quads {
         // SAFETY: `check` asserted `b.len() >= quads * QUAD_BYTES` and every row offset
-        // plus `4 quads` within `a`; `q < quads`, so the three 64-byte loads and the 4-byte
-        // reads are in bounds (all unaligned).
+        // (`r < R == rows`) plus `4 quads` within `a`; `q < quads`, so the three 64-byte
+        // loads and the 4-byte reads are in bounds (all unaligned).
         unsafe {
             let bq = bp.add(q * QUAD_BYTES);
             let b0 = _mm512_loadu_si512(bq.cast::<__m512i>());
             let b1 = _mm512_loadu_si512(bq.add(64).cast::<__m512i>());
             let b2 = _mm512_loadu_si512(bq.add(128).cast::<__m512i>());
-            for r in 0..MR {
+            for (r, a) in acc.iter_mut().enumerate() {
                 let quad = ap.add(offs[r] + 4 * q).cast::<i32>().read_unaligned();
                 let av = _mm512_set1_epi32(quad);
-                acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], av, b0);
-                acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], av, b1);
-                acc[r][2] = _mm512_dpbusd_epi32(acc[r][2], av, b2);
+                a[0] = _mm512_dpbusd_epi32(a[0], av, b0);
+                a[1] = _mm512_dpbusd_epi32(a[1], av, b1);
+                a[2] = _mm512_dpbusd_epi32(a[2], av, b2);
             }
         }
     }
@@ -128,14 +147,14 @@ pub(crate) fn tile_avx512(t: Tile<'_>) {
         let lanes = t.cols.saturating_sub(16 * v).min(16);
         ((1u32 << lanes) - 1) as u16
     });
-    for (r, row) in acc.iter().enumerate().take(t.rows) {
+    for (r, row) in acc.iter().enumerate() {
         for (v, &val) in row.iter().enumerate() {
             if masks[v] == 0 {
                 continue;
             }
             // SAFETY: lanes `16 v + l` with mask bit `l` set satisfy `16 v + l < cols`, and
-            // `check` asserted `(rows - 1) ldc + cols <= c.len()`; masked lanes are not
-            // touched.
+            // `check` asserted `(rows - 1) ldc + cols <= c.len()` with `r < rows`; masked
+            // lanes are not touched.
             unsafe {
                 let dst = t.c.as_mut_ptr().add(r * t.ldc + 16 * v);
                 let val = if t.accumulate {
