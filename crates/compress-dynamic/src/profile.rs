@@ -1,7 +1,9 @@
 //! What every exit of a dynamic model would do on a labelled set, and the exact
 //! simulation of a threshold setting on it (accuracy, average MACs, exit fractions).
 
-use compress_core::CoreError;
+use compress_core::{CoreError, Float};
+use compress_nn::loss::argmax_rows;
+use ndarray::Array2;
 
 use crate::{ExitRule, Result};
 
@@ -207,6 +209,42 @@ impl ExitProfile {
             correct,
             costs,
         })
+    }
+
+    /// A profile from each exit's logits `[n, classes]` on a labelled set: the exit's
+    /// scores under `rule` and whether its arg-max is the label (the one way every
+    /// dynamic model profiles itself).
+    ///
+    /// # Errors
+    ///
+    /// As [`ExitProfile::new`]; a label count that differs from the logits' rows.
+    pub fn from_logits<F: Float>(
+        rule: ExitRule,
+        logits: &[Array2<F>],
+        labels: &[usize],
+        costs: ExitCosts,
+    ) -> Result<Self> {
+        let mut scores = Vec::with_capacity(logits.len());
+        let mut correct = Vec::with_capacity(logits.len());
+        for (j, l) in logits.iter().enumerate() {
+            if l.nrows() != labels.len() {
+                return Err(CoreError::shape(
+                    format!("profile exit {j} logits"),
+                    &[labels.len(), l.ncols()],
+                    l.shape(),
+                )
+                .into());
+            }
+            scores.push(rule.scores(l));
+            correct.push(
+                argmax_rows(l)
+                    .iter()
+                    .zip(labels)
+                    .map(|(p, y)| p == y)
+                    .collect(),
+            );
+        }
+        Self::new(rule, scores, correct, costs)
     }
 
     /// Number of exits.

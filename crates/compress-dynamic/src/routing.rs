@@ -5,7 +5,6 @@ use compress_core::{
     CoreError, Float, Layer, Mode, Module, ParamPath, ParamVisitor, ParamVisitorMut,
 };
 use compress_nn::Dataset;
-use compress_nn::loss::argmax_rows;
 use ndarray::{Array2, ArrayD};
 
 use crate::output::{Survivors, logits_2d, take_rows};
@@ -141,21 +140,15 @@ impl<F: Float> Cascade<F> {
         batch: usize,
     ) -> Result<ExitProfile> {
         let costs = self.costs()?;
-        let mut scores = Vec::new();
-        let mut correct = Vec::new();
-        for m in &mut self.models {
-            let y = compress_nn::train::predict_outputs(m.as_mut(), &data.x, batch)?;
-            let l: Array2<F> = logits_2d(&y, &"model")?.to_owned();
-            scores.push(rule.scores(&l));
-            correct.push(
-                argmax_rows(&l)
-                    .iter()
-                    .zip(&data.labels)
-                    .map(|(p, y)| p == y)
-                    .collect(),
-            );
-        }
-        ExitProfile::new(rule, scores, correct, costs)
+        let logits = self
+            .models
+            .iter_mut()
+            .map(|m| {
+                let y = compress_nn::train::predict_outputs(m.as_mut(), &data.x, batch)?;
+                Ok(logits_2d(&y, &"model")?.to_owned())
+            })
+            .collect::<Result<Vec<Array2<F>>>>()?;
+        ExitProfile::from_logits(rule, &logits, &data.labels, costs)
     }
 }
 

@@ -9,6 +9,7 @@ mod linear_eval;
 mod mnist;
 mod optim;
 mod parametrize;
+mod sequential_names;
 mod training;
 mod transformer;
 mod transformer_surgery;

@@ -1,9 +1,8 @@
-//! Named chains of layers and the small helpers the blocks share.
+//! The helpers the blocks share: building their named [`Sequential`] bodies, channel
+//! slicing and concatenation, cost arithmetic.
 
-use compress_core::{
-    CoreError, Cost, Float, Layer, Mode, Module, ParamPath, ParamVisitor, ParamVisitorMut, Result,
-};
-use compress_nn::{BatchNorm2d, Conv2d, Conv2dConfig, ReLU, ReLU6};
+use compress_core::{CoreError, Cost, Float, Result};
+use compress_nn::{BatchNorm2d, Conv2d, Conv2dConfig, ReLU, ReLU6, Sequential};
 use ndarray::{ArrayD, ArrayRef, Axis, IxDyn, Slice, concatenate};
 use rand::Rng;
 
@@ -19,45 +18,42 @@ pub enum Act {
     ReLU6,
 }
 
-/// Layers applied in order, each with a name that becomes its parameter-path segment
-/// (`depthwise.weight`, `bn1.running_mean`, ...).
-#[derive(Debug, Default)]
-pub struct Chain<F: Float> {
-    layers: Vec<(String, Box<dyn Layer<F>>)>,
-}
-
-impl<F: Float> Chain<F> {
-    /// An empty chain (the identity).
-    pub fn new() -> Self {
-        Self { layers: Vec::new() }
-    }
-
-    /// Appends a named layer.
-    pub fn push(&mut self, name: impl Into<String>, layer: impl Layer<F> + 'static) {
-        self.layers.push((name.into(), Box::new(layer)));
-    }
-
-    /// Appends an already boxed named layer.
-    pub fn push_boxed(&mut self, name: impl Into<String>, layer: Box<dyn Layer<F>>) {
-        self.layers.push((name.into(), layer));
-    }
-
+/// Block-building helpers on compress-nn's named [`Sequential`] (the chain every block's
+/// body is: parameter paths such as `depthwise.weight`, `bn1.running_mean`).
+pub trait SequentialExt<F: Float> {
     /// Appends the activation `act` (nothing for [`Act::None`]) under `name`.
-    pub fn push_act(&mut self, name: impl Into<String>, act: Act) {
-        match act {
-            Act::None => {}
-            Act::ReLU => self.push(name, ReLU::new()),
-            Act::ReLU6 => self.push(name, ReLU6::new()),
-        }
-    }
-
-    /// Appends `conv` named `conv_name`, then optionally a batch norm named `bn_name`
-    /// and the activation named `act_name`.
     ///
     /// # Errors
     ///
-    /// The convolution's configuration errors.
-    pub fn push_conv<R: Rng + ?Sized>(
+    /// As [`Sequential::push_named`] (a bad or taken name).
+    fn push_act(&mut self, name: impl Into<String>, act: Act) -> Result<()>;
+
+    /// Appends `conv` named `names[0]`, then optionally a batch norm named `names[1]` and
+    /// the activation named `names[2]`.
+    ///
+    /// # Errors
+    ///
+    /// The convolution's configuration errors; a bad or taken name.
+    fn push_conv<R: Rng + ?Sized>(
+        &mut self,
+        names: [&str; 3],
+        config: Conv2dConfig,
+        bn: bool,
+        act: Act,
+        rng: &mut R,
+    ) -> Result<()>;
+}
+
+impl<F: Float> SequentialExt<F> for Sequential<F> {
+    fn push_act(&mut self, name: impl Into<String>, act: Act) -> Result<()> {
+        match act {
+            Act::None => Ok(()),
+            Act::ReLU => self.push_named(name, ReLU::new()),
+            Act::ReLU6 => self.push_named(name, ReLU6::new()),
+        }
+    }
+
+    fn push_conv<R: Rng + ?Sized>(
         &mut self,
         names: [&str; 3],
         config: Conv2dConfig,
@@ -66,92 +62,11 @@ impl<F: Float> Chain<F> {
         rng: &mut R,
     ) -> Result<()> {
         let out = config.out_channels;
-        self.push(names[0], Conv2d::new(config, rng)?);
+        self.push_named(names[0], Conv2d::new(config, rng)?)?;
         if bn {
-            self.push(names[1], BatchNorm2d::new(out));
+            self.push_named(names[1], BatchNorm2d::new(out))?;
         }
-        self.push_act(names[2], act);
-        Ok(())
-    }
-
-    /// The named layers.
-    pub fn layers(&self) -> &[(String, Box<dyn Layer<F>>)] {
-        &self.layers
-    }
-
-    /// The layer called `name` as concrete type `T`.
-    pub fn get<T: Layer<F>>(&self, name: &str) -> Option<&T> {
-        self.layers
-            .iter()
-            .find(|(n, _)| n == name)?
-            .1
-            .as_ref()
-            .as_any()
-            .downcast_ref::<T>()
-    }
-
-    /// Per-layer `(name, cost)` for one sample of `input_shape`.
-    ///
-    /// # Errors
-    ///
-    /// The first layer that cannot take its input shape.
-    pub fn layer_costs(&self, input_shape: &[usize]) -> Result<Vec<(String, Cost)>> {
-        let mut shape = input_shape.to_vec();
-        let mut out = Vec::with_capacity(self.layers.len());
-        for (n, l) in &self.layers {
-            let c = l.cost(&shape)?;
-            shape.clone_from(&c.output_shape);
-            out.push((n.clone(), c));
-        }
-        Ok(out)
-    }
-}
-
-impl<F: Float> Module<F> for Chain<F> {
-    fn visit(&self, path: &mut ParamPath, v: &mut dyn ParamVisitor<F>) {
-        for (n, l) in &self.layers {
-            path.scoped(n, |p| l.visit(p, v));
-        }
-    }
-    fn visit_mut(&mut self, path: &mut ParamPath, v: &mut dyn ParamVisitorMut<F>) -> Result<()> {
-        for (n, l) in &mut self.layers {
-            path.scoped(n, |p| l.visit_mut(p, v))?;
-        }
-        Ok(())
-    }
-}
-
-impl<F: Float> Layer<F> for Chain<F> {
-    fn name(&self) -> &'static str {
-        "Chain"
-    }
-
-    fn forward(&mut self, x: &ArrayRef<F, IxDyn>, mode: Mode) -> Result<ArrayD<F>> {
-        let mut it = self.layers.iter_mut();
-        let Some((_, first)) = it.next() else {
-            return Ok(x.to_owned());
-        };
-        let mut h = first.forward(x, mode)?;
-        for (_, l) in it {
-            h = l.forward(&h, mode)?;
-        }
-        Ok(h)
-    }
-
-    fn backward(&mut self, grad: &ArrayRef<F, IxDyn>) -> Result<ArrayD<F>> {
-        let mut g = grad.to_owned();
-        for (_, l) in self.layers.iter_mut().rev() {
-            g = l.backward(&g)?;
-        }
-        Ok(g)
-    }
-
-    fn cost(&self, input_shape: &[usize]) -> Result<Cost> {
-        Ok(self
-            .layer_costs(input_shape)?
-            .into_iter()
-            .map(|(_, c)| c)
-            .fold(Cost::passthrough(input_shape), Cost::then))
+        self.push_act(names[2], act)
     }
 }
 

@@ -3,11 +3,11 @@
 use compress_core::{
     CoreError, Cost, Float, Layer, Mode, Module, ParamPath, ParamVisitor, ParamVisitorMut, Result,
 };
-use compress_nn::Conv2dConfig;
+use compress_nn::{Conv2dConfig, Sequential};
 use ndarray::{ArrayD, ArrayRef, IxDyn};
 use rand::Rng;
 
-use super::chain::{Act, Chain, channels, check_channels, concat_channels, concat_costs};
+use super::chain::{Act, SequentialExt, channels, check_channels, concat_channels, concat_costs};
 
 /// Configuration of a [`Fire`] module.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,9 +69,9 @@ impl FireConfig {
 #[derive(Debug)]
 pub struct Fire<F: Float> {
     config: FireConfig,
-    squeeze: Chain<F>,
-    expand1: Chain<F>,
-    expand3: Chain<F>,
+    squeeze: Sequential<F>,
+    expand1: Sequential<F>,
+    expand3: Sequential<F>,
 }
 
 impl<F: Float> Fire<F> {
@@ -97,7 +97,7 @@ impl<F: Float> Fire<F> {
     pub fn new<R: Rng + ?Sized>(config: FireConfig, rng: &mut R) -> Result<Self> {
         config.validate()?;
         let s = config.squeeze;
-        let mut squeeze = Chain::new();
+        let mut squeeze = Sequential::new();
         squeeze.push_conv(
             ["conv", "bn", "act"],
             Conv2dConfig::new(config.in_channels, s, 1),
@@ -105,7 +105,7 @@ impl<F: Float> Fire<F> {
             Act::ReLU,
             rng,
         )?;
-        let mut expand1 = Chain::new();
+        let mut expand1 = Sequential::new();
         expand1.push_conv(
             ["conv", "bn", "act"],
             Conv2dConfig::new(s, config.expand1x1, 1),
@@ -113,7 +113,7 @@ impl<F: Float> Fire<F> {
             Act::ReLU,
             rng,
         )?;
-        let mut expand3 = Chain::new();
+        let mut expand3 = Sequential::new();
         expand3.push_conv(
             ["conv", "bn", "act"],
             Conv2dConfig::new(s, config.expand3x3, 3).padding(1),

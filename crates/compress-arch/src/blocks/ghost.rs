@@ -3,11 +3,11 @@
 use compress_core::{
     CoreError, Cost, Float, Layer, Mode, Module, ParamPath, ParamVisitor, ParamVisitorMut, Result,
 };
-use compress_nn::Conv2dConfig;
+use compress_nn::{Conv2dConfig, Sequential};
 use ndarray::{ArrayD, ArrayRef, Axis, IxDyn, Slice};
 use rand::Rng;
 
-use super::chain::{Act, Chain, channels, check_channels, concat_channels, no_forward};
+use super::chain::{Act, SequentialExt, channels, check_channels, concat_channels, no_forward};
 
 /// Configuration of a [`GhostModule`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,8 +135,8 @@ impl GhostConfig {
 #[derive(Debug)]
 pub struct GhostModule<F: Float> {
     config: GhostConfig,
-    primary: Chain<F>,
-    cheap: Chain<F>,
+    primary: Sequential<F>,
+    cheap: Sequential<F>,
     /// Output shape of the last training forward (`[n, m + m (s-1), h, w]`).
     full_shape: Option<Vec<usize>>,
 }
@@ -164,7 +164,7 @@ impl<F: Float> GhostModule<F> {
     pub fn new<R: Rng + ?Sized>(config: GhostConfig, rng: &mut R) -> Result<Self> {
         config.validate()?;
         let m = config.primary_channels();
-        let mut primary = Chain::new();
+        let mut primary = Sequential::new();
         primary.push_conv(
             ["conv", "bn", "act"],
             Conv2dConfig::new(config.in_channels, m, config.kernel)
@@ -175,7 +175,7 @@ impl<F: Float> GhostModule<F> {
             config.act,
             rng,
         )?;
-        let mut cheap = Chain::new();
+        let mut cheap = Sequential::new();
         cheap.push_conv(
             ["conv", "bn", "act"],
             Conv2dConfig::new(m, config.cheap_channels(), config.dw_kernel)

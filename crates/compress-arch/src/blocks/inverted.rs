@@ -3,11 +3,11 @@
 use compress_core::{
     CoreError, Cost, Float, Layer, Mode, Module, ParamPath, ParamVisitor, ParamVisitorMut, Result,
 };
-use compress_nn::Conv2dConfig;
+use compress_nn::{Conv2dConfig, Sequential};
 use ndarray::{ArrayD, ArrayRef, IxDyn};
 use rand::Rng;
 
-use super::chain::{Act, Chain, check_channels};
+use super::chain::{Act, SequentialExt, check_channels};
 
 /// Configuration of an [`InvertedResidual`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,7 +111,7 @@ impl InvertedConfig {
 #[derive(Debug)]
 pub struct InvertedResidual<F: Float> {
     config: InvertedConfig,
-    body: Chain<F>,
+    body: Sequential<F>,
 }
 
 impl<F: Float> InvertedResidual<F> {
@@ -138,7 +138,7 @@ impl<F: Float> InvertedResidual<F> {
     pub fn new<R: Rng + ?Sized>(config: InvertedConfig, rng: &mut R) -> Result<Self> {
         config.validate()?;
         let (m, n, h) = (config.in_channels, config.out_channels, config.hidden());
-        let mut body = Chain::new();
+        let mut body = Sequential::new();
         if config.expansion != 1 {
             body.push_conv(
                 ["expand", "expand_bn", "expand_act"],
@@ -175,7 +175,7 @@ impl<F: Float> InvertedResidual<F> {
     }
 
     /// The layers of the residual branch.
-    pub fn body(&self) -> &Chain<F> {
+    pub fn body(&self) -> &Sequential<F> {
         &self.body
     }
 }

@@ -15,7 +15,7 @@ mod separable;
 mod shuffle;
 mod xception;
 
-pub use chain::{Act, Chain};
+pub use chain::{Act, SequentialExt};
 pub use fire::{Fire, FireConfig};
 pub use ghost::{GhostConfig, GhostModule};
 pub use inverted::{InvertedConfig, InvertedResidual};

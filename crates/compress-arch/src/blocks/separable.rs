@@ -3,11 +3,11 @@
 use compress_core::{
     CoreError, Cost, Float, Layer, Mode, Module, ParamPath, ParamVisitor, ParamVisitorMut, Result,
 };
-use compress_nn::{BatchNorm2d, Conv2dConfig};
+use compress_nn::{BatchNorm2d, Conv2dConfig, Sequential};
 use ndarray::{ArrayD, ArrayRef, IxDyn};
 use rand::Rng;
 
-use super::chain::{Act, Chain, check_channels};
+use super::chain::{Act, SequentialExt, check_channels};
 use super::ghost::{GhostConfig, GhostModule};
 
 /// What follows the depthwise convolution.
@@ -148,7 +148,7 @@ impl SeparableConfig {
 #[derive(Debug)]
 pub struct DepthwiseSeparableConv<F: Float> {
     config: SeparableConfig,
-    body: Chain<F>,
+    body: Sequential<F>,
 }
 
 impl<F: Float> DepthwiseSeparableConv<F> {
@@ -175,7 +175,7 @@ impl<F: Float> DepthwiseSeparableConv<F> {
     /// ```
     pub fn new<R: Rng + ?Sized>(config: SeparableConfig, rng: &mut R) -> Result<Self> {
         config.validate()?;
-        let mut body = Chain::new();
+        let mut body = Sequential::new();
         body.push_conv(
             ["depthwise", "bn1", "act1"],
             config.depthwise_config(),
@@ -204,7 +204,7 @@ impl<F: Float> DepthwiseSeparableConv<F> {
                     } else {
                         Act::None
                     });
-                body.push("pointwise", GhostModule::new(g, rng)?);
+                body.push_named("pointwise", GhostModule::new(g, rng)?)?;
             }
         }
         Ok(Self { config, body })
@@ -216,13 +216,13 @@ impl<F: Float> DepthwiseSeparableConv<F> {
     }
 
     /// The layers (`depthwise`, `bn1`, `act1`, `pointwise`, `bn2`, `act2`).
-    pub fn body(&self) -> &Chain<F> {
+    pub fn body(&self) -> &Sequential<F> {
         &self.body
     }
 
     /// The first batch norm.
     pub fn bn1(&self) -> Option<&BatchNorm2d<F>> {
-        self.body.get("bn1")
+        self.body.get_named("bn1")
     }
 }
 

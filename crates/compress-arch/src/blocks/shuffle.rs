@@ -3,11 +3,13 @@
 use compress_core::{
     CoreError, Cost, Float, Layer, Mode, Module, ParamPath, ParamVisitor, ParamVisitorMut, Result,
 };
-use compress_nn::{AvgPool2d, Conv2dConfig, ReLU};
+use compress_nn::{AvgPool2d, Conv2dConfig, ReLU, Sequential};
 use ndarray::{ArrayD, ArrayRef, IxDyn};
 use rand::Rng;
 
-use super::chain::{Act, Chain, channels, check_channels, concat_channels, no_forward, sum_costs};
+use super::chain::{
+    Act, SequentialExt, channels, check_channels, concat_channels, no_forward, sum_costs,
+};
 
 /// Permutes channels so that grouped convolutions exchange information: with `g` groups of
 /// `c / g` channels, output channel `i g + j` is input channel `j (c / g) + i`.
@@ -201,7 +203,7 @@ impl ShuffleConfig {
 #[derive(Debug)]
 pub struct ShuffleUnit<F: Float> {
     config: ShuffleConfig,
-    branch: Chain<F>,
+    branch: Sequential<F>,
     pool: AvgPool2d,
     relu: ReLU<F>,
 }
@@ -229,7 +231,7 @@ impl<F: Float> ShuffleUnit<F> {
     pub fn new<R: Rng + ?Sized>(config: ShuffleConfig, rng: &mut R) -> Result<Self> {
         config.validate()?;
         let (m, b, g) = (config.in_channels, config.bottleneck, config.groups);
-        let mut branch = Chain::new();
+        let mut branch = Sequential::new();
         branch.push_conv(
             ["gconv1", "bn1", "act1"],
             Conv2dConfig::new(m, b, 1).groups(g).bias(false),
@@ -237,7 +239,7 @@ impl<F: Float> ShuffleUnit<F> {
             Act::ReLU,
             rng,
         )?;
-        branch.push("shuffle", ChannelShuffle::new(g));
+        branch.push_named("shuffle", ChannelShuffle::new(g))?;
         branch.push_conv(
             ["depthwise", "bn2", "act2"],
             Conv2dConfig::new(b, b, 3)

@@ -3,11 +3,11 @@
 use compress_core::{
     CoreError, Cost, Float, Layer, Mode, Module, ParamPath, ParamVisitor, ParamVisitorMut, Result,
 };
-use compress_nn::{Conv2dConfig, MaxPool2d};
+use compress_nn::{Conv2dConfig, MaxPool2d, Sequential};
 use ndarray::{ArrayD, ArrayRef, IxDyn};
 use rand::Rng;
 
-use super::chain::{Act, Chain, check_channels, sum_costs};
+use super::chain::{Act, SequentialExt, check_channels, sum_costs};
 
 /// Configuration of an [`XceptionBlock`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,8 +91,8 @@ impl XceptionConfig {
 #[derive(Debug)]
 pub struct XceptionBlock<F: Float> {
     config: XceptionConfig,
-    stack: Chain<F>,
-    skip: Chain<F>,
+    stack: Sequential<F>,
+    skip: Sequential<F>,
 }
 
 impl<F: Float> XceptionBlock<F> {
@@ -118,11 +118,11 @@ impl<F: Float> XceptionBlock<F> {
     pub fn new<R: Rng + ?Sized>(config: XceptionConfig, rng: &mut R) -> Result<Self> {
         config.validate()?;
         let (m, n) = (config.in_channels, config.out_channels);
-        let mut stack = Chain::new();
+        let mut stack = Sequential::new();
         for i in 0..config.reps {
             let c_in = if i == 0 { m } else { n };
             if i > 0 || config.start_with_relu {
-                stack.push_act(format!("relu{}", i + 1), Act::ReLU);
+                stack.push_act(format!("relu{}", i + 1), Act::ReLU)?;
             }
             stack.push_conv(
                 [&format!("sep{}_dw", i + 1), "", ""],
@@ -143,9 +143,9 @@ impl<F: Float> XceptionBlock<F> {
             )?;
         }
         if config.stride > 1 {
-            stack.push("pool", MaxPool2d::new(3).stride(config.stride).padding(1));
+            stack.push_named("pool", MaxPool2d::new(3).stride(config.stride).padding(1))?;
         }
-        let mut skip = Chain::new();
+        let mut skip = Sequential::new();
         if config.projects() {
             skip.push_conv(
                 ["conv", "bn", ""],

@@ -2,7 +2,6 @@
 
 use compress_core::{CoreError, Float, Mode};
 use compress_nn::Dataset;
-use compress_nn::loss::argmax_rows;
 use ndarray::ArrayD;
 
 use super::EarlyExitNet;
@@ -129,18 +128,7 @@ impl<F: Float> EarlyExitNet<F> {
         batch: usize,
     ) -> Result<ExitProfile> {
         let logits = self.all_exit_logits(&data.x, batch)?;
-        let scores = logits.iter().map(|l| rule.scores(l)).collect();
-        let correct = logits
-            .iter()
-            .map(|l| {
-                argmax_rows(l)
-                    .iter()
-                    .zip(&data.labels)
-                    .map(|(p, y)| p == y)
-                    .collect()
-            })
-            .collect();
-        ExitProfile::new(rule, scores, correct, self.exit_costs()?)
+        ExitProfile::from_logits(rule, &logits, &data.labels, self.exit_costs()?)
     }
 
     /// Eval-mode logits of the static network for `x` (every stage, last head).

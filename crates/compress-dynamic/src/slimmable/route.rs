@@ -3,7 +3,6 @@
 
 use compress_core::{CoreError, Float, Layer, Mode};
 use compress_nn::Dataset;
-use compress_nn::loss::argmax_rows;
 use ndarray::ArrayD;
 
 use super::SlimmableNet;
@@ -52,23 +51,14 @@ impl<F: Float> SlimmableNet<F> {
     ) -> Result<ExitProfile> {
         let costs = self.width_costs(widths, data.sample_shape())?;
         let before = self.width();
-        let mut scores = Vec::new();
-        let mut correct = Vec::new();
+        let mut logits = Vec::with_capacity(widths.len());
         for &w in widths {
             self.set_width(w)?;
             let y = compress_nn::train::predict_outputs(self, &data.x, batch)?;
-            let l = logits_2d(&y, &"width")?;
-            scores.push(rule.scores(&l));
-            correct.push(
-                argmax_rows(&l)
-                    .iter()
-                    .zip(&data.labels)
-                    .map(|(p, y)| p == y)
-                    .collect(),
-            );
+            logits.push(logits_2d(&y, &"width")?.to_owned());
         }
         self.set_width(before)?;
-        ExitProfile::new(rule, scores, correct, costs)
+        ExitProfile::from_logits(rule, &logits, &data.labels, costs)
     }
 
     /// Routed inference of a batch: every sample runs at `widths[0]`; those not confident

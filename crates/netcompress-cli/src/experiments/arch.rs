@@ -69,7 +69,7 @@ fn conv_costs(net: &Sequential<f32>, input: &[usize]) -> Result<(usize, u64)> {
                 params += c.params;
                 macs += c.macs;
             } else if let Some(b) = (**l).as_any().downcast_ref::<DepthwiseSeparableConv<f32>>() {
-                for (name, lc) in b.body().layer_costs(&shape)? {
+                for (name, lc) in b.body().named_costs(&shape)? {
                     if name == "depthwise" || name == "pointwise" {
                         params += lc.params;
                         macs += lc.macs;

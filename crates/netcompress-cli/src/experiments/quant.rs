@@ -152,7 +152,7 @@ fn w8a8_static(
         let i: usize = path
             .parse()
             .map_err(|_| CoreError::config("observer path", path.clone()))?;
-        m.layers_mut().insert(i, Box::new(fq));
+        m.insert_boxed(i, Box::new(fq))?;
     }
     Ok(evaluate(&mut m, test, 512)?)
 }
