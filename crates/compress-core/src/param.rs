@@ -63,7 +63,8 @@ impl<F: Float> Param<F> {
 
     /// A stamp of the effective value: it changes (to a value no parameter of this process
     /// has had) whenever the stored value or the parametrizations may have changed, that is
-    /// on every `&mut self` method except [`zero_grad`](Self::zero_grad). A clone keeps the
+    /// on every `&mut self` method except [`zero_grad`](Self::zero_grad) and
+    /// [`scale_grad`](Self::scale_grad). A clone keeps the
     /// stamp, being equal. Layers use it to cache data derived from the effective value
     /// (e.g. a repacked weight) without ever reading a stale cache; it relies on
     /// [`Parametrization::forward`] depending only on state behind `&mut` access.
@@ -199,6 +200,15 @@ impl<F: Float> Param<F> {
     pub fn zero_grad(&mut self) {
         if let Some(g) = &mut self.grad {
             g.fill(F::zero());
+        }
+    }
+
+    /// Multiplies the accumulated gradient by `factor` (gradient clipping); like
+    /// [`zero_grad`](Self::zero_grad) it leaves [`version`](Self::version) alone, since the
+    /// effective value does not change.
+    pub fn scale_grad(&mut self, factor: F) {
+        if let Some(g) = &mut self.grad {
+            g.mapv_inplace(|v| v * factor);
         }
     }
 

@@ -16,6 +16,8 @@
 //! | [`HintLoss`] | FitNets: MSE through a learnable regressor |
 //! | [`cosine_embedding_loss`], [`mse_embedding_loss`], [`info_nce_loss`] | embedding distillation |
 //! | [`Distiller`], [`DistillObjective`], [`TeacherCache`] | training against a frozen teacher |
+//! | [`SequenceEncoder`], [`EmbeddingObjective`], [`SequenceDistiller`] | distilling sentence encoders (transformers): pooled-embedding losses + hidden-state hints |
+//! | [`WarmupSchedule`], [`clip_grad_norm`] | per-step warm-up + linear/cosine decay, global gradient clipping |
 //!
 //! ```
 //! use compress_distill::{KdConfig, kd_loss};
@@ -38,6 +40,7 @@ mod error;
 mod feature;
 mod kd;
 mod kernels;
+mod sequence;
 mod softmax;
 
 pub use distiller::{
@@ -50,4 +53,9 @@ pub use embedding::{
 pub use error::{DistillError, Result};
 pub use feature::HintLoss;
 pub use kd::{KdConfig, KdOutput, kd_loss};
+pub use sequence::{
+    Decay, EmbeddingObjective, EncoderOutput, FitReport, ObjectiveGrad, ObjectiveValue,
+    SequenceDistillConfig, SequenceDistiller, SequenceEncoder, StepStats, TeacherTargets,
+    WarmupSchedule, clip_grad_norm, gather_tokens, scatter_tokens,
+};
 pub use softmax::{kl_div, log_softmax_with_temperature, soft_targets, softmax_with_temperature};

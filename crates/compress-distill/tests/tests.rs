@@ -6,4 +6,5 @@ mod dkd;
 mod embedding;
 mod feature;
 mod kd;
+mod sequence;
 mod softmax;

@@ -9,6 +9,8 @@
 //! - [`SentenceEncoder`]: tokenizer + model + pooling + normalisation, as
 //!   sentence-transformers; [`SentenceEncoder::embed`] batches texts by length.
 //! - [`metrics`]: cosine, nearest-neighbour agreement and Spearman of two embedding sets.
+//! - [`truncated_student`], [`every_kth_layer`], [`PooledBert`]: distillation students
+//!   (DistilBERT-style layer selection; a pooled BERT as compress-distill's `SequenceEncoder`).
 //! - [`SENTENCES`]: the project's sentence file for evaluation and calibration.
 //!
 //! **MSRV:** 1.89
@@ -21,6 +23,7 @@ pub mod io;
 pub mod metrics;
 mod model;
 mod sentence;
+mod student;
 mod tokenize;
 
 pub use config::BertConfig;
@@ -29,6 +32,7 @@ pub use error::{Result, TransformerError};
 pub use metrics::{Fidelity, fidelity};
 pub use model::BertModel;
 pub use sentence::SentenceEncoder;
+pub use student::{PooledBert, every_kth_layer, truncated_student};
 pub use tokenize::{BertTokenizer, pad};
 
 /// The project's sentence file (`data/sentences.txt`): 300 English sentences from the CIA

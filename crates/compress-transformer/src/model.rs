@@ -218,7 +218,8 @@ impl<F: Float> Module<F> for BertModel<F> {
     }
 }
 
-fn core(e: crate::TransformerError) -> CoreError {
+/// A transformer error as a [`CoreError`] (for the `Layer`-style interfaces).
+pub(crate) fn core(e: crate::TransformerError) -> CoreError {
     match e {
         crate::TransformerError::Core(c) => c,
         other => CoreError::InvalidState {

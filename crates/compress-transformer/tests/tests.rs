@@ -5,3 +5,4 @@ mod errors;
 mod fixture;
 mod metrics;
 mod minilm;
+mod student;
