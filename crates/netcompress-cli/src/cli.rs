@@ -46,6 +46,15 @@ enum Command {
         /// Fast settings (as used by `demo`).
         #[arg(long)]
         fast: bool,
+        /// Model directory of the transformer experiments (e.g. all-MiniLM-L6-v2).
+        #[arg(long, value_name = "DIR")]
+        model: Option<PathBuf>,
+        /// Sentences (one per line) replacing the held-back evaluation sentences.
+        #[arg(long, value_name = "FILE")]
+        eval_file: Option<PathBuf>,
+        /// Directory the trained transformer models are saved into (model directories).
+        #[arg(long, value_name = "DIR")]
+        save: Option<PathBuf>,
     },
     /// Quantizes float tensors to packed 2..8-bit integers with scales (and zero points).
     Quantize(crate::commands::quantize::QuantizeArgs),
@@ -96,6 +105,9 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
             seed,
             json,
             fast,
+            model,
+            eval_file,
+            save,
         } => {
             if list {
                 for e in experiments::REGISTRY {
@@ -111,6 +123,11 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
                 seed,
                 fast,
                 progress: !json,
+                models: experiments::ModelOpts {
+                    model,
+                    eval_file,
+                    save,
+                },
             };
             let report = (exp.run)(&ctx)?;
             crate::demo::print_table(std::slice::from_ref(&report));

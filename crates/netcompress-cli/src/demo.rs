@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use crate::error::Result;
-use crate::experiments::{Ctx, DataSource, REGISTRY, Report};
+use crate::experiments::{Ctx, DataSource, NOT_IN_DEMO, REGISTRY, Report};
 
 fn ratio(a: f64, b: f64) -> String {
     if b == 0.0 {
@@ -57,11 +57,13 @@ pub(crate) fn run(seed: u64, only: Option<&str>, json: bool) -> Result<()> {
         seed,
         fast: true,
         progress: true,
+        models: crate::experiments::ModelOpts::default(),
     };
     let mut reports = Vec::new();
     let start = Instant::now();
     for e in REGISTRY
         .iter()
+        .filter(|e| !NOT_IN_DEMO.contains(&e.name))
         .filter(|e| only.is_none_or(|o| e.name.contains(o)))
     {
         let t = Instant::now();

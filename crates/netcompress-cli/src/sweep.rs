@@ -278,6 +278,7 @@ pub(crate) fn run(a: &SweepArgs) -> Result<()> {
         seed: a.seed,
         fast: a.fast,
         progress: !a.json,
+        models: crate::experiments::ModelOpts::default(),
     };
     let (name, x, (base, points)) = match a.kind {
         SweepKind::Prune => ("prune", "sparsity", sweep_prune(&ctx, a.finetune)?),

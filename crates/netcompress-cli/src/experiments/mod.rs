@@ -7,6 +7,7 @@ mod arch;
 pub(crate) mod baseline;
 mod cluster;
 mod distill;
+mod distill_minilm;
 mod dynamic;
 mod prune;
 mod quant;
@@ -40,6 +41,19 @@ pub(crate) struct Ctx {
     pub(crate) fast: bool,
     /// Show progress bars on stderr.
     pub(crate) progress: bool,
+    /// Model directories and sentence files of the transformer experiments.
+    pub(crate) models: ModelOpts,
+}
+
+/// Options of the experiments on a transformer model directory.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ModelOpts {
+    /// The model directory (`--model`).
+    pub(crate) model: Option<PathBuf>,
+    /// Sentences replacing the held-back evaluation set (`--eval-file`).
+    pub(crate) eval_file: Option<PathBuf>,
+    /// Where trained models are written as model directories (`--save`).
+    pub(crate) save: Option<PathBuf>,
 }
 
 impl Ctx {
@@ -190,6 +204,11 @@ pub(crate) const REGISTRY: &[Experiment] = &[
         run: distill::run_sweep,
     },
     Experiment {
+        name: "distill-minilm",
+        about: "all-MiniLM-L6-v2 (--model DIR) into 3- and 2-layer students: objective ablation, fidelity, speed-up (not in demo)",
+        run: distill_minilm::run,
+    },
+    Experiment {
         name: "prune-magnitude",
         about: "global magnitude pruning to 90% with fine-tuning, stored as CSR (Han et al. 2015)",
         run: prune::run_magnitude,
@@ -275,6 +294,9 @@ pub(crate) const REGISTRY: &[Experiment] = &[
         run: quant::run_int8_inference,
     },
 ];
+
+/// Experiments `demo` skips: they need a model directory and run for minutes.
+pub(crate) const NOT_IN_DEMO: &[&str] = &["distill-minilm"];
 
 /// Looks an experiment up by name.
 pub(crate) fn find(name: &str) -> Result<&'static Experiment> {

@@ -1,0 +1,379 @@
+//! `distill-minilm`: all-MiniLM-L6-v2 (6 layers) distilled into students of 3 and 2 layers
+//! on unlabeled sentences, with an ablation of the objectives, fidelity to the teacher on
+//! held-back sentences and the measured speed-up.
+
+use std::path::Path;
+use std::time::Instant;
+
+use compress_core::{Layer, Mode, ModelStats, Precision};
+use compress_distill::{
+    EmbeddingObjective, FitReport, SequenceDistillConfig, SequenceDistiller, SequenceEncoder,
+};
+use compress_nn::PoolingKind;
+use compress_transformer::{
+    BertModel, BertTokenizer, Fidelity, PooledBert, SENTENCES, SentenceEncoder, every_kth_layer,
+    fidelity, lines, truncated_student,
+};
+use indicatif::{ProgressBar, ProgressStyle};
+use ndarray::Array2;
+use serde::Serialize;
+use serde_json::json;
+
+use super::{Ctx, Metrics, Report};
+use crate::error::{CliError, Result};
+
+/// Every `HELD_EVERY`-th shipped sentence (index `i % 5 == 4`) is held back.
+const HELD_EVERY: usize = 5;
+/// Batch and padded length of the speed measurement.
+const SPEED_SHAPE: (usize, usize) = (32, 128);
+
+/// One row of the ablation table.
+#[derive(Debug, Clone, Serialize)]
+struct Row {
+    layers: usize,
+    objective: String,
+    mean_cosine: f64,
+    min_cosine: f64,
+    top1_agreement: f64,
+    spearman: f64,
+    speedup: f64,
+    train_seconds: f64,
+    examples_per_sec: f64,
+    epochs: usize,
+}
+
+/// The objectives of the ablation, in table order.
+fn objectives() -> Vec<(&'static str, EmbeddingObjective)> {
+    let cos = EmbeddingObjective::default();
+    vec![
+        ("mse", EmbeddingObjective::mse_only()),
+        ("cosine", cos),
+        ("cosine+infonce", cos.with_info_nce(0.1, 0.05)),
+        (
+            "cosine+infonce+hints",
+            cos.with_info_nce(0.1, 0.05).with_hints(1.0),
+        ),
+    ]
+}
+
+/// `(train, held)` texts: the fixed split of the shipped sentences, or the shipped
+/// training part and `--eval-file`'s lines.
+fn split(ctx: &Ctx) -> Result<(Vec<String>, Vec<String>, &'static str)> {
+    let all = lines(SENTENCES);
+    let train: Vec<String> = all
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % HELD_EVERY != HELD_EVERY - 1)
+        .map(|(_, s)| (*s).to_string())
+        .collect();
+    let (held, source) = match &ctx.models.eval_file {
+        Some(f) => {
+            let text = std::fs::read_to_string(f)
+                .map_err(|e| compress_checkpoint::CheckpointError::io(f, e))?;
+            let held: Vec<String> = lines(&text).into_iter().map(str::to_string).collect();
+            (held, "eval-file")
+        }
+        None => {
+            let held = all
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| i % HELD_EVERY == HELD_EVERY - 1)
+                .map(|(_, s)| (*s).to_string())
+                .collect();
+            (held, "shipped sentences, every 5th held back")
+        }
+    };
+    if held.len() < 3 {
+        return Err(CliError::Usage(format!(
+            "distill-minilm needs at least 3 evaluation sentences, got {}",
+            held.len()
+        )));
+    }
+    Ok((train, held, source))
+}
+
+/// Median wall time in ms of `reps` eval forwards of `model` on a `[32, 128]` batch,
+/// on one thread.
+fn time_forward(model: &mut BertModel<f32>, reps: usize) -> Result<f64> {
+    let (b, s) = SPEED_SHAPE;
+    let vocab = model.config.vocab_size;
+    let ids = Array2::from_shape_fn((b, s), |(i, j)| (i * 131 + j * 17 + 1000) % vocab);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .map_err(|e| CliError::Usage(format!("thread pool: {e}")))?;
+    pool.install(|| {
+        model.forward(&ids, None, Mode::Eval)?;
+        let mut t = Vec::with_capacity(reps);
+        for _ in 0..reps {
+            let start = Instant::now();
+            model.forward(&ids, None, Mode::Eval)?;
+            t.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+        t.sort_by(f64::total_cmp);
+        Ok(t[t.len() / 2])
+    })
+}
+
+/// Embeds `texts` with `model` as a sentence encoder (the teacher's tokenizer and pooling).
+fn embed(
+    tokenizer: &BertTokenizer,
+    model: BertModel<f32>,
+    pooling: PoolingKind,
+    normalize: bool,
+    texts: &[&str],
+) -> Result<(Array2<f32>, BertModel<f32>)> {
+    let mut enc = SentenceEncoder {
+        tokenizer: tokenizer.clone(),
+        model,
+        pooling,
+        normalize,
+        batch_size: 32,
+    };
+    let e = enc.embed(texts)?;
+    Ok((e, enc.model))
+}
+
+fn bar(visible: bool, label: &str, steps: usize) -> ProgressBar {
+    let bar = if visible {
+        ProgressBar::new(steps as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>26} [{bar:30}] {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(label.to_string());
+    bar
+}
+
+/// Settings shared by every training run.
+fn train_config(ctx: &Ctx, objective: EmbeddingObjective, keep: &[usize]) -> SequenceDistillConfig {
+    SequenceDistillConfig {
+        objective,
+        hint_layers: keep.iter().enumerate().map(|(s, &t)| (s, t)).collect(),
+        epochs: ctx.epochs(12, 2),
+        batch_size: 16,
+        lr: 1e-4,
+        weight_decay: 0.01,
+        warmup: 0.1,
+        seed: ctx.seed,
+        ..SequenceDistillConfig::default()
+    }
+}
+
+/// Trains a student from the teacher's layers `keep` with `objective`.
+fn distil(
+    ctx: &Ctx,
+    teacher: &mut PooledBert<f32>,
+    train: &[Vec<usize>],
+    keep: &[usize],
+    label: &str,
+    objective: EmbeddingObjective,
+) -> Result<(BertModel<f32>, FitReport)> {
+    let cfg = train_config(ctx, objective, keep);
+    let mut student = PooledBert::new(truncated_student(&teacher.model, keep)?, teacher.pooling);
+    let widths: Vec<usize> = if objective.hint > 0.0 {
+        (0..keep.len()).map(|l| student.width(l)).collect()
+    } else {
+        Vec::new()
+    };
+    let mut d = SequenceDistiller::new(teacher, train.to_vec(), &widths, cfg)?;
+    let steps = train.len().div_ceil(d.config().batch_size) * d.config().epochs;
+    let pb = bar(ctx.progress, label, steps);
+    let report = d.fit(&mut student, &mut |s| {
+        pb.set_position(s.step as u64 + 1);
+        pb.set_message(format!(
+            "loss {:.4} lr {:.1e} {:.1} ex/s",
+            s.loss.total, s.lr, s.examples_per_sec
+        ));
+    })?;
+    pb.finish_and_clear();
+    Ok((student.model, report))
+}
+
+fn row(
+    layers: usize,
+    objective: &str,
+    f: &Fidelity,
+    speedup: f64,
+    fit: Option<&FitReport>,
+    epochs: usize,
+) -> Row {
+    Row {
+        layers,
+        objective: objective.to_string(),
+        mean_cosine: f.mean_cosine,
+        min_cosine: f.min_cosine,
+        top1_agreement: f.top1_agreement,
+        spearman: f.spearman,
+        speedup,
+        train_seconds: fit.map_or(0.0, |r| r.seconds),
+        examples_per_sec: fit.map_or(0.0, |r| r.examples_per_sec),
+        epochs: if fit.is_some() { epochs } else { 0 },
+    }
+}
+
+fn save(
+    ctx: &Ctx,
+    model: &BertModel<f32>,
+    teacher_dir: &Path,
+    name: &str,
+) -> Result<Option<String>> {
+    let Some(root) = &ctx.models.save else {
+        return Ok(None);
+    };
+    let dir = root.join(name);
+    model.save_dir(&dir)?;
+    compress_transformer::io::copy_tokenizer_files(teacher_dir, &dir)?;
+    Ok(Some(dir.display().to_string()))
+}
+
+/// Runs `distill-minilm`.
+pub(crate) fn run(ctx: &Ctx) -> Result<Report> {
+    let dir = ctx.models.model.clone().ok_or_else(|| {
+        CliError::Usage(
+            "distill-minilm needs --model DIR (all-MiniLM-L6-v2, fetched by scripts/fetch-minilm.sh)"
+                .into(),
+        )
+    })?;
+    let (train_texts, held_texts, source) = split(ctx)?;
+    let held: Vec<&str> = held_texts.iter().map(String::as_str).collect();
+    let SentenceEncoder {
+        tokenizer,
+        model,
+        pooling,
+        normalize,
+        ..
+    } = SentenceEncoder::from_dir(&dir)?;
+    let train_refs: Vec<&str> = train_texts.iter().map(String::as_str).collect();
+    let train_ids = tokenizer.encode(&train_refs)?;
+    let n_layers = model.config.num_hidden_layers;
+    let t0 = Instant::now();
+    let (t_held, model) = embed(&tokenizer, model, pooling, normalize, &held)?;
+    let teacher_embed_ms = t0.elapsed().as_secs_f64() * 1e3 / held.len() as f64;
+    let mut teacher = PooledBert::new(model, pooling);
+    let reps = if ctx.fast { 2 } else { 5 };
+    let teacher_ms = time_forward(&mut teacher.model, reps)?;
+    let baseline = metrics(&teacher.model, 1.0)?;
+
+    let mut rows = Vec::new();
+    let mut students = Vec::new();
+    let mut truncated = None;
+    let mut best3: Option<(BertModel<f32>, Row)> = None;
+    let mut saved = Vec::new();
+    for k in [2usize, 3] {
+        let keep = every_kth_layer(n_layers, k)?;
+        let layers = keep.len();
+        let mut plain = truncated_student(&teacher.model, &keep)?;
+        let student_ms = time_forward(&mut plain, reps)?;
+        let speedup = teacher_ms / student_ms;
+        let (s_held, _) = embed(&tokenizer, plain, pooling, normalize, &held)?;
+        let f = fidelity(&t_held.view(), &s_held.view())?;
+        let r = row(layers, "truncated", &f, speedup, None, 0);
+        if k == 2 {
+            truncated = Some(r.clone());
+        }
+        rows.push(r);
+        let objs = objectives();
+        let chosen: Vec<_> = if k == 2 {
+            objs
+        } else {
+            objs.into_iter().skip(3).collect()
+        };
+        let mut best: Option<(BertModel<f32>, Row)> = None;
+        for (name, objective) in chosen {
+            let label = format!("L{layers} {name}");
+            let (model, fit) = distil(ctx, &mut teacher, &train_ids, &keep, &label, objective)?;
+            let (s_held, model) = embed(&tokenizer, model, pooling, normalize, &held)?;
+            let f = fidelity(&t_held.view(), &s_held.view())?;
+            let epochs = train_config(ctx, objective, &keep).epochs;
+            let r = row(layers, name, &f, speedup, Some(&fit), epochs);
+            rows.push(r.clone());
+            if best
+                .as_ref()
+                .is_none_or(|(_, b)| r.mean_cosine > b.mean_cosine)
+            {
+                best = Some((model, r));
+            }
+        }
+        if let Some((model, r)) = best {
+            if let Some(p) = save(ctx, &model, &dir, &format!("minilm-l{layers}-distilled"))? {
+                saved.push(p);
+            }
+            students.push(r.clone());
+            if k == 2 {
+                best3 = Some((model, r));
+            }
+        }
+    }
+    print_rows(&rows, teacher_ms);
+    let (best_model, best_row) =
+        best3.ok_or_else(|| CliError::Usage("no 3-layer student".into()))?;
+    let compressed = metrics(&best_model, best_row.mean_cosine)?;
+    let students_json: Vec<_> = students
+        .iter()
+        .map(|r| {
+            json!({"layers": r.layers, "objective": r.objective, "mean_cosine": r.mean_cosine,
+            "top1_agreement": r.top1_agreement, "spearman": r.spearman, "speedup": r.speedup,
+            "train_seconds": r.train_seconds, "examples_per_sec": r.examples_per_sec})
+        })
+        .collect();
+    let extra = json!({
+        "teacher": {"dir": dir.display().to_string(), "layers": n_layers,
+            "ms_b32s128_1thread": teacher_ms, "ms_per_held_sentence": teacher_embed_ms},
+        "data": {"train_sentences": train_ids.len(), "held_sentences": held.len(), "source": source},
+        "speed": "teacher / student wall time of one eval forward of a [32, 128] batch on one thread (median)",
+        "students": students_json,
+        "truncated": truncated.map(|r| json!({"layers": r.layers, "mean_cosine": r.mean_cosine,
+            "top1_agreement": r.top1_agreement, "spearman": r.spearman, "speedup": r.speedup})),
+        "ablation": rows,
+        "int8": "not run: compress-quant has no DynamicQLinear yet",
+        "saved": saved,
+    });
+    Ok(Report {
+        experiment: "distill-minilm".into(),
+        data: "sentences".into(),
+        seed: ctx.seed,
+        baseline,
+        compressed,
+        extra,
+    })
+}
+
+/// Size and cost of a model per 128-token sentence; `accuracy` carries the mean cosine to
+/// the teacher on held-back sentences (1 for the teacher itself).
+fn metrics(model: &BertModel<f32>, accuracy: f64) -> Result<Metrics> {
+    let stats = ModelStats::of(model);
+    Ok(Metrics {
+        accuracy,
+        params: stats.params,
+        nonzero: stats.nonzero,
+        bytes: stats.bytes(Precision::F32),
+        macs: model.cost(&[SPEED_SHAPE.1])?.macs,
+    })
+}
+
+fn print_rows(rows: &[Row], teacher_ms: f64) {
+    println!("teacher: {teacher_ms:.1} ms per [32, 128] batch on one thread");
+    println!(
+        "{:>6} {:<22} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>8}",
+        "layers", "objective", "cos", "min cos", "top-1", "spearman", "speedup", "train s", "ex/s"
+    );
+    for r in rows {
+        println!(
+            "{:>6} {:<22} {:>8.4} {:>8.4} {:>8.3} {:>8.4} {:>7.2}x {:>9.1} {:>8.1}",
+            r.layers,
+            r.objective,
+            r.mean_cosine,
+            r.min_cosine,
+            r.top1_agreement,
+            r.spearman,
+            r.speedup,
+            r.train_seconds,
+            r.examples_per_sec
+        );
+    }
+}
