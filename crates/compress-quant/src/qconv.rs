@@ -103,6 +103,9 @@ impl QConv2d {
     }
 }
 
+/// Bytes of the im2col buffer one batched GEMM covers.
+const COLS_BYTES: usize = 4 << 20;
+
 /// im2col of one group of one image of symmetric codes stored `+ 128`: rows (stride `lda`)
 /// are output positions, columns are `(c, i, j)` kernel taps; padding is code 128 (zero).
 fn im2col_u8(
@@ -196,32 +199,39 @@ impl<F: Float> Layer<F> for QConv2d {
         s.quantize("QConv2d input", xs, n, chw, chw, TokenQuant::Symmetric)
             .map_err(as_core)?;
         let lda = self.packed[0].lda();
-        self.cols.resize(p * lda, 128);
-        if s.acc.len() < p * opg {
-            s.acc.resize(p * opg, 0);
+        // Images per GEMM: as many as keep the im2col buffer near COLS_BYTES, so that small
+        // images make one large product instead of one tiny call each.
+        let chunk = (COLS_BYTES / (p * lda).max(1)).clamp(1, n);
+        if self.cols.len() < chunk * p * lda {
+            self.cols.resize(chunk * p * lda, 128);
         }
-        for b in 0..n {
-            let img = &s.codes[b * chw..(b + 1) * chw];
+        if s.acc.len() < chunk * p * opg {
+            s.acc.resize(chunk * p * opg, 0);
+        }
+        for b0 in (0..n).step_by(chunk) {
+            let nb = chunk.min(n - b0);
+            let rows = nb * p;
             for g in 0..cfg.groups {
-                im2col_u8(
-                    img,
-                    (g * cpg, cpg, h, w),
-                    &cfg,
-                    (oh, ow),
-                    lda,
-                    &mut self.cols,
-                );
+                for i in 0..nb {
+                    let img = &s.codes[(b0 + i) * chw..(b0 + i + 1) * chw];
+                    let dst = &mut self.cols[i * p * lda..(i + 1) * p * lda];
+                    im2col_u8(img, (g * cpg, cpg, h, w), &cfg, (oh, ow), lda, dst);
+                }
                 let packed = &self.packed[g];
-                let acc = &mut s.acc[..p * opg];
-                gemm_u8i8_par(&self.cols, lda, p, packed, acc);
-                for o in 0..opg {
-                    let oc = g * opg + o;
-                    let scale = s.row_scales[b] * self.w_scales[oc];
-                    let bias = self.bias.as_ref().map_or(0.0, |bv| bv[oc]);
-                    let zero = packed.col_sums()[o].wrapping_mul(128);
-                    let dst = &mut y[(b * cfg.out_channels + oc) * p..][..p];
-                    for (q, d) in dst.iter_mut().enumerate() {
-                        *d = acc[q * opg + o].wrapping_sub(zero) as f32 * scale + bias;
+                let acc = &mut s.acc[..rows * opg];
+                gemm_u8i8_par(&self.cols[..rows * lda], lda, rows, packed, acc);
+                for i in 0..nb {
+                    let b = b0 + i;
+                    let acc = &acc[i * p * opg..(i + 1) * p * opg];
+                    for o in 0..opg {
+                        let oc = g * opg + o;
+                        let scale = s.row_scales[b] * self.w_scales[oc];
+                        let bias = self.bias.as_ref().map_or(0.0, |bv| bv[oc]);
+                        let zero = packed.col_sums()[o].wrapping_mul(128);
+                        let dst = &mut y[(b * cfg.out_channels + oc) * p..][..p];
+                        for (d, a) in dst.iter_mut().zip(acc[o..].iter().step_by(opg)) {
+                            *d = a.wrapping_sub(zero) as f32 * scale + bias;
+                        }
                     }
                 }
             }
