@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use compress_core::surgery::replace_layer;
 use compress_core::{Layer, Module, Param, ParamPath};
+use compress_prune::{NmMatrix, Sparse24Linear};
 use compress_quant::calibrated::{QuantizedLinear, kernel_name, quantized_layer};
 use compress_quant::{QuantScheme, QuantizedParam};
 use compress_transformer::io::copy_tokenizer_files;
@@ -198,12 +199,74 @@ fn compressed_linear(
             }
             Ok(quantized_layer(q, bias)?)
         }
+        Encoding::Sparse { mask, values, .. } => {
+            let fpath = file.path().to_path_buf();
+            let bad = |r: &str| CheckpointError::format(&fpath, field(), r.to_string());
+            let &[rows, cols] = meta.shape.as_slice() else {
+                return Err(bad("a sparse linear weight must be 2-D"));
+            };
+            let info = |n: &str| file.tensors.iter().find(|t| t.name == n).cloned();
+            let (Some(mi), Some(vi)) = (info(mask), info(values)) else {
+                return Err(bad("a part of the sparse weight is missing"));
+            };
+            let mask = file.read_raw(&mi)?;
+            let values = file.read_f32_lean(&vi)?;
+            let m = nm24_from_mask(rows, cols, &mask, values, &format!("{path}.weight"))
+                .ok_or_else(|| bad("not 2:4 (every group of four inputs must keep exactly two)"))?;
+            let bias = bias
+                .map(|b| ArrayD::from_shape_vec(IxDyn(&[b.len()]), b))
+                .transpose()
+                .map_err(|e| bad(&e.to_string()))?;
+            Ok(Box::new(Sparse24Linear::new(m, bias)?))
+        }
         other => Err(CheckpointError::format(
             file.path(),
             field(),
             format!("no inference kernel for the `{}` encoding", other.label()),
         )),
     }
+}
+
+/// The kernel marker of a 2:4 layer ([`Sparse24Linear`], weight stored as a `sparse`
+/// tensor).
+pub const SPARSE24_KERNEL: &str = "sparse-2:4";
+
+/// The keep bitmask (bit `i` of byte `i / 8`, LSB first) of a 2:4 matrix: for 2:4, one bit
+/// per weight is exactly two 2-bit positions per kept pair.
+pub fn nm24_mask(w: &NmMatrix<f32>) -> Vec<u8> {
+    let (rows, cols) = w.dim();
+    let mut mask = vec![0u8; (rows * cols).div_ceil(8)];
+    for q in 0..w.values().len() {
+        let i = q / 2 * 4 + w.position(q);
+        mask[i / 8] |= 1 << (i % 8);
+    }
+    mask
+}
+
+/// The 2:4 matrix of a keep bitmask and the kept values (row-major), `None` when the sizes
+/// do not match or some group of four does not keep exactly two.
+pub fn nm24_from_mask(
+    rows: usize,
+    cols: usize,
+    mask: &[u8],
+    values: Vec<f32>,
+    name: &str,
+) -> Option<NmMatrix<f32>> {
+    let len = rows.checked_mul(cols)?;
+    if !cols.is_multiple_of(4) || values.len() != len / 2 || mask.len() != len.div_ceil(8) {
+        return None;
+    }
+    let mut positions = vec![0u8; (len / 4).div_ceil(2)];
+    for g in 0..len / 4 {
+        let nib = (mask[g / 2] >> ((g % 2) * 4)) & 15;
+        if nib.count_ones() != 2 {
+            return None;
+        }
+        let p0 = nib.trailing_zeros() as u8;
+        let p1 = (nib & !(1 << p0)).trailing_zeros() as u8;
+        positions[g / 2] |= (p0 | (p1 << 2)) << ((g % 2) * 4);
+    }
+    NmMatrix::from_parts(rows, cols, 2, 4, values, positions, name).ok()
 }
 
 /// Reads the F32 (or other float) tensor `name` stored as it is.
@@ -273,6 +336,14 @@ pub fn load_compressed_bert(dir: &Path) -> Result<BertModel<f32>> {
         &mut ParamPath::root(),
         &mut |p: &ParamPath, param: &mut Param<f32>| {
             let name = p.to_string();
+            // A compressed layer's own parameters (e.g. a 2:4 layer's kept values) came from
+            // its described weight.
+            if kernels.iter().any(|l| {
+                name.strip_prefix(l.as_str())
+                    .is_some_and(|r| r.starts_with('.'))
+            }) {
+                return Ok(());
+            }
             match plain_tensor(&mut file, &name) {
                 Ok(Some(a)) if a.shape() == param.shape() => {
                     param.reset(a);

@@ -4,6 +4,7 @@ mod experiments;
 mod files;
 mod fixtures;
 mod interrupt;
+mod prune_model;
 mod quantize_dir;
 mod sweep;
 mod transformer;

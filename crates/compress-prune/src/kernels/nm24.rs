@@ -489,7 +489,9 @@ mod simd {
         }
     }
 
-    /// Rows `j0..j0 + R` of the block, `T` vectors of 16 tokens each.
+    /// Rows `j0..j0 + R` of the block, `T` vectors of 16 tokens each (`wt = 16 T` is a
+    /// constant here, so row offsets are shifts). When groups pair up within code bytes
+    /// (even `gpr`, `g0`, `g1`), two groups are decoded from one byte.
     ///
     /// # Safety
     ///
@@ -497,18 +499,44 @@ mod simd {
     /// for `rows * wt` reads and writes, `vals` for `2 rows gpr`, `codes` for the codes.
     #[target_feature(enable = "avx512f")]
     unsafe fn rows512<const R: usize, const T: usize>(b: Block, j0: usize) {
+        let wt = 16 * T;
         // SAFETY (whole body): every offset stays inside the ranges the caller guarantees
-        // (`(j0 + r) * wt + 16 t < rows * wt`; `group` for `g in g0..g1 <= gpr`).
+        // (`(j0 + r) * wt + 16 t < rows * wt`; groups `g < g1 <= gpr`, positions < 4, value
+        // and code indices of rows `< rows`).
         unsafe {
             let mut acc = [[_mm512_setzero_ps(); T]; R];
             if !b.first {
                 for (r, a) in acc.iter_mut().enumerate() {
                     for (t, v) in a.iter_mut().enumerate() {
-                        *v = _mm512_loadu_ps(b.yt.add((j0 + r) * b.wt + 16 * t));
+                        *v = _mm512_loadu_ps(b.yt.add((j0 + r) * wt + 16 * t));
                     }
                 }
             }
-            for g in b.g0..b.g1 {
+            let mut g = b.g0;
+            if b.gpr.is_multiple_of(2) && b.g0.is_multiple_of(2) {
+                while g + 2 <= b.g1 {
+                    let base = b.xt.add(4 * g * wt);
+                    for (r, a) in acc.iter_mut().enumerate() {
+                        let q = (j0 + r) * b.gpr + g;
+                        let c = usize::from(*b.codes.add(q >> 1));
+                        let vp = b.vals.add(2 * q);
+                        let xs = [
+                            base.add((c & 3) * wt),
+                            base.add((c >> 2 & 3) * wt),
+                            base.add((4 + (c >> 4 & 3)) * wt),
+                            base.add((4 + (c >> 6)) * wt),
+                        ];
+                        for (e, xp) in xs.iter().enumerate() {
+                            let v = _mm512_set1_ps(*vp.add(e));
+                            for (t, acc) in a.iter_mut().enumerate() {
+                                *acc = _mm512_fmadd_ps(v, _mm512_loadu_ps(xp.add(16 * t)), *acc);
+                            }
+                        }
+                    }
+                    g += 2;
+                }
+            }
+            for g in g..b.g1 {
                 for (r, a) in acc.iter_mut().enumerate() {
                     let (v0, v1, x0, x1) = b.group(j0 + r, g);
                     let (v0, v1) = (_mm512_set1_ps(v0), _mm512_set1_ps(v1));
@@ -520,7 +548,7 @@ mod simd {
             }
             for (r, a) in acc.iter().enumerate() {
                 for (t, v) in a.iter().enumerate() {
-                    _mm512_storeu_ps(b.yt.add((j0 + r) * b.wt + 16 * t), *v);
+                    _mm512_storeu_ps(b.yt.add((j0 + r) * wt + 16 * t), *v);
                 }
             }
         }
