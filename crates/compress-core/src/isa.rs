@@ -114,6 +114,37 @@ impl Isa {
     }
 }
 
+/// A CPU extension outside the [`Isa`] ladder that some kernels use when present.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CpuFeature {
+    /// The `popcnt` instruction (binary XNOR kernels).
+    Popcnt,
+    /// AVX-512 VNNI (`vpdpbusd` on `zmm`, int8 GEMM).
+    Avx512Vnni,
+    /// AVX-VNNI (`vpdpbusd` on `ymm`, int8 GEMM without AVX-512).
+    AvxVnni,
+}
+
+impl CpuFeature {
+    /// Whether this CPU has the extension (and the [`Isa`] level it builds on). The one
+    /// place, with [`Isa::detected`], where the crates ask the CPU what it has.
+    pub fn detected(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            match self {
+                Self::Popcnt => has!("popcnt"),
+                Self::Avx512Vnni => Isa::detected() >= Isa::Avx512 && has!("avx512vnni"),
+                Self::AvxVnni => Isa::detected() >= Isa::Avx2 && has!("avxvnni"),
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::Isa;

@@ -129,7 +129,7 @@ pub mod __private {
         }
     }
 }
-pub use isa::{ISA_ENV, Isa};
+pub use isa::{CpuFeature, ISA_ENV, Isa};
 pub use layer::{AsAny, Cost, Layer, Mode};
 pub use module::{Module, ParamDict, ParamInfo, ParamVisitor, ParamVisitorMut};
 pub use param::{Param, ParamKind};

@@ -24,11 +24,11 @@ impl XnorKernel {
         match self {
             Self::Auto | Self::Portable => true,
             #[cfg(target_arch = "x86_64")]
-            Self::Popcnt => std::arch::is_x86_feature_detected!("popcnt"),
+            Self::Popcnt => compress_core::CpuFeature::Popcnt.detected(),
             #[cfg(target_arch = "x86_64")]
             Self::Avx2 => {
-                std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("popcnt")
+                compress_core::Isa::detected() >= compress_core::Isa::Avx2
+                    && compress_core::CpuFeature::Popcnt.detected()
             }
             #[cfg(not(target_arch = "x86_64"))]
             _ => false,

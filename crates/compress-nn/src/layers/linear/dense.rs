@@ -59,12 +59,9 @@ impl Path {
         match self {
             Self::Scalar => true,
             #[cfg(target_arch = "x86_64")]
-            Self::Avx2 => {
-                std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-            }
+            Self::Avx2 => compress_core::Isa::detected() >= compress_core::Isa::Avx2,
             #[cfg(target_arch = "x86_64")]
-            Self::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+            Self::Avx512 => compress_core::Isa::detected() >= compress_core::Isa::Avx512,
         }
     }
 }
