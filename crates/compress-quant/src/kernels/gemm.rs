@@ -340,19 +340,12 @@ pub enum GemmKernel {
 impl GemmKernel {
     /// Whether the running CPU supports this kernel.
     pub fn is_available(self) -> bool {
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::is_x86_feature_detected as has;
-            match self {
-                Self::Portable => true,
-                Self::Avx2 => has!("avx2"),
-                Self::AvxVnni => has!("avx2") && has!("avxvnni"),
-                Self::Avx512Vnni => has!("avx512f") && has!("avx512bw") && has!("avx512vnni"),
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            self == Self::Portable
+        use compress_core::{CpuFeature, Isa};
+        match self {
+            Self::Portable => true,
+            Self::Avx2 => Isa::detected() >= Isa::Avx2,
+            Self::AvxVnni => CpuFeature::AvxVnni.detected(),
+            Self::Avx512Vnni => CpuFeature::Avx512Vnni.detected(),
         }
     }
 }
