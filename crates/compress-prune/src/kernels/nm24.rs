@@ -79,6 +79,9 @@ const TILE: usize = 64;
 const PAD: usize = 16;
 /// Bytes of `x^T` per input block (most of a 48 KiB L1).
 const BLOCK_BYTES: usize = 32 * 1024;
+/// Products of at least this many multiply-adds run their token tiles on the rayon pool
+/// (as `compress_nn::gemm` splits large products).
+const PAR_MIN_MACS: usize = 1 << 21;
 
 /// The code of group `q` (row-major over the whole matrix).
 #[inline(always)]
@@ -134,12 +137,11 @@ pub(crate) fn spmm24(
     // Align the tiles to 64 bytes (a cache line, one AVX-512 vector).
     let skip = scratch.as_ptr().align_offset(64).min(PAD);
     let (xt_all, yt_all) = scratch[skip..skip + (k + n) * mp].split_at_mut(k * mp);
-    for t in 0..mp.div_ceil(TILE) {
-        let tokens = t * TILE..(t * TILE + TILE).min(mp);
-        let wt = tokens.len();
-        let xt = &mut xt_all[t * TILE * k..t * TILE * k + k * wt];
-        let yt = &mut yt_all[t * TILE * n..t * TILE * n + n * wt];
-        transpose_in(path, x, k, m, tokens.clone(), xt);
+    // One tile of up to 64 tokens: its rows of `x` and `y` and its own scratch, so tiles
+    // are independent and large products run them on the rayon pool.
+    let tile = |xc: &[f32], xt: &mut [f32], yt: &mut [f32], yc: &mut [f32]| {
+        let (real, wt) = (xc.len() / k, xt.len() / k);
+        transpose_in(path, xc, k, real, 0..wt, xt);
         let groups = k / 4;
         let block = (BLOCK_BYTES / (16 * wt)).max(1);
         let mut g0 = 0;
@@ -148,7 +150,22 @@ pub(crate) fn spmm24(
             run_block(path, w, g0..g1, xt, wt, yt, g0 == 0);
             g0 = g1;
         }
-        transpose_out(path, yt, wt, n, m, tokens.start, bias, y);
+        transpose_out(path, yt, wt, n, real, 0, bias, yc);
+    };
+    let jobs: Vec<_> = x
+        .chunks(TILE * k)
+        .zip(xt_all.chunks_mut(TILE * k))
+        .zip(yt_all.chunks_mut(TILE * n))
+        .zip(y.chunks_mut(TILE * n))
+        .collect();
+    if jobs.len() > 1 && rayon::current_num_threads() > 1 && m * n * k >= PAR_MIN_MACS {
+        use rayon::prelude::*;
+        jobs.into_par_iter()
+            .for_each(|(((xc, xt), yt), yc)| tile(xc, xt, yt, yc));
+    } else {
+        for (((xc, xt), yt), yc) in jobs {
+            tile(xc, xt, yt, yc);
+        }
     }
 }
 
@@ -683,6 +700,37 @@ mod tests {
             dense[q * 4 + p1] = f64::from(b);
         }
         (vals, codes, dense)
+    }
+
+    #[test]
+    fn large_products_split_over_tiles_match_the_dense_product() {
+        // 200 x 256 x 64: above the parallel threshold, four token tiles (the last partial).
+        let (m, k, n) = (200, 256, 64);
+        let (vals, codes, dense) = random24(n, k, 5);
+        let x: Vec<f32> = (0..m * k)
+            .map(|i| ((i * 31 % 97) as f32 - 48.0) / 40.0)
+            .collect();
+        let w = Packed24 {
+            rows: n,
+            cols: k,
+            vals: &vals,
+            codes: &codes,
+        };
+        for path in Path::all_available() {
+            let mut y = vec![f32::NAN; m * n];
+            spmm24(path, w, &x, m, None, &mut y, &mut Vec::new());
+            for i in 0..m {
+                for j in 0..n {
+                    let want: f64 = (0..k)
+                        .map(|c| f64::from(x[i * k + c]) * dense[j * k + c])
+                        .sum();
+                    assert!(
+                        (f64::from(y[i * n + j]) - want).abs() < 1e-3,
+                        "{path:?} [{i},{j}]"
+                    );
+                }
+            }
+        }
     }
 
     proptest! {
