@@ -8,7 +8,8 @@
 //! `weight` as a described tensor (`netcompress.tensor.PATH.weight`), its bias and every
 //! other parameter as F32, and one kernel marker per compressed layer,
 //! `netcompress.kernel.PATH` = the kernel's name (`int8-dynamic`, `int4-weight-only`,
-//! `intn-weight-only`). A directory without `netcompress.format` in its weights' metadata is
+//! `intn-weight-only`); a layer with an explicit AWQ / SmoothQuant input scale also has
+//! `PATH.input_scale` (F32 `[in]`, the factor its input is multiplied by). A directory without `netcompress.format` in its weights' metadata is
 //! an ordinary model directory and loads as one.
 
 use std::collections::{BTreeMap, HashSet};
@@ -17,7 +18,7 @@ use std::path::{Path, PathBuf};
 use compress_core::surgery::replace_layer;
 use compress_core::{Layer, Module, Param, ParamPath};
 use compress_prune::{NmMatrix, Sparse24Linear};
-use compress_quant::calibrated::{QuantizedLinear, kernel_name, quantized_layer};
+use compress_quant::calibrated::{InputScaled, QuantizedLinear, kernel_name, quantized_layer};
 use compress_quant::{QuantScheme, QuantizedParam};
 use compress_transformer::io::copy_tokenizer_files;
 use compress_transformer::{BertConfig, BertModel, SentenceEncoder};
@@ -35,6 +36,10 @@ use crate::writer::{ShardWriter, commit, f32_bytes};
 
 /// Metadata key prefix of the kernel markers (`netcompress.kernel.LAYER_PATH`).
 pub const KERNEL_KEY_PREFIX: &str = "netcompress.kernel.";
+
+/// The per-feature input factor of a layer with an explicit AWQ / SmoothQuant scale
+/// (`PATH.input_scale`, F32 `[in]`: the layer runs on `x * input_scale`).
+const INPUT_SCALE: &str = "input_scale";
 
 /// The weights file of a model directory.
 const WEIGHTS: &str = "model.safetensors";
@@ -133,6 +138,16 @@ fn write_dir(
     );
     if let Some(e) = failure {
         return Err(e);
+    }
+    for l in layers {
+        if let Some(f) = &l.input_scale {
+            w.add(
+                &format!("{}.{INPUT_SCALE}", l.path),
+                "F32",
+                &[f.len()],
+                &f32_bytes(f),
+            )?;
+        }
     }
     commit(vec![w.assemble()?])
 }
@@ -320,7 +335,12 @@ pub fn load_compressed_bert(dir: &Path) -> Result<BertModel<f32>> {
         })?;
         let bias_name = format!("{layer}.bias");
         let bias = plain_tensor(&mut file, &bias_name)?.map(|b| b.iter().copied().collect());
-        let l = compressed_linear(&mut file, layer, meta, bias)?;
+        let mut l = compressed_linear(&mut file, layer, meta, bias)?;
+        let scale_name = format!("{layer}.{INPUT_SCALE}");
+        if let Some(f) = plain_tensor(&mut file, &scale_name)? {
+            l = Box::new(InputScaled::new(f.iter().copied().collect(), l));
+            used.insert(scale_name);
+        }
         replace_layer(&mut model, layer, l).map_err(|e| {
             CheckpointError::format(
                 &path,

@@ -217,3 +217,55 @@ fn scales_from_captured_statistics_of_a_model_fold_back_exactly() {
     let after = m.forward(&x, Mode::Eval).unwrap();
     assert!(max_diff(&before, &after) < 1e-5);
 }
+
+mod mixed {
+    use compress_quant::calibrated::{LayerChoices, LayerOption, choose_bits};
+    use proptest::prelude::*;
+
+    fn opt(bits: u32, bytes: usize, loss: f64) -> LayerOption {
+        LayerOption { bits, bytes, loss }
+    }
+
+    #[test]
+    fn chooser_spends_the_budget_on_the_most_sensitive_layers() {
+        let layers = vec![
+            LayerChoices {
+                path: "a".into(),
+                options: vec![opt(3, 30, 0.10), opt(4, 40, 0.02), opt(8, 80, 0.0)],
+            },
+            LayerChoices {
+                path: "b".into(),
+                options: vec![opt(3, 30, 0.001), opt(4, 40, 0.0005), opt(8, 80, 0.0)],
+            },
+        ];
+        // Uniform int4 costs 80 bytes: the sensitive layer gets 4 bits first.
+        assert_eq!(choose_bits(&layers, 80).unwrap(), [1, 1]);
+        assert_eq!(choose_bits(&layers, 70).unwrap(), [1, 0]);
+        assert_eq!(choose_bits(&layers, 1000).unwrap(), [2, 2]);
+        assert!(
+            choose_bits(&layers, 59)
+                .unwrap_err()
+                .to_string()
+                .contains("budget")
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn chooser_respects_the_budget_and_never_loses_to_the_smallest(
+            raw in prop::collection::vec(prop::collection::vec((2u32..=8, 1usize..500, 0.0f64..1.0), 1..4), 1..8),
+            slack in 0usize..2000,
+        ) {
+            let layers: Vec<LayerChoices> = raw.iter().enumerate().map(|(i, os)| LayerChoices {
+                path: format!("l{i}"),
+                options: os.iter().map(|&(b, by, lo)| opt(b, by, lo)).collect(),
+            }).collect();
+            let min: usize = layers.iter().map(|l| l.options.iter().map(|o| o.bytes).min().unwrap()).sum();
+            let budget = min + slack;
+            let pick = choose_bits(&layers, budget).unwrap();
+            let total: usize = layers.iter().zip(&pick).map(|(l, &j)| l.options[j].bytes).sum();
+            prop_assert!(total <= budget);
+            prop_assert!(choose_bits(&layers, min.saturating_sub(1)).is_err() || min == 0);
+        }
+    }
+}

@@ -117,3 +117,59 @@ fn bad_input_is_a_typed_error_and_leaves_no_output() {
     let e = nc_err(&["quantize", fxs, o, "--bits", "4"]);
     assert!(e.contains("exists"), "{e}");
 }
+
+#[test]
+fn bert_scale_placement_keeps_the_float_model() {
+    use compress_core::Mode;
+    use compress_core::surgery::{with_layer_mut, with_param_mut};
+    use compress_quant::calibrated::{InputScaled, ScaleSource, fold_scales};
+    use compress_transformer::BertModel;
+
+    let mut m = BertModel::<f32>::from_dir(fixture()).unwrap();
+    let ids = ndarray::Array2::from_shape_fn((2, 7), |(b, t)| 2 + (b * 7 + t * 5) % 90);
+    let before = m.forward(&ids, None, Mode::Eval).unwrap();
+    let diff = |a: &ndarray::Array3<f32>| {
+        a.iter()
+            .zip(&before)
+            .fold(0.0f32, |d, (x, y)| d.max((x - y).abs()))
+    };
+    let s: Vec<f32> = (0..32).map(|i| 0.5 + 0.05 * i as f32).collect();
+    // Attention's output projection: folded into the value projection's rows.
+    let p = "encoder.layer.0";
+    fold_scales(
+        &mut m,
+        &ScaleSource::Linear(format!("{p}.attention.self.value")),
+        &[format!("{p}.attention.output.dense")],
+        &s,
+    )
+    .unwrap();
+    // The FFN input (a post-LN LayerNorm's output, also the residual): explicit.
+    let inter = format!("{p}.intermediate.dense");
+    with_param_mut(&mut m, &format!("{inter}.weight"), |w| {
+        for mut row in w.value_mut().rows_mut() {
+            for (v, si) in row.iter_mut().zip(&s) {
+                *v *= si;
+            }
+        }
+        Ok(())
+    })
+    .unwrap();
+    let inv: Vec<f32> = s.iter().map(|v| 1.0 / v).collect();
+    with_layer_mut(&mut m, &inter, |slot| {
+        slot.map(|l| Box::new(InputScaled::new(inv.clone(), l)))
+    })
+    .unwrap();
+    let after = m.forward(&ids, None, Mode::Eval).unwrap();
+    assert!(diff(&after) < 1e-5, "{}", diff(&after));
+    // Folding into that LayerNorm instead would change the residual stream, hence the model.
+    let mut folded = BertModel::<f32>::from_dir(fixture()).unwrap();
+    fold_scales(
+        &mut folded,
+        &ScaleSource::Norm(format!("{p}.attention.output.LayerNorm")),
+        &[inter],
+        &s,
+    )
+    .unwrap();
+    let wrong = folded.forward(&ids, None, Mode::Eval).unwrap();
+    assert!(diff(&wrong) > 1e-3, "{}", diff(&wrong));
+}

@@ -127,3 +127,71 @@ impl<F: Float> Layer<F> for IntNLinear {
         })
     }
 }
+
+/// Multiplies its input by a per-feature factor (`1 / s` of AWQ / SmoothQuant) and runs the
+/// wrapped layer: the explicit form of an activation scale that cannot be folded into the
+/// layer that produced the activation. Parameter paths are the wrapped layer's.
+#[derive(Debug)]
+pub struct InputScaled {
+    factor: Vec<f32>,
+    inner: Box<dyn Layer<f32>>,
+}
+
+impl InputScaled {
+    /// Wraps `inner` with the per-feature `factor`.
+    pub fn new(factor: Vec<f32>, inner: Box<dyn Layer<f32>>) -> Self {
+        Self { factor, inner }
+    }
+
+    /// The per-feature input factor.
+    pub fn factor(&self) -> &[f32] {
+        &self.factor
+    }
+
+    /// The wrapped layer.
+    pub fn inner(&self) -> &dyn Layer<f32> {
+        self.inner.as_ref()
+    }
+}
+
+impl Module<f32> for InputScaled {
+    fn visit(&self, path: &mut ParamPath, v: &mut dyn ParamVisitor<f32>) {
+        self.inner.visit(path, v);
+    }
+    fn visit_mut(&mut self, path: &mut ParamPath, v: &mut dyn ParamVisitorMut<f32>) -> Result<()> {
+        self.inner.visit_mut(path, v)
+    }
+}
+
+impl Layer<f32> for InputScaled {
+    fn name(&self) -> &'static str {
+        "InputScaled"
+    }
+
+    fn forward(&mut self, x: &ArrayRef<f32, IxDyn>, mode: Mode) -> Result<ArrayD<f32>> {
+        let k = self.factor.len();
+        if x.shape().last() != Some(&k) {
+            return Err(CoreError::shape("InputScaled input", &[k], x.shape()));
+        }
+        let mut y = x.to_owned();
+        if let Some(flat) = y.as_slice_mut() {
+            for row in flat.chunks_exact_mut(k) {
+                for (v, f) in row.iter_mut().zip(&self.factor) {
+                    *v *= f;
+                }
+            }
+        }
+        self.inner.forward_owned(y, mode)
+    }
+
+    fn backward(&mut self, _grad: &ArrayRef<f32, IxDyn>) -> Result<ArrayD<f32>> {
+        Err(CoreError::InvalidState {
+            layer: "InputScaled".into(),
+            reason: "is inference only (no backward)".into(),
+        })
+    }
+
+    fn cost(&self, input_shape: &[usize]) -> Result<Cost> {
+        self.inner.cost(input_shape)
+    }
+}

@@ -6,13 +6,15 @@ mod capture;
 mod gptq;
 mod grid;
 mod intn;
+mod mixed;
 mod model;
 mod scaling;
 
 pub use capture::{Capture, CaptureLayer, CaptureSpec, InputStats, capture_inputs};
 pub use gptq::{GptqConfig, gptq_quantize};
 pub use grid::{Grid, QuantizedWeight, WeightQuant, quantize_rtn};
-pub use intn::IntNLinear;
+pub use intn::{InputScaled, IntNLinear};
+pub use mixed::{LayerChoices, LayerOption, choose_bits, layer_sensitivity};
 pub use model::{
     Method, QuantizedLinear, ScaleGroup, kernel_name, quantize_linears, quantized_layer, swap_in,
 };

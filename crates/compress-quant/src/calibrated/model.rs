@@ -11,7 +11,7 @@ use ndarray::{Array2, Ix2};
 use super::capture::InputStats;
 use super::gptq::{GptqConfig, gptq_quantize};
 use super::grid::{WeightQuant, quantize_rtn};
-use super::intn::IntNLinear;
+use super::intn::{InputScaled, IntNLinear};
 use super::scaling::{ScaleSource, awq_search, fold_scales, smoothquant_scales};
 use crate::{
     ActQuant, Granularity, Int4Linear, IntScheme, QLinear, QTensor, QuantError, QuantScheme,
@@ -48,13 +48,12 @@ impl Method {
     }
 }
 
-/// Linear layers that read the same activation, and what produced it (`None`: nothing the
-/// scales can be folded into, e.g. the FFN's second projection after GELU; AWQ and
-/// SmoothQuant then leave the group unscaled).
+/// Linear layers that read the same activation, and where AWQ / SmoothQuant put the
+/// division of that activation by their scales.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScaleGroup {
-    /// The producer of the shared input.
-    pub source: Option<ScaleSource>,
+    /// Where the scales go.
+    pub source: ScaleSource,
     /// Layer paths.
     pub linears: Vec<String>,
 }
@@ -70,12 +69,30 @@ pub struct QuantizedLinear {
     pub bias: Option<Vec<f32>>,
     /// AWQ's winning exponent, when AWQ ran on the layer's group.
     pub alpha: Option<f32>,
+    /// The per-feature input factor (`1 / s`) of an explicit AWQ / SmoothQuant scale.
+    pub input_scale: Option<Vec<f32>>,
 }
 
 impl QuantizedLinear {
     /// Bytes of the weight (codes, scales, zero points) and bias.
     pub fn size_bytes(&self) -> usize {
-        self.weight.size_bytes() + 4 * self.bias.as_ref().map_or(0, Vec::len)
+        self.weight.size_bytes()
+            + 4 * self.bias.as_ref().map_or(0, Vec::len)
+            + 4 * self.input_scale.as_ref().map_or(0, Vec::len)
+    }
+
+    /// The inference layer: [`quantized_layer`], behind [`InputScaled`] when the layer has
+    /// an explicit input scale.
+    ///
+    /// # Errors
+    ///
+    /// As [`quantized_layer`].
+    pub fn layer(&self) -> Result<Box<dyn Layer<f32>>, QuantError> {
+        let inner = quantized_layer(self.weight.clone(), self.bias.clone())?;
+        Ok(match &self.input_scale {
+            Some(f) => Box::new(InputScaled::new(f.clone(), inner)),
+            None => inner,
+        })
     }
 }
 
@@ -183,10 +200,10 @@ pub fn quantize_linears(
     quant: WeightQuant,
 ) -> Result<Vec<QuantizedLinear>, QuantError> {
     let mut alphas: BTreeMap<String, f32> = BTreeMap::new();
+    let mut explicit: BTreeMap<String, Vec<f32>> = BTreeMap::new();
     // Scale search and folding first, group by group (each group's input is rescaled only
     // by its own fold, so the captured statistics stay valid).
     for g in groups {
-        let Some(source) = &g.source else { continue };
         let s = match method {
             Method::Awq { grid } => {
                 let (st, ws) = (stats_for(stats, &g.linears[0])?, group_weights(model, g)?);
@@ -204,11 +221,25 @@ pub fn quantize_linears(
             }
             Method::Rtn | Method::Gptq(_) => continue,
         };
-        fold_scales(model, source, &g.linears, &s)?;
+        if g.source == ScaleSource::Explicit {
+            for l in &g.linears {
+                explicit.insert(l.clone(), s.clone());
+            }
+        } else {
+            fold_scales(model, &g.source, &g.linears, &s)?;
+        }
     }
     let mut out = Vec::new();
     for l in groups.iter().flat_map(|g| &g.linears) {
-        let w = weight_of(model, l)?;
+        let mut w = weight_of(model, l)?;
+        let input_scale = explicit.get(l).map(|s| {
+            for mut row in w.rows_mut() {
+                for (v, si) in row.iter_mut().zip(s) {
+                    *v *= si;
+                }
+            }
+            s.iter().map(|si| 1.0 / si).collect()
+        });
         let weight = match method {
             Method::Rtn | Method::Awq { .. } => quantize_rtn(l, &w.view(), quant)?.to_qtensor()?,
             Method::Gptq(cfg) => {
@@ -237,6 +268,7 @@ pub fn quantize_linears(
             weight,
             bias: bias_of(model, l)?,
             alpha: alphas.get(l).copied(),
+            input_scale,
         });
     }
     Ok(out)
@@ -250,8 +282,7 @@ pub fn quantize_linears(
 /// A path with no replaceable layer; the constructors' errors.
 pub fn swap_in(model: &mut dyn Layer<f32>, layers: &[QuantizedLinear]) -> Result<(), QuantError> {
     for l in layers {
-        let layer = quantized_layer(l.weight.clone(), l.bias.clone())?;
-        replace_layer(model, &l.path, layer)?;
+        replace_layer(model, &l.path, l.layer()?)?;
     }
     Ok(())
 }

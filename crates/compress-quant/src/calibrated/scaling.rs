@@ -17,13 +17,20 @@ use super::capture::InputStats;
 use super::grid::{WeightQuant, quantize_rtn};
 use crate::QuantError;
 
-/// What produced the activation the scaled layers read.
+/// Where the division of the activation by `s` goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScaleSource {
-    /// A LayerNorm at this path (`PATH.weight`, `PATH.bias` are divided by `s`).
+    /// Folded into the LayerNorm at this path (`PATH.weight`, `PATH.bias` divided by `s`).
+    /// Only valid when the norm's output feeds nothing but the scaled layers (pre-LN
+    /// models); in a post-LN BERT the norm's output is also the residual stream.
     Norm(String),
-    /// A linear layer at this path (rows of `PATH.weight` and `PATH.bias` divided by `s`).
+    /// Folded into the output rows of the linear layer at this path (`PATH.weight`,
+    /// `PATH.bias`), e.g. the value projection for attention's output projection.
     Linear(String),
+    /// Kept explicit: each scaled layer multiplies its input by `1 / s` before its kernel
+    /// ([`InputScaled`](super::InputScaled)), as AutoAWQ's scaled activations; `k`
+    /// multiplications per token against the layer's `k * n` multiply-adds.
+    Explicit,
 }
 
 /// Folds per-channel scales: the input columns of every layer in `linears` are multiplied by
@@ -67,6 +74,13 @@ pub fn fold_scales<M: Module<f32> + ?Sized>(
     let (w, b) = match source {
         ScaleSource::Norm(p) | ScaleSource::Linear(p) => {
             (format!("{p}.weight"), format!("{p}.bias"))
+        }
+        ScaleSource::Explicit => {
+            return Err(CoreError::config(
+                "source",
+                "explicit scales are not folded into the model (see InputScaled)",
+            )
+            .into());
         }
     };
     with_param_mut(model, &w, |p| divide_rows(p, &w))?;

@@ -31,6 +31,11 @@ pub(crate) struct QuantizeArgs {
     /// diagonal (act-order).
     #[arg(long)]
     pub(crate) no_act_order: bool,
+    /// Mixed precision for a model directory: the widths (besides `--bits`) each layer may
+    /// take, chosen by measured sensitivity under the byte budget of uniform `--bits`
+    /// (methods rtn and gptq), e.g. `--mixed-bits 3,8`.
+    #[arg(long, value_delimiter = ',', value_name = "BITS")]
+    pub(crate) mixed_bits: Vec<u32>,
 }
 
 /// Runs `quantize`.
@@ -48,13 +53,17 @@ pub(crate) fn run(a: &QuantizeArgs) -> Result<()> {
             group_size: a.options.group_size,
             calib: a.calib.as_deref(),
             act_order: !a.no_act_order,
+            mixed_bits: &a.mixed_bits,
             force: a.io.force,
             json: a.io.json,
         });
     }
-    if a.method.is_some_and(|m| m != MethodArg::Rtn) || a.calib.is_some() {
+    if a.method.is_some_and(|m| m != MethodArg::Rtn)
+        || a.calib.is_some()
+        || !a.mixed_bits.is_empty()
+    {
         return Err(CliError::Usage(
-            "--method gptq|awq|smoothquant and --calib need a model directory as input".into(),
+            "--method gptq|awq|smoothquant, --calib and --mixed-bits need a model directory as input".into(),
         ));
     }
     let mut enc = QuantizeEncoder::new(&a.options)?;

@@ -11,8 +11,9 @@ use clap::ValueEnum;
 use compress_checkpoint::model_dir::save_compressed_dir;
 use compress_quant::calibrated::{
     Capture, CaptureSpec, GptqConfig, InputStats, Method, QuantizedLinear, ScaleGroup, ScaleSource,
-    WeightQuant, quantize_linears,
+    WeightQuant, choose_bits, layer_sensitivity, quantize_linears,
 };
+use compress_transformer::metrics::cosine_rows;
 use compress_transformer::{SENTENCES, SentenceEncoder, lines};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -33,34 +34,32 @@ pub(crate) enum MethodArg {
     Smoothquant,
 }
 
-/// The six projections of encoder layer `i`, grouped by the activation they read.
+/// The six projections of encoder layer `i`, grouped by the activation they read, with
+/// where AWQ / SmoothQuant scales go. BERT is post-LN: each LayerNorm's output is both the
+/// next projections' input and the residual stream, so scales folded into it would change
+/// the model; they stay explicit there (and after GELU). Attention's output projection reads
+/// `softmax(QK^T) V`, linear in `V`, so its scales fold into the value projection's rows.
 pub(crate) fn bert_groups(layers: usize) -> Vec<ScaleGroup> {
     let mut out = Vec::new();
     for i in 0..layers {
         let p = format!("encoder.layer.{i}");
-        let input_norm = if i == 0 {
-            "embeddings.LayerNorm".to_string()
-        } else {
-            format!("encoder.layer.{}.output.LayerNorm", i - 1)
-        };
         out.push(ScaleGroup {
-            source: Some(ScaleSource::Norm(input_norm)),
+            source: ScaleSource::Explicit,
             linears: ["query", "key", "value"]
                 .iter()
                 .map(|n| format!("{p}.attention.self.{n}"))
                 .collect(),
         });
         out.push(ScaleGroup {
-            source: Some(ScaleSource::Linear(format!("{p}.attention.self.value"))),
+            source: ScaleSource::Linear(format!("{p}.attention.self.value")),
             linears: vec![format!("{p}.attention.output.dense")],
         });
         out.push(ScaleGroup {
-            source: Some(ScaleSource::Norm(format!("{p}.attention.output.LayerNorm"))),
+            source: ScaleSource::Explicit,
             linears: vec![format!("{p}.intermediate.dense")],
         });
-        // After GELU: nothing to fold into, so AWQ / SmoothQuant leave it unscaled.
         out.push(ScaleGroup {
-            source: None,
+            source: ScaleSource::Explicit,
             linears: vec![format!("{p}.output.dense")],
         });
     }
@@ -121,6 +120,7 @@ pub(crate) fn calibrate(
 #[derive(Serialize)]
 struct LayerOut {
     path: String,
+    bits: u32,
     kernel: &'static str,
     bytes: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -150,6 +150,7 @@ pub(crate) struct DirJob<'a> {
     pub(crate) group_size: Option<usize>,
     pub(crate) calib: Option<&'a Path>,
     pub(crate) act_order: bool,
+    pub(crate) mixed_bits: &'a [u32],
     pub(crate) force: bool,
     pub(crate) json: bool,
 }
@@ -182,18 +183,35 @@ pub(crate) fn run_dir(job: &DirJob<'_>) -> Result<()> {
             }
         }
     }
-    let (stats, n_calib) = match method.needs() {
-        None => (BTreeMap::new(), 0),
+    let mixed = !job.mixed_bits.is_empty();
+    if mixed && !matches!(job.method, MethodArg::Rtn | MethodArg::Gptq) {
+        return Err(CliError::Usage(
+            "--mixed-bits works with --method rtn or gptq (AWQ and SmoothQuant rescale the \
+             model once per width)"
+                .into(),
+        ));
+    }
+    let texts = if method.needs().is_some() || mixed {
+        calibration_texts(job.calib)?
+    } else {
+        Vec::new()
+    };
+    let stats = match method.needs() {
+        None => BTreeMap::new(),
         Some(hessian) => {
-            let texts = calibration_texts(job.calib)?;
             let spec = CaptureSpec {
                 patterns: groups.iter().flat_map(|g| g.linears.clone()).collect(),
                 hessian,
             };
-            (calibrate(&mut enc, &texts, &spec, job.json)?, texts.len())
+            calibrate(&mut enc, &texts, &spec, job.json)?
         }
     };
-    let layers = quantize_linears(&mut enc.model, &groups, &stats, &method, quant)?;
+    let n_calib = texts.len();
+    let layers = if mixed {
+        mixed_layers(&mut enc, &groups, &stats, &method, job, &texts)?
+    } else {
+        quantize_linears(&mut enc.model, &groups, &stats, &method, quant)?
+    };
     save_compressed_dir(
         job.input,
         job.output,
@@ -203,6 +221,53 @@ pub(crate) fn run_dir(job: &DirJob<'_>) -> Result<()> {
         job.force,
     )?;
     report(job, &layers, n_calib)
+}
+
+fn bert_of(enc: &mut SentenceEncoder) -> &mut dyn compress_core::Layer<f32> {
+    &mut enc.model
+}
+
+/// Mixed precision: every layer quantized at each width of `--mixed-bits` and `--bits`,
+/// each alone measured by `1 - mean cosine` of the embeddings of (up to 64) calibration
+/// sentences, then widths chosen greedily under the bytes of uniform `--bits`.
+fn mixed_layers(
+    enc: &mut SentenceEncoder,
+    groups: &[ScaleGroup],
+    stats: &BTreeMap<String, InputStats>,
+    method: &Method,
+    job: &DirJob<'_>,
+    texts: &[String],
+) -> Result<Vec<QuantizedLinear>> {
+    let mut widths: Vec<u32> = job.mixed_bits.to_vec();
+    widths.push(job.bits);
+    widths.sort_unstable();
+    widths.dedup();
+    let mut candidates = Vec::new();
+    let mut budget = 0;
+    for &b in &widths {
+        let q = WeightQuant::new(b, job.group_size);
+        let layers = quantize_linears(&mut enc.model, groups, stats, method, q)?;
+        if b == job.bits {
+            budget = layers.iter().map(QuantizedLinear::size_bytes).sum();
+        }
+        candidates.push(layers);
+    }
+    let subset: Vec<&str> = texts.iter().take(64).map(String::as_str).collect();
+    let reference = enc.embed(&subset)?;
+    let choices = layer_sensitivity(enc, bert_of, &candidates, |e| {
+        let got = e
+            .embed(&subset)
+            .map_err(|err| compress_core::CoreError::config("sensitivity", err.to_string()))?;
+        let cos = cosine_rows(&reference.view(), &got.view())
+            .map_err(|err| compress_core::CoreError::config("sensitivity", err.to_string()))?;
+        Ok(1.0 - cos.iter().sum::<f64>() / cos.len().max(1) as f64)
+    })?;
+    let pick = choose_bits(&choices, budget)?;
+    Ok(pick
+        .iter()
+        .enumerate()
+        .map(|(i, &j)| candidates[j][i].clone())
+        .collect())
 }
 
 fn in_features(enc: &SentenceEncoder, path: &str) -> Result<usize> {
@@ -224,6 +289,10 @@ fn report(job: &DirJob<'_>, layers: &[QuantizedLinear], calib: usize) -> Result<
         .iter()
         .map(|l| LayerOut {
             path: l.path.clone(),
+            bits: match l.weight.scheme() {
+                compress_quant::QuantScheme::Int(s) => s.bits,
+                _ => 32,
+            },
             kernel: compress_quant::calibrated::kernel_name(&l.weight),
             bytes: l.size_bytes(),
             alpha: l.alpha,

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Calibrated quantization of all-MiniLM-L6-v2 with every method, then `netcompress eval`
+# of each compressed directory against the original on the shipped 300 sentences.
+# Usage: scripts/calibrated-figures.sh [MODEL_DIR] [OUT_DIR]   (prints one JSON line per run)
+set -euo pipefail
+M=${1:-models/all-MiniLM-L6-v2}
+OUT=${2:-target/calibrated-figures}
+NC=${NC:-target/release/netcompress}
+mkdir -p "$OUT"
+run() {
+    local name=$1; shift
+    rm -rf "${OUT:?}/$name"
+    "$NC" quantize "$M" "$OUT/$name" "$@" --json | tail -1 > "$OUT/$name.quantize.json"
+    "$NC" eval "$OUT/$name" --against "$M" --json | tail -1 | sed "s/^{/{\"run\":\"$name\",/"
+}
+for bits in 4 3; do
+    for method in rtn gptq awq; do
+        run "$method-int$bits-g128" --method "$method" --bits "$bits" --group-size 128
+    done
+done
+run smoothquant-w8a8 --method smoothquant --bits 8
+run gptq-mixed-3-4-8-g128 --method gptq --bits 4 --group-size 128 --mixed-bits 3,8
+run rtn-mixed-3-4-8-g128 --method rtn --bits 4 --group-size 128 --mixed-bits 3,8
