@@ -7,6 +7,7 @@ use compress_core::{
 use ndarray::{Array1, ArrayD, ArrayRef, IxDyn};
 
 use super::super::no_forward;
+use super::vmath;
 
 /// What a training-mode forward keeps for backward.
 #[derive(Debug, Clone)]
@@ -156,7 +157,17 @@ impl<F: Float> Layer<F> for LayerNorm<F> {
             self.cache = Some(Cache { xhat, inv_std });
         } else {
             self.cache = None;
-            self.normalise(&mut x, None)?;
+            let (w, b) = (self.weight.effective(), self.bias.effective());
+            let fast = (
+                x.as_slice_mut().and_then(F::as_f32_slice_mut),
+                w.as_slice().and_then(F::as_f32_slice),
+                b.as_slice().and_then(F::as_f32_slice),
+            );
+            if let (Some(xs), Some(ws), Some(bs)) = fast {
+                vmath::layer_norm_rows(xs, ws, bs, self.eps as f32);
+            } else {
+                self.normalise(&mut x, None)?;
+            }
         }
         Ok(x)
     }

@@ -40,7 +40,11 @@ fn exp1(x: f32) -> f32 {
     // Comparisons, not `max`/`min`, so NaN stays NaN.
     let xc = if x > EXP_HI { EXP_HI } else { x };
     let xc = if xc < EXP_LO { EXP_LO } else { xc };
-    let n = (xc * LOG2E + ROUND) - ROUND;
+    // `t`'s low mantissa bits hold `n = round(x / ln 2)` as an integer: reading them as
+    // bits (not a float-to-int cast, which the compiler would not vectorise) gives `2^n`.
+    let t = xc * LOG2E + ROUND;
+    let n = t - ROUND;
+    let ni = (t.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
     let r = xc - n * LN2_HI - n * LN2_LO;
     let mut p = 1.987_569_1e-4_f32;
     p = p * r + 1.398_2e-3;
@@ -49,8 +53,8 @@ fn exp1(x: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 0.5;
     let e = p * r * r + r + 1.0;
-    // `n` is an integer in [-126, 127] here (or NaN, which the product keeps).
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // `ni` is in [-126, 127] here (anything for NaN, which `e` keeps).
+    let scale = f32::from_bits((ni.wrapping_add(127) as u32) << 23);
     if x < EXP_LO { 0.0 } else { e * scale }
 }
 
@@ -208,6 +212,52 @@ fn softmax_rows_body(scores: &mut [f32], cols: usize) {
     }
 }
 
+/// Sum of a slice in [`LANES`] independent accumulators (vectorisable).
+#[inline(always)]
+fn lane_sum(x: &[f32], shift: f32) -> (f32, f32) {
+    let (mut s, mut q) = ([0.0f32; LANES], [0.0f32; LANES]);
+    let mut chunks = x.chunks_exact(LANES);
+    for c in &mut chunks {
+        for ((s, q), &v) in s.iter_mut().zip(q.iter_mut()).zip(c) {
+            let d = v - shift;
+            *s += d;
+            *q += d * d;
+        }
+    }
+    let (mut st, mut qt) = (0.0f32, 0.0f32);
+    for &v in chunks.remainder() {
+        let d = v - shift;
+        st += d;
+        qt += d * d;
+    }
+    (st + s.iter().sum::<f32>(), qt + q.iter().sum::<f32>())
+}
+
+#[inline(always)]
+fn layer_norm_body(x: &mut [f32], w: &[f32], b: &[f32], eps: f32) {
+    let d = w.len();
+    if d == 0 {
+        return;
+    }
+    let inv_d = 1.0 / d as f32;
+    for row in x.chunks_exact_mut(d) {
+        let (sum, _) = lane_sum(row, 0.0);
+        let mean = sum * inv_d;
+        // Two-pass variance (sum of squared deviations from the mean), as the generic path.
+        let (_, sq) = lane_sum(row, mean);
+        let r = 1.0 / (sq * inv_d + eps).sqrt();
+        for ((v, &g), &bb) in row.iter_mut().zip(w).zip(b) {
+            *v = (*v - mean) * r * g + bb;
+        }
+    }
+}
+
+multiversion! {
+    /// Eval-mode layer normalisation of each row of `x` (`w.len()` wide) in place:
+    /// `(x - mean) / sqrt(var + eps) * w + b`.
+    pub(crate) fn layer_norm_rows(x: &mut [f32], w: &[f32], b: &[f32], eps: f32) => layer_norm_body
+}
+
 multiversion! {
     /// `x := e^x` element-wise (tested on its own; the layers reach it through the others).
     #[cfg(test)]
@@ -282,6 +332,26 @@ mod tests {
         let mut n = [f32::NAN];
         gelu_slice(GeluKind::Exact, &mut n);
         assert!(n[0].is_nan());
+    }
+
+    #[test]
+    fn layer_norm_rows_match_an_f64_reference() {
+        let d = 37;
+        let x: Vec<f32> = (0..4 * d)
+            .map(|i| ((i * 7919) % 101) as f32 * 0.37 - 9.0)
+            .collect();
+        let w: Vec<f32> = (0..d).map(|j| 0.5 + j as f32 * 0.01).collect();
+        let b: Vec<f32> = (0..d).map(|j| j as f32 * -0.02).collect();
+        let mut y = x.clone();
+        layer_norm_rows(&mut y, &w, &b, 1e-12);
+        for (xr, yr) in x.chunks(d).zip(y.chunks(d)) {
+            let mean = xr.iter().map(|&v| v as f64).sum::<f64>() / d as f64;
+            let var = xr.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / d as f64;
+            for j in 0..d {
+                let want = (xr[j] as f64 - mean) / (var + 1e-12).sqrt() * w[j] as f64 + b[j] as f64;
+                assert!((yr[j] as f64 - want).abs() < 1e-5, "{} vs {want}", yr[j]);
+            }
+        }
     }
 
     #[test]
