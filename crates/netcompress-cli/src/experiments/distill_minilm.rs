@@ -330,7 +330,7 @@ pub(crate) fn run(ctx: &Ctx) -> Result<Report> {
         "truncated": truncated.map(|r| json!({"layers": r.layers, "mean_cosine": r.mean_cosine,
             "top1_agreement": r.top1_agreement, "spearman": r.spearman, "speedup": r.speedup})),
         "ablation": rows,
-        "int8": "not run: compress-quant has no DynamicQLinear yet",
+        "int8": "not run: the distilled student is not yet passed through compress-quant's DynamicQLinear",
         "saved": saved,
     });
     Ok(Report {
