@@ -48,7 +48,7 @@ struct Cache<F> {
 /// The four projections are boxed layers ([`LayerSlot::Boxed`]): they start as
 /// [`Linear`]s, and any layer mapping `[tokens, hidden]` to `[tokens, hidden]` (a
 /// quantized, int4 or 2:4-sparse linear) can take a projection's place through
-/// [`compress_core::replace_layer`] with the path `self.query`, ... . A replacement with
+/// [`compress_core::surgery::replace_layer`] with the path `self.query`, ... . A replacement with
 /// the wrong output width is a typed error at `forward`, not a panic.
 #[derive(Debug)]
 pub struct MultiHeadAttention<F: Float> {

@@ -102,7 +102,7 @@ fn normal_linear<F: Float, R: Rng + ?Sized>(
 ///
 /// W1 and W2 are boxed layers ([`LayerSlot::Boxed`], as the attention's projections):
 /// they start as [`Linear`]s and any layer with the same input and output widths can take
-/// their place through [`compress_core::replace_layer`] (`intermediate.dense`,
+/// their place through [`compress_core::surgery::replace_layer`] (`intermediate.dense`,
 /// `output.dense`).
 #[derive(Debug)]
 pub struct TransformerEncoderLayer<F: Float> {
