@@ -9,6 +9,10 @@ JSON; license "Public Domain"). Fetch and run:
 Takes the "Background", "Economy - overview" and "Geography - note" texts of every
 profile, splits them into sentences, keeps clean ones of 4 to 60 words and picks 300 with
 a fixed seed: 60 short (4-10 words), 150 medium (11-25) and 90 long (26-60).
+
+With `--pool`, prints instead every clean sentence of 4 to 60 words from every text field
+of every profile that is not one of the 300 in sentences.txt beside this script: the
+larger unlabeled training text for embedding distillation (scripts/fetch-sentences.sh).
 Python 3 standard library only.
 """
 
@@ -42,6 +46,30 @@ def texts(root):
                     yield t["text"]
 
 
+def all_texts(root):
+    """Every "text" string anywhere in every profile."""
+
+    def walk(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "text" and isinstance(value, str):
+                    yield value
+                else:
+                    yield from walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from walk(value)
+
+    for region in sorted(os.listdir(root)):
+        d = os.path.join(root, region)
+        if not os.path.isdir(d):
+            continue
+        for name in sorted(os.listdir(d)):
+            if name.endswith(".json"):
+                with open(os.path.join(d, name), encoding="utf-8") as f:
+                    yield from walk(json.load(f))
+
+
 def sentences(text):
     text = re.sub(r"\s+", " ", text).strip()
     for s in re.split(r"(?<=[.!?])\s+(?=[A-Z])", text):
@@ -55,7 +83,21 @@ def sentences(text):
         yield s
 
 
+def pool_main(root):
+    here = os.path.dirname(os.path.abspath(__file__))
+    with open(os.path.join(here, "sentences.txt"), encoding="utf-8") as f:
+        seen = {line.strip() for line in f if line.strip()}
+    for t in all_texts(root):
+        for s in sentences(t):
+            if 4 <= len(s.split()) <= 60 and s not in seen:
+                seen.add(s)
+                print(s)
+
+
 def main():
+    if sys.argv[1] == "--pool":
+        pool_main(sys.argv[2])
+        return
     root = sys.argv[1]
     seen = set()
     pool = []

@@ -52,6 +52,10 @@ enum Command {
         /// Sentences (one per line) replacing the held-back evaluation sentences.
         #[arg(long, value_name = "FILE")]
         eval_file: Option<PathBuf>,
+        /// More training sentences (one per line) added to the shipped ones, e.g. the text
+        /// `scripts/fetch-sentences.sh` fetches; lines equal to an evaluation sentence are dropped.
+        #[arg(long, value_name = "FILE")]
+        train_file: Option<PathBuf>,
         /// Directory the trained transformer models are saved into (model directories).
         #[arg(long, value_name = "DIR")]
         save: Option<PathBuf>,
@@ -107,6 +111,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
             fast,
             model,
             eval_file,
+            train_file,
             save,
         } => {
             if list {
@@ -126,6 +131,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
                 models: experiments::ModelOpts {
                     model,
                     eval_file,
+                    train_file,
                     save,
                 },
             };

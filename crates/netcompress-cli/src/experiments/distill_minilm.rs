@@ -24,6 +24,12 @@ use crate::error::{CliError, Result};
 
 /// Every `HELD_EVERY`-th shipped sentence (index `i % 5 == 4`) is held back.
 const HELD_EVERY: usize = 5;
+/// Every `VAL_EVERY`-th of the remaining shipped sentences is validation: the 3-layer
+/// student composed with int8 is the objective with the best validation cosine.
+const VAL_EVERY: usize = 6;
+/// Training length: 12 epochs of the shipped training sentences, and at least one pass
+/// over a larger `--train-file` (epochs = this many examples / training sentences, 1..=12).
+const EXAMPLE_BUDGET: usize = 12 * 200;
 /// Batch and padded length of the speed measurement.
 const SPEED_SHAPE: (usize, usize) = (32, 128);
 
@@ -56,32 +62,32 @@ fn objectives() -> Vec<(&'static str, EmbeddingObjective)> {
     ]
 }
 
-/// `(train, held)` texts: the fixed split of the shipped sentences, or the shipped
-/// training part and `--eval-file`'s lines.
-fn split(ctx: &Ctx) -> Result<(Vec<String>, Vec<String>, &'static str)> {
+/// The sentence sets of one run: training, validation (model selection) and held-back
+/// evaluation (reported only), disjoint.
+struct Split {
+    train: Vec<String>,
+    val: Vec<String>,
+    held: Vec<String>,
+    source: &'static str,
+    /// Lines of `--train-file` used (after dropping evaluation and validation sentences).
+    extra_train: usize,
+}
+
+/// Splits the shipped sentences: every `HELD_EVERY`-th is held back (or `--eval-file`'s
+/// lines are), every `VAL_EVERY`-th of the rest is validation, the remainder trains, plus
+/// `--train-file`'s lines that are neither held back nor validation.
+fn split(ctx: &Ctx) -> Result<Split> {
     let all = lines(SENTENCES);
-    let train: Vec<String> = all
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| i % HELD_EVERY != HELD_EVERY - 1)
-        .map(|(_, s)| (*s).to_string())
-        .collect();
-    let (held, source) = match &ctx.models.eval_file {
-        Some(f) => {
-            let text = std::fs::read_to_string(f)
-                .map_err(|e| compress_checkpoint::CheckpointError::io(f, e))?;
-            let held: Vec<String> = lines(&text).into_iter().map(str::to_string).collect();
-            (held, "eval-file")
-        }
-        None => {
-            let held = all
-                .iter()
+    let (held, source): (Vec<String>, _) = match &ctx.models.eval_file {
+        Some(f) => (read_lines(f)?, "eval-file"),
+        None => (
+            all.iter()
                 .enumerate()
                 .filter(|(i, _)| i % HELD_EVERY == HELD_EVERY - 1)
                 .map(|(_, s)| (*s).to_string())
-                .collect();
-            (held, "shipped sentences, every 5th held back")
-        }
+                .collect(),
+            "shipped sentences, every 5th held back",
+        ),
     };
     if held.len() < 3 {
         return Err(CliError::Usage(format!(
@@ -89,7 +95,44 @@ fn split(ctx: &Ctx) -> Result<(Vec<String>, Vec<String>, &'static str)> {
             held.len()
         )));
     }
-    Ok((train, held, source))
+    let rest = all
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % HELD_EVERY != HELD_EVERY - 1)
+        .map(|(_, s)| (*s).to_string());
+    let (mut val, mut train) = (Vec::new(), Vec::new());
+    for (j, s) in rest.enumerate() {
+        if j % VAL_EVERY == VAL_EVERY - 1 {
+            val.push(s);
+        } else {
+            train.push(s);
+        }
+    }
+    let mut extra_train = 0;
+    if let Some(f) = &ctx.models.train_file {
+        let taken: std::collections::HashSet<String> =
+            held.iter().chain(&val).chain(&train).cloned().collect();
+        let extra: Vec<String> = read_lines(f)?
+            .into_iter()
+            .filter(|s| !taken.contains(s))
+            .collect();
+        extra_train = extra.len();
+        train.extend(extra);
+    }
+    Ok(Split {
+        train,
+        val,
+        held,
+        source,
+        extra_train,
+    })
+}
+
+/// The non-empty lines of a sentence file.
+fn read_lines(f: &Path) -> Result<Vec<String>> {
+    let text =
+        std::fs::read_to_string(f).map_err(|e| compress_checkpoint::CheckpointError::io(f, e))?;
+    Ok(lines(&text).into_iter().map(str::to_string).collect())
 }
 
 /// Median wall time in ms of `reps` eval forwards of `model` on a `[32, 128]` batch,
@@ -150,11 +193,17 @@ fn bar(visible: bool, label: &str, steps: usize) -> ProgressBar {
 }
 
 /// Settings shared by every training run.
-fn train_config(ctx: &Ctx, objective: EmbeddingObjective, keep: &[usize]) -> SequenceDistillConfig {
+fn train_config(
+    ctx: &Ctx,
+    objective: EmbeddingObjective,
+    keep: &[usize],
+    n_train: usize,
+) -> SequenceDistillConfig {
+    let full = (EXAMPLE_BUDGET / n_train.max(1)).clamp(1, 12);
     SequenceDistillConfig {
         objective,
         hint_layers: keep.iter().enumerate().map(|(s, &t)| (s, t)).collect(),
-        epochs: ctx.epochs(12, 2),
+        epochs: ctx.epochs(full, full.min(2)),
         batch_size: 16,
         lr: 1e-4,
         weight_decay: 0.01,
@@ -173,7 +222,7 @@ fn distil(
     label: &str,
     objective: EmbeddingObjective,
 ) -> Result<(BertModel<f32>, FitReport)> {
-    let cfg = train_config(ctx, objective, keep);
+    let cfg = train_config(ctx, objective, keep, train.len());
     let mut student = PooledBert::new(truncated_student(&teacher.model, keep)?, teacher.pooling);
     let widths: Vec<usize> = if objective.hint > 0.0 {
         (0..keep.len()).map(|l| student.width(l)).collect()
@@ -239,8 +288,9 @@ pub(crate) fn run(ctx: &Ctx) -> Result<Report> {
                 .into(),
         )
     })?;
-    let (train_texts, held_texts, source) = split(ctx)?;
-    let held: Vec<&str> = held_texts.iter().map(String::as_str).collect();
+    let data = split(ctx)?;
+    let held: Vec<&str> = data.held.iter().map(String::as_str).collect();
+    let val: Vec<&str> = data.val.iter().map(String::as_str).collect();
     let SentenceEncoder {
         tokenizer,
         model,
@@ -248,12 +298,13 @@ pub(crate) fn run(ctx: &Ctx) -> Result<Report> {
         normalize,
         ..
     } = SentenceEncoder::from_dir(&dir)?;
-    let train_refs: Vec<&str> = train_texts.iter().map(String::as_str).collect();
+    let train_refs: Vec<&str> = data.train.iter().map(String::as_str).collect();
     let train_ids = tokenizer.encode(&train_refs)?;
     let n_layers = model.config.num_hidden_layers;
     let t0 = Instant::now();
     let (t_held, model) = embed(&tokenizer, model, pooling, normalize, &held)?;
     let teacher_embed_ms = t0.elapsed().as_secs_f64() * 1e3 / held.len() as f64;
+    let (t_val, model) = embed(&tokenizer, model, pooling, normalize, &val)?;
     let mut teacher = PooledBert::new(model, pooling);
     let reps = if ctx.fast { 2 } else { 5 };
     let teacher_ms = time_forward(&mut teacher.model, reps)?;
@@ -283,23 +334,23 @@ pub(crate) fn run(ctx: &Ctx) -> Result<Report> {
         } else {
             objs.into_iter().skip(3).collect()
         };
-        let mut best: Option<(BertModel<f32>, Row)> = None;
+        // The objective kept (saved, composed with int8) is chosen on validation sentences.
+        let mut best: Option<(BertModel<f32>, Row, f64)> = None;
         for (name, objective) in chosen {
             let label = format!("L{layers} {name}");
             let (model, fit) = distil(ctx, &mut teacher, &train_ids, &keep, &label, objective)?;
             let (s_held, model) = embed(&tokenizer, model, pooling, normalize, &held)?;
             let f = fidelity(&t_held.view(), &s_held.view())?;
-            let epochs = train_config(ctx, objective, &keep).epochs;
+            let (s_val, model) = embed(&tokenizer, model, pooling, normalize, &val)?;
+            let val_cos = fidelity(&t_val.view(), &s_val.view())?.mean_cosine;
+            let epochs = train_config(ctx, objective, &keep, train_ids.len()).epochs;
             let r = row(layers, name, &f, speedup, Some(&fit), epochs);
             rows.push(r.clone());
-            if best
-                .as_ref()
-                .is_none_or(|(_, b)| r.mean_cosine > b.mean_cosine)
-            {
-                best = Some((model, r));
+            if best.as_ref().is_none_or(|(_, _, b)| val_cos > *b) {
+                best = Some((model, r, val_cos));
             }
         }
-        if let Some((model, r)) = best {
+        if let Some((model, r, _)) = best {
             if let Some(p) = save(ctx, &model, &dir, &format!("minilm-l{layers}-distilled"))? {
                 saved.push(p);
             }
@@ -332,7 +383,9 @@ pub(crate) fn run(ctx: &Ctx) -> Result<Report> {
     let extra = json!({
         "teacher": {"dir": dir.display().to_string(), "layers": n_layers,
             "ms_b32s128_1thread": teacher_ms, "ms_per_held_sentence": teacher_embed_ms},
-        "data": {"train_sentences": train_ids.len(), "held_sentences": held.len(), "source": source},
+        "data": {"train_sentences": train_ids.len(), "train_file_sentences": data.extra_train,
+            "validation_sentences": val.len(), "held_sentences": held.len(), "source": data.source,
+            "selection": "the saved / int8 student is the objective with the best validation cosine"},
         "speed": "teacher / student wall time of one eval forward of a [32, 128] batch on one thread (median)",
         "students": students_json,
         "truncated": truncated.map(|r| json!({"layers": r.layers, "mean_cosine": r.mean_cosine,
@@ -414,5 +467,59 @@ fn print_rows(rows: &[Row], teacher_ms: f64) {
             r.train_seconds,
             r.examples_per_sec
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::experiments::{DataSource, ModelOpts};
+    use std::collections::HashSet;
+
+    fn ctx(train_file: Option<std::path::PathBuf>) -> Ctx {
+        Ctx {
+            data: DataSource::Digits,
+            seed: 0,
+            fast: true,
+            progress: false,
+            models: ModelOpts {
+                train_file,
+                ..ModelOpts::default()
+            },
+        }
+    }
+
+    #[test]
+    fn split_sets_are_disjoint_and_cover_the_shipped_sentences() {
+        let s = split(&ctx(None)).unwrap();
+        let (t, v, h): (HashSet<_>, HashSet<_>, HashSet<_>) = (
+            s.train.iter().collect(),
+            s.val.iter().collect(),
+            s.held.iter().collect(),
+        );
+        assert!(t.is_disjoint(&v) && t.is_disjoint(&h) && v.is_disjoint(&h));
+        assert_eq!((s.train.len(), s.val.len(), s.held.len()), (200, 40, 60));
+        assert_eq!(s.extra_train, 0);
+    }
+
+    #[test]
+    fn train_file_adds_only_sentences_outside_validation_and_evaluation() {
+        let base = split(&ctx(None)).unwrap();
+        let dir = std::env::temp_dir().join(format!("nc-train-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("train.txt");
+        let lines = [
+            "A new sentence for training.",
+            base.held[0].as_str(),
+            base.val[0].as_str(),
+            "Another new one.",
+        ];
+        std::fs::write(&f, lines.join("\n")).unwrap();
+        let s = split(&ctx(Some(f))).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(s.extra_train, 2);
+        assert_eq!(s.train.len(), base.train.len() + 2);
+        assert!(!s.train.contains(&base.held[0]) && !s.train.contains(&base.val[0]));
+        assert_eq!((s.val, s.held), (base.val, base.held));
     }
 }

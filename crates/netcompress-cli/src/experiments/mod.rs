@@ -52,6 +52,8 @@ pub(crate) struct ModelOpts {
     pub(crate) model: Option<PathBuf>,
     /// Sentences replacing the held-back evaluation set (`--eval-file`).
     pub(crate) eval_file: Option<PathBuf>,
+    /// Training sentences added to the shipped ones (`--train-file`).
+    pub(crate) train_file: Option<PathBuf>,
     /// Where trained models are written as model directories (`--save`).
     pub(crate) save: Option<PathBuf>,
 }
