@@ -6,6 +6,8 @@
 //! - [`Module`]: anything with named parameters, walked by [`ParamVisitor`] /
 //!   [`ParamVisitorMut`] with the path supplied by the traversal ([`ParamPath`]).
 //! - [`Layer`]: a module with `forward`, `backward` and an exact per-sample [`Cost`].
+//! - [`capture`]: input statistics of chosen layers of any model on calibration data (the
+//!   Hessian and per-channel statistics the calibrated techniques read).
 //! - [`surgery`]: reaching and replacing layers by path in any model, and the coupling
 //!   groups a model declares for structured shrinking.
 //! - [`ModelStats`], [`Precision`]: parameters, non-zeros, sparsity and bytes.
@@ -34,6 +36,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 
+pub mod capture;
 pub mod concrete;
 mod error;
 mod isa;

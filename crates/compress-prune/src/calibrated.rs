@@ -1,16 +1,16 @@
 //! Calibrated pruning of the linear layers of any model: magnitude, Wanda or SparseGPT,
 //! unstructured or N:M, with the calibration inputs captured while the caller's own code
-//! runs the model (see [`crate::attach_capture`]).
+//! runs the model (see [`compress_core::capture`]).
 
 use std::collections::BTreeMap;
 use std::error::Error;
 
+use compress_core::capture::{Capture, InputStats};
 use compress_core::surgery::{walk_layers, with_layer_mut};
 use compress_core::{CoreError, Float, Layer, glob_match};
 use compress_nn::Linear;
 use ndarray::{Array2, Ix2};
 
-use crate::capture::{InputStats, attach_capture, detach_capture};
 use crate::sparsegpt::{SparseGptConfig, sparsegpt_prune};
 use crate::wanda::{SparsityPattern, row_mask, wanda_prune};
 use crate::{PruneError, Result};
@@ -217,7 +217,7 @@ fn prune_stage<F: Float>(
     let mut stats: BTreeMap<String, InputStats> = BTreeMap::new();
     if cfg.method.needs_calibration() {
         let hessian = matches!(cfg.method, CalibratedMethod::SparseGpt(_));
-        attach_capture(model, stage, hessian)?;
+        let capture = Capture::attach_paths(model, stage, hessian)?;
         let ran = run(
             model,
             Stage {
@@ -226,7 +226,7 @@ fn prune_stage<F: Float>(
                 layers: &paths,
             },
         );
-        stats = detach_capture(model, &paths)?;
+        stats = capture.detach(model)?;
         ran.map_err(|source| PruneError::Calibration { source })?;
     }
     let mut reports = Vec::new();

@@ -7,7 +7,7 @@
 //!   The threshold is found in O(n) ([`magnitude_threshold`]).
 //! - Calibrated pruning of the linear layers of any model ([`prune_calibrated`]): Wanda
 //!   ([`wanda_prune`]) and SparseGPT ([`sparsegpt_prune`]), unstructured or N:M, on inputs
-//!   captured while the model runs ([`attach_capture`]).
+//!   captured while the model runs ([`Capture::attach_paths`]).
 //! - 2:4 storage ([`NmMatrix`]) and [`Sparse24Linear`], faster than the dense layer.
 //!
 //! ```
@@ -29,7 +29,6 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod calibrated;
-mod capture;
 mod error;
 mod kernels;
 mod lottery;
@@ -47,7 +46,7 @@ pub use calibrated::{
     CalibratedMethod, CalibratedPruneConfig, CalibrationRun, LayerPruneReport, Stage,
     prune_calibrated,
 };
-pub use capture::{CaptureLayer, InputStats, attach_capture, detach_capture};
+pub use compress_core::capture::{Capture, CaptureLayer, InputStats};
 pub use error::{PruneError, Result};
 pub use lottery::{LotteryConfig, LotteryReport, LotteryRound, Rewind, lottery_ticket};
 pub use magnitude::{

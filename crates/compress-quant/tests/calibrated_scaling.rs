@@ -123,7 +123,7 @@ fn outlier_inputs(tokens: usize, k: usize, seed: u64) -> Array2<f32> {
 
 fn stats_of(x: &Array2<f32>) -> InputStats {
     let mut s = InputStats::new(x.ncols(), true);
-    s.observe(&x.view()).unwrap();
+    s.observe(&x.view(), "x").unwrap();
     s
 }
 
@@ -152,7 +152,7 @@ fn awq_beats_round_to_nearest_on_salient_channels() {
     }
     // Statistics without the Hessian cannot drive the search: a typed error.
     let mut no_h = InputStats::new(k, false);
-    no_h.observe(&x.view()).unwrap();
+    no_h.observe(&x.view(), "x").unwrap();
     assert!(awq_search("fc", &no_h, &[w.view()], WeightQuant::new(4, Some(32)), 20).is_err());
 }
 

@@ -2,7 +2,6 @@
 //! inputs on any model ([`Capture`]), GPTQ ([`gptq_quantize`]), AWQ and SmoothQuant scaling,
 //! and the round-to-nearest baseline they are measured against ([`quantize_rtn`]).
 
-mod capture;
 mod gptq;
 mod grid;
 mod intn;
@@ -10,7 +9,7 @@ mod mixed;
 mod model;
 mod scaling;
 
-pub use capture::{Capture, CaptureLayer, CaptureSpec, InputStats, capture_inputs};
+pub use compress_core::capture::{Capture, CaptureLayer, CaptureSpec, InputStats, capture_inputs};
 pub use gptq::{GptqConfig, gptq_quantize};
 pub use grid::{Grid, QuantizedWeight, WeightQuant, quantize_rtn};
 pub use intn::{InputScaled, IntNLinear};

@@ -8,7 +8,6 @@ use compress_core::surgery::{replace_layer, with_param_mut};
 use compress_core::{CoreError, Layer};
 use ndarray::{Array2, Ix2};
 
-use super::capture::InputStats;
 use super::gptq::{GptqConfig, gptq_quantize};
 use super::grid::{WeightQuant, quantize_rtn};
 use super::intn::{InputScaled, IntNLinear};
@@ -16,6 +15,7 @@ use super::scaling::{ScaleSource, awq_search, fold_scales, smoothquant_scales};
 use crate::{
     ActQuant, Granularity, Int4Linear, IntScheme, QLinear, QTensor, QuantError, QuantScheme,
 };
+use compress_core::capture::InputStats;
 
 /// How the weights are quantized.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -13,9 +13,9 @@ use compress_core::surgery::with_param_mut;
 use compress_core::{CoreError, Module, Param};
 use ndarray::{Array2, ArrayView2, Axis};
 
-use super::capture::InputStats;
 use super::grid::{WeightQuant, quantize_rtn};
 use crate::QuantError;
+use compress_core::capture::InputStats;
 
 /// Where the division of the activation by `s` goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
