@@ -118,6 +118,7 @@ fn linear_eval(c: &mut Criterion) {
         (128, 384, 384),
         (4096, 384, 384),
         (128, 384, 1536),
+        (128, 1536, 384),
     ] {
         let id = format!("{m}x{k}x{n}");
         let mut l = Linear::<f32>::new(k, n, true, &mut rng);

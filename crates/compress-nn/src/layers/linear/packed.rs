@@ -1,5 +1,5 @@
-//! The eval-mode copy of a [`super::Linear`]'s weight, transposed and padded for
-//! [`super::dense`], keyed by the [`Param::version`]s it was built from so it is rebuilt
+//! The eval-mode copy of a [`super::Linear`]'s weight, transposed, padded and cut into
+//! panels for [`super::dense`], keyed by the [`Param::version`]s it was built from so it is rebuilt
 //! whenever the weight, the bias or their parametrizations may have changed.
 //!
 //! A general GEMM packs (transposes) the whole weight on every call. On a large batch that
@@ -76,10 +76,9 @@ impl Packed {
         let w = weight.effective();
         let (n, k) = (w.shape()[0], w.shape()[1]);
         let np = padded(n);
-        let mut wt = vec![0.0f32; k * np];
-        for (ix, &v) in w.indexed_iter() {
-            wt[ix[1] * np + ix[0]] = v.as_f64() as f32;
-        }
+        let w = w.as_standard_layout();
+        let ws = w.as_slice().expect("a standard-layout array is contiguous");
+        let wt = dense::pack(k, n, |p, j| ws[j * k + p].as_f64() as f32);
         let packed_bias = bias.map(|b| {
             let mut v: Vec<f32> = b.effective().iter().map(|&x| x.as_f64() as f32).collect();
             v.resize(np, 0.0);
