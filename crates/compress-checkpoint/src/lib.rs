@@ -39,6 +39,8 @@
 //!   [`lowrank_file`] and [`dequantize_file`] are the one-call versions.
 //! - [`QuantizedModelFile`]: `save` / `load` of a [`QuantizedModel`] in the same format.
 //!
+//! [`fuzzing`] holds the reader checks that the cargo-fuzz targets and the property tests share.
+//!
 //! Every error is a [`CheckpointError`] naming the file and the field (or the option, or the
 //! tensor) at fault; no input, however corrupt, makes these functions panic.
 //!
@@ -55,6 +57,7 @@ mod dequantize;
 pub mod encode;
 mod error;
 pub mod format;
+pub mod fuzzing;
 mod header;
 pub mod metrics;
 mod model;

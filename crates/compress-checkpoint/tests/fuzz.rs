@@ -1,14 +1,10 @@
 //! Bounded property-based fuzzing of the readers that take untrusted text: sharded indexes and
-//! the compressed-tensor metadata (the safetensors header, the decoder and the IDX reader have
-//! their own in the modules and in compress-nn). Zero panics; every error names the file and
-//! the field.
+//! the compressed-tensor metadata, through the same checks as the cargo-fuzz targets
+//! (`compress_checkpoint::fuzzing`; the safetensors header, the decoder and the IDX reader
+//! have theirs in the modules and in compress-nn). Zero panics; every error names the file
+//! and the field.
 
-use std::collections::BTreeMap;
-
-use compress_checkpoint::format::tensor_metas;
-use compress_checkpoint::{
-    CheckpointError, ShardWriter, commit, dequantize_file, f32_bytes, open_checkpoint,
-};
+use compress_checkpoint::fuzzing;
 use proptest::prelude::*;
 
 use crate::model::Dir;
@@ -66,33 +62,14 @@ proptest! {
         top in json_value(),
         wrap in any::<bool>(),
     ) {
-        let dir = Dir::new("fuzz-index");
-        for (file, name) in [("a.safetensors", "x"), ("b.safetensors", "y")] {
-            let mut w = ShardWriter::with_reserve(&dir.join(file), 0).unwrap();
-            w.add(name, "F32", &[1], &f32_bytes(&[1.0])).unwrap();
-            commit(vec![w.assemble().unwrap()]).unwrap();
-        }
-        let idx = dir.join("m.safetensors.index.json");
         let v = if wrap {
             serde_json::json!({"weight_map": map, "metadata": top})
         } else {
             top
         };
-        std::fs::write(&idx, serde_json::to_vec(&v).unwrap()).unwrap();
-        match open_checkpoint(&idx) {
-            Ok(files) => {
-                // Accepted: every tensor is listed once, in the shard the map names.
-                let n: usize = files.iter().map(|f| f.tensors.len()).sum();
-                let listed = v.get("weight_map").and_then(|m| m.as_object()).map_or(0, |m| m.len());
-                prop_assert_eq!(n, listed);
-            }
-            Err(CheckpointError::Format { path, field, .. }) => {
-                prop_assert!(path.contains("m.safetensors.index.json") || path.ends_with(".safetensors"));
-                prop_assert!(!field.is_empty());
-            }
-            Err(CheckpointError::Io { path, .. }) => prop_assert!(!path.is_empty()),
-            Err(e) => prop_assert!(false, "unexpected error kind: {}", e),
-        }
+        let dir = Dir::new("fuzz-index");
+        let checked = fuzzing::shard_index(&dir.0, &serde_json::to_vec(&v).unwrap());
+        prop_assert_eq!(checked, Ok(()));
     }
 
     #[test]
@@ -110,27 +87,7 @@ proptest! {
         d.insert("dtype".into(), "F32".into());
         d.insert("shape".into(), serde_json::json!(shape));
         let text = serde_json::to_string(&d).unwrap();
-        let mut md = BTreeMap::new();
-        md.insert("netcompress.format".to_string(), version.to_string());
-        md.insert("netcompress.tensor.w".to_string(), text.clone());
-        match tensor_metas(&md) {
-            Ok(metas) => prop_assert!(version == "1" && metas.contains_key("w")),
-            Err((field, reason)) => prop_assert!(field.starts_with("__metadata__.") && !reason.is_empty()),
-        }
-        // The same description in a real file: dequantize gives an error naming the file,
-        // never a panic, and writes nothing.
         let dir = Dir::new("fuzz-meta");
-        let p = dir.join("c.safetensors");
-        let mut w = ShardWriter::with_reserve(&p, 0).unwrap();
-        w.add("w.__codes", "U8", &[4], &[1, 2, 3, 4]).unwrap();
-        w.add("w.__scales", "F32", &[1], &f32_bytes(&[0.5])).unwrap();
-        w.set_metadata("netcompress.format", version);
-        w.set_metadata("netcompress.tensor.w", text);
-        commit(vec![w.assemble().unwrap()]).unwrap();
-        let out = dir.join("d.safetensors");
-        if let Err(e) = dequantize_file(&p, &out) {
-            prop_assert!(e.to_string().contains("c.safetensors"), "{}", e);
-            prop_assert!(!out.exists());
-        }
+        prop_assert_eq!(fuzzing::tensor_description(&dir.0, version, &text), Ok(()));
     }
 }

@@ -72,8 +72,15 @@ fn read_idx(path: &Path, magic: u32, dims: usize) -> Result<(Vec<usize>, Vec<u8>
     let promised: usize = payload.iter().product();
     // At most one byte more than promised is read: enough to tell that the data is longer.
     let mut data = Vec::new();
-    data.try_reserve_exact(header_len + promised.min(1 << 26))
-        .map_err(|_| format_err(path, format!("cannot allocate {promised} bytes")))?;
+    // Reserved up to 1 MiB: a header promising more than the file holds never allocates
+    // beyond what is actually read.
+    data.try_reserve_exact(header_len + promised.min(1 << 20))
+        .map_err(|_| {
+            format_err(
+                path,
+                format!("dimensions: cannot allocate {promised} bytes"),
+            )
+        })?;
     data.extend_from_slice(&bytes);
     reader
         .take(promised as u64 + 1)
@@ -130,7 +137,10 @@ fn parse_header(
         ));
     }
     if shape[0] == 0 {
-        return Err(format_err(path, "the header says 0 items: no data"));
+        return Err(format_err(
+            path,
+            "dimension 0 (the item count) is 0: no data",
+        ));
     }
     Ok(shape)
 }
@@ -148,7 +158,10 @@ pub fn read_idx_images<F: Float>(path: &Path) -> Result<ArrayD<F>> {
     if shape[1] == 0 || shape[2] == 0 {
         return Err(format_err(
             path,
-            format!("empty image size {}x{}", shape[1], shape[2]),
+            format!(
+                "empty image size {}x{} (dimensions 1 and 2)",
+                shape[1], shape[2]
+            ),
         ));
     }
     let scale = 1.0 / 255.0;

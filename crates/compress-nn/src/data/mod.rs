@@ -1,6 +1,7 @@
 //! Data sets: the embedded UCI digits and MNIST IDX files.
 
 mod digits;
+pub mod fuzzing;
 pub mod mnist;
 
 pub use digits::{DIGITS_CSV, digits, digits_all, parse_digits};
