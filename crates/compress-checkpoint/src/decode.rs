@@ -11,7 +11,10 @@ use std::borrow::Cow;
 use compress_quant::huffman::HuffmanCode;
 use compress_quant::pack::{packed_len, unpack_bits};
 use compress_quant::{ClusterGranularity, ClusteredTensor, IntScheme, QTensor, QuantScheme};
-use ndarray::ArrayView2;
+mod blocks;
+
+use blocks::Factors;
+pub use blocks::decode_blocks;
 
 use crate::format::{Encoding, GranularityName, SchemeName, TensorMeta};
 use crate::reader::{Dtype, SafetensorsFile, bytes_to_f32};
@@ -357,32 +360,10 @@ pub fn decode(meta: &TensorMeta, src: &mut dyn PartSource) -> Result<Vec<f32>, S
             Ok(out)
         }
         Encoding::Lowrank { rank, u, v } => {
-            if shape.len() < 2 || *rank == 0 {
-                return Err("low-rank tensors need >= 2 dimensions and rank >= 1".into());
-            }
-            let (m, cols) = (shape[0], n / shape[0]);
-            let factors = m
-                .checked_add(cols)
-                .and_then(|s| s.checked_mul(*rank))
-                .ok_or_else(|| format!("rank {rank} overflows"))?;
-            if factors >= n {
-                // The writer only stores factors smaller than the tensor; anything else is a
-                // tampered file expanding tiny parts into a huge output.
-                return Err(format!(
-                    "rank {rank} factors of {m} x {cols} ({factors} values) are not smaller than the tensor ({n} values)"
-                ));
-            }
-            Vec::<f32>::new()
-                .try_reserve_exact(n)
-                .map_err(|_| format!("cannot allocate {n} values for the decoded tensor"))?;
-            let up = fetch(src, u, &FLOATS, &[m, *rank])?;
-            let uf = bytes_to_f32(&up.bytes, up.dtype);
-            let vp = fetch(src, v, &FLOATS, &[*rank, cols])?;
-            let vf = bytes_to_f32(&vp.bytes, vp.dtype);
-            let ua = ArrayView2::from_shape((m, *rank), &uf).map_err(|e| e.to_string())?;
-            let va = ArrayView2::from_shape((*rank, cols), &vf).map_err(|e| e.to_string())?;
-            let prod = ua.dot(&va);
-            Ok(prod.into_iter().collect())
+            let f = Factors::fetch(shape, *rank, u, v, src)?;
+            let mut out = zeroed_buf(n)?;
+            f.rows_into(0, f.rows(), &mut out)?;
+            Ok(out)
         }
     }
 }

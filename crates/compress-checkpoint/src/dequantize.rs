@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
-use crate::decode::decode;
+use crate::decode::decode_blocks;
 use crate::error::{CheckpointError, Result};
 use crate::format::{TensorMeta, encode_values, tensor_metas};
 use crate::pipeline::{Progress, Summary, TensorReport, Totals, WriteOptions};
@@ -38,6 +38,75 @@ fn owners(
         }
     }
     Ok(owner)
+}
+
+/// Values per block when a tensor is decoded into the output.
+const BLOCK: usize = 1 << 20;
+
+/// Decodes compressed tensor `name` of `f` into `w` as `dtype`, block by block (a low-rank
+/// tensor is never dense in memory as a whole), checking every value finite; returns the
+/// bytes written. On error the half-written output is discarded with the writer.
+fn restore(
+    f: &mut SafetensorsFile,
+    w: &mut ShardWriter,
+    name: &str,
+    meta: &TensorMeta,
+    dtype: Dtype,
+) -> Result<u64> {
+    let path = f.path().to_path_buf();
+    let field = format!("tensor `{name}`");
+    let numel = meta
+        .shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .filter(|&n| n > 0)
+        .ok_or_else(|| {
+            CheckpointError::format(
+                &path,
+                &field,
+                format!("shape {:?} is empty or overflows", meta.shape),
+            )
+        })?;
+    let len = numel
+        .checked_mul(dtype.size())
+        .ok_or_else(|| CheckpointError::format(&path, &field, "byte size overflows"))?
+        as u64;
+    let mut at = 0usize;
+    let mut failure: Option<CheckpointError> = None;
+    let mut started = false;
+    let decoded = decode_blocks(meta, f, BLOCK, &mut |block| {
+        if let Some(i) = block.iter().position(|v| !v.is_finite()) {
+            return Err(format!(
+                "decodes to the non-finite value {} at flat index {} (corrupt scales, codebook or factors)",
+                block[i],
+                at + i
+            ));
+        }
+        let r = if started {
+            Ok(())
+        } else {
+            started = true;
+            w.begin(name, dtype.name(), &meta.shape, len)
+        };
+        if let Err(e) = r.and_then(|()| w.append(&encode_values(block, dtype))) {
+            failure = Some(e);
+            return Err(String::new());
+        }
+        at += block.len();
+        Ok(())
+    });
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    decoded.map_err(|r| CheckpointError::format(&path, &field, r))?;
+    if at != numel {
+        return Err(CheckpointError::format(
+            &path,
+            &field,
+            format!("decodes to {at} values, the shape holds {numel}"),
+        ));
+    }
+    Ok(len)
 }
 
 /// Restores the compressed checkpoint `input` (a file or a shard index) into `output`,
@@ -89,24 +158,9 @@ pub fn dequantize_checkpoint(
                     continue;
                 }
                 let meta = &metas[name];
-                let values = decode(meta, f).map_err(|r| {
-                    CheckpointError::format(f.path(), format!("tensor `{name}`"), r)
-                })?;
-                if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-                    return Err(CheckpointError::format(
-                        f.path(),
-                        format!("tensor `{name}`"),
-                        format!(
-                            "decodes to the non-finite value {} at flat index {i} (corrupt scales, codebook or factors)",
-                            values[i]
-                        ),
-                    ));
-                }
                 let dtype =
                     force.unwrap_or_else(|| Dtype::parse(&meta.dtype).unwrap_or(Dtype::F32));
-                let bytes = encode_values(&values, dtype);
-                drop(values);
-                w.add(name, dtype.name(), &meta.shape, &bytes)?;
+                let bytes_out = restore(f, &mut w, name, meta, dtype)?;
                 let parts_in: u64 = meta
                     .encoding
                     .parts()
@@ -120,12 +174,12 @@ pub fn dequantize_checkpoint(
                     shape: meta.shape.clone(),
                     action: format!("restored ({})", meta.encoding.label()),
                     bytes_in: parts_in,
-                    bytes_out: bytes.len() as u64,
+                    bytes_out,
                     error: None,
                     extra: serde_json::Map::new(),
                 });
                 totals.transformed += 1;
-                totals.bytes_out += bytes.len() as u64;
+                totals.bytes_out += bytes_out;
                 continue;
             }
             let (dtype, converted) = match force {

@@ -11,7 +11,7 @@ use std::path::Path;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::decode::{Part, decode};
+use crate::decode::{Part, decode_blocks};
 use crate::error::{CheckpointError, Result};
 use crate::format::{
     COMMAND_KEY, Encoding, FORMAT_KEY, FORMAT_VERSION, TENSOR_KEY_PREFIX, TensorMeta,
@@ -438,16 +438,7 @@ fn encode_one(
                 shape: t.shape.clone(),
                 encoding,
             };
-            let back = decode(&meta, &mut parts.as_slice()).map_err(|e| {
-                CheckpointError::tensor(
-                    &t.name,
-                    &t.shape,
-                    format!("encoded data does not decode: {e}"),
-                )
-            })?;
-            check_finite(t, &back, "decoded output value")?;
-            let sums = ErrSums::of(&values, &back);
-            drop(back);
+            let sums = measure_decoded(t, &meta, &parts, &values)?;
             let mut bytes_out = 0;
             for p in &parts {
                 w.add(&p.name, p.dtype.name(), &p.shape, &p.bytes)?;
@@ -500,6 +491,48 @@ fn finish_totals(totals: &mut Totals, reports: &[TensorReport], all: &ErrSums) {
     }
 }
 
+/// Values per block when the just-encoded parts are decoded again to measure their error.
+const CHECK_BLOCK: usize = 1 << 20;
+
+/// Decodes `parts` block by block (see [`decode_blocks`]), checking every value finite and
+/// summing its error against `values`, so a low-rank tensor is never dense in memory twice.
+fn measure_decoded(
+    t: &TensorInfo,
+    meta: &TensorMeta,
+    parts: &[Part],
+    values: &[f32],
+) -> Result<ErrSums> {
+    let mut sums = ErrSums::default();
+    let mut at = 0usize;
+    let mut bad: Option<CheckpointError> = None;
+    let decoded = decode_blocks(meta, &mut { parts }, CHECK_BLOCK, &mut |block| {
+        let end = at + block.len();
+        let Some(reference) = values.get(at..end) else {
+            return Err(format!("decodes to more than {} values", values.len()));
+        };
+        if let Err(e) = check_finite_from(t, block, at, "decoded output value") {
+            bad = Some(e);
+            return Err(String::new());
+        }
+        sums.add(&ErrSums::of(reference, block));
+        at = end;
+        Ok(())
+    });
+    if let Some(e) = bad {
+        return Err(e);
+    }
+    decoded
+        .and_then(|()| {
+            if at == values.len() {
+                Ok(())
+            } else {
+                Err(format!("decodes to {at} of {} values", values.len()))
+            }
+        })
+        .map_err(|e| tensor_err(t, format!("encoded data does not decode: {e}")))?;
+    Ok(sums)
+}
+
 /// An error about one tensor (bad values or options that do not fit its shape).
 pub(crate) fn tensor_err(t: &TensorInfo, e: impl std::fmt::Display) -> CheckpointError {
     CheckpointError::tensor(&t.name, &t.shape, e)
@@ -512,13 +545,19 @@ pub(crate) fn tensor_err(t: &TensorInfo, e: impl std::fmt::Display) -> Checkpoin
 ///
 /// [`CheckpointError::Tensor`] naming the tensor, the value and its index.
 pub(crate) fn check_finite(t: &TensorInfo, values: &[f32], what: &str) -> Result<()> {
+    check_finite_from(t, values, 0, what)
+}
+
+/// As [`check_finite`] for a block of values starting at flat index `offset`.
+fn check_finite_from(t: &TensorInfo, values: &[f32], offset: usize, what: &str) -> Result<()> {
     match values.iter().position(|v| !v.is_finite()) {
         None => Ok(()),
         Some(i) => Err(tensor_err(
             t,
             format!(
-                "{what} {} at flat index {i} is not finite (the input's range overflows this encoding); nothing was written",
-                values[i]
+                "{what} {} at flat index {} is not finite (the input's range overflows this encoding); nothing was written",
+                values[i],
+                offset + i
             ),
         )),
     }

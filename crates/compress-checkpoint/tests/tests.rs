@@ -3,3 +3,4 @@
 mod bad_input;
 mod fuzz;
 mod model;
+mod streaming;

@@ -87,6 +87,11 @@ impl ClusterEncoder {
 }
 
 impl Encoder for ClusterEncoder {
+    /// Works from the f32 values alone: the stored bytes are never read a second time.
+    fn needs_raw(&self) -> bool {
+        false
+    }
+
     fn encode(&mut self, t: &TensorInfo, values: &[f32], _raw: &[u8]) -> Result<Outcome> {
         let view = ArrayViewD::from_shape(IxDyn(&t.shape), values).map_err(|e| tensor_err(t, e))?;
         let c = cluster_tensor(&view, &self.config).map_err(|e| tensor_err(t, e))?;

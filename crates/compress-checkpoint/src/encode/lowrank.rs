@@ -68,6 +68,11 @@ impl LowrankEncoder {
 }
 
 impl Encoder for LowrankEncoder {
+    /// Works from the f32 values alone: the stored bytes are never read a second time.
+    fn needs_raw(&self) -> bool {
+        false
+    }
+
     fn encode(&mut self, t: &TensorInfo, values: &[f32], _raw: &[u8]) -> Result<Outcome> {
         let m = t.shape[0];
         let cols = values.len() / m;
