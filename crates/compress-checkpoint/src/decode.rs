@@ -13,8 +13,8 @@ use compress_quant::pack::{packed_len, unpack_bits};
 use compress_quant::{ClusterGranularity, ClusteredTensor, IntScheme, QTensor, QuantScheme};
 mod blocks;
 
-use blocks::Factors;
 pub use blocks::decode_blocks;
+use blocks::{Factors, KeptRows};
 
 use crate::format::{Encoding, GranularityName, SchemeName, TensorMeta};
 use crate::reader::{Dtype, SafetensorsFile, bytes_to_f32};
@@ -330,33 +330,9 @@ pub fn decode(meta: &TensorMeta, src: &mut dyn PartSource) -> Result<Vec<f32>, S
             Ok(out)
         }
         Encoding::Rows { rows, values } => {
-            let Some(&rows0) = shape.first() else {
-                return Err("row pruning needs at least one dimension (shape is [])".into());
-            };
-            let r = src.part(rows)?;
-            if r.dtype != U32 || r.shape.len() != 1 {
-                return Err(format!("part `{rows}` must be a 1-D U32 tensor"));
-            }
-            let idx: Vec<usize> = r
-                .bytes
-                .chunks_exact(4)
-                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as usize)
-                .collect();
-            if idx.windows(2).any(|w| w[0] >= w[1]) || idx.last().is_some_and(|&l| l >= rows0) {
-                return Err(format!(
-                    "part `{rows}` is not strictly increasing below {rows0}"
-                ));
-            }
-            let inner = n / rows0;
-            let mut vshape = shape.clone();
-            vshape[0] = idx.len();
-            let v = fetch(src, values, &FLOATS, &vshape)?;
-            let vals = bytes_to_f32(&v.bytes, v.dtype);
+            let k = KeptRows::fetch(shape, rows, values, src)?;
             let mut out = zeroed_buf(n)?;
-            for (k, &row) in idx.iter().enumerate() {
-                out[row * inner..(row + 1) * inner]
-                    .copy_from_slice(&vals[k * inner..(k + 1) * inner]);
-            }
+            k.rows_into(0, k.rows(), &mut out);
             Ok(out)
         }
         Encoding::Lowrank { rank, u, v } => {

@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::decode::decode_blocks;
 use crate::error::CheckpointError;
 use crate::format::{FORMAT_KEY, TENSOR_KEY_PREFIX, tensor_metas};
 use crate::writer::{ShardWriter, commit, f32_bytes, u32_bytes};
@@ -122,6 +123,35 @@ pub fn shard_index(dir: &Path, bytes: &[u8]) -> Result<(), Violation> {
     }
 }
 
+/// Described tensors above this many values (256 MiB as f32) are not restored to a file by
+/// [`tensor_description`]: only their first block is decoded (a few stored rows may describe a
+/// huge tensor, which `dequantize` would write out in full, as asked).
+const LARGE: usize = 1 << 26;
+
+/// Decodes the first block of a large described tensor: memory must stay at the parts plus
+/// one block (the fuzzer's `-malloc_limit_mb` catches anything else), errors must name a field.
+fn first_block_only(p: &Path, meta: &crate::format::TensorMeta) -> Result<(), Violation> {
+    let mut f = SafetensorsFile::open(p).map_err(|e| e.to_string())?;
+    let block = 1 << 16;
+    let mut first = None;
+    let r = decode_blocks(meta, &mut f, block, &mut |b| {
+        first = Some(b.len());
+        Err("stop".into())
+    });
+    match (r, first) {
+        (Err(e), None) if !e.is_empty() => Ok(()),
+        (Err(_), Some(n)) => {
+            let cols = meta.shape.iter().skip(1).product::<usize>().max(1);
+            if n <= block.max(cols) {
+                Ok(())
+            } else {
+                Err(format!("first block of {n} values for blocks of {block}"))
+            }
+        }
+        (r, _) => Err(format!("a large tensor was decoded whole: {r:?}")),
+    }
+}
+
 /// The parts stored beside a fuzzed description: one small tensor for every part name the
 /// encodings use, so any description can find parts to decode (or to be refused over).
 fn parts() -> Vec<(&'static str, &'static str, Vec<usize>, Vec<u8>)> {
@@ -170,7 +200,8 @@ fn parts() -> Vec<(&'static str, &'static str, Vec<usize>, Vec<u8>)> {
 /// `netcompress.format = version`, `netcompress.tensor.w = description`, checks the
 /// description parser, then dequantizes the file to `dir/d.safetensors`. Errors must name
 /// the file and the field and leave no output; an accepted file must restore `w` with the
-/// described shape.
+/// described shape. A description of more than 2^26 values is decoded only up to its first
+/// block, which must stay one block.
 ///
 /// # Errors
 ///
@@ -204,6 +235,15 @@ pub fn tensor_description(dir: &Path, version: &str, description: &str) -> Resul
     w.set_metadata(FORMAT_KEY, version);
     w.set_metadata(format!("{TENSOR_KEY_PREFIX}w"), description);
     commit(vec![w.assemble().map_err(|e| e.to_string())?]).map_err(|e| e.to_string())?;
+    let described = tensor_metas(&md).ok().and_then(|m| m.get("w").cloned());
+    if let Some(meta) = described.filter(|m| {
+        m.shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .is_some_and(|n| n > LARGE)
+    }) {
+        return first_block_only(&p, &meta);
+    }
     match dequantize_file(&p, &out) {
         Ok(_) => {
             let meta = &tensor_metas(&md).map_err(|e| e.1)?["w"];

@@ -91,3 +91,13 @@ proptest! {
         prop_assert_eq!(fuzzing::tensor_description(&dir.0, version, &text), Ok(()));
     }
 }
+
+/// Found by the `tensor_description` fuzz target: two stored rows describing a [1e8, 2] tensor
+/// made `dequantize` allocate the whole 800 MB dense tensor. Row-pruned (and low-rank) tensors
+/// are now decoded block by block.
+#[test]
+fn a_few_kept_rows_of_a_huge_shape_decode_in_blocks() {
+    let dir = Dir::new("fuzz-rows-bomb");
+    let text = r#"{"dtype":"F32","shape":[100000000,2],"encoding":"rows","rows":"w.__rows","values":"w.__kept"}"#;
+    assert_eq!(fuzzing::tensor_description(&dir.0, "1", text), Ok(()));
+}

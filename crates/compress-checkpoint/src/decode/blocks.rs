@@ -1,9 +1,10 @@
 //! Decoding in blocks of rows, so a tensor whose decoded size dwarfs its parts (low rank:
-//! `u @ v`) never needs its whole dense form in memory at once.
+//! `u @ v`; row pruning: a few kept rows of a tall tensor) never needs its whole dense form in
+//! memory at once.
 
 use ndarray::{ArrayView2, ArrayViewMut2, linalg::general_mat_mul};
 
-use super::{FLOATS, PartSource, decode, fetch, numel};
+use super::{FLOATS, PartSource, U32, decode, fetch, numel};
 use crate::format::{Encoding, TensorMeta};
 use crate::reader::bytes_to_f32;
 
@@ -80,12 +81,86 @@ impl Factors {
     }
 }
 
+/// Checked kept rows of a row-pruned tensor: every other row is zero.
+pub(super) struct KeptRows {
+    rows0: usize,
+    inner: usize,
+    idx: Vec<usize>,
+    vals: Vec<f32>,
+}
+
+impl KeptRows {
+    /// Fetches and checks the kept row indices and their values for `shape`.
+    pub(super) fn fetch(
+        shape: &[usize],
+        rows: &str,
+        values: &str,
+        src: &mut dyn PartSource,
+    ) -> Result<Self, String> {
+        let n = numel(shape)?;
+        let Some(&rows0) = shape.first() else {
+            return Err("row pruning needs at least one dimension (shape is [])".into());
+        };
+        let r = src.part(rows)?;
+        if r.dtype != U32 || r.shape.len() != 1 {
+            return Err(format!("part `{rows}` must be a 1-D U32 tensor"));
+        }
+        let idx: Vec<usize> = r
+            .bytes
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as usize)
+            .collect();
+        if idx.windows(2).any(|w| w[0] >= w[1]) || idx.last().is_some_and(|&l| l >= rows0) {
+            return Err(format!(
+                "part `{rows}` is not strictly increasing below {rows0}"
+            ));
+        }
+        let inner = n / rows0;
+        let mut vshape = shape.to_vec();
+        vshape[0] = idx.len();
+        let v = fetch(src, values, &FLOATS, &vshape)?;
+        let vals = bytes_to_f32(&v.bytes, v.dtype);
+        Ok(Self {
+            rows0,
+            inner,
+            idx,
+            vals,
+        })
+    }
+
+    /// Rows `r0..r1` into `out` (`(r1 - r0) * inner` values): kept rows copied, others zero.
+    pub(super) fn rows_into(&self, r0: usize, r1: usize, out: &mut [f32]) {
+        out.fill(0.0);
+        let first = self.idx.partition_point(|&r| r < r0);
+        for (k, &row) in self.idx.iter().enumerate().skip(first) {
+            if row >= r1 {
+                break;
+            }
+            let o = (row - r0) * self.inner;
+            out[o..o + self.inner]
+                .copy_from_slice(&self.vals[k * self.inner..(k + 1) * self.inner]);
+        }
+    }
+
+    /// Rows of the tensor.
+    pub(super) fn rows(&self) -> usize {
+        self.rows0
+    }
+}
+
+/// A tensor computed row block by row block.
+enum Rowwise {
+    Lowrank(Factors),
+    Kept(KeptRows),
+}
+
 /// Decodes the tensor described by `meta` in blocks of whole rows (of axis 0) holding at most
 /// `block_values` values (at least one row), handing each block to `sink` in order.
 ///
-/// Low-rank tensors are computed block by block from their factors, so memory stays at the
-/// factors plus one block; other encodings (whose parts are already about the size of the
-/// tensor or a fixed fraction of it) are decoded whole and handed over in one call. The
+/// Low-rank and row-pruned tensors are computed block by block from their parts, so memory
+/// stays at the parts plus one block however large the described shape; other encodings
+/// (whose parts are a fixed fraction of the tensor: at least one bit per element) are decoded
+/// whole and handed over in one call. The
 /// concatenated blocks equal [`decode`]'s output.
 ///
 /// # Errors
@@ -97,17 +172,32 @@ pub fn decode_blocks(
     block_values: usize,
     sink: &mut dyn FnMut(&[f32]) -> Result<(), String>,
 ) -> Result<(), String> {
-    let Encoding::Lowrank { rank, u, v } = &meta.encoding else {
-        return sink(&decode(meta, src)?);
+    let src = match &meta.encoding {
+        Encoding::Lowrank { rank, u, v } => {
+            Rowwise::Lowrank(Factors::fetch(&meta.shape, *rank, u, v, src)?)
+        }
+        Encoding::Rows { rows, values } => {
+            Rowwise::Kept(KeptRows::fetch(&meta.shape, rows, values, src)?)
+        }
+        _ => return sink(&decode(meta, src)?),
     };
-    let f = Factors::fetch(&meta.shape, *rank, u, v, src)?;
-    let step = (block_values / f.cols().max(1)).clamp(1, f.rows());
-    let mut buf = vec![0.0f32; step * f.cols()];
+    let (rows, cols) = match &src {
+        Rowwise::Lowrank(f) => (f.rows(), f.cols()),
+        Rowwise::Kept(k) => (k.rows(), k.inner),
+    };
+    let step = (block_values / cols.max(1)).clamp(1, rows);
+    let mut buf = Vec::new();
+    buf.try_reserve_exact(step * cols)
+        .map_err(|_| format!("cannot allocate a block of {step} rows of {cols} values"))?;
+    buf.resize(step * cols, 0.0);
     let mut r0 = 0;
-    while r0 < f.rows() {
-        let r1 = (r0 + step).min(f.rows());
-        let out = &mut buf[..(r1 - r0) * f.cols()];
-        f.rows_into(r0, r1, out)?;
+    while r0 < rows {
+        let r1 = (r0 + step).min(rows);
+        let out = &mut buf[..(r1 - r0) * cols];
+        match &src {
+            Rowwise::Lowrank(f) => f.rows_into(r0, r1, out)?,
+            Rowwise::Kept(k) => k.rows_into(r0, r1, out),
+        }
         sink(out)?;
         r0 = r1;
     }
