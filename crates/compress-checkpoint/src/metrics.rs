@@ -94,13 +94,8 @@ impl ErrSums {
         // Identity is decided by the largest difference, which cannot underflow to zero the
         // way a sum of squares of tiny differences can.
         let identical = self.max_abs == 0.0 && self.nonfinite == 0;
-        let sqnr_db = if identical || self.noise == 0.0 || self.nonfinite > 0 {
-            None
-        } else if self.signal == 0.0 {
-            Some(f64::NEG_INFINITY)
-        } else {
-            Some(10.0 * (self.signal / self.noise).log10())
-        };
+        let sqnr_db = (!identical && self.noise != 0.0 && self.nonfinite == 0)
+            .then(|| compress_core::sqnr_db_of_sums(self.signal, self.noise));
         let rel_error = if self.nonfinite > 0 {
             f64::INFINITY
         } else if self.signal > 0.0 {

@@ -129,3 +129,38 @@ impl<F: Float, D: Dimension> TensorExt<F> for ArrayRef<F, D> {
         }
     }
 }
+
+/// Signal-to-quantization-noise ratio in dB of a signal `x` and its approximation `y`:
+/// `10 log10(sum x^2 / sum (x - y)^2)`, summed in `f64`; `+inf` when `y == x` exactly,
+/// `-inf` for a zero signal with noise.
+///
+/// ```
+/// use compress_core::sqnr_db;
+/// let db = sqnr_db(&[1.0, -1.0], &[1.1, -0.9]);
+/// assert!((db - 20.0).abs() < 1e-3);
+/// assert_eq!(sqnr_db(&[1.0], &[1.0]), f64::INFINITY);
+/// ```
+///
+/// # Panics
+///
+/// If the slices differ in length.
+#[track_caller]
+pub fn sqnr_db(x: &[f32], y: &[f32]) -> f64 {
+    assert_eq!(x.len(), y.len(), "sqnr_db: lengths differ");
+    let (mut signal, mut noise) = (0.0f64, 0.0f64);
+    for (&a, &b) in x.iter().zip(y) {
+        let (a, b) = (f64::from(a), f64::from(b));
+        signal += a * a;
+        noise += (a - b) * (a - b);
+    }
+    sqnr_db_of_sums(signal, noise)
+}
+
+/// [`sqnr_db`] from the sums already taken: `signal = sum x^2`, `noise = sum (x - y)^2`
+/// (sums that are accumulated in pieces, such as a streamed tensor's).
+pub fn sqnr_db_of_sums(signal: f64, noise: f64) -> f64 {
+    if noise == 0.0 {
+        return f64::INFINITY;
+    }
+    10.0 * (signal / noise).log10()
+}

@@ -3,8 +3,9 @@
 mod layout;
 mod params;
 
+pub use compress_core::sqnr_db;
 pub(crate) use layout::BlockLayout;
-pub use params::{qparams_from_range, sqnr_db};
+pub use params::qparams_from_range;
 
 use compress_core::{CoreError, Float};
 use half::{bf16, f16};

@@ -112,31 +112,3 @@ fn affine_cover(l: f32, h: f32, s: f32, qlo: i32, qhi: i32) -> (f32, i32) {
         (s, t.round_ties_even() as i32)
     }
 }
-
-/// Signal-to-quantization-noise ratio in dB: `10 log10(sum x^2 / sum (x - y)^2)`;
-/// `+inf` when `y == x` exactly, `-inf` for a zero signal with noise.
-///
-/// ```
-/// use compress_quant::sqnr_db;
-/// let db = sqnr_db(&[1.0, -1.0], &[1.1, -0.9]);
-/// assert!((db - 20.0).abs() < 1e-3);
-/// assert_eq!(sqnr_db(&[1.0], &[1.0]), f64::INFINITY);
-/// ```
-///
-/// # Panics
-///
-/// If the slices differ in length.
-#[track_caller]
-pub fn sqnr_db(x: &[f32], y: &[f32]) -> f64 {
-    assert_eq!(x.len(), y.len(), "sqnr_db: lengths differ");
-    let (mut sig, mut noise) = (0.0f64, 0.0f64);
-    for (&a, &b) in x.iter().zip(y) {
-        let (a, b) = (f64::from(a), f64::from(b));
-        sig += a * a;
-        noise += (a - b) * (a - b);
-    }
-    if noise == 0.0 {
-        return f64::INFINITY;
-    }
-    10.0 * (sig / noise).log10()
-}
