@@ -1,4 +1,5 @@
-//! Bit packing of small unsigned codes (1 to 8 bits each) into bytes.
+//! Bit packing of unsigned codes into bytes: 1 to 8 bits each ([`pack_bits`], `u8` codes)
+//! and up to 32 bits each ([`pack_bits_u32`], `u32` codes, e.g. cluster indices).
 //!
 //! The layout is a little-endian bit stream: value `i` occupies bits
 //! `i * bits .. (i + 1) * bits` of the stream, where bit `b` of the stream is bit `b % 8` of
@@ -66,25 +67,7 @@ pub fn pack_bits_into(values: &[u8], bits: u32, out: &mut [u8]) {
                 *o = byte;
             }
         }
-        _ => {
-            out.fill(0);
-            let mut acc: u32 = 0;
-            let mut nbits = 0u32;
-            let mut pos = 0usize;
-            for &v in values {
-                acc |= u32::from(v & mask) << nbits;
-                nbits += bits;
-                while nbits >= 8 {
-                    out[pos] = acc as u8;
-                    pos += 1;
-                    acc >>= 8;
-                    nbits -= 8;
-                }
-            }
-            if nbits > 0 {
-                out[pos] = acc as u8;
-            }
-        }
+        _ => write_stream(values.iter().map(|&v| u32::from(v & mask)), bits, out),
     }
 }
 
@@ -126,20 +109,127 @@ pub fn unpack_bits_into(packed: &[u8], bits: u32, out: &mut [u8]) {
             }
         }
         _ => {
-            let mut acc: u32 = 0;
-            let mut nbits = 0u32;
-            let mut bytes = packed.iter();
+            let mut codes = read_stream(packed, bits);
             for o in out.iter_mut() {
-                while nbits < bits {
-                    // Length checked above, so the stream never runs dry here.
-                    acc |= u32::from(*bytes.next().unwrap_or(&0)) << nbits;
-                    nbits += 8;
-                }
-                *o = (acc as u8) & mask;
-                acc >>= bits;
-                nbits -= bits;
+                *o = codes.next_code() as u8;
             }
         }
+    }
+}
+
+/// Packs `values` of up to 32 bits each (each `< 2^bits`; higher bits are ignored) into a
+/// new buffer, in the same bit-stream layout as [`pack_bits`] (which it uses for `bits <= 8`).
+///
+/// ```
+/// use compress_quant::pack::{pack_bits_u32, unpack_bits_u32};
+/// let codes = [1000u32, 4095, 0, 7];
+/// let packed = pack_bits_u32(&codes, 12);
+/// assert_eq!(packed.len(), 6);
+/// assert_eq!(unpack_bits_u32(&packed, 12, 4), codes);
+/// ```
+///
+/// # Panics
+///
+/// If `bits` is not in `1..=32`.
+#[track_caller]
+pub fn pack_bits_u32(values: &[u32], bits: u32) -> Vec<u8> {
+    assert!(
+        (1..=32).contains(&bits),
+        "bits must be in 1..=32, got {bits}"
+    );
+    if bits <= 8 {
+        let small: Vec<u8> = values.iter().map(|&v| v as u8).collect();
+        return pack_bits(&small, bits);
+    }
+    let mut out = vec![0u8; packed_len(values.len(), bits)];
+    let mask = low_mask(bits);
+    write_stream(values.iter().map(|&v| v & mask), bits, &mut out);
+    out
+}
+
+/// Unpacks `n` values of `bits` bits (up to 32) from `packed` (written by
+/// [`pack_bits_u32`]).
+///
+/// # Panics
+///
+/// If `bits` is not in `1..=32` or `packed` is shorter than [`packed_len`]`(n, bits)`.
+#[track_caller]
+pub fn unpack_bits_u32(packed: &[u8], bits: u32, n: usize) -> Vec<u32> {
+    assert!(
+        (1..=32).contains(&bits),
+        "bits must be in 1..=32, got {bits}"
+    );
+    if bits <= 8 {
+        return unpack_bits(packed, bits, n)
+            .into_iter()
+            .map(u32::from)
+            .collect();
+    }
+    assert!(
+        packed.len() >= packed_len(n, bits),
+        "packed buffer too short: {} bytes for {n} values of {bits} bits",
+        packed.len(),
+    );
+    let mut codes = read_stream(packed, bits);
+    (0..n).map(|_| codes.next_code()).collect()
+}
+
+/// `2^bits - 1` for `bits` in `1..=32`.
+fn low_mask(bits: u32) -> u32 {
+    (((1u64) << bits) - 1) as u32
+}
+
+/// Writes `codes` (already masked to `bits` bits, `bits <= 32`) as the little-endian bit
+/// stream into `out` (exactly [`packed_len`] bytes).
+fn write_stream(codes: impl Iterator<Item = u32>, bits: u32, out: &mut [u8]) {
+    out.fill(0);
+    let (mut acc, mut nbits, mut pos) = (0u64, 0u32, 0usize);
+    for v in codes {
+        acc |= u64::from(v) << nbits;
+        nbits += bits;
+        while nbits >= 8 {
+            out[pos] = acc as u8;
+            pos += 1;
+            acc >>= 8;
+            nbits -= 8;
+        }
+    }
+    if nbits > 0 {
+        out[pos] = acc as u8;
+    }
+}
+
+/// Reads codes of `bits` bits (`bits <= 32`) from a little-endian bit stream.
+struct StreamReader<'a> {
+    bytes: std::slice::Iter<'a, u8>,
+    acc: u64,
+    nbits: u32,
+    bits: u32,
+    mask: u64,
+}
+
+fn read_stream(packed: &[u8], bits: u32) -> StreamReader<'_> {
+    StreamReader {
+        bytes: packed.iter(),
+        acc: 0,
+        nbits: 0,
+        bits,
+        mask: u64::from(low_mask(bits)),
+    }
+}
+
+impl StreamReader<'_> {
+    /// The next code (zeros once the stream runs dry; callers check the length first).
+    #[inline]
+    fn next_code(&mut self) -> u32 {
+        while self.nbits < self.bits {
+            self.acc |= u64::from(*self.bytes.next().unwrap_or(&0)) << self.nbits;
+            self.nbits += 8;
+        }
+        let v = (self.acc & self.mask) as u32;
+        self.acc >>= self.bits;
+        self.nbits -= self.bits;
+        v
     }
 }
 
@@ -170,6 +260,26 @@ mod tests {
             let p = pack_bits(&v, bits);
             prop_assert_eq!(p.len(), packed_len(v.len(), bits));
             prop_assert_eq!(unpack_bits(&p, bits, v.len()), v);
+        }
+
+        #[test]
+        fn u32_round_trip_and_layout(values in prop::collection::vec(any::<u32>(), 0..100), bits in 1u32..=32) {
+            let mask = ((1u64 << bits) - 1) as u32;
+            let v: Vec<u32> = values.iter().map(|x| x & mask).collect();
+            let p = pack_bits_u32(&v, bits);
+            prop_assert_eq!(p.len(), packed_len(v.len(), bits));
+            prop_assert_eq!(unpack_bits_u32(&p, bits, v.len()), v.clone());
+            // The same stream as bit-by-bit packing (value i at bits i*bits.., LSB first).
+            let mut expect = vec![0u8; p.len()];
+            for (i, &x) in v.iter().enumerate() {
+                for b in 0..bits as usize {
+                    if (x >> b) & 1 == 1 {
+                        let bit = i * bits as usize + b;
+                        expect[bit / 8] |= 1 << (bit % 8);
+                    }
+                }
+            }
+            prop_assert_eq!(p, expect);
         }
 
         #[test]

@@ -1,10 +1,10 @@
 //! Cluster indices packed at `bits` bits each (1..=16), in the little-endian bit-stream layout
-//! of [`crate::pack`] (which does the work for widths up to 8).
+//! of [`crate::pack`] (which does the work).
 
 use compress_core::CoreError;
 
 use crate::QuantError;
-use crate::pack::{pack_bits, packed_len, unpack_bits};
+use crate::pack::{pack_bits_u32, unpack_bits_u32};
 
 /// `len` unsigned indices of `bits` bits each, packed into exactly
 /// `ceil(len * bits / 8)` bytes.
@@ -47,31 +47,10 @@ impl PackedIndices {
             )
             .into());
         }
-        let data = if bits <= 8 {
-            let small: Vec<u8> = indices.iter().map(|&v| v as u8).collect();
-            pack_bits(&small, bits)
-        } else {
-            let mut out = vec![0u8; packed_len(indices.len(), bits)];
-            let (mut acc, mut nbits, mut pos) = (0u64, 0u32, 0usize);
-            for &v in indices {
-                acc |= u64::from(v) << nbits;
-                nbits += bits;
-                while nbits >= 8 {
-                    out[pos] = acc as u8;
-                    pos += 1;
-                    acc >>= 8;
-                    nbits -= 8;
-                }
-            }
-            if nbits > 0 {
-                out[pos] = acc as u8;
-            }
-            out
-        };
         Ok(Self {
             bits,
             len: indices.len(),
-            data,
+            data: pack_bits_u32(indices, bits),
         })
     }
 
@@ -120,26 +99,6 @@ impl PackedIndices {
 
     /// All indices.
     pub fn unpack(&self) -> Vec<u32> {
-        if self.bits <= 8 {
-            return unpack_bits(&self.data, self.bits, self.len)
-                .into_iter()
-                .map(u32::from)
-                .collect();
-        }
-        let mask = (1u64 << self.bits) - 1;
-        let (mut acc, mut nbits) = (0u64, 0u32);
-        let mut bytes = self.data.iter();
-        (0..self.len)
-            .map(|_| {
-                while nbits < self.bits {
-                    acc |= u64::from(*bytes.next().unwrap_or(&0)) << nbits;
-                    nbits += 8;
-                }
-                let v = (acc & mask) as u32;
-                acc >>= self.bits;
-                nbits -= self.bits;
-                v
-            })
-            .collect()
+        unpack_bits_u32(&self.data, self.bits, self.len)
     }
 }
