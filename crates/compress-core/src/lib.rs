@@ -10,6 +10,8 @@
 //!   Hessian and per-channel statistics the calibrated techniques read).
 //! - [`surgery`]: reaching and replacing layers by path in any model, and the coupling
 //!   groups a model declares for structured shrinking.
+//! - [`softmax`]: softmax of logits over a temperature and the KL divergence between two
+//!   softened distributions; [`sqnr_db`]: signal-to-quantization-noise ratio.
 //! - [`ModelStats`], [`Precision`]: parameters, non-zeros, sparsity and bytes.
 //! - [`CoreError`], [`Result`]: structured errors naming the path and the values.
 //!
@@ -46,6 +48,7 @@ mod param;
 mod param_view;
 mod parametrize;
 mod path;
+pub mod softmax;
 mod stats;
 pub mod surgery;
 mod tensor;
@@ -140,4 +143,4 @@ pub use parametrize::{CloneParametrization, Parametrization};
 pub use path::{ParamFilter, ParamPath, glob_is_valid, glob_match};
 pub use stats::{ModelStats, Precision};
 pub use surgery::{Coupled, CouplingGroup, CouplingRole, LayerSlot, Walk};
-pub use tensor::{Float, TensorExt};
+pub use tensor::{Float, TensorExt, sqnr_db, sqnr_db_of_sums};

@@ -4,8 +4,8 @@ use compress_core::{CoreError, Float};
 use ndarray::{Array2, ArrayRef, Ix2};
 
 use crate::Result;
-use crate::kernels::RowSoftmax;
 use crate::softmax::{check_labels, check_pair, check_temperature, check_weight};
+use compress_core::softmax::RowSoftmax;
 
 /// Hyperparameters of decoupled KD:
 /// `ce_weight * CE + T^2 * (alpha * TCKD + beta * NCKD)`.

@@ -11,8 +11,8 @@ use compress_core::{Float, TensorExt};
 use ndarray::{Array2, ArrayRef, Axis, Ix2};
 
 use crate::Result;
-use crate::kernels::RowSoftmax;
 use crate::softmax::{check_pair, check_temperature};
+use compress_core::softmax::RowSoftmax;
 
 /// Norms below this are clamped (as PyTorch's `cosine_similarity` `eps`), so a zero
 /// embedding gives a finite loss and gradient.

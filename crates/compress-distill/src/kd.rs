@@ -4,8 +4,8 @@ use compress_core::{Float, concrete};
 use ndarray::{Array2, ArrayRef, Ix2};
 
 use crate::Result;
-use crate::kernels::{RowSoftmax, kl_row};
 use crate::softmax::{check_labels, check_pair, check_temperature, check_unit};
+use compress_core::softmax::{RowSoftmax, kl_row};
 
 /// Hyperparameters of the Hinton KD loss
 /// `alpha * T^2 * KL(p_T || q_T) + (1 - alpha) * CE(labels, q_1)`.

@@ -39,7 +39,6 @@ mod embedding;
 mod error;
 mod feature;
 mod kd;
-mod kernels;
 mod sequence;
 mod softmax;
 

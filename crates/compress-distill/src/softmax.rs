@@ -1,22 +1,19 @@
-//! Temperature softmax, soft targets and the KL divergence between softened distributions.
+//! Temperature softmax, soft targets and the KL divergence between softened distributions,
+//! with distillation's error type (the computation is [`compress_core::softmax`]'s).
 //!
 //! Every function works on `[N, C]` logits (a batch of `N` rows over `C` classes), for `f32`
 //! and `f64`, and is stable for any finite logits: the row maximum is subtracted before
 //! exponentiating, so logits of `1e4` and `-1e4` give exact probabilities of `1` and `0`
 //! rather than `inf / inf`.
 
-use compress_core::{CoreError, Float, TensorExt};
+use compress_core::{CoreError, Float, softmax};
 use ndarray::{Array2, ArrayRef, Ix2};
 
-use crate::kernels::{RowSoftmax, kl_row};
 use crate::{DistillError, Result};
 
 /// Checks that a temperature is finite and strictly positive.
 pub(crate) fn check_temperature(name: &str, t: f64) -> Result<()> {
-    if !(t.is_finite() && t > 0.0) {
-        return Err(CoreError::config(name, format!("must be finite and > 0, got {t}")).into());
-    }
-    Ok(())
+    Ok(softmax::check_temperature(name, t)?)
 }
 
 /// Checks that a weight lies in `[0, 1]`.
@@ -41,14 +38,7 @@ pub(crate) fn check_pair<F: Float>(
     teacher: &ArrayRef<F, Ix2>,
     what: &str,
 ) -> Result<()> {
-    if student.shape() != teacher.shape() {
-        return Err(
-            CoreError::shape(format!("teacher {what}"), student.shape(), teacher.shape()).into(),
-        );
-    }
-    student.check_finite(&format!("student {what}"))?;
-    teacher.check_finite(&format!("teacher {what}"))?;
-    Ok(())
+    Ok(softmax::check_pair(student, teacher, what)?)
 }
 
 /// Checks `labels` against `[N, C]` logits.
@@ -66,29 +56,7 @@ pub(crate) fn check_labels(rows: usize, classes: usize, labels: &[usize]) -> Res
     Ok(())
 }
 
-fn map_rows<F: Float>(logits: &ArrayRef<F, Ix2>, temperature: F, log: bool) -> Result<Array2<F>> {
-    check_temperature("temperature", temperature.as_f64())?;
-    logits.check_finite("logits")?;
-    let inv_t = F::one() / temperature;
-    let (n, c) = logits.dim();
-    let mut out = Array2::zeros((n, c));
-    let mut sm = RowSoftmax::new(c);
-    let mut tmp = vec![F::zero(); c];
-    for (src, mut dst) in logits.rows().into_iter().zip(out.rows_mut()) {
-        sm.compute(src.iter(), inv_t);
-        if log {
-            sm.write_logp(&mut tmp);
-        } else {
-            sm.write_p(&mut tmp);
-        }
-        for (d, &v) in dst.iter_mut().zip(&tmp) {
-            *d = v;
-        }
-    }
-    Ok(out)
-}
-
-/// Row-wise `log softmax(logits / T)`.
+/// Row-wise `log softmax(logits / T)` ([`compress_core::softmax::log_softmax_with_temperature`]).
 ///
 /// # Errors
 ///
@@ -106,11 +74,11 @@ pub fn log_softmax_with_temperature<F: Float>(
     logits: &ArrayRef<F, Ix2>,
     temperature: F,
 ) -> Result<Array2<F>> {
-    map_rows(logits, temperature, true)
+    Ok(softmax::log_softmax_with_temperature(logits, temperature)?)
 }
 
-/// Row-wise `softmax(logits / T)`: each row sums to 1; a higher `T` gives a softer
-/// distribution.
+/// Row-wise `softmax(logits / T)` ([`compress_core::softmax::softmax_with_temperature`]):
+/// each row sums to 1; a higher `T` gives a softer distribution.
 ///
 /// # Errors
 ///
@@ -129,7 +97,7 @@ pub fn softmax_with_temperature<F: Float>(
     logits: &ArrayRef<F, Ix2>,
     temperature: F,
 ) -> Result<Array2<F>> {
-    map_rows(logits, temperature, false)
+    Ok(softmax::softmax_with_temperature(logits, temperature)?)
 }
 
 /// The teacher's soft targets `p_T = softmax(teacher_logits / T)` (Hinton et al. 2015).
@@ -145,19 +113,12 @@ pub fn soft_targets<F: Float>(
 }
 
 /// `KL(p_T || q_T)` between the teacher's and the student's softened distributions,
-/// summed over classes and averaged over the batch (PyTorch's `reduction="batchmean"`,
-/// not `"mean"`, which would also divide by the number of classes), and its gradient
-/// with respect to the **student** logits: `(q_T - p_T) / (T * N)`.
-///
-/// `p_T = softmax(teacher / T)`, `q_T = softmax(student / T)`. The result is `0` exactly
-/// when each student row equals the teacher row up to a constant shift (up to rounding).
-/// An empty batch gives `0`.
+/// batch mean, and its gradient with respect to the **student** logits,
+/// `(q_T - p_T) / (T * N)`: [`compress_core::softmax::kl_div`] with distillation's error type.
 ///
 /// # Errors
 ///
-/// [`CoreError::ShapeMismatch`] when the shapes differ, [`CoreError::InvalidConfig`] for a
-/// temperature that is not finite and positive, [`CoreError::NonFinite`] for NaN or
-/// infinite logits.
+/// As [`compress_core::softmax::kl_div`].
 ///
 /// ```
 /// use compress_distill::kl_div;
@@ -173,29 +134,5 @@ pub fn kl_div<F: Float>(
     teacher: &ArrayRef<F, Ix2>,
     temperature: F,
 ) -> Result<(F, Array2<F>)> {
-    check_temperature("temperature", temperature.as_f64())?;
-    check_pair(student, teacher, "logits")?;
-    let (n, c) = student.dim();
-    let mut grad = Array2::zeros((n, c));
-    if n == 0 {
-        return Ok((F::zero(), grad));
-    }
-    let inv_t = F::one() / temperature;
-    let scale = inv_t / F::lit(n as f64);
-    let (mut ss, mut ts) = (RowSoftmax::new(c), RowSoftmax::new(c));
-    let mut total = F::zero();
-    for ((srow, trow), mut g) in student
-        .rows()
-        .into_iter()
-        .zip(teacher.rows())
-        .zip(grad.rows_mut())
-    {
-        ss.compute(srow.iter(), inv_t);
-        ts.compute(trow.iter(), inv_t);
-        total += kl_row(&ts, &ss);
-        for (j, gv) in g.iter_mut().enumerate() {
-            *gv = (ss.p(j) - ts.p(j)) * scale;
-        }
-    }
-    Ok((total / F::lit(n as f64), grad))
+    Ok(softmax::kl_div(student, teacher, temperature)?)
 }

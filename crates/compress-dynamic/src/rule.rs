@@ -1,7 +1,6 @@
 //! Exit rules (confidence scores) and the distillation loss used to train exits.
 
-use compress_core::{CoreError, Float};
-use compress_nn::loss::{log_softmax, softmax};
+use compress_core::{CoreError, Float, softmax};
 use ndarray::{Array2, ArrayRef, Ix2};
 
 use crate::Result;
@@ -240,12 +239,13 @@ fn top2_step<F: Float>(v: F, m1: &mut F, m2: &mut F, finite: &mut bool) {
 
 /// Hinton's distillation loss with its gradient with respect to the student logits:
 /// `T^2 * mean_i KL(softmax(t_i / T) || softmax(s_i / T))`, gradient
-/// `T * (softmax(s / T) - softmax(t / T)) / N`. The teacher is treated as a constant.
+/// `T * (softmax(s / T) - softmax(t / T)) / N`. The teacher is treated as a constant; the
+/// KL divergence is [`compress_core::softmax::kl_div`]'s.
 ///
 /// # Errors
 ///
-/// A shape mismatch when the two logit arrays differ, and an invalid temperature
-/// (not finite and positive).
+/// A shape mismatch when the two logit arrays differ, an invalid temperature (not finite
+/// and positive), non-finite logits.
 ///
 /// ```
 /// use compress_dynamic::distill_loss;
@@ -259,37 +259,11 @@ pub fn distill_loss<F: Float>(
     teacher: &ArrayRef<F, Ix2>,
     temperature: f64,
 ) -> Result<(F, Array2<F>)> {
-    if student.shape() != teacher.shape() {
-        return Err(CoreError::shape("teacher logits", student.shape(), teacher.shape()).into());
-    }
-    if !(temperature.is_finite() && temperature > 0.0) {
-        return Err(CoreError::config(
-            "temperature",
-            format!("{temperature} must be finite and positive"),
-        )
-        .into());
-    }
-    let n = student.nrows();
-    if n == 0 {
-        return Ok((F::zero(), student.to_owned()));
-    }
+    softmax::check_temperature("temperature", temperature)?;
     let t = F::lit(temperature);
-    let ls = log_softmax(&student.mapv(|v| v / t));
-    let lt = log_softmax(&teacher.mapv(|v| v / t));
-    let pt = lt.mapv(|v| v.exp());
-    let mut kl = F::zero();
-    ndarray::Zip::from(&pt)
-        .and(&lt)
-        .and(&ls)
-        .for_each(|&p, &a, &b| {
-            if p > F::zero() {
-                kl += p * (a - b);
-            }
-        });
-    let inv_n = F::one() / F::lit(n as f64);
-    let loss = t * t * kl * inv_n;
-    let grad = (softmax(&student.mapv(|v| v / t)) - &pt).mapv(|v| v * t * inv_n);
-    Ok((loss, grad))
+    let (kl, grad) = softmax::kl_div(student, teacher, t)?;
+    let t2 = t * t;
+    Ok((t2 * kl, grad.mapv(|v| v * t2)))
 }
 
 #[cfg(test)]
