@@ -135,26 +135,63 @@ fn read_lines(f: &Path) -> Result<Vec<String>> {
     Ok(lines(&text).into_iter().map(str::to_string).collect())
 }
 
-/// Median wall time in ms of `reps` eval forwards of `model` on a `[32, 128]` batch,
-/// on one thread.
-fn time_forward(model: &mut BertModel<f32>, reps: usize) -> Result<f64> {
+/// Teacher and student speed on a `[32, 128]` batch on one thread: median wall times in
+/// ms and the median over the pairs of the ratio teacher / student.
+#[derive(Debug, Clone, Copy)]
+struct Speed {
+    teacher_ms: f64,
+    student_ms: f64,
+    speedup: f64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Times `reps` eval forwards of the teacher and of the student, interleaved pair by pair
+/// (teacher first in even pairs, student first in odd ones), after one untimed forward of
+/// each: a change of load on a shared machine then hits both alike, and each pair's ratio
+/// compares forwards run seconds apart instead of minutes (the teacher used to be timed
+/// once before all students). The speed-up is the median of the pairs' ratios.
+fn time_pair(
+    teacher: &mut BertModel<f32>,
+    student: &mut BertModel<f32>,
+    reps: usize,
+) -> Result<Speed> {
     let (b, s) = SPEED_SHAPE;
-    let vocab = model.config.vocab_size;
+    let vocab = teacher.config.vocab_size;
     let ids = Array2::from_shape_fn((b, s), |(i, j)| (i * 131 + j * 17 + 1000) % vocab);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(1)
         .build()
         .map_err(|e| CliError::Usage(format!("thread pool: {e}")))?;
     pool.install(|| {
-        model.forward(&ids, None, Mode::Eval)?;
-        let mut t = Vec::with_capacity(reps);
-        for _ in 0..reps {
+        let time = |m: &mut BertModel<f32>| -> Result<f64> {
             let start = Instant::now();
-            model.forward(&ids, None, Mode::Eval)?;
-            t.push(start.elapsed().as_secs_f64() * 1e3);
+            m.forward(&ids, None, Mode::Eval)?;
+            Ok(start.elapsed().as_secs_f64() * 1e3)
+        };
+        time(teacher)?;
+        time(student)?;
+        let (mut tt, mut ts, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..reps.max(1) {
+            let (t, s) = if i % 2 == 0 {
+                let t = time(teacher)?;
+                (t, time(student)?)
+            } else {
+                let s = time(student)?;
+                (time(teacher)?, s)
+            };
+            tt.push(t);
+            ts.push(s);
+            ratios.push(t / s);
         }
-        t.sort_by(f64::total_cmp);
-        Ok(t[t.len() / 2])
+        Ok(Speed {
+            teacher_ms: median(tt),
+            student_ms: median(ts),
+            speedup: median(ratios),
+        })
     })
 }
 
@@ -306,8 +343,9 @@ pub(crate) fn run(ctx: &Ctx) -> Result<Report> {
     let teacher_embed_ms = t0.elapsed().as_secs_f64() * 1e3 / held.len() as f64;
     let (t_val, model) = embed(&tokenizer, model, pooling, normalize, &val)?;
     let mut teacher = PooledBert::new(model, pooling);
-    let reps = if ctx.fast { 2 } else { 5 };
-    let teacher_ms = time_forward(&mut teacher.model, reps)?;
+    let reps = if ctx.fast { 3 } else { 7 };
+    // Every timed teacher forward (interleaved with the students'), for the teacher's time.
+    let mut teacher_times = Vec::new();
     let baseline = metrics(&teacher.model, 1.0)?;
 
     let mut rows = Vec::new();
@@ -319,8 +357,9 @@ pub(crate) fn run(ctx: &Ctx) -> Result<Report> {
         let keep = every_kth_layer(n_layers, k)?;
         let layers = keep.len();
         let mut plain = truncated_student(&teacher.model, &keep)?;
-        let student_ms = time_forward(&mut plain, reps)?;
-        let speedup = teacher_ms / student_ms;
+        let speed = time_pair(&mut teacher.model, &mut plain, reps)?;
+        teacher_times.push(speed.teacher_ms);
+        let speedup = speed.speedup;
         let (s_held, _) = embed(&tokenizer, plain, pooling, normalize, &held)?;
         let f = fidelity(&t_held.view(), &s_held.view())?;
         let r = row(layers, "truncated", &f, speedup, None, 0);
@@ -360,18 +399,20 @@ pub(crate) fn run(ctx: &Ctx) -> Result<Report> {
             }
         }
     }
-    print_rows(&rows, teacher_ms);
     let (best_model, best_row) =
         best3.ok_or_else(|| CliError::Usage("no 3-layer student".into()))?;
     let compressed = metrics(&best_model, best_row.mean_cosine)?;
-    let int8 = int8_row(
+    let (int8, speed) = int8_row(
         &tokenizer,
         best_model,
         (pooling, normalize),
         (&held, &t_held),
-        teacher_ms,
+        &mut teacher.model,
         reps,
     )?;
+    teacher_times.push(speed.teacher_ms);
+    let teacher_ms = median(teacher_times);
+    print_rows(&rows, teacher_ms);
     let students_json: Vec<_> = students
         .iter()
         .map(|r| {
@@ -386,7 +427,7 @@ pub(crate) fn run(ctx: &Ctx) -> Result<Report> {
         "data": {"train_sentences": train_ids.len(), "train_file_sentences": data.extra_train,
             "validation_sentences": val.len(), "held_sentences": held.len(), "source": data.source,
             "selection": "the saved / int8 student is the objective with the best validation cosine"},
-        "speed": "teacher / student wall time of one eval forward of a [32, 128] batch on one thread (median)",
+        "speed": format!("teacher / student wall time of one eval forward of a [32, 128] batch on one thread: median over {reps} pairs of forwards timed back to back (order alternating), per student"),
         "students": students_json,
         "truncated": truncated.map(|r| json!({"layers": r.layers, "mean_cosine": r.mean_cosine,
             "top1_agreement": r.top1_agreement, "spearman": r.spearman, "speedup": r.speedup})),
@@ -412,13 +453,13 @@ fn int8_row(
     model: BertModel<f32>,
     (pooling, normalize): (PoolingKind, bool),
     (held, t_held): (&[&str], &Array2<f32>),
-    teacher_ms: f64,
+    teacher: &mut BertModel<f32>,
     reps: usize,
-) -> Result<serde_json::Value> {
+) -> Result<(serde_json::Value, Speed)> {
     let mut model = model;
     let layers = model.config.num_hidden_layers;
     let swapped = compress_quant::quantize_dynamic(&mut model, |p| p.starts_with("encoder."))?;
-    let ms = time_forward(&mut model, reps)?;
+    let speed = time_pair(teacher, &mut model, reps)?;
     let (s_held, _) = embed(tokenizer, model, pooling, normalize, held)?;
     let f = fidelity(&t_held.view(), &s_held.view())?;
     println!(
@@ -426,13 +467,15 @@ fn int8_row(
         swapped.len(),
         f.mean_cosine,
         f.top1_agreement,
-        teacher_ms / ms
+        speed.speedup
     );
-    Ok(
+    Ok((
         json!({"layers": layers, "objective": "best distilled, then W8A8 dynamic int8",
         "int8_linears": swapped.len(), "mean_cosine": f.mean_cosine, "min_cosine": f.min_cosine,
-        "top1_agreement": f.top1_agreement, "spearman": f.spearman, "speedup": teacher_ms / ms}),
-    )
+        "top1_agreement": f.top1_agreement, "spearman": f.spearman, "speedup": speed.speedup,
+        "ms_b32s128_1thread": speed.student_ms}),
+        speed,
+    ))
 }
 
 /// Size and cost of a model per 128-token sentence; `accuracy` carries the mean cosine to
