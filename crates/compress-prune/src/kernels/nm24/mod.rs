@@ -8,6 +8,10 @@
 //! tile `y^T` stays in registers. The inputs are walked in blocks of about 32 KiB of `x^T`
 //! (L1), and each block serves every output row before the next is loaded. The AVX-512
 //! kernel keeps four output rows (16 accumulators) in flight, the AVX2 one a single row.
+//! The multiply-adds take their `x^T` operand straight from L1, so loads, not arithmetic,
+//! bound the kernel: where the groups allow it, each row's codes for eight groups come in
+//! one 32-bit load and are decoded in registers (a load per eight groups, not per one or
+//! two), which left the value broadcasts as the only loads besides `x^T`.
 //!
 //! The SIMD paths fuse each multiply-add and the portable one does not, so the paths agree
 //! within floating-point tolerance, not bit for bit (each is tested against an `f64` dense
@@ -360,14 +364,15 @@ mod tests {
         (vals, codes, dense)
     }
 
-    #[test]
-    fn large_products_split_over_tiles_match_the_dense_product() {
-        // 200 x 256 x 64: above the parallel threshold, four token tiles (the last partial).
-        let (m, k, n) = (200, 256, 64);
-        let (vals, codes, dense) = random24(n, k, 5);
+    /// Runs `m x k x n` (a fixed `x`, a random 2:4 weight, a bias when `bias`) on every
+    /// path and checks each output against the `f64` dense product.
+    fn check_against_dense(m: usize, k: usize, n: usize, seed: u64, bias: bool) {
+        let (vals, codes, dense) = random24(n, k, seed);
         let x: Vec<f32> = (0..m * k)
             .map(|i| ((i * 31 % 97) as f32 - 48.0) / 40.0)
             .collect();
+        let b: Vec<f32> = (0..n).map(|j| j as f32 / 10.0 - 1.0).collect();
+        let b = bias.then_some(&b[..]);
         let w = Packed24 {
             rows: n,
             cols: k,
@@ -376,19 +381,36 @@ mod tests {
         };
         for path in Path::all_available() {
             let mut y = vec![f32::NAN; m * n];
-            spmm24(path, w, &x, m, None, &mut y, &mut Vec::new());
+            spmm24(path, w, &x, m, b, &mut y, &mut Vec::new());
             for i in 0..m {
                 for j in 0..n {
                     let want: f64 = (0..k)
                         .map(|c| f64::from(x[i * k + c]) * dense[j * k + c])
-                        .sum();
+                        .sum::<f64>()
+                        + b.map_or(0.0, |b| f64::from(b[j]));
+                    let got = f64::from(y[i * n + j]);
                     assert!(
-                        (f64::from(y[i * n + j]) - want).abs() < 1e-3,
-                        "{path:?} [{i},{j}]"
+                        (got - want).abs() < 1e-3,
+                        "{path:?} [{i},{j}]: {got} vs {want}"
                     );
                 }
             }
         }
+    }
+
+    #[test]
+    fn large_products_split_over_tiles_match_the_dense_product() {
+        // 200 x 256 x 64: above the parallel threshold, four token tiles (the last partial).
+        check_against_dense(200, 256, 64, 5, false);
+    }
+
+    #[test]
+    fn eight_group_steps_match_the_dense_product_across_blocks_and_tiles() {
+        // k = 416 (104 groups, a multiple of 8): token tiles of 64 and 40 (padded to 48),
+        // so input blocks of 32 and 42 groups: the eight-group steps start on block
+        // boundaries (multiples of 8) or fall back to pairs and single groups (42, 84);
+        // 37 outputs run four-row and one-row steps.
+        check_against_dense(104, 416, 37, 11, true);
     }
 
     proptest! {

@@ -177,8 +177,9 @@ pub(super) unsafe fn transpose_out(
 }
 
 /// Rows `j0..j0 + R` of the block, `T` vectors of 16 tokens each (`wt = 16 T` is a
-/// constant here, so row offsets are shifts). When groups pair up within code bytes
-/// (even `gpr`, `g0`, `g1`), two groups are decoded from one byte.
+/// constant here, so row offsets are shifts). When rows hold a multiple of 8 groups and
+/// the block starts on one, eight groups are decoded from one 32-bit load per row; the
+/// rest go two groups per code byte (even `gpr` and start) or one at a time.
 ///
 /// # Safety
 ///
@@ -200,7 +201,41 @@ unsafe fn rows512<const R: usize, const T: usize>(b: Block, j0: usize) {
             }
         }
         let mut g = b.g0;
-        if b.gpr.is_multiple_of(2) && b.g0.is_multiple_of(2) {
+        if b.gpr.is_multiple_of(8) && b.g0.is_multiple_of(8) {
+            // Eight groups per step: one 32-bit load of each row's codes, then every
+            // position and value addressed from registers (fewer loads per multiply-add).
+            let mut vp: [*const f32; R] =
+                std::array::from_fn(|r| b.vals.add(2 * ((j0 + r) * b.gpr + g)));
+            let mut cp: [*const u8; R] =
+                std::array::from_fn(|r| b.codes.add(((j0 + r) * b.gpr + g) / 2));
+            while g + 8 <= b.g1 {
+                let base = b.xt.add(4 * g * wt);
+                let cw: [usize; R] =
+                    std::array::from_fn(|r| cp[r].cast::<u32>().read_unaligned() as usize);
+                for h in 0..8 {
+                    let gb = base.add(4 * h * wt);
+                    for (r, a) in acc.iter_mut().enumerate() {
+                        let c = cw[r] >> (4 * h);
+                        let x0 = gb.add((c & 3) * wt);
+                        let x1 = gb.add((c >> 2 & 3) * wt);
+                        let v0 = _mm512_set1_ps(*vp[r].add(2 * h));
+                        let v1 = _mm512_set1_ps(*vp[r].add(2 * h + 1));
+                        for (t, acc) in a.iter_mut().enumerate() {
+                            *acc = _mm512_fmadd_ps(v0, _mm512_loadu_ps(x0.add(16 * t)), *acc);
+                        }
+                        for (t, acc) in a.iter_mut().enumerate() {
+                            *acc = _mm512_fmadd_ps(v1, _mm512_loadu_ps(x1.add(16 * t)), *acc);
+                        }
+                    }
+                }
+                for r in 0..R {
+                    vp[r] = vp[r].add(16);
+                    cp[r] = cp[r].add(4);
+                }
+                g += 8;
+            }
+        }
+        if b.gpr.is_multiple_of(2) && g.is_multiple_of(2) {
             while g + 2 <= b.g1 {
                 let base = b.xt.add(4 * g * wt);
                 for (r, a) in acc.iter_mut().enumerate() {
@@ -282,7 +317,8 @@ pub(super) unsafe fn avx512(b: Block) {
     }
 }
 
-/// One row of the block, `T` vectors of 8 tokens.
+/// One row of the block, `T` vectors of 8 tokens (eight groups per 32-bit code load
+/// where the groups allow, as in [`rows512`]).
 ///
 /// # Safety
 ///
@@ -297,7 +333,31 @@ unsafe fn row256<const T: usize>(b: Block, j: usize) {
                 *v = _mm256_loadu_ps(b.yt.add(j * b.wt + 8 * t));
             }
         }
-        for g in b.g0..b.g1 {
+        let mut g = b.g0;
+        if b.gpr.is_multiple_of(8) && g.is_multiple_of(8) {
+            // Eight groups per step from one 32-bit load of the row's codes.
+            let q = j * b.gpr + g;
+            let (mut vp, mut cp) = (b.vals.add(2 * q), b.codes.add(q / 2));
+            while g + 8 <= b.g1 {
+                let base = b.xt.add(4 * g * b.wt);
+                let cw = cp.cast::<u32>().read_unaligned() as usize;
+                for h in 0..8 {
+                    let c = cw >> (4 * h);
+                    let gb = base.add(4 * h * b.wt);
+                    let (x0, x1) = (gb.add((c & 3) * b.wt), gb.add((c >> 2 & 3) * b.wt));
+                    let v0 = _mm256_set1_ps(*vp.add(2 * h));
+                    let v1 = _mm256_set1_ps(*vp.add(2 * h + 1));
+                    for (t, v) in acc.iter_mut().enumerate() {
+                        *v = _mm256_fmadd_ps(v0, _mm256_loadu_ps(x0.add(8 * t)), *v);
+                        *v = _mm256_fmadd_ps(v1, _mm256_loadu_ps(x1.add(8 * t)), *v);
+                    }
+                }
+                vp = vp.add(16);
+                cp = cp.add(4);
+                g += 8;
+            }
+        }
+        for g in g..b.g1 {
             let (v0, v1, x0, x1) = b.group(j, g);
             let (v0, v1) = (_mm256_set1_ps(v0), _mm256_set1_ps(v1));
             for (t, v) in acc.iter_mut().enumerate() {
