@@ -95,6 +95,10 @@ enum Command {
         /// Print every report as JSON lines after the table.
         #[arg(long)]
         json: bool,
+        /// Fail (exit 1) when an experiment states no `extra.targets` or one of them is false
+        /// (what CI runs).
+        #[arg(long)]
+        check: bool,
     },
 }
 
@@ -151,6 +155,11 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
         Command::Diff(a) => crate::commands::diff::run(&a),
         Command::Embed(a) => crate::commands::embed::run(&a),
         Command::Eval(a) => crate::commands::eval::run(&a),
-        Command::Demo { seed, only, json } => crate::demo::run(seed, only.as_deref(), json),
+        Command::Demo {
+            seed,
+            only,
+            json,
+            check,
+        } => crate::demo::run(seed, only.as_deref(), json, check),
     }
 }

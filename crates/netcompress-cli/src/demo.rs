@@ -2,7 +2,8 @@
 
 use std::time::Instant;
 
-use crate::error::Result;
+use crate::error::{CliError, Result};
+use crate::experiments::controls::failed_targets;
 use crate::experiments::{Ctx, DataSource, NOT_IN_DEMO, REGISTRY, Report};
 
 fn ratio(a: f64, b: f64) -> String {
@@ -13,12 +14,16 @@ fn ratio(a: f64, b: f64) -> String {
     }
 }
 
-/// Prints reports as one table: accuracy, params, bytes and MACs, baseline vs compressed.
+/// Prints reports as one table: accuracy, params, bytes and MACs, baseline vs compressed;
+/// `ctrl acc` is the f32 control fine-tuned like the compressed model (`-` where the
+/// experiment does not fine-tune), and `delta` is compressed minus the better of baseline
+/// and control, in points.
 pub(crate) fn print_table(reports: &[Report]) {
     println!(
-        "{:<22} {:>8} {:>8} {:>7} | {:>9} {:>9} | {:>10} {:>10} {:>7} | {:>10} {:>10} {:>7}",
+        "{:<22} {:>8} {:>8} {:>8} {:>7} | {:>9} {:>9} | {:>10} {:>10} {:>7} | {:>10} {:>10} {:>7}",
         "experiment",
         "base acc",
+        "ctrl acc",
         "comp acc",
         "delta",
         "params",
@@ -32,12 +37,17 @@ pub(crate) fn print_table(reports: &[Report]) {
     );
     for r in reports {
         let (b, c) = (&r.baseline, &r.compressed);
+        let reference = r.control.map_or(b.accuracy, |k| k.accuracy.max(b.accuracy));
+        let control = r
+            .control
+            .map_or("-".to_string(), |k| format!("{:.2}%", k.accuracy * 100.0));
         println!(
-            "{:<22} {:>7.2}% {:>7.2}% {:>+7.2} | {:>9} {:>9} | {:>10} {:>10} {:>7} | {:>10} {:>10} {:>7}",
+            "{:<22} {:>7.2}% {:>8} {:>7.2}% {:>+7.2} | {:>9} {:>9} | {:>10} {:>10} {:>7} | {:>10} {:>10} {:>7}",
             r.experiment,
             b.accuracy * 100.0,
+            control,
             c.accuracy * 100.0,
-            (c.accuracy - b.accuracy) * 100.0,
+            (c.accuracy - reference) * 100.0,
             c.params,
             c.nonzero,
             b.bytes,
@@ -50,8 +60,8 @@ pub(crate) fn print_table(reports: &[Report]) {
     }
 }
 
-/// Runs `demo`.
-pub(crate) fn run(seed: u64, only: Option<&str>, json: bool) -> Result<()> {
+/// Runs `demo`; with `check`, fails when an experiment's stated targets are missing or not met.
+pub(crate) fn run(seed: u64, only: Option<&str>, json: bool, check: bool) -> Result<()> {
     let ctx = Ctx {
         data: DataSource::Digits,
         seed,
@@ -83,6 +93,26 @@ pub(crate) fn run(seed: u64, only: Option<&str>, json: bool) -> Result<()> {
         for r in &reports {
             println!("{}", serde_json::to_string(r)?);
         }
+    }
+    if check {
+        let mut failures = Vec::new();
+        for r in &reports {
+            match failed_targets(r) {
+                Ok(f) if f.is_empty() => {}
+                Ok(f) => failures.push(format!("{}: {}", r.experiment, f.join(", "))),
+                Err(e) => failures.push(e.to_string()),
+            }
+        }
+        if !failures.is_empty() {
+            return Err(CliError::Usage(format!(
+                "targets not met: {}",
+                failures.join("; ")
+            )));
+        }
+        println!(
+            "every experiment's targets met ({} experiments)",
+            reports.len()
+        );
     }
     Ok(())
 }

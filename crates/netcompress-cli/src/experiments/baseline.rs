@@ -1,5 +1,6 @@
 //! `baseline`: the reference MLP (64-128-64-10 on digits, LeNet-300-100 on MNIST), dense f32.
 
+use compress_core::Module;
 use compress_nn::models::{mlp, small_cnn};
 use compress_nn::train::CrossEntropy;
 use compress_nn::train::evaluate;
@@ -80,6 +81,13 @@ pub(crate) fn train_reference_mlp(
     Ok((net, acc))
 }
 
+/// A fresh reference MLP holding `src`'s stored state: the starting point of a control.
+pub(crate) fn copy_mlp(widths: &[usize], src: &Sequential<f32>) -> Result<Sequential<f32>> {
+    let mut net = mlp::<f32, _>(widths, &mut StdRng::seed_from_u64(0));
+    net.load_state(&src.stored_dict())?;
+    Ok(net)
+}
+
 /// Trains the small CNN on images `[N, 1, side, side]`; returns the model and test accuracy.
 pub(crate) fn train_small_cnn(
     ctx: &Ctx,
@@ -117,6 +125,10 @@ pub(crate) fn run(ctx: &Ctx) -> Result<Report> {
         "cnn": c,
         "train_samples": train.len(),
         "test_samples": test.len(),
+        "targets": {
+            "mlp_accuracy_ge_95pct": acc >= 0.95,
+            "cnn_accuracy_ge_97pct": cnn_acc >= 0.97,
+        },
     });
     Ok(Report::new("baseline", ctx, m, m, extra))
 }

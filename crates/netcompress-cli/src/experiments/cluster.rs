@@ -1,30 +1,27 @@
-//! Experiments: `cluster` (k-means weight sharing with centroid fine-tuning),
-//! `deep-compression` (prune -> trained quantization -> Huffman, Han et al. 2016),
-//! `binaryconnect` (deterministic and stochastic binary weights) and `ternary` (TWN).
+//! Experiments: `cluster` (k-means weight sharing with centroid fine-tuning) and
+//! `deep-compression` (prune -> trained quantization -> Huffman, Han et al. 2016).
 
-use compress_core::{Module, Param, ParamFilter, ParamPath, Parametrization};
-use compress_nn::loss::argmax_rows;
+use compress_core::{Module, ParamFilter};
 use compress_nn::models::mlp;
 use compress_nn::train::evaluate;
-use compress_nn::{Adam, Dataset, Linear, Optimizer, Sequential, Sgd};
+use compress_nn::{Dataset, Optimizer, Sequential, Sgd};
 use compress_prune::{PruneConfig, prune, relative_index_encode};
-use compress_quant::binary::{BinaryConnect, BinaryMatrix, BinaryScale, binary_linear};
 use compress_quant::huffman::{HuffmanEncoded, entropy_bits, frequencies};
-use compress_quant::ternary::{TernaryTensor, TernaryWeights};
 use compress_quant::{
     ClusterConfig, ClusterInit, ClusteredTensor, cluster_weights, export_clustered,
 };
-use ndarray::{Array2, ArrayD, Ix2, IxDyn};
+use ndarray::{ArrayD, IxDyn};
 use rand::{SeedableRng, rngs::StdRng};
 use serde_json::{Value, json};
 
 use super::baseline::{config, fit_eval};
 use super::baseline::{mlp_widths, train_reference_mlp};
+use super::controls::{REFERENCE_MLP, Recipe, SeedRun, control_of, finish, over_seeds};
 use super::{Ctx, Metrics, Report};
 use crate::error::{CliError, Result};
 
 /// Trains `net` for `epochs` with `opt` (batch 32, seeded), returns test accuracy.
-fn fit(
+pub(super) fn fit(
     ctx: &Ctx,
     label: &str,
     net: &mut Sequential<f32>,
@@ -35,8 +32,27 @@ fn fit(
     fit_eval(ctx, label, net, opt, config(ctx, epochs), data)
 }
 
+/// The control: `baseline` (an MLP of `widths`) trained with SGD lr 0.01 momentum 0.9 for
+/// each of `stages` epochs (a fresh optimizer per stage), like the compressed model.
+pub(super) fn sgd_control(
+    ctx: &Ctx,
+    widths: &[usize],
+    baseline: &Sequential<f32>,
+    data: (&Dataset<f32>, &Dataset<f32>),
+    stages: &[usize],
+) -> Result<Metrics> {
+    control_of(ctx, widths, baseline, |c| {
+        let mut acc = 0.0;
+        for &e in stages {
+            let mut opt = Sgd::new(0.01f32).momentum(0.9);
+            acc = fit(ctx, "f32 control", c, &mut opt, data, e)?;
+        }
+        Ok(acc)
+    })
+}
+
 /// Bytes of every bias at f32.
-fn bias_bytes(net: &Sequential<f32>) -> usize {
+pub(super) fn bias_bytes(net: &Sequential<f32>) -> usize {
     net.named_params()
         .iter()
         .filter(|p| p.path.ends_with("bias"))
@@ -45,28 +61,56 @@ fn bias_bytes(net: &Sequential<f32>) -> usize {
 }
 
 /// Metrics of a compressed model: accuracy, `bytes`, MACs and counts of the effective weights.
-fn metrics(ctx: &Ctx, net: &Sequential<f32>, accuracy: f64, bytes: usize) -> Result<Metrics> {
+pub(super) fn metrics(
+    ctx: &Ctx,
+    net: &Sequential<f32>,
+    accuracy: f64,
+    bytes: usize,
+) -> Result<Metrics> {
     let mut m = Metrics::dense_f32(net, &[ctx.input_dim()], accuracy)?;
     m.bytes = bytes;
     Ok(m)
 }
 
-/// `cluster`: 16 shared values (4-bit indices) per layer, centroids fine-tuned.
+/// `cluster`: 16 shared values (4-bit indices) per layer, centroids fine-tuned; the control
+/// gets the same fine-tuning unclustered.
 pub(crate) fn run_cluster(ctx: &Ctx) -> Result<Report> {
     let (train, test) = ctx.load_flat()?;
-    let (mut net, base_acc) = train_reference_mlp(ctx, &train, &test)?;
+    let recipe = Recipe {
+        baseline: REFERENCE_MLP,
+        fine_tune: "8 epochs (4 with --fast) SGD lr 0.01 momentum 0.9, constant rate, batch 32",
+    };
+    let mut r = over_seeds("cluster", ctx, recipe, |c| cluster_seed(c, &train, &test))?;
+    let ratio = r.baseline.bytes as f64 / r.compressed.bytes as f64;
+    if let Value::Object(m) = &mut r.extra {
+        m.insert("ratio_vs_f32".into(), json!(ratio));
+    }
+    finish(
+        &mut r,
+        &[],
+        &[("stored_bytes_ge_7x_fewer_than_f32", ratio >= 7.0)],
+        0.5,
+    );
+    Ok(r)
+}
+
+/// One seed of `cluster`.
+fn cluster_seed(ctx: &Ctx, train: &Dataset<f32>, test: &Dataset<f32>) -> Result<SeedRun> {
+    let (mut net, base_acc) = train_reference_mlp(ctx, train, test)?;
     let baseline = Metrics::dense_f32(&net, &[ctx.input_dim()], base_acc)?;
+    let epochs = ctx.epochs(8, 4);
+    let control = sgd_control(ctx, &mlp_widths(ctx), &net, (train, test), &[epochs])?;
     let cfg = ClusterConfig::new(16).init(ClusterInit::Linear);
     let layers = cluster_weights(&mut net, &ParamFilter::new(), &cfg, 0.1f32)?;
-    let before_ft = evaluate(&mut net, &test, 512)?;
+    let before_ft = evaluate(&mut net, test, 512)?;
     let mut opt = Sgd::new(0.01f32).momentum(0.9);
     let acc = fit(
         ctx,
         "centroid fine-tuning",
         &mut net,
         &mut opt,
-        (&train, &test),
-        ctx.epochs(8, 4),
+        (train, test),
+        epochs,
     )?;
     let clustered = export_clustered(&net)?;
     let weight_bytes: usize = clustered.iter().map(|(_, c)| c.bytes()).sum();
@@ -75,20 +119,17 @@ pub(crate) fn run_cluster(ctx: &Ctx) -> Result<Report> {
         "clusters": 16,
         "init": "linear",
         "accuracy_before_finetune": before_ft,
-        "drop_points": (base_acc - acc) * 100.0,
-        "ratio_vs_f32": baseline.bytes as f64 / bytes as f64,
         "layers": clustered.iter().zip(&layers).map(|((p, c), r)| json!({
             "path": p, "params": c.len(), "index_bits": c.index_bits(),
             "bytes": c.bytes(), "f32_bytes": c.len() * 4, "inertia": r.inertia,
         })).collect::<Vec<_>>(),
     });
-    Ok(Report::new(
-        "cluster",
-        ctx,
+    Ok(SeedRun {
         baseline,
-        metrics(ctx, &net, acc, bytes)?,
+        control,
+        compressed: metrics(ctx, &net, acc, bytes)?,
         extra,
-    ))
+    })
 }
 
 /// Fixed relative-index width of the pruned and clustered stages (Han et al. use 5 bits for
@@ -161,10 +202,34 @@ fn encode_layer(
     Ok((row, huffman_b, dense))
 }
 
+/// Baseline recipe of `deep-compression`: Han et al.'s LeNet-300-100 widths, not the
+/// reference MLP's.
+const DEEP_BASELINE: &str = "64-300-100-10 (784-300-100-10 on MNIST, LeNet-300-100): SGD lr 0.05 momentum 0.9, constant rate, batch 32, 30 epochs (12 with --fast); differs from the reference MLP in its widths, after Han et al.";
+
 /// `deep-compression`: 64-300-100-10 (784-300-100-10 on MNIST), prune ~92% with retraining,
 /// 5-bit trained clustering (biases: 4-bit), Huffman coding of indices and relative-index gaps.
+/// The control gets the same retraining and fine-tuning epochs unpruned and unclustered.
 pub(crate) fn run_deep_compression(ctx: &Ctx) -> Result<Report> {
     let (train, test) = ctx.load_flat()?;
+    let recipe = Recipe {
+        baseline: DEEP_BASELINE,
+        fine_tune: "4 retraining stages of 6 epochs (2 with --fast) then 8 epochs (3) of centroid fine-tuning, SGD lr 0.01 momentum 0.9, constant rate, batch 32",
+    };
+    let mut r = over_seeds("deep-compression", ctx, recipe, |c| {
+        deep_seed(c, &train, &test)
+    })?;
+    let ratio = r.baseline.bytes as f64 / r.compressed.bytes as f64;
+    finish(
+        &mut r,
+        &[],
+        &[("stored_bytes_ge_30x_fewer_than_f32", ratio >= 30.0)],
+        1.0,
+    );
+    Ok(r)
+}
+
+/// One seed of `deep-compression`.
+fn deep_seed(ctx: &Ctx, train: &Dataset<f32>, test: &Dataset<f32>) -> Result<SeedRun> {
     let widths = vec![ctx.input_dim(), 300, 100, 10];
     let mut net = mlp::<f32, _>(&widths, &mut StdRng::seed_from_u64(ctx.seed));
     let mut opt = Sgd::new(0.05f32).momentum(0.9);
@@ -173,10 +238,19 @@ pub(crate) fn run_deep_compression(ctx: &Ctx) -> Result<Report> {
         "dense",
         &mut net,
         &mut opt,
-        (&train, &test),
+        (train, test),
         ctx.epochs(30, 12),
     )?;
     let baseline = Metrics::dense_f32(&net, &[ctx.input_dim()], base_acc)?;
+    let (stage_epochs, ft_epochs) = (ctx.epochs(6, 2), ctx.epochs(8, 3));
+    let stages = [
+        stage_epochs,
+        stage_epochs,
+        stage_epochs,
+        stage_epochs,
+        ft_epochs,
+    ];
+    let control = sgd_control(ctx, &widths, &net, (train, test), &stages)?;
     // Iterative magnitude pruning (global threshold) with retraining.
     let mut stages = Vec::new();
     for s in [0.5, 0.75, 0.88, 0.92] {
@@ -187,12 +261,12 @@ pub(crate) fn run_deep_compression(ctx: &Ctx) -> Result<Report> {
             "prune + retrain",
             &mut net,
             &mut opt,
-            (&train, &test),
-            ctx.epochs(6, 2),
+            (train, test),
+            stage_epochs,
         )?;
         stages.push(json!({"sparsity": s, "accuracy": acc}));
     }
-    let pruned_acc = evaluate(&mut net, &test, 512)?;
+    let pruned_acc = evaluate(&mut net, test, 512)?;
     let pruned: Vec<(String, ArrayD<f32>)> = net.state_dict();
     // Trained quantization: 32 entries (5 bits), entry 0 pinned at zero.
     let cfg = ClusterConfig::new(32)
@@ -202,15 +276,15 @@ pub(crate) fn run_deep_compression(ctx: &Ctx) -> Result<Report> {
     // Biases (not pruned) share 16 values per layer (4-bit indices).
     let bias_filter = ParamFilter::new().with_bias(true).include("*.bias");
     cluster_weights(&mut net, &bias_filter, &ClusterConfig::new(16), 0.05f32)?;
-    let quant_acc = evaluate(&mut net, &test, 512)?;
+    let quant_acc = evaluate(&mut net, test, 512)?;
     let mut opt = Sgd::new(0.01f32).momentum(0.9);
     let ft_acc = fit(
         ctx,
         "centroid fine-tuning",
         &mut net,
         &mut opt,
-        (&train, &test),
-        ctx.epochs(8, 3),
+        (train, test),
+        ft_epochs,
     )?;
     let clustered = export_clustered(&net)?;
     let (mut rows, mut weight_bytes, mut bias_b, mut decoded) = (Vec::new(), 0, 0, Vec::new());
@@ -240,7 +314,7 @@ pub(crate) fn run_deep_compression(ctx: &Ctx) -> Result<Report> {
         }
     }
     net.load_state(&state)?;
-    let acc = evaluate(&mut net, &test, 512)?;
+    let acc = evaluate(&mut net, test, 512)?;
     let bytes = weight_bytes + bias_b;
     let stage_total = |k: &str| {
         rows.iter()
@@ -253,7 +327,6 @@ pub(crate) fn run_deep_compression(ctx: &Ctx) -> Result<Report> {
         "prune_stages": stages,
         "accuracy": {"dense": base_acc, "pruned": pruned_acc, "clustered": quant_acc,
                      "clustered_finetuned": ft_acc, "decoded_from_huffman": acc},
-        "drop_points": (base_acc - acc) * 100.0,
         "layers": rows,
         "weight_bytes": {"dense_f32": dense_w, "pruned": stage_total("pruned"),
                          "clustered": stage_total("clustered"), "huffman": stage_total("huffman")},
@@ -263,224 +336,10 @@ pub(crate) fn run_deep_compression(ctx: &Ctx) -> Result<Report> {
         "bias_bytes": {"f32": bias_bytes(&net), "clustered_4bit": bias_b},
         "total_ratio_vs_f32": baseline.bytes as f64 / bytes as f64,
     });
-    Ok(Report::new(
-        "deep-compression",
-        ctx,
+    Ok(SeedRun {
         baseline,
-        metrics(ctx, &net, acc, bytes)?,
+        control,
+        compressed: metrics(ctx, &net, acc, bytes)?,
         extra,
-    ))
-}
-
-/// Applies `f` to the [`BinaryConnect`] of every weight.
-fn for_each_bc(
-    net: &mut Sequential<f32>,
-    f: &mut dyn FnMut(&mut BinaryConnect<f32>),
-) -> Result<()> {
-    net.visit_mut(
-        &mut ParamPath::root(),
-        &mut |_: &ParamPath, p: &mut Param<f32>| {
-            if let Some(bc) = p.find_parametrization_mut::<BinaryConnect<f32>>() {
-                f(bc);
-            }
-            Ok(())
-        },
-    )?;
-    Ok(())
-}
-
-/// Accuracy of a binarized MLP run through the packed 1-bit kernel, and its weight bytes.
-fn packed_eval(net: &Sequential<f32>, test: &Dataset<f32>) -> Result<(f64, usize)> {
-    let mut x: Array2<f32> = test
-        .x
-        .view()
-        .into_dimensionality::<Ix2>()
-        .map_err(compress_core::CoreError::from)?
-        .to_owned();
-    let linears: Vec<&Linear<f32>> = net
-        .layers()
-        .iter()
-        .filter_map(|l| (**l).as_any().downcast_ref::<Linear<f32>>())
-        .collect();
-    let mut bytes = 0;
-    for (i, lin) in linears.iter().enumerate() {
-        let bc = lin.weight.find_parametrization::<BinaryConnect<f32>>();
-        let scale = bc.map_or(BinaryScale::PerChannel, BinaryConnect::scale);
-        let w = lin
-            .weight
-            .value()
-            .view()
-            .into_dimensionality::<Ix2>()
-            .map_err(compress_core::CoreError::from)?;
-        let bm = BinaryMatrix::from_weights(w, scale)?;
-        // A constant scale is stored once per layer; per-channel scales once per row.
-        bytes += bm.words().len() * 8
-            + if matches!(scale, BinaryScale::PerChannel) {
-                bm.rows() * 4
-            } else {
-                4
-            };
-        let bias = lin
-            .bias
-            .as_ref()
-            .map(|b| b.value().iter().copied().collect::<Vec<f32>>());
-        x = binary_linear(x.view(), &bm, bias.as_deref())?;
-        if i + 1 < linears.len() {
-            x.mapv_inplace(|v| v.max(0.0));
-        }
-    }
-    let pred = argmax_rows(&x.view());
-    let correct = pred
-        .iter()
-        .zip(&test.labels)
-        .filter(|(a, b)| a == b)
-        .count();
-    Ok((correct as f64 / test.len().max(1) as f64, bytes))
-}
-
-/// Trains a binary-weight MLP; returns (eval accuracy, packed-kernel accuracy, weight bytes).
-fn train_binary(
-    ctx: &Ctx,
-    data: (&Dataset<f32>, &Dataset<f32>),
-    stochastic: bool,
-    xnor: bool,
-    lr: f32,
-) -> Result<(f64, f64, usize)> {
-    let mut net = mlp::<f32, _>(&mlp_widths(ctx), &mut StdRng::seed_from_u64(ctx.seed));
-    let mut k = 0u64;
-    net.visit_mut(
-        &mut ParamPath::root(),
-        &mut |_: &ParamPath, p: &mut Param<f32>| {
-            if p.kind() != compress_core::ParamKind::Weight {
-                return Ok(());
-            }
-            k += 1;
-            let fan_in = p.shape()[1] as f32;
-            let bc = if xnor {
-                BinaryConnect::deterministic(BinaryScale::PerChannel)
-            } else {
-                // Shadow weights spread over [-1, 1] (so the hard-sigmoid probabilities span
-                // [0, 1]); the ±1 values scaled by 1/sqrt(fan_in) like the initialisation.
-                p.value_mut().mapv_inplace(|w| w * fan_in.sqrt());
-                let s = BinaryScale::Constant(1.0 / f64::from(fan_in).sqrt());
-                if stochastic {
-                    BinaryConnect::stochastic(s, ctx.seed + k)
-                } else {
-                    BinaryConnect::deterministic(s)
-                }
-            };
-            p.push_parametrization(Box::new(bc))
-        },
-    )?;
-    let mut opt = Adam::new(lr);
-    let label = if stochastic {
-        "stochastic BinaryConnect"
-    } else {
-        "BinaryConnect"
-    };
-    fit(ctx, label, &mut net, &mut opt, data, ctx.epochs(60, 25))?;
-    for_each_bc(&mut net, &mut |bc| bc.set_deterministic(true))?;
-    let acc = evaluate(&mut net, data.1, 512)?;
-    let (packed_acc, bytes) = packed_eval(&net, data.1)?;
-    Ok((acc, packed_acc, bytes))
-}
-
-/// `binaryconnect`: MLP with binary weights (deterministic, stochastic, XNOR-scaled).
-pub(crate) fn run_binaryconnect(ctx: &Ctx) -> Result<Report> {
-    let (train, test) = ctx.load_flat()?;
-    let (net, base_acc) = train_reference_mlp(ctx, &train, &test)?;
-    let baseline = Metrics::dense_f32(&net, &[ctx.input_dim()], base_acc)?;
-    let weights: usize = net
-        .named_params()
-        .iter()
-        .filter(|p| p.path.ends_with("weight"))
-        .map(|p| p.len)
-        .sum();
-    let mut variants = Vec::new();
-    let mut best: Option<(f64, usize)> = None;
-    // Adam learning rates per variant: the stochastic one needs larger steps so that shadow
-    // weights saturate towards +-1 and the sign used at test time matches training.
-    for (name, stochastic, xnor, lr) in [
-        ("deterministic", false, false, 0.01),
-        ("stochastic", true, false, 0.02),
-        ("xnor_per_channel", false, true, 0.003),
-    ] {
-        let (acc, packed_acc, bytes) = train_binary(ctx, (&train, &test), stochastic, xnor, lr)?;
-        variants.push(
-            json!({"variant": name, "adam_lr": lr, "accuracy": acc, "packed_kernel_accuracy": packed_acc,
-            "weight_bytes": bytes, "f32_weight_bytes": weights * 4,
-            "weight_ratio": (weights * 4) as f64 / bytes as f64}),
-        );
-        if name == "deterministic" {
-            best = Some((packed_acc, bytes));
-        }
-    }
-    let (acc, wbytes) = best.unwrap_or((0.0, 0));
-    let bytes = wbytes + bias_bytes(&net);
-    let extra = json!({"variants": variants, "sign_bits_bytes": weights.div_ceil(8),
-        "drop_points": (base_acc - acc) * 100.0});
-    Ok(Report::new(
-        "binaryconnect",
-        ctx,
-        baseline,
-        metrics(ctx, &net, acc, bytes)?,
-        extra,
-    ))
-}
-
-/// `ternary`: TWN fine-tuning of the reference MLP, 2-bit packed weights.
-pub(crate) fn run_ternary(ctx: &Ctx) -> Result<Report> {
-    let (train, test) = ctx.load_flat()?;
-    let (mut net, base_acc) = train_reference_mlp(ctx, &train, &test)?;
-    let baseline = Metrics::dense_f32(&net, &[ctx.input_dim()], base_acc)?;
-    net.visit_mut(
-        &mut ParamPath::root(),
-        &mut |_: &ParamPath, p: &mut Param<f32>| {
-            if p.kind() == compress_core::ParamKind::Weight {
-                p.push_parametrization(Box::new(TernaryWeights::new()))?;
-            }
-            Ok(())
-        },
-    )?;
-    let before = evaluate(&mut net, &test, 512)?;
-    let mut opt = Sgd::new(0.01f32).momentum(0.9);
-    let acc = fit(
-        ctx,
-        "TWN fine-tuning",
-        &mut net,
-        &mut opt,
-        (&train, &test),
-        ctx.epochs(20, 8),
-    )?;
-    let mut layers = Vec::new();
-    let mut wbytes = 0;
-    for (path, w) in net.stored_dict() {
-        if !path.ends_with("weight") {
-            continue;
-        }
-        let t = TernaryTensor::ternarize(&w)?;
-        // The packed tensor must reproduce the effective weights used in evaluation.
-        let eff = TernaryWeights::new().forward(&w);
-        let same = t
-            .decode()?
-            .iter()
-            .zip(eff.iter())
-            .all(|(a, b)| (a - b).abs() <= 1e-6 * b.abs().max(1.0));
-        wbytes += t.bytes();
-        layers.push(
-            json!({"path": path, "params": w.len(), "bytes": t.bytes(), "alpha": t.alpha(),
-            "zero_fraction": t.sparsity(), "packed_matches_effective": same}),
-        );
-    }
-    let bytes = wbytes + bias_bytes(&net);
-    let extra = json!({"threshold": "0.7 * mean|w|", "accuracy_before_finetune": before,
-        "drop_points": (base_acc - acc) * 100.0, "layers": layers,
-        "ratio_vs_f32": baseline.bytes as f64 / bytes as f64});
-    Ok(Report::new(
-        "ternary",
-        ctx,
-        baseline,
-        metrics(ctx, &net, acc, bytes)?,
-        extra,
-    ))
+    })
 }

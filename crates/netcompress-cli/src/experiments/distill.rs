@@ -19,6 +19,7 @@ use compress_nn::{Dataset, Linear, ReLU, Sequential, Sgd, TrainConfig, Trainer};
 use rand::{SeedableRng, rngs::StdRng};
 use serde_json::{Value, json};
 
+use super::controls::Stat;
 use super::{Ctx, DataSource, Metrics, Report};
 use crate::error::Result;
 use crate::progress::EpochBar;
@@ -142,14 +143,8 @@ impl Setup {
 
 /// Mean and sample standard deviation.
 fn mean_std(v: &[f64]) -> (f64, f64) {
-    let n = v.len().max(1) as f64;
-    let mean = v.iter().sum::<f64>() / n;
-    let var = if v.len() > 1 {
-        v.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (n - 1.0)
-    } else {
-        0.0
-    };
-    (mean, var.sqrt())
+    let s = Stat::of(v);
+    (s.mean, s.std_error * (v.len() as f64).sqrt())
 }
 
 /// Students trained alone for every seed: (last model, accuracies).
@@ -230,8 +225,13 @@ pub(crate) fn run(ctx: &Ctx) -> Result<Report> {
         "distilled_mean": d_mean,
         "distilled_std": d_std,
         "teacher_student_agreement": mean_std(&agreement).0,
+        "alone_std_error": a_std / (setup.seeds.len() as f64).sqrt(),
+        "distilled_std_error": d_std / (setup.seeds.len() as f64).sqrt(),
         "gap_closed": closed,
-        "target_met": d_mean > a_mean && closed >= 0.3,
+        "targets": {
+            "distilled_mean_above_alone_mean": d_mean > a_mean,
+            "gap_to_teacher_closed_ge_30pct": closed >= 0.3,
+        },
         "student_params_over_teacher": student.num_params() as f64 / teacher.num_params().max(1) as f64,
     });
     Ok(Report::new("distill", ctx, baseline, compressed, extra))
@@ -278,6 +278,11 @@ pub(crate) fn run_sweep(ctx: &Ctx) -> Result<Report> {
         "alone_std": a_std,
         "alone_accuracy": alone,
         "compressed_temperature": TEMPERATURE,
+        "targets": {
+            "chosen_temperature_beats_student_alone": chosen_mean > a_mean,
+            "some_temperature_above_1_beats_temperature_1": curve.iter().skip(1)
+                .any(|p| p["mean"].as_f64() > curve[0]["mean"].as_f64()),
+        },
         "curve": curve,
         "plot": { "x": "temperature", "y": "mean", "series": "curve", "log_x": true },
     });

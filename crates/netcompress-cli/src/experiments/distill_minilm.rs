@@ -441,6 +441,7 @@ pub(crate) fn run(ctx: &Ctx) -> Result<Report> {
         seed: ctx.seed,
         baseline,
         compressed,
+        control: None,
         extra,
     })
 }

@@ -183,6 +183,10 @@ pub(crate) fn run_early_exit(ctx: &Ctx) -> Result<Report> {
         "seeds": runs.len(),
         "full_macs": full_macs,
         "mac_reduction": 1.0 - macs / full_macs as f64,
+        "targets": {
+            "average_macs_at_most_half_of_static": macs <= 0.5 * full_macs as f64,
+            "accuracy_at_most_0.5_points_below_static": 100.0 * (mean(&acc_static) - mean(&acc_dyn)) <= 0.5,
+        },
         "accuracy_drop_points_vs_static_alone": 100.0 * (mean(&acc_static) - mean(&acc_dyn)),
         "accuracy_drop_points_vs_last_exit": 100.0 * (mean(&acc_last) - mean(&acc_dyn)),
         "exit_fractions": fractions.iter().map(|f| f / n).collect::<Vec<_>>(),
@@ -279,6 +283,9 @@ pub(crate) fn run_slimmable(ctx: &Ctx) -> Result<Report> {
             })
         })
         .collect();
+    let max_gap = (0..WIDTHS.len())
+        .map(|i| 100.0 * (mean(&twin_acc[i]) - mean(&acc[i])))
+        .fold(f64::NEG_INFINITY, f64::max);
     let last = WIDTHS.len() - 1;
     let baseline = Metrics {
         accuracy: mean(&twin_acc[last]),
@@ -301,9 +308,11 @@ pub(crate) fn run_slimmable(ctx: &Ctx) -> Result<Report> {
         "seeds": n_seeds,
         "compressed_is_width": WIDTHS[0],
         "widths": per_width,
-        "max_gap_points": (0..WIDTHS.len())
-            .map(|i| 100.0 * (mean(&twin_acc[i]) - mean(&acc[i])))
-            .fold(f64::NEG_INFINITY, f64::max),
+        "max_gap_points": max_gap,
+        "targets": {
+            "every_width_within_1.5_points_of_its_twin": max_gap <= 1.5,
+            "macs_grow_with_width": macs.windows(2).all(|w| w[0] < w[1]),
+        },
         "bn_recalibrated_new_width": recal,
         "width_routing": routed,
     });
@@ -322,6 +331,7 @@ pub(crate) fn run_dynamic_budget(ctx: &Ctx) -> Result<Report> {
     let full = net.infer(&test.x, &Thresholds::disabled(ExitRule::MaxSoftmax, 3))?;
     let mut levels = Vec::new();
     let mut at_half = None;
+    let (mut anytime_macs, mut budgets_kept) = (Vec::new(), true);
     for level in [0.25, 0.5, 0.75, 1.0] {
         let budget = Budget::Battery(level);
         let cap = budget.cap(&forced)?;
@@ -333,6 +343,8 @@ pub(crate) fn run_dynamic_budget(ctx: &Ctx) -> Result<Report> {
         if level == 0.5 {
             at_half = Some((budgeted.accuracy(&test.labels), budgeted.avg_macs()));
         }
+        anytime_macs.push(anytime.avg_macs());
+        budgets_kept &= anytime.avg_macs() <= cap + 1e-9 && budgeted.avg_macs() <= cap + 1e-9;
         levels.push(json!({
             "battery": level,
             "mac_cap": cap,
@@ -367,6 +379,11 @@ pub(crate) fn run_dynamic_budget(ctx: &Ctx) -> Result<Report> {
         "compressed_is": "battery 0.5, average-MAC budget",
         "levels": levels,
         "per_sample_random_levels": {"test": outcome(&mixed, &test.labels), "every_sample_within_its_cap": within},
+        "targets": {
+            "every_sample_within_its_random_cap": within,
+            "every_level_within_its_cap": budgets_kept,
+            "per_sample_cap_macs_grow_with_battery": anytime_macs.windows(2).all(|w| w[0] <= w[1]),
+        },
     });
     Ok(Report::new(
         "dynamic-budget",

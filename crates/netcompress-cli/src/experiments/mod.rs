@@ -5,7 +5,9 @@
 
 mod arch;
 pub(crate) mod baseline;
+mod binary;
 mod cluster;
+pub(crate) mod controls;
 mod distill;
 mod distill_minilm;
 mod dynamic;
@@ -152,6 +154,10 @@ pub(crate) struct Report {
     pub(crate) baseline: Metrics,
     /// The compressed model.
     pub(crate) compressed: Metrics,
+    /// The f32 baseline fine-tuned exactly like the compressed model (experiments that
+    /// fine-tune); see [`controls`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) control: Option<Metrics>,
     /// Experiment-specific details.
     pub(crate) extra: Value,
 }
@@ -171,6 +177,7 @@ impl Report {
             seed: ctx.seed,
             baseline,
             compressed,
+            control: None,
             extra,
         }
     }
@@ -243,12 +250,12 @@ pub(crate) const REGISTRY: &[Experiment] = &[
     Experiment {
         name: "binaryconnect",
         about: "BinaryConnect MLP (deterministic, stochastic, XNOR scaling), 1-bit weights",
-        run: cluster::run_binaryconnect,
+        run: binary::run_binaryconnect,
     },
     Experiment {
         name: "ternary",
         about: "Ternary Weight Networks (TWN) fine-tuning, 2-bit weights",
-        run: cluster::run_ternary,
+        run: binary::run_ternary,
     },
     Experiment {
         name: "early-exit",

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 use super::baseline::{config, fit_eval};
 use super::baseline::{mlp_widths, train_reference_mlp};
+use super::controls::{REFERENCE_MLP, Recipe, SeedRun, control_of, finish, over_seeds};
 use super::{Ctx, DataSource, Metrics, Report, accuracy_of};
 use crate::error::{CliError, Result};
 
@@ -41,6 +42,25 @@ fn fine_tune(
         cfg,
         (train, test),
     )
+}
+
+/// The control of a pruning experiment: `baseline` fine-tuned `rounds` times for `epochs`
+/// exactly like the pruned model, unpruned.
+fn prune_control(
+    ctx: &Ctx,
+    baseline: &Sequential<f32>,
+    (train, test): (&Dataset<f32>, &Dataset<f32>),
+    rounds: usize,
+    epochs: usize,
+) -> Result<Metrics> {
+    control_of(ctx, &mlp_widths(ctx), baseline, |c| {
+        let mut acc = 0.0;
+        for r in 0..rounds {
+            let label = format!("f32 control {}", r + 1);
+            acc = fine_tune(ctx, &label, c, train, test, epochs, 0.02)?;
+        }
+        Ok(acc)
+    })
 }
 
 /// Per-parameter sparsity of the masks, for `extra`.
@@ -94,13 +114,40 @@ fn to_csr(
     ))
 }
 
+/// Fine-tuning of `prune-magnitude` (per round) and its control.
+const MAGNITUDE_FT: &str = "3 rounds of 8 epochs (4 with --fast) SGD lr 0.02 momentum 0.9, cosine to 0 in each round, batch 32";
+
 /// `prune-magnitude`: global magnitude pruning to 90% in three rounds with fine-tuning,
-/// then CSR.
+/// then CSR; the control gets the same three fine-tuning rounds unpruned.
 pub(crate) fn run_magnitude(ctx: &Ctx) -> Result<Report> {
     let (train, test) = ctx.load_flat()?;
-    let (mut net, base_acc) = train_reference_mlp(ctx, &train, &test)?;
+    let recipe = Recipe {
+        baseline: REFERENCE_MLP,
+        fine_tune: MAGNITUDE_FT,
+    };
+    let mut r = over_seeds("prune-magnitude", ctx, recipe, |c| {
+        magnitude_seed(c, &train, &test)
+    })?;
+    let ratio = r.compressed.bytes as f64 / r.baseline.bytes as f64;
+    let sparsity = r.extra["weight_sparsity"].as_f64().unwrap_or(0.0);
+    finish(
+        &mut r,
+        &[("bytes_ratio", ratio)],
+        &[
+            ("weight_sparsity_ge_0.89", sparsity >= 0.89),
+            ("csr_bytes_le_20pct_of_dense_f32", ratio <= 0.20),
+        ],
+        1.0,
+    );
+    Ok(r)
+}
+
+/// One seed of `prune-magnitude`.
+fn magnitude_seed(ctx: &Ctx, train: &Dataset<f32>, test: &Dataset<f32>) -> Result<SeedRun> {
+    let (mut net, base_acc) = train_reference_mlp(ctx, train, test)?;
     let base = Metrics::dense_f32(&net, &[ctx.input_dim()], base_acc)?;
     let epochs = ctx.epochs(8, 4);
+    let control = prune_control(ctx, &net, (train, test), 3, epochs)?;
     let mut rounds = Vec::new();
     let cfg = PruneConfig::new(0.9);
     prune_iteratively(&mut net, &cfg, 3, |m, r| {
@@ -109,8 +156,8 @@ pub(crate) fn run_magnitude(ctx: &Ctx) -> Result<Report> {
             ctx,
             &format!("fine-tune {}", r + 1),
             m,
-            &train,
-            &test,
+            train,
+            test,
             epochs,
             0.02,
         )
@@ -118,31 +165,64 @@ pub(crate) fn run_magnitude(ctx: &Ctx) -> Result<Report> {
         rounds.push(json!({"round": r + 1, "sparsity": s, "accuracy": acc}));
         Ok(())
     })?;
-    let masked_acc = accuracy_of(&mut net, &test)?;
+    let masked_acc = accuracy_of(&mut net, test)?;
     let per_layer = layer_sparsity(&net);
-    let (m, sizes) = to_csr(&mut net, ctx.input_dim(), &test)?;
+    let sparsity = mask_report(&net, &ParamFilter::new()).sparsity();
+    let (m, sizes) = to_csr(&mut net, ctx.input_dim(), test)?;
     let extra = json!({
         "target_sparsity": 0.9,
+        "weight_sparsity": sparsity,
         "scope": "global",
         "rounds": rounds,
         "layers": per_layer,
         "masked_accuracy": masked_acc,
         "sparse_model_accuracy": m.accuracy,
         "bytes": sizes,
-        "bytes_ratio": m.bytes as f64 / base.bytes as f64,
-        "accuracy_drop_points": 100.0 * (base.accuracy - m.accuracy),
     });
-    Ok(Report::new("prune-magnitude", ctx, base, m, extra))
+    Ok(SeedRun {
+        baseline: base,
+        control,
+        compressed: m,
+        extra,
+    })
 }
 
+/// Fine-tuning of `prune-structured` (per round) and its control.
+const STRUCTURED_FT: &str = "2 rounds of 15 epochs (8 with --fast) SGD lr 0.02 momentum 0.9, cosine to 0 in each round, batch 32";
+
 /// `prune-structured`: remove half of every hidden layer's neurons physically (APoZ, two
-/// rounds with fine-tuning, widths rounded to multiples of 8).
+/// rounds with fine-tuning, widths rounded to multiples of 8); the control gets the same two
+/// fine-tuning rounds at full width.
 pub(crate) fn run_structured(ctx: &Ctx) -> Result<Report> {
     let (train, test) = ctx.load_flat()?;
-    let (mut net, base_acc) = train_reference_mlp(ctx, &train, &test)?;
+    let recipe = Recipe {
+        baseline: REFERENCE_MLP,
+        fine_tune: STRUCTURED_FT,
+    };
+    let mut r = over_seeds("prune-structured", ctx, recipe, |c| {
+        structured_seed(c, &train, &test)
+    })?;
+    let params_ratio = r.compressed.params as f64 / r.baseline.params as f64;
+    let macs_ratio = r.compressed.macs as f64 / r.baseline.macs as f64;
+    finish(
+        &mut r,
+        &[("params_ratio", params_ratio), ("macs_ratio", macs_ratio)],
+        &[
+            ("params_le_40pct_of_baseline", params_ratio <= 0.40),
+            ("macs_le_40pct_of_baseline", macs_ratio <= 0.40),
+        ],
+        1.5,
+    );
+    Ok(r)
+}
+
+/// One seed of `prune-structured`.
+fn structured_seed(ctx: &Ctx, train: &Dataset<f32>, test: &Dataset<f32>) -> Result<SeedRun> {
+    let (mut net, base_acc) = train_reference_mlp(ctx, train, test)?;
     let input = [ctx.input_dim()];
     let base = Metrics::dense_f32(&net, &input, base_acc)?;
     let epochs = ctx.epochs(15, 8);
+    let control = prune_control(ctx, &net, (train, test), 2, epochs)?;
     let mut rounds = Vec::new();
     // 1 - 0.75 * (1 - 1/3) = 0.5 of the units removed after two rounds.
     for (r, fraction) in [0.25, 1.0 / 3.0].into_iter().enumerate() {
@@ -154,8 +234,8 @@ pub(crate) fn run_structured(ctx: &Ctx) -> Result<Report> {
             ctx,
             &format!("fine-tune {}", r + 1),
             &mut net,
-            &train,
-            &test,
+            train,
+            test,
             epochs,
             0.02,
         )?;
@@ -167,17 +247,19 @@ pub(crate) fn run_structured(ctx: &Ctx) -> Result<Report> {
             "accuracy": acc,
         }));
     }
-    let acc = accuracy_of(&mut net, &test)?;
+    let acc = accuracy_of(&mut net, test)?;
     let m = Metrics::dense_f32(&net, &input, acc)?;
     let extra = json!({
-        "criterion": "apoz",
+        "criterion": "apoz (activations of the training set)",
         "round_to": 8,
         "rounds": rounds,
-        "params_ratio": m.params as f64 / base.params as f64,
-        "macs_ratio": m.macs as f64 / base.macs as f64,
-        "accuracy_drop_points": 100.0 * (base.accuracy - m.accuracy),
     });
-    Ok(Report::new("prune-structured", ctx, base, m, extra))
+    Ok(SeedRun {
+        baseline: base,
+        control,
+        compressed: m,
+        extra,
+    })
 }
 
 /// `lottery-ticket`: 8 rounds of 20% global IMP with rewinding to initialisation, ticket vs
@@ -252,7 +334,15 @@ pub(crate) fn run_lottery(ctx: &Ctx) -> Result<Report> {
     let (mut m, sizes) = to_csr(&mut ticket, ctx.input_dim(), &test)?;
     let last = &rows[rounds - 1];
     m.accuracy = last["ticket_accuracy"].as_f64().unwrap_or(m.accuracy);
+    let ahead = rows
+        .iter()
+        .all(|r| r["ticket_accuracy"].as_f64() > r["control_accuracy"].as_f64());
+    let last_ticket = rows[rounds - 1]["ticket_accuracy"].as_f64().unwrap_or(0.0);
     let extra = json!({
+        "targets": {
+            "ticket_ahead_of_random_reinit_in_every_round": ahead,
+            "last_round_ticket_within_1_point_of_dense": 100.0 * (dense_mean - last_ticket) <= 1.0,
+        },
         "seeds": seeds,
         "epochs": epochs,
         "fraction_per_round": 0.2,
@@ -284,29 +374,45 @@ fn time_forward(net: &mut Sequential<f32>, x: &ndarray::ArrayD<f32>, reps: usize
 
 /// `prune-nm`: 2:4 sparsity on every weight, with fine-tuning; the pruned layers are then
 /// converted to [`Sparse24Linear`] (packed values + 2-bit positions) and the reported
-/// accuracy, bytes, MACs and speed are those of that converted model.
+/// accuracy, bytes, MACs and speed are those of that converted model. The control gets the
+/// same fine-tuning dense.
 pub(crate) fn run_nm(ctx: &Ctx) -> Result<Report> {
     let (train, test) = ctx.load_flat()?;
-    let (mut net, base_acc) = train_reference_mlp(ctx, &train, &test)?;
+    let recipe = Recipe {
+        baseline: REFERENCE_MLP,
+        fine_tune: "10 epochs (5 with --fast) SGD lr 0.02 momentum 0.9, cosine to 0, batch 32",
+    };
+    let mut r = over_seeds("prune-nm", ctx, recipe, |c| nm_seed(c, &train, &test))?;
+    let ratio = r.compressed.bytes as f64 / r.baseline.bytes as f64;
+    let sparsity = r.extra["weight_sparsity"].as_f64().unwrap_or(0.0);
+    finish(
+        &mut r,
+        &[("bytes_ratio", ratio)],
+        &[
+            ("weight_sparsity_is_half", (sparsity - 0.5).abs() < 1e-9),
+            ("stored_bytes_le_55pct_of_dense_f32", ratio <= 0.55),
+        ],
+        0.5,
+    );
+    Ok(r)
+}
+
+/// One seed of `prune-nm`.
+fn nm_seed(ctx: &Ctx, train: &Dataset<f32>, test: &Dataset<f32>) -> Result<SeedRun> {
+    let (mut net, base_acc) = train_reference_mlp(ctx, train, test)?;
     let input = [ctx.input_dim()];
     let base = Metrics::dense_f32(&net, &input, base_acc)?;
+    let epochs = ctx.epochs(10, 5);
+    let control = prune_control(ctx, &net, (train, test), 1, epochs)?;
     nm_prune(&mut net, 2, 4, &ParamFilter::new())?;
-    let one_shot = accuracy_of(&mut net, &test)?;
-    let masked_acc = fine_tune(
-        ctx,
-        "fine-tune 2:4",
-        &mut net,
-        &train,
-        &test,
-        ctx.epochs(10, 5),
-        0.02,
-    )?;
+    let one_shot = accuracy_of(&mut net, test)?;
+    let masked_acc = fine_tune(ctx, "fine-tune 2:4", &mut net, train, test, epochs, 0.02)?;
     net.bake();
     let weight_sparsity = mask_free_sparsity(&net);
     let mut dense = mlp::<f32, _>(&mlp_widths(ctx), &mut StdRng::seed_from_u64(0));
     dense.load_state(&net.state_dict())?;
     let converted = sparsify_24(&mut net, &|_| true)?;
-    let acc = accuracy_of(&mut net, &test)?;
+    let acc = accuracy_of(&mut net, test)?;
     let stats = ModelStats::of(&net);
     let mut bytes = 0usize;
     let mut layers = Vec::new();
@@ -345,7 +451,6 @@ pub(crate) fn run_nm(ctx: &Ctx) -> Result<Report> {
         "one_shot_accuracy": one_shot,
         "masked_dense_accuracy": masked_acc,
         "weight_sparsity": weight_sparsity,
-        "accuracy_drop_points": 100.0 * (base.accuracy - m.accuracy),
         "sparse24_layers": layers,
         "converted_layers": converted.len(),
         "speed": speed,
@@ -353,7 +458,12 @@ pub(crate) fn run_nm(ctx: &Ctx) -> Result<Report> {
         "bytes_format": "measured: Sparse24Linear::storage_bytes (kept f32 values + packed 2-bit positions + bias) of the converted layers",
         "macs_note": "the converted model's cost: the multiply-adds the 2:4 kernel performs",
     });
-    Ok(Report::new("prune-nm", ctx, base, m, extra))
+    Ok(SeedRun {
+        baseline: base,
+        control,
+        compressed: m,
+        extra,
+    })
 }
 
 /// Sparsity of the weights (not biases) of a baked model.
