@@ -15,10 +15,24 @@ for name in $($bin experiment --list | awk '{print $1}'); do
 done
 python3 - "$out" <<'PY'
 import json, sys
-print("| experiment | baseline acc | compressed acc | params | nonzero | bytes (base -> comp) | MACs (base -> comp) |")
-print("|---|---|---|---|---|---|---|")
+# control: the f32 baseline fine-tuned like the compressed model (experiments that fine-tune);
+# +- is the standard error over seeds where the experiment reports it.
+print("| experiment | baseline acc | control acc | compressed acc | vs better of base/control (points) | params | nonzero | bytes (base -> comp) | MACs (base -> comp) |")
+print("|---|---|---|---|---|---|---|---|---|")
+def acc(r, side):
+    s = r["extra"].get("accuracy", {}).get(side) if isinstance(r["extra"].get("accuracy"), dict) else None
+    m = r.get(side)
+    if m is None:
+        return "-"
+    if s and len(s["per_seed"]) > 1:
+        return f"{s['mean']*100:.2f} +- {s['std_error']*100:.2f}%"
+    return f"{m['accuracy']*100:.2f}%"
 for line in open(sys.argv[1]):
     r = json.loads(line)
     b, c = r["baseline"], r["compressed"]
-    print(f"| {r['experiment']} | {b['accuracy']*100:.2f}% | {c['accuracy']*100:.2f}% | {c['params']} | {c['nonzero']} | {b['bytes']} -> {c['bytes']} ({b['bytes']/max(c['bytes'],1):.2f}x) | {b['macs']} -> {c['macs']} ({b['macs']/max(c['macs'],1):.2f}x) |")
+    k = r.get("control")
+    v = r["extra"].get("vs_reference_points")
+    ref = max(b["accuracy"], k["accuracy"]) if k else b["accuracy"]
+    vs = f"{v['mean']:+.2f} +- {v['std_error']:.2f}" if v else f"{(c['accuracy'] - ref)*100:+.2f}"
+    print(f"| {r['experiment']} | {acc(r, 'baseline')} | {acc(r, 'control')} | {acc(r, 'compressed')} | {vs} | {c['params']} | {c['nonzero']} | {b['bytes']} -> {c['bytes']} ({b['bytes']/max(c['bytes'],1):.2f}x) | {b['macs']} -> {c['macs']} ({b['macs']/max(c['macs'],1):.2f}x) |")
 PY

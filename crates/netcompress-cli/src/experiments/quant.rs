@@ -264,13 +264,14 @@ fn qat_schemes() -> [(&'static str, IntScheme); 4] {
 }
 
 /// One seed of `quant-qat`: f32 accuracy, fine-tuned f32 control accuracy, and per scheme
-/// (PTQ accuracy, [QAT LSQ accuracy, QAT min-max accuracy], exported bytes).
+/// ([PTQ of the trained, PTQ of the fine-tuned model], [QAT LSQ, QAT min-max], exported
+/// bytes).
 #[allow(clippy::type_complexity)]
 fn qat_seed(
     ctx: &Ctx,
     train: &Dataset<f32>,
     test: &Dataset<f32>,
-) -> Result<(Sequential<f32>, f64, f64, Vec<(f64, [f64; 2], usize)>)> {
+) -> Result<(Sequential<f32>, f64, f64, Vec<([f64; 2], [f64; 2], usize)>)> {
     let (net, acc) = train_reference_mlp(ctx, train, test)?;
     let epochs = ctx.epochs(10, 4);
     let bias_bytes: usize = net
@@ -286,11 +287,11 @@ fn qat_seed(
     let control_acc = fine_tune(ctx, "f32 control", &mut control, (train, test), epochs)?;
     let mut rows = Vec::new();
     for (name, scheme) in qat_schemes() {
-        let mut ptq_acc: f64 = 0.0;
-        for source in [&net, &control] {
+        let mut ptq_acc = [0.0; 2];
+        for (acc, source) in ptq_acc.iter_mut().zip([&net, &control]) {
             let mut ptq = copy_of(ctx, Arch::Mlp, source)?;
             fake_quantize_model(&mut ptq, &PtqConfig::new(scheme))?;
-            ptq_acc = ptq_acc.max(evaluate(&mut ptq, test, 512)?);
+            *acc = evaluate(&mut ptq, test, 512)?;
         }
         let mut qat = [0.0; 2];
         let mut bytes = 0;
@@ -335,15 +336,20 @@ impl Paired {
     }
 }
 
+/// The scheme whose QAT model is the report's `compressed` row (declared, not picked by
+/// test accuracy).
+const COMPRESSED_SCHEME: &str = "int4-per-channel";
+
 /// Seeds of a full `quant-qat` run. At 4 bits QAT and PTQ differ by a fraction of one of the
 /// 359 digits test samples, so a few seeds cannot tell them apart: with 3 seeds the sign of
 /// the int4 per-channel difference flips from seed set to seed set; from 5 seeds on (5, 8, 10,
 /// 12 and 16 were tried) QAT is ahead at every scheme.
 const QAT_SEEDS: u64 = 10;
 
-/// `quant-qat`: QAT (learnable LSQ ranges and min-max observer ranges) against the best
-/// PTQ of the trained or equally fine-tuned f32 model, at 4, 3 and 2 bits, averaged over
-/// [`QAT_SEEDS`] seeds (1 with `--fast`), with the per-seed paired difference.
+/// `quant-qat`: QAT with learnable LSQ ranges (min-max observer ranges as the ablation)
+/// against PTQ of the trained or the equally fine-tuned f32 model (the better on average),
+/// at 4, 3 and 2 bits, averaged over [`QAT_SEEDS`] seeds (1 with `--fast`), with the
+/// per-seed paired difference.
 pub(crate) fn run_qat(ctx: &Ctx) -> Result<Report> {
     let (train, test) = ctx.load_flat()?;
     let seeds: Vec<u64> = (0..if ctx.fast { 1 } else { QAT_SEEDS })
@@ -366,22 +372,29 @@ pub(crate) fn run_qat(ctx: &Ctx) -> Result<Report> {
     let control_accs: Vec<f64> = runs.iter().map(|r| r.1).collect();
     let acc = mean(&f32_accs);
     let mut rows = Vec::new();
-    let mut best4 = (0.0, 0usize);
-    for (k, (name, scheme)) in qat_schemes().into_iter().enumerate() {
-        let ptq: Vec<f64> = runs.iter().map(|r| r.2[k].0).collect();
+    let mut compressed_row = (0.0, 0usize);
+    for (k, (name, _)) in qat_schemes().into_iter().enumerate() {
+        let ptq_trained: Vec<f64> = runs.iter().map(|r| r.2[k].0[0]).collect();
+        let ptq_tuned: Vec<f64> = runs.iter().map(|r| r.2[k].0[1]).collect();
         let lsq: Vec<f64> = runs.iter().map(|r| r.2[k].1[0]).collect();
         let minmax: Vec<f64> = runs.iter().map(|r| r.2[k].1[1]).collect();
         let bytes = runs[0].2[k].2;
-        let (ptq_m, lsq_m, mm_m) = (mean(&ptq), mean(&lsq), mean(&minmax));
-        let best = lsq_m.max(mm_m);
-        let best_runs = if lsq_m >= mm_m { &lsq } else { &minmax };
-        let paired = Paired::new(best_runs, &ptq);
-        if scheme.bits == 4 && best > best4.0 {
-            best4 = (best, bytes);
+        // The verdict's reference: PTQ of whichever f32 model (trained or equally fine-tuned)
+        // is better on average, so QAT gets no credit for merely training longer.
+        let (ptq_from, ptq) = if mean(&ptq_tuned) > mean(&ptq_trained) {
+            ("fine-tuned f32 control", &ptq_tuned)
+        } else {
+            ("trained f32", &ptq_trained)
+        };
+        let (ptq_m, lsq_m, mm_m) = (mean(ptq), mean(&lsq), mean(&minmax));
+        let paired = Paired::new(&lsq, ptq);
+        let paired_mm = Paired::new(&minmax, ptq);
+        if name == COMPRESSED_SCHEME {
+            compressed_row = (lsq_m, bytes);
         }
-        let verdict = if best > ptq_m {
+        let verdict = if lsq_m > ptq_m {
             "qat better"
-        } else if best == ptq_m {
+        } else if lsq_m == ptq_m {
             "tie"
         } else {
             "ptq better"
@@ -390,16 +403,20 @@ pub(crate) fn run_qat(ctx: &Ctx) -> Result<Report> {
             "scheme": name,
             "bytes": bytes,
             "ptq_accuracy": ptq_m,
-            "ptq_per_seed": ptq,
+            "ptq_from": ptq_from,
+            "ptq_trained_per_seed": ptq_trained,
+            "ptq_fine_tuned_per_seed": ptq_tuned,
             "qat_lsq_accuracy": lsq_m,
             "qat_lsq_per_seed": lsq,
             "qat_minmax_accuracy": mm_m,
             "qat_minmax_per_seed": minmax,
-            "qat_drop_points": 100.0 * (acc - best),
+            "qat_drop_points": 100.0 * (acc - lsq_m),
             "qat_vs_ptq": verdict,
-            "qat_gain_points": 100.0 * (best - ptq_m),
+            "qat_gain_points": 100.0 * (lsq_m - ptq_m),
             "qat_gain_std_error_points": 100.0 * paired.std_error,
             "seeds_qat_better_tie_worse": [paired.wins, paired.ties, paired.losses],
+            "minmax_gain_points": 100.0 * (mm_m - ptq_m),
+            "minmax_gain_std_error_points": 100.0 * paired_mm.std_error,
         }));
     }
     let (net, first_acc) =
@@ -407,8 +424,8 @@ pub(crate) fn run_qat(ctx: &Ctx) -> Result<Report> {
     let mut baseline = Metrics::dense_f32(&net, &[ctx.input_dim()], first_acc)?;
     baseline.accuracy = acc;
     let mut compressed = baseline;
-    compressed.accuracy = best4.0;
-    compressed.bytes = best4.1;
+    compressed.accuracy = compressed_row.0;
+    compressed.bytes = compressed_row.1;
     let mut control = baseline;
     control.accuracy = mean(&control_accs);
     let reference = acc.max(control.accuracy);
@@ -419,10 +436,10 @@ pub(crate) fn run_qat(ctx: &Ctx) -> Result<Report> {
         "f32_fine_tuned_accuracy": mean(&control_accs),
         "f32_fine_tuned_per_seed": control_accs,
         "fine_tune_epochs": ctx.epochs(10, 4),
-        "note": "accuracies are means over seeds; PTQ is the better of the trained and the equally fine-tuned f32 model",
+        "note": "accuracies are means over seeds. QAT is LSQ (declared in code; min-max observer ranges are the ablation, never chosen by test accuracy); PTQ is that of the trained or the equally fine-tuned f32 model, whichever is better on average; compressed is int4 per-channel LSQ, declared in code",
         "schemes": rows,
         "targets": {
-            "int4_qat_within_0.5_points_of_better_of_f32_and_control": 100.0 * (reference - best4.0) <= 0.5,
+            "int4_qat_within_0.5_points_of_better_of_f32_and_control": 100.0 * (reference - compressed_row.0) <= 0.5,
             "qat_never_worse_than_ptq": rows.iter().all(|r| r["qat_vs_ptq"] != "ptq better"),
         },
     });
