@@ -114,3 +114,43 @@ fn baseline_trains_lenet_300_100_on_mnist_idx_files() {
     assert_eq!(v["extra"]["test_samples"], 20);
     assert!(v["baseline"]["accuracy"].as_f64().unwrap() > 0.5, "{text}");
 }
+
+#[test]
+fn fine_tuning_experiment_reports_its_control_seeds_and_met_targets() {
+    let out = netcompress(&["experiment", "prune-nm", "--json", "--fast"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    // The control row has the contract's fields, and the f32 control keeps every weight.
+    for key in ["accuracy", "params", "nonzero", "bytes", "macs"] {
+        assert!(v["control"][key].is_number(), "control.{key} in {text}");
+    }
+    assert_eq!(v["control"]["bytes"], v["baseline"]["bytes"]);
+    // Three seeds with --fast, and the report's accuracies are their means.
+    let acc = &v["extra"]["accuracy"];
+    for side in ["baseline", "control", "compressed"] {
+        let per_seed: Vec<f64> = acc[side]["per_seed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        assert_eq!(per_seed.len(), 3, "{side}");
+        let mean = per_seed.iter().sum::<f64>() / 3.0;
+        assert!((v[side]["accuracy"].as_f64().unwrap() - mean).abs() < 1e-12);
+    }
+    // The verdict is against the better of baseline and control.
+    let reference = if acc["control"]["mean"].as_f64() > acc["baseline"]["mean"].as_f64() {
+        "control"
+    } else {
+        "baseline"
+    };
+    assert_eq!(v["extra"]["reference"], reference);
+    let targets = v["extra"]["targets"].as_object().unwrap();
+    assert!(!targets.is_empty());
+    assert!(targets.values().all(|t| t == true), "{targets:?}");
+}
