@@ -5,6 +5,7 @@ use compress_arch::lowrank::{RankRule, SvdMethod, truncated_svd};
 use ndarray::ArrayView2;
 use serde_json::{Map, json};
 
+use super::gram::gram_factors;
 use crate::decode::Part;
 use crate::error::{CheckpointError, Result};
 use crate::format::{Encoding, encode_values, part_name};
@@ -27,10 +28,18 @@ pub struct LowrankOptions {
     /// Use this rank (clamped to min(rows, cols)).
     #[cfg_attr(feature = "clap", arg(long))]
     pub rank: Option<usize>,
-    /// Always use the exact SVD (default: exact for small matrices, randomized for large).
+    /// Always use the exact SVD (default: exact for small matrices, randomized for large, and
+    /// for tall ones of 4M+ values with at most 1,024 columns the eigenvectors of the Gram
+    /// matrix `A^T A`, which keeps memory near the tensor's own size).
     #[cfg_attr(feature = "clap", arg(long))]
     pub exact: bool,
 }
+
+/// Tensors of at least this many values whose second side is at most [`GRAM_MAX_SIDE`] are
+/// factored through their Gram matrix (without `--exact`).
+const GRAM_MIN_VALUES: usize = 1 << 22;
+/// The largest Gram matrix side used (`cols x cols` f64: 8 MB at 1,024).
+const GRAM_MAX_SIDE: usize = 1024;
 
 /// The low-rank encoder.
 #[derive(Debug, Clone)]
@@ -83,24 +92,39 @@ impl Encoder for LowrankEncoder {
                 "rank {r} factors would not be smaller"
             )));
         }
-        let a = ArrayView2::from_shape((m, cols), values).map_err(|e| tensor_err(t, e))?;
-        let svd =
-            truncated_svd(a, self.rule, self.method, &t.name).map_err(|e| tensor_err(t, e))?;
-        let r = svd.rank();
+        // A large tall matrix (MiniLM's 30,522 x 384 word embeddings) goes through its small
+        // Gram matrix, in memory near the matrix itself; the direct SVD would hold f64 copies
+        // of it several times over.
+        let gram = self.method == SvdMethod::Auto
+            && m >= cols
+            && cols <= GRAM_MAX_SIDE
+            && values.len() >= GRAM_MIN_VALUES;
+        let (r, kept, u, v) = if gram {
+            let g =
+                gram_factors(values, m, cols, self.rule, &t.name).map_err(|e| tensor_err(t, e))?;
+            (g.rank, g.kept_energy_fraction, g.u, g.v)
+        } else {
+            let a = ArrayView2::from_shape((m, cols), values).map_err(|e| tensor_err(t, e))?;
+            let svd =
+                truncated_svd(a, self.rule, self.method, &t.name).map_err(|e| tensor_err(t, e))?;
+            let (u, v) = svd.balanced_factors();
+            let flat = |x: ndarray::Array2<f32>| x.iter().copied().collect::<Vec<f32>>();
+            (svd.rank(), svd.kept_energy_fraction(), flat(u), flat(v))
+        };
         if r * (m + cols) >= m * cols {
             return Ok(Outcome::Keep(format!(
                 "rank {r} factors would not be smaller"
             )));
         }
-        let (u, v) = svd.balanced_factors();
         let mut extra = Map::new();
         extra.insert("rank".into(), json!(r));
-        extra.insert("kept_energy".into(), json!(svd.kept_energy_fraction()));
+        extra.insert("kept_energy".into(), json!(kept));
+        extra.insert(
+            "svd".into(),
+            json!(if gram { "gram (A^T A)" } else { "direct" }),
+        );
         let dtype = t.dtype;
-        let bytes = |x: ndarray::Array2<f32>| {
-            let v: Vec<f32> = x.iter().copied().collect();
-            encode_values(&v, dtype)
-        };
+        let bytes = |x: Vec<f32>| encode_values(&x, dtype);
         let parts = vec![
             Part {
                 name: part_name(&t.name, "u"),

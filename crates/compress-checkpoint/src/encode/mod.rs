@@ -4,6 +4,7 @@
 //! type (the flags of the matching `netcompress` command).
 
 mod cluster;
+mod gram;
 mod lowrank;
 mod prune;
 mod quantize;
