@@ -16,6 +16,7 @@ pub mod calibrate;
 pub mod calibrated;
 mod dynamic;
 mod fake_quant;
+mod int_linear;
 pub mod kernels;
 pub mod pack;
 mod ptq;

@@ -1,11 +1,9 @@
 //! Integer inference: [`QLinear`] (int8 weights and activations, exact int8 GEMM) and
 //! [`Int4Linear`] (weight-only group-wise int4, dequantized tile by tile inside the kernel).
 
-use compress_core::{
-    CoreError, Cost, Float, Layer, Mode, Module, ParamPath, ParamVisitor, ParamVisitorMut, Result,
-};
+use crate::int_linear::{IntLinear, int_linear_layer};
+use compress_core::{CoreError, Float, Result};
 use compress_nn::Linear;
-use ndarray::{ArrayD, ArrayRef, IxDyn};
 
 use crate::TokenQuant;
 use crate::dynamic::rows::{Scratch, dequantize};
@@ -91,25 +89,6 @@ fn check_finite(x: &[f32]) -> std::result::Result<(), QuantError> {
         .into());
     }
     Ok(())
-}
-
-fn input_matrix<F: Float>(x: &ArrayRef<F, IxDyn>, layer: &str, k: usize) -> Result<Vec<f32>> {
-    if x.ndim() != 2 || x.shape()[1] != k {
-        let n = x.shape().first().copied().unwrap_or(0);
-        return Err(CoreError::shape(
-            format!("{layer} input"),
-            &[n, k],
-            x.shape(),
-        ));
-    }
-    Ok(x.iter().map(|v| v.as_f64() as f32).collect())
-}
-
-fn output<F: Float>(y: Vec<f32>, m: usize, n: usize) -> Result<ArrayD<F>> {
-    Ok(ArrayD::from_shape_vec(
-        IxDyn(&[m, n]),
-        y.into_iter().map(|v| F::lit(f64::from(v))).collect(),
-    )?)
 }
 
 /// A fully connected layer computing in integers: int8 per-output-channel symmetric
@@ -290,46 +269,22 @@ impl QLinear {
     }
 }
 
-impl<F: Float> Module<F> for QLinear {
-    fn visit(&self, _: &mut ParamPath, _: &mut dyn ParamVisitor<F>) {}
-    fn visit_mut(&mut self, _: &mut ParamPath, _: &mut dyn ParamVisitorMut<F>) -> Result<()> {
-        Ok(())
+impl IntLinear for QLinear {
+    fn in_width(&self) -> usize {
+        self.in_features
+    }
+    fn out_width(&self) -> usize {
+        self.out_features
+    }
+    fn param_count(&self) -> usize {
+        self.in_features * self.out_features + self.bias.as_ref().map_or(0, Vec::len)
+    }
+    fn forward_rows(&mut self, x: &[f32], m: usize, out: &mut [f32]) -> Result<(), QuantError> {
+        self.forward_f32(x, m, out)
     }
 }
 
-impl<F: Float> Layer<F> for QLinear {
-    fn name(&self) -> &'static str {
-        "QLinear"
-    }
-
-    fn forward(&mut self, x: &ArrayRef<F, IxDyn>, _mode: Mode) -> Result<ArrayD<F>> {
-        let (k, n) = (self.in_features, self.out_features);
-        crate::dynamic::forward_rows(x, "QLinear input", k, n, |xf, m, yf| {
-            self.forward_f32(xf, m, yf)
-        })
-    }
-
-    fn backward(&mut self, _grad: &ArrayRef<F, IxDyn>) -> Result<ArrayD<F>> {
-        Err(forward_only("QLinear"))
-    }
-
-    fn cost(&self, input_shape: &[usize]) -> Result<Cost> {
-        if input_shape != [self.in_features] {
-            return Err(CoreError::shape(
-                "QLinear input",
-                &[self.in_features],
-                input_shape,
-            ));
-        }
-        let n = self.in_features * self.out_features + self.bias.as_ref().map_or(0, Vec::len);
-        Ok(Cost {
-            output_shape: vec![self.out_features],
-            params: n,
-            nonzero_params: n,
-            macs: (self.in_features * self.out_features) as u64,
-        })
-    }
-}
+int_linear_layer!(QLinear, "QLinear");
 
 /// Weight-only int4 linear layer: group-wise 4-bit weights (symmetric or affine, groups along
 /// the input dimension) and f32 activations; the f32 weight matrix is never materialised. Up
@@ -528,49 +483,28 @@ impl Int4Linear {
     }
 }
 
-impl<F: Float> Module<F> for Int4Linear {
-    fn visit(&self, _: &mut ParamPath, _: &mut dyn ParamVisitor<F>) {}
-    fn visit_mut(&mut self, _: &mut ParamPath, _: &mut dyn ParamVisitorMut<F>) -> Result<()> {
+impl IntLinear for Int4Linear {
+    fn in_width(&self) -> usize {
+        self.weight.shape()[1]
+    }
+    fn out_width(&self) -> usize {
+        self.weight.shape()[0]
+    }
+    fn param_count(&self) -> usize {
+        self.weight.len() + self.bias.as_ref().map_or(0, Vec::len)
+    }
+    fn forward_rows(&mut self, x: &[f32], m: usize, out: &mut [f32]) -> Result<(), QuantError> {
+        if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+            return Err(CoreError::NonFinite {
+                path: "Int4Linear input".into(),
+                index: i,
+                value: f64::from(x[i]),
+            }
+            .into());
+        }
+        self.forward_f32(x, m, out);
         Ok(())
     }
 }
 
-impl<F: Float> Layer<F> for Int4Linear {
-    fn name(&self) -> &'static str {
-        "Int4Linear"
-    }
-
-    fn forward(&mut self, x: &ArrayRef<F, IxDyn>, _mode: Mode) -> Result<ArrayD<F>> {
-        let (n, k) = (self.weight.shape()[0], self.weight.shape()[1]);
-        let xs = input_matrix(x, "Int4Linear", k)?;
-        if let Some(i) = xs.iter().position(|v| !v.is_finite()) {
-            return Err(CoreError::NonFinite {
-                path: "Int4Linear input".into(),
-                index: i,
-                value: f64::from(xs[i]),
-            });
-        }
-        let m = x.shape()[0];
-        let mut y = vec![0.0f32; m * n];
-        self.forward_f32(&xs, m, &mut y);
-        output(y, m, n)
-    }
-
-    fn backward(&mut self, _grad: &ArrayRef<F, IxDyn>) -> Result<ArrayD<F>> {
-        Err(forward_only("Int4Linear"))
-    }
-
-    fn cost(&self, input_shape: &[usize]) -> Result<Cost> {
-        let (n, k) = (self.weight.shape()[0], self.weight.shape()[1]);
-        if input_shape != [k] {
-            return Err(CoreError::shape("Int4Linear input", &[k], input_shape));
-        }
-        let p = n * k + self.bias.as_ref().map_or(0, Vec::len);
-        Ok(Cost {
-            output_shape: vec![n],
-            params: p,
-            nonzero_params: p,
-            macs: (n * k) as u64,
-        })
-    }
-}
+int_linear_layer!(Int4Linear, "Int4Linear");

@@ -1,8 +1,9 @@
 //! [`IntNLinear`]: a weight-only linear layer for any code width (2..=8 bits, e.g. int3
 //! from GPTQ), where [`Int4Linear`](crate::Int4Linear) covers 4 bits with its fused kernel.
 
+use crate::int_linear::{IntLinear, int_linear_layer};
 use compress_core::{
-    CoreError, Cost, Float, Layer, Mode, Module, ParamPath, ParamVisitor, ParamVisitorMut, Result,
+    CoreError, Cost, Layer, Mode, Module, ParamPath, ParamVisitor, ParamVisitorMut, Result,
 };
 use ndarray::{ArrayD, ArrayRef, ArrayView2, ArrayViewMut2, IxDyn};
 
@@ -65,68 +66,38 @@ impl IntNLinear {
     }
 }
 
-impl<F: Float> Module<F> for IntNLinear {
-    fn visit(&self, _: &mut ParamPath, _: &mut dyn ParamVisitor<F>) {}
-    fn visit_mut(&mut self, _: &mut ParamPath, _: &mut dyn ParamVisitorMut<F>) -> Result<()> {
-        Ok(())
+impl IntLinear for IntNLinear {
+    fn in_width(&self) -> usize {
+        self.weight.shape()[1]
     }
-}
-
-impl<F: Float> Layer<F> for IntNLinear {
-    fn name(&self) -> &'static str {
-        "IntNLinear"
+    fn out_width(&self) -> usize {
+        self.weight.shape()[0]
     }
-
-    fn forward(&mut self, x: &ArrayRef<F, IxDyn>, _mode: Mode) -> Result<ArrayD<F>> {
-        let (n, k) = (self.weight.shape()[0], self.weight.shape()[1]);
-        if x.ndim() != 2 || x.shape()[1] != k {
-            return Err(CoreError::shape("IntNLinear input", &[0, k], x.shape()));
-        }
-        let m = x.shape()[0];
-        let xs: Vec<f32> = x.iter().map(|v| v.as_f64() as f32).collect();
+    fn param_count(&self) -> usize {
+        self.weight.len() + self.bias.as_ref().map_or(0, Vec::len)
+    }
+    /// Dequantizes the weight once into a scratch buffer and multiplies with compress-nn's
+    /// float GEMM.
+    fn forward_rows(&mut self, x: &[f32], m: usize, out: &mut [f32]) -> Result<(), QuantError> {
+        let (n, k) = (self.out_width(), self.in_width());
         let mut w = vec![0.0f32; n * k];
         self.weight.dequantize_into(&mut w);
-        let xv = ArrayView2::from_shape((m, k), &xs).map_err(CoreError::from)?;
+        let xv = ArrayView2::from_shape((m, k), x).map_err(CoreError::from)?;
         let wv = ArrayView2::from_shape((n, k), &w).map_err(CoreError::from)?;
-        let mut y = vec![0.0f32; m * n];
-        {
-            let mut yv = ArrayViewMut2::from_shape((m, n), &mut y).map_err(CoreError::from)?;
-            compress_nn::gemm::matmul_into(1.0, &xv, &wv.t(), 0.0, &mut yv);
-        }
+        let mut yv = ArrayViewMut2::from_shape((m, n), out).map_err(CoreError::from)?;
+        compress_nn::gemm::matmul_into(1.0, &xv, &wv.t(), 0.0, &mut yv);
         if let Some(b) = &self.bias {
-            for row in y.chunks_exact_mut(n) {
+            for mut row in yv.rows_mut() {
                 for (o, bv) in row.iter_mut().zip(b) {
                     *o += bv;
                 }
             }
         }
-        Ok(ArrayD::from_shape_vec(
-            IxDyn(&[m, n]),
-            y.into_iter().map(|v| F::lit(f64::from(v))).collect(),
-        )?)
-    }
-
-    fn backward(&mut self, _grad: &ArrayRef<F, IxDyn>) -> Result<ArrayD<F>> {
-        Err(CoreError::InvalidState {
-            layer: "IntNLinear".into(),
-            reason: "is inference only (no backward)".into(),
-        })
-    }
-
-    fn cost(&self, input_shape: &[usize]) -> Result<Cost> {
-        let (n, k) = (self.weight.shape()[0], self.weight.shape()[1]);
-        if input_shape != [k] {
-            return Err(CoreError::shape("IntNLinear input", &[k], input_shape));
-        }
-        let p = n * k + self.bias.as_ref().map_or(0, Vec::len);
-        Ok(Cost {
-            output_shape: vec![n],
-            params: p,
-            nonzero_params: p,
-            macs: (n * k) as u64,
-        })
+        Ok(())
     }
 }
+
+int_linear_layer!(IntNLinear, "IntNLinear");
 
 /// Multiplies its input by a per-feature factor (`1 / s` of AWQ / SmoothQuant) and runs the
 /// wrapped layer: the explicit form of an activation scale that cannot be folded into the

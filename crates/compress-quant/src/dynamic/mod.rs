@@ -9,14 +9,13 @@ mod swap;
 #[cfg(test)]
 mod tests;
 
-use compress_core::{
-    CoreError, Cost, Float, Layer, Mode, Module, ParamPath, ParamVisitor, ParamVisitorMut, Result,
-};
+use crate::int_linear::{IntLinear, int_linear_layer};
+use compress_core::{CoreError, Float, Result};
 use compress_nn::Linear;
 use ndarray::{ArrayD, ArrayRef, IxDyn};
 
 use crate::kernels::{PackedB, gemm_u8i8_par};
-use crate::qlinear::{as_core, forward_only};
+use crate::qlinear::as_core;
 use crate::{IntScheme, QTensor, QuantError};
 
 pub use rows::TokenQuant;
@@ -331,42 +330,23 @@ pub(crate) fn forward_rows<F: Float>(
     Ok(ArrayD::from_shape_vec(IxDyn(&shape), y)?)
 }
 
-impl<F: Float> Module<F> for DynamicQLinear {
-    fn visit(&self, _: &mut ParamPath, _: &mut dyn ParamVisitor<F>) {}
-    fn visit_mut(&mut self, _: &mut ParamPath, _: &mut dyn ParamVisitorMut<F>) -> Result<()> {
-        Ok(())
+impl IntLinear for DynamicQLinear {
+    fn in_width(&self) -> usize {
+        self.in_features()
+    }
+    fn out_width(&self) -> usize {
+        self.out_features()
+    }
+    fn param_count(&self) -> usize {
+        let n = self.out_features();
+        self.in_features() * n + if self.has_bias { n } else { 0 }
+    }
+    fn nonzero_count(&self) -> usize {
+        self.nonzero
+    }
+    fn forward_rows(&mut self, x: &[f32], m: usize, out: &mut [f32]) -> Result<(), QuantError> {
+        self.forward_f32(x, m, out)
     }
 }
 
-impl<F: Float> Layer<F> for DynamicQLinear {
-    fn name(&self) -> &'static str {
-        "DynamicQLinear"
-    }
-
-    fn forward(&mut self, x: &ArrayRef<F, IxDyn>, _mode: Mode) -> Result<ArrayD<F>> {
-        let (k, n) = (self.in_features(), self.out_features());
-        forward_rows(x, "DynamicQLinear input", k, n, |xf, m, yf| {
-            self.forward_f32(xf, m, yf)
-        })
-    }
-
-    fn backward(&mut self, _grad: &ArrayRef<F, IxDyn>) -> Result<ArrayD<F>> {
-        Err(forward_only("DynamicQLinear"))
-    }
-
-    fn cost(&self, input_shape: &[usize]) -> Result<Cost> {
-        let rows = rows_of(input_shape, "DynamicQLinear input", self.in_features())?;
-        let (k, n) = (self.in_features(), self.out_features());
-        let mut output_shape = input_shape.to_vec();
-        *output_shape
-            .last_mut()
-            .expect("checked: at least one dimension") = n;
-        let params = k * n + if self.has_bias { n } else { 0 };
-        Ok(Cost {
-            output_shape,
-            params,
-            nonzero_params: self.nonzero,
-            macs: (rows * k * n) as u64,
-        })
-    }
-}
+int_linear_layer!(DynamicQLinear, "DynamicQLinear");
