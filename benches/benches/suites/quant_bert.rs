@@ -4,11 +4,17 @@
 //! the fly), attention matmuls, softmax, GELU and LayerNorm in f32, on `b` sequences of 128
 //! random token ids (seed 0): `quant/bert_encode_int8/b1s128` and `.../b32s128`, beside the
 //! f32 encoder's `nn/bert_encode/...` (same model and ids). One thread. Throughput in tokens.
+//!
+//! `quant/bert_encode_int4/b1s128`: the same encoder with the six projections of every layer
+//! as `Int4Linear` (weight-only int4, groups of 128 inputs with zero points, as GPTQ/AWQ
+//! write them; f32 activations).
 
 use std::hint::black_box;
 
+use compress_core::Layer;
 use compress_core::Mode;
-use compress_quant::quantize_dynamic;
+use compress_nn::Linear;
+use compress_quant::{Int4Linear, quantize_dynamic};
 use compress_transformer::{BertConfig, BertModel};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use ndarray::Array2;
@@ -46,4 +52,41 @@ fn bert_encode_int8(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bert_encode_int8);
+/// `slot` (a `Linear`) as an int4 g128 layer with zero points.
+fn int4(slot: &mut Box<dyn Layer<f32>>) {
+    let lin = slot
+        .as_any()
+        .downcast_ref::<Linear<f32>>()
+        .expect("the encoder's projections start as Linear");
+    *slot = Box::new(Int4Linear::from_linear(lin, 128, true).expect("128 divides 384 and 1536"));
+}
+
+fn bert_encode_int4(c: &mut Criterion) {
+    let mut group = c.benchmark_group("quant");
+    group.sample_size(10);
+    let cfg = BertConfig::minilm_l6();
+    let mut model = BertModel::<f32>::random(&cfg, 0).expect("MiniLM's shapes fit");
+    for l in &mut model.encoder.layers {
+        let a = &mut l.attention;
+        for p in [&mut a.query, &mut a.key, &mut a.value, &mut a.output] {
+            int4(p);
+        }
+        int4(&mut l.intermediate);
+        int4(&mut l.output);
+    }
+    let batch = 1;
+    let mut rng = StdRng::seed_from_u64(0);
+    let ids = Array2::from_shape_simple_fn((batch, SEQ), || rng.random_range(0..cfg.vocab_size));
+    group.throughput(Throughput::Elements((batch * SEQ) as u64));
+    let id = format!("b{batch}s{SEQ}");
+    group.bench_function(BenchmarkId::new("bert_encode_int4", &id), |b| {
+        b.iter(|| {
+            model
+                .forward(black_box(&ids), None, Mode::Eval)
+                .expect("valid ids")
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bert_encode_int8, bert_encode_int4);

@@ -6,8 +6,8 @@ use compress_core::{CoreError, Float, Result};
 use compress_nn::Linear;
 
 use crate::TokenQuant;
-use crate::dynamic::rows::{Scratch, dequantize};
-use crate::kernels::{self, PackedB, gemm_u8i8_par};
+use crate::dynamic::rows::Scratch;
+use crate::kernels::{self, PackedB};
 use crate::{Granularity, IntScheme, QTensor, QuantError, QuantScheme};
 
 /// How [`QLinear`] quantizes its input activations (symmetric int8, codes in `-127..=127`).
@@ -243,28 +243,10 @@ impl QLinear {
         let (k, n) = (self.in_features, self.out_features);
         assert_eq!(x.len(), m * k, "QLinear input length");
         assert_eq!(out.len(), m * n, "QLinear output length");
-        let lda = self.packed.lda();
-        let s = &mut self.scratch;
-        quantize_activations(x, m, k, lda, self.act, s)?;
-        if s.acc.len() < m * n {
-            s.acc.resize(m * n, 0);
-        }
-        gemm_u8i8_par(
-            &s.codes[..m * lda],
-            lda,
-            m,
-            &self.packed,
-            &mut s.acc[..m * n],
-        );
-        dequantize(
-            &s.acc[..m * n],
-            &s.row_scales[..m],
-            &s.row_zps[..m],
-            self.packed.col_sums(),
-            &self.w_scales,
-            &self.bias_or_zero,
-            out,
-        );
+        let (k, lda) = (self.in_features, self.packed.lda());
+        quantize_activations(x, m, k, lda, self.act, &mut self.scratch)?;
+        let (b, ws, bias) = (&self.packed, &self.w_scales, &self.bias_or_zero);
+        self.scratch.product(m, b, ws, bias, Some(out));
         Ok(())
     }
 }

@@ -14,7 +14,7 @@ use compress_core::{CoreError, Float, Result};
 use compress_nn::Linear;
 use ndarray::{ArrayD, ArrayRef, IxDyn};
 
-use crate::kernels::{PackedB, gemm_u8i8_par};
+use crate::kernels::PackedB;
 use crate::qlinear::as_core;
 use crate::{IntScheme, QTensor, QuantError};
 
@@ -266,26 +266,10 @@ impl DynamicQLinear {
         if out.len() != m * n {
             return Err(CoreError::shape("DynamicQLinear output", &[m, n], &[out.len()]).into());
         }
-        let lda = self.packed.lda();
+        let (k, lda) = (self.in_features(), self.packed.lda());
         let s = &mut self.scratch;
         s.quantize("DynamicQLinear input", x, m, k, lda, self.act)?;
-        s.acc.resize(m * n, 0);
-        gemm_u8i8_par(
-            &s.codes[..m * lda],
-            lda,
-            m,
-            &self.packed,
-            &mut s.acc[..m * n],
-        );
-        rows::dequantize(
-            &s.acc[..m * n],
-            &s.row_scales[..m],
-            &s.row_zps[..m],
-            self.packed.col_sums(),
-            &self.w_scales,
-            &self.bias,
-            out,
-        );
+        s.product(m, &self.packed, &self.w_scales, &self.bias, Some(out));
         Ok(())
     }
 }

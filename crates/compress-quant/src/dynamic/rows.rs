@@ -1,11 +1,11 @@
-//! Per-token activation quantization and the fused dequantize + bias pass of
-//! [`super::DynamicQLinear`].
-#![allow(unsafe_code)]
+//! Per-token activation quantization of [`super::DynamicQLinear`] (the dequantization is
+//! fused into the GEMM: [`crate::kernels::epilogue`]).
 
 use compress_core::CoreError;
 
 use crate::QuantError;
-use crate::kernels::quantize;
+use crate::kernels::epilogue::{Dequant, OutLayout};
+use crate::kernels::{PackedB, gemm_u8i8_dequant_par, gemm_u8i8_dequant_vec, quantize};
 
 /// How [`super::DynamicQLinear`] quantizes each input row (token) at inference.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -126,96 +126,33 @@ fn grow<T: Copy>(v: &mut Vec<T>, len: usize, fill: T) {
     }
 }
 
-#[inline(always)]
-fn dequantize_body(
-    acc: &[i32],
-    row_scales: &[f32],
-    row_zps: &[i32],
-    col_sums: &[i32],
-    w_scales: &[f32],
-    bias: &[f32],
-    out: &mut [f32],
-) {
-    let n = col_sums.len();
-    let rows = out
-        .chunks_exact_mut(n)
-        .zip(acc.chunks_exact(n))
-        .zip(row_scales.iter().zip(row_zps));
-    for ((orow, arow), (&s, &z)) in rows {
-        let cols = orow
-            .iter_mut()
-            .zip(arow)
-            .zip(col_sums.iter().zip(w_scales).zip(bias));
-        for ((o, &a), ((&cs, &ws), &b)) in cols {
-            *o = a.wrapping_sub(z.wrapping_mul(cs)) as f32 * (s * ws) + b;
+impl Scratch {
+    /// After [`Scratch::quantize`] (or [`Scratch::quantize_shared`]) of `m` rows: their
+    /// product with `b` dequantized with the weight scales `col_scales` and `bias`, into
+    /// `out` (`[m, n]`, returning an empty vector) or, without `out`, into a new vector.
+    pub(crate) fn product(
+        &mut self,
+        m: usize,
+        b: &PackedB,
+        col_scales: &[f32],
+        bias: &[f32],
+        out: Option<&mut [f32]>,
+    ) -> Vec<f32> {
+        let dq = Dequant {
+            row_scales: &self.row_scales[..m],
+            row_zps: &self.row_zps[..m],
+            col_sums: b.col_sums(),
+            col_scales,
+            bias,
+            layout: OutLayout::RowMajor,
+        };
+        let (a, lda) = (&self.codes[..m * b.lda()], b.lda());
+        match out {
+            Some(out) => {
+                gemm_u8i8_dequant_par(a, lda, m, b, dq, out, &mut self.acc);
+                Vec::new()
+            }
+            None => gemm_u8i8_dequant_vec(a, lda, m, b, dq, &mut self.acc),
         }
     }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn dequantize_avx512(
-    acc: &[i32],
-    rs: &[f32],
-    rz: &[i32],
-    cs: &[i32],
-    ws: &[f32],
-    b: &[f32],
-    out: &mut [f32],
-) {
-    dequantize_body(acc, rs, rz, cs, ws, b, out);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn dequantize_avx2(
-    acc: &[i32],
-    rs: &[f32],
-    rz: &[i32],
-    cs: &[i32],
-    ws: &[f32],
-    b: &[f32],
-    out: &mut [f32],
-) {
-    dequantize_body(acc, rs, rz, cs, ws, b, out);
-}
-
-/// `out[r][j] = (acc[r][j] - zp[r] colsum[j]) * (s[r] w_scale[j]) + bias[j]`, the same body
-/// compiled for the widest vectors available (no FMA contraction: equal bits on every path).
-pub(crate) fn dequantize(
-    acc: &[i32],
-    row_scales: &[f32],
-    row_zps: &[i32],
-    col_sums: &[i32],
-    w_scales: &[f32],
-    bias: &[f32],
-    out: &mut [f32],
-) {
-    #[cfg(target_arch = "x86_64")]
-    if compress_core::Isa::Avx512.enabled() {
-        // SAFETY: AVX-512F is available (runtime check); only safe slice accesses inside.
-        unsafe { dequantize_avx512(acc, row_scales, row_zps, col_sums, w_scales, bias, out) };
-        return;
-    }
-    #[cfg(target_arch = "x86_64")]
-    if crate::kernels::has_avx2() {
-        // SAFETY: AVX2 is available (runtime check); only safe slice accesses inside.
-        unsafe { dequantize_avx2(acc, row_scales, row_zps, col_sums, w_scales, bias, out) };
-        return;
-    }
-    dequantize_body(acc, row_scales, row_zps, col_sums, w_scales, bias, out);
-}
-
-/// Portable twin of [`dequantize`].
-#[cfg(test)]
-pub(crate) fn dequantize_portable(
-    acc: &[i32],
-    row_scales: &[f32],
-    row_zps: &[i32],
-    col_sums: &[i32],
-    w_scales: &[f32],
-    bias: &[f32],
-    out: &mut [f32],
-) {
-    dequantize_body(acc, row_scales, row_zps, col_sums, w_scales, bias, out);
 }

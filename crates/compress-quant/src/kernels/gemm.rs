@@ -15,8 +15,9 @@
 //! 24 KiB, stays in L1 while the row tiles pass) and the panel's strip of C stays in cache
 //! across them. The micro-kernels are in `micro.rs`.
 
+use super::epilogue::{Dequant, Out, OutLayout};
 pub use super::micro::{MR, NR};
-use super::micro::{QUAD_BYTES, Tile, tile_portable};
+use super::micro::{QUAD_BYTES, Tile, TileOut, tile_portable};
 
 /// Quads of `k` per cache block (512 values of `k`).
 const KC_QUADS: usize = 128;
@@ -140,7 +141,7 @@ impl PackedB {
 
 /// Which micro-kernel to use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Path {
+pub(crate) enum Path {
     Portable,
     #[cfg(target_arch = "x86_64")]
     Avx2,
@@ -151,7 +152,7 @@ enum Path {
 }
 
 /// The fastest path this CPU supports under the `NETCOMPRESS_ISA` cap.
-fn best_path() -> Path {
+pub(crate) fn best_path() -> Path {
     #[cfg(target_arch = "x86_64")]
     {
         if compress_core::Isa::Avx512.enabled() && GemmKernel::Avx512Vnni.is_available() {
@@ -196,44 +197,98 @@ fn tile(path: Path, t: Tile<'_>) {
     }
 }
 
-/// `c = a b` in wrapping `i32`, `a` `u8` `[m, lda]`, `c` `[m, ldc]`, over rows `0..m`.
-fn run_u8(path: Path, a: &[u8], lda: usize, m: usize, b: &PackedB, c: &mut [i32], ldc: usize) {
+/// Where [`run_u8`] puts the product.
+pub(crate) enum Sink<'a> {
+    /// The `i32` product into `c` `[m, ldc]` (overwritten).
+    I32 {
+        /// The output.
+        c: &'a mut [i32],
+        /// Its row stride.
+        ldc: usize,
+    },
+    /// The product dequantized into `out` by the epilogue; `partial` is scratch for the
+    /// partial sums of one row block when `k` spans several cache blocks.
+    F32 {
+        /// Factors and layout (rows counted from this call's row 0).
+        dq: Dequant<'a>,
+        /// The output.
+        out: &'a mut [Out],
+        /// Scratch for partial sums (grown as needed).
+        partial: &'a mut Vec<i32>,
+    },
+}
+
+/// `a b` over rows `0..m`, `a` `u8` `[m, lda]`, into `sink`.
+pub(crate) fn run_u8(path: Path, a: &[u8], lda: usize, m: usize, b: &PackedB, sink: Sink<'_>) {
     let (n, quads) = (b.n, b.quads);
     if m == 0 || n == 0 {
         return;
     }
-    if quads == 0 {
-        for row in c.chunks_mut(ldc).take(m) {
-            row[..n].fill(0);
+    let (c, ldc, mut f32_out) = match sink {
+        Sink::I32 { c, ldc } => (c, ldc, None),
+        Sink::F32 { dq, out, partial } => {
+            dq.check(m, n, out);
+            (&mut [][..], n, Some((dq, out, partial)))
         }
-        return;
-    }
-    let panels = n.div_ceil(NR);
+    };
     // Rows per block: the block of A over the whole of `k` stays in L2 while every panel
     // passes, and each panel's column strip of C stays in cache across the `k` blocks.
     let mc = ((A_BLOCK_BYTES / lda.max(1)) / MR * MR).clamp(MR, MC_MAX);
+    if let Some((_, _, partial)) = &mut f32_out
+        && quads > KC_QUADS
+    {
+        if partial.len() < mc.min(m) * n {
+            partial.resize(mc.min(m) * n, 0);
+        }
+    }
+    let panels = n.div_ceil(NR);
+    let zero_quad = [0i8; QUAD_BYTES];
     for m0 in (0..m).step_by(mc) {
         let m1 = (m0 + mc).min(m);
         for p in 0..panels {
             let cols = NR.min(n - p * NR);
-            for k0 in (0..quads).step_by(KC_QUADS) {
-                let kc = KC_QUADS.min(quads - k0);
+            // `k = 0` still needs one (empty) block to store zeros or run the epilogue.
+            for k0 in (0..quads.max(1)).step_by(KC_QUADS) {
+                let kc = KC_QUADS.min(quads - k0.min(quads));
+                let last = k0 + KC_QUADS >= quads;
                 let start = (p * quads + k0) * QUAD_BYTES;
-                let bs = &b.data[start..start + kc * QUAD_BYTES];
+                let bs = if kc == 0 {
+                    &zero_quad[..]
+                } else {
+                    &b.data[start..start + kc * QUAD_BYTES]
+                };
                 for r0 in (m0..m1).step_by(MR) {
                     let rows = MR.min(m1 - r0);
+                    let (cs, out) = match &mut f32_out {
+                        None => (&mut c[r0 * ldc + p * NR..], None),
+                        Some((dq, out, partial)) => {
+                            let cs = if quads > KC_QUADS {
+                                &mut partial[(r0 - m0) * n + p * NR..]
+                            } else {
+                                &mut [][..]
+                            };
+                            let out = last.then(|| TileOut {
+                                dq,
+                                out: &mut **out,
+                                row0: r0,
+                                col0: p * NR,
+                            });
+                            (cs, out)
+                        }
+                    };
                     tile(
                         path,
                         Tile {
-                            a: &a[r0 * lda + 4 * k0..],
+                            a: &a[r0 * lda + 4 * k0.min(quads)..],
                             lda,
                             rows,
                             b: bs,
                             quads: kc,
-                            c: &mut c[r0 * ldc + p * NR..],
+                            c: cs,
                             ldc,
                             cols,
                             accumulate: k0 > 0,
+                            out,
                         },
                     );
                 }
@@ -261,7 +316,7 @@ fn run_u8(path: Path, a: &[u8], lda: usize, m: usize, b: &PackedB, c: &mut [i32]
 #[track_caller]
 pub fn gemm_u8i8(a: &[u8], lda: usize, m: usize, b: &PackedB, c: &mut [i32]) {
     check_u8(a, lda, m, b, c);
-    run_u8(best_path(), a, lda, m, b, c, b.n);
+    run_u8(best_path(), a, lda, m, b, Sink::I32 { c, ldc: b.n });
 }
 
 #[track_caller]
@@ -280,13 +335,119 @@ pub(crate) fn gemm_u8i8_par(a: &[u8], lda: usize, m: usize, b: &PackedB, c: &mut
     let threads = rayon::current_num_threads();
     let work = m * b.n * b.k;
     if threads < 2 || m < 2 * MR || work < (1 << 22) {
-        run_u8(path, a, lda, m, b, c, b.n);
+        run_u8(path, a, lda, m, b, Sink::I32 { c, ldc: b.n });
         return;
     }
     let rows = m.div_ceil(threads).div_ceil(MR) * MR;
     c.par_chunks_mut(rows * b.n)
         .zip(a.par_chunks(rows * lda))
-        .for_each(|(cc, aa)| run_u8(path, aa, lda, cc.len() / b.n, b, cc, b.n));
+        .for_each(|(cc, aa)| {
+            let m = cc.len() / b.n;
+            run_u8(path, aa, lda, m, b, Sink::I32 { c: cc, ldc: b.n });
+        });
+}
+
+/// `a b` dequantized by `dq` into `out` (see [`super::epilogue`]), over row blocks in
+/// parallel when rayon has more than one thread and the work is large enough. `partial` is
+/// scratch reused across calls.
+pub(crate) fn gemm_u8i8_dequant_par(
+    a: &[u8],
+    lda: usize,
+    m: usize,
+    b: &PackedB,
+    dq: Dequant<'_>,
+    out: &mut [f32],
+    partial: &mut Vec<i32>,
+) {
+    dequant_par(a, lda, m, b, dq, as_out(out), partial);
+}
+
+/// An initialised output seen as epilogue output. Only for passing to the epilogue, which
+/// writes initialised values and never `MaybeUninit::uninit()`.
+fn as_out(out: &mut [f32]) -> &mut [Out] {
+    // SAFETY: `[f32]` and `[MaybeUninit<f32>]` have the same layout; the view only reaches
+    // the epilogue, which writes initialised values, so `out` stays initialised.
+    unsafe { &mut *(std::ptr::from_mut::<[f32]>(out) as *mut [Out]) }
+}
+
+/// [`gemm_u8i8_dequant_par`] into a new `Vec` (`[m, n]` row-major, `dq.layout` must be
+/// [`OutLayout::RowMajor`]), never zero-filled first.
+pub(crate) fn gemm_u8i8_dequant_vec(
+    a: &[u8],
+    lda: usize,
+    m: usize,
+    b: &PackedB,
+    dq: Dequant<'_>,
+    partial: &mut Vec<i32>,
+) -> Vec<f32> {
+    assert_eq!(dq.layout, OutLayout::RowMajor, "a new output is row-major");
+    let len = m * b.n;
+    let mut y = Vec::with_capacity(len);
+    dequant_par(
+        a,
+        lda,
+        m,
+        b,
+        dq,
+        &mut y.spare_capacity_mut()[..len],
+        partial,
+    );
+    // SAFETY: in the row-major layout the epilogue wrote every `(row, column)` of the
+    // `[m, n]` product, i.e. all `len` elements (the capacity is at least `len`).
+    unsafe { y.set_len(len) };
+    y
+}
+
+fn dequant_par(
+    a: &[u8],
+    lda: usize,
+    m: usize,
+    b: &PackedB,
+    dq: Dequant<'_>,
+    out: &mut [Out],
+    partial: &mut Vec<i32>,
+) {
+    use rayon::prelude::*;
+    assert!(lda >= b.lda(), "lda {lda} must be at least {}", b.lda());
+    assert!(a.len() >= m * lda, "A must hold m * lda bytes");
+    let path = best_path();
+    let threads = rayon::current_num_threads();
+    if threads < 2 || m < 2 * MR || m * b.n * b.k < (1 << 22) {
+        run_u8(path, a, lda, m, b, Sink::F32 { dq, out, partial });
+        return;
+    }
+    // Rows per chunk, and the output values each chunk owns.
+    let (rows, out_per_row) = match dq.layout {
+        OutLayout::RowMajor => (m.div_ceil(threads).div_ceil(MR) * MR, b.n),
+        OutLayout::Nchw {
+            positions,
+            channels,
+            ..
+        } => (
+            m.div_ceil(threads).div_ceil(positions) * positions,
+            channels,
+        ),
+    };
+    dq.check(m, b.n, out);
+    out.par_chunks_mut(rows * out_per_row)
+        .zip(a.par_chunks(rows * lda))
+        .enumerate()
+        .for_each(|(i, (oc, ac))| {
+            let r0 = i * rows;
+            let m = rows.min(m.saturating_sub(r0));
+            let dq = Dequant {
+                row_scales: &dq.row_scales[r0..],
+                row_zps: &dq.row_zps[r0..],
+                ..dq
+            };
+            let mut partial = Vec::new();
+            let sink = Sink::F32 {
+                dq,
+                out: oc,
+                partial: &mut partial,
+            };
+            run_u8(path, ac, lda, m, b, sink);
+        });
 }
 
 fn run(a: &[i8], m: usize, b: &PackedB, c: &mut [i32], path: Path) {
@@ -303,7 +464,7 @@ fn run(a: &[i8], m: usize, b: &PackedB, c: &mut [i32], path: Path) {
             *d = (s as u8) ^ 0x80;
         }
     }
-    run_u8(path, &au, lda, m, b, c, n);
+    run_u8(path, &au, lda, m, b, Sink::I32 { c, ldc: n });
     for row in c.chunks_exact_mut(n.max(1)) {
         for (v, &s) in row.iter_mut().zip(&b.col_sums) {
             *v = v.wrapping_sub(s.wrapping_mul(128));
@@ -375,19 +536,25 @@ pub fn gemm_i8_with(
         )
         .into());
     }
-    let path = match kernel {
-        GemmKernel::Portable => Path::Portable,
-        #[cfg(target_arch = "x86_64")]
-        GemmKernel::Avx2 => Path::Avx2,
-        #[cfg(target_arch = "x86_64")]
-        GemmKernel::AvxVnni => Path::AvxVnni,
-        #[cfg(target_arch = "x86_64")]
-        GemmKernel::Avx512Vnni => Path::Avx512Vnni,
-        #[allow(unreachable_patterns)]
-        _ => Path::Portable, // unavailable kernels were rejected above
-    };
-    run(a, m, b, c, path);
+    run(a, m, b, c, kernel.path());
     Ok(())
+}
+
+impl GemmKernel {
+    /// The micro-kernel path of an available kernel.
+    fn path(self) -> Path {
+        match self {
+            GemmKernel::Portable => Path::Portable,
+            #[cfg(target_arch = "x86_64")]
+            GemmKernel::Avx2 => Path::Avx2,
+            #[cfg(target_arch = "x86_64")]
+            GemmKernel::AvxVnni => Path::AvxVnni,
+            #[cfg(target_arch = "x86_64")]
+            GemmKernel::Avx512Vnni => Path::Avx512Vnni,
+            #[allow(unreachable_patterns)]
+            _ => Path::Portable, // callers reject unavailable kernels first
+        }
+    }
 }
 
 /// The portable twin of [`gemm_i8`] (scalar Rust, no `unsafe`).
@@ -401,109 +568,4 @@ pub fn gemm_i8_portable(a: &[i8], m: usize, b: &PackedB, c: &mut [i32]) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    /// `A W^T` with `A` `[m, lda]` (first `k` columns used) and `W` `[n, k]`.
-    fn naive_strided<T: Copy + Into<i32>>(
-        a: &[T],
-        lda: usize,
-        (m, k): (usize, usize),
-        w: &[i8],
-        n: usize,
-    ) -> Vec<i32> {
-        let mut c = vec![0i32; m * n];
-        for i in 0..m {
-            for j in 0..n {
-                c[i * n + j] = (0..k)
-                    .map(|t| a[i * lda + t].into() * i32::from(w[j * k + t]))
-                    .sum();
-            }
-        }
-        c
-    }
-
-    fn naive(a: &[i8], m: usize, k: usize, w: &[i8], n: usize) -> Vec<i32> {
-        naive_strided(a, k, (m, k), w, n)
-    }
-
-    const ALL: [GemmKernel; 4] = [
-        GemmKernel::Portable,
-        GemmKernel::Avx2,
-        GemmKernel::AvxVnni,
-        GemmKernel::Avx512Vnni,
-    ];
-
-    proptest! {
-        #[test]
-        fn every_kernel_equals_naive(
-            (m, n, k, a, w) in (1usize..20, 1usize..110, 1usize..40).prop_flat_map(|(m, n, k)| (
-                Just(m), Just(n), Just(k),
-                prop::collection::vec(any::<i8>(), m * k),
-                prop::collection::vec(any::<i8>(), n * k),
-            ))
-        ) {
-            let b = PackedB::from_nk(&w, n, k);
-            let want = naive(&a, m, k, &w, n);
-            let mut c = vec![0; m * n];
-            gemm_i8(&a, m, &b, &mut c);
-            prop_assert_eq!(&c, &want);
-            for kernel in ALL {
-                let mut c3 = vec![7; m * n];
-                if gemm_i8_with(kernel, &a, m, &b, &mut c3).is_ok() {
-                    prop_assert_eq!(&c3, &want, "{:?}", kernel);
-                }
-            }
-            prop_assert_eq!(b.to_nk(), w);
-        }
-
-        #[test]
-        fn from_kn_equals_from_nk(
-            (n, k, w) in (1usize..60, 1usize..20).prop_flat_map(|(n, k)| (
-                Just(n), Just(k), prop::collection::vec(any::<i8>(), n * k)))
-        ) {
-            let kn: Vec<i8> = (0..k * n).map(|i| w[(i % n) * k + i / n]).collect();
-            prop_assert_eq!(PackedB::from_kn(&kn, k, n), PackedB::from_nk(&w, n, k));
-        }
-    }
-
-    #[test]
-    fn long_k_crosses_cache_blocks_exactly() {
-        // k spans several KC blocks and m several MC blocks; extreme values everywhere.
-        let (m, n, k) = (MC_MAX + 9, 50, 4 * KC_QUADS * 2 + 7);
-        let a: Vec<i8> = (0..m * k)
-            .map(|i| if i % 3 == 0 { -128 } else { 127 })
-            .collect();
-        let w: Vec<i8> = (0..n * k)
-            .map(|i| if i % 5 == 0 { 127 } else { -128 })
-            .collect();
-        let b = PackedB::from_nk(&w, n, k);
-        let want = naive(&a, m, k, &w, n);
-        for kernel in ALL {
-            let mut c = vec![0; m * n];
-            if gemm_i8_with(kernel, &a, m, &b, &mut c).is_ok() {
-                assert_eq!(c, want, "{kernel:?}");
-            }
-        }
-    }
-
-    #[test]
-    fn u8_gemm_with_wide_lda_and_parallel_rows() {
-        let (m, n, k, lda) = (203, 130, 157, 164);
-        let a: Vec<u8> = (0..m * lda).map(|i| (i * 7 % 256) as u8).collect();
-        let w: Vec<i8> = (0..n * k).map(|i| (i * 13 % 256) as u8 as i8).collect();
-        let b = PackedB::from_nk(&w, n, k);
-        let want = naive_strided(&a, lda, (m, k), &w, n);
-        let mut c = vec![0; m * n];
-        gemm_u8i8(&a, lda, m, &b, &mut c);
-        assert_eq!(c, want);
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(2)
-            .build()
-            .unwrap();
-        let mut c2 = vec![0; m * n];
-        pool.install(|| gemm_u8i8_par(&a, lda, m, &b, &mut c2));
-        assert_eq!(c2, want);
-    }
-}
+mod tests;

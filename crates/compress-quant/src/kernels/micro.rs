@@ -13,6 +13,8 @@
 //!   exact; `vpmaddubsw` would saturate);
 //! - portable: scalar.
 
+use super::epilogue::{Dequant, Out};
+
 /// Rows of A per micro-tile.
 pub const MR: usize = 8;
 /// Columns of B per panel and micro-tile (three `zmm` of 16 `i32` lanes).
@@ -21,7 +23,9 @@ pub const NR: usize = 48;
 pub(crate) const QUAD_BYTES: usize = 4 * NR;
 
 /// One micro-tile's operands: `c[r * ldc + j] (+)= sum_q sum_t a[r * lda + 4q + t] *
-/// b[q * QUAD_BYTES + 4j + t]` for `r < rows`, `j < cols`.
+/// b[q * QUAD_BYTES + 4j + t]` for `r < rows`, `j < cols`; with an epilogue ([`TileOut`]),
+/// the finished sums (plus the partial sums in `c` when `accumulate`) are dequantized into
+/// `f32` instead.
 pub(crate) struct Tile<'a> {
     /// A from the tile's first row (`rows` rows of stride `lda`).
     pub(crate) a: &'a [u8],
@@ -33,7 +37,9 @@ pub(crate) struct Tile<'a> {
     pub(crate) b: &'a [i8],
     /// Number of quads.
     pub(crate) quads: usize,
-    /// C from the tile's first element.
+    /// C from the tile's first element: the `i32` result, or the partial sums of the earlier
+    /// `k` blocks when an epilogue finishes the tile (unused, and may be empty, when the
+    /// epilogue has no partial sums to add).
     pub(crate) c: &'a mut [i32],
     /// Row stride of C.
     pub(crate) ldc: usize,
@@ -41,6 +47,22 @@ pub(crate) struct Tile<'a> {
     pub(crate) cols: usize,
     /// Add to C instead of overwriting it.
     pub(crate) accumulate: bool,
+    /// Where the finished tile goes in `f32`, if it is the last `k` block of a fused
+    /// dequantizing GEMM.
+    pub(crate) out: Option<TileOut<'a>>,
+}
+
+/// The fused dequantization of one finished tile: rows `row0..row0 + rows` and columns
+/// `col0..col0 + cols` of the whole product, written through [`Dequant::row`].
+pub(crate) struct TileOut<'a> {
+    /// The factors and layout of the output.
+    pub(crate) dq: &'a Dequant<'a>,
+    /// The whole output.
+    pub(crate) out: &'a mut [Out],
+    /// First row of the tile in the whole product.
+    pub(crate) row0: usize,
+    /// First column of the tile in the whole product.
+    pub(crate) col0: usize,
 }
 
 impl Tile<'_> {
@@ -51,7 +73,9 @@ impl Tile<'_> {
         assert!(self.lda >= 4 * self.quads);
         assert!(self.a.len() >= (self.rows - 1) * self.lda + 4 * self.quads);
         assert!(self.b.len() >= self.quads * QUAD_BYTES);
-        assert!(self.c.len() >= (self.rows - 1) * self.ldc + self.cols);
+        if self.out.is_none() || self.accumulate {
+            assert!(self.c.len() >= (self.rows - 1) * self.ldc + self.cols);
+        }
     }
 
     /// Offsets of the MR rows of A (missing rows repeat the last valid one).
@@ -59,16 +83,32 @@ impl Tile<'_> {
         std::array::from_fn(|r| r.min(self.rows - 1) * self.lda)
     }
 
-    /// Writes (or adds) a full `MR x NR` result into C, valid rows and columns only.
+    /// Writes (or adds) a full `MR x NR` result into C, or finishes it through the
+    /// epilogue; valid rows and columns only.
+    #[inline(always)]
     fn store(&mut self, tile: &[[i32; NR]; MR]) {
         for (r, t) in tile.iter().enumerate().take(self.rows) {
-            let crow = &mut self.c[r * self.ldc..r * self.ldc + self.cols];
-            if self.accumulate {
-                for (cv, tv) in crow.iter_mut().zip(t) {
-                    *cv = cv.wrapping_add(*tv);
+            let crow = self.c.get_mut(r * self.ldc..r * self.ldc + self.cols);
+            match (&mut self.out, crow) {
+                (None, Some(crow)) if self.accumulate => {
+                    for (cv, tv) in crow.iter_mut().zip(t) {
+                        *cv = cv.wrapping_add(*tv);
+                    }
                 }
-            } else {
-                crow.copy_from_slice(&t[..self.cols]);
+                (None, Some(crow)) => crow.copy_from_slice(&t[..self.cols]),
+                (Some(o), crow) => {
+                    let mut sums = [0i32; NR];
+                    match crow {
+                        Some(crow) if self.accumulate => {
+                            for ((s, cv), tv) in sums.iter_mut().zip(crow.iter()).zip(t) {
+                                *s = cv.wrapping_add(*tv);
+                            }
+                        }
+                        _ => sums = *t,
+                    }
+                    o.dq.row(o.row0 + r, o.col0, &sums[..self.cols], &mut *o.out);
+                }
+                (None, None) => unreachable!("`check` bounds C when there is no epilogue"),
             }
         }
     }
@@ -119,6 +159,7 @@ fn tile_avx512_rows<const R: usize>(t: Tile<'_>) {
     use std::arch::x86_64::{
         __m512i, _mm512_add_epi32, _mm512_dpbusd_epi32, _mm512_loadu_si512,
         _mm512_mask_loadu_epi32, _mm512_mask_storeu_epi32, _mm512_set1_epi32, _mm512_setzero_si512,
+        _mm512_storeu_si512,
     };
     t.check();
     assert_eq!(t.rows, R);
@@ -142,6 +183,18 @@ fn tile_avx512_rows<const R: usize>(t: Tile<'_>) {
                 a[2] = _mm512_dpbusd_epi32(a[2], av, b2);
             }
         }
+    }
+    if t.out.is_some() {
+        let mut tile = [[0i32; NR]; MR];
+        for (row, a) in tile.iter_mut().zip(&acc) {
+            for (v, val) in a.iter().enumerate() {
+                // SAFETY: each `val` fills exactly 16 `i32` of the row.
+                unsafe { _mm512_storeu_si512(row[16 * v..].as_mut_ptr().cast(), *val) };
+            }
+        }
+        let mut t = t;
+        t.store(&tile);
+        return;
     }
     let masks: [u16; 3] = std::array::from_fn(|v| {
         let lanes = t.cols.saturating_sub(16 * v).min(16);

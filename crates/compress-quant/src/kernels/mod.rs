@@ -9,14 +9,15 @@
 //! buffer costs more in page faults than the quantization itself.
 #![allow(unsafe_code)]
 
+pub(crate) mod epilogue;
 mod gemm;
 mod micro;
 pub(crate) mod quantize;
 
-pub(crate) use gemm::gemm_u8i8_par;
 pub use gemm::{
     GemmKernel, MR, NR, PackedB, gemm_i8, gemm_i8_kernel, gemm_i8_portable, gemm_i8_with, gemm_u8i8,
 };
+pub(crate) use gemm::{gemm_u8i8_dequant_par, gemm_u8i8_dequant_vec, gemm_u8i8_par};
 
 use compress_core::CoreError;
 
