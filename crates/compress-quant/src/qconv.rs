@@ -8,7 +8,8 @@ use ndarray::{ArrayD, ArrayRef, IxDyn};
 
 use crate::TokenQuant;
 use crate::dynamic::rows::Scratch;
-use crate::kernels::{PackedB, gemm_u8i8_par};
+use crate::kernels::epilogue::{Dequant, OutLayout};
+use crate::kernels::{PackedB, gemm_u8i8_dequant_par};
 use crate::qlinear::{as_core, forward_only};
 use crate::{IntScheme, QTensor, QuantError};
 
@@ -45,6 +46,9 @@ pub struct QConv2d {
     scratch: Scratch,
     /// im2col rows of one group of one image (`u8` codes, row stride `PackedB::lda`).
     cols: Vec<u8>,
+    /// Scale and zero point of each im2col row (its image's).
+    row_scales: Vec<f32>,
+    row_zps: Vec<i32>,
 }
 
 impl QConv2d {
@@ -86,6 +90,8 @@ impl QConv2d {
                 .map(|b| b.effective().iter().map(|v| v.as_f64() as f32).collect()),
             scratch: Scratch::default(),
             cols: Vec::new(),
+            row_scales: Vec::new(),
+            row_zps: Vec::new(),
         })
     }
 
@@ -205,12 +211,26 @@ impl<F: Float> Layer<F> for QConv2d {
         if self.cols.len() < chunk * p * lda {
             self.cols.resize(chunk * p * lda, 128);
         }
-        if s.acc.len() < chunk * p * opg {
-            s.acc.resize(chunk * p * opg, 0);
-        }
+        let zeros;
+        let bias = match &self.bias {
+            Some(b) => b.as_slice(),
+            None => {
+                zeros = vec![0.0f32; cfg.out_channels];
+                &zeros
+            }
+        };
         for b0 in (0..n).step_by(chunk) {
             let nb = chunk.min(n - b0);
             let rows = nb * p;
+            // Every output position of an image has the image's scale and zero point.
+            self.row_scales.clear();
+            self.row_zps.clear();
+            for i in 0..nb {
+                self.row_scales
+                    .extend(std::iter::repeat_n(s.row_scales[b0 + i], p));
+                self.row_zps
+                    .extend(std::iter::repeat_n(s.row_zps[b0 + i], p));
+            }
             for g in 0..cfg.groups {
                 for i in 0..nb {
                     let img = &s.codes[(b0 + i) * chw..(b0 + i + 1) * chw];
@@ -218,22 +238,21 @@ impl<F: Float> Layer<F> for QConv2d {
                     im2col_u8(img, (g * cpg, cpg, h, w), &cfg, (oh, ow), lda, dst);
                 }
                 let packed = &self.packed[g];
-                let acc = &mut s.acc[..rows * opg];
-                gemm_u8i8_par(&self.cols[..rows * lda], lda, rows, packed, acc);
-                for i in 0..nb {
-                    let b = b0 + i;
-                    let acc = &acc[i * p * opg..(i + 1) * p * opg];
-                    for o in 0..opg {
-                        let oc = g * opg + o;
-                        let scale = s.row_scales[b] * self.w_scales[oc];
-                        let bias = self.bias.as_ref().map_or(0.0, |bv| bv[oc]);
-                        let zero = packed.col_sums()[o].wrapping_mul(128);
-                        let dst = &mut y[(b * cfg.out_channels + oc) * p..][..p];
-                        for (d, a) in dst.iter_mut().zip(acc[o..].iter().step_by(opg)) {
-                            *d = a.wrapping_sub(zero) as f32 * scale + bias;
-                        }
-                    }
-                }
+                let dq = Dequant {
+                    row_scales: &self.row_scales[..rows],
+                    row_zps: &self.row_zps[..rows],
+                    col_sums: packed.col_sums(),
+                    col_scales: &self.w_scales[g * opg..(g + 1) * opg],
+                    bias: &bias[g * opg..(g + 1) * opg],
+                    layout: OutLayout::Nchw {
+                        positions: p,
+                        channels: cfg.out_channels,
+                        first: g * opg,
+                    },
+                };
+                let y = &mut y[b0 * cfg.out_channels * p..(b0 + nb) * cfg.out_channels * p];
+                let a = &self.cols[..rows * lda];
+                gemm_u8i8_dequant_par(a, lda, rows, packed, dq, y, &mut s.acc);
             }
         }
         for (d, &v) in out.iter_mut().zip(&converted_out) {

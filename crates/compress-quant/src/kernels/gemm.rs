@@ -236,10 +236,9 @@ pub(crate) fn run_u8(path: Path, a: &[u8], lda: usize, m: usize, b: &PackedB, si
     let mc = ((A_BLOCK_BYTES / lda.max(1)) / MR * MR).clamp(MR, MC_MAX);
     if let Some((_, _, partial)) = &mut f32_out
         && quads > KC_QUADS
+        && partial.len() < mc.min(m) * n
     {
-        if partial.len() < mc.min(m) * n {
-            partial.resize(mc.min(m) * n, 0);
-        }
+        partial.resize(mc.min(m) * n, 0);
     }
     let panels = n.div_ceil(NR);
     let zero_quad = [0i8; QUAD_BYTES];
@@ -269,7 +268,7 @@ pub(crate) fn run_u8(path: Path, a: &[u8], lda: usize, m: usize, b: &PackedB, si
                             };
                             let out = last.then(|| TileOut {
                                 dq,
-                                out: &mut **out,
+                                out,
                                 row0: r0,
                                 col0: p * NR,
                             });
@@ -324,27 +323,6 @@ fn check_u8(a: &[u8], lda: usize, m: usize, b: &PackedB, c: &[i32]) {
     assert!(lda >= b.lda(), "lda {lda} must be at least {}", b.lda());
     assert!(a.len() >= m * lda, "A must hold m * lda bytes");
     assert_eq!(c.len(), m * b.n, "C must be m * n");
-}
-
-/// `gemm_u8i8` over row blocks in parallel when rayon has more than one thread and the work
-/// is large enough to pay for it.
-pub(crate) fn gemm_u8i8_par(a: &[u8], lda: usize, m: usize, b: &PackedB, c: &mut [i32]) {
-    use rayon::prelude::*;
-    check_u8(a, lda, m, b, c);
-    let path = best_path();
-    let threads = rayon::current_num_threads();
-    let work = m * b.n * b.k;
-    if threads < 2 || m < 2 * MR || work < (1 << 22) {
-        run_u8(path, a, lda, m, b, Sink::I32 { c, ldc: b.n });
-        return;
-    }
-    let rows = m.div_ceil(threads).div_ceil(MR) * MR;
-    c.par_chunks_mut(rows * b.n)
-        .zip(a.par_chunks(rows * lda))
-        .for_each(|(cc, aa)| {
-            let m = cc.len() / b.n;
-            run_u8(path, aa, lda, m, b, Sink::I32 { c: cc, ldc: b.n });
-        });
 }
 
 /// `a b` dequantized by `dq` into `out` (see [`super::epilogue`]), over row blocks in

@@ -17,7 +17,7 @@ pub(crate) mod quantize;
 pub use gemm::{
     GemmKernel, MR, NR, PackedB, gemm_i8, gemm_i8_kernel, gemm_i8_portable, gemm_i8_with, gemm_u8i8,
 };
-pub(crate) use gemm::{gemm_u8i8_dequant_par, gemm_u8i8_dequant_vec, gemm_u8i8_par};
+pub(crate) use gemm::{gemm_u8i8_dequant_par, gemm_u8i8_dequant_vec};
 
 use compress_core::CoreError;
 

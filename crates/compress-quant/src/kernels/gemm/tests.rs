@@ -180,7 +180,38 @@ fn u8_gemm_with_wide_lda_and_parallel_rows() {
         .num_threads(2)
         .build()
         .unwrap();
-    let mut c2 = vec![0; m * n];
-    pool.install(|| gemm_u8i8_par(&a, lda, m, &b, &mut c2));
-    assert_eq!(c2, want);
+    // The fused dequantizing GEMM splits rows (whole images for NCHW) on two threads and
+    // gives the bits of one thread.
+    let rs: Vec<f32> = (0..m).map(|r| 0.01 + r as f32 * 1e-3).collect();
+    let rz: Vec<i32> = (0..m).map(|r| (r * 37 % 256) as i32).collect();
+    let ws: Vec<f32> = (0..n).map(|j| 0.02 + j as f32 * 1e-4).collect();
+    let bias: Vec<f32> = (0..n).map(|j| j as f32 * 0.1 - 3.0).collect();
+    for layout in [
+        OutLayout::RowMajor,
+        OutLayout::Nchw {
+            positions: 9,
+            channels: n,
+            first: 0,
+        },
+    ] {
+        let dq = Dequant {
+            row_scales: &rs,
+            row_zps: &rz,
+            col_sums: b.col_sums(),
+            col_scales: &ws,
+            bias: &bias,
+            layout,
+        };
+        let len = m.div_ceil(9) * 9 * n;
+        let (mut one, mut two) = (vec![0.0f32; len], vec![0.0f32; len]);
+        let mut partial = Vec::new();
+        gemm_u8i8_dequant_par(&a, lda, m, &b, dq, &mut one, &mut partial);
+        pool.install(|| gemm_u8i8_dequant_par(&a, lda, m, &b, dq, &mut two, &mut partial));
+        assert_eq!(bits(&one), bits(&two), "{layout:?}");
+        if layout == OutLayout::RowMajor {
+            assert_eq!(bits(&one[..m * n]), bits(&dequant_reference(&want, n, &dq)));
+            let fresh = gemm_u8i8_dequant_vec(&a, lda, m, &b, dq, &mut partial);
+            assert_eq!(bits(&fresh), bits(&one[..m * n]));
+        }
+    }
 }
