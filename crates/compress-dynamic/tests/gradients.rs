@@ -105,7 +105,8 @@ fn slimmable_linear_gradients_at_reduced_width() {
 #[test]
 fn slimmable_conv_gradients_at_reduced_width() {
     let mut rng = StdRng::seed_from_u64(3);
-    let mut c = SlimmableConv2d::<f64>::new(4, 6, 3, 2, 1, true, true, &mut rng);
+    let cfg = compress_nn::Conv2dConfig::new(4, 6, 3).stride(2).padding(1);
+    let mut c = SlimmableConv2d::<f64>::new(cfg, true, true, &mut rng).unwrap();
     c.set_width(0.5).unwrap();
     let x = seeded_tensor::<f64>(&[2, 2, 5, 5], 4);
     assert!(grad_error(&mut c, &x) < TOL);

@@ -6,7 +6,7 @@ use compress_dynamic::{
     DynamicError, SandwichConfig, SlimLayer, Slimmable, SlimmableConv2d, SlimmableLinear,
     SlimmableNet, active_channels, recalibrate_bn, train_sandwich,
 };
-use compress_nn::{Adam, Flatten, Linear, ReLU, data::digits};
+use compress_nn::{Adam, Conv2dConfig, Flatten, Linear, ReLU, data::digits};
 use compress_testkit::seeded_tensor;
 use proptest::prelude::*;
 use rand::{SeedableRng, rngs::StdRng};
@@ -45,14 +45,16 @@ fn conv_net_width_macs_match_the_formula() {
     let mut rng = StdRng::seed_from_u64(1);
     let widths = [0.5, 1.0];
     let mut net = SlimmableNet::<f64>::new(&widths).unwrap();
-    net.push(SlimLayer::Conv(SlimmableConv2d::new(
-        1, 8, 3, 1, 1, false, true, &mut rng,
-    )))
+    let cfg = Conv2dConfig::new(1, 8, 3).padding(1);
+    net.push(SlimLayer::Conv(
+        SlimmableConv2d::new(cfg, false, true, &mut rng).unwrap(),
+    ))
     .unwrap();
     net.push(SlimLayer::Fixed(Box::new(ReLU::new()))).unwrap();
-    net.push(SlimLayer::Conv(SlimmableConv2d::new(
-        8, 16, 3, 2, 1, true, true, &mut rng,
-    )))
+    let cfg = Conv2dConfig::new(8, 16, 3).stride(2).padding(1);
+    net.push(SlimLayer::Conv(
+        SlimmableConv2d::new(cfg, true, true, &mut rng).unwrap(),
+    ))
     .unwrap();
     net.push(SlimLayer::Fixed(Box::new(Flatten::new())))
         .unwrap();

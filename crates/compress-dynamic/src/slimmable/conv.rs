@@ -13,44 +13,25 @@ use super::linear::to_core;
 use super::width::{Slimmable, active_channels, check_width};
 use crate::Result;
 
-/// Convolution geometry (square stride and padding, no dilation, one group).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Geometry {
-    kh: usize,
-    kw: usize,
-    stride: usize,
-    padding: usize,
-}
-
-impl Geometry {
-    fn out_size(&self, h: usize, w: usize) -> Option<(usize, usize)> {
-        let (hp, wp) = (h + 2 * self.padding, w + 2 * self.padding);
-        if hp < self.kh || wp < self.kw || self.stride == 0 {
-            return None;
-        }
-        Some((
-            (hp - self.kh) / self.stride + 1,
-            (wp - self.kw) / self.stride + 1,
-        ))
-    }
-}
-
 /// `Conv2d` (NCHW, one group) on the first `ceil(w * out)` filters and the first
-/// `ceil(w * in)` input channels (when slimmable). Parameter paths: `weight`
-/// `[out, in, kh, kw]`, `bias` `[out]`.
+/// `ceil(w * in)` input channels (when slimmable). Its geometry (kernel, stride, padding,
+/// dilation, bias) is a compress-nn [`Conv2dConfig`] at full width. Parameter paths:
+/// `weight` `[out, in, kh, kw]`, `bias` `[out]`.
 ///
 /// # Shapes
 ///
 /// - input: `[batch, active_in, h, w]`
-/// - output: `[batch, active_out, oh, ow]` with `oh = (h + 2p - kh) / stride + 1`
+/// - output: `[batch, active_out, oh, ow]` as [`Conv2dConfig::output_hw`]
 ///
 /// ```
 /// use compress_core::Layer;
 /// use compress_dynamic::{Slimmable, SlimmableConv2d};
+/// use compress_nn::Conv2dConfig;
 /// use rand::{SeedableRng, rngs::StdRng};
 /// # fn main() -> compress_dynamic::Result<()> {
 /// let mut rng = StdRng::seed_from_u64(0);
-/// let mut conv = SlimmableConv2d::<f32>::new(8, 16, 3, 1, 1, true, true, &mut rng);
+/// let cfg = Conv2dConfig::new(8, 16, 3).padding(1);
+/// let mut conv = SlimmableConv2d::<f32>::new(cfg, true, true, &mut rng)?;
 /// conv.set_width(0.5)?;
 /// assert_eq!(conv.cost(&[4, 8, 8])?.macs, 8 * 4 * 9 * 64);
 /// # Ok(()) }
@@ -61,7 +42,7 @@ pub struct SlimmableConv2d<F: Float> {
     pub weight: Param<F>,
     /// Optional bias `[out]`.
     pub bias: Option<Param<F>>,
-    geometry: Geometry,
+    config: Conv2dConfig,
     slim_in: bool,
     slim_out: bool,
     width: f64,
@@ -70,40 +51,44 @@ pub struct SlimmableConv2d<F: Float> {
 }
 
 impl<F: Float> SlimmableConv2d<F> {
-    /// A `kernel x kernel` convolution with bias, Kaiming-uniform initialised like PyTorch.
-    /// `slim_in = false` for the first layer (fixed image channels).
-    #[allow(clippy::too_many_arguments)]
+    /// The convolution `config` (one group) at full width, Kaiming-uniform initialised like
+    /// PyTorch, with a bias when `config.bias`. `slim_in = false` for the first layer (fixed
+    /// image channels).
+    ///
+    /// # Errors
+    ///
+    /// [`CoreError::InvalidConfig`] for an invalid `config` (see [`Conv2dConfig::validate`])
+    /// or more than one group.
     pub fn new<R: Rng + ?Sized>(
-        in_channels: usize,
-        out_channels: usize,
-        kernel: usize,
-        stride: usize,
-        padding: usize,
+        config: Conv2dConfig,
         slim_in: bool,
         slim_out: bool,
         rng: &mut R,
-    ) -> Self {
-        let fan_in = in_channels * kernel * kernel;
-        let w = compress_nn::init::kaiming_uniform(
-            &[out_channels, in_channels, kernel, kernel],
-            fan_in,
-            rng,
-        );
-        let b = compress_nn::init::kaiming_uniform(&[out_channels], fan_in, rng);
-        Self {
+    ) -> Result<Self> {
+        config.validate()?;
+        if config.groups != 1 {
+            return Err(CoreError::config(
+                "groups",
+                format!("SlimmableConv2d needs one group, got {}", config.groups),
+            )
+            .into());
+        }
+        let shape = config.weight_shape();
+        let fan_in = shape[1] * shape[2] * shape[3];
+        let w = compress_nn::init::kaiming_uniform(&shape, fan_in, rng);
+        let bias = config.bias.then(|| {
+            let b = compress_nn::init::kaiming_uniform(&[shape[0]], fan_in, rng);
+            Param::with_kind(b, ParamKind::Bias)
+        });
+        Ok(Self {
             weight: Param::new(w),
-            bias: Some(Param::with_kind(b, ParamKind::Bias)),
-            geometry: Geometry {
-                kh: kernel,
-                kw: kernel,
-                stride: stride.max(1),
-                padding,
-            },
+            bias,
+            config,
             slim_in,
             slim_out,
             width: 1.0,
             cache: None,
-        }
+        })
     }
 
     /// Input channels at the current width.
@@ -129,7 +114,6 @@ impl<F: Float> SlimmableConv2d<F> {
     /// A compress-nn convolution holding the active slice of the (effective) kernel and bias.
     fn active_conv(&self) -> compress_core::Result<Conv2d<F>> {
         let (i, o) = (self.active_in(), self.active_out());
-        let g = self.geometry;
         let w = self.weight.effective();
         let w4 = w.view().into_dimensionality::<Ix4>()?;
         let ws = w4
@@ -149,10 +133,7 @@ impl<F: Float> SlimmableConv2d<F> {
             }
             None => None,
         };
-        let cfg = Conv2dConfig::new(i, o, (g.kh, g.kw))
-            .stride(g.stride)
-            .padding(g.padding)
-            .bias(bias.is_some());
+        let cfg = self.config.with_channels(i, o, 1).bias(bias.is_some());
         Conv2d::from_arrays(cfg, ws.into_dyn(), bias)
     }
 
@@ -162,9 +143,7 @@ impl<F: Float> SlimmableConv2d<F> {
         if shape.len() != 3 || shape[0] != i {
             return Err(bad().into());
         }
-        self.geometry
-            .out_size(shape[1], shape[2])
-            .ok_or_else(|| bad().into())
+        Ok(self.config.output_hw(shape[1], shape[2])?)
     }
 }
 
@@ -244,8 +223,8 @@ impl<F: Float> Layer<F> for SlimmableConv2d<F> {
     fn cost(&self, input_shape: &[usize]) -> compress_core::Result<Cost> {
         let (oh, ow) = self.out_shape(input_shape).map_err(to_core)?;
         let (i, o) = (self.active_in(), self.active_out());
-        let g = self.geometry;
-        let per_pixel = o * i * g.kh * g.kw;
+        let (kh, kw) = self.config.kernel;
+        let per_pixel = o * i * kh * kw;
         let w = self.weight.effective();
         let w4 = w.view().into_dimensionality::<Ix4>()?;
         let nz_w = w4.slice(s![..o, ..i, .., ..]).count_nonzero();
