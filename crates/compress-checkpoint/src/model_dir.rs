@@ -8,9 +8,16 @@
 //! `weight` as a described tensor (`netcompress.tensor.PATH.weight`), its bias and every
 //! other parameter as F32, and one kernel marker per compressed layer,
 //! `netcompress.kernel.PATH` = the kernel's name (`int8-dynamic`, `int4-weight-only`,
-//! `intn-weight-only`); a layer with an explicit AWQ / SmoothQuant input scale also has
-//! `PATH.input_scale` (F32 `[in]`, the factor its input is multiplied by). A directory without `netcompress.format` in its weights' metadata is
-//! an ordinary model directory and loads as one.
+//! `intn-weight-only`, `sparse-2:4`); a layer with an explicit AWQ / SmoothQuant input scale
+//! also has `PATH.input_scale` (F32 `[in]`, the factor its input is multiplied by). A
+//! directory without `netcompress.format` in its weights' metadata is an ordinary model
+//! directory and loads as one.
+//!
+//! Loading checks each marker against the kernel its stored weight runs on and refuses an
+//! unknown marker with a [`CheckpointError::Format`] naming it. `int8-dynamic` layers (int8
+//! symmetric per-channel weights) run on [`compress_quant::DynamicQLinear`], the per-token
+//! dynamic int8 layer of the fast W8A8 encoder; directories written before it existed
+//! store the same weights under the same marker and load onto it unchanged.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -32,6 +39,7 @@ use crate::format::{
 };
 use crate::model::describe;
 use crate::reader::{SafetensorsFile, bytes_to_f32};
+use crate::tempfiles;
 use crate::writer::{ShardWriter, commit, f32_bytes};
 
 /// Metadata key prefix of the kernel markers (`netcompress.kernel.LAYER_PATH`).
@@ -44,18 +52,113 @@ const INPUT_SCALE: &str = "input_scale";
 /// The weights file of a model directory.
 const WEIGHTS: &str = "model.safetensors";
 
+/// A compressed model directory being built: `.OUT.partial-<pid>` beside the output `out`,
+/// created by [`PartialDir::begin`] before any long work (so a bad output location fails at
+/// once), filled and renamed into place by [`PartialDir::finish`]. Until then it is removed
+/// when dropped (any error), on SIGINT/SIGTERM ([`crate::interrupt_writes`]), and, if the
+/// process was killed outright, by the next `begin` for the same output.
+#[derive(Debug)]
+pub struct PartialDir {
+    source: PathBuf,
+    out: PathBuf,
+    tmp: PathBuf,
+    force: bool,
+    done: bool,
+}
+
+impl PartialDir {
+    /// Checks the output and creates its temporary directory. `source` is the original
+    /// model directory (its tokenizer files are copied).
+    ///
+    /// # Errors
+    ///
+    /// [`CheckpointError::Output`] when `out` exists (without `force`), is `source`, or is
+    /// not a directory; [`CheckpointError::Io`] when the temporary directory cannot be
+    /// created; [`CheckpointError::Interrupted`] after an interrupt.
+    pub fn begin(source: &Path, out: &Path, force: bool) -> Result<Self> {
+        if let Ok(m) = std::fs::symlink_metadata(out) {
+            if !force {
+                return Err(CheckpointError::output(
+                    out,
+                    "exists (use --force to replace it)",
+                ));
+            }
+            if same_path(source, out) {
+                return Err(CheckpointError::output(out, "is the input model directory"));
+            }
+            if !m.is_dir() {
+                return Err(CheckpointError::output(
+                    out,
+                    "exists and is not a directory; refusing to replace it",
+                ));
+            }
+        }
+        tempfiles::sweep_stale_dirs(out);
+        let tmp = tempfiles::partial_dir(out);
+        tempfiles::create_dir(&tmp)?;
+        Ok(Self {
+            source: source.to_path_buf(),
+            out: out.to_path_buf(),
+            tmp,
+            force,
+            done: false,
+        })
+    }
+
+    /// The temporary directory.
+    pub fn path(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// Writes `model` with its `layers` compressed into the temporary directory and renames
+    /// it to the output (replacing an existing one only now, with `force`). `command` is
+    /// recorded in the metadata.
+    ///
+    /// # Errors
+    ///
+    /// [`CheckpointError::Io`] naming the file that could not be written;
+    /// [`CheckpointError::Interrupted`]; the temporary directory is removed on any error.
+    pub fn finish(
+        mut self,
+        model: &BertModel<f32>,
+        layers: &[QuantizedLinear],
+        command: &str,
+    ) -> Result<()> {
+        write_dir(&self.source, &self.tmp, model, layers, command)?;
+        let (tmp, out, force) = (&self.tmp, &self.out, self.force);
+        tempfiles::while_locked(|live| {
+            if force && out.exists() {
+                std::fs::remove_dir_all(out).map_err(|e| CheckpointError::io(out, e))?;
+            }
+            std::fs::rename(tmp, out).map_err(|e| CheckpointError::io(out, e))?;
+            live.retain(|p| p != tmp);
+            Ok(())
+        })?;
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl Drop for PartialDir {
+    fn drop(&mut self) {
+        if !self.done {
+            tempfiles::remove(&self.tmp);
+        }
+    }
+}
+
 /// Writes `model` with its `layers` compressed as a model directory `out`, copying the
 /// tokenizer and sentence-transformers files of `source` (the original directory).
 /// `command` is recorded in the metadata.
 ///
-/// The directory is built beside `out` under a temporary name and renamed into place when
-/// complete; on any error it is removed, so nothing is left behind. An existing `out` is
-/// refused unless `force` (then it is replaced only after the new one is complete).
+/// [`PartialDir::begin`] then [`PartialDir::finish`]: the directory is built beside `out`
+/// under a temporary name and renamed into place when complete; on any error or interrupt
+/// it is removed, so nothing is left behind. An existing `out` is refused unless `force`
+/// (then it is replaced only after the new one is complete).
 ///
 /// # Errors
 ///
-/// [`CheckpointError::Output`] when `out` exists (without `force`) or is `source`;
-/// [`CheckpointError::Io`] naming the file that could not be written.
+/// As [`PartialDir::begin`] and [`PartialDir::finish`].
 pub fn save_compressed_dir(
     source: &Path,
     out: &Path,
@@ -64,31 +167,7 @@ pub fn save_compressed_dir(
     command: &str,
     force: bool,
 ) -> Result<()> {
-    if out.exists() {
-        if !force {
-            return Err(CheckpointError::output(
-                out,
-                "exists (use --force to replace it)",
-            ));
-        }
-        if same_path(source, out) {
-            return Err(CheckpointError::output(out, "is the input model directory"));
-        }
-    }
-    let name = out
-        .file_name()
-        .map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned());
-    let tmp = out.with_file_name(format!(".{name}.partial-{}", std::process::id()));
-    let res = write_dir(source, &tmp, model, layers, command).and_then(|()| {
-        if out.exists() {
-            std::fs::remove_dir_all(out).map_err(|e| CheckpointError::io(out, e))?;
-        }
-        std::fs::rename(&tmp, out).map_err(|e| CheckpointError::io(out, e))
-    });
-    if res.is_err() {
-        let _ = std::fs::remove_dir_all(&tmp);
-    }
-    res
+    PartialDir::begin(source, out, force)?.finish(model, layers, command)
 }
 
 fn same_path(a: &Path, b: &Path) -> bool {
@@ -105,7 +184,8 @@ fn write_dir(
     layers: &[QuantizedLinear],
     command: &str,
 ) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| CheckpointError::io(dir, e))?;
+    // `dir` exists (PartialDir::begin); it is not recreated here, so a directory removed by
+    // an interrupt stays removed.
     let cfg = serde_json::to_string_pretty(&model.config.to_json())?;
     let cfg_path = dir.join("config.json");
     std::fs::write(&cfg_path, cfg).map_err(|e| CheckpointError::io(&cfg_path, e))?;
@@ -189,11 +269,41 @@ pub fn is_compressed_dir(dir: &Path) -> Result<bool> {
         .contains_key(FORMAT_KEY))
 }
 
+/// The kernel markers this version writes and runs.
+pub const KNOWN_KERNELS: [&str; 4] = [
+    "int8-dynamic",
+    "int4-weight-only",
+    "intn-weight-only",
+    SPARSE24_KERNEL,
+];
+
+/// Checks a layer's kernel marker against the kernel its stored weight runs on.
+fn check_marker(file: &SafetensorsFile, path: &str, marker: &str, kernel: &str) -> Result<()> {
+    if marker == kernel {
+        return Ok(());
+    }
+    let reason = if KNOWN_KERNELS.contains(&marker) {
+        format!("marks the layer `{marker}`, but its stored weight runs on `{kernel}`")
+    } else {
+        format!(
+            "unknown kernel `{marker}` (this version runs {}); written by a newer netcompress?",
+            KNOWN_KERNELS.join(", ")
+        )
+    };
+    Err(CheckpointError::format(
+        file.path(),
+        format!("__metadata__.{KERNEL_KEY_PREFIX}{path}"),
+        reason,
+    ))
+}
+
 /// The inference layer of one compressed linear layer: one match on the stored encoding of
-/// its weight. `path` names the layer in errors.
+/// its weight, checked against the layer's kernel `marker`. `path` names the layer in
+/// errors.
 fn compressed_linear(
     file: &mut SafetensorsFile,
     path: &str,
+    marker: &str,
     meta: &TensorMeta,
     bias: Option<Vec<f32>>,
 ) -> Result<Box<dyn Layer<f32>>> {
@@ -212,9 +322,11 @@ fn compressed_linear(
                     "not a 2-D int weight",
                 ));
             }
+            check_marker(file, path, marker, kernel_name(&q))?;
             Ok(quantized_layer(q, bias)?)
         }
         Encoding::Sparse { mask, values, .. } => {
+            check_marker(file, path, marker, SPARSE24_KERNEL)?;
             let fpath = file.path().to_path_buf();
             let bad = |r: &str| CheckpointError::format(&fpath, field(), r.to_string());
             let &[rows, cols] = meta.shape.as_slice() else {
@@ -316,15 +428,19 @@ pub fn load_compressed_bert(dir: &Path) -> Result<BertModel<f32>> {
     let mut file = SafetensorsFile::open(&path)?;
     let metas = tensor_metas(&file.metadata)
         .map_err(|(field, r)| CheckpointError::format(&path, field, r))?;
-    let kernels: Vec<String> = file
+    let markers: Vec<(String, String)> = file
         .metadata
-        .keys()
-        .filter_map(|k| k.strip_prefix(KERNEL_KEY_PREFIX).map(str::to_string))
+        .iter()
+        .filter_map(|(k, v)| {
+            k.strip_prefix(KERNEL_KEY_PREFIX)
+                .map(|l| (l.to_string(), v.clone()))
+        })
         .collect();
+    let kernels: Vec<String> = markers.iter().map(|(l, _)| l.clone()).collect();
     let pooler = file.tensors.iter().any(|t| t.name == "pooler.dense.weight");
     let mut model = BertModel::<f32>::new(&cfg, pooler, &mut StdRng::seed_from_u64(0))?;
     let mut used: HashSet<String> = HashSet::new();
-    for layer in &kernels {
+    for (layer, marker) in &markers {
         let wname = format!("{layer}.weight");
         let meta = metas.get(&wname).ok_or_else(|| {
             CheckpointError::format(
@@ -335,7 +451,7 @@ pub fn load_compressed_bert(dir: &Path) -> Result<BertModel<f32>> {
         })?;
         let bias_name = format!("{layer}.bias");
         let bias = plain_tensor(&mut file, &bias_name)?.map(|b| b.iter().copied().collect());
-        let mut l = compressed_linear(&mut file, layer, meta, bias)?;
+        let mut l = compressed_linear(&mut file, layer, marker, meta, bias)?;
         let scale_name = format!("{layer}.{INPUT_SCALE}");
         if let Some(f) = plain_tensor(&mut file, &scale_name)? {
             l = Box::new(InputScaled::new(f.iter().copied().collect(), l));

@@ -1,10 +1,12 @@
 //! The temporary files of unfinished writes: `OUT.tmp-<pid>` / `OUT.tmp2-<pid>` beside each
-//! output.
+//! output file, and `.OUT.partial-<pid>` beside each output directory (a model directory
+//! being built).
 //!
-//! Every temporary file is registered while it exists, so that [`interrupt_writes`] (called
-//! from a SIGINT/SIGTERM handler) can remove them all and stop further writes, and files left
-//! by a process that was killed outright (SIGKILL, power loss) are swept by the next write to
-//! the same output: a file of our naming whose process id no longer runs is removed.
+//! Every temporary file or directory is registered while it exists, so that
+//! [`interrupt_writes`] (called from a SIGINT/SIGTERM handler) can remove them all and stop
+//! further writes, and those left by a process that was killed outright (SIGKILL, power
+//! loss) are swept by the next write to the same output: an entry of our naming whose
+//! process id no longer runs is removed.
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -35,9 +37,40 @@ pub(crate) fn sibling(path: &Path, suffix: &str) -> PathBuf {
     path.with_file_name(format!("{name}.{suffix}-{}", std::process::id()))
 }
 
-/// Removes a file, ignoring errors (used on cleanup paths only).
+/// Removes a file, or a directory with its contents, ignoring errors (used on cleanup paths
+/// only). A symlink is removed, never followed.
 pub(crate) fn remove_quietly(path: &Path) {
-    let _ = std::fs::remove_file(path);
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => {
+            let _ = std::fs::remove_dir_all(path);
+        }
+        _ => {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// `.OUT.partial-<pid>` beside the output directory `out`.
+pub(crate) fn partial_dir(out: &Path) -> PathBuf {
+    let name = out
+        .file_name()
+        .map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned());
+    out.with_file_name(format!(".{name}.partial-{}", std::process::id()))
+}
+
+/// Creates (and registers) the temporary directory `path` (it must not exist).
+///
+/// # Errors
+///
+/// [`CheckpointError::Interrupted`] after [`interrupt_writes`]; [`CheckpointError::Io`].
+pub(crate) fn create_dir(path: &Path) -> Result<()> {
+    let mut live = live();
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        return Err(CheckpointError::Interrupted);
+    }
+    std::fs::create_dir(path).map_err(|e| CheckpointError::io(path, e))?;
+    live.push(path.to_path_buf());
+    Ok(())
 }
 
 /// Creates (and registers) the temporary file `path` with `options`.
@@ -125,9 +158,13 @@ fn process_alive(pid: u32) -> Option<bool> {
         .then(|| proc.join(pid.to_string()).exists())
 }
 
-/// Removes `OUT.tmp-<pid>` / `OUT.tmp2-<pid>` files beside `target` left by processes that no
-/// longer run (only files of exactly our naming for this output are touched).
-pub(crate) fn sweep_stale(target: &Path) {
+/// Removes the entries beside `target` for which `stale_pid` gives the process id of a
+/// process that no longer runs, and whose file type `kind` accepts.
+fn sweep_beside(
+    target: &Path,
+    stale_pid: impl Fn(&str, &str) -> Option<u32>,
+    kind: impl Fn(std::fs::FileType) -> bool,
+) {
     let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
         return;
     };
@@ -142,25 +179,45 @@ pub(crate) fn sweep_stale(target: &Path) {
     };
     for e in entries.flatten() {
         let file = e.file_name();
-        let file = file.to_string_lossy();
-        let Some(rest) = file.strip_prefix(name.as_ref()) else {
-            continue;
-        };
-        let pid = SUFFIXES.iter().find_map(|s| {
-            rest.strip_prefix('.')?
-                .strip_prefix(s)?
-                .strip_prefix('-')?
-                .parse::<u32>()
-                .ok()
-        });
-        if let Some(pid) = pid
+        if let Some(pid) = stale_pid(&file.to_string_lossy(), &name)
             && pid != std::process::id()
             && process_alive(pid) == Some(false)
-            && e.file_type().is_ok_and(|t| t.is_file())
+            && e.file_type().is_ok_and(&kind)
         {
             remove_quietly(&e.path());
         }
     }
+}
+
+/// Removes `OUT.tmp-<pid>` / `OUT.tmp2-<pid>` files beside `target` left by processes that no
+/// longer run (only files of exactly our naming for this output are touched).
+pub(crate) fn sweep_stale(target: &Path) {
+    sweep_beside(
+        target,
+        |file, name| {
+            let rest = file.strip_prefix(name)?.strip_prefix('.')?;
+            SUFFIXES
+                .iter()
+                .find_map(|s| rest.strip_prefix(s)?.strip_prefix('-')?.parse::<u32>().ok())
+        },
+        |t| t.is_file(),
+    );
+}
+
+/// Removes `.OUT.partial-<pid>` directories beside the output directory `out` left by
+/// processes that no longer run (only directories of exactly our naming for this output).
+pub(crate) fn sweep_stale_dirs(out: &Path) {
+    sweep_beside(
+        out,
+        |file, name| {
+            file.strip_prefix('.')?
+                .strip_prefix(name)?
+                .strip_prefix(".partial-")?
+                .parse::<u32>()
+                .ok()
+        },
+        |t| t.is_dir(),
+    );
 }
 
 #[cfg(test)]
@@ -192,6 +249,47 @@ mod tests {
         for p in &keep {
             assert!(p.exists(), "{}", p.display());
         }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn stale_partial_dirs_of_dead_processes_are_swept() {
+        let dir = std::env::temp_dir().join(format!("nc-sweep-dirs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("q");
+        let dead = dir.join(".q.partial-4294967294");
+        let keep = [
+            partial_dir(&out),
+            dir.join(".other.partial-4294967294"),
+            dir.join(".q.partial-x4294967294"),
+        ];
+        for p in std::iter::once(&dead).chain(&keep) {
+            std::fs::create_dir_all(p.join("sub")).unwrap();
+            std::fs::write(p.join("sub/f"), b"x").unwrap();
+        }
+        // A regular file of the same naming is not ours to remove.
+        let file = dir.join(".q.partial-4294967293");
+        std::fs::write(&file, b"x").unwrap();
+        sweep_stale_dirs(&out);
+        assert_eq!(dead.exists(), process_alive(1).is_none());
+        for p in keep.iter().chain([&file]) {
+            assert!(p.exists(), "{}", p.display());
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn interrupting_removes_live_partial_dirs() {
+        // Only the registration is exercised here (interrupt_writes is process-wide and is
+        // tested by killing the CLI); a registered directory is removed with its contents.
+        let dir = std::env::temp_dir().join(format!("nc-live-dir-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = partial_dir(&dir.join("m"));
+        create_dir(&p).unwrap();
+        std::fs::write(p.join("f"), b"x").unwrap();
+        assert!(live().contains(&p));
+        remove(&p);
+        assert!(!p.exists() && !live().contains(&p));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -8,6 +8,7 @@ mod ternary;
 
 // quantization, calibration, QAT, integer kernels, layer swaps
 mod calibrated;
+mod calibrated_clip;
 mod calibrated_scaling;
 mod quant_calibrate;
 mod quant_layers;

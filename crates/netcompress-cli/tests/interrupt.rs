@@ -20,49 +20,42 @@ fn temp_files(dir: &TempDir) -> Vec<String> {
         .collect()
 }
 
-/// Starts a slow quantize of `input` into `output`, waits until it writes its temporary
-/// file, and returns the child.
-fn start_slow_quantize(dir: &TempDir, input: &Path, output: &Path) -> std::process::Child {
+/// Starts `netcompress args` and waits until `leftovers` finds its temporary output.
+#[cfg(unix)]
+fn start_until(
+    dir: &TempDir,
+    args: &[&str],
+    leftovers: fn(&TempDir) -> Vec<String>,
+) -> std::process::Child {
     let child = Command::new(env!("CARGO_BIN_EXE_netcompress"))
-        .args([
-            "quantize",
-            input.to_str().unwrap(),
-            output.to_str().unwrap(),
-            "--bits",
-            "4",
-            "--granularity",
-            "tensor",
-            "--calibrate",
-            "entropy",
-        ])
+        .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let t0 = Instant::now();
-    while temp_files(dir).is_empty() {
+    while leftovers(dir).is_empty() {
         assert!(
             t0.elapsed() < Duration::from_secs(60),
-            "no temporary file appeared"
+            "no temporary output appeared"
         );
         std::thread::sleep(Duration::from_millis(2));
     }
     child
 }
 
+/// Runs `args` three times, each stopped once its temporary output exists: by SIGTERM and
+/// by SIGINT (the run fails, leaving no output and no temporary), then by SIGKILL (which
+/// cannot be caught: exactly one temporary stays, for the next run to sweep).
 #[cfg(unix)]
-#[test]
-fn killing_a_long_quantize_leaves_no_partial_output_and_the_input_untouched() {
-    let dir = TempDir::new("interrupt");
-    let input = dir.join("big.safetensors");
-    let specs: Vec<_> = (0..12)
-        .map(|i| spec(&format!("layer{i}.weight"), "F32", &[1024, 1024]))
-        .collect();
-    write_safetensors(&input, &specs, 3);
-    let before = std::fs::read(&input).unwrap();
-    let output = dir.join("q.safetensors");
+fn kill_each_way(
+    dir: &TempDir,
+    args: &[&str],
+    output: &Path,
+    leftovers: fn(&TempDir) -> Vec<String>,
+) {
     for signal in ["TERM", "INT"] {
-        let mut child = start_slow_quantize(&dir, &input, &output);
+        let mut child = start_until(dir, args, leftovers);
         let pid = child.id().to_string();
         assert!(
             Command::new("kill")
@@ -77,18 +70,39 @@ fn killing_a_long_quantize_leaves_no_partial_output_and_the_input_untouched() {
             "SIG{signal}: the run must not report success"
         );
         assert!(!output.exists(), "SIG{signal}: partial output");
-        assert!(
-            temp_files(&dir).is_empty(),
-            "SIG{signal}: {:?}",
-            dir.files()
-        );
+        assert!(leftovers(dir).is_empty(), "SIG{signal}: {:?}", dir.files());
     }
-    // SIGKILL cannot be caught: its temporary file is swept by the next run to that output.
-    let mut child = start_slow_quantize(&dir, &input, &output);
+    let mut child = start_until(dir, args, leftovers);
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(!output.exists());
-    assert_eq!(temp_files(&dir).len(), 1, "{:?}", dir.files());
+    assert_eq!(leftovers(dir).len(), 1, "{:?}", dir.files());
+}
+
+#[cfg(unix)]
+#[test]
+fn killing_a_long_quantize_leaves_no_partial_output_and_the_input_untouched() {
+    let dir = TempDir::new("interrupt");
+    let input = dir.join("big.safetensors");
+    let specs: Vec<_> = (0..12)
+        .map(|i| spec(&format!("layer{i}.weight"), "F32", &[1024, 1024]))
+        .collect();
+    write_safetensors(&input, &specs, 3);
+    let before = std::fs::read(&input).unwrap();
+    let output = dir.join("q.safetensors");
+    let args = [
+        "quantize",
+        input.to_str().unwrap(),
+        output.to_str().unwrap(),
+        "--bits",
+        "4",
+        "--granularity",
+        "tensor",
+        "--calibrate",
+        "entropy",
+    ];
+    kill_each_way(&dir, &args, &output, temp_files);
+    // The SIGKILLed run's temporary file is swept by the next run to that output.
     let small = dir.join("small.safetensors");
     write_safetensors(&small, &[spec("w", "F32", &[8, 8])], 1);
     nc_json(&[
@@ -178,4 +192,58 @@ fn percentile_without_percentile_calibration_is_refused() {
         "99.9",
         "--json",
     ]);
+}
+
+/// Partial model directories of our naming (`.OUT.partial-PID`) in `dir`.
+fn partial_dirs(dir: &TempDir) -> Vec<String> {
+    dir.files()
+        .into_iter()
+        .filter(|n| n.starts_with(".q.partial-"))
+        .collect()
+}
+
+#[cfg(unix)]
+#[test]
+fn killing_a_model_directory_quantize_leaves_no_partial_directory() {
+    let dir = TempDir::new("interrupt-dir");
+    // Enough calibration text to keep the run busy for a second or two.
+    let words = [
+        "the", "river", "economy", "grew", "in", "1990", "after", "a", "war",
+    ];
+    let text: String = (0..3000)
+        .map(|i| {
+            let line: Vec<&str> = (0..40).map(|j| words[(i * 7 + j * 3) % 9]).collect();
+            line.join(" ") + "\n"
+        })
+        .collect();
+    let calib = dir.join("calib.txt");
+    std::fs::write(&calib, text).unwrap();
+    let output = dir.join("q");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../compress-transformer/tests/fixtures/tiny-bert");
+    let (fx, out) = (fixture.to_str().unwrap(), output.to_str().unwrap());
+    let args = |calib: &Path| {
+        let c = calib.to_str().unwrap().to_string();
+        [
+            "quantize", fx, out, "--method", "gptq", "--bits", "4", "--calib",
+        ]
+        .map(String::from)
+        .into_iter()
+        .chain([c, "--json".into()])
+        .collect::<Vec<String>>()
+    };
+    let slow = args(&calib);
+    let slow: Vec<&str> = slow.iter().map(String::as_str).collect();
+    kill_each_way(&dir, &slow, &output, partial_dirs);
+    // The SIGKILLed run's partial directory is swept by the next run to `q`.
+    let small = dir.join("small.txt");
+    std::fs::write(&small, "The cat sat.\nRain falls.\n").unwrap();
+    let quick = args(&small);
+    nc_json(&quick.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(output.is_dir());
+    assert!(
+        partial_dirs(&dir).is_empty(),
+        "stale directory not swept: {:?}",
+        dir.files()
+    );
 }

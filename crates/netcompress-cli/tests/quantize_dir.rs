@@ -173,3 +173,90 @@ fn bert_scale_placement_keeps_the_float_model() {
     let wrong = folded.forward(&ids, None, Mode::Eval).unwrap();
     assert!(diff(&wrong) > 1e-3, "{}", diff(&wrong));
 }
+
+/// Rewrites one metadata entry of a safetensors file's header (data offsets are relative to
+/// the end of the header, so its length may change).
+fn set_metadata(file: &std::path::Path, key: &str, value: &str) {
+    let bytes = std::fs::read(file).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    header["__metadata__"][key] = serde_json::Value::String(value.into());
+    let h = serde_json::to_vec(&header).unwrap();
+    let mut out = (h.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&h);
+    out.extend_from_slice(&bytes[8 + n..]);
+    std::fs::write(file, out).unwrap();
+}
+
+#[test]
+fn w8a8_directories_run_on_dynamic_qlinear_and_markers_are_checked() {
+    use compress_core::surgery::find_layer;
+    use compress_quant::DynamicQLinear;
+    use compress_quant::calibrated::InputScaled;
+
+    let dir = TempDir::new("qdir-w8a8");
+    let fx = fixture();
+    let out = dir.join("w8a8");
+    let v = nc_json(&[
+        "quantize",
+        fx.to_str().unwrap(),
+        out.to_str().unwrap(),
+        "--method",
+        "smoothquant",
+        "--bits",
+        "8",
+        "--json",
+    ]);
+    let paths: Vec<String> = v["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["path"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(paths.len(), 12);
+    let model = compress_checkpoint::model_dir::load_compressed_bert(&out).unwrap();
+    let mut scaled = 0;
+    for p in &paths {
+        let l = find_layer(&model, p).unwrap();
+        let inner = match l.downcast_ref::<InputScaled>() {
+            Some(s) => {
+                scaled += 1;
+                s.inner()
+            }
+            None => l,
+        };
+        let q = inner.downcast_ref::<DynamicQLinear>();
+        assert!(q.is_some(), "{p} runs on {}", inner.name());
+        assert!(q.unwrap().weight_codes().iter().any(|&c| c != 0), "{p}");
+    }
+    // Query/key/value and both FFN layers keep explicit scales; attention.output is folded.
+    assert_eq!(scaled, 10);
+    // A marker that disagrees with the stored weight, or an unknown one: a format error
+    // naming the marker, not a panic and not a silently different kernel.
+    let weights = out.join("model.safetensors");
+    let key = "netcompress.kernel.encoder.layer.0.attention.self.query";
+    set_metadata(&weights, key, "int4-weight-only");
+    let e = compress_checkpoint::model_dir::load_compressed_bert(&out)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("int4-weight-only") && e.contains("int8-dynamic"),
+        "{e}"
+    );
+    set_metadata(&weights, key, "int8-static");
+    let e = nc_err(&[
+        "eval",
+        out.to_str().unwrap(),
+        "--against",
+        fx.to_str().unwrap(),
+    ]);
+    assert!(e.contains("unknown kernel `int8-static`"), "{e}");
+    set_metadata(&weights, key, "int8-dynamic");
+    nc_json(&[
+        "eval",
+        out.to_str().unwrap(),
+        "--against",
+        fx.to_str().unwrap(),
+        "--json",
+    ]);
+}

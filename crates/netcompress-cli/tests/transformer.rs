@@ -128,7 +128,15 @@ fn eval_of_a_model_against_itself_is_perfect() {
     let fx = fixture();
     let fxs = fx.to_str().unwrap();
     let v = nc_json(&["eval", fxs, "--against", fxs, "--json"]);
-    assert_eq!(v["sentences"], 300);
+    // The default sentences: the evaluation half of the shipped file.
+    assert_eq!(v["sentences"], 150);
+    assert!(
+        v["sentence_source"]
+            .as_str()
+            .unwrap()
+            .contains("evaluation"),
+        "{v}"
+    );
     for k in ["mean_cosine", "min_cosine", "top1_agreement", "spearman"] {
         assert!((v[k].as_f64().unwrap() - 1.0).abs() < 1e-9, "{k}: {v}");
     }

@@ -172,26 +172,39 @@ pub fn quantize_rtn(
     w: &ArrayView2<'_, f32>,
     quant: WeightQuant,
 ) -> Result<QuantizedWeight, QuantError> {
-    let (n, k) = w.dim();
-    let g = quant.group_for(path, k)?;
+    let g = quant.group_for(path, w.ncols())?;
     check_finite(path, w.iter().copied())?;
+    Ok(quantize_groups(w, quant, g, |_, chunk| {
+        Grid::fit(chunk.iter().copied(), quant.max_code())
+    }))
+}
+
+/// Codes of `w` on the grid `grid_of(row group index, values)` gives each row group of `g`
+/// columns (`g` already checked to divide the width).
+pub(crate) fn quantize_groups(
+    w: &ArrayView2<'_, f32>,
+    quant: WeightQuant,
+    g: usize,
+    mut grid_of: impl FnMut(usize, &[f32]) -> Grid,
+) -> QuantizedWeight {
+    let (n, k) = w.dim();
     let mut codes = Vec::with_capacity(n * k);
     let mut grids = Vec::with_capacity(n * k / g);
     for row in w.rows() {
         let row = row.to_vec();
         for chunk in row.chunks_exact(g) {
-            let grid = Grid::fit(chunk.iter().copied(), quant.max_code());
+            let grid = grid_of(grids.len(), chunk);
             codes.extend(chunk.iter().map(|&x| grid.code(x)));
             grids.push(grid);
         }
     }
-    Ok(QuantizedWeight {
+    QuantizedWeight {
         shape: [n, k],
         quant,
         group: g,
         codes,
         grids,
-    })
+    }
 }
 
 /// [`CoreError::NonFinite`] at `path` for the first NaN or infinite value.

@@ -8,13 +8,12 @@ use compress_core::surgery::{replace_layer, with_param_mut};
 use compress_core::{CoreError, Layer};
 use ndarray::{Array2, Ix2};
 
+use super::clip::{ClipConfig, clip_search, quantize_clipped};
 use super::gptq::{GptqConfig, gptq_quantize};
 use super::grid::{WeightQuant, quantize_rtn};
 use super::intn::{InputScaled, IntNLinear};
 use super::scaling::{ScaleSource, awq_search, fold_scales, smoothquant_scales};
-use crate::{
-    ActQuant, Granularity, Int4Linear, IntScheme, QLinear, QTensor, QuantError, QuantScheme,
-};
+use crate::{DynamicQLinear, Granularity, Int4Linear, IntScheme, QTensor, QuantError, QuantScheme};
 use compress_core::capture::InputStats;
 
 /// How the weights are quantized.
@@ -24,11 +23,8 @@ pub enum Method {
     Rtn,
     /// GPTQ with these settings (its `quant` is replaced by the call's).
     Gptq(GptqConfig),
-    /// AWQ scale search over `grid` exponents, then round to nearest.
-    Awq {
-        /// Exponents tried in `[0, 1)`.
-        grid: usize,
-    },
+    /// AWQ: scale search, then (optionally) the clipping search, then round to nearest.
+    Awq(AwqConfig),
     /// SmoothQuant migration with exponent `alpha`, then int8 symmetric per-channel
     /// weights for per-token dynamic int8 activations (W8A8).
     SmoothQuant {
@@ -37,12 +33,31 @@ pub enum Method {
     },
 }
 
+/// AWQ's settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AwqConfig {
+    /// Exponents tried by the scale search ([`awq_search`]), `i / grid` for `i` in `0..grid`.
+    pub grid: usize,
+    /// The per-row-group clipping search ([`clip_search`]) after the scales; `None` skips it.
+    pub clip: Option<ClipConfig>,
+}
+
+impl Default for AwqConfig {
+    /// 20 exponents and the default clipping grid.
+    fn default() -> Self {
+        Self {
+            grid: 20,
+            clip: Some(ClipConfig::default()),
+        }
+    }
+}
+
 impl Method {
     /// Whether the method needs captured inputs, and with the Hessian.
     pub fn needs(&self) -> Option<bool> {
         match self {
             Self::Rtn => None,
-            Self::Gptq(_) | Self::Awq { .. } => Some(true),
+            Self::Gptq(_) | Self::Awq(_) => Some(true),
             Self::SmoothQuant { .. } => Some(false),
         }
     }
@@ -67,8 +82,11 @@ pub struct QuantizedLinear {
     pub weight: QTensor,
     /// The bias (kept in f32).
     pub bias: Option<Vec<f32>>,
-    /// AWQ's winning exponent, when AWQ ran on the layer's group.
+    /// AWQ's winning exponent, when AWQ ran on the layer's group and scaling won.
     pub alpha: Option<f32>,
+    /// AWQ's clipping search on this layer: the output error on the calibration data
+    /// after and before clipping (`[clipped, unclipped]`, scaled weights).
+    pub clip_error: Option<[f64; 2]>,
     /// The per-feature input factor (`1 / s`) of an explicit AWQ / SmoothQuant scale.
     pub input_scale: Option<Vec<f32>>,
 }
@@ -96,13 +114,15 @@ impl QuantizedLinear {
     }
 }
 
-/// The inference layer for a quantized weight: [`QLinear`] with per-token dynamic int8
-/// activations for int8 symmetric per-channel weights (W8A8), [`Int4Linear`] for 4-bit
-/// per-group weights, [`IntNLinear`] for every other width.
+/// The inference layer for a quantized weight: [`DynamicQLinear`] (int8 weights, per-token
+/// dynamic int8 activations, the `vpdpbusd` GEMM) for int8 symmetric per-channel or
+/// per-tensor weights (W8A8), [`Int4Linear`] for 4-bit per-group weights, [`IntNLinear`]
+/// for every other width.
 ///
 /// # Errors
 ///
-/// The constructors' errors (a bias of the wrong length, a float cast).
+/// The constructors' errors (a bias of the wrong length, a float cast, a weight that is not
+/// 2-D).
 pub fn quantized_layer(
     weight: QTensor,
     bias: Option<Vec<f32>>,
@@ -113,11 +133,7 @@ pub fn quantized_layer(
             affine: false,
             granularity: Granularity::PerChannel { axis: 0 } | Granularity::PerTensor,
             ..
-        }) => Ok(Box::new(QLinear::from_qtensor(
-            &weight,
-            bias,
-            ActQuant::DynamicPerRow,
-        )?)),
+        }) => Ok(Box::new(dynamic_int8(&weight, bias)?)),
         QuantScheme::Int(IntScheme {
             bits: 4,
             granularity: Granularity::PerGroup { group_size },
@@ -125,6 +141,20 @@ pub fn quantized_layer(
         }) if group_size % 2 == 0 => Ok(Box::new(Int4Linear::from_qtensor(weight, bias)?)),
         _ => Ok(Box::new(IntNLinear::from_qtensor(weight, bias)?)),
     }
+}
+
+/// The [`DynamicQLinear`] of an int8 symmetric weight `[out, in]` with one scale per output
+/// channel or one for the tensor (its codes and scales taken as they are).
+fn dynamic_int8(weight: &QTensor, bias: Option<Vec<f32>>) -> Result<DynamicQLinear, QuantError> {
+    let &[n, k] = weight.shape() else {
+        return Err(CoreError::shape("int8 dynamic weight", &[0, 0], weight.shape()).into());
+    };
+    let codes: Vec<i8> = weight.data().iter().map(|&c| c as i8).collect();
+    let scales = match weight.scales() {
+        [s] => vec![*s; n],
+        s => s.to_vec(),
+    };
+    DynamicQLinear::from_parts(&codes, n, k, scales, bias)
 }
 
 /// The name of the kernel [`quantized_layer`] picks for `weight` (stored as each layer's
@@ -199,16 +229,18 @@ pub fn quantize_linears(
     method: &Method,
     quant: WeightQuant,
 ) -> Result<Vec<QuantizedLinear>, QuantError> {
-    let mut alphas: BTreeMap<String, f32> = BTreeMap::new();
+    let mut alphas: BTreeMap<String, Option<f32>> = BTreeMap::new();
     let mut explicit: BTreeMap<String, Vec<f32>> = BTreeMap::new();
+    // Every layer's scales (folded or explicit): its quantized input is `x / s`.
+    let mut scales_of: BTreeMap<String, Vec<f32>> = BTreeMap::new();
     // Scale search and folding first, group by group (each group's input is rescaled only
     // by its own fold, so the captured statistics stay valid).
     for g in groups {
         let s = match method {
-            Method::Awq { grid } => {
+            Method::Awq(cfg) => {
                 let (st, ws) = (stats_for(stats, &g.linears[0])?, group_weights(model, g)?);
                 let views: Vec<_> = ws.iter().map(|w| w.view()).collect();
-                let a = awq_search(&g.linears[0], st, &views, quant, *grid)?;
+                let a = awq_search(&g.linears[0], st, &views, quant, cfg.grid)?;
                 for l in &g.linears {
                     alphas.insert(l.clone(), a.alpha);
                 }
@@ -221,6 +253,9 @@ pub fn quantize_linears(
             }
             Method::Rtn | Method::Gptq(_) => continue,
         };
+        for l in &g.linears {
+            scales_of.insert(l.clone(), s.clone());
+        }
         if g.source == ScaleSource::Explicit {
             for l in &g.linears {
                 explicit.insert(l.clone(), s.clone());
@@ -240,8 +275,19 @@ pub fn quantize_linears(
             }
             s.iter().map(|si| 1.0 / si).collect()
         });
+        let mut clip_error = None;
         let weight = match method {
-            Method::Rtn | Method::Awq { .. } => quantize_rtn(l, &w.view(), quant)?.to_qtensor()?,
+            Method::Rtn | Method::Awq(AwqConfig { clip: None, .. }) => {
+                quantize_rtn(l, &w.view(), quant)?.to_qtensor()?
+            }
+            Method::Awq(AwqConfig {
+                clip: Some(clip), ..
+            }) => {
+                let xtx = scaled_xtx(l, stats_for(stats, l)?, scales_of.get(l))?;
+                let c = clip_search(l, &w.view(), &xtx, quant, *clip)?;
+                clip_error = Some([c.error, c.rtn_error]);
+                quantize_clipped(l, &w.view(), quant, &c.ratios)?.to_qtensor()?
+            }
             Method::Gptq(cfg) => {
                 let st = stats_for(stats, l)?;
                 let h = st.hessian().ok_or_else(|| {
@@ -267,11 +313,32 @@ pub fn quantize_linears(
             path: l.clone(),
             weight,
             bias: bias_of(model, l)?,
-            alpha: alphas.get(l).copied(),
+            alpha: alphas.get(l).copied().flatten(),
+            clip_error,
             input_scale,
         });
     }
     Ok(out)
+}
+
+/// `X^T X` of the inputs a scaled layer quantizes, `x / s`: `diag(1/s) X^T X diag(1/s)`.
+fn scaled_xtx(
+    path: &str,
+    stats: &InputStats,
+    s: Option<&Vec<f32>>,
+) -> Result<Array2<f64>, QuantError> {
+    let xtx = stats.xtx.as_ref().ok_or_else(|| {
+        QuantError::from(CoreError::config(
+            format!("awq `{path}`"),
+            "needs statistics captured with the Hessian",
+        ))
+    })?;
+    Ok(match s {
+        Some(s) => Array2::from_shape_fn(xtx.dim(), |(i, j)| {
+            xtx[[i, j]] / (f64::from(s[i]) * f64::from(s[j]))
+        }),
+        None => xtx.clone(),
+    })
 }
 
 /// Replaces each quantized layer's linear in `model` by its inference layer

@@ -148,11 +148,11 @@ pub fn smoothquant_scales(
 /// The result of [`awq_search`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct AwqScales {
-    /// Per-input-channel scales (all ones when `alpha` is 0).
+    /// Per-input-channel scales (all ones when no scaling won).
     pub scales: Vec<f32>,
-    /// The exponent that won.
-    pub alpha: f32,
-    /// The summed squared output error over the calibration tokens at that exponent.
+    /// The exponent that won (`None`: no scaling, plain round-to-nearest, won).
+    pub alpha: Option<f32>,
+    /// The summed squared output error over the calibration tokens with those scales.
     pub error: f64,
     /// The same error without scaling (plain round-to-nearest).
     pub rtn_error: f64,
@@ -165,18 +165,73 @@ fn output_error(w: &ArrayView2<'_, f32>, q: &Array2<f32>, xtx: &Array2<f64>) -> 
     (&dh * &d).sum()
 }
 
-/// AWQ's search: for `alpha` on a grid of `grid` points in `[0, 1)`, scales
-/// `s = mean|x|^alpha` (normalised by `sqrt(max s * min s)`), every weight in `weights`
-/// quantized round-to-nearest as `Q(W diag(s)) diag(s)^-1`, and the exponent with the lowest
-/// output error on the calibration data kept. `alpha = 0` is round-to-nearest itself, so
-/// the result is never worse than it on the calibration data.
+/// Mean over the rows of every weight of `|w_rc| / max |w_r,group(c)|`: how large each input
+/// channel's weights are relative to the rest of their quantization group.
+fn normalized_weight_mean(
+    path: &str,
+    weights: &[ArrayView2<'_, f32>],
+    quant: WeightQuant,
+    k: usize,
+) -> Result<Vec<f64>, QuantError> {
+    let g = quant.group_for(path, k)?;
+    let mut sum = vec![0.0f64; k];
+    let mut rows = 0usize;
+    for w in weights {
+        if w.ncols() != k {
+            return Err(CoreError::shape(path.to_string(), &[w.nrows(), k], w.shape()).into());
+        }
+        for row in w.rows() {
+            let row = row.to_vec();
+            for (c0, chunk) in row.chunks_exact(g).enumerate() {
+                let m = chunk.iter().fold(0.0f32, |m, v| m.max(v.abs())) + 1e-6;
+                for (j, v) in chunk.iter().enumerate() {
+                    sum[c0 * g + j] += f64::from(v.abs() / m);
+                }
+            }
+            rows += 1;
+        }
+    }
+    Ok(sum.iter().map(|v| v / rows.max(1) as f64).collect())
+}
+
+/// The summed output error of `Q(W diag(s)) diag(s)^-1` over `weights`.
+fn scaled_error(
+    path: &str,
+    weights: &[ArrayView2<'_, f32>],
+    s: &[f32],
+    quant: WeightQuant,
+    xtx: &Array2<f64>,
+) -> Result<f64, QuantError> {
+    let mut error = 0.0;
+    for w in weights {
+        let scaled = Array2::from_shape_fn(w.dim(), |(r, c)| w[[r, c]] * s[c]);
+        let mut q = quantize_rtn(path, &scaled.view(), quant)?.dequantize();
+        for mut row in q.rows_mut() {
+            for (v, &si) in row.iter_mut().zip(s) {
+                *v /= si;
+            }
+        }
+        error += output_error(w, &q, xtx);
+    }
+    Ok(error)
+}
+
+/// AWQ's scale search over the layers that read one activation: per input channel
+/// `s = mean|x|^alpha / mean|w~|^(1 - alpha)` for `alpha = i / grid`, `i` in `0..grid`
+/// (`|w~|` each weight's magnitude relative to the largest of its row group, averaged
+/// over every row of every weight; `s` normalised by `sqrt(max s * min s)`), every weight
+/// quantized round-to-nearest as `Q(W diag(s)) diag(s)^-1`, and the candidate with the
+/// lowest output error on the calibration data kept. No scaling (`s = 1`, plain
+/// round-to-nearest) is a candidate too, so the result is never worse than it there.
 ///
-/// The output error is computed from the captured `X^T X`, so no activations are stored.
+/// The output error `sum_rows dW^T (X^T X) dW` is computed from the captured `X^T X`, so
+/// no activations are stored.
 ///
 /// # Errors
 ///
-/// An invalid-config error when the statistics have no Hessian or `grid` is 0; the errors of
-/// [`quantize_rtn`] (bits, group size, non-finite weights).
+/// An invalid-config error when the statistics have no Hessian or `grid` is 0; a shape
+/// error for a weight whose width is not the statistics'; the errors of [`quantize_rtn`]
+/// (bits, group size, non-finite weights).
 pub fn awq_search(
     path: &str,
     stats: &InputStats,
@@ -193,51 +248,43 @@ pub fn awq_search(
     if grid == 0 {
         return Err(CoreError::config("grid", "must be at least 1, got 0").into());
     }
-    let mean = stats.abs_mean();
-    let mut best: Option<AwqScales> = None;
-    let mut rtn_error = 0.0;
+    let k = stats.features;
+    let x_mean = stats.abs_mean();
+    let w_mean = normalized_weight_mean(path, weights, quant, k)?;
+    let ones = vec![1.0f32; k];
+    let rtn_error = scaled_error(path, weights, &ones, quant, xtx)?;
+    let mut best = AwqScales {
+        scales: ones,
+        alpha: None,
+        error: rtn_error,
+        rtn_error,
+    };
     for step in 0..grid {
-        let alpha = step as f32 / grid as f32;
-        let mut s: Vec<f32> = mean
+        let alpha = step as f64 / grid as f64;
+        let mut s: Vec<f32> = x_mean
             .iter()
-            .map(|&m| (m as f32).max(1e-8).powf(alpha))
+            .zip(&w_mean)
+            .map(|(&x, &w)| (x.powf(alpha) / (w.powf(1.0 - alpha) + 1e-4)).max(1e-4) as f32)
             .collect();
         let (lo, hi) = s
             .iter()
             .fold((f32::MAX, 0.0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
-        let norm = (lo * hi).sqrt().max(1e-8);
+        let norm = (lo * hi).sqrt();
+        if !(norm.is_finite() && norm > 0.0) {
+            continue;
+        }
         for v in &mut s {
-            *v = (*v / norm).max(1e-4);
+            *v = (*v / norm).clamp(1e-4, 1e4);
         }
-        let mut error = 0.0;
-        for w in weights {
-            if w.ncols() != s.len() {
-                return Err(
-                    CoreError::shape(path.to_string(), &[w.nrows(), s.len()], w.shape()).into(),
-                );
-            }
-            let scaled = Array2::from_shape_fn(w.dim(), |(r, c)| w[[r, c]] * s[c]);
-            let mut q = quantize_rtn(path, &scaled.view(), quant)?.dequantize();
-            for mut row in q.rows_mut() {
-                for (v, &si) in row.iter_mut().zip(&s) {
-                    *v /= si;
-                }
-            }
-            error += output_error(w, &q, xtx);
-        }
-        if step == 0 {
-            rtn_error = error;
-        }
-        if best.as_ref().is_none_or(|b| error < b.error) {
-            best = Some(AwqScales {
+        let error = scaled_error(path, weights, &s, quant, xtx)?;
+        if error < best.error {
+            best = AwqScales {
                 scales: s,
-                alpha,
+                alpha: Some(alpha as f32),
                 error,
                 rtn_error,
-            });
+            };
         }
     }
-    let mut best = best.ok_or_else(|| QuantError::from(CoreError::config("grid", "empty")))?;
-    best.rtn_error = rtn_error;
     Ok(best)
 }

@@ -1,17 +1,20 @@
-//! `netcompress eval MODEL_DIR --against OTHER_DIR --file SENTENCES [--json]`: the fidelity
+//! `netcompress eval MODEL_DIR --against OTHER_DIR [--file SENTENCES] [--json]`: the fidelity
 //! of a (compressed) model to its original on real sentences (mean and worst cosine,
 //! top-1 nearest-neighbour agreement, Spearman of the pairwise similarities; definitions in
-//! `compress_transformer::metrics`), each model's size on disk and time per sentence.
+//! `compress_transformer::metrics`), each model's size on disk and time per sentence. The
+//! default sentences are the evaluation half of the shipped file, which calibration never
+//! sees (see [`super::sentences`]).
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args;
 use compress_transformer::io::dir_bytes;
-use compress_transformer::{SENTENCES, SentenceEncoder, fidelity, lines};
+use compress_transformer::{SentenceEncoder, fidelity};
 use ndarray::Array2;
 use serde::Serialize;
 
+use super::sentences::{Part, read_or_shipped};
 use crate::error::{CliError, Result};
 
 /// Arguments of `eval`.
@@ -22,7 +25,9 @@ pub(crate) struct EvalArgs {
     /// The original model directory it is compared with.
     #[arg(long, value_name = "OTHER_DIR")]
     pub(crate) against: PathBuf,
-    /// Sentences, one per non-empty line (default: the project's 300-sentence file).
+    /// Sentences, one per non-empty line (default: the evaluation half of the project's
+    /// sentence file, lines 151-300, disjoint from the calibration half that `quantize` and
+    /// `prune` calibrate on by default).
     #[arg(long, value_name = "SENTENCES")]
     pub(crate) file: Option<PathBuf>,
     /// Texts per forward pass.
@@ -42,6 +47,7 @@ struct Pair<T> {
 #[derive(Serialize)]
 struct Out {
     sentences: usize,
+    sentence_source: String,
     mean_cosine: f64,
     min_cosine: f64,
     top1_agreement: f64,
@@ -62,12 +68,8 @@ pub(crate) fn run(a: &EvalArgs) -> Result<()> {
     if a.batch_size == 0 {
         return Err(CliError::Usage("--batch-size must be at least 1".into()));
     }
-    let text = match &a.file {
-        Some(f) => std::fs::read_to_string(f)
-            .map_err(|e| compress_checkpoint::CheckpointError::io(f, e))?,
-        None => SENTENCES.to_string(),
-    };
-    let texts = lines(&text);
+    let (owned, source) = read_or_shipped(a.file.as_deref(), Part::Evaluation)?;
+    let texts: Vec<&str> = owned.iter().map(String::as_str).collect();
     if texts.len() < 3 {
         return Err(CliError::Usage(format!(
             "eval needs at least 3 non-empty lines, got {}",
@@ -90,6 +92,7 @@ pub(crate) fn run(a: &EvalArgs) -> Result<()> {
     let f = fidelity(&eo.view(), &ec.view())?;
     let out = Out {
         sentences: f.sentences,
+        sentence_source: source,
         mean_cosine: f.mean_cosine,
         min_cosine: f.min_cosine,
         top1_agreement: f.top1_agreement,
@@ -104,10 +107,11 @@ pub(crate) fn run(a: &EvalArgs) -> Result<()> {
         },
     };
     println!(
-        "{} vs {} on {} sentences",
+        "{} vs {} on {} sentences ({})",
         a.model.display(),
         a.against.display(),
-        out.sentences
+        out.sentences,
+        out.sentence_source
     );
     println!("  mean cosine      {:.6}", out.mean_cosine);
     println!("  min cosine       {:.6}", out.min_cosine);

@@ -14,6 +14,7 @@ pub(crate) mod pipeline;
 pub(crate) mod prune;
 pub(crate) mod quantize;
 pub(crate) mod quantize_dir;
+pub(crate) mod sentences;
 pub(crate) mod sparse_dir;
 
 use std::io::IsTerminal;

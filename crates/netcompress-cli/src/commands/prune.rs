@@ -15,7 +15,6 @@ use compress_prune::{
     CalibratedMethod, CalibratedPruneConfig, SparseGptConfig, SparsityPattern, prune_calibrated,
     sparsify_24,
 };
-use compress_transformer::{SENTENCES, lines};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
@@ -65,8 +64,8 @@ pub(crate) struct PruneArgs {
     /// (with --sparsity; stored dense).
     #[arg(long, default_value = "2:4")]
     pub(crate) pattern: String,
-    /// Model directories: calibration sentences, one per line (default: the project's
-    /// 300-sentence file).
+    /// Model directories: calibration sentences, one per line (default: the calibration
+    /// half of the project's sentence file, lines 1-150; `eval` measures on the other half).
     #[arg(long, value_name = "SENTENCES")]
     pub(crate) calib: Option<PathBuf>,
     /// Model directories: SparseGPT's dampening of the Hessian diagonal (fraction of its mean).
@@ -197,12 +196,9 @@ fn run_model_dir(a: &PruneArgs) -> Result<()> {
             ));
         }
     };
-    let text = match &a.calib {
-        Some(f) => std::fs::read_to_string(f)
-            .map_err(|e| compress_checkpoint::CheckpointError::io(f, e))?,
-        None => SENTENCES.to_string(),
-    };
-    let texts = lines(&text);
+    let (owned, _) =
+        super::sentences::read_or_shipped(a.calib.as_deref(), super::sentences::Part::Calibration)?;
+    let texts: Vec<&str> = owned.iter().map(String::as_str).collect();
     if method.needs_calibration() && texts.is_empty() {
         return Err(CliError::Usage(
             "--calib has no non-empty line: nothing to calibrate on".into(),

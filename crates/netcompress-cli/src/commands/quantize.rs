@@ -24,7 +24,8 @@ pub(crate) struct QuantizeArgs {
     #[arg(long, value_enum)]
     pub(crate) method: Option<MethodArg>,
     /// Calibration sentences for a model directory, one per non-empty line (default: the
-    /// project's shipped sentence file).
+    /// calibration half of the project's sentence file, lines 1-150; `eval` measures on the
+    /// other half by default).
     #[arg(long, value_name = "SENTENCES")]
     pub(crate) calib: Option<PathBuf>,
     /// GPTQ: quantize columns in their original order instead of by decreasing Hessian

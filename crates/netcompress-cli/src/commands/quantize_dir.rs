@@ -8,17 +8,18 @@ use std::io::IsTerminal;
 use std::path::Path;
 
 use clap::ValueEnum;
-use compress_checkpoint::model_dir::save_compressed_dir;
+use compress_checkpoint::model_dir::PartialDir;
 use compress_quant::calibrated::{
-    Capture, CaptureSpec, GptqConfig, InputStats, Method, QuantizedLinear, ScaleGroup, ScaleSource,
-    WeightQuant, choose_bits, layer_sensitivity, quantize_linears,
+    AwqConfig, Capture, CaptureSpec, GptqConfig, InputStats, Method, QuantizedLinear, ScaleGroup,
+    ScaleSource, WeightQuant, choose_bits, layer_sensitivity, quantize_linears,
 };
+use compress_transformer::SentenceEncoder;
 use compress_transformer::metrics::cosine_rows;
-use compress_transformer::{SENTENCES, SentenceEncoder, lines};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use super::command_line;
+use super::sentences;
 use crate::error::{CliError, Result};
 
 /// The quantization method for a model directory.
@@ -66,23 +67,6 @@ pub(crate) fn bert_groups(layers: usize) -> Vec<ScaleGroup> {
     out
 }
 
-/// Calibration sentences: the file's non-empty lines, or the shipped sentence file.
-pub(crate) fn calibration_texts(calib: Option<&Path>) -> Result<Vec<String>> {
-    let text = match calib {
-        Some(f) => std::fs::read_to_string(f)
-            .map_err(|e| compress_checkpoint::CheckpointError::io(f, e))?,
-        None => SENTENCES.to_string(),
-    };
-    let texts: Vec<String> = lines(&text).into_iter().map(str::to_string).collect();
-    if texts.is_empty() {
-        return Err(CliError::Usage(format!(
-            "--calib {}: no non-empty line to calibrate on",
-            calib.map_or_else(|| "(default)".into(), |p| p.display().to_string())
-        )));
-    }
-    Ok(texts)
-}
-
 /// Runs the encoder over `texts` with the capture attached, with a progress bar.
 pub(crate) fn calibrate(
     enc: &mut SentenceEncoder,
@@ -125,6 +109,9 @@ struct LayerOut {
     bytes: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     alpha: Option<f32>,
+    /// AWQ's clipping: calibration output error after / before clipping.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    clip_error_ratio: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -135,6 +122,8 @@ struct Out {
     bits: u32,
     group_size: Option<usize>,
     calibration_sentences: usize,
+    /// Where the calibration sentences came from (empty without calibration).
+    calibration_source: String,
     layers: Vec<LayerOut>,
     linear_bytes: usize,
     linear_f32_bytes: usize,
@@ -170,7 +159,7 @@ pub(crate) fn run_dir(job: &DirJob<'_>) -> Result<()> {
             act_order: job.act_order,
             ..GptqConfig::new(quant)
         }),
-        MethodArg::Awq => Method::Awq { grid: 20 },
+        MethodArg::Awq => Method::Awq(AwqConfig::default()),
         MethodArg::Smoothquant => Method::SmoothQuant { alpha: 0.5 },
     };
     let mut enc = SentenceEncoder::from_dir(job.input)?;
@@ -191,10 +180,13 @@ pub(crate) fn run_dir(job: &DirJob<'_>) -> Result<()> {
                 .into(),
         ));
     }
-    let texts = if method.needs().is_some() || mixed {
-        calibration_texts(job.calib)?
+    // The output directory is reserved before the long work: a bad location fails now, and
+    // the partial directory is removed on any error, SIGINT/SIGTERM, or by the next run.
+    let partial = PartialDir::begin(job.input, job.output, job.force)?;
+    let (texts, calib_source) = if method.needs().is_some() || mixed {
+        sentences::calibration(job.calib)?
     } else {
-        Vec::new()
+        (Vec::new(), String::new())
     };
     let stats = match method.needs() {
         None => BTreeMap::new(),
@@ -212,15 +204,8 @@ pub(crate) fn run_dir(job: &DirJob<'_>) -> Result<()> {
     } else {
         quantize_linears(&mut enc.model, &groups, &stats, &method, quant)?
     };
-    save_compressed_dir(
-        job.input,
-        job.output,
-        &enc.model,
-        &layers,
-        &command_line(),
-        job.force,
-    )?;
-    report(job, &layers, n_calib)
+    partial.finish(&enc.model, &layers, &command_line())?;
+    report(job, &layers, n_calib, &calib_source)
 }
 
 fn bert_of(enc: &mut SentenceEncoder) -> &mut dyn compress_core::Layer<f32> {
@@ -284,7 +269,12 @@ fn in_features(enc: &SentenceEncoder, path: &str) -> Result<usize> {
     k.ok_or_else(|| CliError::Usage(format!("the model has no linear layer `{path}`")))
 }
 
-fn report(job: &DirJob<'_>, layers: &[QuantizedLinear], calib: usize) -> Result<()> {
+fn report(
+    job: &DirJob<'_>,
+    layers: &[QuantizedLinear],
+    calib: usize,
+    calib_source: &str,
+) -> Result<()> {
     let outs: Vec<LayerOut> = layers
         .iter()
         .map(|l| LayerOut {
@@ -296,6 +286,7 @@ fn report(job: &DirJob<'_>, layers: &[QuantizedLinear], calib: usize) -> Result<
             kernel: compress_quant::calibrated::kernel_name(&l.weight),
             bytes: l.size_bytes(),
             alpha: l.alpha,
+            clip_error_ratio: l.clip_error.map(|[c, u]| c / u.max(f64::MIN_POSITIVE)),
         })
         .collect();
     let f32_bytes: usize = layers
@@ -309,19 +300,25 @@ fn report(job: &DirJob<'_>, layers: &[QuantizedLinear], calib: usize) -> Result<
         bits: job.bits,
         group_size: job.group_size,
         calibration_sentences: calib,
+        calibration_source: calib_source.to_string(),
         linear_bytes: outs.iter().map(|l| l.bytes).sum(),
         linear_f32_bytes: f32_bytes,
         layers: outs,
     };
     println!(
-        "{} -> {}: {} linear layers, method {}, int{}{}, {} calibration sentences",
+        "{} -> {}: {} linear layers, method {}, int{}{}, {} calibration sentences{}",
         out.model,
         out.output,
         out.layers.len(),
         out.method,
         out.bits,
         out.group_size.map_or(String::new(), |g| format!(" g{g}")),
-        out.calibration_sentences
+        out.calibration_sentences,
+        if calib_source.is_empty() {
+            String::new()
+        } else {
+            format!(" ({calib_source})")
+        }
     );
     println!(
         "  linear weights {} B (f32 {} B, {:.1}%)",
