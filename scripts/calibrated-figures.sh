@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Calibrated quantization of all-MiniLM-L6-v2 with every method, then `netcompress eval`
-# of each compressed directory against the original on the shipped 300 sentences.
+# of each compressed directory against the original. Held out: `quantize` calibrates on the
+# calibration half of the shipped sentence file (lines 1-150, the `--calib` default) and
+# `eval` measures on the evaluation half (lines 151-300, the `--file` default), so no
+# figure is measured on a sentence its calibration saw.
 # Usage: scripts/calibrated-figures.sh [MODEL_DIR] [OUT_DIR]   (prints one JSON line per run)
+# The ONNX Runtime int8 rows beside W8A8 (same held-out sentences and metrics):
+#   python benches/peers/accuracy.py MODEL_DIR   (packages: benches/peers/requirements.txt)
 set -euo pipefail
 M=${1:-models/all-MiniLM-L6-v2}
 OUT=${2:-target/calibrated-figures}
