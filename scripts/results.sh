@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every registered experiment with full settings and writes one JSON line per experiment
 # to results.jsonl (or $1), then prints a markdown table of the contract fields.
-# Usage: scripts/results.sh [OUT.jsonl] [--data MNIST_DIR]
+# Usage: [MODEL=DIR] scripts/results.sh [OUT.jsonl] [--data MNIST_DIR]
+# distill-minilm runs only when MODEL names an all-MiniLM-L6-v2 directory (it is skipped otherwise).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-results.jsonl}
@@ -10,6 +11,15 @@ cargo build -q --release -p netcompress-cli
 bin=target/release/netcompress
 : > "$out"
 for name in $($bin experiment --list | awk '{print $1}'); do
+  if [ "$name" = distill-minilm ]; then
+    if [ -z "${MODEL:-}" ]; then
+      echo "skipping $name (set MODEL=DIR to run it)" >&2
+      continue
+    fi
+    echo "running $name" >&2
+    $bin experiment "$name" --model "$MODEL" --json 2>/dev/null | tail -n 1 >> "$out"
+    continue
+  fi
   echo "running $name" >&2
   $bin experiment "$name" --json "$@" 2>/dev/null | tail -n 1 >> "$out"
 done
