@@ -196,7 +196,7 @@ fn parts() -> Vec<(&'static str, &'static str, Vec<usize>, Vec<u8>)> {
     ]
 }
 
-/// Writes `dir/c.safetensors` holding every part of [`parts`] and the metadata
+/// Writes `dir/c.safetensors` holding every part of `parts` and the metadata
 /// `netcompress.format = version`, `netcompress.tensor.w = description`, checks the
 /// description parser, then dequantizes the file to `dir/d.safetensors`. Errors must name
 /// the file and the field and leave no output; an accepted file must restore `w` with the

@@ -33,7 +33,7 @@ pub use swap::quantize_dynamic;
 /// - exact `i32` accumulation, then `y = (acc - zp_row * colsum_w) * s_row * s_col + b` in one
 ///   pass. The bias stays `f32`.
 ///
-/// Inference only: [`Layer::backward`] returns [`CoreError::InvalidState`]. The layer has no
+/// Inference only: [`Layer::backward`](compress_core::Layer::backward) returns [`CoreError::InvalidState`]. The layer has no
 /// float parameters to visit; [`DynamicQLinear::weight_codes`], [`weight_scales`] and
 /// [`bias`] give its stored form and [`DynamicQLinear::from_parts`] rebuilds it.
 ///
