@@ -34,6 +34,8 @@ import warnings  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from peers import export_encoder  # noqa: E402  (same directory)
+
 warnings.filterwarnings("ignore")
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -103,25 +105,7 @@ def export(model_dir, path):
     from transformers import AutoModel
 
     model = AutoModel.from_pretrained(model_dir, dtype=torch.float32).eval()
-
-    class Encoder(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, ids, mask):
-            return self.m(input_ids=ids, attention_mask=mask).last_hidden_state
-
-    ids = torch.ones((1, 8), dtype=torch.int64)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            Encoder(model).eval(), (ids, torch.ones_like(ids)), path,
-            input_names=["input_ids", "attention_mask"],
-            output_names=["last_hidden_state"],
-            dynamic_axes={"input_ids": {0: "b", 1: "s"}, "attention_mask": {0: "b", 1: "s"},
-                          "last_hidden_state": {0: "b", 1: "s"}},
-            opset_version=17, dynamo=False)
+    export_encoder(model, path, torch.ones((1, 8), dtype=torch.int64))
     return model
 
 

@@ -82,12 +82,9 @@ pub(crate) fn run_cluster(ctx: &Ctx) -> Result<Report> {
     };
     let mut r = over_seeds("cluster", ctx, recipe, |c| cluster_seed(c, &train, &test))?;
     let ratio = r.baseline.bytes as f64 / r.compressed.bytes as f64;
-    if let Value::Object(m) = &mut r.extra {
-        m.insert("ratio_vs_f32".into(), json!(ratio));
-    }
     finish(
         &mut r,
-        &[],
+        &[("ratio_vs_f32", ratio)],
         &[("stored_bytes_ge_7x_fewer_than_f32", ratio >= 7.0)],
         0.5,
     );
