@@ -1,4 +1,4 @@
-//! compress-quant, issue 5: 1-D k-means, Huffman coding, XNOR-popcount GEMM.
+//! compress-quant clustering and binary weights: 1-D k-means, Huffman coding, XNOR-popcount GEMM.
 
 use std::hint::black_box;
 
