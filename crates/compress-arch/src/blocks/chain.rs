@@ -70,6 +70,25 @@ impl<F: Float> SequentialExt<F> for Sequential<F> {
     }
 }
 
+/// Checks that every named size of a configuration is at least 1.
+pub(crate) fn check_nonzero(fields: &[(&str, usize)]) -> Result<()> {
+    match fields.iter().find(|&&(_, v)| v == 0) {
+        Some(&(name, _)) => Err(CoreError::config(name, "must be at least 1, got 0")),
+        None => Ok(()),
+    }
+}
+
+/// Checks that every named kernel size is odd; `why` follows "must be odd" in the message.
+pub(crate) fn check_odd(fields: &[(&str, usize)], why: &str) -> Result<()> {
+    match fields.iter().find(|&&(_, v)| v.is_multiple_of(2)) {
+        Some(&(name, v)) => Err(CoreError::config(
+            name,
+            format!("must be odd{why}, got {v}"),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Concatenates NCHW (or `[N, C]`) arrays along the channel axis, in standard layout
 /// (`ndarray::concatenate` puts the joined axis outermost in memory, which layers that
 /// cache their input as a flat slice do not accept).

@@ -1,13 +1,14 @@
 //! SqueezeNet Fire module.
 
-use compress_core::{
-    CoreError, Cost, Float, Layer, Mode, Module, ParamPath, ParamVisitor, ParamVisitorMut, Result,
-};
+use compress_core::derive::Module;
+use compress_core::{CoreError, Cost, Float, Layer, Mode, Result};
 use compress_nn::{Conv2dConfig, Sequential};
 use ndarray::{ArrayD, ArrayRef, IxDyn};
 use rand::Rng;
 
-use super::chain::{Act, SequentialExt, channels, check_channels, concat_channels, concat_costs};
+use super::chain::{
+    Act, SequentialExt, channels, check_channels, check_nonzero, concat_channels, concat_costs,
+};
 
 /// Configuration of a [`Fire`] module.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,16 +45,12 @@ impl FireConfig {
     ///
     /// [`CoreError::InvalidConfig`] for a zero field.
     pub fn validate(&self) -> Result<()> {
-        for (name, v) in [
+        check_nonzero(&[
             ("in_channels", self.in_channels),
             ("squeeze", self.squeeze),
             ("expand1x1", self.expand1x1),
             ("expand3x3", self.expand3x3),
-        ] {
-            if v == 0 {
-                return Err(CoreError::config(name, "must be at least 1, got 0"));
-            }
-        }
+        ])?;
         Ok(())
     }
 }
@@ -66,11 +63,14 @@ impl FireConfig {
 /// `S + E1 + E3`, MACs `(M S + S E1 + 9 S E3) H W`. See [`crate::cost::fire`].
 ///
 /// Parameter paths: `squeeze.conv.*`, `expand1x1.conv.*`, `expand3x3.conv.*`.
-#[derive(Debug)]
+#[derive(Debug, Module)]
 pub struct Fire<F: Float> {
+    #[module(skip)]
     config: FireConfig,
     squeeze: Sequential<F>,
+    #[module(rename = "expand1x1")]
     expand1: Sequential<F>,
+    #[module(rename = "expand3x3")]
     expand3: Sequential<F>,
 }
 
@@ -132,19 +132,6 @@ impl<F: Float> Fire<F> {
     /// The configuration.
     pub fn config(&self) -> &FireConfig {
         &self.config
-    }
-}
-
-impl<F: Float> Module<F> for Fire<F> {
-    fn visit(&self, path: &mut ParamPath, v: &mut dyn ParamVisitor<F>) {
-        path.scoped("squeeze", |p| self.squeeze.visit(p, v));
-        path.scoped("expand1x1", |p| self.expand1.visit(p, v));
-        path.scoped("expand3x3", |p| self.expand3.visit(p, v));
-    }
-    fn visit_mut(&mut self, path: &mut ParamPath, v: &mut dyn ParamVisitorMut<F>) -> Result<()> {
-        path.scoped("squeeze", |p| self.squeeze.visit_mut(p, v))?;
-        path.scoped("expand1x1", |p| self.expand1.visit_mut(p, v))?;
-        path.scoped("expand3x3", |p| self.expand3.visit_mut(p, v))
     }
 }
 

@@ -1,13 +1,15 @@
 //! Ghost module (GhostNet): a thin primary convolution plus cheap depthwise "ghost" features.
 
-use compress_core::{
-    CoreError, Cost, Float, Layer, Mode, Module, ParamPath, ParamVisitor, ParamVisitorMut, Result,
-};
+use compress_core::derive::Module;
+use compress_core::{CoreError, Cost, Float, Layer, Mode, Result};
 use compress_nn::{Conv2dConfig, Sequential};
 use ndarray::{ArrayD, ArrayRef, Axis, IxDyn, Slice};
 use rand::Rng;
 
-use super::chain::{Act, SequentialExt, channels, check_channels, concat_channels, no_forward};
+use super::chain::{
+    Act, SequentialExt, channels, check_channels, check_nonzero, check_odd, concat_channels,
+    no_forward,
+};
 
 /// Configuration of a [`GhostModule`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,22 +98,17 @@ impl GhostConfig {
     /// [`CoreError::InvalidConfig`] for zero channels, kernels or stride, even kernels, or
     /// a ratio below 2.
     pub fn validate(&self) -> Result<()> {
-        for (name, v) in [
+        check_nonzero(&[
             ("in_channels", self.in_channels),
             ("out_channels", self.out_channels),
             ("kernel", self.kernel),
             ("dw_kernel", self.dw_kernel),
             ("stride", self.stride),
-        ] {
-            if v == 0 {
-                return Err(CoreError::config(name, "must be at least 1, got 0"));
-            }
-        }
-        for (name, v) in [("kernel", self.kernel), ("dw_kernel", self.dw_kernel)] {
-            if v.is_multiple_of(2) {
-                return Err(CoreError::config(name, format!("must be odd, got {v}")));
-            }
-        }
+        ])?;
+        check_odd(
+            &[("kernel", self.kernel), ("dw_kernel", self.dw_kernel)],
+            "",
+        )?;
         if self.ratio < 2 {
             return Err(CoreError::config(
                 "ratio",
@@ -132,12 +129,14 @@ impl GhostConfig {
 ///
 /// Parameter paths: `primary.conv.weight`, `primary.bn.*`, `cheap.conv.weight`,
 /// `cheap.bn.*`.
-#[derive(Debug)]
+#[derive(Debug, Module)]
 pub struct GhostModule<F: Float> {
+    #[module(skip)]
     config: GhostConfig,
     primary: Sequential<F>,
     cheap: Sequential<F>,
     /// Output shape of the last training forward (`[n, m + m (s-1), h, w]`).
+    #[module(skip)]
     full_shape: Option<Vec<usize>>,
 }
 
@@ -197,17 +196,6 @@ impl<F: Float> GhostModule<F> {
     /// The configuration.
     pub fn config(&self) -> &GhostConfig {
         &self.config
-    }
-}
-
-impl<F: Float> Module<F> for GhostModule<F> {
-    fn visit(&self, path: &mut ParamPath, v: &mut dyn ParamVisitor<F>) {
-        path.scoped("primary", |p| self.primary.visit(p, v));
-        path.scoped("cheap", |p| self.cheap.visit(p, v));
-    }
-    fn visit_mut(&mut self, path: &mut ParamPath, v: &mut dyn ParamVisitorMut<F>) -> Result<()> {
-        path.scoped("primary", |p| self.primary.visit_mut(p, v))?;
-        path.scoped("cheap", |p| self.cheap.visit_mut(p, v))
     }
 }
 

@@ -1,13 +1,12 @@
 //! Inverted residual with linear bottleneck (MobileNetV2).
 
-use compress_core::{
-    CoreError, Cost, Float, Layer, Mode, Module, ParamPath, ParamVisitor, ParamVisitorMut, Result,
-};
+use compress_core::derive::Module;
+use compress_core::{Cost, Float, Layer, Mode, Result};
 use compress_nn::{Conv2dConfig, Sequential};
 use ndarray::{ArrayD, ArrayRef, IxDyn};
 use rand::Rng;
 
-use super::chain::{Act, SequentialExt, check_channels};
+use super::chain::{Act, SequentialExt, check_channels, check_nonzero, check_odd};
 
 /// Configuration of an [`InvertedResidual`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,24 +75,14 @@ impl InvertedConfig {
     ///
     /// [`CoreError::InvalidConfig`] for a zero field or an even kernel.
     pub fn validate(&self) -> Result<()> {
-        for (name, v) in [
+        check_nonzero(&[
             ("in_channels", self.in_channels),
             ("out_channels", self.out_channels),
             ("expansion", self.expansion),
             ("kernel", self.kernel),
             ("stride", self.stride),
-        ] {
-            if v == 0 {
-                return Err(CoreError::config(name, "must be at least 1, got 0"));
-            }
-        }
-        if self.kernel.is_multiple_of(2) {
-            return Err(CoreError::config(
-                "kernel",
-                format!("must be odd, got {}", self.kernel),
-            ));
-        }
-        Ok(())
+        ])?;
+        check_odd(&[("kernel", self.kernel)], "")
     }
 }
 
@@ -108,9 +97,11 @@ impl InvertedConfig {
 ///
 /// Parameter paths: `expand.weight`, `expand_bn.*`, `depthwise.weight`, `depthwise_bn.*`,
 /// `project.weight`, `project_bn.*`.
-#[derive(Debug)]
+#[derive(Debug, Module)]
 pub struct InvertedResidual<F: Float> {
+    #[module(skip)]
     config: InvertedConfig,
+    #[module(flatten)]
     body: Sequential<F>,
 }
 
@@ -177,15 +168,6 @@ impl<F: Float> InvertedResidual<F> {
     /// The layers of the residual branch.
     pub fn body(&self) -> &Sequential<F> {
         &self.body
-    }
-}
-
-impl<F: Float> Module<F> for InvertedResidual<F> {
-    fn visit(&self, path: &mut ParamPath, v: &mut dyn ParamVisitor<F>) {
-        self.body.visit(path, v);
-    }
-    fn visit_mut(&mut self, path: &mut ParamPath, v: &mut dyn ParamVisitorMut<F>) -> Result<()> {
-        self.body.visit_mut(path, v)
     }
 }
 

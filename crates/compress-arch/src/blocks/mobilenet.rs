@@ -4,6 +4,7 @@ use compress_core::{CoreError, Float, Result};
 use compress_nn::{BatchNorm2d, Conv2d, Conv2dConfig, GlobalAvgPool, Linear, ReLU, Sequential};
 use rand::Rng;
 
+use super::chain::check_nonzero;
 use super::separable::{DepthwiseSeparableConv, Pointwise, SeparableConfig};
 
 /// A MobileNet v1 description: a 3x3 stem, depthwise separable blocks, global average pool
@@ -132,17 +133,13 @@ impl MobileNetConfig {
                 ));
             }
         }
-        for (name, v) in [
+        check_nonzero(&[
             ("in_channels", self.in_channels),
             ("classes", self.classes),
             ("resolution", self.resolution),
             ("stem_channels", self.stem_channels),
             ("stem_stride", self.stem_stride),
-        ] {
-            if v == 0 {
-                return Err(CoreError::config(name, "must be at least 1, got 0"));
-            }
-        }
+        ])?;
         for (i, &(c, s)) in self.blocks.iter().enumerate() {
             if c == 0 || s == 0 {
                 return Err(CoreError::config(

@@ -1,13 +1,12 @@
 //! Depthwise separable convolution (MobileNet v1).
 
-use compress_core::{
-    CoreError, Cost, Float, Layer, Mode, Module, ParamPath, ParamVisitor, ParamVisitorMut, Result,
-};
+use compress_core::derive::Module;
+use compress_core::{CoreError, Cost, Float, Layer, Mode, Result};
 use compress_nn::{BatchNorm2d, Conv2dConfig, Sequential};
 use ndarray::{ArrayD, ArrayRef, IxDyn};
 use rand::Rng;
 
-use super::chain::{Act, SequentialExt, check_channels};
+use super::chain::{Act, SequentialExt, check_channels, check_nonzero, check_odd};
 use super::ghost::{GhostConfig, GhostModule};
 
 /// What follows the depthwise convolution.
@@ -100,25 +99,16 @@ impl SeparableConfig {
     /// [`CoreError::InvalidConfig`] for zero channels, kernel or stride, an even kernel, or
     /// a Ghost ratio below 2.
     pub fn validate(&self) -> Result<()> {
-        for (name, v) in [
+        check_nonzero(&[
             ("in_channels", self.in_channels),
             ("out_channels", self.out_channels),
             ("kernel", self.kernel),
             ("stride", self.stride),
-        ] {
-            if v == 0 {
-                return Err(CoreError::config(name, "must be at least 1, got 0"));
-            }
-        }
-        if self.kernel.is_multiple_of(2) {
-            return Err(CoreError::config(
-                "kernel",
-                format!(
-                    "must be odd (padding K / 2 keeps the size), got {}",
-                    self.kernel
-                ),
-            ));
-        }
+        ])?;
+        check_odd(
+            &[("kernel", self.kernel)],
+            " (padding K / 2 keeps the size)",
+        )?;
         if let Pointwise::Ghost(s) = self.pointwise
             && s < 2
         {
@@ -145,9 +135,11 @@ impl SeparableConfig {
 /// # Shapes
 ///
 /// - input: `[batch, M, H, W]`, output: `[batch, N, Ho, Wo]`, `Ho = ceil(H / s)`
-#[derive(Debug)]
+#[derive(Debug, Module)]
 pub struct DepthwiseSeparableConv<F: Float> {
+    #[module(skip)]
     config: SeparableConfig,
+    #[module(flatten)]
     body: Sequential<F>,
 }
 
@@ -223,15 +215,6 @@ impl<F: Float> DepthwiseSeparableConv<F> {
     /// The first batch norm.
     pub fn bn1(&self) -> Option<&BatchNorm2d<F>> {
         self.body.get_named("bn1")
-    }
-}
-
-impl<F: Float> Module<F> for DepthwiseSeparableConv<F> {
-    fn visit(&self, path: &mut ParamPath, v: &mut dyn ParamVisitor<F>) {
-        self.body.visit(path, v);
-    }
-    fn visit_mut(&mut self, path: &mut ParamPath, v: &mut dyn ParamVisitorMut<F>) -> Result<()> {
-        self.body.visit_mut(path, v)
     }
 }
 

@@ -1,21 +1,23 @@
 //! ShuffleNet (v1) unit: grouped 1x1 convolutions, channel shuffle and a depthwise 3x3.
 
-use compress_core::{
-    CoreError, Cost, Float, Layer, Mode, Module, ParamPath, ParamVisitor, ParamVisitorMut, Result,
-};
+use compress_core::derive::Module;
+use compress_core::{CoreError, Cost, Float, Layer, Mode, Result};
 use compress_nn::{AvgPool2d, Conv2dConfig, ReLU, Sequential};
 use ndarray::{ArrayD, ArrayRef, IxDyn};
 use rand::Rng;
 
 use super::chain::{
-    Act, SequentialExt, channels, check_channels, concat_channels, no_forward, sum_costs,
+    Act, SequentialExt, channels, check_channels, check_nonzero, concat_channels, no_forward,
+    sum_costs,
 };
 
 /// Permutes channels so that grouped convolutions exchange information: with `g` groups of
 /// `c / g` channels, output channel `i g + j` is input channel `j (c / g) + i`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Module)]
 pub struct ChannelShuffle {
+    #[module(skip)]
     groups: usize,
+    #[module(skip)]
     channels: Option<usize>,
 }
 
@@ -36,13 +38,6 @@ impl ChannelShuffle {
         let t = v.permuted_axes(IxDyn(&[0, 2, 1, 3]));
         let t = t.as_standard_layout().into_owned();
         Ok(t.into_shape_with_order(IxDyn(s))?)
-    }
-}
-
-impl<F: Float> Module<F> for ChannelShuffle {
-    fn visit(&self, _: &mut ParamPath, _: &mut dyn ParamVisitor<F>) {}
-    fn visit_mut(&mut self, _: &mut ParamPath, _: &mut dyn ParamVisitorMut<F>) -> Result<()> {
-        Ok(())
     }
 }
 
@@ -142,16 +137,12 @@ impl ShuffleConfig {
     /// at stride 1, `N <= M` at stride 2, or `g` not dividing `M`, `B` and the branch
     /// channels.
     pub fn validate(&self) -> Result<()> {
-        for (name, v) in [
+        check_nonzero(&[
             ("in_channels", self.in_channels),
             ("out_channels", self.out_channels),
             ("groups", self.groups),
             ("bottleneck", self.bottleneck),
-        ] {
-            if v == 0 {
-                return Err(CoreError::config(name, "must be at least 1, got 0"));
-            }
-        }
+        ])?;
         match self.stride {
             1 if self.in_channels != self.out_channels => Err(CoreError::config(
                 "out_channels",
@@ -200,11 +191,14 @@ impl ShuffleConfig {
 ///
 /// Parameter paths: `branch.gconv1.weight`, `branch.bn1.*`, `branch.depthwise.weight`,
 /// `branch.bn2.*`, `branch.gconv2.weight`, `branch.bn3.*`.
-#[derive(Debug)]
+#[derive(Debug, Module)]
 pub struct ShuffleUnit<F: Float> {
+    #[module(skip)]
     config: ShuffleConfig,
     branch: Sequential<F>,
+    #[module(skip)]
     pool: AvgPool2d,
+    #[module(skip)]
     relu: ReLU<F>,
 }
 
@@ -271,15 +265,6 @@ impl<F: Float> ShuffleUnit<F> {
     /// The configuration.
     pub fn config(&self) -> &ShuffleConfig {
         &self.config
-    }
-}
-
-impl<F: Float> Module<F> for ShuffleUnit<F> {
-    fn visit(&self, path: &mut ParamPath, v: &mut dyn ParamVisitor<F>) {
-        path.scoped("branch", |p| self.branch.visit(p, v));
-    }
-    fn visit_mut(&mut self, path: &mut ParamPath, v: &mut dyn ParamVisitorMut<F>) -> Result<()> {
-        path.scoped("branch", |p| self.branch.visit_mut(p, v))
     }
 }
 

@@ -1,13 +1,12 @@
 //! Xception-style stack of separable convolutions with a residual connection.
 
-use compress_core::{
-    CoreError, Cost, Float, Layer, Mode, Module, ParamPath, ParamVisitor, ParamVisitorMut, Result,
-};
+use compress_core::derive::Module;
+use compress_core::{CoreError, Cost, Float, Layer, Mode, Result};
 use compress_nn::{Conv2dConfig, MaxPool2d, Sequential};
 use ndarray::{ArrayD, ArrayRef, IxDyn};
 use rand::Rng;
 
-use super::chain::{Act, SequentialExt, check_channels, sum_costs};
+use super::chain::{Act, SequentialExt, check_channels, check_nonzero, sum_costs};
 
 /// Configuration of an [`XceptionBlock`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,16 +61,12 @@ impl XceptionConfig {
     ///
     /// [`CoreError::InvalidConfig`] for a zero field.
     pub fn validate(&self) -> Result<()> {
-        for (name, v) in [
+        check_nonzero(&[
             ("in_channels", self.in_channels),
             ("out_channels", self.out_channels),
             ("reps", self.reps),
             ("stride", self.stride),
-        ] {
-            if v == 0 {
-                return Err(CoreError::config(name, "must be at least 1, got 0"));
-            }
-        }
+        ])?;
         Ok(())
     }
 }
@@ -88,8 +83,9 @@ impl XceptionConfig {
 ///
 /// Parameter paths: `stack.sep{i}_dw.weight`, `stack.sep{i}_pw.weight`, `stack.bn{i}.*`
 /// (`i` from 1), `skip.conv.weight`, `skip.bn.*`.
-#[derive(Debug)]
+#[derive(Debug, Module)]
 pub struct XceptionBlock<F: Float> {
+    #[module(skip)]
     config: XceptionConfig,
     stack: Sequential<F>,
     skip: Sequential<F>,
@@ -165,17 +161,6 @@ impl<F: Float> XceptionBlock<F> {
     /// The configuration.
     pub fn config(&self) -> &XceptionConfig {
         &self.config
-    }
-}
-
-impl<F: Float> Module<F> for XceptionBlock<F> {
-    fn visit(&self, path: &mut ParamPath, v: &mut dyn ParamVisitor<F>) {
-        path.scoped("stack", |p| self.stack.visit(p, v));
-        path.scoped("skip", |p| self.skip.visit(p, v));
-    }
-    fn visit_mut(&mut self, path: &mut ParamPath, v: &mut dyn ParamVisitorMut<F>) -> Result<()> {
-        path.scoped("stack", |p| self.stack.visit_mut(p, v))?;
-        path.scoped("skip", |p| self.skip.visit_mut(p, v))
     }
 }
 

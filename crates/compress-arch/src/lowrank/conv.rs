@@ -1,9 +1,7 @@
 //! Channel decomposition of a convolution: `K x K` conv to `r` channels, then 1x1 to `N`.
 
-use compress_core::{
-    CoreError, Cost, Float, Layer, Mode, Module, ParamPath, ParamVisitor, ParamVisitorMut,
-    Result as CoreResult,
-};
+use compress_core::derive::Module;
+use compress_core::{CoreError, Cost, Float, Layer, Mode, Result as CoreResult};
 use compress_nn::{Conv2d, Conv2dConfig};
 use ndarray::{ArrayD, ArrayRef, IxDyn};
 
@@ -20,7 +18,7 @@ use crate::Result;
 /// instead of `N M K^2`.
 ///
 /// Parameter paths: `spatial.weight`, `pointwise.weight`, `pointwise.bias`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Module)]
 pub struct LowRankConv2d<F: Float> {
     /// `K x K` convolution `M -> r`.
     pub spatial: Conv2d<F>,
@@ -117,21 +115,6 @@ pub fn factorize_conv2d<F: Float>(
     let svd = truncated_svd(w.view(), config.rule, config.method, path)?;
     let bias = conv.bias.as_ref().map(|b| b.effective().into_owned());
     Ok((LowRankConv2d::from_svd(&cfg, &svd, bias)?, svd))
-}
-
-impl<F: Float> Module<F> for LowRankConv2d<F> {
-    fn visit(&self, path: &mut ParamPath, v: &mut dyn ParamVisitor<F>) {
-        path.scoped("spatial", |p| self.spatial.visit(p, v));
-        path.scoped("pointwise", |p| self.pointwise.visit(p, v));
-    }
-    fn visit_mut(
-        &mut self,
-        path: &mut ParamPath,
-        v: &mut dyn ParamVisitorMut<F>,
-    ) -> CoreResult<()> {
-        path.scoped("spatial", |p| self.spatial.visit_mut(p, v))?;
-        path.scoped("pointwise", |p| self.pointwise.visit_mut(p, v))
-    }
 }
 
 impl<F: Float> Layer<F> for LowRankConv2d<F> {

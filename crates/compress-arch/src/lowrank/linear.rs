@@ -1,9 +1,7 @@
 //! A `Linear` layer factorized into two thinner ones.
 
-use compress_core::{
-    Cost, Float, Layer, Mode, Module, ParamPath, ParamVisitor, ParamVisitorMut,
-    Result as CoreResult,
-};
+use compress_core::derive::Module;
+use compress_core::{Cost, Float, Layer, Mode, Result as CoreResult};
 use compress_nn::Linear;
 use ndarray::{ArrayD, ArrayRef, Ix2, IxDyn};
 
@@ -22,7 +20,7 @@ use crate::Result;
 ///
 /// - input: `[batch, in]`, output: `[batch, out]`
 /// - `down.weight`: `[r, in]`, `up.weight`: `[out, r]`, `up.bias`: `[out]`
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Module)]
 pub struct LowRankLinear<F: Float> {
     /// `Linear(in, r)`, no bias.
     pub down: Linear<F>,
@@ -115,21 +113,6 @@ pub fn factorize_linear<F: Float>(
     let svd = truncated_svd(w, config.rule, config.method, path)?;
     let bias = linear.bias.as_ref().map(|b| b.effective().into_owned());
     Ok((LowRankLinear::from_svd(&svd, bias), svd))
-}
-
-impl<F: Float> Module<F> for LowRankLinear<F> {
-    fn visit(&self, path: &mut ParamPath, v: &mut dyn ParamVisitor<F>) {
-        path.scoped("down", |p| self.down.visit(p, v));
-        path.scoped("up", |p| self.up.visit(p, v));
-    }
-    fn visit_mut(
-        &mut self,
-        path: &mut ParamPath,
-        v: &mut dyn ParamVisitorMut<F>,
-    ) -> CoreResult<()> {
-        path.scoped("down", |p| self.down.visit_mut(p, v))?;
-        path.scoped("up", |p| self.up.visit_mut(p, v))
-    }
 }
 
 impl<F: Float> Layer<F> for LowRankLinear<F> {
