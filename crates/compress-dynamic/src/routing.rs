@@ -1,9 +1,8 @@
 //! Difficulty-based routing: a cascade of models from cheap to expensive, where a cheap
 //! first pass decides per sample whether to run the next one.
 
-use compress_core::{
-    CoreError, Float, Layer, Mode, Module, ParamPath, ParamVisitor, ParamVisitorMut,
-};
+use compress_core::derive::Module;
+use compress_core::{CoreError, Float, Layer, Mode};
 use compress_nn::Dataset;
 use ndarray::{Array2, ArrayD};
 
@@ -35,9 +34,10 @@ use crate::{DynamicOutput, ExitRule, Result};
 /// assert_eq!(out.exits, vec![0, 0, 0]);
 /// # Ok(()) }
 /// ```
-#[derive(Debug)]
+#[derive(Debug, Module)]
 pub struct Cascade<F: Float> {
     models: Vec<Box<dyn Layer<F>>>,
+    #[module(skip)]
     input_shape: Vec<usize>,
 }
 
@@ -149,28 +149,5 @@ impl<F: Float> Cascade<F> {
             })
             .collect::<Result<Vec<Array2<F>>>>()?;
         ExitProfile::from_logits(rule, &logits, &data.labels, costs)
-    }
-}
-
-impl<F: Float> Module<F> for Cascade<F> {
-    fn visit(&self, path: &mut ParamPath, v: &mut dyn ParamVisitor<F>) {
-        path.scoped("models", |p| {
-            for (i, m) in self.models.iter().enumerate() {
-                p.scoped(&i.to_string(), |p| m.visit(p, v));
-            }
-        });
-    }
-
-    fn visit_mut(
-        &mut self,
-        path: &mut ParamPath,
-        v: &mut dyn ParamVisitorMut<F>,
-    ) -> compress_core::Result<()> {
-        path.scoped("models", |p| {
-            for (i, m) in self.models.iter_mut().enumerate() {
-                p.scoped(&i.to_string(), |p| m.visit_mut(p, v))?;
-            }
-            Ok(())
-        })
     }
 }

@@ -353,16 +353,8 @@ impl<F: Float> EarlyExitNet<F> {
 
 impl<F: Float> Module<F> for EarlyExitNet<F> {
     fn visit(&self, path: &mut ParamPath, v: &mut dyn ParamVisitor<F>) {
-        path.scoped("stages", |p| {
-            for (i, l) in self.stages.iter().enumerate() {
-                p.scoped(&i.to_string(), |p| l.visit(p, v));
-            }
-        });
-        path.scoped("exits", |p| {
-            for (i, l) in self.exits.iter().enumerate() {
-                p.scoped(&i.to_string(), |p| l.visit(p, v));
-            }
-        });
+        path.scoped("stages", |p| self.stages.visit(p, v));
+        path.scoped("exits", |p| self.exits.visit(p, v));
     }
 
     fn visit_mut(
@@ -371,18 +363,8 @@ impl<F: Float> Module<F> for EarlyExitNet<F> {
         v: &mut dyn ParamVisitorMut<F>,
     ) -> compress_core::Result<()> {
         self.invalidate();
-        path.scoped("stages", |p| -> compress_core::Result<()> {
-            for (i, l) in self.stages.iter_mut().enumerate() {
-                p.scoped(&i.to_string(), |p| l.visit_mut(p, v))?;
-            }
-            Ok(())
-        })?;
-        path.scoped("exits", |p| {
-            for (i, l) in self.exits.iter_mut().enumerate() {
-                p.scoped(&i.to_string(), |p| l.visit_mut(p, v))?;
-            }
-            Ok(())
-        })
+        path.scoped("stages", |p| self.stages.visit_mut(p, v))?;
+        path.scoped("exits", |p| self.exits.visit_mut(p, v))
     }
 }
 

@@ -1,9 +1,9 @@
 //! A 2-D convolution that runs on its first `ceil(w * C)` input and output channels
 //! (compress-nn's `Conv2d` run on the active slice of the kernel).
 
+use compress_core::derive::Module;
 use compress_core::{
-    CoreError, Cost, Float, Layer, Mode, Module, Param, ParamKind, ParamPath, ParamVisitor,
-    ParamVisitorMut, TensorExt,
+    CoreError, Cost, Float, Layer, Mode, Module as _, Param, ParamKind, TensorExt,
 };
 use compress_nn::{Conv2d, Conv2dConfig};
 use ndarray::{ArrayD, ArrayRef, Ix1, Ix4, IxDyn, s};
@@ -36,17 +36,22 @@ use crate::Result;
 /// assert_eq!(conv.cost(&[4, 8, 8])?.macs, 8 * 4 * 9 * 64);
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Module)]
 pub struct SlimmableConv2d<F: Float> {
     /// Kernel `[out, in, kh, kw]` at full width.
     pub weight: Param<F>,
     /// Optional bias `[out]`.
     pub bias: Option<Param<F>>,
+    #[module(skip)]
     config: Conv2dConfig,
+    #[module(skip)]
     slim_in: bool,
+    #[module(skip)]
     slim_out: bool,
+    #[module(skip)]
     width: f64,
     /// The active-slice convolution of the last training-mode forward.
+    #[module(skip)]
     cache: Option<Box<Conv2d<F>>>,
 }
 
@@ -157,23 +162,6 @@ impl<F: Float> Slimmable for SlimmableConv2d<F> {
 
     fn width(&self) -> f64 {
         self.width
-    }
-}
-
-impl<F: Float> Module<F> for SlimmableConv2d<F> {
-    fn visit(&self, path: &mut ParamPath, v: &mut dyn ParamVisitor<F>) {
-        path.scoped("weight", |p| v.visit(p, &self.weight));
-        path.scoped("bias", |p| self.bias.visit(p, v));
-    }
-
-    fn visit_mut(
-        &mut self,
-        path: &mut ParamPath,
-        v: &mut dyn ParamVisitorMut<F>,
-    ) -> compress_core::Result<()> {
-        path.scoped("weight", |p| v.visit_mut(p, &mut self.weight))?;
-        path.scoped("bias", |p| self.bias.visit_mut(p, v))?;
-        Ok(())
     }
 }
 

@@ -1,9 +1,7 @@
 //! A fully connected layer that runs on its first `ceil(w * C)` channels.
 
-use compress_core::{
-    CoreError, Cost, Float, Layer, Mode, Module, Param, ParamPath, ParamVisitor, ParamVisitorMut,
-    TensorExt,
-};
+use compress_core::derive::Module;
+use compress_core::{CoreError, Cost, Float, Layer, Mode, Param, TensorExt};
 use ndarray::{Array2, ArrayD, ArrayRef, Axis, Ix1, Ix2, IxDyn, s};
 use rand::Rng;
 
@@ -34,15 +32,19 @@ use crate::Result;
 /// assert_eq!(l.cost(&[64])?.macs, 64 * 32);
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Module)]
 pub struct SlimmableLinear<F: Float> {
     /// Weight `[out, in]` at full width.
     pub weight: Param<F>,
     /// Optional bias `[out]` at full width.
     pub bias: Option<Param<F>>,
+    #[module(skip)]
     slim_in: bool,
+    #[module(skip)]
     slim_out: bool,
+    #[module(skip)]
     width: f64,
+    #[module(skip)]
     input: Option<Array2<F>>,
 }
 
@@ -116,23 +118,6 @@ impl<F: Float> Slimmable for SlimmableLinear<F> {
 
     fn width(&self) -> f64 {
         self.width
-    }
-}
-
-impl<F: Float> Module<F> for SlimmableLinear<F> {
-    fn visit(&self, path: &mut ParamPath, v: &mut dyn ParamVisitor<F>) {
-        path.scoped("weight", |p| v.visit(p, &self.weight));
-        path.scoped("bias", |p| self.bias.visit(p, v));
-    }
-
-    fn visit_mut(
-        &mut self,
-        path: &mut ParamPath,
-        v: &mut dyn ParamVisitorMut<F>,
-    ) -> compress_core::Result<()> {
-        path.scoped("weight", |p| v.visit_mut(p, &mut self.weight))?;
-        path.scoped("bias", |p| self.bias.visit_mut(p, v))?;
-        Ok(())
     }
 }
 

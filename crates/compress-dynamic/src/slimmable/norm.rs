@@ -1,9 +1,7 @@
 //! Switchable batch normalisation: separate statistics and affine parameters per width.
 
-use compress_core::{
-    CoreError, Cost, Float, Layer, Mode, Module, Param, ParamKind, ParamPath, ParamVisitor,
-    ParamVisitorMut,
-};
+use compress_core::derive::Module;
+use compress_core::{CoreError, Cost, Float, Layer, Mode, Param, ParamKind};
 use ndarray::{Array1, Array3, ArrayD, ArrayRef, Axis, Ix1, Ix3, IxDyn, s};
 
 use super::linear::to_core;
@@ -11,12 +9,13 @@ use super::width::{Slimmable, active_channels, check_width, width_index};
 use crate::Result;
 
 /// One width's private batch-norm state.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Module)]
 struct WidthNorm<F: Float> {
     weight: Param<F>,
     bias: Param<F>,
     running_mean: Param<F>,
     running_var: Param<F>,
+    #[module(skip)]
     batches: usize,
 }
 
@@ -60,14 +59,21 @@ struct Cache<F: Float> {
 /// assert!(y.sum().abs() < 1e-9); // normalised per channel
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Module)]
 pub struct SwitchableBatchNorm<F: Float> {
+    #[module(skip)]
     channels: usize,
+    #[module(skip)]
     widths: Vec<f64>,
+    #[module(rename = "bn")]
     norms: Vec<WidthNorm<F>>,
+    #[module(skip)]
     current: usize,
+    #[module(skip)]
     eps: f64,
+    #[module(skip)]
     momentum: Option<f64>,
+    #[module(skip)]
     cache: Option<Cache<F>>,
 }
 
@@ -200,39 +206,6 @@ impl<F: Float> Slimmable for SwitchableBatchNorm<F> {
 
     fn width(&self) -> f64 {
         self.widths[self.current]
-    }
-}
-
-impl<F: Float> Module<F> for SwitchableBatchNorm<F> {
-    fn visit(&self, path: &mut ParamPath, v: &mut dyn ParamVisitor<F>) {
-        path.scoped("bn", |p| {
-            for (i, n) in self.norms.iter().enumerate() {
-                p.scoped(&i.to_string(), |p| {
-                    p.scoped("weight", |p| v.visit(p, &n.weight));
-                    p.scoped("bias", |p| v.visit(p, &n.bias));
-                    p.scoped("running_mean", |p| v.visit(p, &n.running_mean));
-                    p.scoped("running_var", |p| v.visit(p, &n.running_var));
-                });
-            }
-        });
-    }
-
-    fn visit_mut(
-        &mut self,
-        path: &mut ParamPath,
-        v: &mut dyn ParamVisitorMut<F>,
-    ) -> compress_core::Result<()> {
-        path.scoped("bn", |p| {
-            for (i, n) in self.norms.iter_mut().enumerate() {
-                p.scoped(&i.to_string(), |p| {
-                    p.scoped("weight", |p| v.visit_mut(p, &mut n.weight))?;
-                    p.scoped("bias", |p| v.visit_mut(p, &mut n.bias))?;
-                    p.scoped("running_mean", |p| v.visit_mut(p, &mut n.running_mean))?;
-                    p.scoped("running_var", |p| v.visit_mut(p, &mut n.running_var))
-                })?;
-            }
-            Ok(())
-        })
     }
 }
 
