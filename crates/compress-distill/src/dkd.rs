@@ -4,7 +4,7 @@ use compress_core::{CoreError, Float};
 use ndarray::{Array2, ArrayRef, Ix2};
 
 use crate::Result;
-use crate::softmax::{check_labels, check_pair, check_temperature, check_weight};
+use crate::softmax::{check_logits, check_temperature, check_weight};
 use compress_core::softmax::RowSoftmax;
 
 /// Hyperparameters of decoupled KD:
@@ -146,9 +146,7 @@ pub fn dkd_loss<F: Float>(
     config: &DkdConfig,
 ) -> Result<DkdOutput<F>> {
     config.validate()?;
-    check_pair(student, teacher, "logits")?;
-    let (n, c) = student.dim();
-    check_labels(n, c, labels)?;
+    let (n, c) = check_logits(student, teacher, labels)?;
     let mut grad = Array2::zeros((n, c));
     if n == 0 {
         return Ok(DkdOutput {

@@ -1,9 +1,8 @@
 //! FitNets hint loss (Romero et al. 2015): a student layer's output, passed through a
 //! learnable regressor, is pulled towards a teacher layer's output.
 
-use compress_core::{
-    CoreError, Float, Layer, Mode, Module, ParamPath, ParamVisitor, ParamVisitorMut, TensorExt,
-};
+use compress_core::derive::Module;
+use compress_core::{CoreError, Float, Layer, Mode, TensorExt};
 use compress_nn::Linear;
 use ndarray::{ArrayD, ArrayRef, IxDyn};
 use rand::Rng;
@@ -38,9 +37,10 @@ use crate::softmax::check_weight;
 /// assert_eq!(grad.shape(), &[2, 4]);
 /// assert_eq!(hint.named_params()[0].path, "regressor.weight");
 /// ```
-#[derive(Debug)]
+#[derive(Debug, Module)]
 pub struct HintLoss<F: Float> {
     regressor: Box<dyn Layer<F>>,
+    #[module(skip)]
     weight: f64,
 }
 
@@ -130,19 +130,5 @@ impl<F: Float> HintLoss<F> {
         let (loss, g) = self.mse(pred, teacher_features)?;
         let gx = self.regressor.backward(&g)?;
         Ok((loss, gx))
-    }
-}
-
-impl<F: Float> Module<F> for HintLoss<F> {
-    fn visit(&self, path: &mut ParamPath, v: &mut dyn ParamVisitor<F>) {
-        path.scoped("regressor", |p| self.regressor.visit(p, v));
-    }
-
-    fn visit_mut(
-        &mut self,
-        path: &mut ParamPath,
-        v: &mut dyn ParamVisitorMut<F>,
-    ) -> compress_core::Result<()> {
-        path.scoped("regressor", |p| self.regressor.visit_mut(p, v))
     }
 }

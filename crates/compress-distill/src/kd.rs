@@ -4,7 +4,7 @@ use compress_core::{Float, concrete};
 use ndarray::{Array2, ArrayRef, Ix2};
 
 use crate::Result;
-use crate::softmax::{check_labels, check_pair, check_temperature, check_unit};
+use crate::softmax::{check_logits, check_temperature, check_unit};
 use compress_core::softmax::{RowSoftmax, kl_row};
 
 /// Hyperparameters of the Hinton KD loss
@@ -123,9 +123,7 @@ pub fn kd_loss<F: Float>(
     config: &KdConfig,
 ) -> Result<KdOutput<F>> {
     config.validate()?;
-    check_pair(student, teacher, "logits")?;
-    let (n, c) = student.dim();
-    check_labels(n, c, labels)?;
+    let (n, c) = check_logits(student, teacher, labels)?;
     let mut grad = Array2::zeros((n, c));
     if n == 0 {
         return Ok(KdOutput {

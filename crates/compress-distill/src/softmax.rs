@@ -41,8 +41,15 @@ pub(crate) fn check_pair<F: Float>(
     Ok(softmax::check_pair(student, teacher, what)?)
 }
 
-/// Checks `labels` against `[N, C]` logits.
-pub(crate) fn check_labels(rows: usize, classes: usize, labels: &[usize]) -> Result<()> {
+/// Checks student and teacher logits (same shape, finite) and `labels` against them;
+/// returns `(N, C)`.
+pub(crate) fn check_logits<F: Float>(
+    student: &ArrayRef<F, Ix2>,
+    teacher: &ArrayRef<F, Ix2>,
+    labels: &[usize],
+) -> Result<(usize, usize)> {
+    check_pair(student, teacher, "logits")?;
+    let (rows, classes) = student.dim();
     if labels.len() != rows {
         return Err(CoreError::shape("labels", &[rows], &[labels.len()]).into());
     }
@@ -53,7 +60,7 @@ pub(crate) fn check_labels(rows: usize, classes: usize, labels: &[usize]) -> Res
             classes,
         });
     }
-    Ok(())
+    Ok((rows, classes))
 }
 
 /// Row-wise `log softmax(logits / T)` ([`compress_core::softmax::log_softmax_with_temperature`]).
