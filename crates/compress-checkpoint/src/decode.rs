@@ -10,7 +10,7 @@ use std::borrow::Cow;
 
 use compress_quant::huffman::HuffmanCode;
 use compress_quant::pack::{packed_len, unpack_bits};
-use compress_quant::{ClusterGranularity, ClusteredTensor, IntScheme, QTensor, QuantScheme};
+use compress_quant::{IntScheme, QTensor, QuantScheme};
 mod blocks;
 
 pub use blocks::decode_blocks;
@@ -275,7 +275,22 @@ pub fn decode(meta: &TensorMeta, src: &mut dyn PartSource) -> Result<Vec<f32>, S
             let entries = groups.checked_mul(k).ok_or("codebook size overflows")?;
             let cb = fetch(src, codebook, &[Dtype::F32], &[entries])?;
             let cb = bytes_to_f32(&cb.bytes, Dtype::F32);
-            let idx: Vec<u32> = match (huffman_lengths, huffman_bits) {
+            // Each index is looked up in its group's codebook as it is decoded: the indices
+            // are never widened to u32 nor the tensor built twice.
+            let glen = n.checked_div(groups).unwrap_or(0).max(1);
+            let mut out = Vec::new();
+            out.try_reserve_exact(n)
+                .map_err(|_| format!("cannot allocate {n} decoded values"))?;
+            let mut put = |i: usize, c: usize| -> Result<(), String> {
+                if c >= k {
+                    return Err(format!(
+                        "part `{codes}`: index {c} at position {i} is not below the {k} clusters"
+                    ));
+                }
+                out.push(cb[(i / glen) * k + c]);
+                Ok(())
+            };
+            match (huffman_lengths, huffman_bits) {
                 (Some(l), Some(hb)) => {
                     let lengths = fetch(src, l, &[U8], &[k])?.bytes.into_owned();
                     let code = HuffmanCode::from_lengths(&lengths).map_err(|e| e.to_string())?;
@@ -286,27 +301,30 @@ pub fn decode(meta: &TensorMeta, src: &mut dyn PartSource) -> Result<Vec<f32>, S
                     if n as u64 > *hb {
                         return Err(format!("{hb} Huffman bits cannot hold {n} indices"));
                     }
-                    code.decode(&stream.bytes, *hb, n)
-                        .map_err(|e| e.to_string())?
+                    let mut i = 0;
+                    let mut bad = None;
+                    code.decode_each(&stream.bytes, *hb, n, |c| {
+                        if bad.is_none()
+                            && let Err(e) = put(i, c as usize)
+                        {
+                            bad = Some(e);
+                        }
+                        i += 1;
+                    })
+                    .map_err(|e| e.to_string())?;
+                    if let Some(e) = bad {
+                        return Err(e);
+                    }
                 }
                 (None, None) => {
                     let p = fetch(src, codes, &[U8], &[packed_len(n, bits)])?;
-                    unpack_bits(&p.bytes, bits, n)
-                        .into_iter()
-                        .map(u32::from)
-                        .collect()
+                    for (i, c) in unpack_bits(&p.bytes, bits, n).into_iter().enumerate() {
+                        put(i, usize::from(c))?;
+                    }
                 }
                 _ => return Err("huffman_lengths and huffman_bits go together".into()),
-            };
-            let g = if *per_channel {
-                ClusterGranularity::PerChannel
-            } else {
-                ClusterGranularity::PerTensor
-            };
-            let t = ClusteredTensor::<f32>::from_parts(shape, g, k, false, cb, &idx)
-                .map_err(|e| e.to_string())?;
-            let a = t.decode().map_err(|e| e.to_string())?;
-            Ok(a.into_iter().collect())
+            }
+            Ok(out)
         }
         Encoding::Sparse { nnz, mask, values } => {
             let m = fetch(src, mask, &[U8], &[n.div_ceil(8)])?

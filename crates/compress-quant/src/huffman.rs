@@ -246,6 +246,25 @@ impl HuffmanCode {
     ///
     /// [`QuantError::Format`] when the bits run out or hold no valid code.
     pub fn decode(&self, bytes: &[u8], bit_len: u64, count: usize) -> Result<Vec<u32>, QuantError> {
+        let mut out = Vec::with_capacity(count);
+        self.decode_each(bytes, bit_len, count, |s| out.push(s))?;
+        Ok(out)
+    }
+
+    /// Decodes `count` symbols from the first `bit_len` bits of `bytes`, handing each to `sink`
+    /// in order instead of collecting them (a large tensor's indices are never all in memory).
+    ///
+    /// # Errors
+    ///
+    /// [`QuantError::Format`] when the bits run out or hold no valid code (the symbols before
+    /// the error have been handed over).
+    pub fn decode_each(
+        &self,
+        bytes: &[u8],
+        bit_len: u64,
+        count: usize,
+        mut sink: impl FnMut(u32),
+    ) -> Result<(), QuantError> {
         if bit_len > bytes.len() as u64 * 8 {
             return Err(bad_stream(format!(
                 "{bit_len} bits claimed but only {} bytes given",
@@ -272,15 +291,13 @@ impl HuffmanCode {
             offset[l] = off;
             off += count_of[l];
         }
-        let mut out = Vec::with_capacity(count);
         let mut pos = 0u64;
-        for _ in 0..count {
+        for done in 0..count {
             let (mut c, mut len) = (0u32, 0usize);
             loop {
                 if pos >= bit_len {
                     return Err(bad_stream(format!(
-                        "bit stream ended after {} of {count} symbols",
-                        out.len()
+                        "bit stream ended after {done} of {count} symbols"
                     )));
                 }
                 let bit = (bytes[(pos / 8) as usize] >> (7 - pos % 8)) & 1;
@@ -292,12 +309,12 @@ impl HuffmanCode {
                 }
                 let d = c.wrapping_sub(first[len]);
                 if c >= first[len] && d < count_of[len] {
-                    out.push(sorted[(offset[len] + d) as usize]);
+                    sink(sorted[(offset[len] + d) as usize]);
                     break;
                 }
             }
         }
-        Ok(out)
+        Ok(())
     }
 }
 

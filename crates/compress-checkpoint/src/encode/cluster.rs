@@ -99,8 +99,11 @@ impl Encoder for ClusterEncoder {
         let bits = c.index_bits();
         let u8d = Dtype::Other("U8", 1);
         let mut extra = Map::new();
-        let packed = c.indices().as_bytes().to_vec();
-        extra.insert("packed_index_bytes".into(), json!(packed.len()));
+        // The packed indices are copied out only when they are what gets stored, and the
+        // unpacked codes of the Huffman path are dropped before that: with the input values
+        // this keeps a tensor's encoding under three times its f32 size.
+        let packed_len = c.indices().bytes();
+        extra.insert("packed_index_bytes".into(), json!(packed_len));
         let mut parts = vec![Part {
             name: part_name(&t.name, "codebook"),
             dtype: Dtype::F32,
@@ -108,7 +111,7 @@ impl Encoder for ClusterEncoder {
             bytes: encode_values(c.codebook(), Dtype::F32),
         }];
         let (mut lengths_part, mut hbits) = (None, None);
-        let codes_bytes = if self.args.huffman {
+        let huffman = if self.args.huffman {
             let codes = c.codes();
             let freqs = frequencies(&codes, k).map_err(|e| tensor_err(t, e))?;
             extra.insert(
@@ -118,7 +121,12 @@ impl Encoder for ClusterEncoder {
             let h = HuffmanEncoded::encode(&codes, k).map_err(|e| tensor_err(t, e))?;
             let hbytes = h.as_bytes().len() + k;
             extra.insert("huffman_bytes".into(), json!(hbytes));
-            if hbytes < packed.len() {
+            Some((h, hbytes))
+        } else {
+            None
+        };
+        let codes_bytes = match huffman {
+            Some((h, hbytes)) if hbytes < packed_len => {
                 parts.push(Part {
                     name: part_name(&t.name, "huffman_lengths"),
                     dtype: u8d,
@@ -128,15 +136,15 @@ impl Encoder for ClusterEncoder {
                 lengths_part = Some(part_name(&t.name, "huffman_lengths"));
                 hbits = Some(h.bit_len());
                 h.as_bytes().to_vec()
-            } else {
+            }
+            Some(_) => {
                 extra.insert(
                     "note".into(),
                     json!("Huffman stream is not smaller; indices stored packed"),
                 );
-                packed
+                c.indices().as_bytes().to_vec()
             }
-        } else {
-            packed
+            None => c.indices().as_bytes().to_vec(),
         };
         parts.push(Part {
             name: part_name(&t.name, "codes"),

@@ -4,8 +4,8 @@ use compress_core::{CoreError, Float, TensorExt};
 use ndarray::{ArrayD, ArrayRef, IxDyn};
 
 use super::config::{ClusterConfig, ClusterGranularity, KMeansConfig, index_bits};
-use super::kmeans::{kmeans_1d, nearest};
-use super::packed::PackedIndices;
+use super::kmeans::{kmeans_1d, kmeans_1d_where, nearest};
+use super::packed::{IndexPacker, PackedIndices};
 use crate::QuantError;
 
 /// A clustered tensor: per group (the whole tensor, or each slice along axis 0) a codebook of
@@ -65,22 +65,26 @@ pub fn cluster_tensor<F: Float>(
     }
     weights.check_finite("weights")?;
     let k = config.kmeans.clusters;
-    let flat: Vec<F> = weights.iter().copied().collect();
+    // A view of the values in row-major order: no copy for a standard-layout tensor.
+    let std = weights.as_standard_layout();
+    let flat = std
+        .as_slice()
+        .ok_or_else(|| CoreError::config("weights", "a standard-layout view could not be taken"))?;
     let (groups, glen) = groups_of(weights.shape(), config.granularity);
     let mut codebook = Vec::with_capacity(groups * k);
-    let mut codes = Vec::with_capacity(flat.len());
+    let bits = index_bits(k);
+    let mut packer = IndexPacker::new(bits, flat.len());
     let mut inertia = 0.0;
     for chunk in flat.chunks(glen) {
         let (centroids, offset) = if config.preserve_sparsity {
-            let nz: Vec<F> = chunk.iter().copied().filter(|&x| x != F::zero()).collect();
             let km = KMeansConfig {
                 clusters: k - 1,
                 ..config.kmeans
             };
-            let c = if nz.is_empty() {
+            let c = if chunk.iter().all(|&x| x == F::zero()) {
                 vec![0.0; k - 1]
             } else {
-                let fit = kmeans_1d(&nz, &km)?;
+                let fit = kmeans_1d_where(chunk, |x| x != F::zero(), &km)?;
                 inertia += fit.inertia();
                 fit.centroids().to_vec()
             };
@@ -93,7 +97,7 @@ pub fn cluster_tensor<F: Float>(
         };
         codebook.extend(centroids.iter().map(|&c| F::lit(c)));
         for &x in chunk {
-            codes.push(if offset == 1 && x == F::zero() {
+            packer.push(if offset == 1 && x == F::zero() {
                 0
             } else {
                 (nearest(&centroids, x.as_f64()) + offset) as u32
@@ -106,7 +110,7 @@ pub fn cluster_tensor<F: Float>(
         clusters: k,
         preserve_sparsity: config.preserve_sparsity,
         codebook,
-        indices: PackedIndices::pack(&codes, index_bits(k))?,
+        indices: packer.finish()?,
         inertia,
     })
 }
