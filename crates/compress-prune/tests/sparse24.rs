@@ -63,6 +63,39 @@ proptest! {
 }
 
 #[test]
+fn the_kernel_copy_follows_changed_values() {
+    // The layer and the matrix keep the weight in the kernel's panel order; after the
+    // values change, a product must use the new ones.
+    let dense = pruned_linear(136, 11, 4);
+    let mut sparse = Sparse24Linear::from_linear(&dense, "fc").unwrap();
+    let x = seeded_tensor::<f32>(&[5, 136], 8);
+    let before = sparse.forward(&x, Mode::Eval).unwrap();
+    *sparse.values.value_mut() *= 2.0;
+    let after = sparse.forward(&x, Mode::Eval).unwrap();
+    let b = dense.bias.as_ref().unwrap().value().clone();
+    for ((p, q), bj) in before.iter().zip(after.iter()).zip(b.iter().cycle()) {
+        assert!(
+            (2.0 * (p - bj) + bj - q).abs() <= 1e-4 * (1.0 + q.abs()),
+            "{p} -> {q}"
+        );
+    }
+    let w = dense
+        .weight
+        .value()
+        .clone()
+        .into_dimensionality::<Ix2>()
+        .unwrap();
+    let mut m = NmMatrix::from_dense(&w, 2, 4, "w").unwrap();
+    let x2 = x.into_dimensionality::<Ix2>().unwrap();
+    let y1 = m.matmul_t(&x2).unwrap();
+    m.values_mut().iter_mut().for_each(|v| *v = -*v);
+    let y2 = m.matmul_t(&x2).unwrap();
+    for (p, q) in y1.iter().zip(y2.iter()) {
+        assert!((p + q).abs() <= 1e-5 * (1.0 + p.abs()), "{p} vs {q}");
+    }
+}
+
+#[test]
 fn layer_reports_packed_bytes_and_halved_macs() {
     let dense = pruned_linear(384, 96, 3);
     let sparse = Sparse24Linear::from_linear(&dense, "fc").unwrap();

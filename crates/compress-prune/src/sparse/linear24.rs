@@ -8,8 +8,9 @@ use compress_core::{
 use compress_nn::Linear;
 use ndarray::{Array2, ArrayD, ArrayRef, Ix2, IxDyn};
 
-use super::nm24::{NmMatrix, product};
+use super::nm24::{NmMatrix, panels_of, product};
 use crate::Result;
+use crate::kernels::nm24::Panels24;
 
 /// `y = x W^T + b` with `W` `[out, in]` 2:4 sparse: the kept values (a [`Param`]
 /// `values` of shape `[out, in / 2]`, read through `effective()`) and a 2-bit position per
@@ -44,6 +45,9 @@ pub struct Sparse24Linear<F: Float> {
     pub values: Param<F>,
     /// Optional bias `[out]`.
     pub bias: Option<Param<F>>,
+    /// The 2:4 kernel's panel form of the effective values and the [`Param::version`] it
+    /// was built from (`None` inside when the kernel does not apply).
+    panels: (u64, Option<Panels24>),
     scratch: Vec<f32>,
 }
 
@@ -70,10 +74,13 @@ impl<F: Float> Sparse24Linear<F> {
         let values = Array2::from_shape_vec((out, inp / 2), weight.values().to_vec())
             .map_err(CoreError::from)?
             .into_dyn();
+        let values = Param::new(values);
+        let panels = (values.version(), panels_of(weight.parts(weight.values())));
         Ok(Self {
             weight,
-            values: Param::new(values),
+            values,
             bias: bias.map(|b| Param::with_kind(b, ParamKind::Bias)),
+            panels,
             scratch: Vec::new(),
         })
     }
@@ -162,7 +169,12 @@ impl<F: Float> Layer<F> for Sparse24Linear<F> {
         }
         let bias = bias.as_ref().map(|b| b.as_standard_layout());
         let bias = bias.as_ref().and_then(|b| b.as_slice());
-        product(self.weight.parts(vals), &x2, bias, &mut self.scratch)
+        let parts = self.weight.parts(vals);
+        if self.panels.0 != self.values.version() {
+            // The values changed since the panels were built (training, quantization).
+            self.panels = (self.values.version(), panels_of(parts));
+        }
+        product(parts, self.panels.1.as_ref(), &x2, bias, &mut self.scratch)
             .map(|y| y.into_dyn())
             .map_err(|e| CoreError::technique("Sparse24Linear", e))
     }

@@ -5,7 +5,9 @@
 use compress_core::{CoreError, Float};
 use ndarray::{Array2, ArrayRef, Ix2};
 
-use crate::kernels::nm24::{self, Packed24, Path};
+use std::sync::OnceLock;
+
+use crate::kernels::nm24::{self, Panels24, Path};
 use crate::{PruneError, Result};
 
 /// A matrix `[rows, cols]` in N:M form (rows are outputs, groups run along the columns,
@@ -16,7 +18,9 @@ use crate::{PruneError, Result};
 /// least-significant bit first into bytes (value `q`'s position at bits `q bits ..`). A group
 /// with fewer than `n` non-zeros keeps zeros at its first free positions, so every group
 /// stores exactly `n` values. For 2:4 each group's code is one 4-bit nibble `p0 | p1 << 2`,
-/// the layout the 2:4 kernel reads.
+/// the layout the 2:4 kernel is packed from: an `f32` 2:4 matrix keeps, from its first
+/// product on, a copy of its values and codes in the kernel's panel order (the same
+/// bytes, permuted; dropped by [`NmMatrix::values_mut`]).
 ///
 /// ```
 /// use compress_prune::NmMatrix;
@@ -29,7 +33,7 @@ use crate::{PruneError, Result};
 /// let y = s.matmul_t(&array![[1.0f32, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 2.0]]).unwrap();
 /// assert_eq!(y, array![[6.0]]);
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct NmMatrix<F: Float> {
     rows: usize,
     cols: usize,
@@ -37,6 +41,17 @@ pub struct NmMatrix<F: Float> {
     m: usize,
     values: Vec<F>,
     positions: Vec<u8>,
+    /// The 2:4 kernel's panel form, built on the first product (`None` inside when the
+    /// kernel does not apply).
+    panels: OnceLock<Option<Panels24>>,
+}
+
+impl<F: Float> PartialEq for NmMatrix<F> {
+    fn eq(&self, o: &Self) -> bool {
+        (self.rows, self.cols, self.n, self.m) == (o.rows, o.cols, o.n, o.m)
+            && self.values == o.values
+            && self.positions == o.positions
+    }
 }
 
 /// Bits of one position in a group of `m`.
@@ -181,6 +196,7 @@ impl<F: Float> NmMatrix<F> {
             m,
             values,
             positions,
+            panels: OnceLock::new(),
         })
     }
 
@@ -199,8 +215,10 @@ impl<F: Float> NmMatrix<F> {
         &self.values
     }
 
-    /// Mutable stored values (the pattern stays).
+    /// Mutable stored values (the pattern stays; the kernel's copy is dropped and rebuilt
+    /// on the next product).
     pub fn values_mut(&mut self) -> &mut [F] {
+        self.panels = OnceLock::new();
         &mut self.values
     }
 
@@ -263,7 +281,9 @@ impl<F: Float> NmMatrix<F> {
         bias: Option<&[F]>,
         scratch: &mut Vec<f32>,
     ) -> Result<Array2<F>> {
-        product(self.parts(&self.values), x, bias, scratch)
+        let parts = self.parts(&self.values);
+        let panels = self.panels.get_or_init(|| panels_of(parts));
+        product(parts, panels.as_ref(), x, bias, scratch)
     }
 
     /// The shape, pattern and positions with `values` (the matrix's own, or a layer's
@@ -291,9 +311,17 @@ pub(crate) struct Parts<'a, F> {
     pub(crate) positions: &'a [u8],
 }
 
-/// `x W^T (+ b)` (see [`NmMatrix::matmul_t`]).
+/// The 2:4 kernel's panel form of `w`, when the kernel applies (`f32`, 2:4).
+pub(crate) fn panels_of<F: Float>(w: Parts<'_, F>) -> Option<Panels24> {
+    let vals = F::as_f32_slice(w.values).filter(|_| (w.n, w.m) == (2, 4))?;
+    Some(Panels24::pack(w.rows, w.cols, vals, w.positions))
+}
+
+/// `x W^T (+ b)` (see [`NmMatrix::matmul_t`]), on the 2:4 kernel when `panels` (the panel
+/// form of `w`, from [`panels_of`]) is given.
 pub(crate) fn product<F: Float>(
     w: Parts<'_, F>,
+    panels: Option<&Panels24>,
     x: &ArrayRef<F, Ix2>,
     bias: Option<&[F]>,
     scratch: &mut Vec<f32>,
@@ -312,21 +340,14 @@ pub(crate) fn product<F: Float>(
         .as_slice()
         .unwrap_or_else(|| unreachable!("standard layout"));
     let mut y = Array2::<F>::zeros((tokens, w.rows));
-    if (w.n, w.m) == (2, 4)
-        && let (Some(vals), Some(xf)) = (F::as_f32_slice(w.values), F::as_f32_slice(xs))
-    {
+    if let (Some(panels), Some(xf)) = (panels, F::as_f32_slice(xs)) {
+        debug_assert_eq!((panels.rows(), panels.cols()), (w.rows, w.cols));
         let bias = bias.map(|b| F::as_f32_slice(b).unwrap_or_else(|| unreachable!("F is f32")));
-        let packed = Packed24 {
-            rows: w.rows,
-            cols: w.cols,
-            vals,
-            codes: w.positions,
-        };
         let ys = y
             .as_slice_mut()
             .unwrap_or_else(|| unreachable!("fresh array"));
         let yf = F::as_f32_slice_mut(ys).unwrap_or_else(|| unreachable!("F is f32"));
-        nm24::spmm24(Path::best(), packed, xf, tokens, bias, yf, scratch);
+        nm24::spmm24(Path::best(), panels, xf, tokens, bias, yf, scratch);
         return Ok(y);
     }
     let groups = w.cols / w.m;

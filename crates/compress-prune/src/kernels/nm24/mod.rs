@@ -1,17 +1,19 @@
-//! `y[m, n] = x[m, k] W^T (+ b)` with `W` `[n, k]` in packed 2:4 form: two kept values per
-//! group of four inputs, row by row, and a 4-bit code per group (`p0 | p1 << 2`, the kept
-//! positions, two codes per byte, low nibble first).
+//! `y[m, n] = x[m, k] W^T (+ b)` with `W` `[n, k]` 2:4 sparse, read from its panel form
+//! ([`Panels24`]: blocks of 32 groups of four inputs by panels of four rows, two kept values
+//! and a 4-bit code `p0 | p1 << 2` per row and group), built once per weight.
 //!
-//! Layout: `x` is copied once per call into `x^T` tiles of 64 tokens (`[k, 64]`, tokens
-//! zero-padded to a multiple of 16), so every kept weight is one broadcast multiply-add over
-//! a contiguous row of 64 tokens (four AVX-512 vectors, eight AVX2 ones) while the output
-//! tile `y^T` stays in registers. The inputs are walked in blocks of about 32 KiB of `x^T`
-//! (L1), and each block serves every output row before the next is loaded. The AVX-512
-//! kernel keeps four output rows (16 accumulators) in flight, the AVX2 one a single row.
-//! The multiply-adds take their `x^T` operand straight from L1, so loads, not arithmetic,
-//! bound the kernel: where the groups allow it, each row's codes for eight groups come in
-//! one 32-bit load and are decoded in registers (a load per eight groups, not per one or
-//! two), which left the value broadcasts as the only loads besides `x^T`.
+//! Layout: `x` is copied once per call into `x^T` tiles of 64 tokens (`[k, 64]`, the
+//! tokens of a short tile zero-padded to a multiple of 16 and the rest of each row unused,
+//! so an input's row is always 256 bytes from the previous one). Every kept weight is one
+//! broadcast multiply-add over a row of up to 64 tokens (four AVX-512 vectors, eight AVX2
+//! ones) while the output tile `y^T` stays in registers. One block of groups of `x^T`
+//! (128 inputs, 32 KiB: L1) serves every panel before the next block is read, so the
+//! weight streams once, in order, per tile. The AVX-512 kernel keeps a panel's four
+//! output rows (16 accumulators) in flight and decodes the panel's codes of four groups
+//! from one 64-bit load: each position becomes a byte offset with a shift and a mask and
+//! the offset goes straight into the multiply-add's address, so a kept weight costs one
+//! broadcast, two integer operations and one multiply-add with its `x^T` operand from L1
+//! per vector. The AVX2 kernel walks the panel's rows one at a time.
 //!
 //! The SIMD paths fuse each multiply-add and the portable one does not, so the paths agree
 //! within floating-point tolerance, not bit for bit (each is tested against an `f64` dense
@@ -19,18 +21,9 @@
 
 use std::ops::Range;
 
-/// A 2:4 weight as the kernels read it.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Packed24<'a> {
-    /// Output features `n` (rows of `W`).
-    pub(crate) rows: usize,
-    /// Input features `k` (columns of `W`), a multiple of 4.
-    pub(crate) cols: usize,
-    /// `rows * cols / 2` kept values, row-major, two per group.
-    pub(crate) vals: &'a [f32],
-    /// `(rows * cols / 4).div_ceil(2)` bytes of group codes.
-    pub(crate) codes: &'a [u8],
-}
+mod panels;
+pub(crate) use panels::Panels24;
+use panels::{KB, PR};
 
 /// Which implementation runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,24 +70,19 @@ impl Path {
     }
 }
 
-/// Tokens per tile of `x^T`.
+/// Tokens per tile of `x^T`, and the row stride of `x^T` in floats.
 const TILE: usize = 64;
 /// Tokens are padded to a multiple of this.
 const PAD: usize = 16;
-/// Bytes of `x^T` per input block (most of a 48 KiB L1).
-const BLOCK_BYTES: usize = 32 * 1024;
+/// Panels of the last block computed before their outputs are transposed into `y` (16
+/// outputs: one 16 x 16 transpose per 16 tokens).
+const OUT_PANELS: usize = 16 / PR;
 /// Products of at least this many multiply-adds run their token tiles on the rayon pool
 /// (as `compress_nn::gemm` splits large products).
 const PAR_MIN_MACS: usize = 1 << 21;
 
-/// The code of group `q` (row-major over the whole matrix).
-#[inline(always)]
-fn code(codes: &[u8], q: usize) -> usize {
-    usize::from((codes[q >> 1] >> ((q & 1) * 4)) & 15)
-}
-
 /// `y = x W^T (+ b)` on `path`; `x` is `[m, k]`, `y` `[m, n]`, both row-major; `scratch`
-/// is reused between calls (it grows to `(k + n) * round_up(m, 16) + 16` floats).
+/// is reused between calls (it grows to `(k + n + 3) * 64` floats per tile of 64 tokens).
 ///
 /// # Panics
 ///
@@ -103,17 +91,14 @@ fn code(codes: &[u8], q: usize) -> usize {
 #[track_caller]
 pub(crate) fn spmm24(
     path: Path,
-    w: Packed24<'_>,
+    w: &Panels24,
     x: &[f32],
     m: usize,
     bias: Option<&[f32]>,
     y: &mut [f32],
     scratch: &mut Vec<f32>,
 ) {
-    let (n, k) = (w.rows, w.cols);
-    assert!(k.is_multiple_of(4), "k = {k} is not a multiple of 4");
-    assert_eq!(w.vals.len(), n * k / 2, "values are not [{n}, {}]", k / 2);
-    assert_eq!(w.codes.len(), (n * k / 4).div_ceil(2), "codes length");
+    let (n, k) = (w.rows(), w.cols());
     assert_eq!(x.len(), m * k, "x is not [{m}, {k}]");
     assert_eq!(y.len(), m * n, "y is not [{m}, {n}]");
     assert!(bias.is_none_or(|b| b.len() == n), "bias is not [{n}]");
@@ -133,63 +118,67 @@ pub(crate) fn spmm24(
         }
         return;
     }
-    let mp = m.div_ceil(PAD) * PAD;
-    let need = (k + n) * mp + PAD;
+    let np = w.panels() * PR;
+    let per = (k + np) * TILE;
+    let need = m.div_ceil(TILE) * per + PAD;
     if scratch.len() < need {
         scratch.resize(need, 0.0);
     }
     // Align the tiles to 64 bytes (a cache line, one AVX-512 vector).
     let skip = scratch.as_ptr().align_offset(64).min(PAD);
-    let (xt_all, yt_all) = scratch[skip..skip + (k + n) * mp].split_at_mut(k * mp);
     // One tile of up to 64 tokens: its rows of `x` and `y` and its own scratch, so tiles
     // are independent and large products run them on the rayon pool.
-    let tile = |xc: &[f32], xt: &mut [f32], yt: &mut [f32], yc: &mut [f32]| {
-        let (real, wt) = (xc.len() / k, xt.len() / k);
-        transpose_in(path, xc, k, real, 0..wt, xt);
-        let groups = k / 4;
-        let block = (BLOCK_BYTES / (16 * wt)).max(1);
-        let mut g0 = 0;
-        while g0 < groups {
-            let g1 = (g0 + block).min(groups);
-            run_block(path, w, g0..g1, xt, wt, yt, g0 == 0);
-            g0 = g1;
+    let tile = |xc: &[f32], s: &mut [f32], yc: &mut [f32]| {
+        let real = xc.len() / k;
+        let wt = real.div_ceil(PAD) * PAD;
+        let (xt, yt) = s.split_at_mut(k * TILE);
+        let yt = &mut yt[..np * wt];
+        transpose_in(path, xc, k, real, wt, xt);
+        let xb = |b: usize| &xt[4 * b * KB * TILE..][..4 * w.block_groups(b) * TILE];
+        let last = w.blocks() - 1;
+        for b in 0..last {
+            run_block(path, w, b, xb(b), wt, yt, 0..w.panels(), b == 0);
         }
-        transpose_out(path, yt, wt, n, real, 0, bias, yc);
+        // The last block a few panels at a time, each group of outputs transposed into `y`
+        // while its rows of `y^T` are still in L1.
+        for p0 in (0..w.panels()).step_by(OUT_PANELS) {
+            let p1 = (p0 + OUT_PANELS).min(w.panels());
+            run_block(path, w, last, xb(last), wt, yt, p0..p1, last == 0);
+            transpose_out(path, yt, wt, n, real, p0 * PR..(p1 * PR).min(n), bias, yc);
+        }
     };
     let jobs: Vec<_> = x
         .chunks(TILE * k)
-        .zip(xt_all.chunks_mut(TILE * k))
-        .zip(yt_all.chunks_mut(TILE * n))
+        .zip(scratch[skip..].chunks_mut(per))
         .zip(y.chunks_mut(TILE * n))
         .collect();
     if jobs.len() > 1 && rayon::current_num_threads() > 1 && m * n * k >= PAR_MIN_MACS {
         use rayon::prelude::*;
         jobs.into_par_iter()
-            .for_each(|(((xc, xt), yt), yc)| tile(xc, xt, yt, yc));
+            .for_each(|((xc, s), yc)| tile(xc, s, yc));
     } else {
-        for (((xc, xt), yt), yc) in jobs {
-            tile(xc, xt, yt, yc);
+        for ((xc, s), yc) in jobs {
+            tile(xc, s, yc);
         }
     }
 }
 
-/// `xt[c * wt + i] = x[tokens.start + i, c]` (zero for tokens `>= m`), the 16 x 16 blocks
-/// on AVX-512 when `path` is it.
-fn transpose_in(path: Path, x: &[f32], k: usize, m: usize, tokens: Range<usize>, xt: &mut [f32]) {
-    let (start, wt) = (tokens.start, tokens.len());
+/// `xt[c * TILE + i] = x[i, c]` for the `wt` tokens of a tile (zero for tokens `>= real`,
+/// the rows `real` of `x`), the 16 x 16 blocks on AVX-512 when `path` is it.
+fn transpose_in(path: Path, x: &[f32], k: usize, real: usize, wt: usize, xt: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if path == Path::Avx512 {
-        let (k16, r16) = (k / 16 * 16, wt.min(m - start) / 16 * 16);
+        let (k16, r16) = (k / 16 * 16, real / 16 * 16);
         // SAFETY: AVX-512F is available (`spmm24` checked the path); every block read is
-        // inside `x` (tokens `start + i + 15 < m`, columns `c + 15 < k`) and every block
-        // written inside `xt` (`[k, wt]`, `i + 15 < wt`).
-        unsafe { simd::transpose_in(x, k, start, xt, wt, k16, r16) };
-        tin_scalar(x, k, m, start, xt, wt, k16..k, 0..wt);
-        tin_scalar(x, k, m, start, xt, wt, 0..k16, r16..wt);
+        // inside `x` (tokens `i + 15 < real`, columns `c + 15 < k`) and every block
+        // written inside `xt` (`[k, TILE]`, `i + 15 < wt <= TILE`).
+        unsafe { simd::transpose_in(x, k, 0, xt, TILE, k16, r16) };
+        tin_scalar(x, k, real, 0, xt, TILE, k16..k, 0..wt);
+        tin_scalar(x, k, real, 0, xt, TILE, 0..k16, r16..wt);
         return;
     }
     let _ = path;
-    tin_scalar(x, k, m, start, xt, wt, 0..k, 0..wt);
+    tin_scalar(x, k, real, 0, xt, TILE, 0..k, 0..wt);
 }
 
 /// The scalar part of [`transpose_in`] for columns `cols` and tile tokens `toks`.
@@ -222,33 +211,32 @@ fn tin_scalar(
     }
 }
 
-/// `y[tok, j] = yt[j * wt + tok - start] (+ b[j])` for the real tokens of the tile, the
-/// 16 x 16 blocks on AVX-512 when `path` is it.
+/// `y[i, j] = yt[j * wt + i] (+ b[j])` for the `real` tokens of the tile and outputs
+/// `outs` (starting on a multiple of 16), the 16 x 16 blocks on AVX-512 when `path` is it.
 #[allow(clippy::too_many_arguments)]
 fn transpose_out(
     path: Path,
     yt: &[f32],
     wt: usize,
     n: usize,
-    m: usize,
-    start: usize,
+    real: usize,
+    outs: Range<usize>,
     bias: Option<&[f32]>,
     y: &mut [f32],
 ) {
-    let real = wt.min(m - start);
     #[cfg(target_arch = "x86_64")]
     if path == Path::Avx512 {
-        let (n16, r16) = (n / 16 * 16, real / 16 * 16);
-        // SAFETY: AVX-512F is available; blocks read from `yt` (`[n, wt]`, `j + 15 < n`,
-        // `i + 15 < wt`) and written to `y` (`[m, n]`, token `start + i + 15 < m`) are in
-        // bounds, as is the bias (`n` entries).
-        unsafe { simd::transpose_out(yt, wt, n, start, bias, y, n16, r16) };
-        tout_scalar(yt, wt, n, start, bias, y, n16..n, 0..real);
-        tout_scalar(yt, wt, n, start, bias, y, 0..n16, r16..real);
+        let (j16, r16) = (outs.start + outs.len() / 16 * 16, real / 16 * 16);
+        // SAFETY: AVX-512F is available; blocks read from `yt` (`[n, wt]`, `j + 15 < j16
+        // <= n`, `i + 15 < r16 <= wt`) and written to `y` (`[real, n]`) are in bounds, as
+        // is the bias (`n` entries).
+        unsafe { simd::transpose_out(yt, wt, n, bias, y, outs.start..j16, r16) };
+        tout_scalar(yt, wt, n, 0, bias, y, j16..outs.end, 0..real);
+        tout_scalar(yt, wt, n, 0, bias, y, outs.start..j16, r16..real);
         return;
     }
     let _ = path;
-    tout_scalar(yt, wt, n, start, bias, y, 0..n, 0..real);
+    tout_scalar(yt, wt, n, 0, bias, y, outs, 0..real);
 }
 
 /// The scalar part of [`transpose_out`] for outputs `outs` and tile tokens `toks`.
@@ -275,59 +263,60 @@ fn tout_scalar(
     }
 }
 
-/// Adds (or, when `first`, writes) the contribution of groups `groups` of every row to
-/// the `y^T` tile `[n, wt]`.
+/// Adds (or, when `first`, writes) the contribution of block `b` of panels `panels` to
+/// the `y^T` tile `yt` (`[panels * PR, wt]`, all of them); `xt` is the block's rows of
+/// `x^T` (stride [`TILE`]).
+#[allow(clippy::too_many_arguments)]
 fn run_block(
     path: Path,
-    w: Packed24<'_>,
-    groups: Range<usize>,
+    w: &Panels24,
+    b: usize,
     xt: &[f32],
     wt: usize,
     yt: &mut [f32],
+    panels: Range<usize>,
     first: bool,
 ) {
-    debug_assert!(xt.len() == w.cols * wt && yt.len() == w.rows * wt && wt.is_multiple_of(PAD));
+    let gb = w.block_groups(b);
+    assert!(xt.len() == 4 * gb * TILE && yt.len() == w.panels() * PR * wt);
+    assert!(panels.end <= w.panels());
+    let yt = &mut yt[panels.start * PR * wt..panels.end * PR * wt];
+    assert!(wt.is_multiple_of(PAD) && (PAD..=TILE).contains(&wt));
     match path {
-        Path::Portable => block_portable(w, groups, xt, wt, yt, first),
+        Path::Portable => {
+            for (p, yp) in panels.zip(yt.chunks_exact_mut(PR * wt)) {
+                block_portable(w.block(b, p), xt, wt, yp, first);
+            }
+        }
         #[cfg(target_arch = "x86_64")]
         Path::Avx2 => {
-            let b = simd::Block::new(w, groups, xt, wt, yt, first);
-            // SAFETY: `spmm24` checked that AVX2 + FMA are available (`Path::all_available`);
-            // `Block::new` took the pointers from slices whose lengths `spmm24` checked
-            // (`xt` is `[k, wt]`, `yt` `[n, wt]`, `wt` a multiple of 16, every code < 4).
-            unsafe { simd::avx2(b) }
+            // SAFETY: `spmm24` checked that AVX2 + FMA are available
+            // (`Path::all_available`); the lengths were checked above (`xt` holds the `4 gb`
+            // rows of `TILE` of the block's groups, `yt` every panel's `PR` rows of `wt`).
+            unsafe { simd::avx2(w, b, panels, xt, wt, yt, first) }
         }
         #[cfg(target_arch = "x86_64")]
         Path::Avx512 => {
-            let b = simd::Block::new(w, groups, xt, wt, yt, first);
             // SAFETY: as above, with AVX-512F.
-            unsafe { simd::avx512(b) }
+            unsafe { simd::avx512(w, b, panels, xt, wt, yt, first) }
         }
     }
 }
 
-/// The portable block: one output row at a time, the tile row as accumulators.
-fn block_portable(
-    w: Packed24<'_>,
-    groups: Range<usize>,
-    xt: &[f32],
-    wt: usize,
-    yt: &mut [f32],
-    first: bool,
-) {
-    let gpr = w.cols / 4;
-    for (j, acc) in yt.chunks_exact_mut(wt).enumerate() {
+/// The portable block: one panel, one output row at a time, the tile row as
+/// accumulators.
+fn block_portable(blk: panels::PanelBlock<'_>, xt: &[f32], wt: usize, yp: &mut [f32], first: bool) {
+    for (r, acc) in yp.chunks_exact_mut(wt).enumerate() {
         if first {
             acc.fill(0.0);
         }
-        for g in groups.clone() {
-            let q = j * gpr + g;
-            let c = code(w.codes, q);
-            let (v0, v1) = (w.vals[2 * q], w.vals[2 * q + 1]);
-            let x0 = &xt[(4 * g + (c & 3)) * wt..][..wt];
-            let x1 = &xt[(4 * g + (c >> 2)) * wt..][..wt];
-            for ((a, &p), &r) in acc.iter_mut().zip(x0).zip(x1) {
-                *a = *a + v0 * p + v1 * r;
+        for (h, (&c16, v)) in blk.codes.iter().zip(blk.vals.chunks_exact(8)).enumerate() {
+            let c = usize::from(c16 >> (4 * r));
+            let (v0, v1) = (v[2 * r], v[2 * r + 1]);
+            let x0 = &xt[(4 * h + (c & 3)) * TILE..][..wt];
+            let x1 = &xt[(4 * h + (c >> 2 & 3)) * TILE..][..wt];
+            for ((a, &p), &q) in acc.iter_mut().zip(x0).zip(x1) {
+                *a = *a + v0 * p + v1 * q;
             }
         }
     }
@@ -373,15 +362,10 @@ mod tests {
             .collect();
         let b: Vec<f32> = (0..n).map(|j| j as f32 / 10.0 - 1.0).collect();
         let b = bias.then_some(&b[..]);
-        let w = Packed24 {
-            rows: n,
-            cols: k,
-            vals: &vals,
-            codes: &codes,
-        };
+        let w = Panels24::pack(n, k, &vals, &codes);
         for path in Path::all_available() {
             let mut y = vec![f32::NAN; m * n];
-            spmm24(path, w, &x, m, b, &mut y, &mut Vec::new());
+            spmm24(path, &w, &x, m, b, &mut y, &mut Vec::new());
             for i in 0..m {
                 for j in 0..n {
                     let want: f64 = (0..k)
@@ -405,12 +389,14 @@ mod tests {
     }
 
     #[test]
-    fn eight_group_steps_match_the_dense_product_across_blocks_and_tiles() {
-        // k = 416 (104 groups, a multiple of 8): token tiles of 64 and 40 (padded to 48),
-        // so input blocks of 32 and 42 groups: the eight-group steps start on block
-        // boundaries (multiples of 8) or fall back to pairs and single groups (42, 84);
-        // 37 outputs run four-row and one-row steps.
+    fn ragged_blocks_panels_and_tiles_match_the_dense_product() {
+        // k = 416: blocks of 32, 32, 32 and 8 groups (four-group steps only); k = 284:
+        // 32, 32 and 7 (four-group steps, then three single groups); 37 and 6 outputs
+        // leave the last panel with one and two real rows; 104 tokens make tiles of 64
+        // and 40 (padded to 48), 5 tokens one tile of 16.
         check_against_dense(104, 416, 37, 11, true);
+        check_against_dense(5, 284, 6, 12, false);
+        check_against_dense(70, 284, 37, 13, true);
     }
 
     proptest! {
@@ -425,11 +411,11 @@ mod tests {
             let x: Vec<f32> = (0..m * k).map(|_| rng.random_range(-2.0f32..2.0)).collect();
             let b: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
             let b = bias.then_some(&b[..]);
-            let w = Packed24 { rows: n, cols: k, vals: &vals, codes: &codes };
+            let w = Panels24::pack(n, k, &vals, &codes);
             let mut scratch = Vec::new();
             for path in Path::all_available() {
                 let mut y = vec![f32::NAN; m * n];
-                spmm24(path, w, &x, m, b, &mut y, &mut scratch);
+                spmm24(path, &w, &x, m, b, &mut y, &mut scratch);
                 for i in 0..m {
                     for j in 0..n {
                         let want: f64 = (0..k)
