@@ -8,13 +8,16 @@
 //! `quant/bert_encode_int4/b1s128`: the same encoder with the six projections of every layer
 //! as `Int4Linear` (weight-only int4, groups of 128 inputs with zero points, as GPTQ/AWQ
 //! write them; f32 activations).
+//!
+//! `quant/bert_encode_w4a8/b1s128` and `.../b32s128`: the same int4 g128 weights as
+//! `W4A8Linear` (per-token int8 activations, the `vpdpbusd` W4A8 kernel).
 
 use std::hint::black_box;
 
 use compress_core::Layer;
 use compress_core::Mode;
 use compress_nn::Linear;
-use compress_quant::{Int4Linear, quantize_dynamic};
+use compress_quant::{Int4Linear, W4A8Linear, quantize_dynamic};
 use compress_transformer::{BertConfig, BertModel};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use ndarray::Array2;
@@ -52,16 +55,22 @@ fn bert_encode_int8(c: &mut Criterion) {
     group.finish();
 }
 
-/// `slot` (a `Linear`) as an int4 g128 layer with zero points.
-fn int4(slot: &mut Box<dyn Layer<f32>>) {
+/// `slot` (a `Linear`) as an int4 g128 layer with zero points: weight-only or W4A8.
+fn int4(slot: &mut Box<dyn Layer<f32>>, w4a8: bool) {
     let lin = slot
         .as_any()
         .downcast_ref::<Linear<f32>>()
         .expect("the encoder's projections start as Linear");
-    *slot = Box::new(Int4Linear::from_linear(lin, 128, true).expect("128 divides 384 and 1536"));
+    let q = Int4Linear::from_linear(lin, 128, true).expect("128 divides 384 and 1536");
+    *slot = if w4a8 {
+        Box::new(W4A8Linear::from_int4(&q).expect("int4 g128"))
+    } else {
+        Box::new(q)
+    };
 }
 
-fn bert_encode_int4(c: &mut Criterion) {
+/// The encoder with every projection int4 g128 (`w4a8`: on the W4A8 kernel), on `batches`.
+fn bench_int4(c: &mut Criterion, name: &str, w4a8: bool, batches: &[usize]) {
     let mut group = c.benchmark_group("quant");
     group.sample_size(10);
     let cfg = BertConfig::minilm_l6();
@@ -69,24 +78,39 @@ fn bert_encode_int4(c: &mut Criterion) {
     for l in &mut model.encoder.layers {
         let a = &mut l.attention;
         for p in [&mut a.query, &mut a.key, &mut a.value, &mut a.output] {
-            int4(p);
+            int4(p, w4a8);
         }
-        int4(&mut l.intermediate);
-        int4(&mut l.output);
+        int4(&mut l.intermediate, w4a8);
+        int4(&mut l.output, w4a8);
     }
-    let batch = 1;
-    let mut rng = StdRng::seed_from_u64(0);
-    let ids = Array2::from_shape_simple_fn((batch, SEQ), || rng.random_range(0..cfg.vocab_size));
-    group.throughput(Throughput::Elements((batch * SEQ) as u64));
-    let id = format!("b{batch}s{SEQ}");
-    group.bench_function(BenchmarkId::new("bert_encode_int4", &id), |b| {
-        b.iter(|| {
-            model
-                .forward(black_box(&ids), None, Mode::Eval)
-                .expect("valid ids")
+    for &batch in batches {
+        let mut rng = StdRng::seed_from_u64(0);
+        let ids =
+            Array2::from_shape_simple_fn((batch, SEQ), || rng.random_range(0..cfg.vocab_size));
+        group.throughput(Throughput::Elements((batch * SEQ) as u64));
+        let id = format!("b{batch}s{SEQ}");
+        group.bench_function(BenchmarkId::new(name, &id), |b| {
+            b.iter(|| {
+                model
+                    .forward(black_box(&ids), None, Mode::Eval)
+                    .expect("valid ids")
+            });
         });
-    });
+    }
     group.finish();
 }
 
-criterion_group!(benches, bert_encode_int8, bert_encode_int4);
+fn bert_encode_int4(c: &mut Criterion) {
+    bench_int4(c, "bert_encode_int4", false, &[1]);
+}
+
+fn bert_encode_w4a8(c: &mut Criterion) {
+    bench_int4(c, "bert_encode_w4a8", true, &[1, 32]);
+}
+
+criterion_group!(
+    benches,
+    bert_encode_int8,
+    bert_encode_int4,
+    bert_encode_w4a8
+);

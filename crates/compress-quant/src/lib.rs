@@ -27,7 +27,10 @@ mod scheme;
 mod swap;
 
 pub use calibrate::{Calibration, Observer, calibrate_range, quantize_calibrated};
-pub use dynamic::{DynamicQLinear, TokenQuant, quantize_dynamic};
+pub use dynamic::{
+    DynamicQLinear, InputShare, TokenQuant, W4A8Linear, int4_to_w4a8, quantize_dynamic,
+    share_attention_inputs,
+};
 pub use fake_quant::{ActRange, FakeQuant, FakeQuantAct, attach_fake_quant};
 pub use ptq::{
     ParamReport, PtqConfig, PtqReport, QuantizedModel, QuantizedParam, fake_quantize_model,

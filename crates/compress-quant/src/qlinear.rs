@@ -373,6 +373,11 @@ impl Int4Linear {
         &self.weight
     }
 
+    /// The bias.
+    pub fn bias(&self) -> Option<&[f32]> {
+        self.bias.as_deref()
+    }
+
     /// Bytes of packed weights, scales, zero points and bias.
     pub fn size_bytes(&self) -> usize {
         self.weight.size_bytes() + 4 * self.bias.as_ref().map_or(0, Vec::len)

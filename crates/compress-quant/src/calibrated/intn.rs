@@ -123,6 +123,11 @@ impl InputScaled {
     pub fn inner(&self) -> &dyn Layer<f32> {
         self.inner.as_ref()
     }
+
+    /// The wrapped layer, replaceable.
+    pub fn inner_mut(&mut self) -> &mut Box<dyn Layer<f32>> {
+        &mut self.inner
+    }
 }
 
 impl Module<f32> for InputScaled {

@@ -5,6 +5,7 @@ use compress_core::{Layer, Mode};
 use compress_nn::Linear;
 use compress_transformer::{BertConfig, BertModel};
 use ndarray::Array2;
+use rand::{SeedableRng, rngs::StdRng};
 
 use super::{DynamicQLinear, quantize_dynamic};
 
@@ -76,4 +77,82 @@ fn replace_layer_takes_a_dynamic_linear_in_one_projection() {
     let (mean, _) = cosines(&want, &got);
     assert!(mean > 0.9995, "cosine mean {mean}");
     assert_ne!(want, got, "the int8 projection must actually run");
+}
+
+/// `quantize_dynamic` links each block's query, key and value: one quantization per block
+/// and forward (key and value reuse the query's codes), with exactly the outputs of
+/// unlinked layers.
+#[test]
+fn attention_projections_quantize_their_input_once() {
+    let (mut model, ids) = small_model();
+    quantize_dynamic(&mut model, |_| true).unwrap();
+    let shared = model.forward(&ids, None, Mode::Eval).unwrap();
+    let q = "encoder.layer.1.attention.self.query";
+    let layer = find_layer::<f32>(&model, q)
+        .and_then(|l| l.as_any().downcast_ref::<DynamicQLinear>())
+        .unwrap();
+    let share = layer.share.clone().expect("linked");
+    assert_eq!(share.hits(), 2, "key and value reuse the query's codes");
+    let mut unlinked = 0;
+    compress_core::surgery::walk_layers_mut::<f32>(&mut model, &mut |_, slot| {
+        if let Some(d) = slot.downcast_mut::<DynamicQLinear>() {
+            unlinked += usize::from(d.share.is_some());
+            d.set_input_share(None);
+        }
+        Ok(compress_core::surgery::Walk::Descend)
+    })
+    .unwrap();
+    assert_eq!(unlinked, 2 * 3);
+    let alone = model.forward(&ids, None, Mode::Eval).unwrap();
+    assert_eq!(
+        shared.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        alone.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    );
+}
+
+/// Linked layers fed different inputs (and the same input again after another one) give
+/// exactly what unlinked layers give: the share reuses codes only for an identical input.
+#[test]
+fn a_share_never_reuses_codes_of_another_input() {
+    use super::InputShare;
+    let lin = |seed| Linear::<f32>::new(24, 8, true, &mut StdRng::seed_from_u64(seed));
+    let (l1, l2) = (lin(1), lin(2));
+    let share = InputShare::new();
+    let mut a = DynamicQLinear::from_linear(&l1).unwrap();
+    let mut b = DynamicQLinear::from_linear(&l2).unwrap();
+    let (mut a0, mut b0) = (a.clone(), b.clone());
+    a.set_input_share(Some(share.clone()));
+    b.set_input_share(Some(share.clone()));
+    let x1: Vec<f32> = (0..72).map(|i| (i as f32 * 0.3).sin()).collect();
+    let mut x2 = x1.clone();
+    x2[50] = -0.0; // differs from x1 only in the bits of one value
+    x2[51] += 1e-6;
+    let mut x3 = x1.clone();
+    x3[5] = -x3[5];
+    let cases: [(&[f32], &[f32], usize); 5] = [
+        (&x1, &x1, 3),
+        (&x1, &x2, 3),
+        (&x2, &x2, 3),
+        (&x3, &x1, 3),
+        (&x1[..48], &x1[..48], 2),
+    ];
+    for (xa, xb, m) in cases {
+        let (mut ya, mut yb) = (vec![0.0; m * 8], vec![0.0; m * 8]);
+        let (mut wa, mut wb) = (ya.clone(), yb.clone());
+        a.forward_f32(xa, m, &mut ya).unwrap();
+        b.forward_f32(xb, m, &mut yb).unwrap();
+        a0.forward_f32(xa, m, &mut wa).unwrap();
+        b0.forward_f32(xb, m, &mut wb).unwrap();
+        assert_eq!((ya, yb), (wa, wb));
+    }
+    // Hits: b in the first case, a in the second (x1 again), both in the third, b in the
+    // last (a new row count for a).
+    assert_eq!(share.hits(), 5);
+    let mut bad = x1.clone();
+    bad[3] = f32::NAN;
+    assert!(a.forward_f32(&bad[..72], 3, &mut [0.0; 24]).is_err());
+    assert!(
+        b.forward_f32(&bad[..72], 3, &mut [0.0; 24]).is_err(),
+        "a failed input is not kept"
+    );
 }

@@ -5,9 +5,11 @@
 #[cfg(test)]
 mod encoder_tests;
 pub(crate) mod rows;
+mod share;
 mod swap;
 #[cfg(test)]
 mod tests;
+mod w4a8;
 
 use crate::int_linear::{IntLinear, int_linear_layer};
 use compress_core::{CoreError, Float, Result};
@@ -19,7 +21,9 @@ use crate::qlinear::as_core;
 use crate::{IntScheme, QTensor, QuantError};
 
 pub use rows::TokenQuant;
+pub use share::{InputShare, share_attention_inputs};
 pub use swap::quantize_dynamic;
+pub use w4a8::{W4A8Linear, int4_to_w4a8};
 
 /// A fully connected layer computing `y = x W^T + b` in integers, for transformer inference
 /// (W8A8 "dynamic" quantization):
@@ -74,6 +78,8 @@ pub struct DynamicQLinear {
     nonzero: usize,
     act: TokenQuant,
     scratch: rows::Scratch,
+    /// Quantized inputs shared with other layers reading the same input, if linked.
+    share: Option<InputShare>,
 }
 
 impl DynamicQLinear {
@@ -166,19 +172,7 @@ impl DynamicQLinear {
             )
             .into());
         }
-        let has_bias = bias.is_some();
-        let bias = bias.unwrap_or_else(|| vec![0.0; n]);
-        if bias.len() != n {
-            return Err(CoreError::shape("bias", &[n], &[bias.len()]).into());
-        }
-        if let Some(index) = bias.iter().position(|b| !b.is_finite()) {
-            return Err(CoreError::NonFinite {
-                path: "bias".into(),
-                index,
-                value: f64::from(bias[index]),
-            }
-            .into());
-        }
+        let (bias, has_bias) = checked_bias(bias, n)?;
         let nonzero =
             codes.iter().filter(|&&c| c != 0).count() + bias.iter().filter(|&&b| b != 0.0).count();
         Ok(Self {
@@ -189,6 +183,7 @@ impl DynamicQLinear {
             nonzero,
             act: TokenQuant::default(),
             scratch: rows::Scratch::default(),
+            share: None,
         })
     }
 
@@ -267,11 +262,45 @@ impl DynamicQLinear {
             return Err(CoreError::shape("DynamicQLinear output", &[m, n], &[out.len()]).into());
         }
         let (k, lda) = (self.in_features(), self.packed.lda());
+        let what = "DynamicQLinear input";
+        if let Some(share) = &self.share {
+            let (b, ws, bias) = (&self.packed, &self.w_scales, &self.bias);
+            return share.with_codes((x, m, k, lda), self.act, what, |s| {
+                s.product(m, b, ws, bias, Some(out));
+            });
+        }
         let s = &mut self.scratch;
-        s.quantize("DynamicQLinear input", x, m, k, lda, self.act)?;
+        s.quantize(what, x, m, k, lda, self.act)?;
         s.product(m, &self.packed, &self.w_scales, &self.bias, Some(out));
         Ok(())
     }
+
+    /// Links the layer to `share` (or unlinks it with `None`): layers linked to one share
+    /// quantize an input they all read only once ([`InputShare`]); results are unchanged.
+    pub fn set_input_share(&mut self, share: Option<InputShare>) {
+        self.share = share;
+    }
+}
+
+/// An optional bias of `n` finite values as `(values, present)`, zeros when absent.
+pub(crate) fn checked_bias(
+    bias: Option<Vec<f32>>,
+    n: usize,
+) -> Result<(Vec<f32>, bool), QuantError> {
+    let has_bias = bias.is_some();
+    let bias = bias.unwrap_or_else(|| vec![0.0; n]);
+    if bias.len() != n {
+        return Err(CoreError::shape("bias", &[n], &[bias.len()]).into());
+    }
+    if let Some(index) = bias.iter().position(|b| !b.is_finite()) {
+        return Err(CoreError::NonFinite {
+            path: "bias".into(),
+            index,
+            value: f64::from(bias[index]),
+        }
+        .into());
+    }
+    Ok((bias, has_bias))
 }
 
 /// The number of rows of an input `[..., k]` (its leading dimensions flattened).

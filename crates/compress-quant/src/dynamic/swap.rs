@@ -3,7 +3,7 @@
 use compress_core::{Float, Layer};
 use compress_nn::Linear;
 
-use super::DynamicQLinear;
+use super::{DynamicQLinear, share_attention_inputs};
 use crate::QuantError;
 use crate::swap::replace_layers;
 
@@ -11,7 +11,9 @@ use crate::swap::replace_layers;
 /// [`DynamicQLinear`] (W8A8: int8 per-channel weights, per-token int8 activations), in the
 /// model's replaceable slots (`Box<dyn Layer>` children: a `Sequential`, a transformer
 /// encoder's projections). All replacements are built first, so on error the model is
-/// unchanged. Returns the replaced paths in walk order.
+/// unchanged. The query, key and value projections of each attention block are then linked
+/// so that their common input is quantized once ([`share_attention_inputs`]). Returns the
+/// replaced paths in walk order.
 ///
 /// # Errors
 ///
@@ -35,8 +37,10 @@ pub fn quantize_dynamic<F: Float>(
     model: &mut dyn Layer<F>,
     mut select: impl FnMut(&str) -> bool,
 ) -> Result<Vec<String>, QuantError> {
-    replace_layers(model, |path, l| {
+    let replaced = replace_layers(model, |path, l| {
         let lin = l.as_any().downcast_ref::<Linear<F>>()?;
         select(path).then(|| DynamicQLinear::from_linear(lin).map(|q| Box::new(q) as _))
-    })
+    })?;
+    share_attention_inputs(model)?;
+    Ok(replaced)
 }

@@ -13,6 +13,7 @@ pub(crate) mod epilogue;
 mod gemm;
 mod micro;
 pub(crate) mod quantize;
+pub(crate) mod w4a8;
 
 pub use gemm::{
     GemmKernel, MR, NR, PackedB, gemm_i8, gemm_i8_kernel, gemm_i8_portable, gemm_i8_with, gemm_u8i8,

@@ -33,6 +33,10 @@ pub(crate) struct EvalArgs {
     /// Texts per forward pass.
     #[arg(long, default_value_t = 32)]
     pub(crate) batch_size: usize,
+    /// Run the compressed model's int4 layers (`int4-weight-only`) in the W4A8 mode:
+    /// per-token int8 activations on the `vpdpbusd` kernel (`W4A8Linear`), same weights.
+    #[arg(long)]
+    pub(crate) int8_activations: bool,
     /// Print one JSON object as the last line.
     #[arg(long)]
     pub(crate) json: bool,
@@ -52,6 +56,8 @@ struct Out {
     min_cosine: f64,
     top1_agreement: f64,
     spearman: f64,
+    /// Int4 layers run as W4A8 (`--int8-activations`).
+    w4a8_layers: usize,
     bytes: Pair<u64>,
     ms_per_sentence: Pair<f64>,
 }
@@ -78,6 +84,11 @@ pub(crate) fn run(a: &EvalArgs) -> Result<()> {
     }
     let mut original = compress_checkpoint::model_dir::load_sentence_encoder(&a.against)?;
     let mut compressed = compress_checkpoint::model_dir::load_sentence_encoder(&a.model)?;
+    let w4a8_layers = if a.int8_activations {
+        compress_quant::int4_to_w4a8(&mut compressed.model)?.len()
+    } else {
+        0
+    };
     original.batch_size = a.batch_size;
     compressed.batch_size = a.batch_size;
     let (eo, to) = timed(&mut original, &texts)?;
@@ -97,6 +108,7 @@ pub(crate) fn run(a: &EvalArgs) -> Result<()> {
         min_cosine: f.min_cosine,
         top1_agreement: f.top1_agreement,
         spearman: f.spearman,
+        w4a8_layers,
         bytes: Pair {
             original: dir_bytes(&a.against)?,
             compressed: dir_bytes(&a.model)?,
@@ -113,6 +125,9 @@ pub(crate) fn run(a: &EvalArgs) -> Result<()> {
         out.sentences,
         out.sentence_source
     );
+    if out.w4a8_layers > 0 {
+        println!("  w4a8 layers      {} (int8 activations)", out.w4a8_layers);
+    }
     println!("  mean cosine      {:.6}", out.mean_cosine);
     println!("  min cosine       {:.6}", out.min_cosine);
     println!("  top-1 agreement  {:.4}", out.top1_agreement);
