@@ -40,9 +40,9 @@ use crate::{Granularity, Int4Linear, IntScheme, QTensor, QuantError, QuantScheme
 /// use ndarray::ArrayD;
 /// use rand::{SeedableRng, rngs::StdRng};
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let mut lin = Linear::<f32>::new(64, 16, true, &mut StdRng::seed_from_u64(1));
+/// let lin = Linear::<f32>::new(64, 16, true, &mut StdRng::seed_from_u64(1));
 /// let mut w4 = Int4Linear::from_linear(&lin, 32, true)?;
-/// let mut q = W4A8Linear::from_qtensor(w4.weight().clone(), Some(vec![0.0; 16]))?;
+/// let mut q = W4A8Linear::from_int4(&w4)?; // the same weights and bias
 /// let x = ArrayD::from_shape_fn(vec![3, 64], |ix| ((ix[0] * 64 + ix[1]) as f32 * 0.1).sin());
 /// let (y4, y) = (w4.forward(&x, Mode::Eval)?, q.forward(&x, Mode::Eval)?);
 /// let err = y4.iter().zip(&y).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));

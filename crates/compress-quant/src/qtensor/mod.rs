@@ -417,6 +417,56 @@ impl QTensor {
         }
     }
 
+    /// Dequantizes the elements `start..start + out.len()` (row-major order) of an integer
+    /// tensor into `out`, with the same operations as [`QTensor::dequantize_into`],
+    /// unpacking their codes through `codes` (scratch, grown as needed).
+    ///
+    /// # Panics
+    ///
+    /// For a float cast, a range past the end, or a start that is not on a byte boundary of
+    /// the packed codes (`start * bits % 8 != 0`).
+    #[track_caller]
+    pub(crate) fn dequantize_range_into(&self, start: usize, out: &mut [f32], codes: &mut Vec<u8>) {
+        let QuantScheme::Int(s) = self.scheme else {
+            panic!("dequantize_range_into needs an integer tensor");
+        };
+        let (end, bits) = (start + out.len(), s.bits as usize);
+        assert!(
+            end <= self.len(),
+            "range {start}..{end} past {}",
+            self.len()
+        );
+        assert!(
+            (start * bits).is_multiple_of(8),
+            "start {start} not byte-aligned"
+        );
+        // Built tensors always have a valid layout.
+        let Ok(lay) = BlockLayout::new(&self.shape, s.granularity, "x") else {
+            return;
+        };
+        if codes.len() < out.len() {
+            codes.resize(out.len(), 0);
+        }
+        let codes = &mut codes[..out.len()];
+        crate::pack::unpack_bits_into(&self.data[start * bits / 8..], s.bits, codes);
+        let mut e = start;
+        while e < end {
+            let b = e / lay.block_len;
+            let stop = ((b + 1) * lay.block_len).min(end);
+            let (p, q) = (lay.param(b), &codes[e - start..stop - start]);
+            let o = &mut out[e - start..stop - start];
+            if s.affine {
+                let z = self.zero_points.get(p).copied().unwrap_or(0);
+                qk::dequantize(q, self.scales[p], z, o);
+            } else {
+                for (o, &c) in o.iter_mut().zip(q) {
+                    *o = sign_extend(c, s.bits) as f32 * self.scales[p];
+                }
+            }
+            e = stop;
+        }
+    }
+
     /// Dequantizes into a new array.
     pub fn dequantize<F: Float>(&self) -> ArrayD<F> {
         let mut out = vec![0.0f32; self.len()];
