@@ -48,10 +48,10 @@ pub mod train;
 pub use data::Dataset;
 pub use error::{NnError, Result};
 pub use layers::{
-    AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Conv2dConfig, Dropout, Embedding, Flatten, Gelu,
-    GeluKind, GlobalAvgPool, HardSwish, LayerNorm, Linear, MaxPool2d, MultiHeadAttention,
-    PaddingMask, Pooling, PoolingKind, ReLU, ReLU6, Sequential, Sigmoid, Tanh, TransformerConfig,
-    TransformerEncoder, TransformerEncoderLayer,
+    AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Conv2dConfig, ConvGeometry, Dropout, Embedding,
+    Flatten, Gelu, GeluKind, GlobalAvgPool, HardSwish, LayerNorm, Linear, MaxPool2d,
+    MultiHeadAttention, PaddingMask, Pooling, PoolingKind, ReLU, ReLU6, Sequential, Sigmoid, Tanh,
+    TransformerConfig, TransformerEncoder, TransformerEncoderLayer, im2col, im2col_nhwc,
 };
 pub use optim::{Adam, LrSchedule, Optimizer, Sgd};
 pub use train::{TrainConfig, TrainReport, Trainer};

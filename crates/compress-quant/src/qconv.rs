@@ -1,9 +1,10 @@
-//! [`QConv2d`]: an int8 convolution through the exact int8 GEMM (im2col on int8 codes).
+//! [`QConv2d`]: an int8 convolution through the exact int8 GEMM (channels-last im2col of the
+//! int8 codes).
 
 use compress_core::{
     CoreError, Cost, Float, Layer, Mode, Module, ParamPath, ParamVisitor, ParamVisitorMut, Result,
 };
-use compress_nn::{Conv2d, Conv2dConfig};
+use compress_nn::{Conv2d, Conv2dConfig, ConvGeometry, im2col_nhwc};
 use ndarray::{ArrayD, ArrayRef, IxDyn};
 
 use crate::TokenQuant;
@@ -23,7 +24,7 @@ use crate::{IntScheme, QTensor, QuantError};
 ///
 /// ```
 /// use compress_core::{Layer, Mode};
-/// use compress_nn::{Conv2d, Conv2dConfig};
+/// use compress_nn::{Conv2d, Conv2dConfig, ConvGeometry, im2col_nhwc};
 /// use compress_quant::QConv2d;
 /// use ndarray::ArrayD;
 /// use rand::{SeedableRng, rngs::StdRng};
@@ -39,12 +40,18 @@ use crate::{IntScheme, QTensor, QuantError};
 #[derive(Debug, Clone)]
 pub struct QConv2d {
     config: Conv2dConfig,
+    /// Weights of each group as `[out / groups, kh * kw * in / groups]` in `(i, j, ch)` order
+    /// (the channels-last im2col's column order).
     packed: Vec<PackedB>,
     w_scales: Vec<f32>,
     bias: Option<Vec<f32>>,
-    /// Image codes, scales and accumulators reused across calls.
+    /// The bias, or zeros.
+    bias_or_zero: Vec<f32>,
+    /// Image codes (NCHW), scales and accumulators reused across calls.
     scratch: Scratch,
-    /// im2col rows of one group of one image (`u8` codes, row stride `PackedB::lda`).
+    /// The codes of a chunk of images, channels last (`[n, h, w, c]`).
+    nhwc: Vec<u8>,
+    /// im2col rows of one group of a chunk of images (`u8` codes, row stride `PackedB::lda`).
     cols: Vec<u8>,
     /// Scale and zero point of each im2col row (its image's).
     row_scales: Vec<f32>,
@@ -67,7 +74,8 @@ impl QConv2d {
             .map(|v| v.as_f64() as f32)
             .collect();
         let q = QTensor::quantize_slice(&w, &shape, IntScheme::int8_per_channel())?;
-        let kk = shape[1] * shape[2] * shape[3];
+        let (cpg, taps) = (shape[1], shape[2] * shape[3]);
+        let kk = cpg * taps;
         if kk > 131_071 {
             return Err(CoreError::config(
                 "kernel",
@@ -75,20 +83,31 @@ impl QConv2d {
             )
             .into());
         }
-        let codes: Vec<i8> = q.data().iter().map(|&c| c as i8).collect();
+        // `[out, c, kh, kw]` to `[out, kh, kw, c]`.
+        let mut codes = vec![0i8; q.data().len()];
+        for (o, src) in q.data().chunks_exact(kk.max(1)).enumerate() {
+            for (ch, plane) in src.chunks_exact(taps.max(1)).enumerate() {
+                for (t, &v) in plane.iter().enumerate() {
+                    codes[o * kk + t * cpg + ch] = v as i8;
+                }
+            }
+        }
         let opg = cfg.out_per_group();
         let packed = (0..cfg.groups)
             .map(|g| PackedB::from_nk(&codes[g * opg * kk..(g + 1) * opg * kk], opg, kk))
             .collect();
+        let bias: Option<Vec<f32>> = conv
+            .bias
+            .as_ref()
+            .map(|b| b.effective().iter().map(|v| v.as_f64() as f32).collect());
         Ok(Self {
             config: cfg,
             packed,
             w_scales: q.scales().to_vec(),
-            bias: conv
-                .bias
-                .as_ref()
-                .map(|b| b.effective().iter().map(|v| v.as_f64() as f32).collect()),
+            bias_or_zero: bias.clone().unwrap_or_else(|| vec![0.0; cfg.out_channels]),
+            bias,
             scratch: Scratch::default(),
+            nhwc: Vec::new(),
             cols: Vec::new(),
             row_scales: Vec::new(),
             row_zps: Vec::new(),
@@ -107,43 +126,97 @@ impl QConv2d {
             + 4 * self.w_scales.len()
             + 4 * self.bias.as_ref().map_or(0, Vec::len)
     }
+
+    /// The convolution of `n` images `xs` (`[n, c, h, w]`) into `y` (`[n, out, oh, ow]`).
+    fn run(&mut self, xs: &[f32], n: usize, g: &ConvGeometry, y: &mut [f32]) -> Result<()> {
+        let cfg = self.config;
+        let (c, hw, p) = (cfg.in_channels, g.h * g.w, g.out_len());
+        let chw = c * hw;
+        let (cpg, opg, oc) = (cfg.in_per_group(), cfg.out_per_group(), cfg.out_channels);
+        // Each image with its own symmetric scale (codes stored + 128, so code 128 is zero).
+        let s = &mut self.scratch;
+        s.quantize("QConv2d input", xs, n, chw, chw, TokenQuant::Symmetric)
+            .map_err(as_core)?;
+        let lda = self.packed[0].lda();
+        // A pointwise convolution over all channels multiplies the channels-last image itself.
+        let direct = cfg.kernel == (1, 1)
+            && cfg.stride == (1, 1)
+            && cfg.padding == (0, 0)
+            && cfg.groups == 1
+            && lda == c;
+        // Images per GEMM: as many as keep the im2col buffer near COLS_BYTES, so that small
+        // images make one large product instead of one tiny call each.
+        let chunk = (COLS_BYTES / (p * lda).max(1)).clamp(1, n);
+        grow(&mut self.nhwc, chunk * chw);
+        if !direct {
+            grow(&mut self.cols, chunk * p * lda);
+        }
+        for b0 in (0..n).step_by(chunk) {
+            let nb = chunk.min(n - b0);
+            let rows = nb * p;
+            // Every output position of an image has the image's scale and zero point.
+            self.row_scales.clear();
+            self.row_zps.clear();
+            for i in b0..b0 + nb {
+                self.row_scales
+                    .extend(std::iter::repeat_n(s.row_scales[i], p));
+                self.row_zps.extend(std::iter::repeat_n(s.row_zps[i], p));
+            }
+            let codes = &s.codes[b0 * chw..(b0 + nb) * chw];
+            for (img, dst) in codes.chunks_exact(chw).zip(self.nhwc.chunks_exact_mut(chw)) {
+                to_channels_last(img, c, hw, dst);
+            }
+            for grp in 0..cfg.groups {
+                let a: &[u8] = if direct {
+                    &self.nhwc[..rows * lda]
+                } else {
+                    let imgs = self.nhwc.chunks_exact(chw).take(nb);
+                    for (img, dst) in imgs.zip(self.cols.chunks_exact_mut(p * lda)) {
+                        im2col_nhwc(img, c, (grp * cpg, cpg), g, 128, lda, dst);
+                    }
+                    &self.cols[..rows * lda]
+                };
+                let packed = &self.packed[grp];
+                let dq = Dequant {
+                    row_scales: &self.row_scales[..rows],
+                    row_zps: &self.row_zps[..rows],
+                    col_sums: packed.col_sums(),
+                    col_scales: &self.w_scales[grp * opg..(grp + 1) * opg],
+                    bias: &self.bias_or_zero[grp * opg..(grp + 1) * opg],
+                    layout: OutLayout::Nchw {
+                        positions: p,
+                        channels: oc,
+                        first: grp * opg,
+                    },
+                };
+                let y = &mut y[b0 * oc * p..(b0 + nb) * oc * p];
+                gemm_u8i8_dequant_par(a, lda, rows, packed, dq, y, &mut s.acc);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Bytes of the im2col buffer one batched GEMM covers.
 const COLS_BYTES: usize = 4 << 20;
 
-/// im2col of one group of one image of symmetric codes stored `+ 128`: rows (stride `lda`)
-/// are output positions, columns are `(c, i, j)` kernel taps; padding is code 128 (zero).
-fn im2col_u8(
-    img: &[u8],
-    (c0, cn, h, w): (usize, usize, usize, usize),
-    cfg: &Conv2dConfig,
-    (oh, ow): (usize, usize),
-    lda: usize,
-    out: &mut [u8],
-) {
-    let (kh, kw) = cfg.kernel;
-    out.fill(128);
-    for y in 0..oh {
-        for x in 0..ow {
-            let row = &mut out[(y * ow + x) * lda..(y * ow + x + 1) * lda];
-            for c in 0..cn {
-                let plane = &img[(c0 + c) * h * w..(c0 + c + 1) * h * w];
-                for i in 0..kh {
-                    let iy =
-                        (y * cfg.stride.0 + i * cfg.dilation.0) as isize - cfg.padding.0 as isize;
-                    if iy < 0 || iy >= h as isize {
-                        continue;
-                    }
-                    for j in 0..kw {
-                        let ix = (x * cfg.stride.1 + j * cfg.dilation.1) as isize
-                            - cfg.padding.1 as isize;
-                        if ix >= 0 && ix < w as isize {
-                            row[(c * kh + i) * kw + j] = plane[iy as usize * w + ix as usize];
-                        }
-                    }
-                }
-            }
+/// Grows a code buffer to `len` bytes with code 128 (zero), so that the bytes of each row
+/// beyond `k`, which the kernel reads against zero weights, are initialised.
+fn grow(v: &mut Vec<u8>, len: usize) {
+    if v.len() < len {
+        v.resize(len, 128);
+    }
+}
+
+/// One image's codes from `[c, hw]` to `[hw, c]` (channels last).
+fn to_channels_last(img: &[u8], c: usize, hw: usize, out: &mut [u8]) {
+    if c == 1 {
+        out[..hw].copy_from_slice(&img[..hw]);
+        return;
+    }
+    for (ch, plane) in img.chunks_exact(hw).enumerate().take(c) {
+        for (px, &v) in plane.iter().enumerate() {
+            out[px * c + ch] = v;
         }
     }
 }
@@ -182,12 +255,9 @@ impl<F: Float> Layer<F> for QConv2d {
                 &converted
             }
         };
-        let chw = c * h * w;
-        let (cpg, opg) = (cfg.in_per_group(), cfg.out_per_group());
-        let p = oh * ow;
-        let total = n * cfg.out_channels * p;
+        let total = n * cfg.out_channels * oh * ow;
         let mut out = vec![F::zero(); total];
-        if chw == 0 || n == 0 || p == 0 {
+        if c * h * w == 0 || n == 0 || oh * ow == 0 {
             return Ok(ArrayD::from_shape_vec(
                 IxDyn(&[n, cfg.out_channels, oh, ow]),
                 out,
@@ -200,61 +270,8 @@ impl<F: Float> Layer<F> for QConv2d {
             converted_out.resize(total, 0.0f32);
             &mut converted_out
         };
-        // Each image with its own symmetric scale (codes stored + 128).
-        let s = &mut self.scratch;
-        s.quantize("QConv2d input", xs, n, chw, chw, TokenQuant::Symmetric)
-            .map_err(as_core)?;
-        let lda = self.packed[0].lda();
-        // Images per GEMM: as many as keep the im2col buffer near COLS_BYTES, so that small
-        // images make one large product instead of one tiny call each.
-        let chunk = (COLS_BYTES / (p * lda).max(1)).clamp(1, n);
-        if self.cols.len() < chunk * p * lda {
-            self.cols.resize(chunk * p * lda, 128);
-        }
-        let zeros;
-        let bias = match &self.bias {
-            Some(b) => b.as_slice(),
-            None => {
-                zeros = vec![0.0f32; cfg.out_channels];
-                &zeros
-            }
-        };
-        for b0 in (0..n).step_by(chunk) {
-            let nb = chunk.min(n - b0);
-            let rows = nb * p;
-            // Every output position of an image has the image's scale and zero point.
-            self.row_scales.clear();
-            self.row_zps.clear();
-            for i in 0..nb {
-                self.row_scales
-                    .extend(std::iter::repeat_n(s.row_scales[b0 + i], p));
-                self.row_zps
-                    .extend(std::iter::repeat_n(s.row_zps[b0 + i], p));
-            }
-            for g in 0..cfg.groups {
-                for i in 0..nb {
-                    let img = &s.codes[(b0 + i) * chw..(b0 + i + 1) * chw];
-                    let dst = &mut self.cols[i * p * lda..(i + 1) * p * lda];
-                    im2col_u8(img, (g * cpg, cpg, h, w), &cfg, (oh, ow), lda, dst);
-                }
-                let packed = &self.packed[g];
-                let dq = Dequant {
-                    row_scales: &self.row_scales[..rows],
-                    row_zps: &self.row_zps[..rows],
-                    col_sums: packed.col_sums(),
-                    col_scales: &self.w_scales[g * opg..(g + 1) * opg],
-                    bias: &bias[g * opg..(g + 1) * opg],
-                    layout: OutLayout::Nchw {
-                        positions: p,
-                        channels: cfg.out_channels,
-                        first: g * opg,
-                    },
-                };
-                let y = &mut y[b0 * cfg.out_channels * p..(b0 + nb) * cfg.out_channels * p];
-                let a = &self.cols[..rows * lda];
-                gemm_u8i8_dequant_par(a, lda, rows, packed, dq, y, &mut s.acc);
-            }
-        }
+        let g = ConvGeometry::new(&cfg, h, w)?;
+        self.run(xs, n, &g, y)?;
         for (d, &v) in out.iter_mut().zip(&converted_out) {
             *d = F::lit(f64::from(v));
         }

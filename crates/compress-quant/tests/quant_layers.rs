@@ -188,3 +188,88 @@ proptest! {
         prop_assert!((f64::from(got) - want).abs() <= 1e-5 * (1.0 + mag), "{} vs {}", got, want);
     }
 }
+
+/// The integer convolution computed naively: each image's symmetric codes
+/// (`round(x / s) `, `s = absmax / 127`, through the kernels' `x * (1 / s) + 128`), the
+/// per-channel int8 weight codes, exact `i64` sums over the taps inside the image, then
+/// `acc * (s * s_w) + b` in `f32`.
+fn qconv_reference(conv: &Conv2d<f32>, x: &ArrayD<f32>) -> Vec<f32> {
+    let cfg = conv.config();
+    let (n, c, h, w) = (x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]);
+    let (oh, ow) = cfg.output_hw(h, w).unwrap();
+    let (kh, kw) = cfg.kernel;
+    let (cpg, opg) = (cfg.in_per_group(), cfg.out_per_group());
+    let wq = QTensor::quantize(
+        &conv.weight.effective().view(),
+        IntScheme::int8_per_channel(),
+    )
+    .unwrap();
+    let bias = conv.bias.as_ref().map(|b| b.effective().into_owned());
+    let xs = x.as_slice().unwrap();
+    let mut out = Vec::new();
+    for b in 0..n {
+        let img = &xs[b * c * h * w..(b + 1) * c * h * w];
+        let amax = img.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let s = if amax > 0.0 && (127.0 / amax).is_finite() {
+            amax / 127.0
+        } else {
+            1.0
+        };
+        let inv = 1.0 / s;
+        let codes: Vec<i64> = img
+            .iter()
+            .map(|&v| (v * inv + 128.0).clamp(1.0, 255.0).round_ties_even() as i64 - 128)
+            .collect();
+        for o in 0..cfg.out_channels {
+            let grp = o / opg;
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut acc = 0i64;
+                    for ci in 0..cpg {
+                        for i in 0..kh {
+                            for j in 0..kw {
+                                let iy = (oy * cfg.stride.0 + i * cfg.dilation.0) as isize
+                                    - cfg.padding.0 as isize;
+                                let ix = (ox * cfg.stride.1 + j * cfg.dilation.1) as isize
+                                    - cfg.padding.1 as isize;
+                                if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                    continue;
+                                }
+                                let ch = grp * cpg + ci;
+                                let xc = codes[(ch * h + iy as usize) * w + ix as usize];
+                                let wc = wq.data()[((o * cpg + ci) * kh + i) * kw + j];
+                                acc += xc * i64::from(wc as i8);
+                            }
+                        }
+                    }
+                    let bv = bias.as_ref().map_or(0.0, |b| b[o]);
+                    out.push(acc as i32 as f32 * (s * wq.scales()[o]) + bv);
+                }
+            }
+        }
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+    /// The channels-last im2col and the fused epilogue give exactly the integer reference,
+    /// for any stride, padding, dilation and groups, with and without bias.
+    #[test]
+    fn qconv_equals_the_integer_reference_bit_for_bit(
+        cg in 1usize..5, og in 1usize..6, groups in 1usize..3, k in 1usize..4,
+        s in 1usize..3, p in 0usize..2, d in 1usize..3, h in 1usize..9, w in 1usize..9,
+        n in 1usize..4, bias: bool, seed in any::<u64>(),
+    ) {
+        let cfg = Conv2dConfig::new(cg * groups, og * groups, k)
+            .stride(s).padding(p).dilation(d).groups(groups).bias(bias);
+        prop_assume!(cfg.output_hw(h, w).is_ok());
+        let conv = Conv2d::<f32>::new(cfg, &mut StdRng::seed_from_u64(seed)).unwrap();
+        let mut q = QConv2d::from_conv(&conv).unwrap();
+        let x = input(&[n, cfg.in_channels, h, w], (seed % 97) as f32 * 0.1);
+        let y = q.forward(&x, Mode::Eval).unwrap();
+        let want = qconv_reference(&conv, &x);
+        let got: Vec<u32> = y.iter().map(|v| v.to_bits()).collect();
+        prop_assert_eq!(got, want.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+    }
+}

@@ -12,7 +12,7 @@ mod sequential;
 pub mod transformer;
 
 pub use activation::{HardSwish, ReLU, ReLU6, Sigmoid, Tanh};
-pub use conv::{Conv2d, Conv2dConfig, IntoHw};
+pub use conv::{Conv2d, Conv2dConfig, ConvGeometry, IntoHw, im2col, im2col_nhwc};
 pub use dropout::Dropout;
 pub use flatten::Flatten;
 pub use linear::Linear;

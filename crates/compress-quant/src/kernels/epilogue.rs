@@ -9,6 +9,8 @@
 //! two separate float operations (never contracted to an FMA), so every path gives the same
 //! bits.
 
+use super::micro::{MR, NR};
+
 /// An output element, written once by the epilogue (the output may start uninitialised:
 /// the epilogue writes every element of its layout and never reads one).
 pub(crate) type Out = std::mem::MaybeUninit<f32>;
@@ -103,6 +105,48 @@ impl Dequant<'_> {
                         .write(a.wrapping_sub(z.wrapping_mul(cs[j])) as f32 * (s * ws[j]) + b[j]);
                 }
             }
+        }
+    }
+}
+
+impl Dequant<'_> {
+    /// Dequantizes a finished micro-tile: rows `row0..row0 + rows`, columns
+    /// `col0..col0 + cols` of the product, `sums[r][j]` for tile row `r` and column `j`.
+    /// In the NCHW layout a tile whose rows are consecutive positions of one image is
+    /// written channel by channel, each channel's `rows` outputs being contiguous.
+    #[inline(always)]
+    pub(crate) fn tile(
+        &self,
+        row0: usize,
+        rows: usize,
+        col0: usize,
+        cols: usize,
+        sums: &[[i32; NR]; MR],
+        out: &mut [Out],
+    ) {
+        if let OutLayout::Nchw {
+            positions,
+            channels,
+            first,
+        } = self.layout
+        {
+            let (img, pos) = (row0 / positions, row0 % positions);
+            if pos + rows <= positions {
+                let s = &self.row_scales[row0..row0 + rows];
+                let z = &self.row_zps[row0..row0 + rows];
+                for (j, c) in (col0..col0 + cols).enumerate() {
+                    let (cs, ws, b) = (self.col_sums[c], self.col_scales[c], self.bias[c]);
+                    let base = (img * channels + first + c) * positions + pos;
+                    let o = &mut out[base..base + rows];
+                    for (r, ((o, &s), &z)) in o.iter_mut().zip(s).zip(z).enumerate() {
+                        o.write(sums[r][j].wrapping_sub(z.wrapping_mul(cs)) as f32 * (s * ws) + b);
+                    }
+                }
+                return;
+            }
+        }
+        for (r, row) in sums.iter().enumerate().take(rows) {
+            self.row(row0 + r, col0, &row[..cols], out);
         }
     }
 }

@@ -87,28 +87,27 @@ impl Tile<'_> {
     /// epilogue; valid rows and columns only.
     #[inline(always)]
     fn store(&mut self, tile: &[[i32; NR]; MR]) {
+        if let Some(o) = &mut self.out {
+            let mut sums = *tile;
+            if self.accumulate {
+                for (r, s) in sums.iter_mut().enumerate().take(self.rows) {
+                    let crow = &self.c[r * self.ldc..r * self.ldc + self.cols];
+                    for (sv, cv) in s.iter_mut().zip(crow) {
+                        *sv = cv.wrapping_add(*sv);
+                    }
+                }
+            }
+            o.dq.tile(o.row0, self.rows, o.col0, self.cols, &sums, &mut *o.out);
+            return;
+        }
         for (r, t) in tile.iter().enumerate().take(self.rows) {
-            let crow = self.c.get_mut(r * self.ldc..r * self.ldc + self.cols);
-            match (&mut self.out, crow) {
-                (None, Some(crow)) if self.accumulate => {
-                    for (cv, tv) in crow.iter_mut().zip(t) {
-                        *cv = cv.wrapping_add(*tv);
-                    }
+            let crow = &mut self.c[r * self.ldc..r * self.ldc + self.cols];
+            if self.accumulate {
+                for (cv, tv) in crow.iter_mut().zip(t) {
+                    *cv = cv.wrapping_add(*tv);
                 }
-                (None, Some(crow)) => crow.copy_from_slice(&t[..self.cols]),
-                (Some(o), crow) => {
-                    let mut sums = [0i32; NR];
-                    match crow {
-                        Some(crow) if self.accumulate => {
-                            for ((s, cv), tv) in sums.iter_mut().zip(crow.iter()).zip(t) {
-                                *s = cv.wrapping_add(*tv);
-                            }
-                        }
-                        _ => sums = *t,
-                    }
-                    o.dq.row(o.row0 + r, o.col0, &sums[..self.cols], &mut *o.out);
-                }
-                (None, None) => unreachable!("`check` bounds C when there is no epilogue"),
+            } else {
+                crow.copy_from_slice(&t[..self.cols]);
             }
         }
     }
@@ -139,23 +138,35 @@ pub(crate) fn tile_portable(mut t: Tile<'_>) {
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 pub(crate) fn tile_avx512(t: Tile<'_>) {
     t.check();
-    match t.rows {
-        1 => tile_avx512_rows::<1>(t),
-        2 => tile_avx512_rows::<2>(t),
-        3 => tile_avx512_rows::<3>(t),
-        4 => tile_avx512_rows::<4>(t),
-        5 => tile_avx512_rows::<5>(t),
-        6 => tile_avx512_rows::<6>(t),
-        7 => tile_avx512_rows::<7>(t),
-        _ => tile_avx512_rows::<MR>(t),
+    match t.cols.div_ceil(16) {
+        1 => tile_avx512_cols::<1>(t),
+        2 => tile_avx512_cols::<2>(t),
+        _ => tile_avx512_cols::<3>(t),
     }
 }
 
-/// [`tile_avx512`] for `R == t.rows` rows: one `vpdpbusd` per row and vector per quad with
-/// the four A bytes broadcast.
+/// [`tile_avx512`] for tiles of at most `16 V` columns (narrow layers load and multiply only
+/// the vectors they use).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-fn tile_avx512_rows<const R: usize>(t: Tile<'_>) {
+fn tile_avx512_cols<const V: usize>(t: Tile<'_>) {
+    match t.rows {
+        1 => tile_avx512_rows::<1, V>(t),
+        2 => tile_avx512_rows::<2, V>(t),
+        3 => tile_avx512_rows::<3, V>(t),
+        4 => tile_avx512_rows::<4, V>(t),
+        5 => tile_avx512_rows::<5, V>(t),
+        6 => tile_avx512_rows::<6, V>(t),
+        7 => tile_avx512_rows::<7, V>(t),
+        _ => tile_avx512_rows::<MR, V>(t),
+    }
+}
+
+/// [`tile_avx512`] for `R == t.rows` rows and `V` vectors of 16 columns (`16 V >= t.cols`):
+/// one `vpdpbusd` per row and vector per quad with the four A bytes broadcast.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+fn tile_avx512_rows<const R: usize, const V: usize>(t: Tile<'_>) {
     use std::arch::x86_64::{
         __m512i, _mm512_add_epi32, _mm512_dpbusd_epi32, _mm512_loadu_si512,
         _mm512_mask_loadu_epi32, _mm512_mask_storeu_epi32, _mm512_set1_epi32, _mm512_setzero_si512,
@@ -163,24 +174,24 @@ fn tile_avx512_rows<const R: usize>(t: Tile<'_>) {
     };
     t.check();
     assert_eq!(t.rows, R);
+    assert!(V <= NR / 16 && t.cols <= 16 * V);
     let offs = t.row_offsets();
     let (ap, bp) = (t.a.as_ptr(), t.b.as_ptr());
-    let mut acc = [[_mm512_setzero_si512(); 3]; R];
+    let mut acc = [[_mm512_setzero_si512(); V]; R];
     for q in 0..t.quads {
         // SAFETY: `check` asserted `b.len() >= quads * QUAD_BYTES` and every row offset
-        // (`r < R == rows`) plus `4 quads` within `a`; `q < quads`, so the three 64-byte
-        // loads and the 4-byte reads are in bounds (all unaligned).
+        // (`r < R == rows`) plus `4 quads` within `a`; `q < quads` and `64 V <= QUAD_BYTES`,
+        // so the 64-byte loads and the 4-byte reads are in bounds (all unaligned).
         unsafe {
             let bq = bp.add(q * QUAD_BYTES);
-            let b0 = _mm512_loadu_si512(bq.cast::<__m512i>());
-            let b1 = _mm512_loadu_si512(bq.add(64).cast::<__m512i>());
-            let b2 = _mm512_loadu_si512(bq.add(128).cast::<__m512i>());
+            let b: [__m512i; V] =
+                std::array::from_fn(|v| _mm512_loadu_si512(bq.add(64 * v).cast::<__m512i>()));
             for (r, a) in acc.iter_mut().enumerate() {
                 let quad = ap.add(offs[r] + 4 * q).cast::<i32>().read_unaligned();
                 let av = _mm512_set1_epi32(quad);
-                a[0] = _mm512_dpbusd_epi32(a[0], av, b0);
-                a[1] = _mm512_dpbusd_epi32(a[1], av, b1);
-                a[2] = _mm512_dpbusd_epi32(a[2], av, b2);
+                for (av_acc, bv) in a.iter_mut().zip(&b) {
+                    *av_acc = _mm512_dpbusd_epi32(*av_acc, av, *bv);
+                }
             }
         }
     }
@@ -196,7 +207,7 @@ fn tile_avx512_rows<const R: usize>(t: Tile<'_>) {
         t.store(&tile);
         return;
     }
-    let masks: [u16; 3] = std::array::from_fn(|v| {
+    let masks: [u16; V] = std::array::from_fn(|v| {
         let lanes = t.cols.saturating_sub(16 * v).min(16);
         ((1u32 << lanes) - 1) as u16
     });

@@ -163,16 +163,19 @@ pub(crate) fn dequantize_signed_bytes(q: &[u8], scale: f32, out: &mut [f32]) {
 
 /// Minimum, maximum and whether every element is finite, in one pass (64 independent lanes,
 /// four AVX-512 registers per quantity, so the loop vectorizes without one long dependency
-/// chain). For an empty slice: `(+inf, -inf, true)`.
+/// chain). A last partial chunk is padded with copies of its first element (which change
+/// neither the extremes nor the finiteness), so the lanes stay in registers; they are then
+/// folded to 16 element-wise before the scalar folds, which short rows (one token, one small
+/// image) would otherwise spend most of their time in. For an empty slice:
+/// `(+inf, -inf, true)`.
 #[inline(always)]
 fn min_max_body(x: &[f32]) -> (f32, f32, bool) {
     const LANES: usize = 64;
+    const FOLDED: usize = 16;
     let mut lo = [f32::INFINITY; LANES];
     let mut hi = [f32::NEG_INFINITY; LANES];
     let mut bad = [0.0f32; LANES];
-    let chunks = x.chunks_exact(LANES);
-    let rest = chunks.remainder();
-    for c in chunks {
+    let mut step = |c: &[f32]| {
         for i in 0..LANES {
             let v = c[i];
             lo[i] = if v < lo[i] { v } else { lo[i] };
@@ -180,15 +183,30 @@ fn min_max_body(x: &[f32]) -> (f32, f32, bool) {
             // `v * 0` is NaN exactly when `v` is NaN or infinite.
             bad[i] += v * 0.0;
         }
+    };
+    let chunks = x.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for c in chunks {
+        step(c);
     }
-    for (i, &v) in rest.iter().enumerate() {
-        lo[i] = if v < lo[i] { v } else { lo[i] };
-        hi[i] = if v > hi[i] { v } else { hi[i] };
-        bad[i] += v * 0.0;
+    if let Some(&first) = rest.first() {
+        let mut padded = [first; LANES];
+        padded[..rest.len()].copy_from_slice(rest);
+        step(&padded);
     }
-    let l = lo.iter().fold(f32::INFINITY, |a, &b| a.min(b));
-    let h = hi.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-    let finite = bad.iter().all(|b| *b == 0.0);
+    for k in 1..LANES / FOLDED {
+        for j in 0..FOLDED {
+            let (l, h) = (lo[k * FOLDED + j], hi[k * FOLDED + j]);
+            lo[j] = if l < lo[j] { l } else { lo[j] };
+            hi[j] = if h > hi[j] { h } else { hi[j] };
+            bad[j] += bad[k * FOLDED + j];
+        }
+    }
+    let l = lo[..FOLDED].iter().fold(f32::INFINITY, |a, &b| a.min(b));
+    let h = hi[..FOLDED]
+        .iter()
+        .fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    let finite = bad[..FOLDED].iter().all(|b| *b == 0.0);
     (l, h, finite)
 }
 

@@ -13,7 +13,7 @@
 
 use compress_core::Float;
 
-use super::geom::Geom;
+use super::geom::ConvGeometry;
 
 /// Shapes of a depthwise call: batch `n`, input channels `c`, channel multiplier `mult`
 /// (output channel `o` reads input channel `o / mult`).
@@ -35,7 +35,7 @@ struct Padded<F> {
 
 impl<F: Float> Padded<F> {
     #[inline(always)]
-    fn new(g: &Geom) -> Self {
+    fn new(g: &ConvGeometry) -> Self {
         let on = g.ph > 0 || g.pw > 0;
         let (rows, cols) = (g.h + 2 * g.ph, g.w + 2 * g.pw);
         let buf = if on {
@@ -54,7 +54,7 @@ impl<F: Float> Padded<F> {
     /// The padded plane of `xp` (`h x w`). The borders stay zero: only the interior is
     /// ever overwritten.
     #[inline(always)]
-    fn load<'a>(&'a mut self, xp: &'a [F], g: &Geom) -> &'a [F] {
+    fn load<'a>(&'a mut self, xp: &'a [F], g: &ConvGeometry) -> &'a [F] {
         if !self.on {
             return xp;
         }
@@ -77,7 +77,7 @@ pub(crate) fn forward<F: Float>(
     x: &[F],
     w: &[F],
     bias: Option<&[F]>,
-    g: &Geom,
+    g: &ConvGeometry,
     out: &mut Vec<F>,
 ) {
     let (pin, pout, kk) = (g.h * g.w, g.out_len(), g.kh * g.kw);
@@ -103,7 +103,7 @@ pub(crate) fn forward<F: Float>(
 
 /// One output plane from one zero-padded input plane (`pcols` wide).
 #[inline(always)]
-fn plane<F: Float>(src: &[F], pcols: usize, wk: &[F], bias: F, g: &Geom, out: &mut [F]) {
+fn plane<F: Float>(src: &[F], pcols: usize, wk: &[F], bias: F, g: &ConvGeometry, out: &mut [F]) {
     let ow = g.ow;
     if g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 {
         let (dh, dw) = (g.dh, g.dw);
@@ -169,7 +169,7 @@ pub(crate) fn backward<F: Float>(
     x: &[F],
     w: &[F],
     gout: &[F],
-    g: &Geom,
+    g: &ConvGeometry,
     dx: &mut [F],
     dw: &mut [F],
 ) {
@@ -248,7 +248,7 @@ fn row_3x3_add<F: Float>(out: &mut [F], rows: [&[F]; 3], w: &[F; 9], d: usize) {
 /// Adds `gout * x` for every tap into the weight-gradient `lanes` (`[kh * kw, ow]`): an
 /// element-wise update over each output row.
 #[inline(always)]
-fn weight_lanes<F: Float>(src: &[F], pcols: usize, gout: &[F], g: &Geom, lanes: &mut [F]) {
+fn weight_lanes<F: Float>(src: &[F], pcols: usize, gout: &[F], g: &ConvGeometry, lanes: &mut [F]) {
     let ow = g.ow;
     for (o, grow) in gout.chunks_exact(ow).enumerate() {
         for i in 0..g.kh {
@@ -274,7 +274,7 @@ fn weight_lanes<F: Float>(src: &[F], pcols: usize, gout: &[F], g: &Geom, lanes: 
 
 /// Scatters `w * gout` into the padded input gradient `dpad` (`pcols` wide), tap by tap.
 #[inline(always)]
-fn scatter_plane<F: Float>(wk: &[F], gout: &[F], g: &Geom, pcols: usize, dpad: &mut [F]) {
+fn scatter_plane<F: Float>(wk: &[F], gout: &[F], g: &ConvGeometry, pcols: usize, dpad: &mut [F]) {
     let ow = g.ow;
     for (o, grow) in gout.chunks_exact(ow).enumerate() {
         for i in 0..g.kh {

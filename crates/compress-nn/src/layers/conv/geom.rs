@@ -1,28 +1,68 @@
-//! Convolution geometry shared by the im2col and depthwise kernels.
+//! Convolution geometry shared by the im2col and depthwise kernels (and by `compress-quant`'s
+//! integer convolution, through [`ConvGeometry`] and the public im2col functions).
+
+use compress_core::Result;
 
 use super::Conv2dConfig;
 
-/// Sizes of one convolution on one image, all in elements.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Geom {
-    /// Input height and width.
-    pub(crate) h: usize,
-    pub(crate) w: usize,
-    /// Output height and width.
-    pub(crate) oh: usize,
-    pub(crate) ow: usize,
-    pub(crate) kh: usize,
-    pub(crate) kw: usize,
-    pub(crate) sh: usize,
-    pub(crate) sw: usize,
-    pub(crate) ph: usize,
-    pub(crate) pw: usize,
-    pub(crate) dh: usize,
-    pub(crate) dw: usize,
+/// Sizes of one convolution on one image, all in elements: input and output height and
+/// width, kernel, stride, padding and dilation per axis.
+///
+/// ```
+/// use compress_nn::{Conv2dConfig, ConvGeometry};
+/// let g = ConvGeometry::new(&Conv2dConfig::new(3, 8, 3).padding(1).stride(2), 9, 9).unwrap();
+/// assert_eq!((g.oh, g.ow, g.out_len()), (5, 5, 25));
+/// // Output row 0 reads input rows -1..=1: kernel row 0 is in the padding there.
+/// assert_eq!(g.rows(0), (1, 5));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvGeometry {
+    /// Input height.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+    /// Output height.
+    pub oh: usize,
+    /// Output width.
+    pub ow: usize,
+    /// Kernel height.
+    pub kh: usize,
+    /// Kernel width.
+    pub kw: usize,
+    /// Vertical stride.
+    pub sh: usize,
+    /// Horizontal stride.
+    pub sw: usize,
+    /// Vertical padding (each side).
+    pub ph: usize,
+    /// Horizontal padding (each side).
+    pub pw: usize,
+    /// Vertical dilation.
+    pub dh: usize,
+    /// Horizontal dilation.
+    pub dw: usize,
 }
 
-impl Geom {
-    pub(crate) fn new(cfg: &Conv2dConfig, h: usize, w: usize, oh: usize, ow: usize) -> Self {
+impl ConvGeometry {
+    /// The geometry of `cfg` on an `h x w` input.
+    ///
+    /// # Errors
+    ///
+    /// As [`Conv2dConfig::output_hw`]: an invalid configuration, or a dilated kernel larger
+    /// than the padded input.
+    pub fn new(cfg: &Conv2dConfig, h: usize, w: usize) -> Result<Self> {
+        let (oh, ow) = cfg.output_hw(h, w)?;
+        Ok(Self::with_output(cfg, h, w, oh, ow))
+    }
+
+    /// The geometry with an output size already computed by [`Conv2dConfig::output_hw`].
+    pub(crate) fn with_output(
+        cfg: &Conv2dConfig,
+        h: usize,
+        w: usize,
+        oh: usize,
+        ow: usize,
+    ) -> Self {
         Self {
             h,
             w,
@@ -39,28 +79,34 @@ impl Geom {
         }
     }
 
-    /// Output positions per channel.
-    pub(crate) fn out_len(&self) -> usize {
+    /// Output positions per channel (`oh * ow`).
+    pub fn out_len(&self) -> usize {
         self.oh * self.ow
     }
 
+    /// Kernel taps (`kh * kw`).
+    pub fn taps(&self) -> usize {
+        self.kh * self.kw
+    }
+
     /// Input row offset of kernel row `i` (input row = output row * sh + offset).
-    pub(crate) fn off_h(&self, i: usize) -> isize {
+    pub fn off_h(&self, i: usize) -> isize {
         (i * self.dh) as isize - self.ph as isize
     }
 
     /// Input column offset of kernel column `j`.
-    pub(crate) fn off_w(&self, j: usize) -> isize {
+    pub fn off_w(&self, j: usize) -> isize {
         (j * self.dw) as isize - self.pw as isize
     }
 
-    /// Output rows whose input row for kernel row `i` lies inside the image.
-    pub(crate) fn rows(&self, i: usize) -> (usize, usize) {
+    /// Output rows `[lo, hi)` whose input row for kernel row `i` lies inside the image.
+    pub fn rows(&self, i: usize) -> (usize, usize) {
         valid_range(self.h, self.oh, self.sh, self.off_h(i))
     }
 
-    /// Output columns whose input column for kernel column `j` lies inside the image.
-    pub(crate) fn cols(&self, j: usize) -> (usize, usize) {
+    /// Output columns `[lo, hi)` whose input column for kernel column `j` lies inside the
+    /// image.
+    pub fn cols(&self, j: usize) -> (usize, usize) {
         valid_range(self.w, self.ow, self.sw, self.off_w(j))
     }
 }

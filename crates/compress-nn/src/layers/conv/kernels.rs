@@ -13,7 +13,7 @@
 use compress_core::Float;
 
 use super::depthwise::{self, DwShape};
-use super::geom::Geom;
+use super::geom::ConvGeometry;
 
 /// The vector extension a kernel call runs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +46,7 @@ pub(crate) fn depthwise_forward<F: Float>(
     x: &[F],
     w: &[F],
     bias: Option<&[F]>,
-    g: &Geom,
+    g: &ConvGeometry,
     out: &mut Vec<F>,
 ) {
     match detect() {
@@ -67,7 +67,7 @@ pub(crate) fn depthwise_forward_portable<F: Float>(
     x: &[F],
     w: &[F],
     bias: Option<&[F]>,
-    g: &Geom,
+    g: &ConvGeometry,
     out: &mut Vec<F>,
 ) {
     depthwise::forward(s, x, w, bias, g, out);
@@ -80,7 +80,7 @@ pub(crate) fn depthwise_backward<F: Float>(
     x: &[F],
     w: &[F],
     gout: &[F],
-    g: &Geom,
+    g: &ConvGeometry,
     dx: &mut [F],
     dw: &mut [F],
 ) {
@@ -103,7 +103,7 @@ pub(crate) fn depthwise_backward_portable<F: Float>(
     x: &[F],
     w: &[F],
     gout: &[F],
-    g: &Geom,
+    g: &ConvGeometry,
     dx: &mut [F],
     dw: &mut [F],
 ) {
@@ -117,7 +117,7 @@ fn fwd_avx512<F: Float>(
     x: &[F],
     w: &[F],
     bias: Option<&[F]>,
-    g: &Geom,
+    g: &ConvGeometry,
     out: &mut Vec<F>,
 ) {
     depthwise::forward(s, x, w, bias, g, out);
@@ -130,7 +130,7 @@ fn fwd_avx2<F: Float>(
     x: &[F],
     w: &[F],
     bias: Option<&[F]>,
-    g: &Geom,
+    g: &ConvGeometry,
     out: &mut Vec<F>,
 ) {
     depthwise::forward(s, x, w, bias, g, out);
@@ -144,7 +144,7 @@ fn bwd_avx512<F: Float>(
     x: &[F],
     w: &[F],
     gout: &[F],
-    g: &Geom,
+    g: &ConvGeometry,
     dx: &mut [F],
     dw: &mut [F],
 ) {
@@ -159,7 +159,7 @@ fn bwd_avx2<F: Float>(
     x: &[F],
     w: &[F],
     gout: &[F],
-    g: &Geom,
+    g: &ConvGeometry,
     dx: &mut [F],
     dw: &mut [F],
 ) {
@@ -178,7 +178,7 @@ mod tests {
 
     fn run(cfg: Conv2dConfig, n: usize, h: usize, w: usize, vals: &[f32]) -> (Run, Run) {
         let (oh, ow) = cfg.output_hw(h, w).unwrap();
-        let g = Geom::new(&cfg, h, w, oh, ow);
+        let g = ConvGeometry::with_output(&cfg, h, w, oh, ow);
         let c = cfg.in_channels;
         let s = DwShape {
             n,

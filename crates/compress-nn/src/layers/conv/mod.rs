@@ -14,6 +14,8 @@ mod im2col;
 mod kernels;
 
 pub use config::{Conv2dConfig, IntoHw};
+pub use geom::ConvGeometry;
+pub use im2col::{im2col, im2col_nhwc};
 
 use compress_core::{
     CoreError, Cost, Float, Layer, Mode, Module, Param, ParamKind, ParamPath, ParamVisitor,
@@ -23,8 +25,7 @@ use ndarray::{ArrayD, ArrayRef, ArrayView2, ArrayViewMut2, IxDyn};
 use rand::Rng;
 
 use self::depthwise::DwShape;
-use self::geom::Geom;
-use self::im2col::{col2im_add, im2col};
+use self::im2col::col2im_add;
 use super::no_forward;
 use crate::gemm::matmul_into;
 use crate::init::kaiming_uniform;
@@ -231,7 +232,7 @@ impl<F: Float> Layer<F> for Conv2d<F> {
         let (n, chw) = split_batch(x.shape());
         let (cfg, oh, ow) = self.plan(chw)?;
         let (c, h, w) = (chw[0], chw[1], chw[2]);
-        let g = Geom::new(&cfg, h, w, oh, ow);
+        let g = ConvGeometry::with_output(&cfg, h, w, oh, ow);
         let oc = cfg.out_channels;
         let xs = x.as_standard_layout();
         let xs = xs.as_slice().expect("standard layout is contiguous");
@@ -267,7 +268,7 @@ impl<F: Float> Layer<F> for Conv2d<F> {
                 grad.shape(),
             ));
         }
-        let g = Geom::new(&cfg, h, w, oh, ow);
+        let g = ConvGeometry::with_output(&cfg, h, w, oh, ow);
         let gs = grad.as_standard_layout();
         let gs = gs.as_slice().expect("standard layout is contiguous");
         let weight = self.weight.effective();
@@ -340,7 +341,7 @@ fn scratch<F: Float>(buf: &mut Vec<F>, len: usize) -> &mut [F] {
 #[allow(clippy::too_many_arguments)]
 fn gemm_forward<F: Float>(
     cfg: &Conv2dConfig,
-    g: &Geom,
+    g: &ConvGeometry,
     n: usize,
     xs: &[F],
     ws: &[F],
@@ -378,7 +379,7 @@ fn gemm_forward<F: Float>(
                 let xv = ArrayView2::from_shape((cg, l), x_grp)?;
                 matmul_into(F::one(), &wg, &xv, beta, &mut yg);
             } else {
-                im2col(x_grp, cg, g, cols);
+                im2col(x_grp, cg, g, F::zero(), cols);
                 let cv = ArrayView2::from_shape((ckk, l), &*cols)?;
                 matmul_into(F::one(), &wg, &cv, beta, &mut yg);
             }
@@ -391,7 +392,7 @@ fn gemm_forward<F: Float>(
 #[allow(clippy::too_many_arguments)]
 fn gemm_backward<F: Float>(
     cfg: &Conv2dConfig,
-    g: &Geom,
+    g: &ConvGeometry,
     n: usize,
     xs: &[F],
     ws: &[F],
@@ -425,7 +426,7 @@ fn gemm_backward<F: Float>(
                 let mut dxv = ArrayViewMut2::from_shape((cg, l), dx_grp)?;
                 matmul_into(F::one(), &wg.t(), &gg, F::one(), &mut dxv);
             } else {
-                im2col(x_grp, cg, g, cols);
+                im2col(x_grp, cg, g, F::zero(), cols);
                 let cv = ArrayView2::from_shape((ckk, l), &*cols)?;
                 matmul_into(F::one(), &gg, &cv.t(), F::one(), &mut dwg);
                 let mut dcv = ArrayViewMut2::from_shape((ckk, l), &mut *dcols)?;
