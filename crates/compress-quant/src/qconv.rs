@@ -24,7 +24,7 @@ use crate::{IntScheme, QTensor, QuantError};
 ///
 /// ```
 /// use compress_core::{Layer, Mode};
-/// use compress_nn::{Conv2d, Conv2dConfig, ConvGeometry, im2col_nhwc};
+/// use compress_nn::{Conv2d, Conv2dConfig};
 /// use compress_quant::QConv2d;
 /// use ndarray::ArrayD;
 /// use rand::{SeedableRng, rngs::StdRng};

@@ -204,12 +204,13 @@ impl<F: Float> Layer<F> for MaxPool2d {
         } else {
             0
         });
+        // The windows' spans, computed once per axis rather than per output.
+        let rows: Vec<_> = (0..oh).map(|o| Window::span(o, kh, sh, ph, h)).collect();
+        let cols: Vec<_> = (0..ow).map(|q| Window::span(q, kw, sw, pw, w)).collect();
         for p in 0..n * c {
             let base = p * h * w;
-            for o in 0..oh {
-                let (r0, r1) = Window::span(o, kh, sh, ph, h);
-                for q in 0..ow {
-                    let (c0, c1) = Window::span(q, kw, sw, pw, w);
+            for &(r0, r1) in &rows {
+                for &(c0, c1) in &cols {
                     let (mut best, mut bi) = (F::neg_infinity(), base + r0 * w + c0);
                     for r in r0..r1 {
                         for (k, &v) in xs[base + r * w + c0..base + r * w + c1].iter().enumerate() {

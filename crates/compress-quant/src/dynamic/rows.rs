@@ -74,24 +74,18 @@ impl Scratch {
         grow(&mut self.codes, m * lda, 0);
         grow(&mut self.row_scales, m, 0.0);
         grow(&mut self.row_zps, m, 0);
-        let rows = x.chunks_exact(k).zip(self.codes.chunks_exact_mut(lda));
-        for (r, (row, codes)) in rows.enumerate().take(m) {
-            let (lo, hi, finite) = quantize::min_max(row);
-            if !finite {
-                let index = row.iter().position(|v| !v.is_finite()).unwrap_or(0);
-                return Err(CoreError::NonFinite {
-                    path: what.to_string(),
-                    index: r * k + index,
-                    value: f64::from(row[index]),
-                }
-                .into());
+        let params = |lo, hi| row_params(lo, hi, act);
+        let (codes, scales, zps) = (&mut self.codes, &mut self.row_scales, &mut self.row_zps);
+        quantize::quantize_rows(x, m, k, lda, params, codes, scales, zps).map_err(|r| {
+            let row = &x[r * k..(r + 1) * k];
+            let index = row.iter().position(|v| !v.is_finite()).unwrap_or(0);
+            CoreError::NonFinite {
+                path: what.to_string(),
+                index: r * k + index,
+                value: f64::from(row[index]),
             }
-            let (scale, zp, qmin) = row_params(lo, hi, act);
-            quantize::quantize(row, 1.0 / scale, zp as f32, qmin, 255.0, &mut codes[..k]);
-            self.row_scales[r] = scale;
-            self.row_zps[r] = zp;
-        }
-        Ok(())
+            .into()
+        })
     }
 }
 

@@ -13,7 +13,7 @@
 //!   exact; `vpmaddubsw` would saturate);
 //! - portable: scalar.
 
-use super::epilogue::{Dequant, Out};
+use super::epilogue::{Dequant, Out, OutLayout};
 
 /// Rows of A per micro-tile.
 pub const MR: usize = 8;
@@ -195,11 +195,20 @@ fn tile_avx512_rows<const R: usize, const V: usize>(t: Tile<'_>) {
             }
         }
     }
-    if t.out.is_some() {
+    let masks: [u16; V] = std::array::from_fn(|v| {
+        let lanes = t.cols.saturating_sub(16 * v).min(16);
+        ((1u32 << lanes) - 1) as u16
+    });
+    if let Some(o) = &t.out {
+        if o.dq.layout == OutLayout::RowMajor {
+            let mut t = t;
+            epilogue_avx512_row_major(&mut t, &acc, &masks);
+            return;
+        }
         let mut tile = [[0i32; NR]; MR];
         for (row, a) in tile.iter_mut().zip(&acc) {
             for (v, val) in a.iter().enumerate() {
-                // SAFETY: each `val` fills exactly 16 `i32` of the row.
+                // SAFETY: each `val` fills exactly 16 `i32` of the row (`16 V <= NR`).
                 unsafe { _mm512_storeu_si512(row[16 * v..].as_mut_ptr().cast(), *val) };
             }
         }
@@ -207,10 +216,6 @@ fn tile_avx512_rows<const R: usize, const V: usize>(t: Tile<'_>) {
         t.store(&tile);
         return;
     }
-    let masks: [u16; V] = std::array::from_fn(|v| {
-        let lanes = t.cols.saturating_sub(16 * v).min(16);
-        ((1u32 << lanes) - 1) as u16
-    });
     for (r, row) in acc.iter().enumerate() {
         for (v, &val) in row.iter().enumerate() {
             if masks[v] == 0 {
@@ -227,6 +232,61 @@ fn tile_avx512_rows<const R: usize, const V: usize>(t: Tile<'_>) {
                     val
                 };
                 _mm512_mask_storeu_epi32(dst, masks[v], val);
+            }
+        }
+    }
+}
+
+/// The fused dequantization of a finished AVX-512 tile in the row-major layout, from the
+/// accumulators: `(acc (+ partial) - z cs) as f32 * (s ws) + b` per lane, with the same
+/// wrapping integer and separate float operations as [`Dequant::row`], so the bits agree
+/// with the scalar epilogue.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn epilogue_avx512_row_major<const R: usize, const V: usize>(
+    t: &mut Tile<'_>,
+    acc: &[[std::arch::x86_64::__m512i; V]; R],
+    masks: &[u16; V],
+) {
+    use std::arch::x86_64::{
+        _mm512_add_epi32, _mm512_add_ps, _mm512_cvtepi32_ps, _mm512_mask_storeu_ps,
+        _mm512_maskz_loadu_epi32, _mm512_maskz_loadu_ps, _mm512_mul_ps, _mm512_mullo_epi32,
+        _mm512_set1_epi32, _mm512_set1_ps, _mm512_sub_epi32,
+    };
+    let Some(o) = &mut t.out else { return };
+    let dq = o.dq;
+    let n = dq.col_sums.len();
+    // `Dequant::check` (run before any tile) bounds rows by the row factors and the output by
+    // `m * n`; columns `col0 + 16 v + lane` with the lane's mask bit set are below `n`.
+    assert!(o.row0 + R <= dq.row_scales.len().min(dq.row_zps.len()));
+    assert!(o.col0 + t.cols <= n && o.out.len() >= (o.row0 + R) * n);
+    for (r, a) in acc.iter().enumerate() {
+        let row = o.row0 + r;
+        let s = _mm512_set1_ps(dq.row_scales[row]);
+        let z = _mm512_set1_epi32(dq.row_zps[row]);
+        for (v, (&val, &mask)) in a.iter().zip(masks).enumerate() {
+            if mask == 0 {
+                continue;
+            }
+            let c0 = o.col0 + 16 * v;
+            // SAFETY: masked lanes `l` satisfy `c0 + l < col0 + cols <= n`, so every load of
+            // the column factors and every store to row `row` of the `[m, n]` output is in
+            // bounds (asserted above); the partial sums are bounded by `Tile::check`.
+            unsafe {
+                let sum = if t.accumulate {
+                    let p = _mm512_maskz_loadu_epi32(mask, t.c.as_ptr().add(r * t.ldc + 16 * v));
+                    _mm512_add_epi32(p, val)
+                } else {
+                    val
+                };
+                let cs = _mm512_maskz_loadu_epi32(mask, dq.col_sums.as_ptr().add(c0));
+                let ws = _mm512_maskz_loadu_ps(mask, dq.col_scales.as_ptr().add(c0));
+                let b = _mm512_maskz_loadu_ps(mask, dq.bias.as_ptr().add(c0));
+                let q = _mm512_sub_epi32(sum, _mm512_mullo_epi32(z, cs));
+                let y = _mm512_mul_ps(_mm512_cvtepi32_ps(q), _mm512_mul_ps(s, ws));
+                let y = _mm512_add_ps(y, b);
+                let dst = o.out.as_mut_ptr().add(row * n + c0).cast::<f32>();
+                _mm512_mask_storeu_ps(dst, mask, y);
             }
         }
     }

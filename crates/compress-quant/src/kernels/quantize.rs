@@ -89,6 +89,107 @@ pub(crate) fn quantize<T: CodeOut>(x: &[f32], inv: f32, zp: f32, lo: f32, hi: f3
     quantize_portable(x, inv, zp, lo, hi, out);
 }
 
+/// Quantizes `m` rows of `k` values (`x`, row-major) into `u8` codes (row stride `lda`),
+/// each with the `(scale, zero point, lowest code)` that `params` gives for the row's
+/// `(min, max)`, highest code 255: one dispatch for all rows, and each row's extremes and
+/// codes computed while it is in L1. On a row holding NaN or infinity, returns its index
+/// (the rows before it are done).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn quantize_rows<P: Fn(f32, f32) -> (f32, i32, f32) + Copy>(
+    x: &[f32],
+    m: usize,
+    k: usize,
+    lda: usize,
+    params: P,
+    codes: &mut [u8],
+    scales: &mut [f32],
+    zps: &mut [i32],
+) -> Result<(), usize> {
+    assert!(
+        x.len() >= m * k && codes.len() >= m * lda && lda >= k,
+        "quantize_rows: sizes"
+    );
+    assert!(
+        scales.len() >= m && zps.len() >= m,
+        "quantize_rows: row factors"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if compress_core::Isa::Avx512.enabled() {
+        // SAFETY: AVX-512F/BW are available (runtime check); only safe slice accesses inside.
+        return unsafe { rows_avx512(x, m, k, lda, params, codes, scales, zps) };
+    }
+    #[cfg(target_arch = "x86_64")]
+    if super::has_avx2() {
+        // SAFETY: AVX2 is available (runtime check); only safe slice accesses inside.
+        return unsafe { rows_avx2(x, m, k, lda, params, codes, scales, zps) };
+    }
+    rows_body(x, m, k, lda, params, codes, scales, zps)
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn rows_body<P: Fn(f32, f32) -> (f32, i32, f32)>(
+    x: &[f32],
+    m: usize,
+    k: usize,
+    lda: usize,
+    params: P,
+    codes: &mut [u8],
+    scales: &mut [f32],
+    zps: &mut [i32],
+) -> Result<(), usize> {
+    if k == 0 {
+        return Ok(());
+    }
+    let rows = x.chunks_exact(k).zip(codes.chunks_exact_mut(lda));
+    for (r, ((row, out), (s, z))) in rows
+        .zip(scales.iter_mut().zip(zps.iter_mut()))
+        .enumerate()
+        .take(m)
+    {
+        let (lo, hi, finite) = min_max_body(row);
+        if !finite {
+            return Err(r);
+        }
+        let (scale, zp, qmin) = params(lo, hi);
+        quantize_body(row, 1.0 / scale, zp as f32, qmin, 255.0, &mut out[..k]);
+        (*s, *z) = (scale, zp);
+    }
+    Ok(())
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+fn rows_avx2<P: Fn(f32, f32) -> (f32, i32, f32)>(
+    x: &[f32],
+    m: usize,
+    k: usize,
+    lda: usize,
+    params: P,
+    codes: &mut [u8],
+    scales: &mut [f32],
+    zps: &mut [i32],
+) -> Result<(), usize> {
+    rows_body(x, m, k, lda, params, codes, scales, zps)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+#[allow(clippy::too_many_arguments)]
+fn rows_avx512<P: Fn(f32, f32) -> (f32, i32, f32)>(
+    x: &[f32],
+    m: usize,
+    k: usize,
+    lda: usize,
+    params: P,
+    codes: &mut [u8],
+    scales: &mut [f32],
+    zps: &mut [i32],
+) -> Result<(), usize> {
+    rows_body(x, m, k, lda, params, codes, scales, zps)
+}
+
 /// Input element types of the dequantize kernels: an integer code.
 pub(crate) trait CodeIn: Copy + Send + Sync {
     fn value(self) -> i32;
