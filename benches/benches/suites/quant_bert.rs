@@ -11,6 +11,11 @@
 //!
 //! `quant/bert_encode_w4a8/b1s128` and `.../b32s128`: the same int4 g128 weights as
 //! `W4A8Linear` (per-token int8 activations, the `vpdpbusd` W4A8 kernel).
+//!
+//! `quant/linear_int3_g128/128x384x1536`: `IntNLinear` (int3, groups of 128, the weight
+//! dequantized tile by tile) at the shape of MiniLM's FFN input projection on 128 tokens,
+//! beside `.../whole_weight`: the whole weight dequantized into a new buffer and one GEMM
+//! per call (what `IntNLinear` did before).
 
 use std::hint::black_box;
 
@@ -108,9 +113,54 @@ fn bert_encode_w4a8(c: &mut Criterion) {
     bench_int4(c, "bert_encode_w4a8", true, &[1, 32]);
 }
 
+fn linear_int3(c: &mut Criterion) {
+    use compress_quant::calibrated::IntNLinear;
+    use compress_quant::{IntScheme, QTensor};
+    let (m, k, n) = (128, 384, 1536);
+    let mut group = c.benchmark_group("quant");
+    group.sample_size(20);
+    let lin = Linear::<f32>::new(k, n, true, &mut StdRng::seed_from_u64(0));
+    let w: Vec<f32> = lin.weight.effective().iter().copied().collect();
+    let s = IntScheme::new(3).per_group(128).affine();
+    let q = QTensor::quantize_slice(&w, &[n, k], s).expect("128 divides 384");
+    let b: Vec<f32> = lin
+        .bias
+        .as_ref()
+        .expect("bias")
+        .effective()
+        .iter()
+        .copied()
+        .collect();
+    let mut layer = IntNLinear::from_qtensor(q.clone(), Some(b.clone())).expect("2-D int3");
+    let mut rng = StdRng::seed_from_u64(1);
+    let x = ndarray::ArrayD::from_shape_simple_fn(vec![m, k], || rng.random_range(-1.0f32..1.0));
+    group.throughput(Throughput::Elements((m * k * n) as u64));
+    let id = format!("{m}x{k}x{n}");
+    group.bench_function(BenchmarkId::new("linear_int3_g128", &id), |bench| {
+        bench.iter(|| layer.forward(black_box(&x), Mode::Eval).expect("finite"));
+    });
+    let xv = x.view().into_dimensionality::<ndarray::Ix2>().expect("2-D");
+    group.bench_function(
+        BenchmarkId::new("linear_int3_g128/whole_weight", &id),
+        |bench| {
+            bench.iter(|| {
+                let mut wd = vec![0.0f32; n * k];
+                q.dequantize_into(&mut wd);
+                let wv = ndarray::ArrayView2::from_shape((n, k), &wd).expect("n * k");
+                let mut y = Array2::<f32>::zeros((m, n));
+                compress_nn::gemm::matmul_into(1.0, &xv, &wv.t(), 0.0, &mut y.view_mut());
+                y += &ndarray::ArrayView1::from(&b);
+                y
+            });
+        },
+    );
+    group.finish();
+}
+
 criterion_group!(
     benches,
     bert_encode_int8,
     bert_encode_int4,
-    bert_encode_w4a8
+    bert_encode_w4a8,
+    linear_int3
 );

@@ -1,7 +1,8 @@
-//! `netcompress eval MODEL_DIR --against OTHER_DIR [--file SENTENCES] [--json]`: the fidelity
-//! of a (compressed) model to its original on real sentences (mean and worst cosine,
-//! top-1 nearest-neighbour agreement, Spearman of the pairwise similarities; definitions in
-//! `compress_transformer::metrics`), each model's size on disk and time per sentence. The
+//! `netcompress eval MODEL_DIR --against OTHER_DIR [--file SENTENCES] [--int8-activations]
+//! [--json]`: the fidelity of a (compressed) model to its original on real sentences (mean
+//! and worst cosine, top-1 nearest-neighbour agreement, Spearman of the pairwise
+//! similarities; definitions in `compress_transformer::metrics`), each model's size on disk
+//! and time per sentence (`--int8-activations`: int4 layers run as W4A8). The
 //! default sentences are the evaluation half of the shipped file, which calibration never
 //! sees (see [`super::sentences`]).
 
