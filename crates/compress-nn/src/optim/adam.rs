@@ -3,10 +3,10 @@
 use std::collections::HashMap;
 
 use crate::kernels;
-use compress_core::{CoreError, Float, Module, Param, ParamKind, ParamPath, Result};
+use compress_core::{Float, Module, Result};
 use ndarray::{ArrayD, Zip};
 
-use super::Optimizer;
+use super::{Optimizer, for_each_trained, state_of};
 
 /// Adam (Kingma & Ba) with bias correction; with `decoupled(true)` it is AdamW
 /// (weight decay applied to the weights directly, not through the gradient).
@@ -70,51 +70,38 @@ impl<F: Float> Optimizer<F> for Adam<F> {
         let c1 = F::one() - b1.powi(self.t);
         let c2 = F::one() - b2.powi(self.t);
         let moments = &mut self.moments;
-        model.visit_mut(
-            &mut ParamPath::root(),
-            &mut |path: &ParamPath, p: &mut Param<F>| {
-                if p.kind() == ParamKind::Buffer || p.grad().is_none() {
-                    return Ok(());
+        for_each_trained(model, wd_all, |key, wd, p| {
+            let (m, v) = state_of(
+                moments,
+                key,
+                p,
+                || (p.zeros_like(), p.zeros_like()),
+                |(m, _)| m.shape(),
+            )?;
+            p.update(|w, g| {
+                if let (Some(ws), Some(ms), Some(vs), Some(gs)) = (
+                    w.as_slice_mut(),
+                    m.as_slice_mut(),
+                    v.as_slice_mut(),
+                    g.as_slice(),
+                ) {
+                    return kernels::adam(ws, ms, vs, gs, lr, b1, b2, c1, c2, eps, wd, decoupled);
                 }
-                let wd = if p.kind() == ParamKind::Weight {
-                    wd_all
-                } else {
-                    F::zero()
-                };
-                let key = path.to_string();
-                let (m, v) = moments
-                    .entry(key.clone())
-                    .or_insert_with(|| (p.zeros_like(), p.zeros_like()));
-                if m.shape() != p.shape() {
-                    return Err(CoreError::shape(key, p.shape(), m.shape()));
-                }
-                p.update(|w, g| {
-                    if let (Some(ws), Some(ms), Some(vs), Some(gs)) = (
-                        w.as_slice_mut(),
-                        m.as_slice_mut(),
-                        v.as_slice_mut(),
-                        g.as_slice(),
-                    ) {
-                        return kernels::adam(
-                            ws, ms, vs, gs, lr, b1, b2, c1, c2, eps, wd, decoupled,
-                        );
-                    }
-                    Zip::from(w)
-                        .and(g)
-                        .and(&mut *m)
-                        .and(&mut *v)
-                        .for_each(|w, &g, m, v| {
-                            let g = if decoupled { g } else { g + wd * *w };
-                            *m = b1 * *m + (F::one() - b1) * g;
-                            *v = b2 * *v + (F::one() - b2) * g * g;
-                            let upd = (*m / c1) / ((*v / c2).sqrt() + eps);
-                            let decay = if decoupled { wd * *w } else { F::zero() };
-                            *w -= lr * (upd + decay);
-                        });
-                });
-                Ok(())
-            },
-        )
+                Zip::from(w)
+                    .and(g)
+                    .and(&mut *m)
+                    .and(&mut *v)
+                    .for_each(|w, &g, m, v| {
+                        let g = if decoupled { g } else { g + wd * *w };
+                        *m = b1 * *m + (F::one() - b1) * g;
+                        *v = b2 * *v + (F::one() - b2) * g * g;
+                        let upd = (*m / c1) / ((*v / c2).sqrt() + eps);
+                        let decay = if decoupled { wd * *w } else { F::zero() };
+                        *w -= lr * (upd + decay);
+                    });
+            });
+            Ok(())
+        })
     }
 
     fn lr(&self) -> F {

@@ -8,7 +8,9 @@ pub use adam::Adam;
 pub use schedule::LrSchedule;
 pub use sgd::Sgd;
 
-use compress_core::{Float, Module, Result};
+use std::collections::HashMap;
+
+use compress_core::{CoreError, Float, Module, Param, ParamKind, ParamPath, Result};
 
 /// Updates a model's parameters from their accumulated gradients.
 ///
@@ -27,4 +29,47 @@ pub trait Optimizer<F: Float>: std::fmt::Debug {
     fn set_lr(&mut self, lr: F);
     /// Forgets per-parameter state (momentum, moments), e.g. after a rewind.
     fn reset(&mut self);
+}
+
+/// Calls `f` on every parameter an optimizer updates (not buffers, only those with a
+/// gradient) with its path and the weight decay that applies to it (`weight_decay` for
+/// weights, zero for biases and norms).
+fn for_each_trained<F: Float>(
+    model: &mut dyn Module<F>,
+    weight_decay: F,
+    mut f: impl FnMut(String, F, &mut Param<F>) -> Result<()>,
+) -> Result<()> {
+    model.visit_mut(
+        &mut ParamPath::root(),
+        &mut |path: &ParamPath, p: &mut Param<F>| {
+            if p.kind() == ParamKind::Buffer || p.grad().is_none() {
+                return Ok(());
+            }
+            let wd = if p.kind() == ParamKind::Weight {
+                weight_decay
+            } else {
+                F::zero()
+            };
+            f(path.to_string(), wd, p)
+        },
+    )
+}
+
+/// The optimizer state of the parameter at `key`, created by `init` on first use.
+///
+/// # Errors
+///
+/// A shape mismatch if the parameter changed shape since the state was created.
+fn state_of<'a, F: Float, S>(
+    states: &'a mut HashMap<String, S>,
+    key: String,
+    p: &Param<F>,
+    init: impl FnOnce() -> S,
+    shape: impl Fn(&S) -> &[usize],
+) -> Result<&'a mut S> {
+    let s = states.entry(key.clone()).or_insert_with(init);
+    if shape(s) != p.shape() {
+        return Err(CoreError::shape(key, p.shape(), shape(s)));
+    }
+    Ok(s)
 }

@@ -3,10 +3,10 @@
 use std::collections::HashMap;
 
 use crate::kernels;
-use compress_core::{CoreError, Float, Module, Param, ParamKind, ParamPath, Result};
+use compress_core::{Float, Module, Result};
 use ndarray::{ArrayD, Zip};
 
-use super::Optimizer;
+use super::{Optimizer, for_each_trained, state_of};
 
 /// SGD as in PyTorch: `v = mu v + (g + wd w)`, `w -= lr v` (or the Nesterov form
 /// `w -= lr (g + wd w + mu v)`).
@@ -60,51 +60,34 @@ impl<F: Float> Optimizer<F> for Sgd<F> {
         let (lr, mu, nesterov) = (self.lr, self.momentum, self.nesterov);
         let velocity = &mut self.velocity;
         let wd_all = self.weight_decay;
-        model.visit_mut(
-            &mut ParamPath::root(),
-            &mut |path: &ParamPath, p: &mut Param<F>| {
-                if p.kind() == ParamKind::Buffer || p.grad().is_none() {
-                    return Ok(());
-                }
-                let wd = if p.kind() == ParamKind::Weight {
-                    wd_all
-                } else {
-                    F::zero()
-                };
-                let key = path.to_string();
-                if mu == F::zero() {
-                    p.update(|w, g| {
-                        if let (Some(ws), Some(gs)) = (w.as_slice_mut(), g.as_slice()) {
-                            return kernels::sgd(ws, gs, lr, wd);
-                        }
-                        Zip::from(w)
-                            .and(g)
-                            .for_each(|w, &g| *w = *w - lr * (g + wd * *w));
-                    });
-                    return Ok(());
-                }
-                let v = velocity
-                    .entry(key.clone())
-                    .or_insert_with(|| p.zeros_like());
-                if v.shape() != p.shape() {
-                    return Err(CoreError::shape(key, p.shape(), v.shape()));
-                }
+        for_each_trained(model, wd_all, |key, wd, p| {
+            if mu == F::zero() {
                 p.update(|w, g| {
-                    if let (Some(ws), Some(vs), Some(gs)) =
-                        (w.as_slice_mut(), v.as_slice_mut(), g.as_slice())
-                    {
-                        return kernels::sgd_momentum(ws, vs, gs, lr, wd, mu, nesterov);
+                    if let (Some(ws), Some(gs)) = (w.as_slice_mut(), g.as_slice()) {
+                        return kernels::sgd(ws, gs, lr, wd);
                     }
-                    Zip::from(w).and(g).and(&mut *v).for_each(|w, &g, v| {
-                        let d = g + wd * *w;
-                        *v = mu * *v + d;
-                        let step = if nesterov { d + mu * *v } else { *v };
-                        *w -= lr * step;
-                    });
+                    Zip::from(w)
+                        .and(g)
+                        .for_each(|w, &g| *w = *w - lr * (g + wd * *w));
                 });
-                Ok(())
-            },
-        )
+                return Ok(());
+            }
+            let v = state_of(velocity, key, p, || p.zeros_like(), |v| v.shape())?;
+            p.update(|w, g| {
+                if let (Some(ws), Some(vs), Some(gs)) =
+                    (w.as_slice_mut(), v.as_slice_mut(), g.as_slice())
+                {
+                    return kernels::sgd_momentum(ws, vs, gs, lr, wd, mu, nesterov);
+                }
+                Zip::from(w).and(g).and(&mut *v).for_each(|w, &g, v| {
+                    let d = g + wd * *w;
+                    *v = mu * *v + d;
+                    let step = if nesterov { d + mu * *v } else { *v };
+                    *w -= lr * step;
+                });
+            });
+            Ok(())
+        })
     }
 
     fn lr(&self) -> F {
