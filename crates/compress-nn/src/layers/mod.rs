@@ -24,8 +24,35 @@ pub use transformer::{
     TransformerConfig, TransformerEncoder, TransformerEncoderLayer,
 };
 
-use compress_core::{CoreError, Float};
-use ndarray::{ArrayRef, ArrayView2, Ix2, IxDyn};
+use compress_core::{CoreError, Float, Layer, Mode};
+use ndarray::{ArrayD, ArrayRef, ArrayView2, Ix2, IxDyn};
+
+/// Runs `x` through `layers` in order, each taking the previous output by value
+/// ([`Layer::forward_owned`]): the forward pass of a chain of layers.
+pub(crate) fn forward_chain<'a, F: Float, L: Layer<F> + ?Sized + 'a>(
+    layers: impl IntoIterator<Item = &'a mut L>,
+    x: ArrayD<F>,
+    mode: Mode,
+) -> Result<ArrayD<F>, CoreError> {
+    let mut h = x;
+    for l in layers {
+        h = l.forward_owned(h, mode)?;
+    }
+    Ok(h)
+}
+
+/// Back-propagates `grad` through a chain of `layers` (given first to last; walked last to
+/// first).
+pub(crate) fn backward_chain<'a, F: Float, L: Layer<F> + ?Sized + 'a>(
+    layers: impl IntoIterator<Item = &'a mut L, IntoIter: DoubleEndedIterator>,
+    grad: &ArrayRef<F, IxDyn>,
+) -> Result<ArrayD<F>, CoreError> {
+    let mut g = grad.to_owned();
+    for l in layers.into_iter().rev() {
+        g = l.backward(&g)?;
+    }
+    Ok(g)
+}
 
 /// Views `x` as a 2-D batch `[N, features]`, naming `layer` in the error.
 pub(crate) fn as_2d<'a, F: Float>(

@@ -1,5 +1,6 @@
 //! A chain of layers, each under a name (its index unless given one).
 
+use super::{backward_chain, forward_chain};
 use compress_core::{
     CoreError, Cost, CouplingGroup, Float, Layer, LayerSlot, Mode, Module, ParamPath, ParamVisitor,
     ParamVisitorMut, Result,
@@ -228,27 +229,16 @@ impl<F: Float> Layer<F> for Sequential<F> {
         let Some(first) = it.next() else {
             return Ok(x.to_owned());
         };
-        let mut h = first.forward(x, mode)?;
-        for l in it {
-            h = l.forward_owned(h, mode)?;
-        }
-        Ok(h)
+        let h = first.forward(x, mode)?;
+        forward_chain(it, h, mode)
     }
 
     fn forward_owned(&mut self, x: ArrayD<F>, mode: Mode) -> Result<ArrayD<F>> {
-        let mut h = x;
-        for l in &mut self.layers {
-            h = l.forward_owned(h, mode)?;
-        }
-        Ok(h)
+        forward_chain(&mut self.layers, x, mode)
     }
 
     fn backward(&mut self, grad: &ArrayRef<F, IxDyn>) -> Result<ArrayD<F>> {
-        let mut g = grad.to_owned();
-        for l in self.layers.iter_mut().rev() {
-            g = l.backward(&g)?;
-        }
-        Ok(g)
+        backward_chain(&mut self.layers, grad)
     }
 
     fn cost(&self, input_shape: &[usize]) -> Result<Cost> {

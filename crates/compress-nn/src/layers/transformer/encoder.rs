@@ -362,9 +362,10 @@ fn check_width<F: Float>(name: &str, y: &ArrayD<F>, n: usize, width: usize) -> R
 
 /// A stack of [`TransformerEncoderLayer`]s, visited as `layer.0`, `layer.1`, ... (Hugging
 /// Face's `BertEncoder`).
-#[derive(Debug)]
+#[derive(Debug, compress_core::derive::Module)]
 pub struct TransformerEncoder<F: Float> {
     /// The layers, first to last.
+    #[module(rename = "layer")]
     pub layers: Vec<TransformerEncoderLayer<F>>,
 }
 
@@ -386,15 +387,6 @@ impl<F: Float> TransformerEncoder<F> {
         for l in &mut self.layers {
             l.set_padding_mask(mask.clone());
         }
-    }
-}
-
-impl<F: Float> Module<F> for TransformerEncoder<F> {
-    fn visit(&self, path: &mut ParamPath, v: &mut dyn ParamVisitor<F>) {
-        path.scoped("layer", |p| self.layers.visit(p, v));
-    }
-    fn visit_mut(&mut self, path: &mut ParamPath, v: &mut dyn ParamVisitorMut<F>) -> Result<()> {
-        path.scoped("layer", |p| self.layers.visit_mut(p, v))
     }
 }
 
@@ -425,19 +417,11 @@ impl<F: Float> Layer<F> for TransformerEncoder<F> {
     }
 
     fn forward_owned(&mut self, x: ArrayD<F>, mode: Mode) -> Result<ArrayD<F>> {
-        let mut x = x;
-        for l in &mut self.layers {
-            x = l.forward(&x, mode)?;
-        }
-        Ok(x)
+        crate::layers::forward_chain(&mut self.layers, x, mode)
     }
 
     fn backward(&mut self, grad: &ArrayRef<F, IxDyn>) -> Result<ArrayD<F>> {
-        let mut g = grad.to_owned();
-        for l in self.layers.iter_mut().rev() {
-            g = l.backward(&g)?;
-        }
-        Ok(g)
+        crate::layers::backward_chain(&mut self.layers, grad)
     }
 
     fn cost(&self, input_shape: &[usize]) -> Result<Cost> {
