@@ -135,80 +135,77 @@ pub(crate) fn plan<F: Float>(seq: &Sequential<F>, i: usize, input_shape: &[usize
     let mut between = Vec::new();
     let mut through: Vec<PassThrough> = Vec::new();
     let mut block = 1;
-    for (j, l) in layers.iter().enumerate().skip(i + 1) {
-        let role = match l.name() {
-            "ReLU" | "ReLU6" | "Tanh" | "Sigmoid" | "HardSwish" | "Dropout" => Between::Elementwise,
-            "MaxPool2d" | "AvgPool2d" | "GlobalAvgPool" => Between::Channelwise,
-            "BatchNorm1d" | "BatchNorm2d" => Between::BatchNorm,
-            "Flatten" => {
-                let in_shape = &shapes[j - 1].output_shape;
-                let b: usize = in_shape.iter().skip(1).product();
-                block *= b;
-                Between::Flatten { block: b }
-            }
-            "Linear" => {
-                return Ok(Plan {
-                    producer: i,
-                    between,
-                    through,
-                    consumer: j,
-                    block,
-                    consumer_groups: 1,
-                });
-            }
-            "Conv2d" => {
-                if block != 1 {
-                    return Err(unsupported(j, "Conv2d", "follows a Flatten"));
+    // The consumer's index and group count.
+    let (consumer, consumer_groups) = 'consumer: {
+        for (j, l) in layers.iter().enumerate().skip(i + 1) {
+            let role = match l.name() {
+                "ReLU" | "ReLU6" | "Tanh" | "Sigmoid" | "HardSwish" | "Dropout" => {
+                    Between::Elementwise
                 }
-                let Some(cfg) = conv_config(l.as_ref()) else {
-                    return Err(unsupported(j, "Conv2d", "is not a compress_nn::Conv2d"));
-                };
-                if cfg.groups > 1 && cfg.is_depthwise() {
-                    // Removal passes through: channel c takes its `mult` outputs with it.
-                    through.push(PassThrough {
-                        index: j,
-                        mult: cfg.out_per_group(),
-                        between: Vec::new(),
-                    });
-                    continue;
+                "MaxPool2d" | "AvgPool2d" | "GlobalAvgPool" => Between::Channelwise,
+                "BatchNorm1d" | "BatchNorm2d" => Between::BatchNorm,
+                "Flatten" => {
+                    let in_shape = &shapes[j - 1].output_shape;
+                    let b: usize = in_shape.iter().skip(1).product();
+                    block *= b;
+                    Between::Flatten { block: b }
                 }
-                if cfg.groups > 1 && !through.is_empty() {
-                    return Err(unsupported(
-                        j,
-                        "Conv2d",
-                        format!(
-                            "is grouped (groups = {}) after a depthwise conv; only a Linear or \
+                "Linear" => break 'consumer (j, 1),
+                "Conv2d" => {
+                    if block != 1 {
+                        return Err(unsupported(j, "Conv2d", "follows a Flatten"));
+                    }
+                    let Some(cfg) = conv_config(l.as_ref()) else {
+                        return Err(unsupported(j, "Conv2d", "is not a compress_nn::Conv2d"));
+                    };
+                    if cfg.groups > 1 && cfg.is_depthwise() {
+                        // Removal passes through: channel c takes its `mult` outputs with it.
+                        through.push(PassThrough {
+                            index: j,
+                            mult: cfg.out_per_group(),
+                            between: Vec::new(),
+                        });
+                        continue;
+                    }
+                    if cfg.groups > 1 && !through.is_empty() {
+                        return Err(unsupported(
+                            j,
+                            "Conv2d",
+                            format!(
+                                "is grouped (groups = {}) after a depthwise conv; only a Linear or \
                              groups = 1 Conv2d can consume channels removed through a depthwise conv",
-                            cfg.groups
-                        ),
-                    ));
+                                cfg.groups
+                            ),
+                        ));
+                    }
+                    break 'consumer (j, cfg.groups);
                 }
-                return Ok(Plan {
-                    producer: i,
-                    between,
-                    through,
-                    consumer: j,
-                    block,
-                    consumer_groups: cfg.groups,
-                });
+                other => {
+                    return Err(unsupported(j, other, "cannot carry removed channels"));
+                }
+            };
+            match through.last_mut() {
+                Some(t) => t.between.push((j, role)),
+                None => between.push((j, role)),
             }
-            other => {
-                return Err(unsupported(j, other, "cannot carry removed channels"));
-            }
-        };
-        match through.last_mut() {
-            Some(t) => t.between.push((j, role)),
-            None => between.push((j, role)),
         }
-    }
-    let (last, name) = through
-        .last()
-        .map_or((i, prod.name()), |t| (t.index, "Conv2d"));
-    Err(unsupported(
-        last,
-        name,
-        "is the last weighted layer: its outputs are the model's outputs",
-    ))
+        let (last, name) = through
+            .last()
+            .map_or((i, prod.name()), |t| (t.index, "Conv2d"));
+        return Err(unsupported(
+            last,
+            name,
+            "is the last weighted layer: its outputs are the model's outputs",
+        ));
+    };
+    Ok(Plan {
+        producer: i,
+        between,
+        through,
+        consumer,
+        block,
+        consumer_groups,
+    })
 }
 
 /// Indices of the layers whose outputs can be removed: a `Linear` or `groups = 1` `Conv2d`

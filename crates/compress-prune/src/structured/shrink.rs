@@ -8,17 +8,6 @@ use super::coupled::{expand, select_param};
 use super::plan::{Between, Plan, plan};
 use crate::{Mask, PruneError, Result, attach_mask, mask_of};
 
-fn select_bn<F: Float>(
-    weight: &Param<F>,
-    bias: &Param<F>,
-    mean: &Param<F>,
-    var: &Param<F>,
-    keep: &[usize],
-) -> [ArrayD<F>; 4] {
-    let s = |p: &Param<F>| p.effective().select(Axis(0), keep);
-    [s(weight), s(bias), s(mean), s(var)]
-}
-
 /// Removes every output unit of layer `index` that is not in `keep` (rows of a `Linear`,
 /// filters of a `groups = 1` `Conv2d`), the matching channels of batch norms in between, and
 /// the matching inputs of the next `Linear`/`Conv2d` (whole column blocks after a `Flatten`).
@@ -203,23 +192,13 @@ fn shrink_producer<F: Float>(seq: &mut Sequential<F>, i: usize, keep: &[usize]) 
 }
 
 fn shrink_bn<F: Float>(seq: &mut Sequential<F>, j: usize, keep: &[usize]) -> Result<()> {
+    // Weight, bias, running mean and variance, restricted to the kept channels.
+    let select = |ps: [&Param<F>; 4]| ps.map(|p| p.effective().select(Axis(0), keep));
     if let Some(bn) = seq.get_mut::<BatchNorm1d<F>>(j) {
-        let [w, b, m, v] = select_bn(
-            bn.weight(),
-            bn.bias(),
-            bn.running_mean(),
-            bn.running_var(),
-            keep,
-        );
+        let [w, b, m, v] = select([bn.weight(), bn.bias(), bn.running_mean(), bn.running_var()]);
         bn.set_tensors(w, b, m, v)?;
     } else if let Some(bn) = seq.get_mut::<BatchNorm2d<F>>(j) {
-        let [w, b, m, v] = select_bn(
-            bn.weight(),
-            bn.bias(),
-            bn.running_mean(),
-            bn.running_var(),
-            keep,
-        );
+        let [w, b, m, v] = select([bn.weight(), bn.bias(), bn.running_mean(), bn.running_var()]);
         bn.set_tensors(w, b, m, v)?;
     }
     Ok(())
