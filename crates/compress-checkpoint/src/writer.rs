@@ -284,19 +284,12 @@ impl ShardWriter {
                 bytes: 8 + header.len() as u64 + self.offset,
             });
         }
-        let pending = Pending {
-            tmp: sibling(&self.final_path, "tmp2"),
-            target: self.final_path.clone(),
-            bytes: 8 + header.len() as u64 + self.offset,
-        };
-        let io = |e| CheckpointError::io(&pending.tmp, e);
-        let out = tempfiles::create(
-            &pending.tmp,
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true),
+        let (pending, out) = Pending::create(
+            &self.final_path,
+            "tmp2",
+            8 + header.len() as u64 + self.offset,
         )?;
+        let io = |e| CheckpointError::io(&pending.tmp, e);
         let mut out = BufWriter::with_capacity(BUF, out);
         out.write_all(&(header.len() as u64).to_le_bytes())
             .map_err(io)?;
@@ -340,21 +333,28 @@ impl Pending {
     ///
     /// [`CheckpointError::Io`] on write failure.
     pub fn from_bytes(target: &Path, contents: &[u8]) -> Result<Self> {
+        let (pending, mut f) = Self::create(target, "tmp", contents.len() as u64)?;
+        f.write_all(contents)
+            .map_err(|e| CheckpointError::io(&pending.tmp, e))?;
+        Ok(pending)
+    }
+
+    /// A pending file of `bytes` bytes for `target`, created empty (and registered) at the
+    /// sibling path with `suffix`.
+    fn create(target: &Path, suffix: &str, bytes: u64) -> Result<(Self, std::fs::File)> {
         let pending = Self {
-            tmp: sibling(target, "tmp"),
+            tmp: sibling(target, suffix),
             target: target.to_path_buf(),
-            bytes: contents.len() as u64,
+            bytes,
         };
-        let mut f = tempfiles::create(
+        let f = tempfiles::create(
             &pending.tmp,
             std::fs::OpenOptions::new()
                 .write(true)
                 .create(true)
                 .truncate(true),
         )?;
-        f.write_all(contents)
-            .map_err(|e| CheckpointError::io(&pending.tmp, e))?;
-        Ok(pending)
+        Ok((pending, f))
     }
 
     /// Size of the file in bytes.
