@@ -13,7 +13,7 @@
 #[path = "../tests/fixtures.rs"]
 mod fixtures;
 
-use fixtures::{Spec, model_specs, spec, write_safetensors, write_sharded};
+use fixtures::{Spec, model_specs, push_decoder_layer, spec, write_safetensors, write_sharded};
 
 fn one_gib() -> Vec<Spec> {
     let (d, ff, vocab) = (2048, 5632, 16384);
@@ -22,23 +22,7 @@ fn one_gib() -> Vec<Spec> {
         spec("model.position_ids", "I64", &[1, 4096]),
     ];
     for l in 0..6 {
-        let p = format!("model.layers.{l}");
-        v.push(spec(&format!("{p}.input_layernorm.weight"), "F32", &[d]));
-        for m in ["q", "k", "v", "o"] {
-            v.push(spec(
-                &format!("{p}.self_attn.{m}_proj.weight"),
-                "F32",
-                &[d, d],
-            ));
-        }
-        v.push(spec(
-            &format!("{p}.post_attention_layernorm.weight"),
-            "F32",
-            &[d],
-        ));
-        v.push(spec(&format!("{p}.mlp.gate_proj.weight"), "F16", &[ff, d]));
-        v.push(spec(&format!("{p}.mlp.up_proj.weight"), "F16", &[ff, d]));
-        v.push(spec(&format!("{p}.mlp.down_proj.weight"), "F16", &[d, ff]));
+        push_decoder_layer(&mut v, l, d, ff, false);
     }
     v.push(spec("model.norm.weight", "F32", &[d]));
     v.push(spec("lm_head.weight", "BF16", &[vocab, 4096]));

@@ -145,36 +145,36 @@ pub fn model_specs() -> Vec<Spec> {
         spec("model.stem.conv.bias", "F32", &[32]),
     ];
     for l in 0..2 {
-        let p = format!("model.layers.{l}");
-        v.push(spec(&format!("{p}.input_layernorm.weight"), "F32", &[d]));
-        for m in ["q", "k", "v", "o"] {
-            v.push(spec(
-                &format!("{p}.self_attn.{m}_proj.weight"),
-                "F32",
-                &[d, d],
-            ));
-        }
-        v.push(spec(&format!("{p}.self_attn.q_proj.bias"), "F32", &[d]));
-        v.push(spec(
-            &format!("{p}.post_attention_layernorm.weight"),
-            "F32",
-            &[d],
-        ));
-        v.push(spec(
-            &format!("{p}.mlp.gate_proj.weight"),
-            "F16",
-            &[4 * d, d],
-        ));
-        v.push(spec(&format!("{p}.mlp.up_proj.weight"), "F16", &[4 * d, d]));
-        v.push(spec(
-            &format!("{p}.mlp.down_proj.weight"),
-            "F16",
-            &[d, 4 * d],
-        ));
+        push_decoder_layer(&mut v, l, d, 4 * d, true);
     }
     v.push(spec("model.norm.weight", "F32", &[d]));
     v.push(spec("lm_head.weight", "BF16", &[1024, d]));
     v
+}
+
+/// Appends the tensors of decoder layer `l` (hidden `d`, MLP width `ff`): F32 norms and
+/// attention projections (with a `q_proj` bias when `q_bias`), F16 MLP.
+pub fn push_decoder_layer(v: &mut Vec<Spec>, l: usize, d: usize, ff: usize, q_bias: bool) {
+    let p = format!("model.layers.{l}");
+    v.push(spec(&format!("{p}.input_layernorm.weight"), "F32", &[d]));
+    for m in ["q", "k", "v", "o"] {
+        v.push(spec(
+            &format!("{p}.self_attn.{m}_proj.weight"),
+            "F32",
+            &[d, d],
+        ));
+    }
+    if q_bias {
+        v.push(spec(&format!("{p}.self_attn.q_proj.bias"), "F32", &[d]));
+    }
+    v.push(spec(
+        &format!("{p}.post_attention_layernorm.weight"),
+        "F32",
+        &[d],
+    ));
+    v.push(spec(&format!("{p}.mlp.gate_proj.weight"), "F16", &[ff, d]));
+    v.push(spec(&format!("{p}.mlp.up_proj.weight"), "F16", &[ff, d]));
+    v.push(spec(&format!("{p}.mlp.down_proj.weight"), "F16", &[d, ff]));
 }
 
 /// Writes `specs` as `n` shards `STEM-0000i-of-0000n.safetensors` plus

@@ -340,13 +340,7 @@ pub(crate) fn diff(a: &Path, b: &Path) -> Result<DiffReport> {
 /// As [`diff`].
 pub(crate) fn run(args: &DiffArgs) -> Result<()> {
     let r = diff(&args.a, &args.b)?;
-    let w = r
-        .tensors
-        .iter()
-        .map(|d| d.name.len())
-        .max()
-        .unwrap_or(0)
-        .max(6);
+    let w = super::name_column(r.tensors.iter().map(|d| d.name.as_str()));
     println!(
         "{:<w$} {:<11} {:<18} {:>9} {:>10} {:>9} {:>10}",
         "tensor", "dtype", "shape", "SQNR dB", "rel err", "cosine", "max |err|"

@@ -90,6 +90,11 @@ pub(crate) fn command_line() -> String {
     format!("netcompress {}", args.join(" "))
 }
 
+/// Width of a table's name column: the longest name, at least 6 (`tensor`).
+pub(crate) fn name_column<'a>(names: impl Iterator<Item = &'a str>) -> usize {
+    names.map(str::len).max().unwrap_or(0).max(6)
+}
+
 /// `1.50 MiB`-style sizes.
 pub(crate) fn fmt_bytes(b: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];

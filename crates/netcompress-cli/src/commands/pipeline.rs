@@ -81,13 +81,7 @@ pub(crate) fn run_and_print(
 ///
 /// A JSON error if serialization fails.
 pub(crate) fn print_summary(s: &Summary, json: bool) -> Result<()> {
-    let w = s
-        .tensors
-        .iter()
-        .map(|r| r.name.len())
-        .max()
-        .unwrap_or(0)
-        .max(6);
+    let w = super::name_column(s.tensors.iter().map(|r| r.name.as_str()));
     println!(
         "{:<w$} {:<5} {:<18} {:<28} {:>10} {:>10} {:>8}",
         "tensor", "dtype", "shape", "action", "in", "out", "SQNR dB"

@@ -10,15 +10,13 @@ use compress_arch::lowrank::{
 use compress_core::{CoreError, Layer};
 use compress_nn::models::mlp;
 use compress_nn::{
-    BatchNorm2d, Conv2d, Conv2dConfig, GlobalAvgPool, Linear, ReLU, Sequential, Sgd, TrainConfig,
+    BatchNorm2d, Conv2d, Conv2dConfig, GlobalAvgPool, Linear, ReLU, Sequential, Sgd,
 };
 use ndarray::Ix2;
 use rand::{SeedableRng, rngs::StdRng};
 use serde_json::{Value, json};
 
-use compress_nn::LrSchedule;
-
-use super::baseline::{config, fit_eval, mlp_widths};
+use super::baseline::{cosine_config, fit_eval, mlp_widths};
 use super::controls::{Recipe, SeedRun, control_of, finish, over_seeds};
 use super::{Ctx, Metrics, Report};
 use crate::error::Result;
@@ -88,28 +86,13 @@ pub(crate) fn run_depthwise(ctx: &Ctx) -> Result<Report> {
     let side = ctx.image_side();
     let input = [1, side, side];
     let epochs = ctx.epochs(40, 30);
-    let mut std_net = small_cnn(false, ctx.seed)?;
-    let std_acc = train_cosine(
-        ctx,
-        "standard CNN",
-        &mut std_net,
-        &train,
-        &test,
-        epochs,
-        0.05,
-        CNN_WD,
-    )?;
-    let mut sep_net = small_cnn(true, ctx.seed)?;
-    let sep_acc = train_cosine(
-        ctx,
-        "separable CNN",
-        &mut sep_net,
-        &train,
-        &test,
-        epochs,
-        0.05,
-        CNN_WD,
-    )?;
+    let trained = |separable: bool, label: &str| -> Result<(Sequential<f32>, f64)> {
+        let mut net = small_cnn(separable, ctx.seed)?;
+        let acc = train_cosine(ctx, label, &mut net, &train, &test, epochs, 0.05, CNN_WD)?;
+        Ok((net, acc))
+    };
+    let (std_net, std_acc) = trained(false, "standard CNN")?;
+    let (sep_net, sep_acc) = trained(true, "separable CNN")?;
     let (std_p, std_m) = conv_costs(&std_net, &input)?;
     let (sep_p, sep_m) = conv_costs(&sep_net, &input)?;
     // Closed form: each layer N M K^2 vs M K^2 + M N; all compared layers have N = 32, K = 3,
@@ -233,10 +216,7 @@ fn train_cosine(
     wd: f64,
 ) -> Result<f64> {
     let mut opt = Sgd::new(lr).momentum(0.9).weight_decay(wd as f32);
-    let cfg = TrainConfig {
-        schedule: LrSchedule::Cosine { min_lr: 0.0 },
-        ..config(ctx, epochs)
-    };
+    let cfg = cosine_config(ctx, epochs, 0.0);
     fit_eval(ctx, label, net, &mut opt, cfg, (train, test))
 }
 

@@ -47,6 +47,26 @@ pub(crate) fn config(ctx: &Ctx, epochs: usize) -> TrainConfig {
     }
 }
 
+/// [`config`] with the rate cosine-annealed down to `min_lr`.
+pub(crate) fn cosine_config(ctx: &Ctx, epochs: usize, min_lr: f64) -> TrainConfig {
+    TrainConfig {
+        schedule: LrSchedule::Cosine { min_lr },
+        ..config(ctx, epochs)
+    }
+}
+
+/// Trains `net` with SGD (rate `lr`, momentum 0.9) under `cfg`; returns the test accuracy.
+pub(crate) fn fit_sgd(
+    ctx: &Ctx,
+    label: &str,
+    net: &mut Sequential<f32>,
+    data: (&Dataset<f32>, &Dataset<f32>),
+    cfg: TrainConfig,
+    lr: f32,
+) -> Result<f64> {
+    fit_eval(ctx, label, net, &mut Sgd::new(lr).momentum(0.9), cfg, data)
+}
+
 /// Trains `net` with SGD + momentum 0.9 for `epochs`; returns the test accuracy.
 pub(crate) fn train_sgd(
     ctx: &Ctx,
@@ -57,15 +77,13 @@ pub(crate) fn train_sgd(
     epochs: usize,
     lr: f32,
 ) -> Result<f64> {
-    let mut opt = Sgd::new(lr).momentum(0.9);
-    fit_eval(
-        ctx,
-        label,
-        net,
-        &mut opt,
-        config(ctx, epochs),
-        (train, test),
-    )
+    fit_sgd(ctx, label, net, (train, test), config(ctx, epochs), lr)
+}
+
+/// The small CNN for the context's images, initialised from the context's seed.
+pub(crate) fn seeded_small_cnn(ctx: &Ctx) -> Sequential<f32> {
+    let mut rng = StdRng::seed_from_u64(ctx.seed);
+    small_cnn::<f32, _>(1, ctx.image_side(), 10, &mut rng)
 }
 
 /// Trains the reference MLP on the context's data; returns the model and its test accuracy.
@@ -94,12 +112,8 @@ pub(crate) fn train_small_cnn(
     train: &Dataset<f32>,
     test: &Dataset<f32>,
 ) -> Result<(Sequential<f32>, f64)> {
-    let mut rng = StdRng::seed_from_u64(ctx.seed);
-    let mut net = small_cnn::<f32, _>(1, ctx.image_side(), 10, &mut rng);
-    let cfg = TrainConfig {
-        schedule: LrSchedule::Cosine { min_lr: 1e-4 },
-        ..config(ctx, ctx.epochs(10, 6))
-    };
+    let mut net = seeded_small_cnn(ctx);
+    let cfg = cosine_config(ctx, ctx.epochs(10, 6), 1e-4);
     let acc = fit_eval(
         ctx,
         "small CNN",

@@ -4,7 +4,7 @@
 use compress_core::{CoreError, Layer, ModelStats, Module, ParamFilter};
 use compress_nn::models::mlp;
 use compress_nn::train::{CrossEntropy, TrainHooks, evaluate};
-use compress_nn::{Dataset, Linear, LrSchedule, Sequential, Sgd, TrainConfig, Trainer};
+use compress_nn::{Dataset, Linear, Sequential, Sgd, TrainConfig, Trainer};
 use compress_prune::{
     IndexWidth, LotteryConfig, PruneConfig, PruneError, Rewind, ShrinkConfig, Sparse24Linear,
     SparseLinear, UnitCriterion, mask_report, nm_prune, prune_iteratively, prune_structured,
@@ -13,35 +13,26 @@ use compress_prune::{
 use rand::{SeedableRng, rngs::StdRng};
 use serde_json::{Value, json};
 
-use super::baseline::{config, fit_eval};
+use super::baseline::{cosine_config, fit_sgd};
 use super::baseline::{mlp_widths, train_reference_mlp};
 use super::controls::{REFERENCE_MLP, Recipe, SeedRun, control_of, finish, over_seeds};
 use super::{Ctx, DataSource, Metrics, Report, accuracy_of};
 use crate::error::{CliError, Result};
 
-/// Fine-tunes `net` with SGD + momentum and a cosine-annealed rate; returns test accuracy.
+/// Fine-tunes `net` with SGD + momentum 0.9 (rate 0.02) and a cosine-annealed rate, on a
+/// shuffle of its own; returns test accuracy.
 fn fine_tune(
     ctx: &Ctx,
     label: &str,
     net: &mut Sequential<f32>,
-    train: &Dataset<f32>,
-    test: &Dataset<f32>,
+    data: (&Dataset<f32>, &Dataset<f32>),
     epochs: usize,
-    lr: f32,
 ) -> Result<f64> {
     let cfg = TrainConfig {
         seed: ctx.seed + 17,
-        schedule: LrSchedule::Cosine { min_lr: 0.0 },
-        ..config(ctx, epochs)
+        ..cosine_config(ctx, epochs, 0.0)
     };
-    fit_eval(
-        ctx,
-        label,
-        net,
-        &mut Sgd::new(lr).momentum(0.9),
-        cfg,
-        (train, test),
-    )
+    fit_sgd(ctx, label, net, data, cfg, 0.02)
 }
 
 /// The control of a pruning experiment: `baseline` fine-tuned `rounds` times for `epochs`
@@ -57,7 +48,7 @@ fn prune_control(
         let mut acc = 0.0;
         for r in 0..rounds {
             let label = format!("f32 control {}", r + 1);
-            acc = fine_tune(ctx, &label, c, train, test, epochs, 0.02)?;
+            acc = fine_tune(ctx, &label, c, (train, test), epochs)?;
         }
         Ok(acc)
     })
@@ -156,10 +147,8 @@ fn magnitude_seed(ctx: &Ctx, train: &Dataset<f32>, test: &Dataset<f32>) -> Resul
             ctx,
             &format!("fine-tune {}", r + 1),
             m,
-            train,
-            test,
+            (train, test),
             epochs,
-            0.02,
         )
         .map_err(|e| PruneError::Core(CoreError::config("fine-tune", e.to_string())))?;
         rounds.push(json!({"round": r + 1, "sparsity": s, "accuracy": acc}));
@@ -234,10 +223,8 @@ fn structured_seed(ctx: &Ctx, train: &Dataset<f32>, test: &Dataset<f32>) -> Resu
             ctx,
             &format!("fine-tune {}", r + 1),
             &mut net,
-            train,
-            test,
+            (train, test),
             epochs,
-            0.02,
         )?;
         rounds.push(json!({
             "round": r + 1,
@@ -406,7 +393,7 @@ fn nm_seed(ctx: &Ctx, train: &Dataset<f32>, test: &Dataset<f32>) -> Result<SeedR
     let control = prune_control(ctx, &net, (train, test), 1, epochs)?;
     nm_prune(&mut net, 2, 4, &ParamFilter::new())?;
     let one_shot = accuracy_of(&mut net, test)?;
-    let masked_acc = fine_tune(ctx, "fine-tune 2:4", &mut net, train, test, epochs, 0.02)?;
+    let masked_acc = fine_tune(ctx, "fine-tune 2:4", &mut net, (train, test), epochs)?;
     net.bake();
     let weight_sparsity = mask_free_sparsity(&net);
     let mut dense = mlp::<f32, _>(&mlp_widths(ctx), &mut StdRng::seed_from_u64(0));

@@ -7,7 +7,7 @@ use std::time::Instant;
 use compress_core::{CoreError, Module, Param, ParamFilter, ParamPath};
 use compress_nn::models::{mlp, small_cnn};
 use compress_nn::train::{evaluate, predict};
-use compress_nn::{Conv2d, Dataset, Linear, LrSchedule, Sequential, Sgd, TrainConfig};
+use compress_nn::{Conv2d, Dataset, Linear, Sequential};
 use compress_quant::calibrate::{attach_observers, calibrate, detach_observers};
 use compress_quant::{
     ActQuant, ActRange, Calibration, FakeQuant, FakeQuantAct, IntScheme, Observer, PtqConfig,
@@ -17,7 +17,9 @@ use ndarray::ArrayD;
 use rand::{SeedableRng, rngs::StdRng};
 use serde_json::{Value, json};
 
-use super::baseline::{config, fit_eval, mlp_widths, train_reference_mlp, train_sgd};
+use super::baseline::{
+    cosine_config, fit_sgd, mlp_widths, seeded_small_cnn, train_reference_mlp, train_sgd,
+};
 use super::{Ctx, Metrics, Report};
 use crate::error::Result;
 
@@ -45,8 +47,7 @@ fn train_cnn(
     train: &Dataset<f32>,
     test: &Dataset<f32>,
 ) -> Result<(Sequential<f32>, f64)> {
-    let mut rng = StdRng::seed_from_u64(ctx.seed);
-    let mut net = small_cnn::<f32, _>(1, ctx.image_side(), 10, &mut rng);
+    let mut net = seeded_small_cnn(ctx);
     let epochs = ctx.epochs(12, 4);
     let acc = train_sgd(ctx, "reference CNN", &mut net, train, test, epochs, 0.02)?;
     Ok((net, acc))
@@ -239,18 +240,7 @@ fn fine_tune(
     data: (&Dataset<f32>, &Dataset<f32>),
     epochs: usize,
 ) -> Result<f64> {
-    let cfg = TrainConfig {
-        schedule: LrSchedule::Cosine { min_lr: 0.0 },
-        ..config(ctx, epochs)
-    };
-    fit_eval(
-        ctx,
-        label,
-        net,
-        &mut Sgd::new(0.01).momentum(0.9),
-        cfg,
-        data,
-    )
+    fit_sgd(ctx, label, net, data, cosine_config(ctx, epochs, 0.0), 0.01)
 }
 
 /// QAT schemes of `quant-qat`: (name, scheme).
