@@ -520,6 +520,9 @@ pub fn load_compressed_bert(dir: &Path) -> Result<BertModel<f32>> {
             "is not a parameter of the model",
         ));
     }
+    // W8A8 projections of one attention block quantize their common input once.
+    compress_quant::share_attention_inputs(&mut model)
+        .map_err(|e| CheckpointError::format(&path, "attention input sharing", e.to_string()))?;
     Ok(model)
 }
 
