@@ -109,30 +109,6 @@ pub struct MaxPool2d {
     cache: Option<(Vec<usize>, Vec<usize>)>,
 }
 
-impl MaxPool2d {
-    /// Max pooling with a `kernel` window (stride = kernel, no padding).
-    pub fn new(kernel: impl IntoHw) -> Self {
-        Self {
-            window: Window::new(kernel.into_hw()),
-            cache: None,
-        }
-    }
-
-    /// Sets the stride.
-    #[must_use]
-    pub fn stride(mut self, stride: impl IntoHw) -> Self {
-        self.window.stride = stride.into_hw();
-        self
-    }
-
-    /// Sets the padding (at most half the kernel).
-    #[must_use]
-    pub fn padding(mut self, padding: impl IntoHw) -> Self {
-        self.window.padding = padding.into_hw();
-        self
-    }
-}
-
 /// Average pooling over `kernel` windows; padded zeros count in the divisor
 /// (PyTorch's `count_include_pad = True`).
 ///
@@ -145,29 +121,38 @@ pub struct AvgPool2d {
     shape: Option<Vec<usize>>,
 }
 
-impl AvgPool2d {
-    /// Average pooling with a `kernel` window (stride = kernel, no padding).
-    pub fn new(kernel: impl IntoHw) -> Self {
-        Self {
-            window: Window::new(kernel.into_hw()),
-            shape: None,
+/// `new`, `stride` and `padding` of a windowed pool, whose other field `$state` starts
+/// empty.
+macro_rules! window_builders {
+    ($pool:ident, $state:ident, $what:literal) => {
+        impl $pool {
+            #[doc = concat!($what, " with a `kernel` window (stride = kernel, no padding).")]
+            pub fn new(kernel: impl IntoHw) -> Self {
+                Self {
+                    window: Window::new(kernel.into_hw()),
+                    $state: None,
+                }
+            }
+
+            /// Sets the stride.
+            #[must_use]
+            pub fn stride(mut self, stride: impl IntoHw) -> Self {
+                self.window.stride = stride.into_hw();
+                self
+            }
+
+            /// Sets the padding (at most half the kernel).
+            #[must_use]
+            pub fn padding(mut self, padding: impl IntoHw) -> Self {
+                self.window.padding = padding.into_hw();
+                self
+            }
         }
-    }
-
-    /// Sets the stride.
-    #[must_use]
-    pub fn stride(mut self, stride: impl IntoHw) -> Self {
-        self.window.stride = stride.into_hw();
-        self
-    }
-
-    /// Sets the padding (at most half the kernel).
-    #[must_use]
-    pub fn padding(mut self, padding: impl IntoHw) -> Self {
-        self.window.padding = padding.into_hw();
-        self
-    }
+    };
 }
+
+window_builders!(MaxPool2d, cache, "Max pooling");
+window_builders!(AvgPool2d, shape, "Average pooling");
 
 /// Mean over each channel's whole plane: `[N, C, H, W] -> [N, C]`.
 #[derive(Debug, Clone, Default, Module)]

@@ -24,6 +24,16 @@ pub(crate) struct DwShape {
     pub(crate) mult: usize,
 }
 
+/// The operands of a depthwise call: shapes, input `x` (`[n, c, h, w]`), weight `w`
+/// (`[c * mult, 1, kh, kw]`) and geometry.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Dw<'a, F> {
+    pub(crate) s: DwShape,
+    pub(crate) x: &'a [F],
+    pub(crate) w: &'a [F],
+    pub(crate) g: &'a ConvGeometry,
+}
+
 /// A zero-padded copy of one input plane (`rows x cols`); without padding, the plane
 /// itself is used.
 struct Padded<F> {
@@ -72,14 +82,8 @@ impl<F: Float> Padded<F> {
 /// `w.len() == c * mult * kh * kw`, `bias` has `c * mult` entries, `g` holds the output
 /// size given by the output-size formula.
 #[inline(always)]
-pub(crate) fn forward<F: Float>(
-    s: DwShape,
-    x: &[F],
-    w: &[F],
-    bias: Option<&[F]>,
-    g: &ConvGeometry,
-    out: &mut Vec<F>,
-) {
+pub(crate) fn forward<F: Float>(a: Dw<'_, F>, bias: Option<&[F]>, out: &mut Vec<F>) {
+    let Dw { s, x, w, g } = a;
     let (pin, pout, kk) = (g.h * g.w, g.out_len(), g.kh * g.kw);
     if pout == 0 || pin == 0 {
         out.resize(out.len() + s.n * s.c * s.mult * pout, F::zero());
@@ -112,7 +116,7 @@ fn plane<F: Float>(src: &[F], pcols: usize, wk: &[F], bias: F, g: &ConvGeometry,
             let r0 = &src[o * pcols..][..ow + 2 * dw];
             let r1 = &src[(o + dh) * pcols..][..ow + 2 * dw];
             let r2 = &src[(o + 2 * dh) * pcols..][..ow + 2 * dw];
-            row_3x3(orow, [r0, r1, r2], &w9, bias, dw);
+            row_3x3(orow, [r0, r1, r2], &w9, Some(bias), dw);
         }
         return;
     }
@@ -137,9 +141,10 @@ fn plane<F: Float>(src: &[F], pcols: usize, wk: &[F], bias: F, g: &ConvGeometry,
     }
 }
 
-/// `out[q] = bias + sum_{i, j} w[i][j] * rows[i][q + j * d]`, one pass, nine taps.
+/// `out[q] = base + sum_{i, j} w[i][j] * rows[i][q + j * d]`, one pass, nine taps, where
+/// `base` is `bias` or, without one, `out[q]` itself (accumulation).
 #[inline(always)]
-fn row_3x3<F: Float>(out: &mut [F], rows: [&[F]; 3], w: &[F; 9], bias: F, d: usize) {
+fn row_3x3<F: Float>(out: &mut [F], rows: [&[F]; 3], w: &[F; 9], bias: Option<F>, d: usize) {
     let n = out.len();
     let [r0, r1, r2] = rows;
     let (a0, a1, a2) = (&r0[..n], &r0[d..d + n], &r0[2 * d..2 * d + n]);
@@ -149,7 +154,7 @@ fn row_3x3<F: Float>(out: &mut [F], rows: [&[F]; 3], w: &[F; 9], bias: F, d: usi
         let top = w[0] * a0[q] + w[1] * a1[q] + w[2] * a2[q];
         let mid = w[3] * b0[q] + w[4] * b1[q] + w[5] * b2[q];
         let bot = w[6] * c0[q] + w[7] * c1[q] + w[8] * c2[q];
-        out[q] = bias + top + mid + bot;
+        out[q] = bias.unwrap_or(out[q]) + top + mid + bot;
     }
 }
 
@@ -164,15 +169,8 @@ fn row_3x3<F: Float>(out: &mut [F], rows: [&[F]; 3], w: &[F; 9], bias: F, d: usi
 /// Preconditions as for [`forward`], plus `gout.len() == n * c * mult * oh * ow`,
 /// `dx.len() == x.len()`, `dw.len() == w.len()`.
 #[inline(always)]
-pub(crate) fn backward<F: Float>(
-    s: DwShape,
-    x: &[F],
-    w: &[F],
-    gout: &[F],
-    g: &ConvGeometry,
-    dx: &mut [F],
-    dw: &mut [F],
-) {
+pub(crate) fn backward<F: Float>(a: Dw<'_, F>, gout: &[F], dx: &mut [F], dw: &mut [F]) {
+    let Dw { s, x, w, g } = a;
     let (pin, pout, kk) = (g.h * g.w, g.out_len(), g.kh * g.kw);
     if pout == 0 || pin == 0 {
         dx.fill(F::zero());
@@ -214,7 +212,7 @@ pub(crate) fn backward<F: Float>(
                         let at = |i: usize| {
                             &gpad[(r + g.ph + i * g.dh) * gcols + g.pw..][..g.w + 2 * g.dw]
                         };
-                        row_3x3_add(row, [at(0), at(1), at(2)], &flipped, g.dw);
+                        row_3x3(row, [at(0), at(1), at(2)], &flipped, None, g.dw);
                     }
                 } else {
                     scatter_plane(wk, gp, g, pcols, &mut dpad);
@@ -226,22 +224,6 @@ pub(crate) fn backward<F: Float>(
                 }
             }
         }
-    }
-}
-
-/// `out[q] += sum_{i, j} w[i][j] * rows[i][q + j * d]`, one pass, nine taps.
-#[inline(always)]
-fn row_3x3_add<F: Float>(out: &mut [F], rows: [&[F]; 3], w: &[F; 9], d: usize) {
-    let n = out.len();
-    let [r0, r1, r2] = rows;
-    let (a0, a1, a2) = (&r0[..n], &r0[d..d + n], &r0[2 * d..2 * d + n]);
-    let (b0, b1, b2) = (&r1[..n], &r1[d..d + n], &r1[2 * d..2 * d + n]);
-    let (c0, c1, c2) = (&r2[..n], &r2[d..d + n], &r2[2 * d..2 * d + n]);
-    for q in 0..n {
-        let top = w[0] * a0[q] + w[1] * a1[q] + w[2] * a2[q];
-        let mid = w[3] * b0[q] + w[4] * b1[q] + w[5] * b2[q];
-        let bot = w[6] * c0[q] + w[7] * c1[q] + w[8] * c2[q];
-        out[q] = out[q] + top + mid + bot;
     }
 }
 

@@ -12,8 +12,7 @@
 
 use compress_core::Float;
 
-use super::depthwise::{self, DwShape};
-use super::geom::ConvGeometry;
+use super::depthwise::{self, Dw};
 
 /// The vector extension a kernel call runs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,136 +39,64 @@ fn detect() -> Isa {
     Isa::Portable
 }
 
-/// [`depthwise::forward`] on the widest vector unit this CPU has.
-pub(crate) fn depthwise_forward<F: Float>(
-    s: DwShape,
-    x: &[F],
-    w: &[F],
-    bias: Option<&[F]>,
-    g: &ConvGeometry,
-    out: &mut Vec<F>,
-) {
-    match detect() {
+/// A module `$build` holding [`depthwise::forward`] and [`depthwise::backward`] compiled
+/// with the target feature `$feature` (the per-ISA twins of the portable kernels).
+macro_rules! vector_build {
+    ($build:ident, $feature:literal) => {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `fwd_avx512` is the portable kernel compiled with AVX-512F enabled; the
-        // feature was detected on this CPU by `detect`.
-        Isa::Avx512 => unsafe { fwd_avx512(s, x, w, bias, g, out) },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: as above, with AVX2 (detected by `detect`).
-        Isa::Avx2 => unsafe { fwd_avx2(s, x, w, bias, g, out) },
-        Isa::Portable => depthwise_forward_portable(s, x, w, bias, g, out),
-    }
+        mod $build {
+            use super::{Dw, Float, depthwise};
+
+            #[target_feature(enable = $feature)]
+            pub(super) fn forward<F: Float>(a: Dw<'_, F>, bias: Option<&[F]>, out: &mut Vec<F>) {
+                depthwise::forward(a, bias, out);
+            }
+
+            #[target_feature(enable = $feature)]
+            pub(super) fn backward<F: Float>(a: Dw<'_, F>, gout: &[F], dx: &mut [F], dw: &mut [F]) {
+                depthwise::backward(a, gout, dx, dw);
+            }
+        }
+    };
 }
 
-/// The portable build of [`depthwise::forward`] (the scalar twin of the vector builds).
-pub(crate) fn depthwise_forward_portable<F: Float>(
-    s: DwShape,
-    x: &[F],
-    w: &[F],
-    bias: Option<&[F]>,
-    g: &ConvGeometry,
-    out: &mut Vec<F>,
-) {
-    depthwise::forward(s, x, w, bias, g, out);
+vector_build!(avx512, "avx512f");
+vector_build!(avx2, "avx2");
+
+/// [`depthwise::forward`] on the widest vector unit this CPU has.
+pub(crate) fn depthwise_forward<F: Float>(a: Dw<'_, F>, bias: Option<&[F]>, out: &mut Vec<F>) {
+    match detect() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `avx512::forward` is the portable kernel compiled with AVX-512F enabled;
+        // the feature was detected on this CPU by `detect`.
+        Isa::Avx512 => unsafe { avx512::forward(a, bias, out) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above, with AVX2 (detected by `detect`).
+        Isa::Avx2 => unsafe { avx2::forward(a, bias, out) },
+        Isa::Portable => depthwise::forward(a, bias, out),
+    }
 }
 
 /// [`depthwise::backward`] on the widest vector unit this CPU has.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn depthwise_backward<F: Float>(
-    s: DwShape,
-    x: &[F],
-    w: &[F],
-    gout: &[F],
-    g: &ConvGeometry,
-    dx: &mut [F],
-    dw: &mut [F],
-) {
+pub(crate) fn depthwise_backward<F: Float>(a: Dw<'_, F>, gout: &[F], dx: &mut [F], dw: &mut [F]) {
     match detect() {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `bwd_avx512` is the portable kernel compiled with AVX-512F enabled; the
-        // feature was detected on this CPU by `detect`.
-        Isa::Avx512 => unsafe { bwd_avx512(s, x, w, gout, g, dx, dw) },
+        // SAFETY: `avx512::backward` is the portable kernel compiled with AVX-512F enabled;
+        // the feature was detected on this CPU by `detect`.
+        Isa::Avx512 => unsafe { avx512::backward(a, gout, dx, dw) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above, with AVX2 (detected by `detect`).
-        Isa::Avx2 => unsafe { bwd_avx2(s, x, w, gout, g, dx, dw) },
-        Isa::Portable => depthwise_backward_portable(s, x, w, gout, g, dx, dw),
+        Isa::Avx2 => unsafe { avx2::backward(a, gout, dx, dw) },
+        Isa::Portable => depthwise::backward(a, gout, dx, dw),
     }
-}
-
-/// The portable build of [`depthwise::backward`] (the scalar twin of the vector builds).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn depthwise_backward_portable<F: Float>(
-    s: DwShape,
-    x: &[F],
-    w: &[F],
-    gout: &[F],
-    g: &ConvGeometry,
-    dx: &mut [F],
-    dw: &mut [F],
-) {
-    depthwise::backward(s, x, w, gout, g, dx, dw);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn fwd_avx512<F: Float>(
-    s: DwShape,
-    x: &[F],
-    w: &[F],
-    bias: Option<&[F]>,
-    g: &ConvGeometry,
-    out: &mut Vec<F>,
-) {
-    depthwise::forward(s, x, w, bias, g, out);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn fwd_avx2<F: Float>(
-    s: DwShape,
-    x: &[F],
-    w: &[F],
-    bias: Option<&[F]>,
-    g: &ConvGeometry,
-    out: &mut Vec<F>,
-) {
-    depthwise::forward(s, x, w, bias, g, out);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)]
-fn bwd_avx512<F: Float>(
-    s: DwShape,
-    x: &[F],
-    w: &[F],
-    gout: &[F],
-    g: &ConvGeometry,
-    dx: &mut [F],
-    dw: &mut [F],
-) {
-    depthwise::backward(s, x, w, gout, g, dx, dw);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-#[allow(clippy::too_many_arguments)]
-fn bwd_avx2<F: Float>(
-    s: DwShape,
-    x: &[F],
-    w: &[F],
-    gout: &[F],
-    g: &ConvGeometry,
-    dx: &mut [F],
-    dw: &mut [F],
-) {
-    depthwise::backward(s, x, w, gout, g, dx, dw);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::layers::conv::Conv2dConfig;
+    use crate::layers::conv::depthwise::DwShape;
+    use crate::layers::conv::geom::ConvGeometry;
     use proptest::prelude::*;
 
     /// Forward output, input gradient and weight gradient of the dispatched and the
@@ -194,11 +121,16 @@ mod tests {
         let gout = pick(n * cfg.out_channels * oh * ow, 11);
         let mut fast = (Vec::new(), vec![0.0; x.len()], vec![0.0; wt.len()]);
         let mut portable = fast.clone();
-        depthwise_forward(s, &x, &wt, Some(&bias), &g, &mut fast.0);
-        depthwise_forward_portable(s, &x, &wt, Some(&bias), &g, &mut portable.0);
-        depthwise_backward(s, &x, &wt, &gout, &g, &mut fast.1, &mut fast.2);
-        let (dx, dw) = (&mut portable.1, &mut portable.2);
-        depthwise_backward_portable(s, &x, &wt, &gout, &g, dx, dw);
+        let a = Dw {
+            s,
+            x: &x,
+            w: &wt,
+            g: &g,
+        };
+        depthwise_forward(a, Some(&bias), &mut fast.0);
+        depthwise::forward(a, Some(&bias), &mut portable.0);
+        depthwise_backward(a, &gout, &mut fast.1, &mut fast.2);
+        depthwise::backward(a, &gout, &mut portable.1, &mut portable.2);
         (fast, portable)
     }
 

@@ -17,14 +17,12 @@ pub use config::{Conv2dConfig, IntoHw};
 pub use geom::ConvGeometry;
 pub use im2col::{im2col, im2col_nhwc};
 
-use compress_core::{
-    CoreError, Cost, Float, Layer, Mode, Module, Param, ParamKind, ParamPath, ParamVisitor,
-    ParamVisitorMut, Result, TensorExt,
-};
+use compress_core::derive::Module;
+use compress_core::{CoreError, Cost, Float, Layer, Mode, Param, ParamKind, Result, TensorExt};
 use ndarray::{ArrayD, ArrayRef, ArrayView2, ArrayViewMut2, IxDyn};
 use rand::Rng;
 
-use self::depthwise::DwShape;
+use self::depthwise::{Dw, DwShape};
 use self::im2col::col2im_add;
 use super::no_forward;
 use crate::gemm::matmul_into;
@@ -50,17 +48,23 @@ use crate::init::kaiming_uniform;
 /// assert_eq!(y.shape(), &[2, 8, 16, 16]);
 /// assert_eq!(conv.cost(&[3, 16, 16]).unwrap().macs, 16 * 16 * 8 * 3 * 9);
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Module)]
 pub struct Conv2d<F: Float> {
     /// Kernel `[out, in / groups, kh, kw]`.
     pub weight: Param<F>,
     /// Optional bias `[out]`.
+    #[module(bias)]
     pub bias: Option<Param<F>>,
+    #[module(skip)]
     config: Conv2dConfig,
     /// The last training-mode input (standard layout) and its shape.
+    #[module(skip)]
     input: Option<Vec<F>>,
+    #[module(skip)]
     input_shape: Vec<usize>,
+    #[module(skip)]
     cols: Vec<F>,
+    #[module(skip)]
     dcols: Vec<F>,
 }
 
@@ -203,18 +207,6 @@ impl<F: Float> Conv2d<F> {
     }
 }
 
-impl<F: Float> Module<F> for Conv2d<F> {
-    fn visit(&self, path: &mut ParamPath, v: &mut dyn ParamVisitor<F>) {
-        path.scoped("weight", |p| v.visit(p, &self.weight));
-        path.scoped("bias", |p| self.bias.visit(p, v));
-    }
-    fn visit_mut(&mut self, path: &mut ParamPath, v: &mut dyn ParamVisitorMut<F>) -> Result<()> {
-        path.scoped("weight", |p| v.visit_mut(p, &mut self.weight))?;
-        path.scoped("bias", |p| self.bias.visit_mut(p, v))?;
-        Ok(())
-    }
-}
-
 /// Batch size and the per-sample shape of an NCHW input.
 fn split_batch(shape: &[usize]) -> (usize, &[usize]) {
     match shape.split_first() {
@@ -244,7 +236,13 @@ impl<F: Float> Layer<F> for Conv2d<F> {
         let mut out = Vec::with_capacity(n * oc * g.out_len());
         if cfg.is_depthwise() {
             let s = DwShape { n, c, mult: oc / c };
-            kernels::depthwise_forward(s, xs, ws, bs, &g, &mut out);
+            let a = Dw {
+                s,
+                x: xs,
+                w: ws,
+                g: &g,
+            };
+            kernels::depthwise_forward(a, bs, &mut out);
         } else {
             gemm_forward(&cfg, &g, n, xs, ws, bs, &mut self.cols, &mut out)?;
         }
@@ -278,7 +276,13 @@ impl<F: Float> Layer<F> for Conv2d<F> {
         let mut dw = vec![F::zero(); ws.len()];
         if cfg.is_depthwise() {
             let s = DwShape { n, c, mult: oc / c };
-            kernels::depthwise_backward(s, xs, ws, gs, &g, &mut dx, &mut dw);
+            let a = Dw {
+                s,
+                x: xs,
+                w: ws,
+                g: &g,
+            };
+            kernels::depthwise_backward(a, gs, &mut dx, &mut dw);
         } else {
             let bufs = (&mut self.cols, &mut self.dcols);
             gemm_backward(&cfg, &g, n, xs, ws, gs, bufs, &mut dx, &mut dw)?;
