@@ -73,7 +73,7 @@ impl InvertedConfig {
     ///
     /// # Errors
     ///
-    /// [`CoreError::InvalidConfig`] for a zero field or an even kernel.
+    /// [`CoreError::InvalidConfig`](compress_core::CoreError::InvalidConfig) for a zero field or an even kernel.
     pub fn validate(&self) -> Result<()> {
         check_nonzero(&[
             ("in_channels", self.in_channels),
@@ -110,7 +110,7 @@ impl<F: Float> InvertedResidual<F> {
     ///
     /// # Errors
     ///
-    /// [`CoreError::InvalidConfig`] from [`InvertedConfig::validate`].
+    /// [`CoreError::InvalidConfig`](compress_core::CoreError::InvalidConfig) from [`InvertedConfig::validate`].
     ///
     /// # Examples
     ///
