@@ -179,8 +179,9 @@ fn magnitude_seed(ctx: &Ctx, train: &Dataset<f32>, test: &Dataset<f32>) -> Resul
 /// Fine-tuning of `prune-structured` (per round) and its control.
 const STRUCTURED_FT: &str = "2 rounds of 15 epochs (8 with --fast) SGD lr 0.02 momentum 0.9, cosine to 0 in each round, batch 32";
 
-/// `prune-structured`: remove half of every hidden layer's neurons physically (APoZ, two
-/// rounds with fine-tuning, widths rounded to multiples of 8); the control gets the same two
+/// `prune-structured`: remove at least half of every hidden layer's neurons physically (APoZ,
+/// two rounds with fine-tuning, widths rounded to multiples of 8), more in the second round
+/// where a budget of 40% of the baseline's parameters needs it; the control gets the same two
 /// fine-tuning rounds at full width.
 pub(crate) fn run_structured(ctx: &Ctx) -> Result<Report> {
     let (train, test) = ctx.load_flat()?;
@@ -205,6 +206,34 @@ pub(crate) fn run_structured(ctx: &Ctx) -> Result<Report> {
     Ok(r)
 }
 
+/// Parameter budget of `prune-structured`, as a fraction of the baseline's parameters.
+const PARAMS_BUDGET: f64 = 0.40;
+
+/// The fraction of units the last `prune-structured` round removes from every hidden layer of
+/// an MLP of `widths`: 1/3 (half of the original units after the first round's quarter), or
+/// the smallest larger fraction on a 1/96 grid whose shrunk widths give an MLP of at most
+/// `budget` parameters. The count comes from building that MLP. Where the input layer
+/// dominates (784 pixels on MNIST), halving every layer halves the parameters, and the
+/// budget needs more; where hidden-to-hidden weights dominate, half is already below it.
+fn last_round_fraction(widths: &[usize], budget: usize) -> Result<f64> {
+    let mut rng = StdRng::seed_from_u64(0);
+    let hidden = 1..widths.len() - 1;
+    let mut fraction = 1.0 / 3.0;
+    for step in 0..64 {
+        fraction = 1.0 / 3.0 + f64::from(step) / 96.0;
+        let cfg = ShrinkConfig::new(fraction).round_to(8);
+        let mut shrunk = widths.to_vec();
+        for w in &mut shrunk[hidden.clone()] {
+            *w = cfg.kept(*w);
+        }
+        let params = mlp::<f32, _>(&shrunk, &mut rng).cost(&[widths[0]])?.params;
+        if params <= budget {
+            return Ok(fraction);
+        }
+    }
+    Ok(fraction)
+}
+
 /// One seed of `prune-structured`.
 fn structured_seed(ctx: &Ctx, train: &Dataset<f32>, test: &Dataset<f32>) -> Result<SeedRun> {
     let (mut net, base_acc) = train_reference_mlp(ctx, train, test)?;
@@ -213,12 +242,23 @@ fn structured_seed(ctx: &Ctx, train: &Dataset<f32>, test: &Dataset<f32>) -> Resu
     let epochs = ctx.epochs(15, 8);
     let control = prune_control(ctx, &net, (train, test), 2, epochs)?;
     let mut rounds = Vec::new();
-    // 1 - 0.75 * (1 - 1/3) = 0.5 of the units removed after two rounds.
-    for (r, fraction) in [0.25, 1.0 / 3.0].into_iter().enumerate() {
+    let budget = (PARAMS_BUDGET * base.params as f64).floor() as usize;
+    let mut widths = mlp_widths(ctx);
+    // 1 - 0.75 * (1 - 1/3) = 0.5 of the units removed after two rounds, more in the second
+    // round where the parameter budget needs it.
+    for r in 0..2 {
+        let fraction = if r == 0 {
+            0.25
+        } else {
+            last_round_fraction(&widths, budget)?
+        };
         let cfg = ShrinkConfig::new(fraction)
             .criterion(UnitCriterion::Apoz)
             .round_to(8);
         let rep = prune_structured(&mut net, &cfg, &input, Some(&train.x))?;
+        for (w, l) in widths[1..].iter_mut().zip(&rep.layers) {
+            *w = l.after;
+        }
         let acc = fine_tune(
             ctx,
             &format!("fine-tune {}", r + 1),
@@ -228,6 +268,7 @@ fn structured_seed(ctx: &Ctx, train: &Dataset<f32>, test: &Dataset<f32>) -> Resu
         )?;
         rounds.push(json!({
             "round": r + 1,
+            "fraction": fraction,
             "widths": rep.layers.iter().map(|l| json!({"layer": l.index, "before": l.before, "after": l.after})).collect::<Vec<_>>(),
             "params": rep.params_after,
             "macs": rep.macs_after,
@@ -239,6 +280,7 @@ fn structured_seed(ctx: &Ctx, train: &Dataset<f32>, test: &Dataset<f32>) -> Resu
     let extra = json!({
         "criterion": "apoz (activations of the training set)",
         "round_to": 8,
+        "params_budget": budget,
         "rounds": rounds,
     });
     Ok(SeedRun {
@@ -465,4 +507,37 @@ fn mask_free_sparsity(net: &Sequential<f32>) -> f64 {
         z += p.len - p.nonzero;
     }
     z as f64 / n.max(1) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mlp_params(widths: &[usize]) -> usize {
+        widths.windows(2).map(|w| w[0] * w[1] + w[1]).sum()
+    }
+
+    #[test]
+    fn last_round_fraction_keeps_a_third_where_half_meets_the_budget() {
+        // Digits after the first round: 128 -> 96, 64 -> 48; half of the original units gives
+        // 38% of the 17,226 parameters.
+        let budget = (PARAMS_BUDGET * mlp_params(&[64, 128, 64, 10]) as f64) as usize;
+        assert_eq!(last_round_fraction(&[64, 96, 48, 10], budget).unwrap(), 1.0 / 3.0);
+    }
+
+    #[test]
+    fn last_round_fraction_removes_more_until_the_budget_holds() {
+        // MNIST after the first round: 300 -> 232, 100 -> 80; half of the original units
+        // would leave 50.7% of LeNet-300-100's parameters.
+        let budget = (PARAMS_BUDGET * mlp_params(&[784, 300, 100, 10]) as f64) as usize;
+        let f = last_round_fraction(&[784, 232, 80, 10], budget).unwrap();
+        assert!(f > 1.0 / 3.0, "fraction {f}");
+        let cfg = ShrinkConfig::new(f).round_to(8);
+        let shrunk = [784, cfg.kept(232), cfg.kept(80), 10];
+        assert!(mlp_params(&shrunk) <= budget, "{shrunk:?}");
+        // The previous grid step does not meet the budget: the smallest such fraction.
+        let prev = ShrinkConfig::new(f - 1.0 / 96.0).round_to(8);
+        let wider = [784, prev.kept(232), prev.kept(80), 10];
+        assert!(mlp_params(&wider) > budget, "{wider:?}");
+    }
 }
