@@ -522,7 +522,10 @@ mod tests {
         // Digits after the first round: 128 -> 96, 64 -> 48; half of the original units gives
         // 38% of the 17,226 parameters.
         let budget = (PARAMS_BUDGET * mlp_params(&[64, 128, 64, 10]) as f64) as usize;
-        assert_eq!(last_round_fraction(&[64, 96, 48, 10], budget).unwrap(), 1.0 / 3.0);
+        assert_eq!(
+            last_round_fraction(&[64, 96, 48, 10], budget).unwrap(),
+            1.0 / 3.0
+        );
     }
 
     #[test]
