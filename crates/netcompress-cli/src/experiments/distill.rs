@@ -44,12 +44,18 @@ struct Setup {
 }
 
 impl Setup {
+    /// `full_seeds` (`fast_seeds` with `--fast`) on digits; on MNIST the 2 seeds (1 with
+    /// `--fast`) of every MNIST experiment.
     fn new(ctx: &Ctx, full_seeds: usize, fast_seeds: usize) -> Self {
         let (teacher, student) = match ctx.data {
             DataSource::Digits => (vec![64, 1200, 1200, 10], vec![64, 10, 10]),
             DataSource::Mnist(_) => (vec![784, 1200, 1200, 10], vec![784, 800, 800, 10]),
         };
-        let n = if ctx.fast { fast_seeds } else { full_seeds };
+        let n = match (&ctx.data, ctx.fast) {
+            (DataSource::Digits, false) => full_seeds,
+            (DataSource::Digits, true) => fast_seeds,
+            (DataSource::Mnist(_), _) => super::controls::seed_count(ctx),
+        };
         Self {
             teacher,
             student,
