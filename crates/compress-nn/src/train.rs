@@ -3,6 +3,7 @@
 use compress_core::{CoreError, Float, Layer, Mode, Param, ParamPath};
 use ndarray::{ArrayD, ArrayRef, Ix2, IxDyn};
 use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
+use std::slice::Chunks;
 
 use crate::loss::{accuracy, argmax_rows, softmax_cross_entropy};
 use crate::{Dataset, LrSchedule, NnError, Optimizer, Result};
@@ -141,13 +142,6 @@ impl Trainer {
         Self { config }
     }
 
-    fn validate(&self) -> Result<()> {
-        if self.config.batch_size == 0 {
-            return Err(CoreError::config("batch_size", "must be at least 1, got 0").into());
-        }
-        Ok(())
-    }
-
     /// Trains with softmax cross-entropy and no hooks.
     ///
     /// # Errors
@@ -186,31 +180,26 @@ impl Trainer {
         loss: &mut dyn Loss<F>,
         hooks: &mut dyn TrainHooks<F>,
     ) -> Result<TrainReport> {
-        self.validate()?;
         let cfg = &self.config;
-        let base_lr = optimizer.lr().as_f64();
-        let mut rng = StdRng::seed_from_u64(cfg.seed);
-        let mut order: Vec<usize> = (0..train.len()).collect();
+        let mut minibatches = Minibatches::new(train.len(), cfg.batch_size, cfg.seed)?
+            .epochs(cfg.epochs, cfg.schedule);
         let mut report = TrainReport::default();
         let mut best_state = None;
         let mut since_best = 0;
-        for epoch in 0..cfg.epochs {
-            let lr = cfg.schedule.lr_at(base_lr, epoch, cfg.epochs);
-            optimizer.set_lr(F::lit(lr));
-            order.shuffle(&mut rng);
+        while let Some(Epoch {
+            index: epoch,
+            lr,
+            batches,
+            ..
+        }) = minibatches.next_epoch(&mut *optimizer)
+        {
             let (mut loss_sum, mut correct) = (0.0, 0usize);
-            for idx in order.chunks(cfg.batch_size) {
+            for idx in batches {
                 let (x, y) = train.batch(idx);
                 model.zero_grad();
                 let out = model.forward(&x, Mode::Train)?;
                 let (l, g) = loss.loss(&out, idx, &y)?;
-                if !l.is_finite() {
-                    return Err(NnError::Diverged {
-                        epoch,
-                        step: report.steps,
-                        loss: l.as_f64(),
-                    });
-                }
+                check_loss(l, epoch, report.steps)?;
                 if out.ndim() == 2 {
                     let pred = argmax_rows(&as_logits(&out)?);
                     correct += pred.iter().zip(&y).filter(|(a, b)| a == b).count();
@@ -258,6 +247,124 @@ impl Trainer {
             model.load_state(&state)?;
         }
         Ok(report)
+    }
+}
+
+/// The epoch and minibatch iteration every training loop shares: before each epoch the
+/// optimizer gets the epoch's learning rate from an [`LrSchedule`] (applied to the rate the
+/// optimizer had when the first epoch started) and the sample order is shuffled by a
+/// generator seeded once per run; the shuffled order is then cut into minibatches of
+/// `batch_size` (the last one may be shorter).
+///
+/// Each [`Epoch`] also lends the generator, so a loop that draws more randomness per step
+/// (sampled widths, dropout masks) draws it from the same stream, after the epoch's
+/// shuffle: the draws of a run are fixed by its seed. [`Trainer`] runs on it.
+///
+/// ```
+/// use compress_nn::train::Minibatches;
+/// use compress_nn::{LrSchedule, Optimizer, Sgd};
+/// # fn main() -> compress_nn::Result<()> {
+/// let mut opt = Sgd::<f32>::new(0.1);
+/// let schedule = LrSchedule::Step { step_size: 1, gamma: 0.5 };
+/// let mut minibatches = Minibatches::new(10, 4, 0)?.epochs(2, schedule);
+/// while let Some(epoch) = minibatches.next_epoch(&mut opt) {
+///     assert_eq!(opt.lr(), epoch.lr as f32);
+///     let sizes: Vec<usize> = epoch.batches.map(<[usize]>::len).collect();
+///     assert_eq!(sizes, [4, 4, 2]);
+/// }
+/// assert_eq!(opt.lr(), 0.05);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Minibatches {
+    order: Vec<usize>,
+    rng: StdRng,
+    batch_size: usize,
+    epochs: usize,
+    next: usize,
+    schedule: LrSchedule,
+    base_lr: Option<f64>,
+}
+
+/// One epoch of [`Minibatches`].
+#[derive(Debug)]
+pub struct Epoch<'a> {
+    /// Epoch index from 0.
+    pub index: usize,
+    /// The learning rate the optimizer was given for this epoch.
+    pub lr: f64,
+    /// The minibatches: this epoch's shuffled sample indices in chunks of the batch size.
+    pub batches: Chunks<'a, usize>,
+    /// The run's generator, after this epoch's shuffle.
+    pub rng: &'a mut StdRng,
+}
+
+impl Minibatches {
+    /// Minibatches of `batch_size` over `samples` samples, shuffled by a generator seeded
+    /// with `seed`; one epoch at a constant rate until [`Minibatches::epochs`] says more.
+    ///
+    /// # Errors
+    ///
+    /// [`CoreError::InvalidConfig`] for a zero batch size.
+    pub fn new(samples: usize, batch_size: usize, seed: u64) -> Result<Self> {
+        if batch_size == 0 {
+            return Err(CoreError::config("batch_size", "must be at least 1, got 0").into());
+        }
+        Ok(Self {
+            order: (0..samples).collect(),
+            rng: StdRng::seed_from_u64(seed),
+            batch_size,
+            epochs: 1,
+            next: 0,
+            schedule: LrSchedule::Constant,
+            base_lr: None,
+        })
+    }
+
+    /// Runs `epochs` epochs with the learning rates of `schedule`.
+    #[must_use]
+    pub fn epochs(mut self, epochs: usize, schedule: LrSchedule) -> Self {
+        self.epochs = epochs;
+        self.schedule = schedule;
+        self
+    }
+
+    /// Starts the next epoch: sets its learning rate on `optimizer` and shuffles the order;
+    /// `None` after the last epoch.
+    pub fn next_epoch<F: Float>(&mut self, optimizer: &mut dyn Optimizer<F>) -> Option<Epoch<'_>> {
+        if self.next >= self.epochs {
+            return None;
+        }
+        let index = self.next;
+        self.next += 1;
+        let base = *self.base_lr.get_or_insert_with(|| optimizer.lr().as_f64());
+        let lr = self.schedule.lr_at(base, index, self.epochs);
+        optimizer.set_lr(F::lit(lr));
+        self.order.shuffle(&mut self.rng);
+        Some(Epoch {
+            index,
+            lr,
+            batches: self.order.chunks(self.batch_size),
+            rng: &mut self.rng,
+        })
+    }
+}
+
+/// `Ok` for a finite loss, else [`NnError::Diverged`] at `epoch` and `step` (the check
+/// every training loop makes after each loss).
+///
+/// # Errors
+///
+/// [`NnError::Diverged`] for a NaN or infinite `loss`.
+pub fn check_loss<F: Float>(loss: F, epoch: usize, step: usize) -> Result<()> {
+    if loss.is_finite() {
+        Ok(())
+    } else {
+        Err(NnError::Diverged {
+            epoch,
+            step,
+            loss: loss.as_f64(),
+        })
     }
 }
 

@@ -88,3 +88,44 @@ fn small_cnn_fits_28x28_and_3_channel_inputs() {
         assert_eq!(net.cost(&[c, side, side]).unwrap().output_shape, vec![10]);
     }
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config::with_cases(64))]
+
+    /// Every epoch of `Minibatches` visits each sample exactly once, in batches of the batch
+    /// size (the last one shorter), with the schedule's rate set on the optimizer; the same
+    /// seed gives the same orders and the same later draws from the lent generator.
+    #[test]
+    fn minibatches_partition_every_epoch_and_follow_the_seed(
+        samples in 0usize..40, batch in 1usize..9, epochs in 0usize..4, seed in 0u64..1000,
+    ) {
+        use compress_nn::train::Minibatches;
+        use compress_nn::{LrSchedule, Optimizer};
+        use rand::Rng;
+        let schedule = LrSchedule::Step { step_size: 1, gamma: 0.5 };
+        let run = |seed: u64| {
+            let mut opt = Sgd::<f64>::new(0.8);
+            let mut mb = Minibatches::new(samples, batch, seed).unwrap().epochs(epochs, schedule);
+            let mut seen = Vec::new();
+            while let Some(epoch) = mb.next_epoch(&mut opt) {
+                assert_eq!(opt.lr(), schedule.lr_at(0.8, epoch.index, epochs));
+                let batches: Vec<Vec<usize>> = epoch.batches.map(<[usize]>::to_vec).collect();
+                assert_eq!(batches.len(), samples.div_ceil(batch));
+                assert!(batches.iter().rev().skip(1).all(|b| b.len() == batch));
+                let mut all: Vec<usize> = batches.concat();
+                seen.push((all.clone(), epoch.rng.random::<u64>()));
+                all.sort_unstable();
+                assert_eq!(all, (0..samples).collect::<Vec<_>>());
+            }
+            assert_eq!(seen.len(), epochs);
+            seen
+        };
+        proptest::prop_assert_eq!(run(seed), run(seed));
+    }
+}
+
+#[test]
+fn minibatches_reject_a_zero_batch_size() {
+    let err = compress_nn::train::Minibatches::new(10, 0, 0).unwrap_err();
+    assert!(err.to_string().contains("batch_size"), "{err}");
+}

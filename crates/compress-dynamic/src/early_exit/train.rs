@@ -3,9 +3,9 @@
 
 use compress_core::{CoreError, Float, Mode, Module};
 use compress_nn::loss::{argmax_rows, softmax_cross_entropy};
-use compress_nn::{Dataset, LrSchedule, NnError, Optimizer};
+use compress_nn::train::{Epoch, Minibatches, check_loss};
+use compress_nn::{Dataset, LrSchedule, Optimizer};
 use ndarray::Array2;
-use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
 
 use super::EarlyExitNet;
 use crate::{DynamicError, Result, distill_loss};
@@ -73,9 +73,6 @@ pub struct ExitTrainReport {
 
 impl ExitTrainConfig {
     fn weights(&self, k: usize) -> Result<Vec<f64>> {
-        if self.batch_size == 0 {
-            return Err(CoreError::config("batch_size", "must be at least 1, got 0").into());
-        }
         if let Some(d) = self.distill
             && !(d.temperature.is_finite() && d.temperature > 0.0 && (0.0..=1.0).contains(&d.alpha))
         {
@@ -154,29 +151,24 @@ pub fn train_early_exit<F: Float>(
 ) -> Result<ExitTrainReport> {
     net.validate()?;
     let k = net.num_exits();
+    let mut minibatches = Minibatches::new(train.len(), config.batch_size, config.seed)?
+        .epochs(config.epochs, config.schedule);
     let weights = config.weights(k)?;
-    let base_lr = optimizer.lr().as_f64();
-    let mut rng = StdRng::seed_from_u64(config.seed);
-    let mut order: Vec<usize> = (0..train.len()).collect();
     let mut report = ExitTrainReport::default();
-    for epoch in 0..config.epochs {
-        optimizer.set_lr(F::lit(config.schedule.lr_at(base_lr, epoch, config.epochs)));
-        order.shuffle(&mut rng);
+    while let Some(Epoch {
+        index: epoch,
+        batches,
+        ..
+    }) = minibatches.next_epoch(&mut *optimizer)
+    {
         let mut loss_sum = 0.0;
         let mut correct = vec![0usize; k];
-        for idx in order.chunks(config.batch_size) {
+        for idx in batches {
             let (x, y) = train.batch(idx);
             net.zero_grad();
             let logits = net.forward_all(&x, Mode::Train)?;
             let (l, grads) = joint_exit_loss(&logits, &y, &weights, config.distill)?;
-            if !l.is_finite() {
-                return Err(NnError::Diverged {
-                    epoch,
-                    step: report.steps,
-                    loss: l.as_f64(),
-                }
-                .into());
-            }
+            check_loss(l, epoch, report.steps)?;
             for (c, z) in correct.iter_mut().zip(&logits) {
                 *c += argmax_rows(z)
                     .iter()

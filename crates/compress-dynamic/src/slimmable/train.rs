@@ -2,9 +2,10 @@
 
 use compress_core::{CoreError, Float, Layer, Mode, Module};
 use compress_nn::loss::softmax_cross_entropy;
-use compress_nn::{Dataset, LrSchedule, NnError, Optimizer};
+use compress_nn::train::{Epoch, Minibatches, check_loss};
+use compress_nn::{Dataset, LrSchedule, Optimizer};
 use ndarray::Array2;
-use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
+use rand::seq::SliceRandom;
 
 use super::SlimmableNet;
 use crate::output::logits_2d;
@@ -82,9 +83,8 @@ pub fn train_sandwich<F: Float>(
     train: &Dataset<F>,
     config: &SandwichConfig,
 ) -> Result<SandwichReport> {
-    if config.batch_size == 0 {
-        return Err(CoreError::config("batch_size", "must be at least 1, got 0").into());
-    }
+    let mut minibatches = Minibatches::new(train.len(), config.batch_size, config.seed)?
+        .epochs(config.epochs, config.schedule);
     if !(config.temperature.is_finite() && config.temperature > 0.0) {
         return Err(DynamicError::config(
             "temperature",
@@ -97,15 +97,16 @@ pub fn train_sandwich<F: Float>(
         .get(1..widths.len().saturating_sub(1))
         .map(<[f64]>::to_vec)
         .unwrap_or_default();
-    let base_lr = optimizer.lr().as_f64();
-    let mut rng = StdRng::seed_from_u64(config.seed);
-    let mut order: Vec<usize> = (0..train.len()).collect();
     let mut report = SandwichReport::default();
-    for epoch in 0..config.epochs {
-        optimizer.set_lr(F::lit(config.schedule.lr_at(base_lr, epoch, config.epochs)));
-        order.shuffle(&mut rng);
+    while let Some(Epoch {
+        index: epoch,
+        batches,
+        rng,
+        ..
+    }) = minibatches.next_epoch(&mut *optimizer)
+    {
         let (mut sum_max, mut sum_min) = (0.0, 0.0);
-        for idx in order.chunks(config.batch_size) {
+        for idx in batches {
             let (x, y) = train.batch(idx);
             net.zero_grad();
             // Largest width: label loss; its logits teach the others.
@@ -113,12 +114,12 @@ pub fn train_sandwich<F: Float>(
             let out = net.forward(&x, Mode::Train)?;
             let teacher: Array2<F> = logits_2d(&out, &"largest width")?.to_owned();
             let (l, g) = softmax_cross_entropy(&teacher, &y)?;
-            check_finite(l, epoch, report.steps)?;
+            check_loss(l, epoch, report.steps)?;
             sum_max += l.as_f64() * idx.len() as f64;
             net.backward(&g.into_dyn())?;
             let mut sub = vec![w_min];
             let mut mid = middle.clone();
-            mid.shuffle(&mut rng);
+            mid.shuffle(rng);
             sub.extend(mid.into_iter().take(config.random_widths));
             for (j, &w) in sub.iter().enumerate() {
                 if (w - w_max).abs() < 1e-12 {
@@ -132,7 +133,7 @@ pub fn train_sandwich<F: Float>(
                 } else {
                     softmax_cross_entropy(&z, &y)?
                 };
-                check_finite(l, epoch, report.steps)?;
+                check_loss(l, epoch, report.steps)?;
                 if j == 0 {
                     sum_min += l.as_f64() * idx.len() as f64;
                 }
@@ -150,19 +151,6 @@ pub fn train_sandwich<F: Float>(
     }
     net.set_width(w_max)?;
     Ok(report)
-}
-
-fn check_finite<F: Float>(l: F, epoch: usize, step: usize) -> Result<()> {
-    if l.is_finite() {
-        Ok(())
-    } else {
-        Err(NnError::Diverged {
-            epoch,
-            step,
-            loss: l.as_f64(),
-        }
-        .into())
-    }
 }
 
 /// Recomputes the batch-norm statistics of width `w` from `data` (Universally Slimmable
