@@ -46,6 +46,18 @@ impl DynamicError {
     pub(crate) fn config(name: impl Into<String>, reason: impl Into<String>) -> Self {
         Self::Core(CoreError::config(name, reason))
     }
+
+    /// This error as the [`CoreError`] a `Layer` method of `layer` returns: a core error as
+    /// it is, any other as [`CoreError::InvalidState`] with this error's message.
+    pub(crate) fn into_core(self, layer: &str) -> CoreError {
+        match self {
+            Self::Core(c) => c,
+            other => CoreError::InvalidState {
+                layer: layer.to_string(),
+                reason: other.to_string(),
+            },
+        }
+    }
 }
 
 /// `Result` with [`DynamicError`] as the default error.

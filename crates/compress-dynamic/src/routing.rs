@@ -4,7 +4,8 @@
 use compress_core::derive::Module;
 use compress_core::{CoreError, Float, Layer, Mode};
 use compress_nn::Dataset;
-use ndarray::{Array2, ArrayD};
+use compress_nn::train::predict_outputs;
+use ndarray::{Array2, ArrayD, ArrayRef, IxDyn};
 
 use crate::output::{Survivors, logits_2d, take_rows};
 use crate::profile::{ExitCosts, ExitProfile, Thresholds};
@@ -106,26 +107,9 @@ impl<F: Float> Cascade<F> {
     /// Wrong threshold count or values, any model error.
     pub fn infer(&mut self, x: &ArrayD<F>, thresholds: &Thresholds) -> Result<DynamicOutput<F>> {
         let costs = self.costs()?;
-        thresholds.check(self.num_exits())?;
-        let n = x.shape().first().copied().unwrap_or(0);
-        let mut surv = Survivors::new(n, self.num_exits());
-        for k in 0..self.models.len() {
-            if surv.done() {
-                break;
-            }
-            let Some(thr) = thresholds.score_threshold(k) else {
-                continue;
-            };
-            let y = if surv.alive.len() == n {
-                self.models[k].forward(x, Mode::Eval)?
-            } else {
-                self.models[k].forward(&take_rows(x, &surv.alive), Mode::Eval)?
-            };
-            let logits = logits_2d(&y, &format_args!("model {k}"))?;
-            let test = ExitTest::new(thresholds.rule, thr, logits.ncols());
-            surv.decide(k, None, &logits, costs.own[k], Some(test), None)?;
-        }
-        surv.finish()
+        route(x, &costs, thresholds, None, |k, xs| {
+            Ok(self.models[k].forward(xs, Mode::Eval)?)
+        })
     }
 
     /// Runs every model on every sample of `data` and records scores and correctness.
@@ -140,14 +124,73 @@ impl<F: Float> Cascade<F> {
         batch: usize,
     ) -> Result<ExitProfile> {
         let costs = self.costs()?;
-        let logits = self
-            .models
-            .iter_mut()
-            .map(|m| {
-                let y = compress_nn::train::predict_outputs(m.as_mut(), &data.x, batch)?;
-                Ok(logits_2d(&y, &"model")?.to_owned())
-            })
-            .collect::<Result<Vec<Array2<F>>>>()?;
-        ExitProfile::from_logits(rule, &logits, &data.labels, costs)
+        profile_members(data, rule, costs, None, |k| {
+            Ok(predict_outputs(self.models[k].as_mut(), &data.x, batch)?)
+        })
     }
+}
+
+/// Names cascade member `k` in errors: `model k`, or `width w` for a width cascade.
+struct Member<'a>(Option<&'a [f64]>, usize);
+
+impl std::fmt::Display for Member<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(widths) => write!(f, "width {}", widths[self.1]),
+            None => write!(f, "model {}", self.1),
+        }
+    }
+}
+
+/// Routed inference of a batch through a cascade of classifiers tried in order (one per
+/// entry of `costs.own`): `run(k, rows)` runs member `k` on the rows of `x` of the samples
+/// the earlier members were not confident about; disabled members are skipped and the last
+/// member takes everyone left. `widths` names the members of a width cascade in errors.
+pub(crate) fn route<F: Float>(
+    x: &ArrayD<F>,
+    costs: &ExitCosts,
+    thresholds: &Thresholds,
+    widths: Option<&[f64]>,
+    mut run: impl FnMut(usize, &ArrayRef<F, IxDyn>) -> Result<ArrayD<F>>,
+) -> Result<DynamicOutput<F>> {
+    let members = costs.own.len();
+    thresholds.check(members)?;
+    let n = x.shape().first().copied().unwrap_or(0);
+    let mut surv = Survivors::new(n, members);
+    for (k, &macs) in costs.own.iter().enumerate() {
+        if surv.done() {
+            break;
+        }
+        let Some(thr) = thresholds.score_threshold(k) else {
+            continue;
+        };
+        let y = if surv.alive.len() == n {
+            run(k, x)?
+        } else {
+            run(k, &take_rows(x, &surv.alive))?
+        };
+        let logits = logits_2d(&y, &Member(widths, k))?;
+        let test = ExitTest::new(thresholds.rule, thr, logits.ncols());
+        surv.decide(k, None, &logits, macs, Some(test), None)?;
+    }
+    surv.finish()
+}
+
+/// The profile of a cascade of classifiers (one per entry of `costs.own`) on `data`:
+/// `outputs(k)` is member `k`'s output for every sample. `widths` names the members of a
+/// width cascade in errors.
+pub(crate) fn profile_members<F: Float>(
+    data: &Dataset<F>,
+    rule: ExitRule,
+    costs: ExitCosts,
+    widths: Option<&[f64]>,
+    mut outputs: impl FnMut(usize) -> Result<ArrayD<F>>,
+) -> Result<ExitProfile> {
+    let logits = (0..costs.own.len())
+        .map(|k| {
+            let y = outputs(k)?;
+            Ok(logits_2d(&y, &Member(widths, k))?.to_owned())
+        })
+        .collect::<Result<Vec<Array2<F>>>>()?;
+    ExitProfile::from_logits(rule, &logits, &data.labels, costs)
 }

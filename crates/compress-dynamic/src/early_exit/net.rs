@@ -368,16 +368,6 @@ impl<F: Float> Module<F> for EarlyExitNet<F> {
     }
 }
 
-fn core(e: DynamicError) -> CoreError {
-    match e {
-        DynamicError::Core(c) => c,
-        other => CoreError::InvalidState {
-            layer: "EarlyExitNet".into(),
-            reason: other.to_string(),
-        },
-    }
-}
-
 /// The static network: every stage, then the last exit's head (no early head computed).
 impl<F: Float> Layer<F> for EarlyExitNet<F> {
     fn name(&self) -> &'static str {
@@ -385,7 +375,8 @@ impl<F: Float> Layer<F> for EarlyExitNet<F> {
     }
 
     fn forward(&mut self, x: &ArrayRef<F, IxDyn>, mode: Mode) -> compress_core::Result<ArrayD<F>> {
-        self.check_structure().map_err(core)?;
+        self.check_structure()
+            .map_err(|e| e.into_core("EarlyExitNet"))?;
         // The first stage reads the caller's batch directly, as dynamic inference does.
         let mut h: Option<ArrayD<F>> = None;
         for s in 0..self.stages.len() {
@@ -422,7 +413,9 @@ impl<F: Float> Layer<F> for EarlyExitNet<F> {
                 input_shape,
             ));
         }
-        let (stages, heads) = self.layer_costs().map_err(core)?;
+        let (stages, heads) = self
+            .layer_costs()
+            .map_err(|e| e.into_core("EarlyExitNet"))?;
         let last = heads
             .last()
             .cloned()

@@ -9,8 +9,7 @@ use compress_nn::{Conv2d, Conv2dConfig};
 use ndarray::{ArrayD, ArrayRef, Ix1, Ix4, IxDyn, s};
 use rand::Rng;
 
-use super::linear::to_core;
-use super::width::{Slimmable, active_channels, check_width};
+use super::width::{SlimSides, Slimmable};
 use crate::Result;
 
 /// `Conv2d` (NCHW, one group) on the first `ceil(w * out)` filters and the first
@@ -45,11 +44,7 @@ pub struct SlimmableConv2d<F: Float> {
     #[module(skip)]
     config: Conv2dConfig,
     #[module(skip)]
-    slim_in: bool,
-    #[module(skip)]
-    slim_out: bool,
-    #[module(skip)]
-    width: f64,
+    slim: SlimSides,
     /// The active-slice convolution of the last training-mode forward.
     #[module(skip)]
     cache: Option<Box<Conv2d<F>>>,
@@ -89,31 +84,19 @@ impl<F: Float> SlimmableConv2d<F> {
             weight: Param::new(w),
             bias,
             config,
-            slim_in,
-            slim_out,
-            width: 1.0,
+            slim: SlimSides::new(slim_in, slim_out),
             cache: None,
         })
     }
 
     /// Input channels at the current width.
     pub fn active_in(&self) -> usize {
-        let c = self.weight.shape()[1];
-        if self.slim_in {
-            active_channels(self.width, c)
-        } else {
-            c
-        }
+        self.slim.active_in(self.weight.shape()[1])
     }
 
     /// Output channels at the current width.
     pub fn active_out(&self) -> usize {
-        let c = self.weight.shape()[0];
-        if self.slim_out {
-            active_channels(self.width, c)
-        } else {
-            c
-        }
+        self.slim.active_out(self.weight.shape()[0])
     }
 
     /// A compress-nn convolution holding the active slice of the (effective) kernel and bias.
@@ -154,14 +137,13 @@ impl<F: Float> SlimmableConv2d<F> {
 
 impl<F: Float> Slimmable for SlimmableConv2d<F> {
     fn set_width(&mut self, w: f64) -> Result<()> {
-        check_width(w)?;
-        self.width = w.min(1.0);
+        self.slim.set_width(w)?;
         self.cache = None;
         Ok(())
     }
 
     fn width(&self) -> f64 {
-        self.width
+        self.slim.width()
     }
 }
 
@@ -178,7 +160,8 @@ impl<F: Float> Layer<F> for SlimmableConv2d<F> {
                 x.shape(),
             ));
         }
-        self.out_shape(&x.shape()[1..]).map_err(to_core)?;
+        self.out_shape(&x.shape()[1..])
+            .map_err(|e| e.into_core("SlimmableConv2d"))?;
         let mut conv = self.active_conv()?;
         let y = conv.forward(x, mode)?;
         self.cache = (mode == Mode::Train).then(|| Box::new(conv));
@@ -209,7 +192,9 @@ impl<F: Float> Layer<F> for SlimmableConv2d<F> {
     }
 
     fn cost(&self, input_shape: &[usize]) -> compress_core::Result<Cost> {
-        let (oh, ow) = self.out_shape(input_shape).map_err(to_core)?;
+        let (oh, ow) = self
+            .out_shape(input_shape)
+            .map_err(|e| e.into_core("SlimmableConv2d"))?;
         let (i, o) = (self.active_in(), self.active_out());
         let (kh, kw) = self.config.kernel;
         let per_pixel = o * i * kh * kw;

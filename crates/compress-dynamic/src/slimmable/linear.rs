@@ -5,7 +5,7 @@ use compress_core::{CoreError, Cost, Float, Layer, Mode, Param, TensorExt};
 use ndarray::{Array2, ArrayD, ArrayRef, Axis, Ix1, Ix2, IxDyn, s};
 use rand::Rng;
 
-use super::width::{Slimmable, active_channels, check_width};
+use super::width::{SlimSides, Slimmable};
 use crate::Result;
 
 /// `y = x W[:o, :i]^T + b[:o]`, with `o = ceil(w * out)` when the output is slimmable and
@@ -39,11 +39,7 @@ pub struct SlimmableLinear<F: Float> {
     /// Optional bias `[out]` at full width.
     pub bias: Option<Param<F>>,
     #[module(skip)]
-    slim_in: bool,
-    #[module(skip)]
-    slim_out: bool,
-    #[module(skip)]
-    width: f64,
+    slim: SlimSides,
     #[module(skip)]
     input: Option<Array2<F>>,
 }
@@ -62,9 +58,7 @@ impl<F: Float> SlimmableLinear<F> {
         Self {
             weight: l.weight,
             bias: l.bias,
-            slim_in,
-            slim_out,
-            width: 1.0,
+            slim: SlimSides::new(slim_in, slim_out),
             input: None,
         }
     }
@@ -81,20 +75,12 @@ impl<F: Float> SlimmableLinear<F> {
 
     /// Input features at the current width.
     pub fn active_in(&self) -> usize {
-        if self.slim_in {
-            active_channels(self.width, self.in_features())
-        } else {
-            self.in_features()
-        }
+        self.slim.active_in(self.in_features())
     }
 
     /// Output features at the current width.
     pub fn active_out(&self) -> usize {
-        if self.slim_out {
-            active_channels(self.width, self.out_features())
-        } else {
-            self.out_features()
-        }
+        self.slim.active_out(self.out_features())
     }
 
     fn check_input(&self, shape: &[usize]) -> Result<()> {
@@ -110,24 +96,13 @@ impl<F: Float> SlimmableLinear<F> {
 
 impl<F: Float> Slimmable for SlimmableLinear<F> {
     fn set_width(&mut self, w: f64) -> Result<()> {
-        check_width(w)?;
-        self.width = w.min(1.0);
+        self.slim.set_width(w)?;
         self.input = None;
         Ok(())
     }
 
     fn width(&self) -> f64 {
-        self.width
-    }
-}
-
-pub(crate) fn to_core(e: crate::DynamicError) -> CoreError {
-    match e {
-        crate::DynamicError::Core(c) => c,
-        other => CoreError::InvalidState {
-            layer: "slimmable layer".into(),
-            reason: other.to_string(),
-        },
+        self.slim.width()
     }
 }
 
@@ -137,7 +112,8 @@ impl<F: Float> Layer<F> for SlimmableLinear<F> {
     }
 
     fn forward(&mut self, x: &ArrayRef<F, IxDyn>, mode: Mode) -> compress_core::Result<ArrayD<F>> {
-        self.check_input(x.shape()).map_err(to_core)?;
+        self.check_input(x.shape())
+            .map_err(|e| e.into_core("SlimmableLinear"))?;
         let (i, o) = (self.active_in(), self.active_out());
         let x2 = x.view().into_dimensionality::<Ix2>()?;
         let w = self.weight.effective();

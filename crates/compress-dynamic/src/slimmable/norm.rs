@@ -4,7 +4,6 @@ use compress_core::derive::Module;
 use compress_core::{CoreError, Cost, Float, Layer, Mode, Param, ParamKind};
 use ndarray::{Array1, Array3, ArrayD, ArrayRef, Axis, Ix1, Ix3, IxDyn, s};
 
-use super::linear::to_core;
 use super::width::{Slimmable, active_channels, check_width, width_index};
 use crate::Result;
 
@@ -215,7 +214,9 @@ impl<F: Float> Layer<F> for SwitchableBatchNorm<F> {
     }
 
     fn forward(&mut self, x: &ArrayRef<F, IxDyn>, mode: Mode) -> compress_core::Result<ArrayD<F>> {
-        let x3 = self.as_3d(x).map_err(to_core)?;
+        let x3 = self
+            .as_3d(x)
+            .map_err(|e| e.into_core("SwitchableBatchNorm"))?;
         let (n, c, sp) = x3.dim();
         let m = n * sp;
         let eps = F::lit(self.eps);

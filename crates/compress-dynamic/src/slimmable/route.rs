@@ -3,12 +3,12 @@
 
 use compress_core::{CoreError, Float, Layer, Mode};
 use compress_nn::Dataset;
+use compress_nn::train::predict_outputs;
 use ndarray::ArrayD;
 
 use super::SlimmableNet;
-use crate::output::{Survivors, logits_2d, take_rows};
 use crate::profile::{ExitCosts, ExitProfile, Thresholds};
-use crate::rule::ExitTest;
+use crate::routing::{profile_members, route};
 use crate::{DynamicOutput, ExitRule, Result};
 
 impl<F: Float> SlimmableNet<F> {
@@ -51,14 +51,12 @@ impl<F: Float> SlimmableNet<F> {
     ) -> Result<ExitProfile> {
         let costs = self.width_costs(widths, data.sample_shape())?;
         let before = self.width();
-        let mut logits = Vec::with_capacity(widths.len());
-        for &w in widths {
-            self.set_width(w)?;
-            let y = compress_nn::train::predict_outputs(self, &data.x, batch)?;
-            logits.push(logits_2d(&y, &"width")?.to_owned());
-        }
+        let profile = profile_members(data, rule, costs, Some(widths), |k| {
+            self.set_width(widths[k])?;
+            Ok(predict_outputs(self, &data.x, batch)?)
+        })?;
         self.set_width(before)?;
-        ExitProfile::from_logits(rule, &logits, &data.labels, costs)
+        Ok(profile)
     }
 
     /// Routed inference of a batch: every sample runs at `widths[0]`; those not confident
@@ -81,28 +79,12 @@ impl<F: Float> SlimmableNet<F> {
             .map(<[usize]>::to_vec)
             .unwrap_or_default();
         let costs = self.width_costs(widths, &sample)?;
-        thresholds.check(widths.len())?;
         let before = self.width();
-        let n = x.shape().first().copied().unwrap_or(0);
-        let mut surv = Survivors::new(n, widths.len());
-        for (k, &w) in widths.iter().enumerate() {
-            if surv.done() {
-                break;
-            }
-            let Some(thr) = thresholds.score_threshold(k) else {
-                continue;
-            };
-            self.set_width(w)?;
-            let y = if surv.alive.len() == n {
-                self.forward(x, Mode::Eval)?
-            } else {
-                self.forward(&take_rows(x, &surv.alive), Mode::Eval)?
-            };
-            let logits = logits_2d(&y, &format_args!("width {w}"))?;
-            let test = ExitTest::new(thresholds.rule, thr, logits.ncols());
-            surv.decide(k, None, &logits, costs.own[k], Some(test), None)?;
-        }
+        let out = route(x, &costs, thresholds, Some(widths), |k, xs| {
+            self.set_width(widths[k])?;
+            Ok(self.forward(xs, Mode::Eval)?)
+        })?;
         self.set_width(before)?;
-        surv.finish()
+        Ok(out)
     }
 }

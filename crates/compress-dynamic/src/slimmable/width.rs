@@ -35,6 +35,56 @@ pub fn check_width(w: f64) -> Result<()> {
     }
 }
 
+/// The width state a slimmable layer keeps: which of its sides follow the width multiplier
+/// (a network's first layer keeps its input, its classifier its output) and the multiplier.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct SlimSides {
+    slim_in: bool,
+    slim_out: bool,
+    width: f64,
+}
+
+impl SlimSides {
+    /// At full width.
+    pub(crate) fn new(slim_in: bool, slim_out: bool) -> Self {
+        Self {
+            slim_in,
+            slim_out,
+            width: 1.0,
+        }
+    }
+
+    /// Active input channels of `full`.
+    pub(crate) fn active_in(&self, full: usize) -> usize {
+        self.active(self.slim_in, full)
+    }
+
+    /// Active output channels of `full`.
+    pub(crate) fn active_out(&self, full: usize) -> usize {
+        self.active(self.slim_out, full)
+    }
+
+    fn active(&self, slim: bool, full: usize) -> usize {
+        if slim {
+            active_channels(self.width, full)
+        } else {
+            full
+        }
+    }
+
+    /// Switches to width `w` (see [`check_width`]; above 1 within the tolerance counts as 1).
+    pub(crate) fn set_width(&mut self, w: f64) -> Result<()> {
+        check_width(w)?;
+        self.width = w.min(1.0);
+        Ok(())
+    }
+
+    /// The current width multiplier.
+    pub(crate) fn width(&self) -> f64 {
+        self.width
+    }
+}
+
 /// Index of `w` in `widths` (within a tiny tolerance).
 pub(crate) fn width_index(layer: &str, widths: &[f64], w: f64) -> Result<usize> {
     widths
