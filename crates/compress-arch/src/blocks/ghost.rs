@@ -8,7 +8,7 @@ use rand::Rng;
 
 use super::chain::{
     Act, SequentialExt, channels, check_channels, check_nonzero, check_odd, concat_channels,
-    no_forward,
+    no_forward, sum_costs,
 };
 
 /// Configuration of a [`GhostModule`].
@@ -241,13 +241,8 @@ impl<F: Float> Layer<F> for GhostModule<F> {
     fn cost(&self, input_shape: &[usize]) -> Result<Cost> {
         let p = self.primary.cost(input_shape)?;
         let c = self.cheap.cost(&p.output_shape)?;
-        let mut out = p.output_shape.clone();
-        out[0] = self.config.out_channels;
-        Ok(Cost {
-            output_shape: out,
-            params: p.params + c.params,
-            nonzero_params: p.nonzero_params + c.nonzero_params,
-            macs: p.macs + c.macs,
-        })
+        let mut out = sum_costs(p, &c);
+        out.output_shape[0] = self.config.out_channels;
+        Ok(out)
     }
 }

@@ -44,15 +44,7 @@ impl<F: Float> LowRankConv2d<F> {
         svd: &TruncatedSvd<F>,
         bias: Option<ArrayD<F>>,
     ) -> CoreResult<Self> {
-        if config.groups != 1 {
-            return Err(CoreError::config(
-                "groups",
-                format!(
-                    "channel factorization needs groups = 1, got {}",
-                    config.groups
-                ),
-            ));
-        }
+        check_ungrouped(config, "")?;
         let r = svd.rank();
         let (left, right) = svd.balanced_factors();
         let (kh, kw) = config.kernel;
@@ -94,16 +86,7 @@ pub fn factorize_conv2d<F: Float>(
     path: &str,
 ) -> Result<(LowRankConv2d<F>, TruncatedSvd<F>)> {
     let cfg = conv.config();
-    if cfg.groups != 1 {
-        return Err(CoreError::config(
-            "groups",
-            format!(
-                "`{path}`: channel factorization needs groups = 1, got {}",
-                cfg.groups
-            ),
-        )
-        .into());
-    }
+    check_ungrouped(&cfg, &format!("`{path}`: "))?;
     let w = conv.weight.effective();
     let n = cfg.out_channels;
     let cols = w.len() / n.max(1);
@@ -117,21 +100,19 @@ pub fn factorize_conv2d<F: Float>(
     Ok((LowRankConv2d::from_svd(&cfg, &svd, bias)?, svd))
 }
 
-impl<F: Float> Layer<F> for LowRankConv2d<F> {
-    fn name(&self) -> &'static str {
-        "LowRankConv2d"
+/// [`CoreError::InvalidConfig`] for a grouped convolution (the channel factorization
+/// needs one group); `prefix` starts the message.
+fn check_ungrouped(config: &Conv2dConfig, prefix: &str) -> CoreResult<()> {
+    if config.groups == 1 {
+        return Ok(());
     }
-    fn forward(&mut self, x: &ArrayRef<F, IxDyn>, mode: Mode) -> CoreResult<ArrayD<F>> {
-        let h = self.spatial.forward(x, mode)?;
-        self.pointwise.forward(&h, mode)
-    }
-    fn backward(&mut self, grad: &ArrayRef<F, IxDyn>) -> CoreResult<ArrayD<F>> {
-        let g = self.pointwise.backward(grad)?;
-        self.spatial.backward(&g)
-    }
-    fn cost(&self, input_shape: &[usize]) -> CoreResult<Cost> {
-        let c = self.spatial.cost(input_shape)?;
-        let shape = c.output_shape.clone();
-        Ok(c.then(self.pointwise.cost(&shape)?))
-    }
+    Err(CoreError::config(
+        "groups",
+        format!(
+            "{prefix}channel factorization needs groups = 1, got {}",
+            config.groups
+        ),
+    ))
 }
+
+factor_pair_layer!(LowRankConv2d, spatial, pointwise);

@@ -115,24 +115,4 @@ pub fn factorize_linear<F: Float>(
     Ok((LowRankLinear::from_svd(&svd, bias), svd))
 }
 
-impl<F: Float> Layer<F> for LowRankLinear<F> {
-    fn name(&self) -> &'static str {
-        "LowRankLinear"
-    }
-
-    fn forward(&mut self, x: &ArrayRef<F, IxDyn>, mode: Mode) -> CoreResult<ArrayD<F>> {
-        let h = self.down.forward(x, mode)?;
-        self.up.forward(&h, mode)
-    }
-
-    fn backward(&mut self, grad: &ArrayRef<F, IxDyn>) -> CoreResult<ArrayD<F>> {
-        let g = self.up.backward(grad)?;
-        self.down.backward(&g)
-    }
-
-    fn cost(&self, input_shape: &[usize]) -> CoreResult<Cost> {
-        let c = self.down.cost(input_shape)?;
-        let shape = c.output_shape.clone();
-        Ok(c.then(self.up.cost(&shape)?))
-    }
-}
+factor_pair_layer!(LowRankLinear, down, up);
