@@ -57,14 +57,28 @@ pub enum QuantError {
         /// What was wrong.
         reason: String,
     },
-    /// An I/O error on a named file.
-    #[error("I/O error on `{path}`: {source}")]
-    Io {
-        /// The file.
-        path: String,
-        /// The underlying error.
-        source: std::io::Error,
-    },
+}
+
+/// [`CoreError::NonFinite`] at `path` for the first value of `x` that is NaN or infinite
+/// (index 0 and NaN if there is none).
+pub(crate) fn non_finite(x: &[f32], path: &str) -> QuantError {
+    let index = x.iter().position(|v| !v.is_finite()).unwrap_or(0);
+    CoreError::NonFinite {
+        path: path.to_string(),
+        index,
+        value: x.get(index).map_or(f64::NAN, |v| f64::from(*v)),
+    }
+    .into()
+}
+
+/// `Ok` when every value of `x` is finite (one vectorised pass), else [`non_finite`].
+pub(crate) fn check_finite(x: &[f32], path: &str) -> Result<(), QuantError> {
+    let (_, _, finite) = crate::kernels::quantize::min_max(x);
+    if finite {
+        Ok(())
+    } else {
+        Err(non_finite(x, path))
+    }
 }
 
 /// A [`CoreError::Technique`] holding a `QuantError` (raised inside a visitor or a layer)

@@ -3,7 +3,7 @@
 
 use compress_core::{
     CoreError, Cost, Float, Layer, Mode, Module, Param, ParamFilter, ParamKind, ParamPath,
-    ParamVisitor, ParamVisitorMut, Parametrization, Result,
+    Parametrization, Result,
 };
 use ndarray::{ArrayD, ArrayRef, IxDyn};
 
@@ -409,12 +409,7 @@ impl FakeQuantAct {
     }
 }
 
-impl<F: Float> Module<F> for FakeQuantAct {
-    fn visit(&self, _: &mut ParamPath, _: &mut dyn ParamVisitor<F>) {}
-    fn visit_mut(&mut self, _: &mut ParamPath, _: &mut dyn ParamVisitorMut<F>) -> Result<()> {
-        Ok(())
-    }
-}
+crate::int_linear::no_params!(FakeQuantAct);
 
 impl<F: Float> Layer<F> for FakeQuantAct {
     fn name(&self) -> &'static str {

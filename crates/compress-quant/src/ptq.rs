@@ -3,6 +3,7 @@
 use compress_core::{CoreError, Float, Module, Param, ParamFilter, ParamPath};
 use ndarray::{ArrayD, IxDyn};
 
+use crate::qtensor::effective_f32;
 use crate::{
     Calibration, Granularity, IntScheme, QTensor, QuantError, QuantScheme, quantize_calibrated,
     sqnr_db,
@@ -196,7 +197,7 @@ pub fn quantize_model<F: Float>(
                 return;
             }
             let key = path.to_string();
-            let x: Vec<f32> = p.effective().iter().map(|v| v.as_f64() as f32).collect();
+            let x = effective_f32(p);
             if !config.filter.selects(&key, p) {
                 report.float_bytes += 4 * x.len();
                 out.float.push((key, p.shape().to_vec(), x));

@@ -1,9 +1,7 @@
 //! [`QConv2d`]: an int8 convolution through the exact int8 GEMM (channels-last im2col of the
 //! int8 codes).
 
-use compress_core::{
-    CoreError, Cost, Float, Layer, Mode, Module, ParamPath, ParamVisitor, ParamVisitorMut, Result,
-};
+use compress_core::{CoreError, Cost, Float, Layer, Mode, Result};
 use compress_nn::{Conv2d, Conv2dConfig, ConvGeometry, im2col_nhwc};
 use ndarray::{ArrayD, ArrayRef, IxDyn};
 
@@ -12,6 +10,7 @@ use crate::dynamic::rows::Scratch;
 use crate::kernels::epilogue::{Dequant, OutLayout};
 use crate::kernels::{PackedB, gemm_u8i8_dequant_par};
 use crate::qlinear::{as_core, forward_only};
+use crate::qtensor::effective_f32;
 use crate::{IntScheme, QTensor, QuantError};
 
 /// A 2-D convolution computing in integers: int8 weights per output channel, each input
@@ -67,12 +66,7 @@ impl QConv2d {
     pub fn from_conv<F: Float>(conv: &Conv2d<F>) -> Result<Self, QuantError> {
         let cfg = conv.config();
         let shape = cfg.weight_shape();
-        let w: Vec<f32> = conv
-            .weight
-            .effective()
-            .iter()
-            .map(|v| v.as_f64() as f32)
-            .collect();
+        let w = effective_f32(&conv.weight);
         let q = QTensor::quantize_slice(&w, &shape, IntScheme::int8_per_channel())?;
         let (cpg, taps) = (shape[1], shape[2] * shape[3]);
         let kk = cpg * taps;
@@ -96,10 +90,7 @@ impl QConv2d {
         let packed = (0..cfg.groups)
             .map(|g| PackedB::from_nk(&codes[g * opg * kk..(g + 1) * opg * kk], opg, kk))
             .collect();
-        let bias: Option<Vec<f32>> = conv
-            .bias
-            .as_ref()
-            .map(|b| b.effective().iter().map(|v| v.as_f64() as f32).collect());
+        let bias: Option<Vec<f32>> = conv.bias.as_ref().map(effective_f32);
         Ok(Self {
             config: cfg,
             packed,
@@ -221,12 +212,7 @@ fn to_channels_last(img: &[u8], c: usize, hw: usize, out: &mut [u8]) {
     }
 }
 
-impl<F: Float> Module<F> for QConv2d {
-    fn visit(&self, _: &mut ParamPath, _: &mut dyn ParamVisitor<F>) {}
-    fn visit_mut(&mut self, _: &mut ParamPath, _: &mut dyn ParamVisitorMut<F>) -> Result<()> {
-        Ok(())
-    }
-}
+crate::int_linear::no_params!(QConv2d);
 
 impl<F: Float> Layer<F> for QConv2d {
     fn name(&self) -> &'static str {

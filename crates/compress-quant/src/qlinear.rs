@@ -1,13 +1,15 @@
 //! Integer inference: [`QLinear`] (int8 weights and activations, exact int8 GEMM) and
 //! [`Int4Linear`] (weight-only group-wise int4, dequantized tile by tile inside the kernel).
 
-use crate::int_linear::{IntLinear, int_linear_layer};
+use crate::int_linear::{IntLinear, LinearShape, check_bias_len, int_linear_layer, wrong_weight};
 use compress_core::{CoreError, Float, Result};
 use compress_nn::Linear;
 
 use crate::TokenQuant;
 use crate::dynamic::rows::Scratch;
+use crate::error::check_finite;
 use crate::kernels::{self, PackedB};
+use crate::qtensor::effective_f32;
 use crate::{Granularity, IntScheme, QTensor, QuantError, QuantScheme};
 
 /// How [`QLinear`] quantizes its input activations (symmetric int8, codes in `-127..=127`).
@@ -56,7 +58,7 @@ fn quantize_activations(
             return scratch.quantize("x", x, m, k, lda, TokenQuant::Symmetric);
         }
         ActQuant::DynamicPerTensor => {
-            check_finite(x)?;
+            check_finite(x, "x")?;
             let (lo, hi, _) = kernels::quantize::min_max(x);
             let amax = lo.abs().max(hi.abs());
             if amax > 0.0 && (127.0 / amax).is_finite() {
@@ -66,7 +68,7 @@ fn quantize_activations(
             }
         }
         ActQuant::Static { scale } => {
-            check_finite(x)?;
+            check_finite(x, "x")?;
             if !(scale > 0.0 && scale.is_finite() && (1.0 / scale).is_finite()) {
                 return Err(CoreError::config("scale", format!("bad static scale {scale}")).into());
             }
@@ -74,20 +76,6 @@ fn quantize_activations(
         }
     };
     scratch.quantize_shared(x, m, k, lda, scale);
-    Ok(())
-}
-
-fn check_finite(x: &[f32]) -> std::result::Result<(), QuantError> {
-    let (_, _, finite) = kernels::quantize::min_max(x);
-    if !finite {
-        let index = x.iter().position(|v| !v.is_finite()).unwrap_or(0);
-        return Err(CoreError::NonFinite {
-            path: "x".into(),
-            index,
-            value: f64::from(x[index]),
-        }
-        .into());
-    }
     Ok(())
 }
 
@@ -136,18 +124,10 @@ impl QLinear {
     ///
     /// Non-finite or empty weights.
     pub fn from_linear<F: Float>(linear: &Linear<F>, act: ActQuant) -> Result<Self, QuantError> {
-        let w: Vec<f32> = linear
-            .weight
-            .effective()
-            .iter()
-            .map(|v| v.as_f64() as f32)
-            .collect();
+        let w = effective_f32(&linear.weight);
         let (n, k) = (linear.out_features(), linear.in_features());
         let q = QTensor::quantize_slice(&w, &[n, k], IntScheme::int8_per_channel())?;
-        let bias = linear
-            .bias
-            .as_ref()
-            .map(|b| b.effective().iter().map(|v| v.as_f64() as f32).collect());
+        let bias = linear.bias.as_ref().map(effective_f32);
         Self::from_qtensor(&q, bias, act)
     }
 
@@ -165,15 +145,11 @@ impl QLinear {
         let ok = matches!(weight.scheme(), QuantScheme::Int(s) if s.bits == 8 && !s.affine
             && matches!(s.granularity, Granularity::PerTensor | Granularity::PerChannel { axis: 0 }));
         if !ok || weight.shape().len() != 2 {
-            return Err(CoreError::config(
-                "weight",
-                format!(
-                    "QLinear needs a 2-D int8 symmetric per-tensor or per-channel(0) weight, got {} {:?}",
-                    weight.scheme().label(),
-                    weight.shape()
-                ),
-            )
-            .into());
+            return Err(wrong_weight(
+                "QLinear",
+                "2-D int8 symmetric per-tensor or per-channel(0)",
+                weight,
+            ));
         }
         let (n, k) = (weight.shape()[0], weight.shape()[1]);
         if k > 131_071 {
@@ -183,11 +159,7 @@ impl QLinear {
             )
             .into());
         }
-        if let Some(b) = &bias
-            && b.len() != n
-        {
-            return Err(CoreError::shape("bias", &[n], &[b.len()]).into());
-        }
+        check_bias_len(bias.as_ref(), n)?;
         let codes: Vec<i8> = weight.data().iter().map(|&c| c as i8).collect();
         let w_scales = if weight.scales().len() == 1 {
             vec![weight.scales()[0]; n]
@@ -252,14 +224,12 @@ impl QLinear {
 }
 
 impl IntLinear for QLinear {
-    fn in_width(&self) -> usize {
-        self.in_features
-    }
-    fn out_width(&self) -> usize {
-        self.out_features
-    }
-    fn param_count(&self) -> usize {
-        self.in_features * self.out_features + self.bias.as_ref().map_or(0, Vec::len)
+    fn shape(&self) -> LinearShape {
+        LinearShape {
+            in_width: self.in_features,
+            out_width: self.out_features,
+            bias: self.bias.is_some(),
+        }
     }
     fn forward_rows(&mut self, x: &[f32], m: usize, out: &mut [f32]) -> Result<(), QuantError> {
         self.forward_f32(x, m, out)
@@ -305,21 +275,13 @@ impl Int4Linear {
         group_size: usize,
         affine: bool,
     ) -> Result<Self, QuantError> {
-        let w: Vec<f32> = linear
-            .weight
-            .effective()
-            .iter()
-            .map(|v| v.as_f64() as f32)
-            .collect();
+        let w = effective_f32(&linear.weight);
         let mut s = IntScheme::new(4).per_group(group_size);
         if affine {
             s = s.affine();
         }
         let q = QTensor::quantize_slice(&w, &[linear.out_features(), linear.in_features()], s)?;
-        let bias = linear
-            .bias
-            .as_ref()
-            .map(|b| b.effective().iter().map(|v| v.as_f64() as f32).collect());
+        let bias = linear.bias.as_ref().map(effective_f32);
         Self::from_qtensor(q, bias)
     }
 
@@ -336,17 +298,7 @@ impl Int4Linear {
                 granularity: Granularity::PerGroup { group_size },
                 ..
             }) if weight.shape().len() == 2 => group_size,
-            other => {
-                return Err(CoreError::config(
-                    "weight",
-                    format!(
-                        "Int4Linear needs a 2-D 4-bit per-group weight, got {} {:?}",
-                        other.label(),
-                        weight.shape()
-                    ),
-                )
-                .into());
-            }
+            _ => return Err(wrong_weight("Int4Linear", "2-D 4-bit per-group", &weight)),
         };
         if group % 2 != 0 {
             return Err(QuantError::GroupSize {
@@ -356,31 +308,12 @@ impl Int4Linear {
                 len: weight.shape()[1],
             });
         }
-        if let Some(b) = &bias
-            && b.len() != weight.shape()[0]
-        {
-            return Err(CoreError::shape("bias", &[weight.shape()[0]], &[b.len()]).into());
-        }
+        check_bias_len(bias.as_ref(), weight.shape()[0])?;
         Ok(Self {
             weight,
             bias,
             group,
         })
-    }
-
-    /// The quantized weight.
-    pub fn weight(&self) -> &QTensor {
-        &self.weight
-    }
-
-    /// The bias.
-    pub fn bias(&self) -> Option<&[f32]> {
-        self.bias.as_deref()
-    }
-
-    /// Bytes of packed weights, scales, zero points and bias.
-    pub fn size_bytes(&self) -> usize {
-        self.weight.size_bytes() + 4 * self.bias.as_ref().map_or(0, Vec::len)
     }
 
     /// `y = x W^T + b` for a row-major `[m, in]` input into a row-major `[m, out]` output.
@@ -471,27 +404,14 @@ impl Int4Linear {
 }
 
 impl IntLinear for Int4Linear {
-    fn in_width(&self) -> usize {
-        self.weight.shape()[1]
-    }
-    fn out_width(&self) -> usize {
-        self.weight.shape()[0]
-    }
-    fn param_count(&self) -> usize {
-        self.weight.len() + self.bias.as_ref().map_or(0, Vec::len)
+    fn shape(&self) -> LinearShape {
+        LinearShape::of(&self.weight, self.bias.as_ref())
     }
     fn forward_rows(&mut self, x: &[f32], m: usize, out: &mut [f32]) -> Result<(), QuantError> {
-        if let Some(i) = x.iter().position(|v| !v.is_finite()) {
-            return Err(CoreError::NonFinite {
-                path: "Int4Linear input".into(),
-                index: i,
-                value: f64::from(x[i]),
-            }
-            .into());
-        }
+        check_finite(x, "Int4Linear input")?;
         self.forward_f32(x, m, out);
         Ok(())
     }
 }
 
-int_linear_layer!(Int4Linear, "Int4Linear");
+int_linear_layer!(Int4Linear, "Int4Linear", qtensor);

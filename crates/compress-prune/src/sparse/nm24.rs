@@ -347,7 +347,7 @@ pub(crate) fn product<F: Float>(
             .as_slice_mut()
             .unwrap_or_else(|| unreachable!("fresh array"));
         let yf = F::as_f32_slice_mut(ys).unwrap_or_else(|| unreachable!("F is f32"));
-        nm24::spmm24(Path::best(), panels, xf, tokens, bias, yf, scratch);
+        nm24::spmm24(Path::current(), panels, xf, tokens, bias, yf, scratch);
         return Ok(y);
     }
     let groups = w.cols / w.m;

@@ -14,6 +14,7 @@ pub use observer_layer::{ObserverLayer, attach_observers, calibrate, detach_obse
 
 use compress_core::CoreError;
 
+use crate::error::non_finite;
 use crate::kernels::quantize::min_max;
 use crate::qtensor::BlockLayout;
 use crate::{IntScheme, QTensor, QuantError, qparams_from_range};
@@ -163,13 +164,7 @@ impl Observer {
         }
         let (lo, hi, finite) = min_max(x);
         if !finite {
-            let index = x.iter().position(|v| !v.is_finite()).unwrap_or(0);
-            return Err(CoreError::NonFinite {
-                path: "activation".into(),
-                index,
-                value: f64::from(x[index]),
-            }
-            .into());
+            return Err(non_finite(x, "activation"));
         }
         match self.method {
             Calibration::MovingAverageMinMax { momentum } if self.batches > 0 => {

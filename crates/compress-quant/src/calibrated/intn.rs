@@ -1,7 +1,7 @@
 //! [`IntNLinear`]: a weight-only linear layer for any code width (2..=8 bits, e.g. int3
 //! from GPTQ), where [`Int4Linear`](crate::Int4Linear) covers 4 bits with its fused kernel.
 
-use crate::int_linear::{IntLinear, int_linear_layer};
+use crate::int_linear::{IntLinear, LinearShape, check_bias_len, int_linear_layer, wrong_weight};
 use compress_core::{
     CoreError, Cost, Layer, Mode, Module, ParamPath, ParamVisitor, ParamVisitorMut, Result,
 };
@@ -40,21 +40,9 @@ impl IntNLinear {
     /// wrong length.
     pub fn from_qtensor(weight: QTensor, bias: Option<Vec<f32>>) -> Result<Self, QuantError> {
         if !matches!(weight.scheme(), QuantScheme::Int(_)) || weight.shape().len() != 2 {
-            return Err(CoreError::config(
-                "weight",
-                format!(
-                    "IntNLinear needs a 2-D integer weight, got {} {:?}",
-                    weight.scheme().label(),
-                    weight.shape()
-                ),
-            )
-            .into());
+            return Err(wrong_weight("IntNLinear", "2-D integer", &weight));
         }
-        if let Some(b) = &bias
-            && b.len() != weight.shape()[0]
-        {
-            return Err(CoreError::shape("bias", &[weight.shape()[0]], &[b.len()]).into());
-        }
+        check_bias_len(bias.as_ref(), weight.shape()[0])?;
         Ok(Self {
             weight,
             bias,
@@ -62,37 +50,17 @@ impl IntNLinear {
             codes: Vec::new(),
         })
     }
-
-    /// The quantized weight.
-    pub fn weight(&self) -> &QTensor {
-        &self.weight
-    }
-
-    /// The bias.
-    pub fn bias(&self) -> Option<&[f32]> {
-        self.bias.as_deref()
-    }
-
-    /// Bytes of packed codes, scales, zero points and bias.
-    pub fn size_bytes(&self) -> usize {
-        self.weight.size_bytes() + 4 * self.bias.as_ref().map_or(0, Vec::len)
-    }
 }
 
 impl IntLinear for IntNLinear {
-    fn in_width(&self) -> usize {
-        self.weight.shape()[1]
-    }
-    fn out_width(&self) -> usize {
-        self.weight.shape()[0]
-    }
-    fn param_count(&self) -> usize {
-        self.weight.len() + self.bias.as_ref().map_or(0, Vec::len)
+    fn shape(&self) -> LinearShape {
+        LinearShape::of(&self.weight, self.bias.as_ref())
     }
     /// Dequantizes the weight tile by tile (`TILE_ROWS` output rows) into the layer's
     /// scratch tile and multiplies each with compress-nn's float GEMM.
     fn forward_rows(&mut self, x: &[f32], m: usize, out: &mut [f32]) -> Result<(), QuantError> {
-        let (n, k) = (self.out_width(), self.in_width());
+        let shape = self.shape();
+        let (n, k) = (shape.out_width, shape.in_width);
         let xv = ArrayView2::from_shape((m, k), x).map_err(CoreError::from)?;
         let mut yv = ArrayViewMut2::from_shape((m, n), out).map_err(CoreError::from)?;
         let rows = TILE_ROWS.min(n);
@@ -119,7 +87,7 @@ impl IntLinear for IntNLinear {
     }
 }
 
-int_linear_layer!(IntNLinear, "IntNLinear");
+int_linear_layer!(IntNLinear, "IntNLinear", qtensor);
 
 /// Multiplies its input by a per-feature factor (`1 / s` of AWQ / SmoothQuant) and runs the
 /// wrapped layer: the explicit form of an activation scale that cannot be folded into the

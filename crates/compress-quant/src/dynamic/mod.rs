@@ -11,13 +11,14 @@ mod swap;
 mod tests;
 mod w4a8;
 
-use crate::int_linear::{IntLinear, int_linear_layer};
+use crate::int_linear::{IntLinear, LinearShape, check_bias_len, int_linear_layer};
 use compress_core::{CoreError, Float, Result};
 use compress_nn::Linear;
 use ndarray::{ArrayD, ArrayRef, IxDyn};
 
 use crate::kernels::PackedB;
 use crate::qlinear::as_core;
+use crate::qtensor::effective_f32;
 use crate::{IntScheme, QTensor, QuantError};
 
 pub use rows::TokenQuant;
@@ -94,12 +95,7 @@ impl DynamicQLinear {
     ///
     /// Non-finite weights or bias, or more than [`Self::MAX_IN_FEATURES`] inputs.
     pub fn from_linear<F: Float>(linear: &Linear<F>) -> Result<Self, QuantError> {
-        let w: Vec<f32> = linear
-            .weight
-            .effective()
-            .iter()
-            .map(|v| v.as_f64() as f32)
-            .collect();
+        let w = effective_f32(&linear.weight);
         let (n, k) = (linear.out_features(), linear.in_features());
         let q = QTensor::quantize_slice(&w, &[n, k], IntScheme::int8_per_channel())?;
         let codes: Vec<i8> = q.data().iter().map(|&c| c as i8).collect();
@@ -108,10 +104,7 @@ impl DynamicQLinear {
         } else {
             q.scales().to_vec()
         };
-        let bias = linear
-            .bias
-            .as_ref()
-            .map(|b| b.effective().iter().map(|v| v.as_f64() as f32).collect());
+        let bias = linear.bias.as_ref().map(effective_f32);
         Self::from_parts(&codes, n, k, scales, bias)
     }
 
@@ -254,13 +247,7 @@ impl DynamicQLinear {
     /// [`CoreError::NonFinite`] (path `"DynamicQLinear input"`) for NaN or infinite inputs;
     /// a shape error when `x` or `out` do not have `m` rows of the layer's widths.
     pub fn forward_f32(&mut self, x: &[f32], m: usize, out: &mut [f32]) -> Result<(), QuantError> {
-        let (k, n) = (self.in_features(), self.out_features());
-        if x.len() != m * k {
-            return Err(CoreError::shape("DynamicQLinear input", &[m, k], &[x.len()]).into());
-        }
-        if out.len() != m * n {
-            return Err(CoreError::shape("DynamicQLinear output", &[m, n], &[out.len()]).into());
-        }
+        self.shape().check_rows("DynamicQLinear", m, x, out)?;
         let (k, lda) = (self.in_features(), self.packed.lda());
         let what = "DynamicQLinear input";
         if let Some(share) = &self.share {
@@ -287,11 +274,9 @@ pub(crate) fn checked_bias(
     bias: Option<Vec<f32>>,
     n: usize,
 ) -> Result<(Vec<f32>, bool), QuantError> {
+    check_bias_len(bias.as_ref(), n)?;
     let has_bias = bias.is_some();
     let bias = bias.unwrap_or_else(|| vec![0.0; n]);
-    if bias.len() != n {
-        return Err(CoreError::shape("bias", &[n], &[bias.len()]).into());
-    }
     if let Some(index) = bias.iter().position(|b| !b.is_finite()) {
         return Err(CoreError::NonFinite {
             path: "bias".into(),
@@ -344,15 +329,12 @@ pub(crate) fn forward_rows<F: Float>(
 }
 
 impl IntLinear for DynamicQLinear {
-    fn in_width(&self) -> usize {
-        self.in_features()
-    }
-    fn out_width(&self) -> usize {
-        self.out_features()
-    }
-    fn param_count(&self) -> usize {
-        let n = self.out_features();
-        self.in_features() * n + if self.has_bias { n } else { 0 }
+    fn shape(&self) -> LinearShape {
+        LinearShape {
+            in_width: self.in_features(),
+            out_width: self.out_features(),
+            bias: self.has_bias,
+        }
     }
     fn nonzero_count(&self) -> usize {
         self.nonzero

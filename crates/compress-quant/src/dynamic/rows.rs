@@ -1,9 +1,8 @@
 //! Per-token activation quantization of [`super::DynamicQLinear`] (the dequantization is
 //! fused into the GEMM: [`crate::kernels::epilogue`]).
 
-use compress_core::CoreError;
-
 use crate::QuantError;
+use crate::error::non_finite;
 use crate::kernels::epilogue::{Dequant, OutLayout};
 use crate::kernels::{PackedB, gemm_u8i8_dequant_par, gemm_u8i8_dequant_vec, quantize};
 
@@ -76,16 +75,10 @@ impl Scratch {
         grow(&mut self.row_zps, m, 0);
         let params = |lo, hi| row_params(lo, hi, act);
         let (codes, scales, zps) = (&mut self.codes, &mut self.row_scales, &mut self.row_zps);
-        quantize::quantize_rows(x, m, k, lda, params, codes, scales, zps).map_err(|r| {
-            let row = &x[r * k..(r + 1) * k];
-            let index = row.iter().position(|v| !v.is_finite()).unwrap_or(0);
-            CoreError::NonFinite {
-                path: what.to_string(),
-                index: r * k + index,
-                value: f64::from(row[index]),
-            }
-            .into()
-        })
+        // The rows before the one reported are finite: the first non-finite value of `x`
+        // is in it.
+        quantize::quantize_rows(x, m, k, lda, params, codes, scales, zps)
+            .map_err(|_| non_finite(x, what))
     }
 }
 

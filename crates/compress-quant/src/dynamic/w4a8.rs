@@ -2,13 +2,13 @@
 //! with per-token int8 activations, on the `vpdpbusd` W4A8 kernel.
 
 use compress_core::surgery::{Walk, walk_layers_mut};
-use compress_core::{CoreError, Float, Layer, Result};
+use compress_core::{Float, Layer, Result};
 use compress_nn::Linear;
 
 use super::TokenQuant;
 use super::rows::Scratch;
 use crate::calibrated::InputScaled;
-use crate::int_linear::{IntLinear, int_linear_layer};
+use crate::int_linear::{IntLinear, LinearShape, int_linear_layer, wrong_weight};
 use crate::kernels::w4a8::{PackedW4, RowsU8, w4a8_gemm};
 use crate::{Granularity, Int4Linear, IntScheme, QTensor, QuantError, QuantScheme};
 
@@ -105,17 +105,7 @@ impl W4A8Linear {
                 affine,
                 ..
             }) if weight.shape().len() == 2 => (group_size, affine),
-            other => {
-                return Err(CoreError::config(
-                    "weight",
-                    format!(
-                        "W4A8Linear needs a 2-D 4-bit per-group weight, got {} {:?}",
-                        other.label(),
-                        weight.shape()
-                    ),
-                )
-                .into());
-            }
+            _ => return Err(wrong_weight("W4A8Linear", "2-D 4-bit per-group", &weight)),
         };
         let (n, k) = (weight.shape()[0], weight.shape()[1]);
         if !group.is_multiple_of(8) || group > Self::MAX_GROUP {
@@ -226,13 +216,8 @@ impl W4A8Linear {
     /// [`CoreError::NonFinite`] (path `"W4A8Linear input"`) for NaN or infinite inputs; a
     /// shape error when `x` or `out` do not have `m` rows of the layer's widths.
     pub fn forward_f32(&mut self, x: &[f32], m: usize, out: &mut [f32]) -> Result<(), QuantError> {
-        let (k, n) = (self.in_features(), self.out_features());
-        if x.len() != m * k {
-            return Err(CoreError::shape("W4A8Linear input", &[m, k], &[x.len()]).into());
-        }
-        if out.len() != m * n {
-            return Err(CoreError::shape("W4A8Linear output", &[m, n], &[out.len()]).into());
-        }
+        self.shape().check_rows("W4A8Linear", m, x, out)?;
+        let k = self.in_features();
         let s = &mut self.scratch;
         s.quantize("W4A8Linear input", x, m, k, k, TokenQuant::Asymmetric)?;
         let a = RowsU8 {
@@ -247,14 +232,12 @@ impl W4A8Linear {
 }
 
 impl IntLinear for W4A8Linear {
-    fn in_width(&self) -> usize {
-        self.in_features()
-    }
-    fn out_width(&self) -> usize {
-        self.out_features()
-    }
-    fn param_count(&self) -> usize {
-        self.in_features() * self.out_features() + if self.has_bias { self.bias.len() } else { 0 }
+    fn shape(&self) -> LinearShape {
+        LinearShape {
+            in_width: self.in_features(),
+            out_width: self.out_features(),
+            bias: self.has_bias,
+        }
     }
     fn forward_rows(&mut self, x: &[f32], m: usize, out: &mut [f32]) -> Result<(), QuantError> {
         self.forward_f32(x, m, out)

@@ -139,61 +139,32 @@ impl PackedB {
     }
 }
 
-/// Which micro-kernel to use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Path {
-    Portable,
-    #[cfg(target_arch = "x86_64")]
-    Avx2,
-    #[cfg(target_arch = "x86_64")]
-    AvxVnni,
-    #[cfg(target_arch = "x86_64")]
-    Avx512Vnni,
-}
-
-/// The fastest path this CPU supports under the `NETCOMPRESS_ISA` cap.
-pub(crate) fn best_path() -> Path {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if compress_core::Isa::Avx512.enabled() && GemmKernel::Avx512Vnni.is_available() {
-            return Path::Avx512Vnni;
-        }
-        if compress_core::Isa::uncapped() && GemmKernel::AvxVnni.is_available() {
-            return Path::AvxVnni;
-        }
-        if super::has_avx2() {
-            return Path::Avx2;
-        }
-    }
-    Path::Portable
-}
-
 /// The name of the micro-kernel [`gemm_i8`] uses on this CPU: `"avx512-vnni"`, `"avx-vnni"`,
 /// `"avx2"` or `"portable"`.
 pub fn gemm_i8_kernel() -> &'static str {
-    match best_path() {
-        Path::Portable => "portable",
-        #[cfg(target_arch = "x86_64")]
-        Path::Avx2 => "avx2",
-        #[cfg(target_arch = "x86_64")]
-        Path::AvxVnni => "avx-vnni",
-        #[cfg(target_arch = "x86_64")]
-        Path::Avx512Vnni => "avx512-vnni",
+    match GemmKernel::best() {
+        GemmKernel::Portable => "portable",
+        GemmKernel::Avx2 => "avx2",
+        GemmKernel::AvxVnni => "avx-vnni",
+        GemmKernel::Avx512Vnni => "avx512-vnni",
     }
 }
 
-fn tile(path: Path, t: Tile<'_>) {
-    match path {
-        Path::Portable => tile_portable(t),
+fn tile(kernel: GemmKernel, t: Tile<'_>) {
+    match kernel {
+        GemmKernel::Portable => tile_portable(t),
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Path::Avx2` is only chosen after a runtime AVX2 check.
-        Path::Avx2 => unsafe { super::micro::tile_avx2(t) },
+        // SAFETY: `Avx2` is only run after a runtime AVX2 check (`is_available`).
+        GemmKernel::Avx2 => unsafe { super::micro::tile_avx2(t) },
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Path::AvxVnni` is only chosen after runtime AVX2 and AVX-VNNI checks.
-        Path::AvxVnni => unsafe { super::micro::tile_avxvnni(t) },
+        // SAFETY: `AvxVnni` is only run after runtime AVX2 and AVX-VNNI checks.
+        GemmKernel::AvxVnni => unsafe { super::micro::tile_avxvnni(t) },
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Path::Avx512Vnni` is only chosen after runtime AVX-512F/BW/VNNI checks.
-        Path::Avx512Vnni => unsafe { super::micro::tile_avx512(t) },
+        // SAFETY: `Avx512Vnni` is only run after runtime AVX-512F/BW/VNNI checks.
+        GemmKernel::Avx512Vnni => unsafe { super::micro::tile_avx512(t) },
+        // Never available off x86-64.
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => tile_portable(t),
     }
 }
 
@@ -219,7 +190,14 @@ pub(crate) enum Sink<'a> {
 }
 
 /// `a b` over rows `0..m`, `a` `u8` `[m, lda]`, into `sink`.
-pub(crate) fn run_u8(path: Path, a: &[u8], lda: usize, m: usize, b: &PackedB, sink: Sink<'_>) {
+pub(crate) fn run_u8(
+    path: GemmKernel,
+    a: &[u8],
+    lda: usize,
+    m: usize,
+    b: &PackedB,
+    sink: Sink<'_>,
+) {
     let (n, quads) = (b.n, b.quads);
     if m == 0 || n == 0 {
         return;
@@ -315,7 +293,7 @@ pub(crate) fn run_u8(path: Path, a: &[u8], lda: usize, m: usize, b: &PackedB, si
 #[track_caller]
 pub fn gemm_u8i8(a: &[u8], lda: usize, m: usize, b: &PackedB, c: &mut [i32]) {
     check_u8(a, lda, m, b, c);
-    run_u8(best_path(), a, lda, m, b, Sink::I32 { c, ldc: b.n });
+    run_u8(GemmKernel::best(), a, lda, m, b, Sink::I32 { c, ldc: b.n });
 }
 
 #[track_caller]
@@ -325,27 +303,25 @@ fn check_u8(a: &[u8], lda: usize, m: usize, b: &PackedB, c: &[i32]) {
     assert_eq!(c.len(), m * b.n, "C must be m * n");
 }
 
-/// `a b` dequantized by `dq` into `out` (see [`super::epilogue`]), over row blocks in
-/// parallel when rayon has more than one thread and the work is large enough. `partial` is
-/// scratch reused across calls.
-pub(crate) fn gemm_u8i8_dequant_par(
-    a: &[u8],
-    lda: usize,
-    m: usize,
-    b: &PackedB,
-    dq: Dequant<'_>,
-    out: &mut [f32],
-    partial: &mut Vec<i32>,
-) {
-    dequant_par(a, lda, m, b, dq, as_out(out), partial);
+/// An output the epilogue writes: initialised `f32`s, or spare capacity.
+pub(crate) trait EpilogueOut {
+    /// The output seen as epilogue output (which writes initialised values and never
+    /// `MaybeUninit::uninit()`).
+    fn as_out(&mut self) -> &mut [Out];
 }
 
-/// An initialised output seen as epilogue output. Only for passing to the epilogue, which
-/// writes initialised values and never `MaybeUninit::uninit()`.
-fn as_out(out: &mut [f32]) -> &mut [Out] {
-    // SAFETY: `[f32]` and `[MaybeUninit<f32>]` have the same layout; the view only reaches
-    // the epilogue, which writes initialised values, so `out` stays initialised.
-    unsafe { &mut *(std::ptr::from_mut::<[f32]>(out) as *mut [Out]) }
+impl EpilogueOut for [f32] {
+    fn as_out(&mut self) -> &mut [Out] {
+        // SAFETY: `[f32]` and `[MaybeUninit<f32>]` have the same layout; the view only
+        // reaches the epilogue, which writes initialised values, so `self` stays initialised.
+        unsafe { &mut *(std::ptr::from_mut::<[f32]>(self) as *mut [Out]) }
+    }
+}
+
+impl EpilogueOut for [Out] {
+    fn as_out(&mut self) -> &mut [Out] {
+        self
+    }
 }
 
 /// [`gemm_u8i8_dequant_par`] into a new `Vec` (`[m, n]` row-major, `dq.layout` must be
@@ -361,7 +337,7 @@ pub(crate) fn gemm_u8i8_dequant_vec(
     assert_eq!(dq.layout, OutLayout::RowMajor, "a new output is row-major");
     let len = m * b.n;
     let mut y = Vec::with_capacity(len);
-    dequant_par(
+    gemm_u8i8_dequant_par(
         a,
         lda,
         m,
@@ -376,19 +352,23 @@ pub(crate) fn gemm_u8i8_dequant_vec(
     y
 }
 
-fn dequant_par(
+/// `a b` dequantized by `dq` into `out` (see [`super::epilogue`]), over row blocks in
+/// parallel when rayon has more than one thread and the work is large enough. `partial` is
+/// scratch reused across calls.
+pub(crate) fn gemm_u8i8_dequant_par<O: EpilogueOut + ?Sized>(
     a: &[u8],
     lda: usize,
     m: usize,
     b: &PackedB,
     dq: Dequant<'_>,
-    out: &mut [Out],
+    out: &mut O,
     partial: &mut Vec<i32>,
 ) {
     use rayon::prelude::*;
+    let out = out.as_out();
     assert!(lda >= b.lda(), "lda {lda} must be at least {}", b.lda());
     assert!(a.len() >= m * lda, "A must hold m * lda bytes");
-    let path = best_path();
+    let path = GemmKernel::best();
     let threads = rayon::current_num_threads();
     if threads < 2 || m < 2 * MR || m * b.n * b.k < (1 << 22) {
         run_u8(path, a, lda, m, b, Sink::F32 { dq, out, partial });
@@ -428,7 +408,7 @@ fn dequant_par(
         });
 }
 
-fn run(a: &[i8], m: usize, b: &PackedB, c: &mut [i32], path: Path) {
+fn run(a: &[i8], m: usize, b: &PackedB, c: &mut [i32], path: GemmKernel) {
     let (n, k) = (b.n, b.k);
     assert_eq!(a.len(), m * k, "A must be m * k");
     assert_eq!(c.len(), m * n, "C must be m * n");
@@ -459,7 +439,7 @@ fn run(a: &[i8], m: usize, b: &PackedB, c: &mut [i32], path: Path) {
 /// If `a.len() != m * k` or `c.len() != m * n`.
 #[track_caller]
 pub fn gemm_i8(a: &[i8], m: usize, b: &PackedB, c: &mut [i32]) {
-    run(a, m, b, c, best_path());
+    run(a, m, b, c, GemmKernel::best());
 }
 
 /// A micro-kernel choice for [`gemm_i8_with`].
@@ -485,6 +465,20 @@ impl GemmKernel {
             Self::Avx2 => Isa::detected() >= Isa::Avx2,
             Self::AvxVnni => CpuFeature::AvxVnni.detected(),
             Self::Avx512Vnni => CpuFeature::Avx512Vnni.detected(),
+        }
+    }
+
+    /// The fastest kernel this CPU supports under the `NETCOMPRESS_ISA` cap.
+    pub(crate) fn best() -> Self {
+        use compress_core::Isa;
+        if Isa::Avx512.enabled() && Self::Avx512Vnni.is_available() {
+            Self::Avx512Vnni
+        } else if Isa::uncapped() && Self::AvxVnni.is_available() {
+            Self::AvxVnni
+        } else if Isa::Avx2.enabled() {
+            Self::Avx2
+        } else {
+            Self::Portable
         }
     }
 }
@@ -514,25 +508,8 @@ pub fn gemm_i8_with(
         )
         .into());
     }
-    run(a, m, b, c, kernel.path());
+    run(a, m, b, c, kernel);
     Ok(())
-}
-
-impl GemmKernel {
-    /// The micro-kernel path of an available kernel.
-    fn path(self) -> Path {
-        match self {
-            GemmKernel::Portable => Path::Portable,
-            #[cfg(target_arch = "x86_64")]
-            GemmKernel::Avx2 => Path::Avx2,
-            #[cfg(target_arch = "x86_64")]
-            GemmKernel::AvxVnni => Path::AvxVnni,
-            #[cfg(target_arch = "x86_64")]
-            GemmKernel::Avx512Vnni => Path::Avx512Vnni,
-            #[allow(unreachable_patterns)]
-            _ => Path::Portable, // callers reject unavailable kernels first
-        }
-    }
 }
 
 /// The portable twin of [`gemm_i8`] (scalar Rust, no `unsafe`).
@@ -542,7 +519,7 @@ impl GemmKernel {
 /// As [`gemm_i8`].
 #[track_caller]
 pub fn gemm_i8_portable(a: &[i8], m: usize, b: &PackedB, c: &mut [i32]) {
-    run(a, m, b, c, Path::Portable);
+    run(a, m, b, c, GemmKernel::Portable);
 }
 
 #[cfg(test)]

@@ -1,13 +1,60 @@
 //! Hot loops: element-wise int8 quantize/dequantize and the exact int8 GEMM.
 //!
-//! Each kernel has a portable path and, on x86-64 CPUs with AVX2 (detected at run time), an
-//! AVX2 path; property tests check that both give identical bits. This is the only module of
+//! Each kernel has a portable path and, on x86-64 CPUs with AVX2 or AVX-512 (detected at run
+//! time), wider paths; property tests check that all give identical bits. The element-wise
+//! kernels are one portable body compiled three times ([`isa_dispatch`]); the GEMM
+//! micro-kernels are hand-written per ISA. This is the only module of
 //! the crate allowed to use `unsafe` (for `std::arch` intrinsics and `#[target_feature]` calls),
 //! each block with a `SAFETY` comment.
 //!
 //! The `*_into` functions write into caller-owned buffers: on large tensors a fresh output
 //! buffer costs more in page faults than the quantization itself.
 #![allow(unsafe_code)]
+
+/// Writes `fn $name` and its portable build `fn $body` (`#[inline(always)]`, same
+/// signature, the given code). `$name` runs the code compiled for the widest level
+/// [`compress_core::Isa::current`] allows: with AVX-512 F/BW, with AVX2, or `$body` as it is.
+/// The builds are the same Rust code (Rust contracts no multiply-add into an FMA), so they
+/// give the same bits as `$body`, which the property tests call as the reference.
+macro_rules! isa_dispatch {
+    (
+        $(#[$attr:meta])*
+        $vis:vis fn $name:ident $(<$($g:ident: $b:path),*>)? ($($arg:ident: $ty:ty),* $(,)?)
+            $(-> $ret:ty)? as $body:ident $code:block
+    ) => {
+        #[inline(always)]
+        #[allow(clippy::too_many_arguments)]
+        fn $body $(<$($g: $b),*>)? ($($arg: $ty),*) $(-> $ret)? $code
+
+        $(#[$attr])*
+        $vis fn $name $(<$($g: $b),*>)? ($($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512bw")]
+                #[allow(clippy::too_many_arguments)]
+                fn wide $(<$($g: $b),*>)? ($($arg: $ty),*) $(-> $ret)? {
+                    $body($($arg),*)
+                }
+                #[target_feature(enable = "avx2")]
+                #[allow(clippy::too_many_arguments)]
+                fn narrow $(<$($g: $b),*>)? ($($arg: $ty),*) $(-> $ret)? {
+                    $body($($arg),*)
+                }
+                if compress_core::Isa::Avx512.enabled() {
+                    // SAFETY: `Isa::current` (capped by `NETCOMPRESS_ISA`) is at most what
+                    // the CPU reported, here AVX-512 F/BW; `$body` is safe code.
+                    return unsafe { wide($($arg),*) };
+                }
+                if compress_core::Isa::Avx2.enabled() {
+                    // SAFETY: as above, with AVX2.
+                    return unsafe { narrow($($arg),*) };
+                }
+            }
+            $body($($arg),*)
+        }
+    };
+}
+pub(crate) use isa_dispatch;
 
 pub(crate) mod epilogue;
 mod gemm;
@@ -23,13 +70,6 @@ pub(crate) use gemm::{gemm_u8i8_dequant_par, gemm_u8i8_dequant_vec};
 use compress_core::CoreError;
 
 use crate::QuantError;
-
-/// Whether the AVX2 kernels may run: the CPU has AVX2 and FMA and `NETCOMPRESS_ISA` does
-/// not cap the kernels below it (see [`compress_core::Isa`]).
-#[inline]
-pub fn has_avx2() -> bool {
-    compress_core::Isa::Avx2.enabled()
-}
 
 fn check_scale(scale: f32) -> Result<f32, QuantError> {
     let inv = 1.0 / scale;
@@ -80,11 +120,7 @@ pub fn quantize_i8_into(
     zero_point: i32,
     out: &mut [i8],
 ) -> Result<(), QuantError> {
-    assert_eq!(x.len(), out.len(), "input and output lengths differ");
-    let inv = check_scale(scale)?;
-    check_zero_point(zero_point, -128, 127)?;
-    quantize::quantize(x, inv, zero_point as f32, -128.0, 127.0, out);
-    Ok(())
+    quantize_checked(x, scale, zero_point, (-128, 127), out)
 }
 
 /// ONNX `QuantizeLinear` to uint8: as [`quantize_i8_into`] with the range `0..=255`.
@@ -103,10 +139,23 @@ pub fn quantize_u8_into(
     zero_point: i32,
     out: &mut [u8],
 ) -> Result<(), QuantError> {
+    quantize_checked(x, scale, zero_point, (0, 255), out)
+}
+
+/// `QuantizeLinear` into codes `lo..=hi` after checking the lengths, the scale and the zero
+/// point.
+#[track_caller]
+fn quantize_checked<T: quantize::CodeOut>(
+    x: &[f32],
+    scale: f32,
+    zero_point: i32,
+    (lo, hi): (i32, i32),
+    out: &mut [T],
+) -> Result<(), QuantError> {
     assert_eq!(x.len(), out.len(), "input and output lengths differ");
     let inv = check_scale(scale)?;
-    check_zero_point(zero_point, 0, 255)?;
-    quantize::quantize(x, inv, zero_point as f32, 0.0, 255.0, out);
+    check_zero_point(zero_point, lo, hi)?;
+    quantize::quantize(x, inv, zero_point as f32, lo as f32, hi as f32, out);
     Ok(())
 }
 
@@ -169,21 +218,15 @@ pub fn quantize_rows_i8_into(
     assert!(cols > 0, "cols must be positive");
     assert_eq!(x.len(), scales.len() * cols, "x must be rows * cols");
     assert_eq!(out.len(), x.len(), "output length");
-    for (r, ((row, orow), s)) in x
+    for ((row, orow), s) in x
         .chunks_exact(cols)
         .zip(out.chunks_exact_mut(cols))
         .zip(scales.iter_mut())
-        .enumerate()
     {
         let (lo, hi, finite) = quantize::min_max(row);
         if !finite {
-            let index = row.iter().position(|v| !v.is_finite()).unwrap_or(0);
-            return Err(CoreError::NonFinite {
-                path: "x".to_string(),
-                index: r * cols + index,
-                value: f64::from(row[index]),
-            }
-            .into());
+            // The rows before are finite: the first non-finite value of `x` is in this one.
+            return Err(crate::error::non_finite(x, "x"));
         }
         let amax = lo.abs().max(hi.abs());
         let scale = if amax > 0.0 { amax / 127.0 } else { 1.0 };
@@ -191,30 +234,6 @@ pub fn quantize_rows_i8_into(
         quantize::quantize(row, 1.0 / scale, 0.0, -127.0, 127.0, orow);
     }
     Ok(())
-}
-
-#[inline(always)]
-fn nibbles_body(bytes: &[u8], scale: f32, zero_point: Option<i32>, out: &mut [f32]) {
-    match zero_point {
-        None => {
-            for (o, &b) in out.chunks_exact_mut(2).zip(bytes) {
-                o[0] = i32::from(((b << 4) as i8) >> 4) as f32 * scale;
-                o[1] = i32::from((b as i8) >> 4) as f32 * scale;
-            }
-        }
-        Some(z) => {
-            for (o, &b) in out.chunks_exact_mut(2).zip(bytes) {
-                o[0] = (i32::from(b & 0x0F) - z) as f32 * scale;
-                o[1] = (i32::from(b >> 4) - z) as f32 * scale;
-            }
-        }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn nibbles_avx2(bytes: &[u8], scale: f32, zero_point: Option<i32>, out: &mut [f32]) {
-    nibbles_body(bytes, scale, zero_point, out);
 }
 
 /// Dequantizes packed 4-bit codes (low nibble first): signed two's-complement codes times
@@ -233,13 +252,26 @@ fn nibbles_avx2(bytes: &[u8], scale: f32, zero_point: Option<i32>, out: &mut [f3
 #[track_caller]
 pub fn dequantize_nibbles(bytes: &[u8], scale: f32, zero_point: Option<i32>, out: &mut [f32]) {
     assert_eq!(out.len(), 2 * bytes.len(), "two outputs per byte");
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: AVX2 is available (runtime check); only safe slice accesses inside.
-        unsafe { nibbles_avx2(bytes, scale, zero_point, out) };
-        return;
+    nibbles(bytes, scale, zero_point, out);
+}
+
+isa_dispatch! {
+    fn nibbles(bytes: &[u8], scale: f32, zero_point: Option<i32>, out: &mut [f32]) as nibbles_body {
+        match zero_point {
+            None => {
+                for (o, &b) in out.chunks_exact_mut(2).zip(bytes) {
+                    o[0] = i32::from(((b << 4) as i8) >> 4) as f32 * scale;
+                    o[1] = i32::from((b as i8) >> 4) as f32 * scale;
+                }
+            }
+            Some(z) => {
+                for (o, &b) in out.chunks_exact_mut(2).zip(bytes) {
+                    o[0] = (i32::from(b & 0x0F) - z) as f32 * scale;
+                    o[1] = (i32::from(b >> 4) - z) as f32 * scale;
+                }
+            }
+        }
     }
-    nibbles_body(bytes, scale, zero_point, out);
 }
 
 /// One output of a weight-only int4 product: `sum_g scales[g] * sum_{i in g} x[i] * w[i]`
@@ -271,18 +303,7 @@ pub fn int4_row_dot(
     x_odd: &[f32],
 ) -> f32 {
     check_row_dot(bytes, group, scales, zero_points, x_even, x_odd);
-    // The same loop compiled for the widest vectors this CPU has (equal bits).
-    #[cfg(target_arch = "x86_64")]
-    if compress_core::Isa::Avx512.enabled() {
-        // SAFETY: AVX-512F is available (runtime check, in `Isa::detected`); only safe slice accesses inside.
-        return unsafe { row_dot_avx512(bytes, group, scales, zero_points, x_even, x_odd) };
-    }
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: AVX2 is available (runtime check); only safe slice accesses inside.
-        return unsafe { row_dot_avx2(bytes, group, scales, zero_points, x_even, x_odd) };
-    }
-    row_dot_body(bytes, group, scales, zero_points, x_even, x_odd)
+    row_dot(bytes, group, scales, zero_points, x_even, x_odd)
 }
 
 /// Portable twin of [`int4_row_dot`] (same operations in the same order: equal bits).
@@ -319,59 +340,50 @@ fn check_row_dot(b: &[u8], group: usize, s: &[f32], z: &[i32], xe: &[f32], xo: &
     );
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn row_dot_avx512(b: &[u8], group: usize, s: &[f32], z: &[i32], xe: &[f32], xo: &[f32]) -> f32 {
-    row_dot_body(b, group, s, z, xe, xo)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn row_dot_avx2(b: &[u8], group: usize, s: &[f32], z: &[i32], xe: &[f32], xo: &[f32]) -> f32 {
-    row_dot_body(b, group, s, z, xe, xo)
-}
-
-#[inline(always)]
-fn row_dot_body(b: &[u8], group: usize, s: &[f32], z: &[i32], xe: &[f32], xo: &[f32]) -> f32 {
-    /// Lanes of the accumulator (one AVX-512 vector, two AVX2 vectors).
-    const L: usize = 16;
-    let half = group / 2;
-    let mut acc = [0.0f32; L];
-    let mut tail = 0.0f32;
-    let groups = b
-        .chunks_exact(half)
-        .zip(xe.chunks_exact(half))
-        .zip(xo.chunks_exact(half));
-    for (g, ((gb, ge), go)) in groups.enumerate() {
-        let scale = s[g];
-        // Codes as (low, high) pairs of i32, signed or shifted by the zero point.
-        let codes = |byte: u8| -> (i32, i32) {
-            match z.get(g) {
-                None => (
-                    i32::from(((byte << 4) as i8) >> 4),
-                    i32::from((byte as i8) >> 4),
-                ),
-                Some(&zp) => (i32::from(byte & 0x0F) - zp, i32::from(byte >> 4) - zp),
+isa_dispatch! {
+    fn row_dot(b: &[u8], group: usize, s: &[f32], z: &[i32], xe: &[f32], xo: &[f32]) -> f32
+        as row_dot_body
+    {
+        /// Lanes of the accumulator (one AVX-512 vector, two AVX2 vectors).
+        const L: usize = 16;
+        let half = group / 2;
+        let mut acc = [0.0f32; L];
+        let mut tail = 0.0f32;
+        let groups = b
+            .chunks_exact(half)
+            .zip(xe.chunks_exact(half))
+            .zip(xo.chunks_exact(half));
+        for (g, ((gb, ge), go)) in groups.enumerate() {
+            let scale = s[g];
+            // Codes as (low, high) pairs of i32, signed or shifted by the zero point.
+            let codes = |byte: u8| -> (i32, i32) {
+                match z.get(g) {
+                    None => (
+                        i32::from(((byte << 4) as i8) >> 4),
+                        i32::from((byte as i8) >> 4),
+                    ),
+                    Some(&zp) => (i32::from(byte & 0x0F) - zp, i32::from(byte >> 4) - zp),
+                }
+            };
+            let (cb, ce, co) = (gb.chunks_exact(L), ge.chunks_exact(L), go.chunks_exact(L));
+            for ((&byte, &e), &o) in cb
+                .remainder()
+                .iter()
+                .zip(ce.remainder())
+                .zip(co.remainder())
+            {
+                let (lo, hi) = codes(byte);
+                tail += scale * (lo as f32 * e + hi as f32 * o);
             }
-        };
-        let (cb, ce, co) = (gb.chunks_exact(L), ge.chunks_exact(L), go.chunks_exact(L));
-        for ((&byte, &e), &o) in cb
-            .remainder()
-            .iter()
-            .zip(ce.remainder())
-            .zip(co.remainder())
-        {
-            let (lo, hi) = codes(byte);
-            tail += scale * (lo as f32 * e + hi as f32 * o);
-        }
-        for ((b8, e8), o8) in cb.zip(ce).zip(co) {
-            for t in 0..L {
-                let (lo, hi) = codes(b8[t]);
-                acc[t] += scale * (lo as f32 * e8[t] + hi as f32 * o8[t]);
+            for ((b8, e8), o8) in cb.zip(ce).zip(co) {
+                for t in 0..L {
+                    let (lo, hi) = codes(b8[t]);
+                    acc[t] += scale * (lo as f32 * e8[t] + hi as f32 * o8[t]);
+                }
             }
         }
+        acc.iter().sum::<f32>() + tail
     }
-    acc.iter().sum::<f32>() + tail
 }
 
 /// Portable twin of [`dequantize_nibbles`].

@@ -22,7 +22,7 @@
 //! `|w'| <= 15` keeps every pair sum `<= 2 * 255 * 15`, far from `i16` saturation), and
 //! portable scalar Rust.
 
-use super::gemm::{Path, best_path};
+use super::GemmKernel;
 use super::micro::NR;
 
 /// Bytes of one quad of a panel (four `k` of [`NR`] columns).
@@ -136,49 +136,26 @@ impl PackedW4 {
     }
 }
 
-/// Unpacks panel `p` into `ub` as signed bytes `q - z` (`k / 4` quads of [`QUAD`] bytes).
-#[inline(always)]
-fn unpack_body(w: &PackedW4, p: usize, ub: &mut [i8]) {
-    let (pairs, groups) = (w.k / 8, w.k / w.group);
-    let pairs_per_group = w.group / 8;
-    let mut z4 = [0i8; QUAD];
-    for g in 0..groups {
-        let zs = &w.zps[(p * groups + g) * NR..][..NR];
-        for (d, &z) in z4.chunks_exact_mut(4).zip(zs) {
-            d.fill(z as i8);
-        }
-        for t in g * pairs_per_group..(g + 1) * pairs_per_group {
-            let src = &w.data[(p * pairs + t) * QUAD..][..QUAD];
-            let (lo, hi) = ub[2 * t * QUAD..][..2 * QUAD].split_at_mut(QUAD);
-            for (((l, h), &b), &z) in lo.iter_mut().zip(hi.iter_mut()).zip(src).zip(&z4) {
-                *l = (b & 0x0F) as i8 - z;
-                *h = (b >> 4) as i8 - z;
+super::isa_dispatch! {
+    /// Unpacks panel `p` into `ub` as signed bytes `q - z` (`k / 4` quads of [`QUAD`] bytes).
+    fn unpack(w: &PackedW4, p: usize, ub: &mut [i8]) as unpack_body {
+        let (pairs, groups) = (w.k / 8, w.k / w.group);
+        let pairs_per_group = w.group / 8;
+        let mut z4 = [0i8; QUAD];
+        for g in 0..groups {
+            let zs = &w.zps[(p * groups + g) * NR..][..NR];
+            for (d, &z) in z4.chunks_exact_mut(4).zip(zs) {
+                d.fill(z as i8);
+            }
+            for t in g * pairs_per_group..(g + 1) * pairs_per_group {
+                let src = &w.data[(p * pairs + t) * QUAD..][..QUAD];
+                let (lo, hi) = ub[2 * t * QUAD..][..2 * QUAD].split_at_mut(QUAD);
+                for (((l, h), &b), &z) in lo.iter_mut().zip(hi.iter_mut()).zip(src).zip(&z4) {
+                    *l = (b & 0x0F) as i8 - z;
+                    *h = (b >> 4) as i8 - z;
+                }
             }
         }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw")]
-fn unpack_avx512(w: &PackedW4, p: usize, ub: &mut [i8]) {
-    unpack_body(w, p, ub);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn unpack_avx2(w: &PackedW4, p: usize, ub: &mut [i8]) {
-    unpack_body(w, p, ub);
-}
-
-fn unpack(path: Path, w: &PackedW4, p: usize, ub: &mut [i8]) {
-    match path {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Path::Avx512Vnni` is only chosen after runtime AVX-512F/BW checks.
-        Path::Avx512Vnni => unsafe { unpack_avx512(w, p, ub) },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: the AVX2 paths are only chosen after a runtime AVX2 check.
-        Path::Avx2 | Path::AvxVnni => unsafe { unpack_avx2(w, p, ub) },
-        Path::Portable => unpack_body(w, p, ub),
     }
 }
 
@@ -231,6 +208,20 @@ impl Tile<'_> {
         (&self.w.sums[at..end], &self.w.scales[at..end])
     }
 
+    /// What the SIMD tiles for exactly `rows` rows read, after checking the tile: groups,
+    /// quads per group, the panel's sums and scales, the bases of A and of the unpacked
+    /// panel, and the row stride of A.
+    #[cfg(target_arch = "x86_64")]
+    #[track_caller]
+    fn operands(&self, rows: usize) -> Operands<'_> {
+        self.check();
+        assert_eq!(self.rows, rows);
+        let (sums, scales) = self.params();
+        let (a, b) = (self.a.codes.as_ptr(), self.ub.as_ptr());
+        let groups = self.w.k / self.w.group;
+        (groups, self.w.group / 4, sums, scales, a, b, self.a.lda)
+    }
+
     /// Stores finished rows `[rows][NR]` (valid columns only).
     fn store(&mut self, y: &[[f32; NR]]) {
         for (r, row) in y.iter().enumerate().take(self.rows) {
@@ -238,6 +229,18 @@ impl Tile<'_> {
         }
     }
 }
+
+/// The operands of a SIMD tile ([`Tile::operands`]).
+#[cfg(target_arch = "x86_64")]
+type Operands<'a> = (
+    usize,
+    usize,
+    &'a [i32],
+    &'a [f32],
+    *const u8,
+    *const i8,
+    usize,
+);
 
 fn tile_portable(mut t: Tile<'_>) {
     t.check();
@@ -272,14 +275,9 @@ fn tile_avx512<const R: usize>(mut t: Tile<'_>) {
         _mm512_loadu_si512, _mm512_mullo_epi32, _mm512_set1_epi32, _mm512_set1_ps,
         _mm512_setzero_ps, _mm512_setzero_si512, _mm512_storeu_ps, _mm512_sub_epi32,
     };
-    t.check();
-    assert_eq!(t.rows, R);
-    let (k, group) = (t.w.k, t.w.group);
-    let qpg = group / 4;
-    let (sums, scales) = t.params();
-    let (ap, bp, lda) = (t.a.codes.as_ptr(), t.ub.as_ptr(), t.a.lda);
+    let (groups, qpg, sums, scales, ap, bp, lda) = t.operands(R);
     let mut c = [[_mm512_setzero_ps(); 3]; R];
-    for g in 0..k / group {
+    for g in 0..groups {
         let gs = &sums[g * NR..][..NR];
         let gc = &scales[g * NR..][..NR];
         let mut ws = [_mm512_setzero_si512(); 3];
@@ -343,12 +341,7 @@ fn tile_avx2<const R: usize>(mut t: Tile<'_>) {
         _mm256_set1_epi16, _mm256_set1_epi32, _mm256_set1_ps, _mm256_setzero_ps,
         _mm256_setzero_si256, _mm256_storeu_ps, _mm256_sub_epi32,
     };
-    t.check();
-    assert_eq!(t.rows, R);
-    let (k, group) = (t.w.k, t.w.group);
-    let qpg = group / 4;
-    let (sums, scales) = t.params();
-    let (ap, bp, lda) = (t.a.codes.as_ptr(), t.ub.as_ptr(), t.a.lda);
+    let (groups, qpg, sums, scales, ap, bp, lda) = t.operands(R);
     let ones = _mm256_set1_epi16(1);
     let mut y = [[0.0f32; NR]; R];
     for s in 0..NR / 8 {
@@ -356,7 +349,7 @@ fn tile_avx2<const R: usize>(mut t: Tile<'_>) {
             break;
         }
         let mut c = [_mm256_setzero_ps(); R];
-        for g in 0..k / group {
+        for g in 0..groups {
             // SAFETY: 8 of the group's 48 sums.
             let ws = unsafe { _mm256_loadu_si256(sums[g * NR + 8 * s..].as_ptr().cast()) };
             let mut acc = [_mm256_setzero_si256(); R];
@@ -392,35 +385,37 @@ fn tile_avx2<const R: usize>(mut t: Tile<'_>) {
     t.store(&y);
 }
 
-fn tile(path: Path, t: Tile<'_>) {
-    match path {
-        Path::Portable => tile_portable(t),
+/// Runs `$tile::<R>(t)` for the tile's row count `R` (1 to [`MR4`]).
+#[cfg(target_arch = "x86_64")]
+macro_rules! by_rows {
+    ($tile:ident, $t:expr) => {
+        match $t.rows {
+            1 => $tile::<1>($t),
+            2 => $tile::<2>($t),
+            3 => $tile::<3>($t),
+            _ => $tile::<MR4>($t),
+        }
+    };
+}
+
+fn tile(kernel: GemmKernel, t: Tile<'_>) {
+    match kernel {
+        GemmKernel::Portable => tile_portable(t),
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Path::Avx512Vnni` is only chosen after runtime AVX-512F/BW/VNNI checks.
-        Path::Avx512Vnni => unsafe {
-            match t.rows {
-                1 => tile_avx512::<1>(t),
-                2 => tile_avx512::<2>(t),
-                3 => tile_avx512::<3>(t),
-                _ => tile_avx512::<MR4>(t),
-            }
-        },
+        // SAFETY: `Avx512Vnni` is only chosen after runtime AVX-512F/BW/VNNI checks.
+        GemmKernel::Avx512Vnni => unsafe { by_rows!(tile_avx512, t) },
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: the AVX2 paths are only chosen after runtime AVX2 and FMA checks.
-        Path::Avx2 | Path::AvxVnni => unsafe {
-            match t.rows {
-                1 => tile_avx2::<1>(t),
-                2 => tile_avx2::<2>(t),
-                3 => tile_avx2::<3>(t),
-                _ => tile_avx2::<MR4>(t),
-            }
-        },
+        // SAFETY: the AVX2 kernels are only chosen after runtime AVX2 and FMA checks.
+        GemmKernel::Avx2 | GemmKernel::AvxVnni => unsafe { by_rows!(tile_avx2, t) },
+        // Never available off x86-64.
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => tile_portable(t),
     }
 }
 
 /// `out[m, n] = dequantized (A W^T) + bias` on `path`; `ub` is the unpack buffer (grown).
 fn run(
-    path: Path,
+    path: GemmKernel,
     a: RowsU8<'_>,
     m: usize,
     w: &PackedW4,
@@ -436,7 +431,7 @@ fn run(
     for m0 in (0..m).step_by(mc) {
         let m1 = (m0 + mc).min(m);
         for p in 0..n.div_ceil(NR) {
-            unpack(path, w, p, ub);
+            unpack(w, p, ub);
             let cols = NR.min(n - p * NR);
             let mut pb = [0.0f32; NR];
             pb[..cols].copy_from_slice(&bias[p * NR..p * NR + cols]);
@@ -479,12 +474,12 @@ pub(crate) fn w4a8_gemm(
     out: &mut [f32],
     ub: &mut Vec<i8>,
 ) {
-    w4a8_gemm_with(best_path(), a, m, w, bias, out, ub);
+    w4a8_gemm_with(GemmKernel::best(), a, m, w, bias, out, ub);
 }
 
 /// [`w4a8_gemm`] on an explicit path (tests compare them).
 pub(crate) fn w4a8_gemm_with(
-    path: Path,
+    path: GemmKernel,
     a: RowsU8<'_>,
     m: usize,
     w: &PackedW4,

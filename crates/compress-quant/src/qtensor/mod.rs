@@ -11,6 +11,7 @@ use compress_core::{CoreError, Float};
 use half::{bf16, f16};
 use ndarray::{ArrayD, ArrayRef, Dimension, IxDyn};
 
+use crate::error::{check_finite, non_finite};
 use crate::kernels::quantize as qk;
 use crate::pack::{pack_bits, packed_len, sign_extend, unpack_bits};
 use crate::{IntScheme, QuantError, QuantScheme, ScaleDtype};
@@ -44,18 +45,23 @@ pub struct QTensor {
     zero_points: Vec<i32>,
 }
 
-fn to_f32_vec<F: Float, D: Dimension>(x: &ArrayRef<F, D>) -> Vec<f32> {
+pub(crate) fn to_f32_vec<F: Float, D: Dimension>(x: &ArrayRef<F, D>) -> Vec<f32> {
     x.iter().map(|v| v.as_f64() as f32).collect()
 }
 
-fn non_finite(x: &[f32], path: &str) -> QuantError {
-    let index = x.iter().position(|v| !v.is_finite()).unwrap_or(0);
-    CoreError::NonFinite {
-        path: path.to_string(),
-        index,
-        value: x.get(index).map_or(f64::NAN, |v| f64::from(*v)),
-    }
-    .into()
+/// A parameter's effective value (through its parametrizations) as `f32`, row-major.
+pub(crate) fn effective_f32<F: Float>(p: &compress_core::Param<F>) -> Vec<f32> {
+    to_f32_vec(&p.effective())
+}
+
+/// The block layout of `x` under `scheme`, after checking the scheme, that `x` has `shape`'s
+/// length and that it is finite.
+fn finite_layout(x: &[f32], shape: &[usize], scheme: IntScheme) -> Result<BlockLayout, QuantError> {
+    scheme.validate()?;
+    check_len(x, shape)?;
+    let lay = BlockLayout::new(shape, scheme.granularity, "x")?;
+    check_finite(x, "x")?;
+    Ok(lay)
 }
 
 impl QTensor {
@@ -118,13 +124,7 @@ impl QTensor {
         scheme: IntScheme,
         ranges: &[(f32, f32)],
     ) -> Result<Self, QuantError> {
-        scheme.validate()?;
-        check_len(x, shape)?;
-        let lay = BlockLayout::new(shape, scheme.granularity, "x")?;
-        let (_, _, finite) = qk::min_max(x);
-        if !finite {
-            return Err(non_finite(x, "x"));
-        }
+        let lay = finite_layout(x, shape, scheme)?;
         Self::quantize_ranges_unchecked(x, shape, scheme, lay, ranges)
     }
 
@@ -142,13 +142,7 @@ impl QTensor {
         scales: &[f32],
         zero_points: &[i32],
     ) -> Result<Self, QuantError> {
-        scheme.validate()?;
-        check_len(x, shape)?;
-        let lay = BlockLayout::new(shape, scheme.granularity, "x")?;
-        let (_, _, finite) = qk::min_max(x);
-        if !finite {
-            return Err(non_finite(x, "x"));
-        }
+        let lay = finite_layout(x, shape, scheme)?;
         let zps: Vec<i32> = if scheme.affine {
             zero_points.to_vec()
         } else {

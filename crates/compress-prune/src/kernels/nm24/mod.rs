@@ -25,49 +25,16 @@ mod panels;
 pub(crate) use panels::Panels24;
 use panels::{KB, PR};
 
-/// Which implementation runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Path {
-    /// Plain Rust, any CPU.
-    Portable,
-    /// AVX2 + FMA (x86-64).
-    #[cfg(target_arch = "x86_64")]
-    Avx2,
-    /// AVX-512F (x86-64).
-    #[cfg(target_arch = "x86_64")]
-    Avx512,
-}
+/// Which implementation runs: the portable loops, or the AVX2 + FMA or AVX-512F kernels
+/// (x86-64).
+pub(crate) use compress_core::Isa as Path;
 
-impl Path {
-    /// The widest path [`compress_core::Isa::current`] allows.
-    pub(crate) fn best() -> Self {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if compress_core::Isa::Avx512.enabled() {
-                return Self::Avx512;
-            }
-            if compress_core::Isa::Avx2.enabled() {
-                return Self::Avx2;
-            }
-        }
-        Self::Portable
-    }
-
-    /// Every path this CPU can run (for tests and benches).
-    pub(crate) fn all_available() -> Vec<Self> {
-        let mut v = vec![Self::Portable];
-        #[cfg(target_arch = "x86_64")]
-        {
-            let cpu = compress_core::Isa::detected();
-            if cpu >= compress_core::Isa::Avx2 {
-                v.push(Self::Avx2);
-            }
-            if cpu >= compress_core::Isa::Avx512 {
-                v.push(Self::Avx512);
-            }
-        }
-        v
-    }
+/// Every path this CPU can run (for tests and benches).
+pub(crate) fn all_available() -> Vec<Path> {
+    [Path::Portable, Path::Avx2, Path::Avx512]
+        .into_iter()
+        .filter(|&p| p <= Path::detected())
+        .collect()
 }
 
 /// Tokens per tile of `x^T`, and the row stride of `x^T` in floats.
@@ -102,10 +69,7 @@ pub(crate) fn spmm24(
     assert_eq!(x.len(), m * k, "x is not [{m}, {k}]");
     assert_eq!(y.len(), m * n, "y is not [{m}, {n}]");
     assert!(bias.is_none_or(|b| b.len() == n), "bias is not [{n}]");
-    assert!(
-        Path::all_available().contains(&path),
-        "{path:?} unavailable"
-    );
+    assert!(all_available().contains(&path), "{path:?} unavailable");
     if m == 0 || n == 0 {
         return;
     }
@@ -291,7 +255,7 @@ fn run_block(
         #[cfg(target_arch = "x86_64")]
         Path::Avx2 => {
             // SAFETY: `spmm24` checked that AVX2 + FMA are available
-            // (`Path::all_available`); the lengths were checked above (`xt` holds the `4 gb`
+            // (`all_available`); the lengths were checked above (`xt` holds the `4 gb`
             // rows of `TILE` of the block's groups, `yt` every panel's `PR` rows of `wt`).
             unsafe { simd::avx2(w, b, panels, xt, wt, yt, first) }
         }
@@ -300,6 +264,8 @@ fn run_block(
             // SAFETY: as above, with AVX-512F.
             unsafe { simd::avx512(w, b, panels, xt, wt, yt, first) }
         }
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => unreachable!("only the portable path is available off x86-64"),
     }
 }
 
@@ -363,7 +329,7 @@ mod tests {
         let b: Vec<f32> = (0..n).map(|j| j as f32 / 10.0 - 1.0).collect();
         let b = bias.then_some(&b[..]);
         let w = Panels24::pack(n, k, &vals, &codes);
-        for path in Path::all_available() {
+        for path in all_available() {
             let mut y = vec![f32::NAN; m * n];
             spmm24(path, &w, &x, m, b, &mut y, &mut Vec::new());
             for i in 0..m {
@@ -413,7 +379,7 @@ mod tests {
             let b = bias.then_some(&b[..]);
             let w = Panels24::pack(n, k, &vals, &codes);
             let mut scratch = Vec::new();
-            for path in Path::all_available() {
+            for path in all_available() {
                 let mut y = vec![f32::NAN; m * n];
                 spmm24(path, &w, &x, m, b, &mut y, &mut scratch);
                 for i in 0..m {

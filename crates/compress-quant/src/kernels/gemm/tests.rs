@@ -128,20 +128,20 @@ proptest! {
             let mut got = vec![f32::NAN; m * n];
             let mut partial = Vec::new();
             dq.layout = OutLayout::RowMajor;
-            let sink = Sink::F32 { dq, out: as_out(&mut got), partial: &mut partial };
-            run_u8(kernel.path(), &au, lda, m, &b, sink);
+            let sink = Sink::F32 { dq, out: got.as_out(), partial: &mut partial };
+            run_u8(kernel, &au, lda, m, &b, sink);
             prop_assert_eq!(bits(&got), bits(&want), "{:?}", kernel);
             let mut nchw = vec![0.0f32; want_nchw.len()];
             dq.layout = OutLayout::Nchw { positions: pos, channels: n + 2, first: 1 };
-            let sink = Sink::F32 { dq, out: as_out(&mut nchw), partial: &mut partial };
-            run_u8(kernel.path(), &au, lda, m, &b, sink);
+            let sink = Sink::F32 { dq, out: nchw.as_out(), partial: &mut partial };
+            run_u8(kernel, &au, lda, m, &b, sink);
             prop_assert_eq!(bits(&nchw), bits(&want_nchw), "{:?} NCHW", kernel);
         }
         // The parallel driver splits rows (whole images for NCHW) and gives the same bits.
         let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
         let mut got = vec![0.0f32; want_nchw.len()];
         let mut partial = Vec::new();
-        pool.install(|| gemm_u8i8_dequant_par(&au, lda, m, &b, dq, &mut got, &mut partial));
+        pool.install(|| gemm_u8i8_dequant_par(&au, lda, m, &b, dq, &mut got[..], &mut partial));
         prop_assert_eq!(bits(&got), bits(&want_nchw));
     }
 }
@@ -205,8 +205,8 @@ fn u8_gemm_with_wide_lda_and_parallel_rows() {
         let len = m.div_ceil(9) * 9 * n;
         let (mut one, mut two) = (vec![0.0f32; len], vec![0.0f32; len]);
         let mut partial = Vec::new();
-        gemm_u8i8_dequant_par(&a, lda, m, &b, dq, &mut one, &mut partial);
-        pool.install(|| gemm_u8i8_dequant_par(&a, lda, m, &b, dq, &mut two, &mut partial));
+        gemm_u8i8_dequant_par(&a, lda, m, &b, dq, &mut one[..], &mut partial);
+        pool.install(|| gemm_u8i8_dequant_par(&a, lda, m, &b, dq, &mut two[..], &mut partial));
         assert_eq!(bits(&one), bits(&two), "{layout:?}");
         if layout == OutLayout::RowMajor {
             assert_eq!(bits(&one[..m * n]), bits(&dequant_reference(&want, n, &dq)));

@@ -84,23 +84,21 @@ fn reference(c: &Case) -> Vec<f32> {
     y
 }
 
-fn paths() -> Vec<Path> {
-    let mut p = vec![Path::Portable];
+fn paths() -> Vec<GemmKernel> {
+    let mut p = vec![GemmKernel::Portable];
     #[cfg(target_arch = "x86_64")]
     {
-        if super::super::has_avx2() {
-            p.push(Path::Avx2);
+        if compress_core::Isa::Avx2.enabled() {
+            p.push(GemmKernel::Avx2);
         }
-        if super::super::GemmKernel::Avx512Vnni.is_available()
-            && compress_core::Isa::Avx512.enabled()
-        {
-            p.push(Path::Avx512Vnni);
+        if GemmKernel::Avx512Vnni.is_available() && compress_core::Isa::Avx512.enabled() {
+            p.push(GemmKernel::Avx512Vnni);
         }
     }
     p
 }
 
-fn run_case(c: &Case, path: Path, lda: usize) -> Vec<f32> {
+fn run_case(c: &Case, path: GemmKernel, lda: usize) -> Vec<f32> {
     let w = PackedW4::new(&c.q, &c.zps, &c.scales, c.n, c.k, c.group);
     let mut codes = vec![0xA5u8; c.m * lda];
     for (d, s) in codes.chunks_exact_mut(lda).zip(c.a.chunks_exact(c.k)) {
@@ -204,12 +202,12 @@ fn parallel_rows_equal_one_thread() {
         a_zps: (0..m).map(|i| (i * 3 % 256) as i32).collect(),
         bias: (0..n).map(|j| j as f32 * 0.1).collect(),
     };
-    let one = run_case(&c, best_path(), k);
+    let one = run_case(&c, GemmKernel::best(), k);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(3)
         .build()
         .unwrap();
-    let many = pool.install(|| run_case(&c, best_path(), k));
+    let many = pool.install(|| run_case(&c, GemmKernel::best(), k));
     assert_eq!(one, many);
     assert_eq!(one, reference(&c));
 }
