@@ -94,8 +94,8 @@ impl From<CoreError> for QuantError {
 
 impl QuantError {
     /// The same error with `path` as the tensor's name where it names one (non-finite
-    /// values, group sizes), for a function that quantized an anonymous slice on behalf of
-    /// a named parameter or argument.
+    /// values, empty tensors, group sizes), for a function that quantized an anonymous slice
+    /// on behalf of a named parameter or argument.
     #[must_use]
     pub fn at_path(self, path: &str) -> Self {
         match self {
@@ -114,6 +114,11 @@ impl QuantError {
                 path: path.to_string(),
                 index,
                 value,
+            }
+            .into(),
+            QuantError::Core(CoreError::Empty { shape, .. }) => CoreError::Empty {
+                path: path.to_string(),
+                shape,
             }
             .into(),
             other => other,

@@ -2,8 +2,8 @@
 //! fake-quant layer for activations, both with the straight-through estimator (STE).
 
 use compress_core::{
-    CoreError, Cost, Float, Layer, Mode, Module, Param, ParamFilter, ParamKind, ParamPath,
-    Parametrization, Result,
+    CoreError, Cost, Float, Layer, Mode, Module, Param, ParamFilter, ParamKind, Parametrization,
+    Result,
 };
 use ndarray::{ArrayD, ArrayRef, IxDyn};
 
@@ -313,25 +313,16 @@ pub fn attach_fake_quant<F: Float>(
 ) -> Result<Vec<String>, QuantError> {
     scheme.validate()?;
     let mut paths = Vec::new();
-    model.visit_mut(
-        &mut ParamPath::root(),
-        &mut |path: &ParamPath, p: &mut Param<F>| {
-            let key = path.to_string();
-            if !filter.selects(&key, p) {
-                return Ok(());
-            }
-            let fqz = if learnable {
-                FakeQuant::learnable(scheme, &p.effective())
-            } else {
-                FakeQuant::observer(scheme)
-            }
-            .map_err(|e| e.at_path(&key).into_core(&key))?;
-            p.push_parametrization(Box::new(fqz))
-                .map_err(|e| QuantError::from(e).at_path(&key).into_core(&key))?;
-            paths.push(key);
-            Ok(())
-        },
-    )?;
+    crate::ptq::for_selected_mut(model, filter, |key, p| {
+        let fqz = if learnable {
+            FakeQuant::learnable(scheme, &p.effective())
+        } else {
+            FakeQuant::observer(scheme)
+        }?;
+        p.push_parametrization(Box::new(fqz))?;
+        paths.push(key.to_string());
+        Ok(())
+    })?;
     Ok(paths)
 }
 

@@ -296,6 +296,26 @@ impl QuantizedModel {
     }
 }
 
+/// Runs `f` on every parameter of `model` that `filter` selects, with its path. An error of
+/// `f` stops the walk and is returned with its type, naming the path ([`QuantError::at_path`]).
+pub(crate) fn for_selected_mut<F: Float>(
+    model: &mut dyn Module<F>,
+    filter: &ParamFilter,
+    mut f: impl FnMut(&str, &mut Param<F>) -> Result<(), QuantError>,
+) -> Result<(), QuantError> {
+    model.visit_mut(
+        &mut ParamPath::root(),
+        &mut |path: &ParamPath, p: &mut Param<F>| {
+            let key = path.to_string();
+            if !filter.selects(&key, p) {
+                return Ok(());
+            }
+            f(&key, p).map_err(|e| e.at_path(&key).into_core(&key))
+        },
+    )?;
+    Ok(())
+}
+
 /// Quantize-dequantizes the selected parameters of `model` in place (weight-only PTQ
 /// simulation) and returns the report.
 ///

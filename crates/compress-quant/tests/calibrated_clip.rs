@@ -88,17 +88,9 @@ fn bad_settings_are_typed_errors() {
     assert!(clip_search("fc", &nan.view(), &h, q, ClipConfig::default()).is_err());
 }
 
-/// Inputs with a few salient channels, as in LLM and BERT activations.
+/// Inputs with a few salient channels (20 times the others at most).
 fn salient_inputs(tokens: usize, k: usize, seed: u64) -> Array2<f32> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    Array2::from_shape_fn((tokens, k), |(_, j)| {
-        let s = if j % 16 == 3 {
-            20.0
-        } else {
-            0.3 + (j % 7) as f32 * 0.2
-        };
-        rng.random_range(-1.0f32..1.0) * s
-    })
+    super::calibrated_scaling::salient_inputs((tokens, k), seed, 20.0, 0.3, 7)
 }
 
 /// Heavy-tailed weights (a few large ones per row), where clipping pays.

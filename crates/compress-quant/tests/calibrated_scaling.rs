@@ -108,17 +108,29 @@ fn fold_rejects_bad_scales_and_wrong_widths_without_changing_anything() {
     assert_eq!(all_params(&m), before);
 }
 
-/// Inputs whose channels differ in scale by two orders of magnitude (a few salient ones).
-fn outlier_inputs(tokens: usize, k: usize, seed: u64) -> Array2<f32> {
+/// Inputs with a few salient channels, as in LLM and BERT activations: uniform in `-1..1`
+/// times `salient` on every 16th channel (from 3), else times `base + (j % cycle) * 0.2`.
+pub(super) fn salient_inputs(
+    (tokens, k): (usize, usize),
+    seed: u64,
+    salient: f32,
+    base: f32,
+    cycle: usize,
+) -> Array2<f32> {
     let mut rng = StdRng::seed_from_u64(seed);
     Array2::from_shape_fn((tokens, k), |(_, j)| {
         let scale = if j % 16 == 3 {
-            50.0
+            salient
         } else {
-            0.5 + (j % 5) as f32 * 0.2
+            base + (j % cycle) as f32 * 0.2
         };
         rng.random_range(-1.0f32..1.0) * scale
     })
+}
+
+/// Inputs whose channels differ in scale by two orders of magnitude (a few salient ones).
+fn outlier_inputs(tokens: usize, k: usize, seed: u64) -> Array2<f32> {
+    salient_inputs((tokens, k), seed, 50.0, 0.5, 5)
 }
 
 fn stats_of(x: &Array2<f32>) -> InputStats {

@@ -10,6 +10,7 @@ use ndarray::{ArrayD, IxDyn};
 use super::config::{ClusterConfig, ClusterGranularity};
 use super::tensor::{ClusteredTensor, cluster_tensor, groups_of};
 use crate::QuantError;
+use crate::ptq::for_selected_mut;
 
 /// Where the gradient of the effective weights goes besides the centroids.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -225,28 +226,22 @@ pub fn cluster_weights<F: Float>(
 ) -> Result<Vec<ClusterLayerReport>, QuantError> {
     config.validate()?;
     let mut reports = Vec::new();
-    model.visit_mut(
-        &mut ParamPath::root(),
-        &mut |path: &ParamPath, p: &mut Param<F>| {
-            let name = path.to_string();
-            if !filter.selects(&name, p) || p.is_empty() {
-                return Ok(());
-            }
-            let eff = p.effective().into_owned();
-            let c = cluster_tensor(&eff, config).map_err(|e| at_path(&name, e))?;
-            reports.push(ClusterLayerReport {
-                path: name,
-                params: c.len(),
-                clusters: c.clusters(),
-                index_bits: c.index_bits(),
-                bytes: c.bytes(),
-                inertia: c.inertia(),
-            });
-            let cp =
-                ClusterParametrization::from_clustered(&c).centroid_lr_scale(centroid_lr_scale);
-            p.push_parametrization(Box::new(cp))
-        },
-    )?;
+    for_selected_mut(model, filter, |name, p| {
+        if p.is_empty() {
+            return Ok(());
+        }
+        let c = cluster_tensor(&p.effective().into_owned(), config)?;
+        reports.push(ClusterLayerReport {
+            path: name.to_string(),
+            params: c.len(),
+            clusters: c.clusters(),
+            index_bits: c.index_bits(),
+            bytes: c.bytes(),
+            inertia: c.inertia(),
+        });
+        let cp = ClusterParametrization::from_clustered(&c).centroid_lr_scale(centroid_lr_scale);
+        Ok(p.push_parametrization(Box::new(cp))?)
+    })?;
     Ok(reports)
 }
 
@@ -275,21 +270,5 @@ pub fn export_clustered<F: Float>(
     match err {
         Some(e) => Err(e),
         None => Ok(out),
-    }
-}
-
-fn at_path(path: &str, e: QuantError) -> CoreError {
-    match e {
-        QuantError::Core(CoreError::NonFinite { index, value, .. }) => CoreError::NonFinite {
-            path: path.to_string(),
-            index,
-            value,
-        },
-        QuantError::Core(CoreError::Empty { shape, .. }) => CoreError::Empty {
-            path: path.to_string(),
-            shape,
-        },
-        QuantError::Core(c) => c,
-        other => CoreError::technique(path, other),
     }
 }
