@@ -61,22 +61,17 @@ fn folded_scales_leave_the_float_model_unchanged() {
     let x = seeded_tensor::<f32>(&[9, 6], 3);
     let before = m.forward(&x, Mode::Eval).unwrap();
     let s: Vec<f32> = (0..8).map(|i| 0.25 + 0.4 * i as f32).collect();
-    // Into a LayerNorm (gamma and beta) ...
-    fold_scales(&mut m, &ScaleSource::Norm("1".into()), &["2".into()], &s).unwrap();
-    let mid = m.forward(&x, Mode::Eval).unwrap();
-    assert!(
-        max_diff(&before, &mid) < 1e-5,
-        "{}",
-        max_diff(&before, &mid)
-    );
-    // ... and into the output rows of a previous linear.
-    fold_scales(&mut m, &ScaleSource::Linear("2".into()), &["3".into()], &s).unwrap();
-    let after = m.forward(&x, Mode::Eval).unwrap();
-    assert!(
-        max_diff(&before, &after) < 1e-5,
-        "{}",
-        max_diff(&before, &after)
-    );
+    // Into a LayerNorm (gamma and beta), then into the output rows of a previous linear.
+    let folds = [
+        (ScaleSource::Norm("1".into()), "2"),
+        (ScaleSource::Linear("2".into()), "3"),
+    ];
+    for (source, target) in &folds {
+        fold_scales(&mut m, source, &[(*target).into()], &s).unwrap();
+        let after = m.forward(&x, Mode::Eval).unwrap();
+        let diff = max_diff(&before, &after);
+        assert!(diff < 1e-5, "after folding into {target}: {diff}");
+    }
     assert_ne!(param(&m, "3.weight"), param(&net(1), "3.weight"));
 }
 
