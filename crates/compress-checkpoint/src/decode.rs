@@ -16,7 +16,7 @@ mod blocks;
 pub use blocks::decode_blocks;
 use blocks::{Factors, KeptRows};
 
-use crate::format::{Encoding, GranularityName, SchemeName, TensorMeta};
+use crate::format::{Encoding, GranularityName, SchemeName, TensorMeta, part_name};
 use crate::reader::{Dtype, SafetensorsFile, bytes_to_f32};
 
 /// One stored tensor: dtype, shape and little-endian bytes.
@@ -30,6 +30,18 @@ pub struct Part {
     pub shape: Vec<usize>,
     /// Data.
     pub bytes: Vec<u8>,
+}
+
+impl Part {
+    /// The part `suffix` of tensor `tensor`, named [`part_name`]`(tensor, suffix)`.
+    pub fn of(tensor: &str, suffix: &str, dtype: Dtype, shape: Vec<usize>, bytes: Vec<u8>) -> Self {
+        Self {
+            name: part_name(tensor, suffix),
+            dtype,
+            shape,
+            bytes,
+        }
+    }
 }
 
 /// Borrowed or owned part data.
@@ -365,7 +377,6 @@ pub fn decode(meta: &TensorMeta, src: &mut dyn PartSource) -> Result<Vec<f32>, S
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::part_name;
 
     fn part(name: &str, dtype: Dtype, shape: &[usize], bytes: Vec<u8>) -> Part {
         Part {

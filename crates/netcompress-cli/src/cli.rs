@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use compress_checkpoint::{ClusterEncoder, ClusterOptions, LowrankEncoder, LowrankOptions};
 
+use crate::commands::pipeline::EncoderArgs;
 use crate::error::{CliError, Result};
 use crate::experiments::{self, Ctx, DataSource};
 
@@ -70,9 +72,9 @@ enum Command {
     Prune(crate::commands::prune::PruneArgs),
     /// Clusters float tensors with k-means (2^bits shared values) and packs the indices,
     /// optionally Huffman-coded.
-    Cluster(crate::commands::cluster::ClusterArgs),
+    Cluster(EncoderArgs<ClusterOptions>),
     /// Factorizes weights into two low-rank factors by truncated SVD (energy or rank).
-    Lowrank(crate::commands::lowrank::LowrankArgs),
+    Lowrank(EncoderArgs<LowrankOptions>),
     /// Sweeps a technique's strength on the embedded digits (or MNIST) and reports (and
     /// plots, with --plot) accuracy against sparsity, bits, temperature or MACs.
     Sweep(crate::sweep::SweepArgs),
@@ -149,8 +151,8 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
         Command::Quantize(a) => crate::commands::quantize::run(&a),
         Command::Dequantize(a) => crate::commands::dequantize::run(&a),
         Command::Prune(a) => crate::commands::prune::run(&a),
-        Command::Cluster(a) => crate::commands::cluster::run(&a),
-        Command::Lowrank(a) => crate::commands::lowrank::run(&a),
+        Command::Cluster(a) => a.run("cluster", ClusterEncoder::new),
+        Command::Lowrank(a) => a.run("lowrank", LowrankEncoder::new),
         Command::Sweep(a) => crate::sweep::run(&a),
         Command::Diff(a) => crate::commands::diff::run(&a),
         Command::Embed(a) => crate::commands::embed::run(&a),

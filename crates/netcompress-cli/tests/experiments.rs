@@ -1,17 +1,10 @@
 //! `netcompress experiment`: the registry and the `--json` contract.
 
-use std::process::Command;
-
-fn netcompress(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_netcompress"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
+use crate::support::{TempDir, nc, nc_err, nc_json, p};
 
 #[test]
 fn list_names_every_experiment() {
-    let out = netcompress(&["experiment", "--list"]);
+    let out = nc(&["experiment", "--list"]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.lines().any(|l| l.starts_with("baseline")), "{text}");
@@ -19,15 +12,8 @@ fn list_names_every_experiment() {
 
 #[test]
 fn baseline_json_contract() {
-    let out = netcompress(&["experiment", "baseline", "--json", "--fast", "--seed", "3"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    let last = text.lines().last().expect("output");
-    let v: serde_json::Value = serde_json::from_str(last).expect("last line is JSON");
+    let v = nc_json(&["experiment", "baseline", "--json", "--fast", "--seed", "3"]);
+    let last = v.to_string();
     assert_eq!(v["experiment"], "baseline");
     assert_eq!(v["data"], "digits");
     assert_eq!(v["seed"], 3);
@@ -55,10 +41,7 @@ fn baseline_json_contract() {
 
 #[test]
 fn unknown_experiment_is_one_line_error() {
-    let out = netcompress(&["experiment", "no-such-thing"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let err = nc_err(&["experiment", "no-such-thing"]);
     assert!(err.contains("unknown experiment `no-such-thing`"), "{err}");
 }
 
@@ -88,46 +71,30 @@ fn write_idx(dir: &std::path::Path, prefix: &str, n: usize, seed: u8) {
 
 #[test]
 fn baseline_trains_lenet_300_100_on_mnist_idx_files() {
-    let dir = std::env::temp_dir().join(format!("netcompress-mnist-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    write_idx(&dir, "train", 60, 1);
-    write_idx(&dir, "t10k", 20, 2);
-    let out = netcompress(&[
+    let dir = TempDir::new("mnist");
+    write_idx(&dir.0, "train", 60, 1);
+    write_idx(&dir.0, "t10k", 20, 2);
+    let v = nc_json(&[
         "experiment",
         "baseline",
         "--json",
         "--fast",
         "--data",
-        dir.to_str().unwrap(),
+        p(&dir.0),
     ]);
-    std::fs::remove_dir_all(&dir).ok();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    let v: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
     assert_eq!(v["data"], "mnist");
     let lenet = 784 * 300 + 300 + 300 * 100 + 100 + 100 * 10 + 10;
     assert_eq!(v["baseline"]["params"], lenet);
     assert_eq!(v["extra"]["test_samples"], 20);
-    assert!(v["baseline"]["accuracy"].as_f64().unwrap() > 0.5, "{text}");
+    assert!(v["baseline"]["accuracy"].as_f64().unwrap() > 0.5, "{v}");
 }
 
 #[test]
 fn fine_tuning_experiment_reports_its_control_seeds_and_met_targets() {
-    let out = netcompress(&["experiment", "prune-nm", "--json", "--fast"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    let v: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    let v = nc_json(&["experiment", "prune-nm", "--json", "--fast"]);
     // The control row has the contract's fields, and the f32 control keeps every weight.
     for key in ["accuracy", "params", "nonzero", "bytes", "macs"] {
-        assert!(v["control"][key].is_number(), "control.{key} in {text}");
+        assert!(v["control"][key].is_number(), "control.{key} in {v}");
     }
     assert_eq!(v["control"]["bytes"], v["baseline"]["bytes"]);
     // Three seeds with --fast, and the report's accuracies are their means.

@@ -1,79 +1,10 @@
 //! The file commands end to end: quantize -> dequantize -> diff on generated checkpoints
 //! (single file and sharded), size and SQNR targets, atomic writes and readable errors.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-use serde_json::Value;
+use std::path::Path;
 
 use crate::fixtures::{model_specs, spec, write_safetensors, write_sharded};
-
-/// A fresh temporary directory, removed on drop.
-pub(crate) struct TempDir(pub(crate) PathBuf);
-
-impl TempDir {
-    pub(crate) fn new(tag: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("nc-test-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        Self(p)
-    }
-
-    pub(crate) fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-
-    /// File names in the directory, sorted.
-    pub(crate) fn files(&self) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(&self.0)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-pub(crate) fn nc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_netcompress"))
-        .args(args)
-        .output()
-        .expect("run netcompress")
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
-
-/// Runs a command that must succeed and returns its last stdout line as JSON.
-pub(crate) fn nc_json(args: &[&str]) -> Value {
-    let out = nc(args);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{args:?} failed:\n{stderr}\n{stdout}");
-    let last = stdout.lines().last().expect("some output");
-    serde_json::from_str(last).unwrap_or_else(|e| panic!("last line is not JSON ({e}): {last}"))
-}
-
-/// Runs a command that must fail with one `error:` line and returns it.
-pub(crate) fn nc_err(args: &[&str]) -> String {
-    let out = nc(args);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "{args:?} should fail");
-    let lines: Vec<&str> = stderr
-        .lines()
-        .filter(|l| !l.starts_with("warning:"))
-        .collect();
-    assert_eq!(lines.len(), 1, "one error line expected: {stderr}");
-    assert!(lines[0].starts_with("error: "), "{stderr}");
-    lines[0].to_string()
-}
+use crate::support::{TempDir, nc_err, nc_json, p};
 
 /// quantize -> dequantize -> diff; checks names, shapes, SQNR and returns the size ratio.
 fn round_trip(dir: &TempDir, input: &Path, out: &str, back: &str, quant_args: &[&str]) -> f64 {
@@ -221,7 +152,7 @@ fn sharded_checkpoints_give_sharded_outputs() {
     ] {
         assert!(files.contains(&f.to_string()), "{f} in {files:?}");
     }
-    let idx: Value =
+    let idx: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("d8.safetensors.index.json")).unwrap())
             .unwrap();
     assert_eq!(

@@ -9,8 +9,8 @@ use compress_checkpoint::{QuantizedModelFile, SafetensorsFile};
 use compress_quant::{IntScheme, PtqConfig, QuantScheme, quantize_model};
 use rand::{SeedableRng, rngs::StdRng};
 
-use crate::files::{TempDir, nc, nc_err, nc_json};
 use crate::fixtures::{spec, write_safetensors};
+use crate::support::{TempDir, command, nc, nc_err, nc_json};
 
 /// Temporary files of our naming in `dir`.
 fn temp_files(dir: &TempDir) -> Vec<String> {
@@ -27,8 +27,7 @@ fn start_until(
     args: &[&str],
     leftovers: fn(&TempDir) -> Vec<String>,
 ) -> std::process::Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_netcompress"))
-        .args(args)
+    let child = command(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

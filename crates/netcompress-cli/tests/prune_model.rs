@@ -1,16 +1,11 @@
 //! `prune MODEL_DIR OUT_DIR`: calibrated pruning of a BERT directory, the written directory
 //! loaded by `embed`/`eval` on the 2:4 kernel, bad input leaving nothing behind.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use compress_transformer::{BertConfig, BertModel};
 
-use crate::files::{TempDir, nc_err, nc_json};
-
-fn fixture() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../compress-transformer/tests/fixtures/tiny-bert")
-}
+use crate::support::{TempDir, nc_err, nc_json, p, tiny_bert};
 
 /// A random BERT (hidden 32, intermediate 64: every linear 2:4-able) with the fixture's
 /// tokenizer.
@@ -22,12 +17,12 @@ fn model_dir(dir: &TempDir) -> PathBuf {
         .unwrap()
         .save_dir(&out)
         .unwrap();
-    std::fs::copy(fixture().join("tokenizer.json"), out.join("tokenizer.json")).unwrap();
+    std::fs::copy(
+        tiny_bert().join("tokenizer.json"),
+        out.join("tokenizer.json"),
+    )
+    .unwrap();
     out
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 #[test]
@@ -39,8 +34,8 @@ fn wanda_and_sparsegpt_write_2to4_directories_that_eval_runs() {
         let out = dir.join(method);
         let v = nc_json(&[
             "prune",
-            s(&src),
-            s(&out),
+            p(&src),
+            p(&out),
             "--method",
             method,
             "--pattern",
@@ -51,7 +46,7 @@ fn wanda_and_sparsegpt_write_2to4_directories_that_eval_runs() {
         assert_eq!(v["sparse24_layers"], 12, "{v}");
         assert!((v["sparsity"].as_f64().unwrap() - 0.5).abs() < 1e-12, "{v}");
         // The 2:4 weights are stored as sparse tensors: the directory shrinks.
-        let e = nc_json(&["eval", s(&out), "--against", s(&src), "--json"]);
+        let e = nc_json(&["eval", p(&out), "--against", p(&src), "--json"]);
         assert!(
             e["bytes"]["compressed"].as_u64() < e["bytes"]["original"].as_u64(),
             "{e}"
@@ -61,7 +56,7 @@ fn wanda_and_sparsegpt_write_2to4_directories_that_eval_runs() {
         fidelity.push(mean);
         let emb = nc_json(&[
             "embed",
-            s(&out),
+            p(&out),
             "--text",
             "The cat sat on the mat.",
             "--json",
@@ -78,8 +73,8 @@ fn unstructured_pattern_and_bad_input() {
     let out = dir.join("u50");
     let v = nc_json(&[
         "prune",
-        s(&src),
-        s(&out),
+        p(&src),
+        p(&out),
         "--method",
         "wanda",
         "--pattern",
@@ -96,21 +91,21 @@ fn unstructured_pattern_and_bad_input() {
     let bad = dir.join("bad");
     let e = nc_err(&[
         "prune",
-        s(&src),
-        s(&bad),
+        p(&src),
+        p(&bad),
         "--method",
         "sparsegpt",
         "--calib",
-        s(&empty),
+        p(&empty),
     ]);
     assert!(e.contains("calib"), "{e}");
     assert!(!bad.exists());
     // The fixture's intermediate width 37 is not a multiple of 4: typed error, nothing left.
-    let e = nc_err(&["prune", s(&fixture()), s(&bad), "--method", "wanda"]);
+    let e = nc_err(&["prune", p(&tiny_bert()), p(&bad), "--method", "wanda"]);
     assert!(e.contains("output.dense") && e.contains('4'), "{e}");
     assert!(!bad.exists());
-    let e = nc_err(&["prune", s(&src), s(&bad), "--pattern", "5:4"]);
+    let e = nc_err(&["prune", p(&src), p(&bad), "--pattern", "5:4"]);
     assert!(e.contains("--pattern"), "{e}");
-    let e = nc_err(&["prune", s(&src), s(&out), "--method", "wanda"]);
+    let e = nc_err(&["prune", p(&src), p(&out), "--method", "wanda"]);
     assert!(e.contains("exists"), "{e}");
 }

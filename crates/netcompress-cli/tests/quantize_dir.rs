@@ -1,19 +1,12 @@
 //! `quantize MODEL_DIR OUT_DIR --method ...` on the tiny BERT fixture: compressed model
 //! directories that `eval` runs on their integer kernels, and bad input.
 
-use std::path::PathBuf;
-
-use crate::files::{TempDir, nc_err, nc_json};
-
-fn fixture() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../compress-transformer/tests/fixtures/tiny-bert")
-}
+use crate::support::{TempDir, nc_err, nc_json, tiny_bert};
 
 #[test]
 fn each_method_writes_a_directory_that_eval_runs_on_its_kernels() {
     let dir = TempDir::new("qdir");
-    let fx = fixture();
+    let fx = tiny_bert();
     let fxs = fx.to_str().unwrap();
     let calib = dir.join("calib.txt");
     std::fs::write(
@@ -69,7 +62,7 @@ fn each_method_writes_a_directory_that_eval_runs_on_its_kernels() {
 #[test]
 fn bad_input_is_a_typed_error_and_leaves_no_output() {
     let dir = TempDir::new("qdir-bad");
-    let fx = fixture();
+    let fx = tiny_bert();
     let fxs = fx.to_str().unwrap();
     let empty = dir.join("empty.txt");
     std::fs::write(&empty, "\n  \n").unwrap();
@@ -125,7 +118,7 @@ fn bert_scale_placement_keeps_the_float_model() {
     use compress_quant::calibrated::{InputScaled, ScaleSource, fold_scales};
     use compress_transformer::BertModel;
 
-    let mut m = BertModel::<f32>::from_dir(fixture()).unwrap();
+    let mut m = BertModel::<f32>::from_dir(tiny_bert()).unwrap();
     let ids = ndarray::Array2::from_shape_fn((2, 7), |(b, t)| 2 + (b * 7 + t * 5) % 90);
     let before = m.forward(&ids, None, Mode::Eval).unwrap();
     let diff = |a: &ndarray::Array3<f32>| {
@@ -162,7 +155,7 @@ fn bert_scale_placement_keeps_the_float_model() {
     let after = m.forward(&ids, None, Mode::Eval).unwrap();
     assert!(diff(&after) < 1e-5, "{}", diff(&after));
     // Folding into that LayerNorm instead would change the residual stream, hence the model.
-    let mut folded = BertModel::<f32>::from_dir(fixture()).unwrap();
+    let mut folded = BertModel::<f32>::from_dir(tiny_bert()).unwrap();
     fold_scales(
         &mut folded,
         &ScaleSource::Norm(format!("{p}.attention.output.LayerNorm")),
@@ -195,7 +188,7 @@ fn w8a8_directories_run_on_dynamic_qlinear_and_markers_are_checked() {
     use compress_quant::calibrated::InputScaled;
 
     let dir = TempDir::new("qdir-w8a8");
-    let fx = fixture();
+    let fx = tiny_bert();
     let out = dir.join("w8a8");
     let v = nc_json(&[
         "quantize",

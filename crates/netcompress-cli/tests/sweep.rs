@@ -1,6 +1,6 @@
 //! `netcompress sweep`: points as JSON and an SVG plot.
 
-use crate::files::{TempDir, nc_err, nc_json};
+use crate::support::{TempDir, nc_err, nc_json};
 
 #[test]
 fn prune_and_quant_sweeps_report_points_and_plot() {

@@ -6,5 +6,6 @@ mod fixtures;
 mod interrupt;
 mod prune_model;
 mod quantize_dir;
+mod support;
 mod sweep;
 mod transformer;

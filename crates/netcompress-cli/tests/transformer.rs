@@ -2,12 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::files::{TempDir, nc_err, nc_json};
-
-fn fixture() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../compress-transformer/tests/fixtures/tiny-bert")
-}
+use crate::support::{TempDir, nc_err, nc_json, tiny_bert};
 
 /// A copy of the fixture directory with every float of `model.safetensors` scaled by
 /// `1 + noise * sin(i)` (a deterministic perturbation).
@@ -15,9 +10,9 @@ fn perturbed_copy(dir: &TempDir, noise: f32) -> PathBuf {
     let out = dir.join("perturbed");
     std::fs::create_dir_all(&out).unwrap();
     for f in ["config.json", "tokenizer.json"] {
-        std::fs::copy(fixture().join(f), out.join(f)).unwrap();
+        std::fs::copy(tiny_bert().join(f), out.join(f)).unwrap();
     }
-    let bytes = std::fs::read(fixture().join("model.safetensors")).unwrap();
+    let bytes = std::fs::read(tiny_bert().join("model.safetensors")).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     let mut k = 0f32;
@@ -46,7 +41,7 @@ fn perturbed_copy(dir: &TempDir, noise: f32) -> PathBuf {
 
 #[test]
 fn embed_prints_unit_embeddings_and_cosine_matrix() {
-    let fx = fixture();
+    let fx = tiny_bert();
     let v = nc_json(&[
         "embed",
         fx.to_str().unwrap(),
@@ -90,7 +85,7 @@ fn embed_reads_a_file_and_rejects_bad_input() {
     let dir = TempDir::new("embed-file");
     let f = dir.join("texts.txt");
     std::fs::write(&f, "The sun.\n\n  The moon.  \n").unwrap();
-    let fx = fixture();
+    let fx = tiny_bert();
     let fxs = fx.to_str().unwrap();
     let v = nc_json(&["embed", fxs, "--file", f.to_str().unwrap(), "--json"]);
     assert_eq!(v["embeddings"].as_array().unwrap().len(), 2);
@@ -125,7 +120,7 @@ fn embed_reads_a_file_and_rejects_bad_input() {
 
 #[test]
 fn eval_of_a_model_against_itself_is_perfect() {
-    let fx = fixture();
+    let fx = tiny_bert();
     let fxs = fx.to_str().unwrap();
     let v = nc_json(&["eval", fxs, "--against", fxs, "--json"]);
     // The default sentences: the evaluation half of the shipped file.
@@ -155,7 +150,7 @@ fn eval_measures_a_perturbed_model() {
     )
     .unwrap();
     let p = perturbed_copy(&dir, 0.05);
-    let fx = fixture();
+    let fx = tiny_bert();
     let v = nc_json(&[
         "eval",
         p.to_str().unwrap(),

@@ -77,31 +77,39 @@ pub use error::{Error, Result};
 ///
 /// ```
 /// use netcompress::prelude::*;
-/// use netcompress::nn::{Linear, ReLU};
 /// use netcompress::ndarray::ArrayD;
-/// use netcompress::rand::{SeedableRng, rngs::StdRng};
+///
+/// #[derive(Module)]
+/// struct Dense<F: Float> {
+///     weight: Param<F>,
+///     #[module(bias)]
+///     bias: Param<F>,
+/// }
 ///
 /// #[derive(Module)]
 /// struct Block<F: Float> {
-///     fc1: Linear<F>,
-///     act: ReLU<F>,
-///     fc2: Linear<F>,
+///     fc1: Dense<F>,
+///     #[module(rename = "out")]
+///     fc2: Dense<F>,
 ///     #[module(bias)]
 ///     shift: Param<F>,
 ///     #[module(skip)]
 ///     cache: Option<ArrayD<F>>,
 /// }
 ///
-/// let mut rng = StdRng::seed_from_u64(0);
-/// let block = Block::<f32> {
-///     fc1: Linear::new(8, 16, true, &mut rng),
-///     act: ReLU::new(),
-///     fc2: Linear::new(16, 8, true, &mut rng),
+/// let dense = |o: usize, i: usize| Dense::<f32> {
+///     weight: Param::new(ArrayD::zeros(vec![o, i])),
+///     bias: Param::new(ArrayD::zeros(vec![o])),
+/// };
+/// let block = Block {
+///     fc1: dense(16, 8),
+///     fc2: dense(8, 16),
 ///     shift: Param::new(ArrayD::zeros(vec![8])),
 ///     cache: None,
 /// };
 /// assert_eq!(block.num_params(), 8 * 16 + 16 + 16 * 8 + 8 + 8);
-/// assert_eq!(block.named_params()[0].path, "fc1.weight");
+/// let paths: Vec<String> = block.named_params().into_iter().map(|p| p.path).collect();
+/// assert_eq!(paths, ["fc1.weight", "fc1.bias", "out.weight", "out.bias", "shift"]);
 /// assert!(block.cache.is_none());
 /// ```
 pub use compress_derive::NetcompressModule as Module;

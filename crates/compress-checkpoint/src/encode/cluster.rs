@@ -104,12 +104,13 @@ impl Encoder for ClusterEncoder {
         // this keeps a tensor's encoding under three times its f32 size.
         let packed_len = c.indices().bytes();
         extra.insert("packed_index_bytes".into(), json!(packed_len));
-        let mut parts = vec![Part {
-            name: part_name(&t.name, "codebook"),
-            dtype: Dtype::F32,
-            shape: vec![c.codebook().len()],
-            bytes: encode_values(c.codebook(), Dtype::F32),
-        }];
+        let mut parts = vec![Part::of(
+            &t.name,
+            "codebook",
+            Dtype::F32,
+            vec![c.codebook().len()],
+            encode_values(c.codebook(), Dtype::F32),
+        )];
         let (mut lengths_part, mut hbits) = (None, None);
         let huffman = if self.args.huffman {
             let codes = c.codes();
@@ -127,12 +128,13 @@ impl Encoder for ClusterEncoder {
         };
         let codes_bytes = match huffman {
             Some((h, hbytes)) if hbytes < packed_len => {
-                parts.push(Part {
-                    name: part_name(&t.name, "huffman_lengths"),
-                    dtype: u8d,
-                    shape: vec![k],
-                    bytes: h.code().lengths().to_vec(),
-                });
+                parts.push(Part::of(
+                    &t.name,
+                    "huffman_lengths",
+                    u8d,
+                    vec![k],
+                    h.code().lengths().to_vec(),
+                ));
                 lengths_part = Some(part_name(&t.name, "huffman_lengths"));
                 hbits = Some(h.bit_len());
                 h.as_bytes().to_vec()
@@ -146,12 +148,13 @@ impl Encoder for ClusterEncoder {
             }
             None => c.indices().as_bytes().to_vec(),
         };
-        parts.push(Part {
-            name: part_name(&t.name, "codes"),
-            dtype: u8d,
-            shape: vec![codes_bytes.len()],
-            bytes: codes_bytes,
-        });
+        parts.push(Part::of(
+            &t.name,
+            "codes",
+            u8d,
+            vec![codes_bytes.len()],
+            codes_bytes,
+        ));
         let encoding = Encoding::Cluster {
             bits,
             clusters: k,

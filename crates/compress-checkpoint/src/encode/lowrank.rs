@@ -126,18 +126,8 @@ impl Encoder for LowrankEncoder {
         let dtype = t.dtype;
         let bytes = |x: Vec<f32>| encode_values(&x, dtype);
         let parts = vec![
-            Part {
-                name: part_name(&t.name, "u"),
-                dtype,
-                shape: vec![m, r],
-                bytes: bytes(u),
-            },
-            Part {
-                name: part_name(&t.name, "v"),
-                dtype,
-                shape: vec![r, cols],
-                bytes: bytes(v),
-            },
+            Part::of(&t.name, "u", dtype, vec![m, r], bytes(u)),
+            Part::of(&t.name, "v", dtype, vec![r, cols], bytes(v)),
         ];
         let encoding = Encoding::Lowrank {
             rank: r,

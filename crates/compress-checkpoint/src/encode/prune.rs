@@ -216,18 +216,14 @@ impl Encoder for PruneEncoder {
             let mut vshape = t.shape.clone();
             vshape[0] = rows.len();
             let parts = vec![
-                Part {
-                    name: part_name(&t.name, "rows"),
-                    dtype: Dtype::Other("U32", 4),
-                    shape: vec![rows.len()],
-                    bytes: crate::writer::u32_bytes(&rows),
-                },
-                Part {
-                    name: part_name(&t.name, "values"),
-                    dtype: t.dtype,
-                    shape: vshape,
-                    bytes: vals,
-                },
+                Part::of(
+                    &t.name,
+                    "rows",
+                    Dtype::Other("U32", 4),
+                    vec![rows.len()],
+                    crate::writer::u32_bytes(&rows),
+                ),
+                Part::of(&t.name, "values", t.dtype, vshape, vals),
             ];
             let encoding = Encoding::Rows {
                 rows: part_name(&t.name, "rows"),
@@ -261,18 +257,8 @@ impl Encoder for PruneEncoder {
             }
         }
         let parts = vec![
-            Part {
-                name: part_name(&t.name, "mask"),
-                dtype: u8d,
-                shape: vec![mask.len()],
-                bytes: mask,
-            },
-            Part {
-                name: part_name(&t.name, "values"),
-                dtype: t.dtype,
-                shape: vec![nnz],
-                bytes: vals,
-            },
+            Part::of(&t.name, "mask", u8d, vec![mask.len()], mask),
+            Part::of(&t.name, "values", t.dtype, vec![nnz], vals),
         ];
         let encoding = Encoding::Sparse {
             nnz,

@@ -426,27 +426,18 @@ pub(crate) fn int_parts(name: &str, q: &QTensor, s: IntScheme) -> (Encoding, Vec
     let sd = scale_dtype(s);
     let u8d = Dtype::Other("U8", 1);
     let mut parts = vec![
-        Part {
-            name: part_name(name, "codes"),
-            dtype: u8d,
-            shape: vec![q.data().len()],
-            bytes: q.data().to_vec(),
-        },
-        Part {
-            name: part_name(name, "scales"),
-            dtype: sd,
-            shape: vec![q.scales().len()],
-            bytes: encode_values(q.scales(), sd),
-        },
+        Part::of(name, "codes", u8d, vec![q.data().len()], q.data().to_vec()),
+        Part::of(
+            name,
+            "scales",
+            sd,
+            vec![q.scales().len()],
+            encode_values(q.scales(), sd),
+        ),
     ];
     if s.affine {
         let z = q.packed_zero_points();
-        parts.push(Part {
-            name: part_name(name, "zeros"),
-            dtype: u8d,
-            shape: vec![z.len()],
-            bytes: z,
-        });
+        parts.push(Part::of(name, "zeros", u8d, vec![z.len()], z));
     }
     (int_encoding(name, s), parts)
 }

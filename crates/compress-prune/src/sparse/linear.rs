@@ -1,6 +1,5 @@
 //! A fully connected layer whose weight is stored in CSR form.
 
-use compress_core::surgery::walk_layers;
 use compress_core::{
     CoreError, Cost, Float, Layer, Mode, Module, Param, ParamKind, ParamPath, ParamVisitor,
     ParamVisitorMut, Result as CoreResult, TensorExt,
@@ -252,22 +251,10 @@ pub fn sparsify_linears<F: Float>(
     min_sparsity: f64,
     width: IndexWidth,
 ) -> Result<Vec<String>> {
-    let mut built = Vec::new();
-    let mut failed = None;
-    walk_layers(&*model, &mut |path, l| {
-        let Some(lin) = l.as_any().downcast_ref::<Linear<F>>() else {
-            return;
-        };
-        if failed.is_some() || lin.weight.effective().sparsity() < min_sparsity {
-            return;
-        }
-        match SparseLinear::from_linear(lin, width) {
-            Ok(sparse) => built.push((path.to_string(), sparse)),
-            Err(e) => failed = Some(CoreError::technique(path.to_string(), e)),
-        }
-    });
-    if let Some(e) = failed {
-        return Err(e.into());
-    }
-    super::replace_built(model, built)
+    super::replace_linears(model, |path, lin| {
+        (lin.weight.effective().sparsity() >= min_sparsity).then(|| {
+            SparseLinear::from_linear(lin, width)
+                .map_err(|e| CoreError::technique(path.to_string(), e).into())
+        })
+    })
 }

@@ -1,6 +1,5 @@
 //! An inference-only fully connected layer whose weight is stored and multiplied in 2:4 form.
 
-use compress_core::surgery::walk_layers;
 use compress_core::{
     CoreError, Cost, Float, Layer, Mode, Module, Param, ParamKind, ParamPath, ParamVisitor,
     ParamVisitorMut, Result as CoreResult,
@@ -230,23 +229,7 @@ pub fn sparsify_24<F: Float>(
     model: &mut dyn Layer<F>,
     select: &dyn Fn(&str) -> bool,
 ) -> Result<Vec<String>> {
-    let mut built = Vec::new();
-    let mut failed = None;
-    walk_layers(&*model, &mut |path, l| {
-        let Some(lin) = l.as_any().downcast_ref::<Linear<F>>() else {
-            return;
-        };
-        let path = path.to_string();
-        if failed.is_some() || !select(&path) {
-            return;
-        }
-        match Sparse24Linear::from_linear(lin, &path) {
-            Ok(s) => built.push((path, s)),
-            Err(e) => failed = Some(e),
-        }
-    });
-    if let Some(e) = failed {
-        return Err(e);
-    }
-    super::replace_built(model, built)
+    super::replace_linears(model, |path, lin| {
+        select(path).then(|| Sparse24Linear::from_linear(lin, path))
+    })
 }

@@ -27,7 +27,9 @@ macro_rules! values_bias_module {
     };
 }
 
+use compress_core::surgery::{walk_layers, with_layer_mut};
 use compress_core::{Float, Layer};
+use compress_nn::Linear;
 
 mod csr;
 mod linear;
@@ -41,15 +43,36 @@ pub use linear24::{Sparse24Linear, sparsify_24};
 pub use nm24::NmMatrix;
 pub use relindex::{RelativeIndex, relative_index_encode};
 
-/// Puts each built layer in the slot at its path (replaceable slots only) and returns the
-/// paths replaced.
-fn replace_built<F: Float, L: Layer<F>>(
+/// Builds a replacement for every [`Linear`] below `model` that `build` returns one for
+/// (`None` leaves the layer alone), then puts each in the slot at its path (replaceable
+/// slots only) and returns the paths replaced. Every replacement is built before the first
+/// one is made, so on error (the first one `build` returns) the model is unchanged.
+fn replace_linears<F: Float, L: Layer<F>>(
     model: &mut dyn Layer<F>,
-    built: Vec<(String, L)>,
+    mut build: impl FnMut(&str, &Linear<F>) -> Option<crate::Result<L>>,
 ) -> crate::Result<Vec<String>> {
+    let mut built = Vec::new();
+    let mut failed = None;
+    walk_layers(&*model, &mut |path, l| {
+        let Some(lin) = l.as_any().downcast_ref::<Linear<F>>() else {
+            return;
+        };
+        if failed.is_some() {
+            return;
+        }
+        let path = path.to_string();
+        match build(&path, lin) {
+            Some(Ok(layer)) => built.push((path, layer)),
+            Some(Err(e)) => failed = Some(e),
+            None => {}
+        }
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
     let mut replaced = Vec::new();
     for (path, layer) in built {
-        let done = compress_core::surgery::with_layer_mut(&mut *model, &path, |slot| {
+        let done = with_layer_mut(&mut *model, &path, |slot| {
             if !slot.is_replaceable() {
                 return Ok(false);
             }

@@ -1,6 +1,6 @@
 //! Structured pruning of a `Sequential`: score units, pick survivors, shrink.
 
-use compress_core::{CoreError, Float, Layer};
+use compress_core::{CoreError, Cost, Float, Layer};
 use compress_nn::Sequential;
 use ndarray::ArrayD;
 
@@ -182,21 +182,42 @@ pub fn prune_structured<F: Float>(
         };
         plans.push((i, w, keep));
     }
-    let mut report = ShrinkReport::default();
-    for (i, w, keep) in plans {
+    let (layers, after) = shrink_planned(
+        seq,
+        input_shape,
+        plans,
+        |seq, &i, keep| shrink_layer(seq, i, keep, input_shape),
+        |index, before, after| LayerShrink {
+            index,
+            before,
+            after,
+        },
+    )?;
+    Ok(ShrinkReport {
+        layers,
+        params_before: before.params,
+        params_after: after.params,
+        macs_before: before.macs,
+        macs_after: after.macs,
+    })
+}
+
+/// Carries out `plans` on `model` in order: `shrink(model, target, keep)` for every
+/// `(target, width, keep)` that keeps fewer than `width` units. Returns one
+/// `row(target, width, kept)` per plan and the model's cost afterwards.
+pub(crate) fn shrink_planned<F: Float, M: Layer<F> + ?Sized, T, R>(
+    model: &mut M,
+    input_shape: &[usize],
+    plans: impl IntoIterator<Item = (T, usize, Vec<usize>)>,
+    mut shrink: impl FnMut(&mut M, &T, &[usize]) -> Result<()>,
+    mut row: impl FnMut(T, usize, usize) -> R,
+) -> Result<(Vec<R>, Cost)> {
+    let mut rows = Vec::new();
+    for (target, w, keep) in plans {
         if keep.len() < w {
-            shrink_layer(seq, i, &keep, input_shape)?;
+            shrink(model, &target, &keep)?;
         }
-        report.layers.push(LayerShrink {
-            index: i,
-            before: w,
-            after: keep.len(),
-        });
+        rows.push(row(target, w, keep.len()));
     }
-    let after = seq.cost(input_shape)?;
-    report.params_before = before.params;
-    report.params_after = after.params;
-    report.macs_before = before.macs;
-    report.macs_after = after.macs;
-    Ok(report)
+    Ok((rows, model.cost(input_shape)?))
 }

@@ -5,7 +5,7 @@ use compress_core::{CoreError, CouplingGroup, CouplingRole, Float, Layer, Param,
 use ndarray::Axis;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
-use super::algorithm::{ShrinkConfig, top};
+use super::algorithm::{ShrinkConfig, shrink_planned, top};
 use super::score::UnitCriterion;
 use crate::{Mask, Result, attach_mask, mask_of};
 
@@ -148,25 +148,26 @@ pub fn prune_coupled<F: Float>(
         let w = g.width(&*model)?;
         let scores = group_scores(&*model, g, w, config.criterion, gi)?;
         let keep = top(&scores, 0..w, config.kept(w));
-        plans.push((w, keep));
+        plans.push((g, w, keep));
     }
-    let mut report = CoupledShrinkReport::default();
-    for (g, (w, keep)) in groups.iter().zip(plans) {
-        if keep.len() < w {
-            shrink_group(model, g, &keep)?;
-        }
-        report.groups.push(GroupShrink {
+    let (groups, after) = shrink_planned(
+        model,
+        input_shape,
+        plans,
+        |model, g, keep| shrink_group(model, g, keep),
+        |g, before, after| GroupShrink {
             name: g.name.clone(),
-            before: w,
-            after: keep.len(),
-        });
-    }
-    let after = model.cost(input_shape)?;
-    report.params_before = before.params;
-    report.params_after = after.params;
-    report.macs_before = before.macs;
-    report.macs_after = after.macs;
-    Ok(report)
+            before,
+            after,
+        },
+    )?;
+    Ok(CoupledShrinkReport {
+        groups,
+        params_before: before.params,
+        params_after: after.params,
+        macs_before: before.macs,
+        macs_after: after.macs,
+    })
 }
 
 /// Keeps only units `keep` (strictly increasing) of `group` in every member parameter of

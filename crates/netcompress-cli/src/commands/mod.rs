@@ -2,14 +2,15 @@
 //!
 //! Each works on a `.safetensors` file or a sharded checkpoint (`*.safetensors.index.json`),
 //! streams one tensor at a time, and writes its output atomically; the work is done by the
-//! `compress-checkpoint` library, these modules parse arguments and print.
+//! `compress-checkpoint` library, these modules parse arguments and print. `cluster` (k-means
+//! weight sharing: a codebook per tensor or output channel and packed, optionally
+//! Huffman-coded indices) and `lowrank` (truncated SVD into two factors, kept only when
+//! smaller) need nothing but their encoder's options ([`pipeline::EncoderArgs`]).
 
-pub(crate) mod cluster;
 pub(crate) mod dequantize;
 pub(crate) mod diff;
 pub(crate) mod embed;
 pub(crate) mod eval;
-pub(crate) mod lowrank;
 pub(crate) mod pipeline;
 pub(crate) mod prune;
 pub(crate) mod quantize;

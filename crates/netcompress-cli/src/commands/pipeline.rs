@@ -1,11 +1,44 @@
 //! What the file commands share around the library: running an encoder with a progress bar,
 //! and printing the summary.
 
+use clap::Args;
 use compress_checkpoint::{Encoder, Summary, WriteOptions, encode_checkpoint};
 use indicatif::ProgressBar;
 
 use super::{IoArgs, SelectArgs, byte_bar, command_line, fmt_bytes};
-use crate::error::Result;
+use crate::error::{CliError, Result};
+
+/// The arguments of a file command whose encoder needs only its own options `O` (`cluster`,
+/// `lowrank`): input and output, tensor selection, and the options.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct EncoderArgs<O: Args> {
+    #[command(flatten)]
+    pub(crate) io: IoArgs,
+    #[command(flatten)]
+    pub(crate) select: SelectArgs,
+    #[command(flatten)]
+    pub(crate) options: O,
+}
+
+impl<O: Args> EncoderArgs<O> {
+    /// Runs command `name` with the encoder `make` builds from the options and prints the
+    /// summary.
+    ///
+    /// # Errors
+    ///
+    /// Option, input, encoding and output errors.
+    pub(crate) fn run<E: Encoder, Err>(
+        &self,
+        name: &str,
+        make: impl FnOnce(&O) -> std::result::Result<E, Err>,
+    ) -> Result<()>
+    where
+        CliError: From<Err>,
+    {
+        let mut enc = make(&self.options)?;
+        run_and_print(name, &self.io, &self.select, &mut enc)
+    }
+}
 
 /// A progress bar on stderr (hidden with `--json` or when stderr is not a terminal); warnings
 /// are printed on stderr.

@@ -223,12 +223,11 @@ fn train_cosine(
 /// `lowrank`: the reference MLP's two largest layers factorized by truncated SVD to keep 90%
 /// of their energy, then fine-tuned; the control gets the same fine-tuning unfactorized.
 pub(crate) fn run_lowrank(ctx: &Ctx) -> Result<Report> {
-    let (train, test) = ctx.load_flat()?;
     let recipe = Recipe {
         baseline: "the reference MLP's widths trained with this experiment's own recipe: SGD lr 0.05 momentum 0.9, weight decay 5e-3, cosine to 0, batch 32, 30 epochs (15 with --fast); the decay concentrates the weights' energy in few singular values",
         fine_tune: "15 epochs (8 with --fast) SGD lr 0.02 momentum 0.9, weight decay 5e-3, cosine to 0, batch 32",
     };
-    let mut r = over_seeds("lowrank", ctx, recipe, |c| lowrank_seed(c, &train, &test))?;
+    let mut r = over_seeds("lowrank", ctx, recipe, lowrank_seed)?;
     let fraction = r.compressed.params as f64 / r.baseline.params as f64;
     // With --fast the baseline trains half as long and its weights' energy is spread over
     // more singular values (about 35% of the parameters kept instead of about 22%).

@@ -67,6 +67,35 @@ pub(crate) fn fit_sgd(
     fit_eval(ctx, label, net, &mut Sgd::new(lr).momentum(0.9), cfg, data)
 }
 
+/// A fine-tuning recipe: SGD (rate `lr`, momentum 0.9) with the rate cosine-annealed to 0,
+/// batch 32, minibatches shuffled from the context's seed plus `seed_offset`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FineTune {
+    /// The initial learning rate.
+    pub(crate) lr: f32,
+    /// Added to the context's seed for the shuffle.
+    pub(crate) seed_offset: u64,
+}
+
+impl FineTune {
+    /// Fine-tunes `net` for `epochs` behind a progress bar labelled `label`; returns the
+    /// test accuracy.
+    pub(crate) fn run(
+        self,
+        ctx: &Ctx,
+        label: &str,
+        net: &mut Sequential<f32>,
+        data: (&Dataset<f32>, &Dataset<f32>),
+        epochs: usize,
+    ) -> Result<f64> {
+        let cfg = TrainConfig {
+            seed: ctx.seed + self.seed_offset,
+            ..cosine_config(ctx, epochs, 0.0)
+        };
+        fit_sgd(ctx, label, net, data, cfg, self.lr)
+    }
+}
+
 /// Trains `net` with SGD + momentum 0.9 for `epochs`; returns the test accuracy.
 pub(crate) fn train_sgd(
     ctx: &Ctx,

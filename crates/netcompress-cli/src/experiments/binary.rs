@@ -6,14 +6,14 @@ use compress_core::{Module, Param, ParamPath, Parametrization};
 use compress_nn::loss::argmax_rows;
 use compress_nn::models::mlp;
 use compress_nn::train::evaluate;
-use compress_nn::{Adam, Dataset, Linear, Sequential, Sgd};
+use compress_nn::{Adam, Dataset, Linear, Sequential};
 use compress_quant::binary::{BinaryConnect, BinaryMatrix, BinaryScale, binary_linear};
 use compress_quant::ternary::{TernaryTensor, TernaryWeights};
 use ndarray::{Array2, Ix2};
 use rand::{SeedableRng, rngs::StdRng};
 use serde_json::json;
 
-use super::baseline::{mlp_widths, train_reference_mlp};
+use super::baseline::{mlp_widths, train_reference_mlp, train_sgd};
 use super::cluster::{bias_bytes, fit, metrics, sgd_control};
 use super::controls::{REFERENCE_MLP, Recipe, SeedRun, finish, over_seeds};
 use super::{Ctx, Metrics, Report};
@@ -167,14 +167,11 @@ const VARIANTS: [(&str, bool, bool, f32); 3] = [
 /// deterministic variant's rate, same epochs). `compressed` is the deterministic variant as
 /// run by the packed 1-bit kernel.
 pub(crate) fn run_binaryconnect(ctx: &Ctx) -> Result<Report> {
-    let (train, test) = ctx.load_flat()?;
     let recipe = Recipe {
         baseline: REFERENCE_MLP,
         fine_tune: "not a fine-tuning: binary MLPs and the f32 control trained from the same initialisation, Adam (lr per variant; control 0.01 like the deterministic one), constant rate, batch 32, 60 epochs (25 with --fast)",
     };
-    let mut r = over_seeds("binaryconnect", ctx, recipe, |c| {
-        binary_seed(c, &train, &test)
-    })?;
+    let mut r = over_seeds("binaryconnect", ctx, recipe, binary_seed)?;
     let ratio = r.extra["variants"][0]["weight_ratio"]
         .as_f64()
         .unwrap_or(0.0);
@@ -242,12 +239,11 @@ fn binary_seed(ctx: &Ctx, train: &Dataset<f32>, test: &Dataset<f32>) -> Result<S
 /// `ternary`: TWN fine-tuning of the reference MLP, 2-bit packed weights; the model evaluated
 /// is rebuilt from the packed tensors. The control gets the same fine-tuning in f32.
 pub(crate) fn run_ternary(ctx: &Ctx) -> Result<Report> {
-    let (train, test) = ctx.load_flat()?;
     let recipe = Recipe {
         baseline: REFERENCE_MLP,
         fine_tune: "20 epochs (8 with --fast) SGD lr 0.01 momentum 0.9, constant rate, batch 32",
     };
-    let mut r = over_seeds("ternary", ctx, recipe, |c| ternary_seed(c, &train, &test))?;
+    let mut r = over_seeds("ternary", ctx, recipe, ternary_seed)?;
     let ratio = r.baseline.bytes as f64 / r.compressed.bytes as f64;
     finish(
         &mut r,
@@ -275,15 +271,7 @@ fn ternary_seed(ctx: &Ctx, train: &Dataset<f32>, test: &Dataset<f32>) -> Result<
         },
     )?;
     let before = evaluate(&mut net, test, 512)?;
-    let mut opt = Sgd::new(0.01f32).momentum(0.9);
-    let float_acc = fit(
-        ctx,
-        "TWN fine-tuning",
-        &mut net,
-        &mut opt,
-        (train, test),
-        epochs,
-    )?;
+    let float_acc = train_sgd(ctx, "TWN fine-tuning", &mut net, train, test, epochs, 0.01)?;
     // The packed model: every weight ternarized to 2-bit codes and one alpha, decoded back
     // into a plain MLP (f32 biases) that is what gets evaluated.
     let mut layers = Vec::new();

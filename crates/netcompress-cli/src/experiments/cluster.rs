@@ -4,7 +4,7 @@
 use compress_core::{Module, ParamFilter};
 use compress_nn::models::mlp;
 use compress_nn::train::evaluate;
-use compress_nn::{Dataset, Optimizer, Sequential, Sgd};
+use compress_nn::{Dataset, Optimizer, Sequential};
 use compress_prune::{PruneConfig, prune, relative_index_encode};
 use compress_quant::huffman::{HuffmanEncoded, entropy_bits, frequencies};
 use compress_quant::{
@@ -14,7 +14,7 @@ use ndarray::{ArrayD, IxDyn};
 use rand::{SeedableRng, rngs::StdRng};
 use serde_json::{Value, json};
 
-use super::baseline::{config, fit_eval};
+use super::baseline::{config, fit_eval, train_sgd};
 use super::baseline::{mlp_widths, train_reference_mlp};
 use super::controls::{REFERENCE_MLP, Recipe, SeedRun, control_of, finish, over_seeds};
 use super::{Ctx, Metrics, Report};
@@ -44,8 +44,7 @@ pub(super) fn sgd_control(
     control_of(ctx, widths, baseline, |c| {
         let mut acc = 0.0;
         for &e in stages {
-            let mut opt = Sgd::new(0.01f32).momentum(0.9);
-            acc = fit(ctx, "f32 control", c, &mut opt, data, e)?;
+            acc = train_sgd(ctx, "f32 control", c, data.0, data.1, e, 0.01)?;
         }
         Ok(acc)
     })
@@ -75,12 +74,11 @@ pub(super) fn metrics(
 /// `cluster`: 16 shared values (4-bit indices) per layer, centroids fine-tuned; the control
 /// gets the same fine-tuning unclustered.
 pub(crate) fn run_cluster(ctx: &Ctx) -> Result<Report> {
-    let (train, test) = ctx.load_flat()?;
     let recipe = Recipe {
         baseline: REFERENCE_MLP,
         fine_tune: "8 epochs (4 with --fast) SGD lr 0.01 momentum 0.9, constant rate, batch 32",
     };
-    let mut r = over_seeds("cluster", ctx, recipe, |c| cluster_seed(c, &train, &test))?;
+    let mut r = over_seeds("cluster", ctx, recipe, cluster_seed)?;
     let ratio = r.baseline.bytes as f64 / r.compressed.bytes as f64;
     finish(
         &mut r,
@@ -100,14 +98,14 @@ fn cluster_seed(ctx: &Ctx, train: &Dataset<f32>, test: &Dataset<f32>) -> Result<
     let cfg = ClusterConfig::new(16).init(ClusterInit::Linear);
     let layers = cluster_weights(&mut net, &ParamFilter::new(), &cfg, 0.1f32)?;
     let before_ft = evaluate(&mut net, test, 512)?;
-    let mut opt = Sgd::new(0.01f32).momentum(0.9);
-    let acc = fit(
+    let acc = train_sgd(
         ctx,
         "centroid fine-tuning",
         &mut net,
-        &mut opt,
-        (train, test),
+        train,
+        test,
         epochs,
+        0.01,
     )?;
     let clustered = export_clustered(&net)?;
     let weight_bytes: usize = clustered.iter().map(|(_, c)| c.bytes()).sum();
@@ -207,14 +205,11 @@ const DEEP_BASELINE: &str = "64-300-100-10 (784-300-100-10 on MNIST, LeNet-300-1
 /// 5-bit trained clustering (biases: 4-bit), Huffman coding of indices and relative-index gaps.
 /// The control gets the same retraining and fine-tuning epochs unpruned and unclustered.
 pub(crate) fn run_deep_compression(ctx: &Ctx) -> Result<Report> {
-    let (train, test) = ctx.load_flat()?;
     let recipe = Recipe {
         baseline: DEEP_BASELINE,
         fine_tune: "4 retraining stages of 6 epochs (2 with --fast) then 8 epochs (3) of centroid fine-tuning, SGD lr 0.01 momentum 0.9, constant rate, batch 32",
     };
-    let mut r = over_seeds("deep-compression", ctx, recipe, |c| {
-        deep_seed(c, &train, &test)
-    })?;
+    let mut r = over_seeds("deep-compression", ctx, recipe, deep_seed)?;
     let ratio = r.baseline.bytes as f64 / r.compressed.bytes as f64;
     finish(
         &mut r,
@@ -229,14 +224,14 @@ pub(crate) fn run_deep_compression(ctx: &Ctx) -> Result<Report> {
 fn deep_seed(ctx: &Ctx, train: &Dataset<f32>, test: &Dataset<f32>) -> Result<SeedRun> {
     let widths = vec![ctx.input_dim(), 300, 100, 10];
     let mut net = mlp::<f32, _>(&widths, &mut StdRng::seed_from_u64(ctx.seed));
-    let mut opt = Sgd::new(0.05f32).momentum(0.9);
-    let base_acc = fit(
+    let base_acc = train_sgd(
         ctx,
         "dense",
         &mut net,
-        &mut opt,
-        (train, test),
+        train,
+        test,
         ctx.epochs(30, 12),
+        0.05,
     )?;
     let baseline = Metrics::dense_f32(&net, &[ctx.input_dim()], base_acc)?;
     let (stage_epochs, ft_epochs) = (ctx.epochs(6, 2), ctx.epochs(8, 3));
@@ -252,14 +247,14 @@ fn deep_seed(ctx: &Ctx, train: &Dataset<f32>, test: &Dataset<f32>) -> Result<See
     let mut stages = Vec::new();
     for s in [0.5, 0.75, 0.88, 0.92] {
         prune(&mut net, &PruneConfig::new(s))?;
-        let mut opt = Sgd::new(0.01f32).momentum(0.9);
-        let acc = fit(
+        let acc = train_sgd(
             ctx,
             "prune + retrain",
             &mut net,
-            &mut opt,
-            (train, test),
+            train,
+            test,
             stage_epochs,
+            0.01,
         )?;
         stages.push(json!({"sparsity": s, "accuracy": acc}));
     }
@@ -274,14 +269,14 @@ fn deep_seed(ctx: &Ctx, train: &Dataset<f32>, test: &Dataset<f32>) -> Result<See
     let bias_filter = ParamFilter::new().with_bias(true).include("*.bias");
     cluster_weights(&mut net, &bias_filter, &ClusterConfig::new(16), 0.05f32)?;
     let quant_acc = evaluate(&mut net, test, 512)?;
-    let mut opt = Sgd::new(0.01f32).momentum(0.9);
-    let ft_acc = fit(
+    let ft_acc = train_sgd(
         ctx,
         "centroid fine-tuning",
         &mut net,
-        &mut opt,
-        (train, test),
+        train,
+        test,
         ft_epochs,
+        0.01,
     )?;
     let clustered = export_clustered(&net)?;
     let (mut rows, mut weight_bytes, mut bias_b, mut decoded) = (Vec::new(), 0, 0, Vec::new());

@@ -9,7 +9,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use compress_nn::Sequential;
+use compress_nn::{Dataset, Sequential};
 
 use super::baseline::copy_mlp;
 use super::{Ctx, DataSource, Metrics, Report};
@@ -87,20 +87,23 @@ pub(crate) const REFERENCE_MLP: &str =
 /// means over seeds (sizes and costs are the first seed's), `extra` is the first seed's with
 /// `seeds`, `accuracy` (mean, standard error, per seed of baseline, control and compressed),
 /// `reference` (the better of baseline and control by mean), `vs_reference_points` (the
-/// paired per-seed difference compressed - reference, in points) and `recipe` added.
+/// paired per-seed difference compressed - reference, in points) and `recipe` added. `run`
+/// gets the seed's context and the context's flat `(train, test)` data, loaded once.
 pub(crate) fn over_seeds(
     name: &str,
     ctx: &Ctx,
     recipe: Recipe,
-    mut run: impl FnMut(&Ctx) -> Result<SeedRun>,
+    mut run: impl FnMut(&Ctx, &Dataset<f32>, &Dataset<f32>) -> Result<SeedRun>,
 ) -> Result<Report> {
+    let (train, test) = ctx.load_flat()?;
     let seeds: Vec<u64> = (0..seed_count(ctx) as u64).map(|i| ctx.seed + i).collect();
     let mut runs = Vec::new();
     for &seed in &seeds {
-        runs.push(run(&Ctx {
+        let seed_ctx = Ctx {
             seed,
             ..ctx.clone()
-        })?);
+        };
+        runs.push(run(&seed_ctx, &train, &test)?);
     }
     let first = runs
         .first()
@@ -267,7 +270,7 @@ mod tests {
                 baseline: "b",
                 fine_tune: "f",
             },
-            |c| {
+            |c, _, _| {
                 seen.push(c.seed);
                 let s = (c.seed - 4) as f64;
                 Ok(SeedRun {

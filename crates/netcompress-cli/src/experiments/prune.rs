@@ -13,27 +13,18 @@ use compress_prune::{
 use rand::{SeedableRng, rngs::StdRng};
 use serde_json::{Value, json};
 
-use super::baseline::{cosine_config, fit_sgd};
+use super::baseline::FineTune;
 use super::baseline::{mlp_widths, train_reference_mlp};
 use super::controls::{REFERENCE_MLP, Recipe, SeedRun, control_of, finish, over_seeds};
 use super::{Ctx, DataSource, Metrics, Report, accuracy_of};
 use crate::error::{CliError, Result};
 
-/// Fine-tunes `net` with SGD + momentum 0.9 (rate 0.02) and a cosine-annealed rate, on a
-/// shuffle of its own; returns test accuracy.
-fn fine_tune(
-    ctx: &Ctx,
-    label: &str,
-    net: &mut Sequential<f32>,
-    data: (&Dataset<f32>, &Dataset<f32>),
-    epochs: usize,
-) -> Result<f64> {
-    let cfg = TrainConfig {
-        seed: ctx.seed + 17,
-        ..cosine_config(ctx, epochs, 0.0)
-    };
-    fit_sgd(ctx, label, net, data, cfg, 0.02)
-}
+/// Fine-tuning of every pruning experiment and its control: SGD + momentum 0.9 (rate 0.02)
+/// and a cosine-annealed rate, on a shuffle of its own.
+const FINE_TUNE: FineTune = FineTune {
+    lr: 0.02,
+    seed_offset: 17,
+};
 
 /// The control of a pruning experiment: `baseline` fine-tuned `rounds` times for `epochs`
 /// exactly like the pruned model, unpruned.
@@ -48,7 +39,7 @@ fn prune_control(
         let mut acc = 0.0;
         for r in 0..rounds {
             let label = format!("f32 control {}", r + 1);
-            acc = fine_tune(ctx, &label, c, (train, test), epochs)?;
+            acc = FINE_TUNE.run(ctx, &label, c, (train, test), epochs)?;
         }
         Ok(acc)
     })
@@ -111,14 +102,11 @@ const MAGNITUDE_FT: &str = "3 rounds of 8 epochs (4 with --fast) SGD lr 0.02 mom
 /// `prune-magnitude`: global magnitude pruning to 90% in three rounds with fine-tuning,
 /// then CSR; the control gets the same three fine-tuning rounds unpruned.
 pub(crate) fn run_magnitude(ctx: &Ctx) -> Result<Report> {
-    let (train, test) = ctx.load_flat()?;
     let recipe = Recipe {
         baseline: REFERENCE_MLP,
         fine_tune: MAGNITUDE_FT,
     };
-    let mut r = over_seeds("prune-magnitude", ctx, recipe, |c| {
-        magnitude_seed(c, &train, &test)
-    })?;
+    let mut r = over_seeds("prune-magnitude", ctx, recipe, magnitude_seed)?;
     let ratio = r.compressed.bytes as f64 / r.baseline.bytes as f64;
     let sparsity = r.extra["weight_sparsity"].as_f64().unwrap_or(0.0);
     finish(
@@ -143,14 +131,15 @@ fn magnitude_seed(ctx: &Ctx, train: &Dataset<f32>, test: &Dataset<f32>) -> Resul
     let cfg = PruneConfig::new(0.9);
     prune_iteratively(&mut net, &cfg, 3, |m, r| {
         let s = mask_report(m, &ParamFilter::new()).sparsity();
-        let acc = fine_tune(
-            ctx,
-            &format!("fine-tune {}", r + 1),
-            m,
-            (train, test),
-            epochs,
-        )
-        .map_err(|e| PruneError::Core(CoreError::config("fine-tune", e.to_string())))?;
+        let acc = FINE_TUNE
+            .run(
+                ctx,
+                &format!("fine-tune {}", r + 1),
+                m,
+                (train, test),
+                epochs,
+            )
+            .map_err(|e| PruneError::Core(CoreError::config("fine-tune", e.to_string())))?;
         rounds.push(json!({"round": r + 1, "sparsity": s, "accuracy": acc}));
         Ok(())
     })?;
@@ -184,14 +173,11 @@ const STRUCTURED_FT: &str = "2 rounds of 15 epochs (8 with --fast) SGD lr 0.02 m
 /// where a budget of 40% of the baseline's parameters needs it; the control gets the same two
 /// fine-tuning rounds at full width.
 pub(crate) fn run_structured(ctx: &Ctx) -> Result<Report> {
-    let (train, test) = ctx.load_flat()?;
     let recipe = Recipe {
         baseline: REFERENCE_MLP,
         fine_tune: STRUCTURED_FT,
     };
-    let mut r = over_seeds("prune-structured", ctx, recipe, |c| {
-        structured_seed(c, &train, &test)
-    })?;
+    let mut r = over_seeds("prune-structured", ctx, recipe, structured_seed)?;
     let params_ratio = r.compressed.params as f64 / r.baseline.params as f64;
     let macs_ratio = r.compressed.macs as f64 / r.baseline.macs as f64;
     finish(
@@ -259,7 +245,7 @@ fn structured_seed(ctx: &Ctx, train: &Dataset<f32>, test: &Dataset<f32>) -> Resu
         for (w, l) in widths[1..].iter_mut().zip(&rep.layers) {
             *w = l.after;
         }
-        let acc = fine_tune(
+        let acc = FINE_TUNE.run(
             ctx,
             &format!("fine-tune {}", r + 1),
             &mut net,
@@ -406,12 +392,11 @@ fn time_forward(net: &mut Sequential<f32>, x: &ndarray::ArrayD<f32>, reps: usize
 /// accuracy, bytes, MACs and speed are those of that converted model. The control gets the
 /// same fine-tuning dense.
 pub(crate) fn run_nm(ctx: &Ctx) -> Result<Report> {
-    let (train, test) = ctx.load_flat()?;
     let recipe = Recipe {
         baseline: REFERENCE_MLP,
         fine_tune: "10 epochs (5 with --fast) SGD lr 0.02 momentum 0.9, cosine to 0, batch 32",
     };
-    let mut r = over_seeds("prune-nm", ctx, recipe, |c| nm_seed(c, &train, &test))?;
+    let mut r = over_seeds("prune-nm", ctx, recipe, nm_seed)?;
     let ratio = r.compressed.bytes as f64 / r.baseline.bytes as f64;
     let sparsity = r.extra["weight_sparsity"].as_f64().unwrap_or(0.0);
     finish(
@@ -435,7 +420,7 @@ fn nm_seed(ctx: &Ctx, train: &Dataset<f32>, test: &Dataset<f32>) -> Result<SeedR
     let control = prune_control(ctx, &net, (train, test), 1, epochs)?;
     nm_prune(&mut net, 2, 4, &ParamFilter::new())?;
     let one_shot = accuracy_of(&mut net, test)?;
-    let masked_acc = fine_tune(ctx, "fine-tune 2:4", &mut net, (train, test), epochs)?;
+    let masked_acc = FINE_TUNE.run(ctx, "fine-tune 2:4", &mut net, (train, test), epochs)?;
     net.bake();
     let weight_sparsity = mask_free_sparsity(&net);
     let mut dense = mlp::<f32, _>(&mlp_widths(ctx), &mut StdRng::seed_from_u64(0));

@@ -17,9 +17,7 @@ use ndarray::ArrayD;
 use rand::{SeedableRng, rngs::StdRng};
 use serde_json::{Value, json};
 
-use super::baseline::{
-    cosine_config, fit_sgd, mlp_widths, seeded_small_cnn, train_reference_mlp, train_sgd,
-};
+use super::baseline::{FineTune, mlp_widths, seeded_small_cnn, train_reference_mlp, train_sgd};
 use super::{Ctx, DataSource, Metrics, Report};
 use crate::error::Result;
 
@@ -232,16 +230,11 @@ fn export_qat(net: &mut Sequential<f32>) -> Result<usize> {
 }
 
 /// Fine-tuning used for QAT and for its f32 control alike: SGD (lr 0.01, momentum 0.9) with a
-/// cosine-annealed rate.
-fn fine_tune(
-    ctx: &Ctx,
-    label: &str,
-    net: &mut Sequential<f32>,
-    data: (&Dataset<f32>, &Dataset<f32>),
-    epochs: usize,
-) -> Result<f64> {
-    fit_sgd(ctx, label, net, data, cosine_config(ctx, epochs, 0.0), 0.01)
-}
+/// cosine-annealed rate, shuffled from the context's seed.
+const FINE_TUNE: FineTune = FineTune {
+    lr: 0.01,
+    seed_offset: 0,
+};
 
 /// QAT schemes of `quant-qat`: (name, scheme).
 fn qat_schemes() -> [(&'static str, IntScheme); 4] {
@@ -274,7 +267,7 @@ fn qat_seed(
     // measured on both the trained and the fine-tuned f32 model, and the better one is the
     // PTQ figure QAT must beat, so QAT gets no credit for merely training longer.
     let mut control = copy_of(ctx, Arch::Mlp, &net)?;
-    let control_acc = fine_tune(ctx, "f32 control", &mut control, (train, test), epochs)?;
+    let control_acc = FINE_TUNE.run(ctx, "f32 control", &mut control, (train, test), epochs)?;
     let mut rows = Vec::new();
     for (name, scheme) in qat_schemes() {
         let mut ptq_acc = [0.0; 2];
@@ -289,7 +282,7 @@ fn qat_seed(
             let mut m = copy_of(ctx, Arch::Mlp, &net)?;
             attach_fake_quant(&mut m, &ParamFilter::new(), scheme, learnable)?;
             let label = format!("QAT {name}{}", if learnable { " LSQ" } else { "" });
-            fine_tune(ctx, &label, &mut m, (train, test), epochs)?;
+            FINE_TUNE.run(ctx, &label, &mut m, (train, test), epochs)?;
             bytes = export_qat(&mut m)? + bias_bytes;
             qat[k] = evaluate(&mut m, test, 512)?;
         }
