@@ -9,7 +9,7 @@ use compress_core::capture::{Capture, InputStats};
 use compress_core::surgery::{walk_layers, with_layer_mut};
 use compress_core::{CoreError, Float, Layer, glob_match};
 use compress_nn::Linear;
-use ndarray::{Array2, Ix2};
+use ndarray::Array2;
 
 use crate::sparsegpt::{SparseGptConfig, sparsegpt_prune};
 use crate::wanda::{SparsityPattern, row_mask, wanda_prune};
@@ -107,24 +107,13 @@ fn chosen_linears<F: Float>(model: &dyn Layer<F>, globs: &[String]) -> Vec<(Stri
     out
 }
 
-fn effective_weight<F: Float>(model: &mut dyn Layer<F>, path: &str) -> Result<Array2<F>> {
-    with_layer_mut(model, path, |slot| {
-        let lin = slot
-            .downcast_ref::<Linear<F>>()
-            .ok_or_else(|| CoreError::InvalidState {
-                layer: path.to_string(),
-                reason: "is no longer a Linear".to_string(),
-            })?;
-        Ok(lin
-            .weight
-            .effective()
-            .into_owned()
-            .into_dimensionality::<Ix2>()?)
-    })
-    .map_err(Into::into)
-}
-
-fn set_weight<F: Float>(model: &mut dyn Layer<F>, path: &str, w: Array2<F>) -> Result<()> {
+/// Runs `f` on the [`Linear`] at `path`; [`CoreError::InvalidState`] when that layer is no
+/// longer one.
+fn with_linear<F: Float, R>(
+    model: &mut dyn Layer<F>,
+    path: &str,
+    f: impl FnOnce(&mut Linear<F>) -> compress_core::Result<R>,
+) -> Result<R> {
     with_layer_mut(model, path, |slot| {
         let lin = slot
             .downcast_mut::<Linear<F>>()
@@ -132,9 +121,17 @@ fn set_weight<F: Float>(model: &mut dyn Layer<F>, path: &str, w: Array2<F>) -> R
                 layer: path.to_string(),
                 reason: "is no longer a Linear".to_string(),
             })?;
-        lin.weight.set_value(w.into_dyn())
+        f(lin)
     })
     .map_err(Into::into)
+}
+
+fn effective_weight<F: Float>(model: &mut dyn Layer<F>, path: &str) -> Result<Array2<F>> {
+    with_linear(model, path, |lin| Ok(lin.weight.effective2()?.into_owned()))
+}
+
+fn set_weight<F: Float>(model: &mut dyn Layer<F>, path: &str, w: Array2<F>) -> Result<()> {
+    with_linear(model, path, |lin| lin.weight.set_value(w.into_dyn()))
 }
 
 /// `tr(D H D^T) / tr(W H W^T)` with `D = W - W'`.

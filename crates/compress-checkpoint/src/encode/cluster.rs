@@ -61,12 +61,7 @@ impl ClusterEncoder {
     ///
     /// [`CheckpointError::InvalidOption`] for bits outside 1..=8 or an invalid k-means configuration.
     pub fn new(a: &ClusterOptions) -> Result<Self> {
-        if !(1..=8).contains(&a.bits) {
-            return Err(CheckpointError::option(
-                "--bits",
-                format!("{} is not supported: use 1..=8", a.bits),
-            ));
-        }
+        super::check_bits(a.bits, 1..=8, "1..=8")?;
         let g = if a.per_channel {
             ClusterGranularity::PerChannel
         } else {

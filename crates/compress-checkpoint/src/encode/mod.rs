@@ -17,3 +17,18 @@ pub use quantize::{
     CalibrateArg, GranularityArg, QuantizeEncoder, QuantizeOptions, ScaleDtypeArg, SchemeArg,
     qtensor_outcome,
 };
+
+/// `--bits` must lie in `range`; `supported` names the accepted values in the error.
+fn check_bits(
+    bits: u32,
+    range: std::ops::RangeInclusive<u32>,
+    supported: &str,
+) -> crate::error::Result<()> {
+    if range.contains(&bits) {
+        return Ok(());
+    }
+    Err(crate::error::CheckpointError::option(
+        "--bits",
+        format!("{bits} is not supported: use {supported}"),
+    ))
+}

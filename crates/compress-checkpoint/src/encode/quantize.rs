@@ -138,12 +138,7 @@ impl QuantizeEncoder {
     /// [`CheckpointError::InvalidOption`] for bits outside 2..=8, a zero group size, a group
     /// size with a non-group granularity, or a percentile without percentile calibration.
     pub fn new(a: &QuantizeOptions) -> Result<Self> {
-        if !(2..=8).contains(&a.bits) {
-            return Err(CheckpointError::option(
-                "--bits",
-                format!("{} is not supported: use 8, 4, 3 or 2", a.bits),
-            ));
-        }
+        super::check_bits(a.bits, 2..=8, "8, 4, 3 or 2")?;
         let granularity = a.granularity.unwrap_or(if a.group_size.is_some() {
             GranularityArg::Group
         } else {

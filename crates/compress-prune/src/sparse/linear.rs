@@ -77,11 +77,7 @@ impl<F: Float> SparseLinear<F> {
     ///
     /// As [`Csr::from_dense`].
     pub fn from_linear(layer: &Linear<F>, width: IndexWidth) -> Result<Self> {
-        let w = layer.weight.effective();
-        let w2 = w
-            .view()
-            .into_dimensionality::<Ix2>()
-            .map_err(CoreError::from)?;
+        let w2 = layer.weight.effective2()?;
         let csr = Csr::from_dense(&w2, width)?;
         Self::new(csr, layer.bias.as_ref().map(|b| b.effective().into_owned()))
     }

@@ -93,11 +93,7 @@ impl<F: Float> Sparse24Linear<F> {
     /// features are not a multiple of 4, [`crate::PruneError::NotNmSparse`] when a group
     /// keeps more than two weights.
     pub fn from_linear(layer: &Linear<F>, path: &str) -> Result<Self> {
-        let w = layer.weight.effective();
-        let w2 = w
-            .view()
-            .into_dimensionality::<Ix2>()
-            .map_err(CoreError::from)?;
+        let w2 = layer.weight.effective2()?;
         let weight = NmMatrix::from_dense(&w2, 2, 4, &format!("{path}.weight"))?;
         Self::new(
             weight,

@@ -2,7 +2,7 @@
 
 use compress_core::{CoreError, Float, Layer, Mode, Param};
 use compress_nn::{BatchNorm1d, BatchNorm2d, Conv2d, Linear, Sequential};
-use ndarray::{Array2, ArrayD, Axis, Ix2, IxDyn};
+use ndarray::{Array2, ArrayD, Axis, IxDyn};
 
 use super::coupled::{expand, select_param};
 use super::plan::{Between, Plan, plan};
@@ -233,12 +233,7 @@ fn fold_dead_units<F: Float>(
     let Some(bias) = &prod.bias else {
         return Ok(());
     };
-    let w = prod
-        .weight
-        .effective()
-        .into_owned()
-        .into_dimensionality::<Ix2>()
-        .map_err(CoreError::from)?;
+    let w = prod.weight.effective2()?.into_owned();
     let b = bias.effective().into_owned();
     let dead: Vec<usize> = removed
         .iter()
@@ -257,12 +252,7 @@ fn fold_dead_units<F: Float>(
     let Some(cons) = seq.get_mut::<Linear<F>>(plan.consumer) else {
         return Ok(());
     };
-    let wn = cons
-        .weight
-        .effective()
-        .into_owned()
-        .into_dimensionality::<Ix2>()
-        .map_err(CoreError::from)?;
+    let wn = cons.weight.effective2()?.into_owned();
     let mut delta = ndarray::Array1::<F>::zeros(wn.nrows());
     for (k, &u) in dead.iter().enumerate() {
         let cu = c[[0, k]];

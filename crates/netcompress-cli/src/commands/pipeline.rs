@@ -9,7 +9,8 @@ use super::{IoArgs, SelectArgs, byte_bar, command_line, fmt_bytes};
 use crate::error::{CliError, Result};
 
 /// The arguments of a file command whose encoder needs only its own options `O` (`cluster`,
-/// `lowrank`): input and output, tensor selection, and the options.
+/// `lowrank`, and `quantize` on a file): input and output, tensor selection, and the
+/// options.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct EncoderArgs<O: Args> {
     #[command(flatten)]

@@ -5,20 +5,15 @@ use std::path::PathBuf;
 use clap::Args;
 use compress_checkpoint::{QuantizeEncoder, QuantizeOptions};
 
-use super::pipeline::run_and_print;
+use super::pipeline::EncoderArgs;
 use super::quantize_dir::{DirJob, MethodArg, run_dir};
-use super::{IoArgs, SelectArgs};
 use crate::error::{CliError, Result};
 
 /// Arguments of `quantize`.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct QuantizeArgs {
     #[command(flatten)]
-    pub(crate) io: IoArgs,
-    #[command(flatten)]
-    pub(crate) select: SelectArgs,
-    #[command(flatten)]
-    pub(crate) options: QuantizeOptions,
+    pub(crate) file: EncoderArgs<QuantizeOptions>,
     /// Method for a model directory input (GPTQ, AWQ and SmoothQuant calibrate on
     /// `--calib`); a single-file input is always quantized round-to-nearest.
     #[arg(long, value_enum)]
@@ -45,18 +40,19 @@ pub(crate) struct QuantizeArgs {
 ///
 /// Option, input, encoding and output errors.
 pub(crate) fn run(a: &QuantizeArgs) -> Result<()> {
-    if a.io.input.is_dir() {
+    let (io, options) = (&a.file.io, &a.file.options);
+    if io.input.is_dir() {
         return run_dir(&DirJob {
-            input: &a.io.input,
-            output: &a.io.output,
+            input: &io.input,
+            output: &io.output,
             method: a.method.unwrap_or(MethodArg::Rtn),
-            bits: a.options.bits,
-            group_size: a.options.group_size,
+            bits: options.bits,
+            group_size: options.group_size,
             calib: a.calib.as_deref(),
             act_order: !a.no_act_order,
             mixed_bits: &a.mixed_bits,
-            force: a.io.force,
-            json: a.io.json,
+            force: io.force,
+            json: io.json,
         });
     }
     if a.method.is_some_and(|m| m != MethodArg::Rtn)
@@ -67,6 +63,5 @@ pub(crate) fn run(a: &QuantizeArgs) -> Result<()> {
             "--method gptq|awq|smoothquant, --calib and --mixed-bits need a model directory as input".into(),
         ));
     }
-    let mut enc = QuantizeEncoder::new(&a.options)?;
-    run_and_print("quantize", &a.io, &a.select, &mut enc)
+    a.file.run("quantize", QuantizeEncoder::new)
 }
