@@ -7,7 +7,10 @@ use compress_core::Float;
 use compress_core::{Layer, Mode};
 use compress_nn::gemm::matmul_into;
 use compress_nn::models::mlp;
-use compress_nn::{BatchNorm2d, Conv2d, Conv2dConfig, Linear, ReLU, Sgd, TrainConfig, Trainer};
+use compress_nn::{
+    AvgPool2d, BatchNorm2d, Conv2d, Conv2dConfig, Linear, MaxPool2d, ReLU, Sgd, TrainConfig,
+    Trainer,
+};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use ndarray::{ArrayD, Ix1, Ix2};
 use rand::{SeedableRng, rngs::StdRng};
@@ -102,6 +105,33 @@ fn elementwise(c: &mut Criterion) {
     group.finish();
 }
 
+/// `nn/maxpool2d_train/32x64x32x32` and `nn/avgpool2d_train/32x64x32x32`: a 2x2, stride-2
+/// pool's training step (forward in `Mode::Train`, then backward), the pools of the CNNs.
+fn pools(c: &mut Criterion) {
+    let mut group = c.benchmark_group("nn");
+    group.sample_size(20);
+    let x = ArrayD::from_shape_fn(vec![32, 64, 32, 32], |d| {
+        ((d[0] * 7 + d[1] * 13 + d[2] * 3 + d[3]) % 17) as f32 / 17.0 - 0.5
+    });
+    group.throughput(Throughput::Elements(x.len() as u64));
+    let g = ArrayD::from_elem(vec![32, 64, 16, 16], 0.25f32);
+    let mut max = MaxPool2d::new(2);
+    group.bench_function(BenchmarkId::new("maxpool2d_train", "32x64x32x32"), |b| {
+        b.iter(|| {
+            Layer::<f32>::forward(&mut max, black_box(&x), Mode::Train).expect("forward");
+            Layer::<f32>::backward(&mut max, black_box(&g)).expect("backward")
+        });
+    });
+    let mut avg = AvgPool2d::new(2);
+    group.bench_function(BenchmarkId::new("avgpool2d_train", "32x64x32x32"), |b| {
+        b.iter(|| {
+            Layer::<f32>::forward(&mut avg, black_box(&x), Mode::Train).expect("forward");
+            Layer::<f32>::backward(&mut avg, black_box(&g)).expect("backward")
+        });
+    });
+    group.finish();
+}
+
 /// `nn/linear_eval/MxKxN`: `Linear`'s eval forward (packed weight) on `M` rows, next to
 /// `nn/linear_gemm/MxKxN`, the general GEMM it replaces (`x W^T + b` through
 /// `compress_nn::gemm`, which packs the weight on every call).
@@ -154,5 +184,6 @@ criterion_group!(
     conv2d,
     conv2d_depthwise,
     conv2d_pointwise,
-    elementwise
+    elementwise,
+    pools
 );

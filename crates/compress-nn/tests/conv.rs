@@ -2,51 +2,24 @@
 
 use compress_core::{CoreError, Layer, Mode, Module};
 use compress_nn::{Conv2d, Conv2dConfig};
-use compress_testkit::uniform_tensor;
-use ndarray::{ArrayD, IxDyn};
+use compress_testkit::{ConvSpec, uniform_tensor};
+use ndarray::ArrayD;
 use proptest::prelude::*;
 use rand::{SeedableRng, rngs::StdRng};
 
-/// Direct seven-loop convolution, the definition.
-fn reference(
+/// The convolution by its definition (compress-testkit's seven loops).
+pub(crate) fn reference(
     cfg: &Conv2dConfig,
     x: &ArrayD<f64>,
     w: &ArrayD<f64>,
     b: Option<&ArrayD<f64>>,
 ) -> ArrayD<f64> {
-    let (n, h, wd) = (x.shape()[0], x.shape()[2], x.shape()[3]);
-    let (oh, ow) = cfg.output_hw(h, wd).unwrap();
-    let (cg, og) = (cfg.in_per_group(), cfg.out_per_group());
-    let mut y = ArrayD::zeros(IxDyn(&[n, cfg.out_channels, oh, ow]));
-    for bi in 0..n {
-        for o in 0..cfg.out_channels {
-            let grp = o / og;
-            for r in 0..oh {
-                for q in 0..ow {
-                    let mut s = b.map_or(0.0, |b| b[o]);
-                    for ci in 0..cg {
-                        let c = grp * cg + ci;
-                        for i in 0..cfg.kernel.0 {
-                            for j in 0..cfg.kernel.1 {
-                                let ih = (r * cfg.stride.0 + i * cfg.dilation.0) as isize
-                                    - cfg.padding.0 as isize;
-                                let iw = (q * cfg.stride.1 + j * cfg.dilation.1) as isize
-                                    - cfg.padding.1 as isize;
-                                if ih >= 0 && iw >= 0 && (ih as usize) < h && (iw as usize) < wd {
-                                    s += w[[o, ci, i, j]] * x[[bi, c, ih as usize, iw as usize]];
-                                }
-                            }
-                        }
-                    }
-                    y[[bi, o, r, q]] = s;
-                }
-            }
-        }
-    }
-    y
+    ConvSpec::new(cfg.stride, cfg.padding, cfg.dilation, cfg.groups).conv2d(x, w, b)
 }
 
-fn compare(cfg: Conv2dConfig, n: usize, h: usize, w: usize, seed: u64) {
+/// `cfg` on a random batch of `n` `h x w` images (seeded by `seed`) against the
+/// definition, in `f64` and in `f32`.
+pub(crate) fn compare(cfg: Conv2dConfig, n: usize, h: usize, w: usize, seed: u64) {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut conv = Conv2d::<f64>::new(cfg, &mut rng).unwrap();
     let x = uniform_tensor::<f64, _>(&[n, cfg.in_channels, h, w], 1.0, &mut rng);

@@ -3,88 +3,26 @@
 
 use compress_core::{Layer, Mode};
 use compress_nn::{BatchNorm2d, Conv2d, Conv2dConfig, ReLU};
+use compress_testkit::uniform_tensor;
 use ndarray::{ArrayD, Axis, IxDyn};
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
-/// The depthwise convolution by its definition (zero padding, channel multiplier).
-fn depthwise_reference(
-    cfg: &Conv2dConfig,
-    x: &ArrayD<f64>,
-    w: &ArrayD<f64>,
-    b: Option<&ArrayD<f64>>,
-) -> ArrayD<f64> {
-    let (n, c, h, wd) = (x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]);
-    let (oh, ow) = cfg.output_hw(h, wd).unwrap();
-    let mult = cfg.out_channels / c;
-    let (kh, kw) = cfg.kernel;
-    let mut y = ArrayD::zeros(IxDyn(&[n, cfg.out_channels, oh, ow]));
-    for bi in 0..n {
-        for o in 0..cfg.out_channels {
-            for r in 0..oh {
-                for q in 0..ow {
-                    let mut s = b.map_or(0.0, |b| b[o]);
-                    for i in 0..kh {
-                        for j in 0..kw {
-                            let ih = (r * cfg.stride.0 + i * cfg.dilation.0) as isize
-                                - cfg.padding.0 as isize;
-                            let iw = (q * cfg.stride.1 + j * cfg.dilation.1) as isize
-                                - cfg.padding.1 as isize;
-                            if ih >= 0 && iw >= 0 && (ih as usize) < h && (iw as usize) < wd {
-                                s += w[[o, 0, i, j]] * x[[bi, o / mult, ih as usize, iw as usize]];
-                            }
-                        }
-                    }
-                    y[[bi, o, r, q]] = s;
-                }
-            }
-        }
-    }
-    y
-}
-
-fn random(shape: &[usize], rng: &mut StdRng) -> ArrayD<f64> {
-    ArrayD::from_shape_simple_fn(IxDyn(shape), || rng.random_range(-1.0..1.0))
-}
-
-fn check_depthwise(cfg: Conv2dConfig, n: usize, h: usize, w: usize, seed: u64) {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut conv = Conv2d::<f64>::new(cfg, &mut rng).unwrap();
-    let x = random(&[n, cfg.in_channels, h, w], &mut rng);
-    let y = conv.forward(&x, Mode::Eval).unwrap();
-    let expect = depthwise_reference(
-        &cfg,
-        &x,
-        conv.weight.value(),
-        conv.bias.as_ref().map(|b| b.value()),
-    );
-    assert_eq!(y.shape(), expect.shape(), "{cfg:?}");
-    for (a, b) in y.iter().zip(&expect) {
-        assert!((a - b).abs() < 1e-12, "{cfg:?}: {a} vs {b}");
-    }
-    // f32 (the vectorised builds) agrees too.
-    let w32 = conv.weight.value().mapv(|v| v as f32);
-    let b32 = conv.bias.as_ref().map(|b| b.value().mapv(|v| v as f32));
-    let mut c32 = Conv2d::<f32>::from_arrays(cfg, w32, b32).unwrap();
-    let y32 = c32.forward(&x.mapv(|v| v as f32), Mode::Eval).unwrap();
-    for (a, b) in y32.iter().zip(&expect) {
-        assert!((f64::from(*a) - b).abs() < 1e-5, "{cfg:?} f32: {a} vs {b}");
-    }
-}
+use super::conv::{compare, reference};
 
 #[test]
 fn depthwise_paths_match_the_definition_on_wide_planes() {
     let dw = |c: usize, m: usize, k: usize| Conv2dConfig::new(c, c * m, k).groups(c);
     // The fused 3x3 stride-1 path, with and without padding, dilated, wide and narrow.
-    check_depthwise(dw(3, 1, 3).padding(1), 2, 33, 37, 1);
-    check_depthwise(dw(2, 2, 3).padding(1).bias(false), 1, 17, 70, 2);
-    check_depthwise(dw(2, 1, 3), 2, 9, 40, 3);
-    check_depthwise(dw(2, 1, 3).padding(2).dilation(2), 1, 19, 23, 4);
-    check_depthwise(dw(1, 1, 3).padding(1), 1, 1, 1, 5);
+    compare(dw(3, 1, 3).padding(1), 2, 33, 37, 1);
+    compare(dw(2, 2, 3).padding(1).bias(false), 1, 17, 70, 2);
+    compare(dw(2, 1, 3), 2, 9, 40, 3);
+    compare(dw(2, 1, 3).padding(2).dilation(2), 1, 19, 23, 4);
+    compare(dw(1, 1, 3).padding(1), 1, 1, 1, 5);
     // The tap-by-tap path: stride 2, 5x5, rectangular kernels and paddings.
-    check_depthwise(dw(3, 1, 3).padding(1).stride(2), 2, 32, 31, 6);
-    check_depthwise(dw(2, 3, 5).padding(2), 1, 21, 18, 7);
-    check_depthwise(
+    compare(dw(3, 1, 3).padding(1).stride(2), 2, 32, 31, 6);
+    compare(dw(2, 3, 5).padding(2), 1, 21, 18, 7);
+    compare(
         Conv2dConfig::new(2, 2, (3, 1))
             .groups(2)
             .padding((1, 0))
@@ -94,7 +32,7 @@ fn depthwise_paths_match_the_definition_on_wide_planes() {
         35,
         8,
     );
-    check_depthwise(dw(2, 1, 3).padding(4), 1, 2, 3, 9);
+    compare(dw(2, 1, 3).padding(4), 1, 2, 3, 9);
 }
 
 proptest! {
@@ -108,7 +46,7 @@ proptest! {
         let cfg = Conv2dConfig::new(c, c * mult, (kh, kw))
             .stride(s).padding(p).dilation(d).groups(c).bias(bias);
         prop_assume!(cfg.output_hw(h, w).is_ok());
-        check_depthwise(cfg, 2, h, w, seed);
+        compare(cfg, 2, h, w, seed);
     }
 }
 
@@ -123,7 +61,7 @@ fn batch_norm_eval_is_the_affine_map_of_the_running_statistics() {
     let (m, v) = (rand3(&mut rng, -1.0, 1.0), rand3(&mut rng, 0.1, 3.0));
     bn.set_tensors(g.clone(), b.clone(), m.clone(), v.clone())
         .unwrap();
-    let x = random(&[2, 3, 4, 5], &mut rng);
+    let x = uniform_tensor::<f64, _>(&[2, 3, 4, 5], 1.0, &mut rng);
     let y = bn.forward(&x, Mode::Eval).unwrap();
     for ((idx, &yv), &xv) in y.indexed_iter().zip(&x) {
         let ch = idx[1];
@@ -142,7 +80,7 @@ fn batch_norm_eval_is_the_affine_map_of_the_running_statistics() {
 fn batch_norm_train_normalises_each_channel() {
     let mut rng = StdRng::seed_from_u64(11);
     let mut bn = BatchNorm2d::<f64>::new(2);
-    let x = random(&[4, 2, 3, 3], &mut rng).mapv(|v| 3.0 * v + 2.0);
+    let x = uniform_tensor::<f64, _>(&[4, 2, 3, 3], 1.0, &mut rng).mapv(|v| 3.0 * v + 2.0);
     let y = bn.forward(&x, Mode::Train).unwrap();
     for ch in 0..2 {
         let plane = y.index_axis(Axis(1), ch);
@@ -156,7 +94,7 @@ fn batch_norm_train_normalises_each_channel() {
 #[test]
 fn relu_eval_and_train_agree() {
     let mut rng = StdRng::seed_from_u64(12);
-    let x = random(&[2, 3, 4, 4], &mut rng);
+    let x = uniform_tensor::<f64, _>(&[2, 3, 4, 4], 1.0, &mut rng);
     let mut r = ReLU::<f64>::new();
     let ye = r.forward(&x, Mode::Eval).unwrap();
     assert_eq!(ye, x.mapv(|v| v.max(0.0)));
@@ -182,9 +120,9 @@ fn shrinking_a_depthwise_conv_by_replacing_its_weight_keeps_it_depthwise() {
         "{c:?}"
     );
     assert!(c.is_depthwise());
-    let x = random(&[2, 3, 5, 4], &mut rng);
+    let x = uniform_tensor::<f64, _>(&[2, 3, 5, 4], 1.0, &mut rng);
     let y = conv.forward(&x, Mode::Eval).unwrap();
-    let expect = depthwise_reference(&c, &x, &w, Some(&b));
+    let expect = reference(&c, &x, &w, Some(&b));
     assert_eq!(y.shape(), expect.shape());
     for (a, e) in y.iter().zip(&expect) {
         assert!((a - e).abs() < 1e-12, "{a} vs {e}");

@@ -6,7 +6,7 @@ use compress_quant::kernels::{
     dequantize_nibbles, dequantize_nibbles_portable, int4_row_dot, int4_row_dot_portable,
 };
 use compress_quant::{ActQuant, Int4Linear, IntScheme, QConv2d, QLinear, QTensor};
-use compress_testkit::max_abs_diff;
+use compress_testkit::{ConvSpec, max_abs_diff};
 use ndarray::{ArrayD, Dimension, Ix2};
 use proptest::prelude::*;
 use rand::{SeedableRng, rngs::StdRng};
@@ -199,6 +199,7 @@ fn qconv_reference(conv: &Conv2d<f32>, x: &ArrayD<f32>) -> Vec<f32> {
     let (oh, ow) = cfg.output_hw(h, w).unwrap();
     let (kh, kw) = cfg.kernel;
     let (cpg, opg) = (cfg.in_per_group(), cfg.out_per_group());
+    let spec = ConvSpec::new(cfg.stride, cfg.padding, cfg.dilation, cfg.groups);
     let wq = QTensor::quantize(
         &conv.weight.effective().view(),
         IntScheme::int8_per_channel(),
@@ -228,15 +229,10 @@ fn qconv_reference(conv: &Conv2d<f32>, x: &ArrayD<f32>) -> Vec<f32> {
                     for ci in 0..cpg {
                         for i in 0..kh {
                             for j in 0..kw {
-                                let iy = (oy * cfg.stride.0 + i * cfg.dilation.0) as isize
-                                    - cfg.padding.0 as isize;
-                                let ix = (ox * cfg.stride.1 + j * cfg.dilation.1) as isize
-                                    - cfg.padding.1 as isize;
-                                if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                let Some((iy, ix)) = spec.tap((oy, ox), (i, j), (h, w)) else {
                                     continue;
-                                }
-                                let ch = grp * cpg + ci;
-                                let xc = codes[(ch * h + iy as usize) * w + ix as usize];
+                                };
+                                let xc = codes[((grp * cpg + ci) * h + iy) * w + ix];
                                 let wc = wq.data()[((o * cpg + ci) * kh + i) * kw + j];
                                 acc += xc * i64::from(wc as i8);
                             }

@@ -54,8 +54,29 @@ pub(crate) fn backward_chain<'a, F: Float, L: Layer<F> + ?Sized + 'a>(
     Ok(g)
 }
 
-/// Views `x` as a 2-D batch `[N, features]`, naming `layer` in the error.
-pub(crate) fn as_2d<'a, F: Float>(
+/// Batch size and the per-sample shape of a batched input shape (`(0, [])` for a scalar).
+pub(crate) fn split_batch(shape: &[usize]) -> (usize, &[usize]) {
+    match shape.split_first() {
+        Some((n, rest)) => (*n, rest),
+        None => (0, shape),
+    }
+}
+
+/// Views `x` as a 2-D batch `[N, features]`: the input check of a dense layer.
+///
+/// ```
+/// use compress_nn::layers::as_2d;
+/// use ndarray::ArrayD;
+/// let x = ArrayD::<f32>::zeros(vec![3, 4]);
+/// assert_eq!(as_2d(&x, "Linear", 4).unwrap().dim(), (3, 4));
+/// assert!(as_2d(&x, "Linear", 5).is_err());
+/// ```
+///
+/// # Errors
+///
+/// [`CoreError::ShapeMismatch`] for `"{layer} input"`, expecting `[N, features]`, when `x`
+/// is not 2-D or its rows do not have `features` elements.
+pub fn as_2d<'a, F: Float>(
     x: &'a ArrayRef<F, IxDyn>,
     layer: &str,
     features: usize,

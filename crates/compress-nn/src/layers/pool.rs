@@ -2,10 +2,12 @@
 
 use compress_core::derive::Module;
 use compress_core::{CoreError, Cost, Float, Layer, Mode, Result};
+use std::ops::Range;
+
 use ndarray::{ArrayD, ArrayRef, IxDyn};
 
 use super::conv::IntoHw;
-use super::no_forward;
+use super::{no_forward, split_batch};
 
 /// Window geometry shared by the two windowed pools.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,12 +81,101 @@ impl Window {
         let hi = ((start + k as isize).max(0) as usize).min(n);
         (lo, hi.max(lo))
     }
+
+    /// Checks the window against an NCHW batch `shape` and lays out its windows.
+    fn walk(&self, layer: &str, shape: &[usize]) -> Result<Walk> {
+        let (n, chw) = split_batch(shape);
+        let [c, h, w, oh, ow] = self.plan(layer, chw)?;
+        let Window {
+            kernel: (kh, kw),
+            stride: (sh, sw),
+            padding: (ph, pw),
+        } = *self;
+        Ok(Walk {
+            planes: n * c,
+            shape: [n, c, oh, ow],
+            h,
+            w,
+            // The windows' spans, computed once per axis rather than per output.
+            rows: (0..oh).map(|o| Window::span(o, kh, sh, ph, h)).collect(),
+            cols: (0..ow).map(|q| Window::span(q, kw, sw, pw, w)).collect(),
+        })
+    }
+
+    /// The cost of pooling a per-sample input `[C, H, W]`: none, output `[C, oh, ow]`.
+    fn cost(&self, layer: &str, input_shape: &[usize]) -> Result<Cost> {
+        let [c, _, _, oh, ow] = self.plan(layer, input_shape)?;
+        Ok(Cost::passthrough(&[c, oh, ow]))
+    }
+
+    /// `1 / (kh * kw)`: the average pool's divisor (padding included).
+    fn inv_area<F: Float>(&self) -> F {
+        F::one() / F::lit((self.kernel.0 * self.kernel.1) as f64)
+    }
 }
 
-fn as_nchw<F: Float>(x: &ArrayRef<F, IxDyn>) -> (usize, &[usize]) {
-    match x.shape().split_first() {
-        Some((n, rest)) => (*n, rest),
-        None => (0, x.shape()),
+/// The windows of one NCHW batch, shared by the pools' forward and backward passes.
+struct Walk {
+    /// Batch size times channels.
+    planes: usize,
+    /// Output shape `[N, C, oh, ow]`.
+    shape: [usize; 4],
+    /// Input height and width.
+    h: usize,
+    w: usize,
+    /// Per output row (column): the input rows (columns) `[lo, hi)` of its windows.
+    rows: Vec<(usize, usize)>,
+    cols: Vec<(usize, usize)>,
+}
+
+/// The input of one window, as flat indices into the NCHW batch: `count` runs of `len`
+/// elements, `step` apart, the first starting at `start`.
+#[derive(Debug, Clone, Copy)]
+struct WindowRows {
+    start: usize,
+    len: usize,
+    count: usize,
+    step: usize,
+}
+
+impl WindowRows {
+    /// The flat index ranges of the window's rows, top to bottom.
+    #[inline(always)]
+    fn ranges(self) -> impl Iterator<Item = Range<usize>> {
+        (0..self.count).map(move |r| {
+            let s = self.start + r * self.step;
+            s..s + self.len
+        })
+    }
+}
+
+impl Walk {
+    /// Output elements.
+    fn out_len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Calls `f` for every output element, in NCHW order, with its flat index and its
+    /// window's input rows.
+    #[inline(always)]
+    fn for_each(&self, mut f: impl FnMut(usize, WindowRows)) {
+        let (h, w) = (self.h, self.w);
+        let mut i = 0;
+        for p in 0..self.planes {
+            let base = p * h * w;
+            for &(r0, r1) in &self.rows {
+                for &(c0, c1) in &self.cols {
+                    let rows = WindowRows {
+                        start: base + r0 * w + c0,
+                        len: c1 - c0,
+                        count: r1 - r0,
+                        step: w,
+                    };
+                    f(i, rows);
+                    i += 1;
+                }
+            }
+        }
     }
 }
 
@@ -174,47 +265,30 @@ impl<F: Float> Layer<F> for MaxPool2d {
     }
 
     fn forward(&mut self, x: &ArrayRef<F, IxDyn>, mode: Mode) -> Result<ArrayD<F>> {
-        let (n, chw) = as_nchw(x);
-        let [c, h, w, oh, ow] = self.window.plan("MaxPool2d", chw)?;
-        let Window {
-            kernel: (kh, kw),
-            stride: (sh, sw),
-            padding: (ph, pw),
-        } = self.window;
+        let walk = self.window.walk("MaxPool2d", x.shape())?;
+        let train = mode == Mode::Train;
         let xs = x.as_standard_layout();
         let xs = xs.as_slice().expect("standard layout is contiguous");
-        let mut out = Vec::with_capacity(n * c * oh * ow);
-        let mut arg = Vec::with_capacity(if mode == Mode::Train {
-            out.capacity()
-        } else {
-            0
-        });
-        // The windows' spans, computed once per axis rather than per output.
-        let rows: Vec<_> = (0..oh).map(|o| Window::span(o, kh, sh, ph, h)).collect();
-        let cols: Vec<_> = (0..ow).map(|q| Window::span(q, kw, sw, pw, w)).collect();
-        for p in 0..n * c {
-            let base = p * h * w;
-            for &(r0, r1) in &rows {
-                for &(c0, c1) in &cols {
-                    let (mut best, mut bi) = (F::neg_infinity(), base + r0 * w + c0);
-                    for r in r0..r1 {
-                        for (k, &v) in xs[base + r * w + c0..base + r * w + c1].iter().enumerate() {
-                            // NaN propagates, as in PyTorch.
-                            if v > best || (v.is_nan() && !best.is_nan()) {
-                                best = v;
-                                bi = base + r * w + c0 + k;
-                            }
-                        }
-                    }
-                    out.push(best);
-                    if mode == Mode::Train {
-                        arg.push(bi);
+        let mut out = Vec::with_capacity(walk.out_len());
+        let mut arg = Vec::with_capacity(if train { walk.out_len() } else { 0 });
+        walk.for_each(|_, win| {
+            let (mut best, mut bi) = (F::neg_infinity(), win.start);
+            for run in win.ranges() {
+                for (k, &v) in xs[run.clone()].iter().enumerate() {
+                    // NaN propagates, as in PyTorch.
+                    if v > best || (v.is_nan() && !best.is_nan()) {
+                        best = v;
+                        bi = run.start + k;
                     }
                 }
             }
-        }
-        self.cache = (mode == Mode::Train).then(|| (x.shape().to_vec(), arg));
-        Ok(ArrayD::from_shape_vec(IxDyn(&[n, c, oh, ow]), out)?)
+            out.push(best);
+            if train {
+                arg.push(bi);
+            }
+        });
+        self.cache = train.then(|| (x.shape().to_vec(), arg));
+        Ok(ArrayD::from_shape_vec(IxDyn(&walk.shape), out)?)
     }
 
     fn backward(&mut self, grad: &ArrayRef<F, IxDyn>) -> Result<ArrayD<F>> {
@@ -233,8 +307,7 @@ impl<F: Float> Layer<F> for MaxPool2d {
     }
 
     fn cost(&self, input_shape: &[usize]) -> Result<Cost> {
-        let [c, _, _, oh, ow] = self.window.plan("MaxPool2d", input_shape)?;
-        Ok(Cost::passthrough(&[c, oh, ow]))
+        self.window.cost("MaxPool2d", input_shape)
     }
 }
 
@@ -244,78 +317,49 @@ impl<F: Float> Layer<F> for AvgPool2d {
     }
 
     fn forward(&mut self, x: &ArrayRef<F, IxDyn>, mode: Mode) -> Result<ArrayD<F>> {
-        let (n, chw) = as_nchw(x);
-        let [c, h, w, oh, ow] = self.window.plan("AvgPool2d", chw)?;
-        let Window {
-            kernel: (kh, kw),
-            stride: (sh, sw),
-            padding: (ph, pw),
-        } = self.window;
-        let inv = F::one() / F::lit((kh * kw) as f64);
+        let walk = self.window.walk("AvgPool2d", x.shape())?;
+        let inv = self.window.inv_area::<F>();
         let xs = x.as_standard_layout();
         let xs = xs.as_slice().expect("standard layout is contiguous");
-        let mut out = Vec::with_capacity(n * c * oh * ow);
-        for p in 0..n * c {
-            let base = p * h * w;
-            for o in 0..oh {
-                let (r0, r1) = Window::span(o, kh, sh, ph, h);
-                for q in 0..ow {
-                    let (c0, c1) = Window::span(q, kw, sw, pw, w);
-                    let s = (r0..r1).fold(F::zero(), |a, r| {
-                        xs[base + r * w + c0..base + r * w + c1]
-                            .iter()
-                            .fold(a, |a, &v| a + v)
-                    });
-                    out.push(s * inv);
-                }
-            }
-        }
+        let mut out = Vec::with_capacity(walk.out_len());
+        walk.for_each(|_, win| {
+            let s = win
+                .ranges()
+                .fold(F::zero(), |a, run| xs[run].iter().fold(a, |a, &v| a + v));
+            out.push(s * inv);
+        });
         self.shape = (mode == Mode::Train).then(|| x.shape().to_vec());
-        Ok(ArrayD::from_shape_vec(IxDyn(&[n, c, oh, ow]), out)?)
+        Ok(ArrayD::from_shape_vec(IxDyn(&walk.shape), out)?)
     }
 
     fn backward(&mut self, grad: &ArrayRef<F, IxDyn>) -> Result<ArrayD<F>> {
         let shape = self.shape.as_ref().ok_or_else(|| no_forward("AvgPool2d"))?;
-        let [c, h, w, oh, ow] = self.window.plan("AvgPool2d", &shape[1..])?;
-        let n = shape[0];
-        if grad.shape() != [n, c, oh, ow] {
+        let walk = self.window.walk("AvgPool2d", shape)?;
+        if grad.shape() != walk.shape {
             return Err(CoreError::shape(
                 "AvgPool2d grad",
-                &[n, c, oh, ow],
+                &walk.shape,
                 grad.shape(),
             ));
         }
-        let Window {
-            kernel: (kh, kw),
-            stride: (sh, sw),
-            padding: (ph, pw),
-        } = self.window;
-        let inv = F::one() / F::lit((kh * kw) as f64);
+        let inv = self.window.inv_area::<F>();
         let gs = grad.as_standard_layout();
         let gs = gs.as_slice().expect("standard layout is contiguous");
         let mut dx = ArrayD::zeros(IxDyn(shape));
         let d = dx.as_slice_mut().expect("fresh array is contiguous");
-        for p in 0..n * c {
-            let base = p * h * w;
-            for o in 0..oh {
-                let (r0, r1) = Window::span(o, kh, sh, ph, h);
-                for q in 0..ow {
-                    let (c0, c1) = Window::span(q, kw, sw, pw, w);
-                    let g = gs[(p * oh + o) * ow + q] * inv;
-                    for r in r0..r1 {
-                        for v in &mut d[base + r * w + c0..base + r * w + c1] {
-                            *v += g;
-                        }
-                    }
+        walk.for_each(|i, win| {
+            let g = gs[i] * inv;
+            for run in win.ranges() {
+                for v in &mut d[run] {
+                    *v += g;
                 }
             }
-        }
+        });
         Ok(dx)
     }
 
     fn cost(&self, input_shape: &[usize]) -> Result<Cost> {
-        let [c, _, _, oh, ow] = self.window.plan("AvgPool2d", input_shape)?;
-        Ok(Cost::passthrough(&[c, oh, ow]))
+        self.window.cost("AvgPool2d", input_shape)
     }
 }
 
@@ -325,7 +369,7 @@ impl<F: Float> Layer<F> for GlobalAvgPool {
     }
 
     fn forward(&mut self, x: &ArrayRef<F, IxDyn>, mode: Mode) -> Result<ArrayD<F>> {
-        let (n, chw) = as_nchw(x);
+        let (n, chw) = split_batch(x.shape());
         let &[c, h, w] = chw else {
             return Err(CoreError::shape(
                 "GlobalAvgPool input (per sample)",

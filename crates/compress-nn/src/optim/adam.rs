@@ -104,13 +104,7 @@ impl<F: Float> Optimizer<F> for Adam<F> {
         })
     }
 
-    fn lr(&self) -> F {
-        self.lr
-    }
-
-    fn set_lr(&mut self, lr: F) {
-        self.lr = lr;
-    }
+    lr_field!();
 
     fn reset(&mut self) {
         self.moments.clear();

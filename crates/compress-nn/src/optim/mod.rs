@@ -1,5 +1,19 @@
 //! Optimizers and learning-rate schedules.
 
+/// The [`Optimizer::lr`] and [`Optimizer::set_lr`] of an optimizer that keeps its
+/// learning rate in its field `lr`.
+macro_rules! lr_field {
+    () => {
+        fn lr(&self) -> F {
+            self.lr
+        }
+
+        fn set_lr(&mut self, lr: F) {
+            self.lr = lr;
+        }
+    };
+}
+
 mod adam;
 mod schedule;
 mod sgd;

@@ -90,13 +90,7 @@ impl<F: Float> Optimizer<F> for Sgd<F> {
         })
     }
 
-    fn lr(&self) -> F {
-        self.lr
-    }
-
-    fn set_lr(&mut self, lr: F) {
-        self.lr = lr;
-    }
+    lr_field!();
 
     fn reset(&mut self) {
         self.velocity.clear();

@@ -5,6 +5,7 @@ use compress_core::{
     ParamVisitorMut, Result as CoreResult, TensorExt,
 };
 use compress_nn::Linear;
+use compress_nn::layers::as_2d;
 use ndarray::{Array2, ArrayD, ArrayRef, Axis, Ix1, Ix2, IxDyn};
 
 use super::csr::{ColIndices, Csr, IndexWidth};
@@ -121,30 +122,13 @@ impl<F: Float> SparseLinear<F> {
 
 values_bias_module!(SparseLinear);
 
-/// `x` as `[rows, features]`, or a shape error naming `layer`'s input.
-pub(super) fn check_input<'a, F: Float>(
-    x: &'a ArrayRef<F, IxDyn>,
-    features: usize,
-    layer: &str,
-) -> CoreResult<ndarray::ArrayView2<'a, F>> {
-    if x.ndim() != 2 || x.shape()[1] != features {
-        let n = x.shape().first().copied().unwrap_or(0);
-        return Err(CoreError::shape(
-            format!("{layer} input"),
-            &[n, features],
-            x.shape(),
-        ));
-    }
-    Ok(x.view().into_dimensionality::<Ix2>()?)
-}
-
 impl<F: Float> Layer<F> for SparseLinear<F> {
     fn name(&self) -> &'static str {
         "SparseLinear"
     }
 
     fn forward(&mut self, x: &ArrayRef<F, IxDyn>, mode: Mode) -> CoreResult<ArrayD<F>> {
-        let x2 = check_input(x, self.in_features, "SparseLinear")?;
+        let x2 = as_2d(x, "SparseLinear", self.in_features)?;
         let vals = self.values.effective();
         let vals = vals
             .as_slice()

@@ -5,6 +5,7 @@ use compress_core::{
     ParamVisitorMut, Result as CoreResult,
 };
 use compress_nn::Linear;
+use compress_nn::layers::as_2d;
 use ndarray::{Array2, ArrayD, ArrayRef, Ix2, IxDyn};
 
 use super::nm24::{NmMatrix, panels_of, product};
@@ -138,15 +139,7 @@ impl<F: Float> Layer<F> for Sparse24Linear<F> {
 
     fn forward(&mut self, x: &ArrayRef<F, IxDyn>, _mode: Mode) -> CoreResult<ArrayD<F>> {
         let (out, inp) = self.weight.dim();
-        if x.ndim() != 2 || x.shape()[1] != inp {
-            let n = x.shape().first().copied().unwrap_or(0);
-            return Err(CoreError::shape(
-                "Sparse24Linear input",
-                &[n, inp],
-                x.shape(),
-            ));
-        }
-        let x2 = x.view().into_dimensionality::<Ix2>()?;
+        let x2 = as_2d(x, "Sparse24Linear", inp)?;
         let vals = self.values.effective();
         let (vals, bias) = (
             vals.as_standard_layout(),

@@ -13,6 +13,7 @@
 
 use compress_core::Float;
 
+use super::Conv2dConfig;
 use super::geom::ConvGeometry;
 
 /// Shapes of a depthwise call: batch `n`, input channels `c`, channel multiplier `mult`
@@ -32,6 +33,25 @@ pub(crate) struct Dw<'a, F> {
     pub(crate) x: &'a [F],
     pub(crate) w: &'a [F],
     pub(crate) g: &'a ConvGeometry,
+}
+
+impl<'a, F> Dw<'a, F> {
+    /// The operands of `cfg` (depthwise) on a batch of `n` images `x` with weight `w`.
+    pub(crate) fn new(
+        n: usize,
+        cfg: &Conv2dConfig,
+        x: &'a [F],
+        w: &'a [F],
+        g: &'a ConvGeometry,
+    ) -> Self {
+        let c = cfg.in_channels;
+        let s = DwShape {
+            n,
+            c,
+            mult: cfg.out_channels / c,
+        };
+        Self { s, x, w, g }
+    }
 }
 
 /// A zero-padded copy of one input plane (`rows x cols`); without padding, the plane

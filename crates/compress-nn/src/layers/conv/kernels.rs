@@ -95,7 +95,6 @@ pub(crate) fn depthwise_backward<F: Float>(a: Dw<'_, F>, gout: &[F], dx: &mut [F
 mod tests {
     use super::*;
     use crate::layers::conv::Conv2dConfig;
-    use crate::layers::conv::depthwise::DwShape;
     use crate::layers::conv::geom::ConvGeometry;
     use proptest::prelude::*;
 
@@ -107,11 +106,6 @@ mod tests {
         let (oh, ow) = cfg.output_hw(h, w).unwrap();
         let g = ConvGeometry::with_output(&cfg, h, w, oh, ow);
         let c = cfg.in_channels;
-        let s = DwShape {
-            n,
-            c,
-            mult: cfg.out_channels / c,
-        };
         let pick = |len: usize, off: usize| -> Vec<f32> {
             (0..len).map(|i| vals[(i * 7 + off) % vals.len()]).collect()
         };
@@ -121,12 +115,7 @@ mod tests {
         let gout = pick(n * cfg.out_channels * oh * ow, 11);
         let mut fast = (Vec::new(), vec![0.0; x.len()], vec![0.0; wt.len()]);
         let mut portable = fast.clone();
-        let a = Dw {
-            s,
-            x: &x,
-            w: &wt,
-            g: &g,
-        };
+        let a = Dw::new(n, &cfg, &x, &wt, &g);
         depthwise_forward(a, Some(&bias), &mut fast.0);
         depthwise::forward(a, Some(&bias), &mut portable.0);
         depthwise_backward(a, &gout, &mut fast.1, &mut fast.2);

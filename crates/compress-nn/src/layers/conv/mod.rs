@@ -21,10 +21,11 @@ use compress_core::derive::Module;
 use compress_core::{CoreError, Cost, Float, Layer, Mode, Param, ParamKind, Result, TensorExt};
 use ndarray::{ArrayD, ArrayRef, ArrayView2, ArrayViewMut2, IxDyn};
 use rand::Rng;
+use std::ops::Range;
 
-use self::depthwise::{Dw, DwShape};
+use self::depthwise::Dw;
 use self::im2col::col2im_add;
-use super::no_forward;
+use super::{no_forward, split_batch};
 use crate::gemm::matmul_into;
 use crate::init::kaiming_uniform;
 
@@ -205,13 +206,17 @@ impl<F: Float> Conv2d<F> {
         let (oh, ow) = cfg.output_hw(chw[1], chw[2])?;
         Ok((cfg, oh, ow))
     }
-}
 
-/// Batch size and the per-sample shape of an NCHW input.
-fn split_batch(shape: &[usize]) -> (usize, &[usize]) {
-    match shape.split_first() {
-        Some((n, rest)) => (*n, rest),
-        None => (0, shape),
+    /// [`Conv2d::plan`] for an NCHW batch `shape`: the batch size, the configuration and
+    /// the geometry of one image.
+    fn plan_batch(&self, shape: &[usize]) -> Result<(usize, Conv2dConfig, ConvGeometry)> {
+        let (n, chw) = split_batch(shape);
+        let (cfg, oh, ow) = self.plan(chw)?;
+        Ok((
+            n,
+            cfg,
+            ConvGeometry::with_output(&cfg, chw[1], chw[2], oh, ow),
+        ))
     }
 }
 
@@ -221,11 +226,7 @@ impl<F: Float> Layer<F> for Conv2d<F> {
     }
 
     fn forward(&mut self, x: &ArrayRef<F, IxDyn>, mode: Mode) -> Result<ArrayD<F>> {
-        let (n, chw) = split_batch(x.shape());
-        let (cfg, oh, ow) = self.plan(chw)?;
-        let (c, h, w) = (chw[0], chw[1], chw[2]);
-        let g = ConvGeometry::with_output(&cfg, h, w, oh, ow);
-        let oc = cfg.out_channels;
+        let (n, cfg, g) = self.plan_batch(x.shape())?;
         let xs = x.as_standard_layout();
         let xs = xs.as_slice().expect("standard layout is contiguous");
         let weight = self.weight.effective();
@@ -233,40 +234,32 @@ impl<F: Float> Layer<F> for Conv2d<F> {
         let ws = weight.as_slice().expect("standard layout is contiguous");
         let bias = self.bias.as_ref().map(|b| b.effective().into_owned());
         let bs = bias.as_ref().map(|b| b.as_slice().expect("1-D owned"));
+        let oc = cfg.out_channels;
         let mut out = Vec::with_capacity(n * oc * g.out_len());
         if cfg.is_depthwise() {
-            let s = DwShape { n, c, mult: oc / c };
-            let a = Dw {
-                s,
-                x: xs,
-                w: ws,
-                g: &g,
-            };
-            kernels::depthwise_forward(a, bs, &mut out);
+            kernels::depthwise_forward(Dw::new(n, &cfg, xs, ws, &g), bs, &mut out);
         } else {
-            gemm_forward(&cfg, &g, n, xs, ws, bs, &mut self.cols, &mut out)?;
+            let z = GemmPlan::new(&cfg, &g);
+            gemm_forward(&z, n, (xs, ws, bs), &mut self.cols, &mut out)?;
         }
         self.input = (mode == Mode::Train).then(|| xs.to_vec());
         if mode == Mode::Train {
-            self.input_shape = vec![n, c, h, w];
+            self.input_shape = x.shape().to_vec();
         }
-        Ok(ArrayD::from_shape_vec(IxDyn(&[n, oc, oh, ow]), out)?)
+        Ok(ArrayD::from_shape_vec(IxDyn(&[n, oc, g.oh, g.ow]), out)?)
     }
 
     fn backward(&mut self, grad: &ArrayRef<F, IxDyn>) -> Result<ArrayD<F>> {
         let xs = self.input.as_deref().ok_or_else(|| no_forward("Conv2d"))?;
-        let (n, chw) = split_batch(&self.input_shape);
-        let (cfg, oh, ow) = self.plan(chw)?;
-        let (c, h, w) = (chw[0], chw[1], chw[2]);
+        let (n, cfg, g) = self.plan_batch(&self.input_shape)?;
         let oc = cfg.out_channels;
-        if grad.shape() != [n, oc, oh, ow] {
+        if grad.shape() != [n, oc, g.oh, g.ow] {
             return Err(CoreError::shape(
                 "Conv2d grad",
-                &[n, oc, oh, ow],
+                &[n, oc, g.oh, g.ow],
                 grad.shape(),
             ));
         }
-        let g = ConvGeometry::with_output(&cfg, h, w, oh, ow);
         let gs = grad.as_standard_layout();
         let gs = gs.as_slice().expect("standard layout is contiguous");
         let weight = self.weight.effective();
@@ -275,17 +268,11 @@ impl<F: Float> Layer<F> for Conv2d<F> {
         let mut dx = vec![F::zero(); xs.len()];
         let mut dw = vec![F::zero(); ws.len()];
         if cfg.is_depthwise() {
-            let s = DwShape { n, c, mult: oc / c };
-            let a = Dw {
-                s,
-                x: xs,
-                w: ws,
-                g: &g,
-            };
-            kernels::depthwise_backward(a, gs, &mut dx, &mut dw);
+            kernels::depthwise_backward(Dw::new(n, &cfg, xs, ws, &g), gs, &mut dx, &mut dw);
         } else {
             let bufs = (&mut self.cols, &mut self.dcols);
-            gemm_backward(&cfg, &g, n, xs, ws, gs, bufs, &mut dx, &mut dw)?;
+            let z = GemmPlan::new(&cfg, &g);
+            gemm_backward(&z, n, (xs, ws, gs), bufs, &mut dx, &mut dw)?;
         }
         drop(weight);
         let dw = ArrayD::from_shape_vec(IxDyn(&cfg.weight_shape()), dw)?;
@@ -333,6 +320,71 @@ fn lane_sum<F: Float>(xs: &[F]) -> F {
     chunks.remainder().iter().fold(head, |a, &v| a + v)
 }
 
+/// The sizes and operands of the GEMM paths, per image and group: the group's input
+/// planes, its weight matrix `[out / groups, ckk]` and the matrix the weight multiplies
+/// (the input itself when pointwise, else its im2col columns `[ckk, oh * ow]`, with
+/// `ckk = in / groups * kh * kw`).
+struct GemmPlan {
+    g: ConvGeometry,
+    c: usize,
+    oc: usize,
+    groups: usize,
+    cg: usize,
+    og: usize,
+    l: usize,
+    ckk: usize,
+    pointwise: bool,
+}
+
+impl GemmPlan {
+    fn new(cfg: &Conv2dConfig, g: &ConvGeometry) -> Self {
+        let cg = cfg.in_per_group();
+        Self {
+            g: *g,
+            c: cfg.in_channels,
+            oc: cfg.out_channels,
+            groups: cfg.groups,
+            cg,
+            og: cfg.out_per_group(),
+            l: g.out_len(),
+            ckk: cg * g.kh * g.kw,
+            pointwise: cfg.is_pointwise(),
+        }
+    }
+
+    /// The length of the im2col buffer (none when pointwise).
+    fn cols_len(&self) -> usize {
+        if self.pointwise { 0 } else { self.ckk * self.l }
+    }
+
+    /// The range of image `b`'s group `grp` in the input (and input gradient).
+    fn input(&self, b: usize, grp: usize) -> Range<usize> {
+        let plane = self.g.h * self.g.w;
+        let start = (b * self.c + grp * self.cg) * plane;
+        start..start + self.cg * plane
+    }
+
+    /// Group `grp`'s weight matrix `[out / groups, ckk]`.
+    fn weight<'a, F: Float>(&self, ws: &'a [F], grp: usize) -> Result<ArrayView2<'a, F>> {
+        let len = self.og * self.ckk;
+        Ok(ArrayView2::from_shape(
+            (self.og, self.ckk),
+            &ws[grp * len..][..len],
+        )?)
+    }
+
+    /// The matrix group `grp`'s weight multiplies for the input planes `x`: `x` itself
+    /// (`[in / groups, oh * ow]`) when pointwise, else its im2col columns, written to
+    /// `cols`.
+    fn columns<'a, F: Float>(&self, x: &'a [F], cols: &'a mut [F]) -> Result<ArrayView2<'a, F>> {
+        if self.pointwise {
+            return Ok(ArrayView2::from_shape((self.cg, self.l), x)?);
+        }
+        im2col(x, self.cg, &self.g, F::zero(), cols);
+        Ok(ArrayView2::from_shape((self.ckk, self.l), &*cols)?)
+    }
+}
+
 /// Grows `buf` to at least `len` elements (reused across calls; contents are overwritten).
 fn scratch<F: Float>(buf: &mut Vec<F>, len: usize) -> &mut [F] {
     if buf.len() < len {
@@ -342,27 +394,15 @@ fn scratch<F: Float>(buf: &mut Vec<F>, len: usize) -> &mut [F] {
 }
 
 /// The GEMM path of the forward pass (pointwise or im2col).
-#[allow(clippy::too_many_arguments)]
 fn gemm_forward<F: Float>(
-    cfg: &Conv2dConfig,
-    g: &ConvGeometry,
+    z: &GemmPlan,
     n: usize,
-    xs: &[F],
-    ws: &[F],
-    bs: Option<&[F]>,
+    (xs, ws, bs): (&[F], &[F], Option<&[F]>),
     cols_buf: &mut Vec<F>,
     out: &mut Vec<F>,
 ) -> Result<()> {
-    let (c, oc, groups) = (cfg.in_channels, cfg.out_channels, cfg.groups);
-    let (cg, og) = (cfg.in_per_group(), cfg.out_per_group());
-    let (l, plane) = (g.out_len(), g.h * g.w);
-    let ckk = cg * g.kh * g.kw;
-    let pointwise = cfg.is_pointwise();
-    let cols = if pointwise {
-        &mut [][..]
-    } else {
-        scratch(cols_buf, ckk * l)
-    };
+    let cols = scratch(cols_buf, z.cols_len());
+    let (l, og) = (z.l, z.og);
     for b in 0..n {
         // Each image's output is initialised (to the bias) right before its GEMMs.
         let start = out.len();
@@ -370,72 +410,51 @@ fn gemm_forward<F: Float>(
             Some(bs) => bs
                 .iter()
                 .for_each(|&bv| out.extend(std::iter::repeat_n(bv, l))),
-            None => out.resize(start + oc * l, F::zero()),
+            None => out.resize(start + z.oc * l, F::zero()),
         }
         let out_img = &mut out[start..];
         let beta = if bs.is_some() { F::one() } else { F::zero() };
-        for grp in 0..groups {
-            let x_grp = &xs[(b * c + grp * cg) * plane..][..cg * plane];
-            let wg = ArrayView2::from_shape((og, ckk), &ws[grp * og * ckk..][..og * ckk])?;
+        for grp in 0..z.groups {
+            let wg = z.weight(ws, grp)?;
+            let xv = z.columns(&xs[z.input(b, grp)], &mut *cols)?;
             let mut yg =
                 ArrayViewMut2::from_shape((og, l), &mut out_img[grp * og * l..][..og * l])?;
-            if pointwise {
-                let xv = ArrayView2::from_shape((cg, l), x_grp)?;
-                matmul_into(F::one(), &wg, &xv, beta, &mut yg);
-            } else {
-                im2col(x_grp, cg, g, F::zero(), cols);
-                let cv = ArrayView2::from_shape((ckk, l), &*cols)?;
-                matmul_into(F::one(), &wg, &cv, beta, &mut yg);
-            }
+            matmul_into(F::one(), &wg, &xv, beta, &mut yg);
         }
     }
     Ok(())
 }
 
 /// The GEMM path of the backward pass: adds `dx` and `dw`.
-#[allow(clippy::too_many_arguments)]
 fn gemm_backward<F: Float>(
-    cfg: &Conv2dConfig,
-    g: &ConvGeometry,
+    z: &GemmPlan,
     n: usize,
-    xs: &[F],
-    ws: &[F],
-    gs: &[F],
+    (xs, ws, gs): (&[F], &[F], &[F]),
     (cols_buf, dcols_buf): (&mut Vec<F>, &mut Vec<F>),
     dx: &mut [F],
     dw: &mut [F],
 ) -> Result<()> {
-    let (c, oc, groups) = (cfg.in_channels, cfg.out_channels, cfg.groups);
-    let (cg, og) = (cfg.in_per_group(), cfg.out_per_group());
-    let (l, plane) = (g.out_len(), g.h * g.w);
-    let ckk = cg * g.kh * g.kw;
-    let pointwise = cfg.is_pointwise();
-    let (cols, dcols) = if pointwise {
-        (&mut [][..], &mut [][..])
-    } else {
-        (scratch(cols_buf, ckk * l), scratch(dcols_buf, ckk * l))
-    };
+    let (cols, dcols) = (
+        scratch(cols_buf, z.cols_len()),
+        scratch(dcols_buf, z.cols_len()),
+    );
+    let (l, og, ckk) = (z.l, z.og, z.ckk);
     for b in 0..n {
-        for grp in 0..groups {
-            let x_off = (b * c + grp * cg) * plane;
-            let x_grp = &xs[x_off..][..cg * plane];
-            let wg = ArrayView2::from_shape((og, ckk), &ws[grp * og * ckk..][..og * ckk])?;
-            let gg = ArrayView2::from_shape((og, l), &gs[(b * oc + grp * og) * l..][..og * l])?;
+        for grp in 0..z.groups {
+            let wg = z.weight(ws, grp)?;
+            let gg = ArrayView2::from_shape((og, l), &gs[(b * z.oc + grp * og) * l..][..og * l])?;
             let mut dwg =
                 ArrayViewMut2::from_shape((og, ckk), &mut dw[grp * og * ckk..][..og * ckk])?;
-            let dx_grp = &mut dx[x_off..][..cg * plane];
-            if pointwise {
-                let xv = ArrayView2::from_shape((cg, l), x_grp)?;
-                matmul_into(F::one(), &gg, &xv.t(), F::one(), &mut dwg);
-                let mut dxv = ArrayViewMut2::from_shape((cg, l), dx_grp)?;
+            let xv = z.columns(&xs[z.input(b, grp)], &mut *cols)?;
+            matmul_into(F::one(), &gg, &xv.t(), F::one(), &mut dwg);
+            let dx_grp = &mut dx[z.input(b, grp)];
+            if z.pointwise {
+                let mut dxv = ArrayViewMut2::from_shape((z.cg, l), dx_grp)?;
                 matmul_into(F::one(), &wg.t(), &gg, F::one(), &mut dxv);
             } else {
-                im2col(x_grp, cg, g, F::zero(), cols);
-                let cv = ArrayView2::from_shape((ckk, l), &*cols)?;
-                matmul_into(F::one(), &gg, &cv.t(), F::one(), &mut dwg);
                 let mut dcv = ArrayViewMut2::from_shape((ckk, l), &mut *dcols)?;
                 matmul_into(F::one(), &wg.t(), &gg, F::zero(), &mut dcv);
-                col2im_add(dcols, cg, g, dx_grp);
+                col2im_add(dcols, z.cg, &z.g, dx_grp);
             }
         }
     }

@@ -1,8 +1,7 @@
 //! GELU activation, exact (erf) or with the tanh approximation.
 
-use compress_core::{
-    CoreError, Cost, Float, Layer, Mode, Module, ParamPath, ParamVisitor, ParamVisitorMut, Result,
-};
+use compress_core::derive::Module;
+use compress_core::{CoreError, Cost, Float, Layer, Mode, Result};
 use ndarray::{ArrayD, ArrayRef, IxDyn, Zip};
 
 use super::super::no_forward;
@@ -86,9 +85,11 @@ impl GeluKind {
 /// On contiguous `f32` arrays forward and backward run vectorised kernels (an `erf`
 /// within `1.5e-7` absolute, an `exp` within 2 ulp; see the `vmath` module); other element
 /// types and layouts use [`GeluKind::apply`] / [`GeluKind::derivative`] with `libm`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Module)]
 pub struct Gelu<F: Float> {
+    #[module(skip)]
     kind: GeluKind,
+    #[module(skip)]
     input: Option<ArrayD<F>>,
 }
 
@@ -101,13 +102,6 @@ impl<F: Float> Gelu<F> {
     /// The formula in use.
     pub fn kind(&self) -> GeluKind {
         self.kind
-    }
-}
-
-impl<F: Float> Module<F> for Gelu<F> {
-    fn visit(&self, _: &mut ParamPath, _: &mut dyn ParamVisitor<F>) {}
-    fn visit_mut(&mut self, _: &mut ParamPath, _: &mut dyn ParamVisitorMut<F>) -> Result<()> {
-        Ok(())
     }
 }
 

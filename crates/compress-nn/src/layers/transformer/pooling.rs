@@ -1,9 +1,8 @@
 //! Sentence pooling as sentence-transformers does it: masked mean or CLS, then optional
 //! L2 normalisation.
 
-use compress_core::{
-    CoreError, Cost, Float, Layer, Mode, Module, ParamPath, ParamVisitor, ParamVisitorMut, Result,
-};
+use compress_core::derive::Module;
+use compress_core::{CoreError, Cost, Float, Layer, Mode, Result};
 use ndarray::{Array2, Array3, ArrayD, ArrayRef, ArrayView3, Ix3, IxDyn, s};
 
 use super::super::no_forward;
@@ -96,11 +95,15 @@ struct Cache<F> {
 /// Pools `[batch, seq, dim]` token states into `[batch, dim]` sentence vectors
 /// ([`PoolingKind`]), optionally L2-normalised; no parameters. The padding mask is set
 /// with [`set_padding_mask`](Self::set_padding_mask) (used by mean pooling).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Module)]
 pub struct Pooling<F: Float> {
+    #[module(skip)]
     kind: PoolingKind,
+    #[module(skip)]
     normalize: bool,
+    #[module(skip)]
     mask: Option<PaddingMask>,
+    #[module(skip)]
     cache: Option<Cache<F>>,
 }
 
@@ -144,13 +147,6 @@ impl<F: Float> Pooling<F> {
             l2_normalize(&mut y);
         }
         Ok(y)
-    }
-}
-
-impl<F: Float> Module<F> for Pooling<F> {
-    fn visit(&self, _: &mut ParamPath, _: &mut dyn ParamVisitor<F>) {}
-    fn visit_mut(&mut self, _: &mut ParamPath, _: &mut dyn ParamVisitorMut<F>) -> Result<()> {
-        Ok(())
     }
 }
 
