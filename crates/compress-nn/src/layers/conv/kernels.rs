@@ -10,34 +10,9 @@
 //! feature was detected.
 #![allow(unsafe_code)]
 
-use compress_core::Float;
+use compress_core::{Float, Isa};
 
 use super::depthwise::{self, Dw};
-
-/// The vector extension a kernel call runs with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Isa {
-    Portable,
-    #[cfg(target_arch = "x86_64")]
-    Avx2,
-    #[cfg(target_arch = "x86_64")]
-    Avx512,
-}
-
-/// The widest extension this CPU has among those the kernels are built for.
-fn detect() -> Isa {
-    #[cfg(target_arch = "x86_64")]
-    {
-        // The level `NETCOMPRESS_ISA` allows, within what the CPU has.
-        if compress_core::Isa::Avx512.enabled() {
-            return Isa::Avx512;
-        }
-        if compress_core::Isa::Avx2.enabled() {
-            return Isa::Avx2;
-        }
-    }
-    Isa::Portable
-}
 
 /// A module `$build` holding [`depthwise::forward`] and [`depthwise::backward`] compiled
 /// with the target feature `$feature` (the per-ISA twins of the portable kernels).
@@ -65,29 +40,30 @@ vector_build!(avx2, "avx2");
 
 /// [`depthwise::forward`] on the widest vector unit this CPU has.
 pub(crate) fn depthwise_forward<F: Float>(a: Dw<'_, F>, bias: Option<&[F]>, out: &mut Vec<F>) {
-    match detect() {
+    match Isa::current() {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `avx512::forward` is the portable kernel compiled with AVX-512F enabled;
-        // the feature was detected on this CPU by `detect`.
+        // `Isa::current` is at most what this CPU reported (AVX-512 F, BW, VL).
         Isa::Avx512 => unsafe { avx512::forward(a, bias, out) },
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: as above, with AVX2 (detected by `detect`).
+        // SAFETY: as above, with AVX2 (at most what the CPU reported).
         Isa::Avx2 => unsafe { avx2::forward(a, bias, out) },
-        Isa::Portable => depthwise::forward(a, bias, out),
+        // Portable, and every level on other architectures.
+        _ => depthwise::forward(a, bias, out),
     }
 }
 
 /// [`depthwise::backward`] on the widest vector unit this CPU has.
 pub(crate) fn depthwise_backward<F: Float>(a: Dw<'_, F>, gout: &[F], dx: &mut [F], dw: &mut [F]) {
-    match detect() {
+    match Isa::current() {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `avx512::backward` is the portable kernel compiled with AVX-512F enabled;
-        // the feature was detected on this CPU by `detect`.
+        // `Isa::current` is at most what this CPU reported (AVX-512 F, BW, VL).
         Isa::Avx512 => unsafe { avx512::backward(a, gout, dx, dw) },
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: as above, with AVX2 (detected by `detect`).
+        // SAFETY: as above, with AVX2 (at most what the CPU reported).
         Isa::Avx2 => unsafe { avx2::backward(a, gout, dx, dw) },
-        Isa::Portable => depthwise::backward(a, gout, dx, dw),
+        _ => depthwise::backward(a, gout, dx, dw),
     }
 }
 
