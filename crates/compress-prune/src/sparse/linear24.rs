@@ -6,7 +6,7 @@ use compress_core::{
 };
 use compress_nn::Linear;
 use compress_nn::layers::as_2d;
-use ndarray::{Array2, ArrayD, ArrayRef, Ix2, IxDyn};
+use ndarray::{Array2, ArrayD, ArrayRef, IxDyn};
 
 use super::nm24::{NmMatrix, panels_of, product};
 use crate::Result;
