@@ -123,6 +123,15 @@ impl CoreError {
         }
     }
 
+    /// The [`CoreError::InvalidState`] of a `backward` without a cached training-mode
+    /// `forward` in `layer`.
+    pub fn no_forward(layer: impl Into<String>) -> Self {
+        Self::InvalidState {
+            layer: layer.into(),
+            reason: "backward called without a preceding forward in Mode::Train".into(),
+        }
+    }
+
     /// Builds a [`CoreError::ShapeMismatch`].
     pub fn shape(path: impl Into<String>, expected: &[usize], actual: &[usize]) -> Self {
         Self::ShapeMismatch {

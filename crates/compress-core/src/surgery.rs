@@ -308,6 +308,51 @@ pub fn replace_layer<F: Float>(
     with_layer_mut(root, path, |slot| slot.replace(layer))
 }
 
+/// Replaces every layer below `model` for which `build(path, layer)` returns a new layer
+/// (`None` leaves it alone), in replaceable slots only, and returns the replaced paths in
+/// walk order. Every replacement is built before the first one is made, so when `build`
+/// fails (its first error is returned) the model is unchanged. Technique crates use it with
+/// their own error type `E`.
+///
+/// # Errors
+///
+/// The first error `build` returns; a slot's replacement error (as [`LayerSlot::replace`]).
+pub fn replace_layers<F: Float, E: From<CoreError>>(
+    model: &mut dyn Layer<F>,
+    mut build: impl FnMut(&str, &dyn Layer<F>) -> Option<Result<Box<dyn Layer<F>>, E>>,
+) -> Result<Vec<String>, E> {
+    let mut built: Vec<(String, Box<dyn Layer<F>>)> = Vec::new();
+    let mut failed = None;
+    walk_layers(&*model, &mut |path, l| {
+        if failed.is_some() {
+            return;
+        }
+        let path = path.to_string();
+        match build(&path, l) {
+            None => {}
+            Some(Ok(layer)) => built.push((path, layer)),
+            Some(Err(e)) => failed = Some(e),
+        }
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let mut replaced = Vec::new();
+    for (path, layer) in built {
+        let done = with_layer_mut(&mut *model, &path, |slot| {
+            if !slot.is_replaceable() {
+                return Ok(false);
+            }
+            slot.replace(layer)?;
+            Ok(true)
+        })?;
+        if done {
+            replaced.push(path);
+        }
+    }
+    Ok(replaced)
+}
+
 /// Parameter `path` of `root` (the module's own visiting paths), mutably, through `f`.
 ///
 /// # Errors

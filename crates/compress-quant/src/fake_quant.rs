@@ -463,10 +463,10 @@ impl<F: Float> Layer<F> for FakeQuantAct {
     }
 
     fn backward(&mut self, grad: &ArrayRef<F, IxDyn>) -> Result<ArrayD<F>> {
-        let pass = self.pass.as_ref().ok_or_else(|| CoreError::InvalidState {
-            layer: "FakeQuantAct".into(),
-            reason: "backward called without a preceding forward in Mode::Train".into(),
-        })?;
+        let pass = self
+            .pass
+            .as_ref()
+            .ok_or_else(|| CoreError::no_forward("FakeQuantAct"))?;
         if grad.len() != pass.len() {
             return Err(CoreError::shape(
                 "FakeQuantAct grad",

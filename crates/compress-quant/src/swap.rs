@@ -1,7 +1,7 @@
 //! Swapping float layers for integer ones anywhere in a model.
 
-use compress_core::surgery::{walk_layers, with_layer_mut};
-use compress_core::{CoreError, Float, Layer};
+use compress_core::surgery::replace_layers;
+use compress_core::{Float, Layer};
 use compress_nn::{Conv2d, Linear};
 
 use crate::{ActQuant, QConv2d, QLinear, QuantError};
@@ -52,43 +52,4 @@ pub fn quantize_layers<F: Float>(
             (None, None) => return None,
         })
     })
-}
-
-/// Replaces every layer below `model` for which `build(path, layer)` returns a new layer,
-/// in replaceable slots only. Every replacement is built before the first one is made, so
-/// on error the model is unchanged. Returns the replaced paths in walk order.
-pub(crate) fn replace_layers<F: Float>(
-    model: &mut dyn Layer<F>,
-    mut build: impl FnMut(&str, &dyn Layer<F>) -> Option<Result<Box<dyn Layer<F>>, QuantError>>,
-) -> Result<Vec<String>, QuantError> {
-    let mut built: Vec<(String, Box<dyn Layer<F>>)> = Vec::new();
-    let mut failed = None;
-    walk_layers(&*model, &mut |path, l| {
-        if failed.is_some() {
-            return;
-        }
-        let path = path.to_string();
-        match build(&path, l) {
-            None => {}
-            Some(Ok(q)) => built.push((path, q)),
-            Some(Err(e)) => failed = Some(e),
-        }
-    });
-    if let Some(e) = failed {
-        return Err(e);
-    }
-    let mut replaced = Vec::new();
-    for (path, q) in built {
-        let done = with_layer_mut(&mut *model, &path, |slot| {
-            if !slot.is_replaceable() {
-                return Ok::<_, CoreError>(false);
-            }
-            slot.replace(q)?;
-            Ok(true)
-        })?;
-        if done {
-            replaced.push(path);
-        }
-    }
-    Ok(replaced)
 }

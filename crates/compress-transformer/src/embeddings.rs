@@ -94,10 +94,9 @@ impl<F: Float> BertEmbeddings<F> {
     ///
     /// Without a training-mode forward, or for a gradient of the wrong shape.
     pub fn backward(&mut self, grad: &Array3<F>) -> Result<()> {
-        let (batch, seq) = self.batch_seq.ok_or_else(|| CoreError::InvalidState {
-            layer: "BertEmbeddings".into(),
-            reason: "backward called without a preceding forward in Mode::Train".into(),
-        })?;
+        let (batch, seq) = self
+            .batch_seq
+            .ok_or_else(|| CoreError::no_forward("BertEmbeddings"))?;
         let h = self.hidden();
         if grad.dim() != (batch, seq, h) {
             return Err(

@@ -286,10 +286,9 @@ impl<F: Float> Layer<F> for BertModel<F> {
 
     /// Returns zeros `[batch, seq]` (ids are not differentiable).
     fn backward(&mut self, grad: &ArrayRef<F, IxDyn>) -> compress_core::Result<ArrayD<F>> {
-        let (batch, seq) = self.layer_batch.ok_or_else(|| CoreError::InvalidState {
-            layer: "BertModel".into(),
-            reason: "backward called without a preceding forward in Mode::Train".into(),
-        })?;
+        let (batch, seq) = self
+            .layer_batch
+            .ok_or_else(|| CoreError::no_forward("BertModel"))?;
         let g = grad.to_owned().into_dimensionality::<Ix3>()?;
         BertModel::backward(self, &g).map_err(core)?;
         Ok(ArrayD::zeros(IxDyn(&[batch, seq])))

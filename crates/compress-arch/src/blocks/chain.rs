@@ -158,8 +158,5 @@ pub(crate) fn check_channels(layer: &str, shape: &[usize], channels: usize) -> R
 
 /// The error for `backward` without a training-mode `forward`.
 pub(crate) fn no_forward(layer: &str) -> CoreError {
-    CoreError::InvalidState {
-        layer: layer.to_string(),
-        reason: "backward called without a preceding forward in Mode::Train".to_string(),
-    }
+    CoreError::no_forward(layer)
 }

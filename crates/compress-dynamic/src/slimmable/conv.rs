@@ -169,10 +169,10 @@ impl<F: Float> Layer<F> for SlimmableConv2d<F> {
     }
 
     fn backward(&mut self, grad: &ArrayRef<F, IxDyn>) -> compress_core::Result<ArrayD<F>> {
-        let conv = self.cache.as_mut().ok_or_else(|| CoreError::InvalidState {
-            layer: "SlimmableConv2d".into(),
-            reason: "backward called without a preceding forward in Mode::Train".into(),
-        })?;
+        let conv = self
+            .cache
+            .as_mut()
+            .ok_or_else(|| CoreError::no_forward("SlimmableConv2d"))?;
         conv.zero_grad();
         let dx = conv.backward(grad)?;
         let (o, i) = (conv.out_channels(), conv.in_channels());

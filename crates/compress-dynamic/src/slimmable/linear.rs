@@ -128,10 +128,10 @@ impl<F: Float> Layer<F> for SlimmableLinear<F> {
     }
 
     fn backward(&mut self, grad: &ArrayRef<F, IxDyn>) -> compress_core::Result<ArrayD<F>> {
-        let x = self.input.as_ref().ok_or_else(|| CoreError::InvalidState {
-            layer: "SlimmableLinear".into(),
-            reason: "backward called without a preceding forward in Mode::Train".into(),
-        })?;
+        let x = self
+            .input
+            .as_ref()
+            .ok_or_else(|| CoreError::no_forward("SlimmableLinear"))?;
         let (i, o) = (self.active_in(), self.active_out());
         if grad.shape() != [x.nrows(), o] {
             return Err(CoreError::shape(

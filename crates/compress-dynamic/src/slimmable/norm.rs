@@ -292,10 +292,10 @@ impl<F: Float> Layer<F> for SwitchableBatchNorm<F> {
     }
 
     fn backward(&mut self, grad: &ArrayRef<F, IxDyn>) -> compress_core::Result<ArrayD<F>> {
-        let cache = self.cache.as_ref().ok_or_else(|| CoreError::InvalidState {
-            layer: "SwitchableBatchNorm".into(),
-            reason: "backward called without a preceding forward in Mode::Train".into(),
-        })?;
+        let cache = self
+            .cache
+            .as_ref()
+            .ok_or_else(|| CoreError::no_forward("SwitchableBatchNorm"))?;
         if grad.shape() != cache.shape.as_slice() {
             return Err(CoreError::shape(
                 "SwitchableBatchNorm grad",

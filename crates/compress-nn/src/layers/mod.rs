@@ -94,8 +94,5 @@ pub fn as_2d<'a, F: Float>(
 
 /// The error for `backward` without a cached training-mode `forward`.
 pub(crate) fn no_forward(layer: &str) -> CoreError {
-    CoreError::InvalidState {
-        layer: layer.to_string(),
-        reason: "backward called without a preceding forward in Mode::Train".to_string(),
-    }
+    CoreError::no_forward(layer)
 }

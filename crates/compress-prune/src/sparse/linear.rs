@@ -157,10 +157,10 @@ impl<F: Float> Layer<F> for SparseLinear<F> {
     }
 
     fn backward(&mut self, grad: &ArrayRef<F, IxDyn>) -> CoreResult<ArrayD<F>> {
-        let x = self.input.as_ref().ok_or_else(|| CoreError::InvalidState {
-            layer: "SparseLinear".to_string(),
-            reason: "backward called without a preceding forward in Mode::Train".to_string(),
-        })?;
+        let x = self
+            .input
+            .as_ref()
+            .ok_or_else(|| CoreError::no_forward("SparseLinear"))?;
         let g = grad.view().into_dimensionality::<Ix2>()?;
         if g.dim() != (x.nrows(), self.out_features) {
             return Err(CoreError::shape(

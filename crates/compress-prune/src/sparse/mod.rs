@@ -27,7 +27,7 @@ macro_rules! values_bias_module {
     };
 }
 
-use compress_core::surgery::{walk_layers, with_layer_mut};
+use compress_core::surgery::replace_layers;
 use compress_core::{Float, Layer};
 use compress_nn::Linear;
 
@@ -51,37 +51,8 @@ fn replace_linears<F: Float, L: Layer<F>>(
     model: &mut dyn Layer<F>,
     mut build: impl FnMut(&str, &Linear<F>) -> Option<crate::Result<L>>,
 ) -> crate::Result<Vec<String>> {
-    let mut built = Vec::new();
-    let mut failed = None;
-    walk_layers(&*model, &mut |path, l| {
-        let Some(lin) = l.as_any().downcast_ref::<Linear<F>>() else {
-            return;
-        };
-        if failed.is_some() {
-            return;
-        }
-        let path = path.to_string();
-        match build(&path, lin) {
-            Some(Ok(layer)) => built.push((path, layer)),
-            Some(Err(e)) => failed = Some(e),
-            None => {}
-        }
-    });
-    if let Some(e) = failed {
-        return Err(e);
-    }
-    let mut replaced = Vec::new();
-    for (path, layer) in built {
-        let done = with_layer_mut(&mut *model, &path, |slot| {
-            if !slot.is_replaceable() {
-                return Ok(false);
-            }
-            slot.replace(Box::new(layer))?;
-            Ok(true)
-        })?;
-        if done {
-            replaced.push(path);
-        }
-    }
-    Ok(replaced)
+    replace_layers(model, |path, l| {
+        let lin = l.as_any().downcast_ref::<Linear<F>>()?;
+        build(path, lin).map(|r| r.map(|layer| Box::new(layer) as Box<dyn Layer<F>>))
+    })
 }

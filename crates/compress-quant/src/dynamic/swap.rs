@@ -5,7 +5,7 @@ use compress_nn::Linear;
 
 use super::{DynamicQLinear, share_attention_inputs};
 use crate::QuantError;
-use crate::swap::replace_layers;
+use compress_core::surgery::replace_layers;
 
 /// Replaces every [`Linear`] below `model` for which `select(path)` holds by a
 /// [`DynamicQLinear`] (W8A8: int8 per-channel weights, per-token int8 activations), in the
