@@ -156,22 +156,17 @@ pub trait Module<F: Float> {
     /// [`CoreError::MissingParam`] for a parameter with no entry, and
     /// [`CoreError::ShapeMismatch`] naming the path when shapes differ.
     fn load_state(&mut self, state: &[(String, ArrayD<F>)]) -> Result<()> {
-        let map: std::collections::HashMap<&str, &ArrayD<F>> =
-            state.iter().map(|(k, v)| (k.as_str(), v)).collect();
-        self.visit_mut(
-            &mut ParamPath::root(),
-            &mut |path: &ParamPath, p: &mut Param<F>| {
-                let key = path.to_string();
-                let v = map
-                    .get(key.as_str())
-                    .ok_or_else(|| CoreError::MissingParam { path: key.clone() })?;
-                if v.shape() != p.shape() {
-                    return Err(CoreError::shape(key, p.shape(), v.shape()));
-                }
-                p.value_mut().assign(*v);
-                Ok(())
-            },
-        )
+        assign_state(self, state, true).map(|_| ())
+    }
+
+    /// Sets the stored values of the parameters that have an entry in `state` and leaves the
+    /// others alone; returns how many were set. Parametrizations stay attached.
+    ///
+    /// # Errors
+    ///
+    /// [`CoreError::ShapeMismatch`] naming the path when shapes differ.
+    fn load_state_partial(&mut self, state: &[(String, ArrayD<F>)]) -> Result<usize> {
+        assign_state(self, state, false)
     }
 
     /// Clears every gradient.
@@ -332,4 +327,36 @@ impl<F: Float> Module<F> for ParamDict<F> {
         }
         Ok(())
     }
+}
+
+/// Assigns `state`'s values to `module`'s parameters by path (every parameter needs an entry
+/// when `require_all`); returns how many were assigned.
+fn assign_state<F: Float, M: Module<F> + ?Sized>(
+    module: &mut M,
+    state: &[(String, ArrayD<F>)],
+    require_all: bool,
+) -> Result<usize> {
+    let map: std::collections::HashMap<&str, &ArrayD<F>> =
+        state.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let mut set = 0;
+    module.visit_mut(
+        &mut ParamPath::root(),
+        &mut |path: &ParamPath, p: &mut Param<F>| {
+            let key = path.to_string();
+            let Some(v) = map.get(key.as_str()) else {
+                return if require_all {
+                    Err(CoreError::MissingParam { path: key })
+                } else {
+                    Ok(())
+                };
+            };
+            if v.shape() != p.shape() {
+                return Err(CoreError::shape(key, p.shape(), v.shape()));
+            }
+            p.value_mut().assign(*v);
+            set += 1;
+            Ok(())
+        },
+    )?;
+    Ok(set)
 }

@@ -95,6 +95,24 @@ fn load_state_round_trips_and_names_bad_paths() {
 }
 
 #[test]
+fn load_state_partial_sets_present_entries_only() {
+    let mut b = block();
+    let mut state = b.state_dict();
+    assert_eq!(state[1].0, "bias");
+    state[0].1.fill(5.0);
+    state.truncate(1);
+    assert_eq!(b.load_state_partial(&state).unwrap(), 1);
+    assert!(b.weight.value().iter().all(|&w| w == 5.0));
+    assert!(b.bias.as_ref().unwrap().value().iter().all(|&x| x == 0.0));
+    state[0].1 = ArrayD::zeros(vec![1]);
+    let err = b.load_state_partial(&state).unwrap_err();
+    assert!(
+        matches!(err, CoreError::ShapeMismatch { ref path, .. } if path == "weight"),
+        "{err}"
+    );
+}
+
+#[test]
 fn filter_defaults_skip_bias_and_norm() {
     let f = ParamFilter::new();
     assert!(f.matches("0.weight", ParamKind::Weight));

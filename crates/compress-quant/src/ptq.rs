@@ -276,22 +276,7 @@ impl QuantizedModel {
     ///
     /// A shape mismatch naming the path.
     pub fn apply_to<F: Float>(&self, model: &mut dyn Module<F>) -> Result<(), QuantError> {
-        let values = self.dequantized::<F>();
-        let map: std::collections::HashMap<&str, &ArrayD<F>> =
-            values.iter().map(|(k, v)| (k.as_str(), v)).collect();
-        model.visit_mut(
-            &mut ParamPath::root(),
-            &mut |path: &ParamPath, p: &mut Param<F>| {
-                let key = path.to_string();
-                if let Some(v) = map.get(key.as_str()) {
-                    if v.shape() != p.shape() {
-                        return Err(CoreError::shape(key, p.shape(), v.shape()));
-                    }
-                    p.value_mut().assign(*v);
-                }
-                Ok(())
-            },
-        )?;
+        model.load_state_partial(&self.dequantized::<F>())?;
         Ok(())
     }
 }
