@@ -1,6 +1,6 @@
 //! Model-level post-training quantization of any [`Module`].
 
-use compress_core::{CoreError, Float, Module, Param, ParamFilter, ParamPath};
+use compress_core::{Float, Module, Param, ParamFilter, ParamPath};
 use ndarray::{ArrayD, IxDyn};
 
 use crate::qtensor::effective_f32;
