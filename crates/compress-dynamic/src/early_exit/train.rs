@@ -142,7 +142,7 @@ pub fn joint_exit_loss<F: Float>(
 /// # Errors
 ///
 /// [`CoreError::InvalidConfig`] for a zero batch size, bad weights or distillation
-/// settings; [`NnError::Diverged`] when the loss stops being finite; any layer error.
+/// settings; [`NnError::Diverged`](compress_nn::NnError::Diverged) when the loss stops being finite; any layer error.
 pub fn train_early_exit<F: Float>(
     net: &mut EarlyExitNet<F>,
     optimizer: &mut dyn Optimizer<F>,

@@ -76,7 +76,7 @@ pub struct SandwichReport {
 /// # Errors
 ///
 /// [`CoreError::InvalidConfig`] for a zero batch size or a bad temperature,
-/// [`NnError::Diverged`] when a loss stops being finite, any layer or label error.
+/// [`NnError::Diverged`](compress_nn::NnError::Diverged) when a loss stops being finite, any layer or label error.
 pub fn train_sandwich<F: Float>(
     net: &mut SlimmableNet<F>,
     optimizer: &mut dyn Optimizer<F>,

@@ -213,7 +213,7 @@ impl W4A8Linear {
     ///
     /// # Errors
     ///
-    /// [`CoreError::NonFinite`] (path `"W4A8Linear input"`) for NaN or infinite inputs; a
+    /// [`CoreError::NonFinite`](compress_core::CoreError::NonFinite) (path `"W4A8Linear input"`) for NaN or infinite inputs; a
     /// shape error when `x` or `out` do not have `m` rows of the layer's widths.
     pub fn forward_f32(&mut self, x: &[f32], m: usize, out: &mut [f32]) -> Result<(), QuantError> {
         self.shape().check_rows("W4A8Linear", m, x, out)?;

@@ -2,7 +2,7 @@
 //!
 //! Each kernel has a portable path and, on x86-64 CPUs with AVX2 or AVX-512 (detected at run
 //! time), wider paths; property tests check that all give identical bits. The element-wise
-//! kernels are one portable body compiled three times ([`isa_dispatch`]); the GEMM
+//! kernels are one portable body compiled three times (`isa_dispatch!`); the GEMM
 //! micro-kernels are hand-written per ISA. This is the only module of
 //! the crate allowed to use `unsafe` (for `std::arch` intrinsics and `#[target_feature]` calls),
 //! each block with a `SAFETY` comment.
