@@ -155,8 +155,3 @@ pub(crate) fn check_channels(layer: &str, shape: &[usize], channels: usize) -> R
     }
     Ok(())
 }
-
-/// The error for `backward` without a training-mode `forward`.
-pub(crate) fn no_forward(layer: &str) -> CoreError {
-    CoreError::no_forward(layer)
-}

@@ -8,7 +8,7 @@ use rand::Rng;
 
 use super::chain::{
     Act, SequentialExt, channels, check_channels, check_nonzero, check_odd, concat_channels,
-    no_forward, sum_costs,
+    sum_costs,
 };
 
 /// Configuration of a [`GhostModule`].
@@ -217,7 +217,7 @@ impl<F: Float> Layer<F> for GhostModule<F> {
         let shape = self
             .full_shape
             .as_ref()
-            .ok_or_else(|| no_forward("GhostModule"))?;
+            .ok_or_else(|| CoreError::no_forward("GhostModule"))?;
         let n = self.config.out_channels;
         let mut expected = shape.clone();
         expected[1] = n;

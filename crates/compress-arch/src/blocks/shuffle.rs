@@ -7,8 +7,7 @@ use ndarray::{ArrayD, ArrayRef, IxDyn};
 use rand::Rng;
 
 use super::chain::{
-    Act, SequentialExt, channels, check_channels, check_nonzero, concat_channels, no_forward,
-    sum_costs,
+    Act, SequentialExt, channels, check_channels, check_nonzero, concat_channels, sum_costs,
 };
 
 /// Permutes channels so that grouped convolutions exchange information: with `g` groups of
@@ -63,7 +62,9 @@ impl<F: Float> Layer<F> for ChannelShuffle {
     }
 
     fn backward(&mut self, grad: &ArrayRef<F, IxDyn>) -> Result<ArrayD<F>> {
-        let c = self.channels.ok_or_else(|| no_forward("ChannelShuffle"))?;
+        let c = self
+            .channels
+            .ok_or_else(|| CoreError::no_forward("ChannelShuffle"))?;
         if grad.shape().get(1) != Some(&c) {
             return Err(CoreError::shape(
                 "ChannelShuffle grad",

@@ -1,10 +1,9 @@
 //! Element-wise activations.
 
+use compress_core::CoreError;
 use compress_core::derive::Module;
 use compress_core::{Cost, Float, Layer, Mode, Result, concrete};
 use ndarray::{ArrayD, ArrayRef, IxDyn, Zip};
-
-use super::no_forward;
 
 macro_rules! activation {
     ($(#[$doc:meta])* $name:ident, $label:literal, |$x:ident| $f:expr, |$xi:ident| $df:expr) => {
@@ -68,7 +67,7 @@ macro_rules! activation {
             }
 
             fn backward(&mut self, grad: &ArrayRef<F, IxDyn>) -> Result<ArrayD<F>> {
-                let x = self.input.as_ref().ok_or_else(|| no_forward($label))?;
+                let x = self.input.as_ref().ok_or_else(|| CoreError::no_forward($label))?;
                 if x.shape() != grad.shape() {
                     return Err(compress_core::CoreError::shape(
                         concat!($label, " grad"),

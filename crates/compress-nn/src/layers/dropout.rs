@@ -5,8 +5,6 @@ use compress_core::{CoreError, Cost, Float, Layer, Mode, Result};
 use ndarray::{ArrayD, ArrayRef, IxDyn, Zip};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
-use super::no_forward;
-
 /// Inverted dropout: in training each element is zeroed with probability `p` and the rest
 /// are scaled by `1 / (1 - p)`; in eval mode it is the identity.
 ///
@@ -93,7 +91,10 @@ impl<F: Float> Layer<F> for Dropout<F> {
     }
 
     fn backward(&mut self, grad: &ArrayRef<F, IxDyn>) -> Result<ArrayD<F>> {
-        let mask = self.mask.as_ref().ok_or_else(|| no_forward("Dropout"))?;
+        let mask = self
+            .mask
+            .as_ref()
+            .ok_or_else(|| CoreError::no_forward("Dropout"))?;
         if mask.shape() != grad.shape() {
             return Err(CoreError::shape("Dropout grad", mask.shape(), grad.shape()));
         }

@@ -4,8 +4,6 @@ use compress_core::derive::Module;
 use compress_core::{CoreError, Cost, Float, Layer, Mode, Result};
 use ndarray::{ArrayD, ArrayRef, IxDyn};
 
-use super::no_forward;
-
 /// `[N, d1, d2, ...] -> [N, d1 * d2 * ...]`.
 #[derive(Debug, Clone, Default, Module)]
 pub struct Flatten {
@@ -36,7 +34,10 @@ impl<F: Float> Layer<F> for Flatten {
     }
 
     fn backward(&mut self, grad: &ArrayRef<F, IxDyn>) -> Result<ArrayD<F>> {
-        let shape = self.shape.as_ref().ok_or_else(|| no_forward("Flatten"))?;
+        let shape = self
+            .shape
+            .as_ref()
+            .ok_or_else(|| CoreError::no_forward("Flatten"))?;
         grad.to_owned()
             .into_shape_with_order(IxDyn(shape))
             .map_err(|_| CoreError::shape("Flatten grad", shape, grad.shape()))

@@ -91,8 +91,3 @@ pub fn as_2d<'a, F: Float>(
     }
     Ok(x.view().into_dimensionality::<Ix2>()?)
 }
-
-/// The error for `backward` without a cached training-mode `forward`.
-pub(crate) fn no_forward(layer: &str) -> CoreError {
-    CoreError::no_forward(layer)
-}

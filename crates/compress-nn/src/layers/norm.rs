@@ -4,8 +4,6 @@ use compress_core::derive::Module;
 use compress_core::{CoreError, Cost, Float, Layer, Mode, Param, ParamKind, Result, TensorExt};
 use ndarray::{ArrayD, ArrayRef, IxDyn};
 
-use super::no_forward;
-
 /// What a training-mode forward keeps for backward.
 #[derive(Debug, Clone)]
 struct Cache<F> {
@@ -145,7 +143,10 @@ impl<F: Float> Bn<F> {
     }
 
     fn backward(&mut self, layer: &str, grad: &ArrayRef<F, IxDyn>) -> Result<ArrayD<F>> {
-        let cache = self.cache.as_ref().ok_or_else(|| no_forward(layer))?;
+        let cache = self
+            .cache
+            .as_ref()
+            .ok_or_else(|| CoreError::no_forward(layer))?;
         if grad.shape() != cache.shape.as_slice() {
             return Err(CoreError::shape(
                 format!("{layer} grad"),

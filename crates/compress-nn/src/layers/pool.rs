@@ -7,7 +7,7 @@ use std::ops::Range;
 use ndarray::{ArrayD, ArrayRef, IxDyn};
 
 use super::conv::IntoHw;
-use super::{no_forward, split_batch};
+use super::split_batch;
 
 /// Window geometry shared by the two windowed pools.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -292,7 +292,10 @@ impl<F: Float> Layer<F> for MaxPool2d {
     }
 
     fn backward(&mut self, grad: &ArrayRef<F, IxDyn>) -> Result<ArrayD<F>> {
-        let (shape, arg) = self.cache.as_ref().ok_or_else(|| no_forward("MaxPool2d"))?;
+        let (shape, arg) = self
+            .cache
+            .as_ref()
+            .ok_or_else(|| CoreError::no_forward("MaxPool2d"))?;
         if grad.len() != arg.len() || grad.shape().first() != shape.first() {
             let mut expected = shape[..2].to_vec();
             expected.push(arg.len() / (shape[0] * shape[1]).max(1));
@@ -333,7 +336,10 @@ impl<F: Float> Layer<F> for AvgPool2d {
     }
 
     fn backward(&mut self, grad: &ArrayRef<F, IxDyn>) -> Result<ArrayD<F>> {
-        let shape = self.shape.as_ref().ok_or_else(|| no_forward("AvgPool2d"))?;
+        let shape = self
+            .shape
+            .as_ref()
+            .ok_or_else(|| CoreError::no_forward("AvgPool2d"))?;
         let walk = self.window.walk("AvgPool2d", shape)?;
         if grad.shape() != walk.shape {
             return Err(CoreError::shape(
@@ -392,7 +398,7 @@ impl<F: Float> Layer<F> for GlobalAvgPool {
         let shape = self
             .shape
             .as_ref()
-            .ok_or_else(|| no_forward("GlobalAvgPool"))?;
+            .ok_or_else(|| CoreError::no_forward("GlobalAvgPool"))?;
         let (n, c, l) = (shape[0], shape[1], shape[2] * shape[3]);
         if grad.shape() != [n, c] {
             return Err(CoreError::shape(

@@ -25,7 +25,7 @@ use std::ops::Range;
 
 use self::depthwise::Dw;
 use self::im2col::col2im_add;
-use super::{no_forward, split_batch};
+use super::split_batch;
 use crate::gemm::matmul_into;
 use crate::init::kaiming_uniform;
 
@@ -250,7 +250,10 @@ impl<F: Float> Layer<F> for Conv2d<F> {
     }
 
     fn backward(&mut self, grad: &ArrayRef<F, IxDyn>) -> Result<ArrayD<F>> {
-        let xs = self.input.as_deref().ok_or_else(|| no_forward("Conv2d"))?;
+        let xs = self
+            .input
+            .as_deref()
+            .ok_or_else(|| CoreError::no_forward("Conv2d"))?;
         let (n, cfg, g) = self.plan_batch(&self.input_shape)?;
         let oc = cfg.out_channels;
         if grad.shape() != [n, oc, g.oh, g.ow] {

@@ -3,6 +3,7 @@
 mod dense;
 mod packed;
 
+use compress_core::CoreError;
 use compress_core::{
     Cost, Float, Layer, Mode, Module, Param, ParamKind, ParamPath, ParamVisitor, ParamVisitorMut,
     Result, TensorExt,
@@ -10,7 +11,7 @@ use compress_core::{
 use ndarray::{Array2, ArrayD, ArrayRef, ArrayView2, Ix1, Ix2, IxDyn};
 use rand::Rng;
 
-use super::{as_2d, no_forward};
+use super::as_2d;
 use crate::gemm;
 use crate::init::kaiming_uniform;
 use packed::Packed;
@@ -227,7 +228,10 @@ impl<F: Float> Layer<F> for Linear<F> {
     }
 
     fn backward(&mut self, grad: &ArrayRef<F, IxDyn>) -> Result<ArrayD<F>> {
-        let x = self.input.as_ref().ok_or_else(|| no_forward("Linear"))?;
+        let x = self
+            .input
+            .as_ref()
+            .ok_or_else(|| CoreError::no_forward("Linear"))?;
         let g = as_2d(grad, "Linear grad", self.out_features())?;
         if g.nrows() != x.nrows() {
             return Err(compress_core::CoreError::shape(

@@ -8,7 +8,6 @@ use ndarray::{Array2, Array4, ArrayD, ArrayRef, ArrayView2, ArrayViewMut2, Ix2, 
 use rand::Rng;
 use rayon::prelude::*;
 
-use super::super::no_forward;
 use super::{PaddingMask, check_mask, to_tokens, vmath};
 use crate::Linear;
 use crate::gemm::matmul_into;
@@ -349,7 +348,7 @@ impl<F: Float> Layer<F> for MultiHeadAttention<F> {
         let cache = self
             .cache
             .as_ref()
-            .ok_or_else(|| no_forward("MultiHeadAttention"))?;
+            .ok_or_else(|| CoreError::no_forward("MultiHeadAttention"))?;
         let (batch, seq, h) = (cache.batch, cache.seq, self.hidden());
         if grad.shape() != [batch, seq, h] {
             return Err(CoreError::shape(

@@ -8,8 +8,6 @@ use ndarray::{Array2, ArrayD, ArrayRef, IxDyn};
 use rand::Rng;
 use rand_distr::{Distribution, Normal};
 
-use super::super::no_forward;
-
 /// A lookup table `weight [num_embeddings, dim]`: id `i` becomes row `i`.
 ///
 /// Use [`Embedding::lookup`] / [`Embedding::forward_ids`] with integer ids. As a
@@ -108,7 +106,10 @@ impl<F: Float> Embedding<F> {
     ///
     /// Without a training-mode forward, or when `grad` has the wrong shape.
     pub fn backward_ids(&mut self, grad: &ArrayRef<F, ndarray::Ix2>) -> Result<()> {
-        let ids = self.ids.as_ref().ok_or_else(|| no_forward("Embedding"))?;
+        let ids = self
+            .ids
+            .as_ref()
+            .ok_or_else(|| CoreError::no_forward("Embedding"))?;
         if grad.shape() != [ids.len(), self.dim()] {
             return Err(CoreError::shape(
                 "Embedding grad",
@@ -170,7 +171,7 @@ impl<F: Float> Layer<F> for Embedding<F> {
         let n = self
             .ids
             .as_ref()
-            .ok_or_else(|| no_forward("Embedding"))?
+            .ok_or_else(|| CoreError::no_forward("Embedding"))?
             .len();
         let in_shape = &grad.shape()[..grad.ndim().saturating_sub(1)];
         if grad.ndim() == 0 || grad.shape()[grad.ndim() - 1] != self.dim() {

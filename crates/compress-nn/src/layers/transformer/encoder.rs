@@ -297,7 +297,7 @@ impl<F: Float> Layer<F> for TransformerEncoderLayer<F> {
         let h = self.hidden();
         let (batch, seq) = self
             .batch_seq
-            .ok_or_else(|| super::super::no_forward("TransformerEncoderLayer"))?;
+            .ok_or_else(|| CoreError::no_forward("TransformerEncoderLayer"))?;
         if grad.shape() != [batch, seq, h] {
             return Err(CoreError::shape(
                 "TransformerEncoderLayer grad",

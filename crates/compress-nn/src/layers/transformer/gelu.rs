@@ -4,7 +4,6 @@ use compress_core::derive::Module;
 use compress_core::{CoreError, Cost, Float, Layer, Mode, Result};
 use ndarray::{ArrayD, ArrayRef, IxDyn, Zip};
 
-use super::super::no_forward;
 use super::vmath;
 
 /// `x := gelu(x)`: the vectorised kernel for contiguous `f32`, [`GeluKind::apply`]
@@ -126,7 +125,10 @@ impl<F: Float> Layer<F> for Gelu<F> {
     }
 
     fn backward(&mut self, grad: &ArrayRef<F, IxDyn>) -> Result<ArrayD<F>> {
-        let x = self.input.as_ref().ok_or_else(|| no_forward("Gelu"))?;
+        let x = self
+            .input
+            .as_ref()
+            .ok_or_else(|| CoreError::no_forward("Gelu"))?;
         if x.shape() != grad.shape() {
             return Err(CoreError::shape("Gelu grad", x.shape(), grad.shape()));
         }

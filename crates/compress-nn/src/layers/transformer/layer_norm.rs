@@ -6,7 +6,6 @@ use compress_core::{
 };
 use ndarray::{Array1, ArrayD, ArrayRef, IxDyn};
 
-use super::super::no_forward;
 use super::vmath;
 
 /// What a training-mode forward keeps for backward.
@@ -173,7 +172,10 @@ impl<F: Float> Layer<F> for LayerNorm<F> {
     }
 
     fn backward(&mut self, grad: &ArrayRef<F, IxDyn>) -> Result<ArrayD<F>> {
-        let cache = self.cache.as_ref().ok_or_else(|| no_forward("LayerNorm"))?;
+        let cache = self
+            .cache
+            .as_ref()
+            .ok_or_else(|| CoreError::no_forward("LayerNorm"))?;
         if grad.shape() != cache.xhat.shape() {
             return Err(CoreError::shape(
                 "LayerNorm grad",

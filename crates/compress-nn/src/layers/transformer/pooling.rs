@@ -5,7 +5,6 @@ use compress_core::derive::Module;
 use compress_core::{CoreError, Cost, Float, Layer, Mode, Result};
 use ndarray::{Array2, Array3, ArrayD, ArrayRef, ArrayView3, Ix3, IxDyn, s};
 
-use super::super::no_forward;
 use super::{PaddingMask, check_mask};
 
 /// Smallest token count mean pooling divides by (sentence-transformers clamps at `1e-9`).
@@ -173,7 +172,10 @@ impl<F: Float> Layer<F> for Pooling<F> {
     }
 
     fn backward(&mut self, grad: &ArrayRef<F, IxDyn>) -> Result<ArrayD<F>> {
-        let cache = self.cache.as_ref().ok_or_else(|| no_forward("Pooling"))?;
+        let cache = self
+            .cache
+            .as_ref()
+            .ok_or_else(|| CoreError::no_forward("Pooling"))?;
         let (batch, seq, dim) = cache.shape;
         if grad.shape() != [batch, dim] {
             return Err(CoreError::shape(
