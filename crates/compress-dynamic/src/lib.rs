@@ -3,7 +3,9 @@
 //!
 //! - **Early exits** (BranchyNet): [`EarlyExitNet`] is a backbone of stages with exit heads;
 //!   [`train_early_exit`] trains all exits jointly (optionally distilling the last exit into
-//!   the earlier ones); [`EarlyExitNet::infer`] runs a batch and, after each exit, forwards
+//!   the earlier ones), or [`train_exit_heads`] trains only the heads added with
+//!   [`EarlyExitNet::insert_exit`] to a trained network, on its frozen backbone (its own
+//!   accuracy unchanged); [`EarlyExitNet::infer`] runs a batch and, after each exit, forwards
 //!   only the samples that have not left (regrouped with `select`), counting the MACs each
 //!   sample really used. Exit rules: max softmax `>= tau` or entropy `<= tau`
 //!   ([`ExitRule`]).
@@ -77,7 +79,7 @@ pub use calibrate::{
 };
 pub use early_exit::{
     EarlyExitNet, ExitDistill, ExitEpochStats, ExitTrainConfig, ExitTrainReport, joint_exit_loss,
-    train_early_exit,
+    train_early_exit, train_exit_heads,
 };
 pub use error::{DynamicError, Result};
 pub use output::DynamicOutput;

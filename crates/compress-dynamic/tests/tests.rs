@@ -5,5 +5,6 @@ mod calibration;
 mod common;
 mod early_exit;
 mod eval_path;
+mod frozen_backbone;
 mod gradients;
 mod slimmable;

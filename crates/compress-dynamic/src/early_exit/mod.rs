@@ -8,5 +8,5 @@ mod train;
 pub use net::EarlyExitNet;
 pub use train::{
     ExitDistill, ExitEpochStats, ExitTrainConfig, ExitTrainReport, joint_exit_loss,
-    train_early_exit,
+    train_early_exit, train_exit_heads,
 };

@@ -94,6 +94,33 @@ impl<F: Float> EarlyExitNet<F> {
         self.exits.push(head);
     }
 
+    /// Attaches an exit head after stage `after_stage` of a built network, keeping the exits
+    /// in stage order: the way to add early exits to a trained static network before
+    /// [`train_exit_heads`](crate::train_exit_heads) trains them on its frozen backbone.
+    ///
+    /// # Errors
+    ///
+    /// [`CoreError::InvalidConfig`] naming `after_stage` when it is not a stage before the
+    /// last exit's, or when that stage already has an exit.
+    pub fn insert_exit(&mut self, after_stage: usize, head: Box<dyn Layer<F>>) -> Result<()> {
+        let last = self.attach.last().copied();
+        if last.is_none_or(|l| after_stage >= l) || self.attach.contains(&after_stage) {
+            return Err(DynamicError::config(
+                "after_stage",
+                format!(
+                    "{after_stage} must be a stage without an exit before the last exit's stage \
+                     {last:?} (exits follow {:?})",
+                    self.attach
+                ),
+            ));
+        }
+        self.invalidate();
+        let at = self.attach.partition_point(|&a| a < after_stage);
+        self.attach.insert(at, after_stage);
+        self.exits.insert(at, head);
+        Ok(())
+    }
+
     /// Per-sample input shape.
     pub fn input_shape(&self) -> &[usize] {
         &self.input_shape
@@ -274,15 +301,50 @@ impl<F: Float> EarlyExitNet<F> {
     ///
     /// Any layer error, or a head whose output is not `[N, classes]`.
     pub fn forward_all(&mut self, x: &ArrayRef<F, IxDyn>, mode: Mode) -> Result<Vec<Array2<F>>> {
+        self.forward_modes(x, mode, |_| mode)
+    }
+
+    /// The frozen-backbone forward of [`train_exit_heads`](crate::train_exit_heads): the
+    /// stages and the last head in [`Mode::Eval`] (no caches, no batch statistics updated),
+    /// the early heads in [`Mode::Train`].
+    pub(super) fn forward_frozen(&mut self, x: &ArrayRef<F, IxDyn>) -> Result<Vec<Array2<F>>> {
+        let last = self.exits.len().saturating_sub(1);
+        self.forward_modes(x, Mode::Eval, |k| {
+            if k < last { Mode::Train } else { Mode::Eval }
+        })
+    }
+
+    /// Back-propagates each early exit's gradient through its head only (after
+    /// [`EarlyExitNet::forward_frozen`]); the stages and the last head get no gradient.
+    pub(super) fn backward_early_heads(&mut self, grads: &[Array2<F>]) -> Result<()> {
+        if grads.len() != self.exits.len() {
+            return Err(
+                CoreError::shape("exit gradients", &[self.exits.len()], &[grads.len()]).into(),
+            );
+        }
+        let last = self.exits.len().saturating_sub(1);
+        for (head, g) in self.exits[..last].iter_mut().zip(grads) {
+            head.backward(&g.view().into_dyn())?;
+        }
+        Ok(())
+    }
+
+    /// Every stage in `stage_mode`, exit `k` in `head_mode(k)`.
+    fn forward_modes(
+        &mut self,
+        x: &ArrayRef<F, IxDyn>,
+        stage_mode: Mode,
+        head_mode: impl Fn(usize) -> Mode,
+    ) -> Result<Vec<Array2<F>>> {
         self.check_structure()?;
         let mut out = Vec::with_capacity(self.exits.len());
         let mut h: Option<ArrayD<F>> = None;
         let mut next = 0;
         for s in 0..self.stages.len() {
-            let hs = self.stages[s].forward(h.as_deref().unwrap_or(x), mode)?;
+            let hs = self.stages[s].forward(h.as_deref().unwrap_or(x), stage_mode)?;
             let hs = &*h.insert(hs);
             while next < self.attach.len() && self.attach[next] == s {
-                let y = self.exits[next].forward(hs, mode)?;
+                let y = self.exits[next].forward(hs, head_mode(next))?;
                 out.push(logits_2d(&y, &format_args!("exit {next}"))?.to_owned());
                 next += 1;
             }
@@ -365,6 +427,36 @@ impl<F: Float> Module<F> for EarlyExitNet<F> {
         self.invalidate();
         path.scoped("stages", |p| self.stages.visit_mut(p, v))?;
         path.scoped("exits", |p| self.exits.visit_mut(p, v))
+    }
+}
+
+/// The early heads of a network (every exit but the last) as a module, under their own
+/// paths `exits.<k>.…`: what the optimizer steps when the backbone is frozen.
+pub(super) struct EarlyHeads<'a, F: Float>(pub(super) &'a mut EarlyExitNet<F>);
+
+impl<F: Float> Module<F> for EarlyHeads<'_, F> {
+    fn visit(&self, path: &mut ParamPath, v: &mut dyn ParamVisitor<F>) {
+        let last = self.0.exits.len().saturating_sub(1);
+        path.scoped("exits", |p| {
+            for (k, head) in self.0.exits[..last].iter().enumerate() {
+                p.scoped(&k.to_string(), |p| head.visit(p, v));
+            }
+        });
+    }
+
+    fn visit_mut(
+        &mut self,
+        path: &mut ParamPath,
+        v: &mut dyn ParamVisitorMut<F>,
+    ) -> compress_core::Result<()> {
+        self.0.invalidate();
+        let last = self.0.exits.len().saturating_sub(1);
+        path.scoped("exits", |p| {
+            for (k, head) in self.0.exits[..last].iter_mut().enumerate() {
+                p.scoped(&k.to_string(), |p| head.visit_mut(p, v))?;
+            }
+            Ok(())
+        })
     }
 }
 

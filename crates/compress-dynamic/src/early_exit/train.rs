@@ -8,6 +8,7 @@ use compress_nn::{Dataset, LrSchedule, Optimizer};
 use ndarray::Array2;
 
 use super::EarlyExitNet;
+use super::net::EarlyHeads;
 use crate::{DynamicError, Result, distill_loss};
 
 /// Distillation of the last exit (teacher, held constant) into the earlier ones.
@@ -149,6 +150,50 @@ pub fn train_early_exit<F: Float>(
     train: &Dataset<F>,
     config: &ExitTrainConfig,
 ) -> Result<ExitTrainReport> {
+    train_loop(net, optimizer, train, config, false)
+}
+
+/// Trains only the early heads (every exit but the last) on a frozen backbone: the stages
+/// and the last exit keep their weights, so the network's static accuracy is the trained
+/// static network's, exactly. The stages and the last head run in [`Mode::Eval`] (batch
+/// statistics untouched); each early head learns from [`joint_exit_loss`] (labels and, with
+/// `config.distill`, the frozen last exit as teacher). The last exit's weight in
+/// `config.exit_weights` only scales the reported loss.
+///
+/// This is how early exits are added to a trained network without lowering its own
+/// accuracy: train the static network, attach heads with
+/// [`EarlyExitNet::insert_exit`], then call this.
+///
+/// # Errors
+///
+/// As [`train_early_exit`]; also [`CoreError::InvalidConfig`] for a network with one exit
+/// (nothing to train).
+pub fn train_exit_heads<F: Float>(
+    net: &mut EarlyExitNet<F>,
+    optimizer: &mut dyn Optimizer<F>,
+    train: &Dataset<F>,
+    config: &ExitTrainConfig,
+) -> Result<ExitTrainReport> {
+    if net.num_exits() < 2 {
+        return Err(DynamicError::config(
+            "exits",
+            format!(
+                "a frozen backbone needs an early exit to train, the network has {} exit(s)",
+                net.num_exits()
+            ),
+        ));
+    }
+    train_loop(net, optimizer, train, config, true)
+}
+
+/// The training loop of [`train_early_exit`] and (with `frozen`) [`train_exit_heads`].
+fn train_loop<F: Float>(
+    net: &mut EarlyExitNet<F>,
+    optimizer: &mut dyn Optimizer<F>,
+    train: &Dataset<F>,
+    config: &ExitTrainConfig,
+    frozen: bool,
+) -> Result<ExitTrainReport> {
     net.validate()?;
     let k = net.num_exits();
     let mut minibatches = Minibatches::new(train.len(), config.batch_size, config.seed)?
@@ -165,8 +210,13 @@ pub fn train_early_exit<F: Float>(
         let mut correct = vec![0usize; k];
         for idx in batches {
             let (x, y) = train.batch(idx);
-            net.zero_grad();
-            let logits = net.forward_all(&x, Mode::Train)?;
+            let logits = if frozen {
+                EarlyHeads(net).zero_grad();
+                net.forward_frozen(&x)?
+            } else {
+                net.zero_grad();
+                net.forward_all(&x, Mode::Train)?
+            };
             let (l, grads) = joint_exit_loss(&logits, &y, &weights, config.distill)?;
             check_loss(l, epoch, report.steps)?;
             for (c, z) in correct.iter_mut().zip(&logits) {
@@ -177,8 +227,13 @@ pub fn train_early_exit<F: Float>(
                     .count();
             }
             loss_sum += l.as_f64() * idx.len() as f64;
-            net.backward_all(&grads)?;
-            optimizer.step(net)?;
+            if frozen {
+                net.backward_early_heads(&grads)?;
+                optimizer.step(&mut EarlyHeads(net))?;
+            } else {
+                net.backward_all(&grads)?;
+                optimizer.step(net)?;
+            }
             report.steps += 1;
         }
         let n = train.len().max(1) as f64;

@@ -6,7 +6,7 @@ use compress_core::Layer;
 use compress_dynamic::{
     Budget, CalibrationTarget, DynamicOutput, EarlyExitNet, ExitDistill, ExitRule, ExitTrainConfig,
     SandwichConfig, SlimmableNet, Thresholds, calibrate, recalibrate_bn, tradeoff_curve,
-    train_early_exit, train_sandwich,
+    train_early_exit, train_exit_heads, train_sandwich,
 };
 use compress_nn::train::evaluate;
 use compress_nn::{Adam, Dataset, Linear, LrSchedule, ReLU, Sequential};
@@ -66,14 +66,10 @@ fn seeds(ctx: &Ctx) -> Vec<u64> {
     (0..n).map(|i| ctx.seed + i).collect()
 }
 
-/// Trains `net` (all exits jointly, the last distilled into the earlier ones).
-fn train_exits(
-    ctx: &Ctx,
-    net: &mut EarlyExitNet<f32>,
-    train: &Dataset<f32>,
-    seed: u64,
-) -> Result<()> {
-    let cfg = ExitTrainConfig {
+/// The training settings of `early-exit`: Adam 3e-3 under a cosine schedule, the last exit
+/// distilled into the earlier ones (T = 3, alpha = 0.5) when there are any.
+fn exit_config(ctx: &Ctx, net: &EarlyExitNet<f32>, seed: u64) -> ExitTrainConfig {
+    ExitTrainConfig {
         epochs: exit_epochs(ctx),
         seed,
         distill: (net.num_exits() > 1).then_some(ExitDistill {
@@ -82,9 +78,49 @@ fn train_exits(
         }),
         schedule: LrSchedule::Cosine { min_lr: 1e-5 },
         ..ExitTrainConfig::default()
-    };
+    }
+}
+
+/// Trains `net` (all exits jointly, the last distilled into the earlier ones).
+fn train_exits(
+    ctx: &Ctx,
+    net: &mut EarlyExitNet<f32>,
+    train: &Dataset<f32>,
+    seed: u64,
+) -> Result<()> {
+    let cfg = exit_config(ctx, net, seed);
     train_early_exit(net, &mut Adam::new(3e-3), train, &cfg)?;
     Ok(())
+}
+
+/// Adds the early heads to the trained static network `net` and trains only them, on its
+/// frozen backbone, with the same settings: the static network is left as it is.
+fn add_exits(
+    ctx: &Ctx,
+    net: &mut EarlyExitNet<f32>,
+    train: &Dataset<f32>,
+    seed: u64,
+) -> Result<()> {
+    let mut rng = StdRng::seed_from_u64(seed ^ 0xE817);
+    let [h0, h1, _] = backbone(ctx);
+    net.insert_exit(0, Box::new(Linear::new(h0, 10, true, &mut rng)))?;
+    net.insert_exit(1, Box::new(Linear::new(h1, 10, true, &mut rng)))?;
+    let cfg = exit_config(ctx, net, seed);
+    train_exit_heads(net, &mut Adam::new(3e-3), train, &cfg)?;
+    Ok(())
+}
+
+/// Calibrates `net`'s thresholds on `valid` (max softmax, no accuracy drop allowed there)
+/// and runs `test` with them.
+fn calibrated_run(
+    net: &mut EarlyExitNet<f32>,
+    valid: &Dataset<f32>,
+    test: &Dataset<f32>,
+) -> Result<(Thresholds, Vec<f64>, DynamicOutput<f32>)> {
+    let profile = net.profile(valid, ExitRule::MaxSoftmax, 512)?;
+    let cal = calibrate(&profile, CalibrationTarget::AccuracyDrop { max_drop: 0.0 })?;
+    let out = net.infer(&test.x, &cal.thresholds)?;
+    Ok((cal.thresholds, profile.exit_accuracies(), out))
 }
 
 /// `(train, valid, test)`: 20% of the training set held out for calibration.
@@ -106,34 +142,44 @@ fn outcome(out: &DynamicOutput<f32>, labels: &[usize]) -> Value {
     })
 }
 
-/// Runs `early-exit`.
+/// Runs `early-exit`: per seed, the static network is trained alone (the baseline), then
+/// early heads are added and trained on its frozen backbone (the compressed model, whose
+/// last exit is the baseline itself); the same exits trained jointly with the backbone are
+/// reported beside it.
 pub(crate) fn run_early_exit(ctx: &Ctx) -> Result<Report> {
     let mut runs = Vec::new();
     let (mut acc_dyn, mut acc_static, mut acc_last, mut macs_dyn) =
         (vec![], vec![], vec![], vec![]);
+    let (mut acc_joint, mut macs_joint) = (vec![], vec![]);
     let mut fractions = [0.0; 3];
     let mut curve = Value::Null;
     let mut entropy = Value::Null;
     let mut full_macs = 0;
-    let mut baseline_model = None;
+    let mut baseline = None;
     let mut dyn_params = 0;
     for seed in seeds(ctx) {
         let (train, valid, test) = splits(ctx, seed)?;
-        let mut net = exit_net(ctx, seed, true);
+        // The static network trained alone: the baseline, and the frozen backbone.
+        let mut net = exit_net(ctx, seed, false);
         train_exits(ctx, &mut net, &train, seed)?;
-        let profile = net.profile(&valid, ExitRule::MaxSoftmax, 512)?;
-        let cal = calibrate(&profile, CalibrationTarget::AccuracyDrop { max_drop: 0.0 })?;
-        let out = net.infer(&test.x, &cal.thresholds)?;
+        let a_static = evaluate(&mut net, &test, 512)?;
+        full_macs = net.cost(&[ctx.input_dim()])?.macs;
+        if baseline.is_none() {
+            baseline = Some(Metrics::dense_f32(&net, &[ctx.input_dim()], 0.0)?);
+        }
+        add_exits(ctx, &mut net, &train, seed)?;
+        let (thresholds, valid_acc, out) = calibrated_run(&mut net, &valid, &test)?;
         let last = net.infer(&test.x, &Thresholds::disabled(ExitRule::MaxSoftmax, 3))?;
-        // The same architecture without exits, trained alone: the baseline.
-        let mut alone = exit_net(ctx, seed, false);
-        train_exits(ctx, &mut alone, &train, seed)?;
-        let a_static = evaluate(&mut alone, &test, 512)?;
-        full_macs = alone.cost(&[ctx.input_dim()])?.macs;
+        // The same exits trained jointly with the backbone (the earlier method).
+        let mut joint = exit_net(ctx, seed, true);
+        train_exits(ctx, &mut joint, &train, seed)?;
+        let (j_thresholds, _, j_out) = calibrated_run(&mut joint, &valid, &test)?;
         acc_dyn.push(out.accuracy(&test.labels));
         acc_static.push(a_static);
         acc_last.push(last.accuracy(&test.labels));
         macs_dyn.push(out.avg_macs());
+        acc_joint.push(j_out.accuracy(&test.labels));
+        macs_joint.push(j_out.avg_macs());
         for (f, x) in fractions.iter_mut().zip(out.exit_fractions()) {
             *f += x;
         }
@@ -158,19 +204,17 @@ pub(crate) fn run_early_exit(ctx: &Ctx) -> Result<Report> {
         }
         runs.push(json!({
             "seed": seed,
-            "thresholds": cal.thresholds.taus,
-            "valid_exit_accuracy": profile.exit_accuracies(),
+            "thresholds": thresholds.taus,
+            "valid_exit_accuracy": valid_acc,
             "static_alone_accuracy": a_static,
             "last_exit_accuracy": last.accuracy(&test.labels),
             "dynamic": outcome(&out, &test.labels),
+            "joint": {"thresholds": j_thresholds.taus, "test": outcome(&j_out, &test.labels)},
         }));
-        if baseline_model.is_none() {
-            baseline_model = Some(alone);
-        }
     }
     let n = runs.len() as f64;
-    let alone = baseline_model.ok_or_else(|| CliError::Usage("no seeds".into()))?;
-    let baseline = Metrics::dense_f32(&alone, &[ctx.input_dim()], mean(&acc_static))?;
+    let mut baseline = baseline.ok_or_else(|| CliError::Usage("no seeds".into()))?;
+    baseline.accuracy = mean(&acc_static);
     let macs = mean(&macs_dyn);
     let compressed = Metrics {
         accuracy: mean(&acc_dyn),
@@ -179,9 +223,19 @@ pub(crate) fn run_early_exit(ctx: &Ctx) -> Result<Report> {
         bytes: 4 * dyn_params,
         macs: macs.round() as u64,
     };
+    let drops = |acc: &[f64]| {
+        Stat::of(
+            &acc_static
+                .iter()
+                .zip(acc)
+                .map(|(s, d)| 100.0 * (s - d))
+                .collect::<Vec<_>>(),
+        )
+    };
     let extra = json!({
         "backbone": backbone(ctx),
         "exits_after_stages": [0, 1, 2],
+        "method": "static network trained alone, then the early heads trained on its frozen backbone (the last exit distilled into them)",
         "rule": "max softmax >= tau, calibrated on a 20% validation split (no accuracy drop allowed there)",
         "seeds": runs.len(),
         "full_macs": full_macs,
@@ -189,17 +243,18 @@ pub(crate) fn run_early_exit(ctx: &Ctx) -> Result<Report> {
         "targets": {
             "average_macs_at_most_half_of_static": macs <= 0.5 * full_macs as f64,
             "accuracy_at_most_0.5_points_below_static": 100.0 * (mean(&acc_static) - mean(&acc_dyn)) <= 0.5,
+            "last_exit_is_the_static_network": acc_last == acc_static,
         },
         "accuracy_drop_points_vs_static_alone": 100.0 * (mean(&acc_static) - mean(&acc_dyn)),
-        "accuracy_drop_points_vs_static_alone_over_seeds": Stat::of(
-            &acc_static
-                .iter()
-                .zip(&acc_dyn)
-                .map(|(s, d)| 100.0 * (s - d))
-                .collect::<Vec<_>>()
-        ),
+        "accuracy_drop_points_vs_static_alone_over_seeds": drops(&acc_dyn),
         "accuracy_drop_points_vs_last_exit": 100.0 * (mean(&acc_last) - mean(&acc_dyn)),
         "exit_fractions": fractions.iter().map(|f| f / n).collect::<Vec<_>>(),
+        "joint_training": {
+            "about": "the same exits trained jointly with the backbone, calibrated the same way",
+            "accuracy": mean(&acc_joint),
+            "avg_macs": mean(&macs_joint),
+            "accuracy_drop_points_vs_static_alone_over_seeds": drops(&acc_joint),
+        },
         "accuracy_vs_macs_curve": curve,
         "entropy_rule": entropy,
         "runs": runs,
