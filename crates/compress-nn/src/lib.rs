@@ -7,6 +7,7 @@
 //! - [`layers`]: [`Linear`], [`Conv2d`] (stride, padding, dilation, groups; im2col + GEMM,
 //!   a direct depthwise kernel, a pointwise fast path), activations, [`MaxPool2d`],
 //!   [`AvgPool2d`], [`GlobalAvgPool`], [`BatchNorm1d`], [`BatchNorm2d`], [`Dropout`],
+//!   [`RandomShift`] (input jitter in training),
 //!   [`Flatten`], [`Sequential`]; transformer layers ([`Embedding`], [`LayerNorm`], [`Gelu`],
 //!   [`MultiHeadAttention`], [`TransformerEncoderLayer`], [`TransformerEncoder`],
 //!   [`Pooling`]; see [`layers::transformer`] for how padding masks flow).
@@ -50,8 +51,9 @@ pub use error::{NnError, Result};
 pub use layers::{
     AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Conv2dConfig, ConvGeometry, Dropout, Embedding,
     Flatten, Gelu, GeluKind, GlobalAvgPool, HardSwish, LayerNorm, Linear, MaxPool2d,
-    MultiHeadAttention, PaddingMask, Pooling, PoolingKind, ReLU, ReLU6, Sequential, Sigmoid, Tanh,
-    TransformerConfig, TransformerEncoder, TransformerEncoderLayer, im2col, im2col_nhwc,
+    MultiHeadAttention, PaddingMask, Pooling, PoolingKind, RandomShift, ReLU, ReLU6, Sequential,
+    Sigmoid, Tanh, TransformerConfig, TransformerEncoder, TransformerEncoderLayer, im2col,
+    im2col_nhwc,
 };
 pub use optim::{Adam, LrSchedule, Optimizer, Sgd};
 pub use train::{TrainConfig, TrainReport, Trainer};

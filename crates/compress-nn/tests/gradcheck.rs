@@ -4,7 +4,7 @@ use compress_core::{Layer, Mode};
 use compress_nn::loss::{mse, softmax_cross_entropy};
 use compress_nn::{
     AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Conv2dConfig, Dropout, Flatten, GlobalAvgPool,
-    HardSwish, Linear, MaxPool2d, ReLU, ReLU6, Sequential, Sigmoid, Tanh,
+    HardSwish, Linear, MaxPool2d, RandomShift, ReLU, ReLU6, Sequential, Sigmoid, Tanh,
 };
 use compress_testkit::{GradCheck, assert_grad_close, fd_grad, randomize_params, uniform_tensor};
 use ndarray::{Array2, ArrayD};
@@ -178,6 +178,24 @@ fn dropout_with_fixed_mask() {
             l.forward(x, Mode::Train).unwrap()
         },
     );
+}
+
+#[test]
+fn random_shift_with_fixed_shifts() {
+    let mut jitter = RandomShift::new(2, 5, 4, 2, 9).unwrap();
+    let mut rng = StdRng::seed_from_u64(62);
+    for shape in [&[3, 2, 5, 4][..], &[3, 40]] {
+        let x = uniform_tensor::<f64, _>(shape, 2.0, &mut rng);
+        check_with(
+            &mut jitter,
+            &x,
+            63,
+            &mut |l: &mut RandomShift<f64>, x: &ArrayD<f64>| {
+                l.reseed(321);
+                l.forward(x, Mode::Train).unwrap()
+            },
+        );
+    }
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! Integration tests for compress-nn.
 
+mod augment;
 mod conv;
 mod conv_fast;
 mod gradcheck;

@@ -1,6 +1,7 @@
 //! Reference layers. All implement [`compress_core::Layer`].
 
 mod activation;
+mod augment;
 mod conv;
 mod coupling;
 mod dropout;
@@ -12,6 +13,7 @@ mod sequential;
 pub mod transformer;
 
 pub use activation::{HardSwish, ReLU, ReLU6, Sigmoid, Tanh};
+pub use augment::RandomShift;
 pub use conv::{Conv2d, Conv2dConfig, ConvGeometry, IntoHw, im2col, im2col_nhwc};
 pub use dropout::Dropout;
 pub use flatten::Flatten;

@@ -8,11 +8,13 @@
 //! measure a fraction of the gap. `T = 4`, `alpha = 0.9` were chosen on a validation
 //! split of the training set (10 seeds; see `compress-distill/examples/tune_digits.rs`),
 //! never on the test set. MNIST uses Hinton's sizes: teacher 784-1200-1200-10, student
-//! 784-800-800-10.
+//! 784-800-800-10, and Hinton's input jitter for the MNIST teacher: each training image
+//! shifted by up to 2 pixels in x and y ([`RandomShift`]), which puts the teacher ahead of
+//! the student by more than the student's seed noise. The students see the plain images.
 
 use compress_core::Module;
 use compress_distill::{DistillConfig, DistillLoss, Distiller, KdConfig};
-use compress_nn::layers::Dropout;
+use compress_nn::layers::{Dropout, RandomShift};
 use compress_nn::models::mlp;
 use compress_nn::train::{CrossEntropy, evaluate};
 use compress_nn::{Dataset, Linear, ReLU, Sequential, Sgd, TrainConfig, Trainer};
@@ -36,6 +38,8 @@ struct Setup {
     teacher: Vec<usize>,
     student: Vec<usize>,
     dropout: f64,
+    /// Largest shift (pixels) of the teacher's jittered training inputs; 0 = none.
+    jitter: usize,
     teacher_lr: f64,
     student_lr: f64,
     teacher_epochs: usize,
@@ -60,6 +64,10 @@ impl Setup {
             teacher,
             student,
             dropout: 0.5,
+            jitter: match ctx.data {
+                DataSource::Digits => 0,
+                DataSource::Mnist(_) => 2,
+            },
             teacher_lr: 0.01,
             student_lr: 0.02,
             teacher_epochs: ctx.epochs(40, 20),
@@ -77,10 +85,15 @@ impl Setup {
         }
     }
 
-    /// Linear, ReLU, Dropout between every pair of widths (no dropout after the last).
+    /// Input jitter (with `jitter > 0`, on square one-channel images), then Linear, ReLU,
+    /// Dropout between every pair of widths (no dropout after the last).
     fn teacher_net(&self, seed: u64) -> Result<Sequential<f32>> {
         let mut rng = StdRng::seed_from_u64(seed);
         let mut net = Sequential::new();
+        if self.jitter > 0 {
+            let side = (self.teacher[0] as f64).sqrt().round() as usize;
+            net.push(RandomShift::new(1, side, side, self.jitter, seed ^ 0x717)?);
+        }
         let last = self.teacher.len() - 2;
         for (i, w) in self.teacher.windows(2).enumerate() {
             net.push(Linear::new(w[0], w[1], true, &mut rng));
@@ -179,6 +192,7 @@ fn teacher_extra(
     Ok(json!({
         "widths": setup.teacher,
         "dropout": setup.dropout,
+        "input_jitter_pixels": setup.jitter,
         "epochs": setup.teacher_epochs,
         "lr": setup.teacher_lr,
         "accuracy": acc,
