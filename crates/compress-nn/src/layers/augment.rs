@@ -6,6 +6,9 @@ use compress_core::{CoreError, Cost, Float, Layer, Mode, Result};
 use ndarray::{ArrayD, ArrayRef, IxDyn};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
+/// The input shape of the last training forward and each image's `(dy, dx)`.
+type Drawn = (Vec<usize>, Vec<(isize, isize)>);
+
 /// Shifts each image of a training batch by a random whole number of pixels, `dy` and `dx`
 /// each drawn uniformly from `-max_shift..=max_shift`, filling the uncovered border with
 /// zeros; in eval mode it is the identity. Place it first in a network to train on jittered
@@ -35,7 +38,7 @@ pub struct RandomShift<F: Float> {
     #[module(skip)]
     rng: StdRng,
     #[module(skip)]
-    shifts: Option<(Vec<usize>, Vec<(isize, isize)>)>,
+    shifts: Option<Drawn>,
     #[module(skip)]
     _f: std::marker::PhantomData<F>,
 }
