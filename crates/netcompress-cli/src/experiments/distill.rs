@@ -314,3 +314,47 @@ pub(crate) fn run_sweep(ctx: &Ctx) -> Result<Report> {
         extra,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use compress_core::{Layer, Mode};
+    use ndarray::ArrayD;
+
+    use super::*;
+
+    fn ctx(data: DataSource) -> Ctx {
+        Ctx {
+            data,
+            seed: 3,
+            fast: false,
+            progress: false,
+            models: super::super::ModelOpts::default(),
+        }
+    }
+
+    #[test]
+    fn only_the_mnist_teacher_trains_on_jittered_inputs() {
+        let mnist = Setup::new(&ctx(DataSource::Mnist("unused".into())), 5, 3);
+        assert_eq!(mnist.jitter, 2);
+        let mut teacher = mnist.teacher_net(3).unwrap();
+        assert_eq!(teacher.len(), 8);
+        assert_eq!(teacher.layers()[0].name(), "RandomShift");
+        let x = ArrayD::from_shape_fn(vec![4, 784], |i| (i[1] % 7) as f32);
+        // Training sees shifted images: the first layer changes the input...
+        let jitter = &mut teacher.layers_mut()[0];
+        let shifted = jitter.forward(&x, Mode::Train).unwrap();
+        assert_ne!(shifted, x);
+        // ...and the model evaluates the plain ones.
+        assert_eq!(jitter.forward(&x, Mode::Eval).unwrap(), x);
+        assert_eq!(
+            teacher.cost(&[784]).unwrap().params,
+            784 * 1200 + 1200 * 1200 + 12_010 + 1200 * 2
+        );
+
+        let digits = Setup::new(&ctx(DataSource::Digits), 5, 3);
+        assert_eq!(digits.jitter, 0);
+        let plain = digits.teacher_net(3).unwrap();
+        assert_eq!(plain.len(), 7);
+        assert_eq!(plain.layers()[0].name(), "Linear");
+    }
+}
