@@ -7,11 +7,12 @@ use std::hint::black_box;
 
 use compress_benches::{random_matrix, random_weights};
 use compress_core::{Layer, Mode};
-use compress_nn::Linear;
+use compress_nn::models::small_cnn;
+use compress_nn::{BatchNorm2d, Conv2d, Linear, Sequential};
 use compress_quant::kernels::{
     PackedB, dequantize_i8_into, gemm_i8, quantize_i8_into, quantize_rows_i8_into,
 };
-use compress_quant::{ActQuant, DynamicQLinear, Int4Linear, QLinear};
+use compress_quant::{ActQuant, DynamicQLinear, Int4Linear, QConv2d, QLinear};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use ndarray::{Array2, ArrayD};
 use rand::{SeedableRng, rngs::StdRng};
@@ -117,4 +118,55 @@ fn linear(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, elementwise, gemm, linear);
+/// The 28x28 MNIST CNN of `quant-int8-inference` (`small_cnn`: two 3x3 convolutions with
+/// batch norm, pooling, two linear layers) in f32 and with every convolution a [`QConv2d`]
+/// and every linear layer a [`QLinear`], on a batch of 256 images.
+fn cnn(c: &mut Criterion) {
+    let mut group = c.benchmark_group("quant");
+    group.sample_size(10);
+    let n = 256;
+    let mut rng = StdRng::seed_from_u64(8);
+    let mut net = small_cnn::<f32, _>(1, 28, 10, &mut rng);
+    randomize_bn(&mut net);
+    let mut q = small_cnn::<f32, _>(1, 28, 10, &mut StdRng::seed_from_u64(8));
+    randomize_bn(&mut q);
+    for i in 0..q.len() {
+        if let Some(conv) = q.get::<Conv2d<f32>>(i) {
+            q.layers_mut()[i] = Box::new(QConv2d::from_conv(conv).expect("finite weights"));
+        } else if let Some(l) = q.get::<Linear<f32>>(i) {
+            let ql = QLinear::from_linear(l, ActQuant::DynamicPerRow).expect("finite weights");
+            q.layers_mut()[i] = Box::new(ql);
+        }
+    }
+    let x = random_matrix(n, 784, 9)
+        .into_shape_with_order((n, 1, 28, 28))
+        .expect("784 = 28 x 28")
+        .into_dyn();
+    let macs = net.cost(&[1, 28, 28]).expect("fits").macs * n as u64;
+    group.throughput(Throughput::Elements(macs));
+    group.bench_function(BenchmarkId::new("cnn_f32", "256x1x28x28"), |b| {
+        b.iter(|| net.forward(black_box(&x), Mode::Eval).expect("shapes fit"));
+    });
+    group.bench_function(BenchmarkId::new("cnn_int8", "256x1x28x28"), |b| {
+        b.iter(|| q.forward(black_box(&x), Mode::Eval).expect("shapes fit"));
+    });
+    group.finish();
+}
+
+/// Gives the batch norms of `net` non-trivial running statistics (as after training).
+fn randomize_bn(net: &mut Sequential<f32>) {
+    for i in 0..net.len() {
+        if let Some(bn) = net.get_mut::<BatchNorm2d<f32>>(i) {
+            bn.running_mean_mut()
+                .value_mut()
+                .indexed_iter_mut()
+                .for_each(|(ix, v)| *v = 0.1 * (ix[0] as f32).sin());
+            bn.running_var_mut()
+                .value_mut()
+                .indexed_iter_mut()
+                .for_each(|(ix, v)| *v = 1.0 + 0.5 * (ix[0] as f32).cos());
+        }
+    }
+}
+
+criterion_group!(benches, elementwise, gemm, linear, cnn);

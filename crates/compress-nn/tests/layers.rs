@@ -272,3 +272,89 @@ fn forward_owned_equals_forward_and_keeps_the_training_cache() {
         }
     }
 }
+
+mod max_pool_2x2 {
+    use compress_core::{Layer, Mode};
+    use compress_nn::MaxPool2d;
+    use ndarray::ArrayD;
+    use proptest::prelude::*;
+
+    /// Brute-force 2x2 / stride-2 max pooling: the value and flat index of each window's
+    /// first maximum (rows top to bottom, left to right), NaN winning.
+    fn reference(x: &[f32], planes: usize, h: usize, w: usize) -> (Vec<f32>, Vec<usize>) {
+        let (oh, ow) = (h / 2, w / 2);
+        let (mut vals, mut idx) = (vec![], vec![]);
+        for p in 0..planes {
+            for i in 0..oh {
+                for j in 0..ow {
+                    let (mut best, mut bi) = (f32::NEG_INFINITY, p * h * w + 2 * i * w + 2 * j);
+                    for (di, dj) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                        let k = p * h * w + (2 * i + di) * w + 2 * j + dj;
+                        if x[k] > best || (x[k].is_nan() && !best.is_nan()) {
+                            best = x[k];
+                            bi = k;
+                        }
+                    }
+                    vals.push(best);
+                    idx.push(bi);
+                }
+            }
+        }
+        (vals, idx)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// The 2x2 fast path gives the brute-force values (eval and train) and routes each
+        /// gradient to the brute-force arg-max, with ties, -inf, NaN and odd sides.
+        #[test]
+        fn fast_path_matches_brute_force(
+            n in 1usize..3, c in 1usize..3, h in 2usize..8, w in 2usize..8,
+            codes in prop::collection::vec(0u8..8, 2 * 2 * 7 * 7),
+        ) {
+            let len = n * c * h * w;
+            // Few distinct values, so ties are common; code 6 is -inf and 7 NaN.
+            let xs: Vec<f32> = codes.iter().cycle().take(len).map(|&k| match k {
+                6 => f32::NEG_INFINITY,
+                7 => f32::NAN,
+                k => f32::from(k) - 2.0,
+            }).collect();
+            let x = ArrayD::from_shape_vec(vec![n, c, h, w], xs.clone()).unwrap();
+            let (vals, idx) = reference(&xs, n * c, h, w);
+            let same = |y: &ArrayD<f32>| {
+                y.iter().zip(&vals).all(|(a, b)| a == b || (a.is_nan() && b.is_nan()))
+            };
+            let mut pool = MaxPool2d::new(2);
+            let y = pool.forward(&x, Mode::Eval).unwrap();
+            prop_assert_eq!(y.shape(), &[n, c, h / 2, w / 2]);
+            prop_assert!(same(&y));
+            let y = pool.forward(&x, Mode::Train).unwrap();
+            prop_assert!(same(&y));
+            let g = ArrayD::from_shape_vec(y.raw_dim(), (1..=y.len()).map(|v| v as f32).collect()).unwrap();
+            let dx = pool.backward(&g).unwrap();
+            let mut expected = vec![0.0f32; len];
+            for (&k, &gv) in idx.iter().zip(g.iter()) {
+                expected[k] += gv;
+            }
+            prop_assert_eq!(dx.iter().copied().collect::<Vec<_>>(), expected);
+        }
+    }
+}
+
+/// Eval through `forward_owned` (in place, as `Sequential` runs it) equals `forward`.
+#[test]
+fn batch_norm_eval_in_place_equals_forward() {
+    let mut bn = BatchNorm2d::<f64>::new(3);
+    let x = compress_testkit::seeded_tensor::<f64>(&[4, 3, 5, 5], 3);
+    // Non-trivial running statistics from a training pass.
+    bn.forward(&x.mapv(|v| 2.0 * v + 1.0), Mode::Train).unwrap();
+    let y = bn.forward(&x, Mode::Eval).unwrap();
+    assert_eq!(bn.forward_owned(x.clone(), Mode::Eval).unwrap(), y);
+    assert_ne!(y, x);
+    let mut bn1 = BatchNorm1d::<f64>::new(3);
+    let x1 = compress_testkit::seeded_tensor::<f64>(&[6, 3], 4);
+    bn1.forward(&x1, Mode::Train).unwrap();
+    let y1 = bn1.forward(&x1, Mode::Eval).unwrap();
+    assert_eq!(bn1.forward_owned(x1, Mode::Eval).unwrap(), y1);
+}

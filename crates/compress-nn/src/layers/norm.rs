@@ -69,6 +69,46 @@ impl<F: Float> Bn<F> {
         Ok((shape[0], shape[2..].iter().product()))
     }
 
+    /// Eval mode on `xs` (`n` samples of `channels x s` values) in place: the running
+    /// statistics fold into one multiply-add per element,
+    /// `y = x * (gamma / std) + (beta - mean * gamma / std)`.
+    fn eval_in_place(&mut self, xs: &mut [F], n: usize, s: usize) {
+        let c = self.channels();
+        let gamma = self.weight.effective().into_owned();
+        let beta = self.bias.effective().into_owned();
+        let eps = F::lit(self.eps);
+        let rm = self.running_mean.value();
+        let rv = self.running_var.value();
+        let (scale, shift): (Vec<F>, Vec<F>) = (0..c)
+            .map(|ch| {
+                let sc = gamma[ch] / (rv[ch] + eps).sqrt();
+                (sc, beta[ch] - rm[ch] * sc)
+            })
+            .unzip();
+        for (k, plane) in xs.chunks_exact_mut(s.max(1)).take(n * c).enumerate() {
+            let (sc, sh) = (scale[k % c], shift[k % c]);
+            plane.iter_mut().for_each(|v| *v = *v * sc + sh);
+        }
+        self.cache = None;
+    }
+
+    /// [`Layer::forward_owned`]: eval mode reuses the input's buffer.
+    fn forward_owned(
+        &mut self,
+        layer: &str,
+        mut x: ArrayD<F>,
+        mode: Mode,
+        ndims: &[usize],
+    ) -> Result<ArrayD<F>> {
+        if mode == Mode::Train || !x.is_standard_layout() {
+            return self.forward(layer, &x, mode, ndims);
+        }
+        let (n, s) = self.check(layer, x.shape(), ndims)?;
+        let xs = x.as_slice_mut().expect("standard layout is contiguous");
+        self.eval_in_place(xs, n, s);
+        Ok(x)
+    }
+
     fn forward(
         &mut self,
         layer: &str,
@@ -85,22 +125,8 @@ impl<F: Float> Bn<F> {
         let eps = F::lit(self.eps);
         let m = n * s;
         if mode != Mode::Train {
-            // Eval: the running statistics fold into one multiply-add per element,
-            // `y = x * (gamma / std) + (beta - mean * gamma / std)`, in a single pass.
-            let rm = self.running_mean.value();
-            let rv = self.running_var.value();
-            let mut y = Vec::with_capacity(xs.len());
-            let (scale, shift): (Vec<F>, Vec<F>) = (0..c)
-                .map(|ch| {
-                    let sc = gamma[ch] / (rv[ch] + eps).sqrt();
-                    (sc, beta[ch] - rm[ch] * sc)
-                })
-                .unzip();
-            for (k, plane) in xs.chunks_exact(s.max(1)).take(n * c).enumerate() {
-                let (sc, sh) = (scale[k % c], shift[k % c]);
-                y.extend(plane.iter().map(|&v| v * sc + sh));
-            }
-            self.cache = None;
+            let mut y = xs.to_vec();
+            self.eval_in_place(&mut y, n, s);
             return Ok(ArrayD::from_shape_vec(IxDyn(x.shape()), y)?);
         }
         if m < 2 {
@@ -375,6 +401,9 @@ macro_rules! batch_norm {
             }
             fn forward(&mut self, x: &ArrayRef<F, IxDyn>, mode: Mode) -> Result<ArrayD<F>> {
                 self.inner.forward($label, x, mode, &$ndims)
+            }
+            fn forward_owned(&mut self, x: ArrayD<F>, mode: Mode) -> Result<ArrayD<F>> {
+                self.inner.forward_owned($label, x, mode, &$ndims)
             }
             fn backward(&mut self, grad: &ArrayRef<F, IxDyn>) -> Result<ArrayD<F>> {
                 self.inner.backward($label, grad)

@@ -102,6 +102,11 @@ impl Window {
         })
     }
 
+    /// A 2x2 window at stride 2 without padding (the common pool, with a fast path).
+    fn is_2x2(&self) -> bool {
+        self.kernel == (2, 2) && self.stride == (2, 2) && self.padding == (0, 0)
+    }
+
     /// The cost of pooling a per-sample input `[C, H, W]`: none, output `[C, oh, ow]`.
     fn cost(&self, layer: &str, input_shape: &[usize]) -> Result<Cost> {
         let [c, _, _, oh, ow] = self.plan(layer, input_shape)?;
@@ -175,6 +180,47 @@ impl Walk {
                     i += 1;
                 }
             }
+        }
+    }
+}
+
+/// Max pooling of 2x2 windows at stride 2 without padding (every window inside the image):
+/// the same results and arg-max indices as the general walk (rows top to bottom, left to
+/// right, the first maximum kept, NaN propagating), without its per-window bookkeeping.
+fn max_2x2<F: Float>(xs: &[F], walk: &Walk, out: &mut Vec<F>, arg: Option<&mut Vec<usize>>) {
+    let (h, w) = (walk.h, walk.w);
+    let [_, _, oh, ow] = walk.shape;
+    out.resize(walk.out_len(), F::zero());
+    let rows = out.chunks_exact_mut(ow.max(1)).enumerate();
+    let Some(arg) = arg else {
+        // Values only: `v > best || v is NaN` keeps the maximum and lets NaN through.
+        for (o, dst) in rows {
+            let r0 = (o / oh) * h * w + 2 * (o % oh) * w;
+            let (top, bottom) = (&xs[r0..r0 + 2 * ow], &xs[r0 + w..r0 + w + 2 * ow]);
+            for (j, d) in dst.iter_mut().enumerate() {
+                let pick = |best: F, v: F| if v > best || v.is_nan() { v } else { best };
+                let t = pick(top[2 * j], top[2 * j + 1]);
+                let u = pick(bottom[2 * j], bottom[2 * j + 1]);
+                *d = if t.is_nan() { t } else { pick(t, u) };
+            }
+        }
+        return;
+    };
+    arg.resize(walk.out_len(), 0);
+    for ((o, dst), idx) in rows.zip(arg.chunks_exact_mut(ow.max(1))) {
+        let r0 = (o / oh) * h * w + 2 * (o % oh) * w;
+        let r1 = r0 + w;
+        for (j, (d, a)) in dst.iter_mut().zip(idx).enumerate() {
+            let (mut best, mut bi) = (F::neg_infinity(), r0 + 2 * j);
+            for k in [r0 + 2 * j, r0 + 2 * j + 1, r1 + 2 * j, r1 + 2 * j + 1] {
+                let v = xs[k];
+                if v > best || (v.is_nan() && !best.is_nan()) {
+                    best = v;
+                    bi = k;
+                }
+            }
+            *d = best;
+            *a = bi;
         }
     }
 }
@@ -271,6 +317,11 @@ impl<F: Float> Layer<F> for MaxPool2d {
         let xs = xs.as_slice().expect("standard layout is contiguous");
         let mut out = Vec::with_capacity(walk.out_len());
         let mut arg = Vec::with_capacity(if train { walk.out_len() } else { 0 });
+        if self.window.is_2x2() {
+            max_2x2(xs, &walk, &mut out, train.then_some(&mut arg));
+            self.cache = train.then(|| (x.shape().to_vec(), arg));
+            return Ok(ArrayD::from_shape_vec(IxDyn(&walk.shape), out)?);
+        }
         walk.for_each(|_, win| {
             let (mut best, mut bi) = (F::neg_infinity(), win.start);
             for run in win.ranges() {

@@ -127,7 +127,7 @@ pub fn im2col_nhwc<T: Copy>(
                 }
                 let line = &x[iy as usize * g.w * c..(iy as usize + 1) * g.w * c];
                 if whole && inside_w {
-                    dst.copy_from_slice(&line[ix0 as usize * c..][..kwc]);
+                    copy_run(dst, &line[ix0 as usize * c..][..kwc]);
                     continue;
                 }
                 for (j, tap) in dst.chunks_exact_mut(cn).enumerate() {
@@ -135,12 +135,30 @@ pub fn im2col_nhwc<T: Copy>(
                     if ix < 0 || ix as usize >= g.w {
                         tap.fill(pad);
                     } else {
-                        tap.copy_from_slice(&line[ix as usize * c + c0..][..cn]);
+                        copy_run(tap, &line[ix as usize * c + c0..][..cn]);
                     }
                 }
             }
         }
     }
+}
+
+/// `dst.copy_from_slice(src)`, with the short runs of few-channel images (a 3-wide kernel
+/// row of one channel is 3 elements) copied inline instead of through a `memmove` call each.
+#[inline(always)]
+fn copy_run<T: Copy>(dst: &mut [T], src: &[T]) {
+    macro_rules! fixed {
+        ($($n:literal)*) => {
+            match dst.len() {
+                $($n => {
+                    let d: &mut [T; $n] = dst.try_into().expect("length checked");
+                    *d = src.try_into().expect("same length");
+                })*
+                _ => dst.copy_from_slice(src),
+            }
+        };
+    }
+    fixed!(1 2 3 4 5 6 7 8 9 12 16);
 }
 
 /// Adds `cols` (`[c * kh * kw, oh * ow]`) back into `dx` (`c` planes of `h * w`):
