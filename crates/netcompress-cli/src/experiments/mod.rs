@@ -13,6 +13,7 @@ mod distill_minilm;
 mod dynamic;
 mod prune;
 mod quant;
+mod quant_int8;
 
 use std::path::PathBuf;
 
@@ -300,7 +301,7 @@ pub(crate) const REGISTRY: &[Experiment] = &[
     Experiment {
         name: "quant-int8-inference",
         about: "the MLP (and CNN) end to end through QLinear / QConv2d: agreement and latency",
-        run: quant::run_int8_inference,
+        run: quant_int8::run_int8_inference,
     },
 ];
 
