@@ -68,6 +68,26 @@ fn conv2d_depthwise(c: &mut Criterion) {
     conv_bench(c, "conv2d_depthwise", 64);
 }
 
+/// `nn/conv2d_small/256x16x8x8`: a 16 -> 32 channel 3x3 convolution of 256 8x8 images (the
+/// digits CNN's second layer: one small GEMM per image, im2col between them; it ran 10x
+/// slower before the GEMM cleared the vector registers' upper halves).
+fn conv2d_small(c: &mut Criterion) {
+    let mut group = c.benchmark_group("nn");
+    group.sample_size(10);
+    let mut rng = StdRng::seed_from_u64(2);
+    let mut conv =
+        Conv2d::<f32>::new(Conv2dConfig::new(16, 32, 3).padding(1), &mut rng).expect("valid");
+    let x = ArrayD::from_shape_fn(vec![256, 16, 8, 8], |d| {
+        ((d[0] * 7 + d[1] * 13 + d[2] * 3 + d[3]) % 17) as f32 / 17.0 - 0.5
+    });
+    let macs = conv.cost(&[16, 8, 8]).expect("fits").macs * 256;
+    group.throughput(Throughput::Elements(macs));
+    group.bench_function(BenchmarkId::new("conv2d_small", "256x16x8x8"), |b| {
+        b.iter(|| conv.forward(black_box(&x), Mode::Eval).expect("forward"));
+    });
+    group.finish();
+}
+
 /// `nn/conv2d_pointwise/32x64x32x32`: the 1x1, 64 -> 64 convolution (one GEMM per image).
 fn conv2d_pointwise(c: &mut Criterion) {
     let mut group = c.benchmark_group("nn");
@@ -184,6 +204,7 @@ criterion_group!(
     conv2d,
     conv2d_depthwise,
     conv2d_pointwise,
+    conv2d_small,
     elementwise,
     pools
 );
